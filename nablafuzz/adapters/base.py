@@ -1,0 +1,224 @@
+"""The adapter interface (worker side) and the composable base for real AD libraries.
+
+An adapter owns everything library-specific: resolving an API name, converting arrays,
+reverse and forward mode, and classifying exceptions.  The scenario engine in
+`nablafuzz.scenarios` only talks to this interface.
+
+`ComposableAdapter` builds every scenario from two native primitives, `vjp` and `jvp`, by
+composition (Note [second order by composition]); a library adapter implements those two.
+Worker-safe: Python 3.10, numpy 1.26, no orchestrator imports.
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Sequence, Tuple
+
+import numpy as np
+
+from ..model import Outcome
+
+Call = Callable[[List[Any]], List[Any]]
+
+
+class UnknownApi(LookupError):
+    """The API name does not resolve in this library (or is not allowed to)."""
+
+
+@dataclass(frozen=True)
+class FirstOrder:
+    outputs: Tuple[np.ndarray, ...]
+    value: float
+    scale: float
+    gradient: Tuple[np.ndarray, ...] = ()
+
+
+@dataclass(frozen=True)
+class SecondOrder:
+    value: float
+    scale: float
+
+
+def project(a: Sequence[np.ndarray], b: Sequence[np.ndarray]) -> Tuple[float, float]:
+    """(<a, b>, sum |a||b|) in float64; the second number scales tolerances."""
+    value, scale = 0.0, 0.0
+    for x, y in zip(a, b):
+        x = np.asarray(x, dtype=np.float64)
+        y = np.asarray(y, dtype=np.float64)
+        value += float(np.sum(x * y))
+        scale += float(np.sum(np.abs(x) * np.abs(y)))
+    return value, scale
+
+
+def resolve_user_function(api: str) -> Any:
+    """`package.module:function` -> the object; only called for names a loaded spec declared."""
+    module_name, _, attr = api.partition(":")
+    obj: Any = importlib.import_module(module_name)
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+class Adapter:
+    """What the worker needs from one library."""
+
+    library: str = ""
+    emulated_fwd: bool = False
+
+    def versions(self) -> Dict[str, str]:
+        raise NotImplementedError
+
+    def resolve(self, api: str) -> Any:
+        raise NotImplementedError
+
+    def from_numpy(self, a: np.ndarray, dtype: str) -> Any:
+        return np.asarray(a, dtype=dtype)
+
+    def to_numpy(self, t: Any) -> np.ndarray:
+        return np.asarray(t)
+
+    def bind(self, fn: Any, inputs: Sequence[Tuple[Any, bool, bool, str]],
+             diff_outputs: Sequence[int] | None) -> Tuple["BoundCall", List[np.ndarray]]:
+        """Close `fn` over its non-differentiable arguments.
+
+        `inputs` are (numpy array, list of arrays, or scalar; differentiable; keyword; name).
+        Returns a call taking the differentiable inputs (native tensors) positionally, and
+        the numpy values of those inputs in order.
+        """
+        xs: List[np.ndarray] = []
+        slots = [(name, keyword, self._slot(value, diff, xs)) for value, diff, keyword, name in inputs]
+
+        def call(*dx: Any) -> Any:
+            args, kwargs = [], {}
+            for name, keyword, slot in slots:
+                value = _fill(slot, dx)
+                if keyword:
+                    kwargs[name] = value
+                else:
+                    args.append(value)
+            return fn(*args, **kwargs)
+
+        outs = None if diff_outputs is None else tuple(diff_outputs)
+        return BoundCall(call, outs), xs
+
+    def _slot(self, value: Any, diff: bool, xs: List[np.ndarray]) -> Any:
+        if isinstance(value, list):
+            return [self._slot(v, diff, xs) for v in value]
+        if isinstance(value, np.ndarray):
+            if diff and value.dtype.kind == "f":
+                xs.append(value)
+                return _Diff(len(xs) - 1)
+            return _Const(self.from_numpy(value, str(value.dtype)))
+        return _Const(value)
+
+    def direct(self, call: "BoundCall", xs: List[np.ndarray]) -> List[np.ndarray]:
+        raise NotImplementedError
+
+    def first_order(self, mode: str, call: "BoundCall", xs: List[np.ndarray],
+                    us: List[np.ndarray], vs: List[np.ndarray]) -> FirstOrder:
+        raise NotImplementedError
+
+    def second_order(self, outer: str, inner: str, call: "BoundCall", xs: List[np.ndarray],
+                     us: List[np.ndarray], vs: List[np.ndarray], ws: List[np.ndarray]) -> SecondOrder:
+        raise NotImplementedError
+
+    def classify(self, exc: BaseException) -> Outcome:
+        """UNSUPPORTED for 'this derivative is not implemented', RAISED for anything else."""
+        return Outcome.UNSUPPORTED if isinstance(exc, NotImplementedError) else Outcome.RAISED
+
+    def seed(self, seed: int) -> None:
+        """Seed the library's own RNG before a trial of a random op."""
+
+    def derive_specs(self) -> List[Dict[str, Any]]:
+        """This library's spec source: API specs (as spec-file dicts) from its own metadata."""
+        return []
+
+
+@dataclass(frozen=True)
+class _Diff:
+    index: int
+
+
+@dataclass(frozen=True)
+class _Const:
+    value: Any
+
+
+def _fill(slot: Any, dx: Sequence[Any]) -> Any:
+    if isinstance(slot, list):
+        return [_fill(s, dx) for s in slot]
+    return dx[slot.index] if isinstance(slot, _Diff) else slot.value
+
+
+@dataclass(frozen=True)
+class BoundCall:
+    """A function of the differentiable inputs only; `diff_outputs` picks outputs to differentiate."""
+
+    fn: Callable[..., Any]
+    diff_outputs: Tuple[int, ...] | None
+
+
+# Note [second order by composition]
+# With a cotangent v and tangents u, w, Q(x) = <v, J(x) u> is a scalar function of x, computable
+# natively by reverse mode (<vjp(v), u>) or forward mode (<v, jvp(u)>).  Any first-order
+# scenario applied to Q along w gives v^T D^2 f(x)[u, w]; scenario "fwd.rev" is the JVP (outer)
+# of the VJP-based Q (inner).  All compositions must agree, and finite differences of Q
+# (`fd.rev`, `fd.fwd`) are their reference.
+class ComposableAdapter(Adapter):
+    """Scenarios from native `vjp` / `jvp` that can be nested."""
+
+    def vjp(self, f: Call, xs: List[Any], cts: List[Any], create_graph: bool) -> Tuple[List[Any], List[Any]]:
+        raise NotImplementedError
+
+    def jvp(self, f: Call, xs: List[Any], tangents: List[Any]) -> Tuple[List[Any], List[Any]]:
+        raise NotImplementedError
+
+    def dot(self, a: List[Any], b: List[Any]) -> Any:
+        """Native differentiable sum of <a_i, b_i> (a scalar tensor)."""
+        raise NotImplementedError
+
+    def _native(self, arrays: Sequence[np.ndarray], like: Sequence[np.ndarray]) -> List[Any]:
+        return [self.from_numpy(np.asarray(a), str(x.dtype)) for a, x in zip(arrays, like)]
+
+    def _outputs(self, call: BoundCall) -> Call:
+        def f(xs: List[Any]) -> List[Any]:
+            outs = call.fn(*xs)
+            outs = list(outs) if isinstance(outs, (tuple, list)) else [outs]
+            return outs if call.diff_outputs is None else [outs[i] for i in call.diff_outputs]
+        return f
+
+    def direct(self, call, xs):
+        outs = call.fn(*self._native(xs, xs))
+        outs = list(outs) if isinstance(outs, (tuple, list)) else [outs]
+        return [self.to_numpy(o) for o in outs]
+
+    def first_order(self, mode, call, xs, us, vs):
+        f, nx = self._outputs(call), self._native(xs, xs)
+        if mode == "rev":
+            outs, grads = self.vjp(f, nx, self._native(vs, vs), create_graph=False)
+            g = [self.to_numpy(t) for t in grads]
+            value, scale = project(g, us)
+            return FirstOrder(tuple(self.to_numpy(o) for o in outs), value, scale, tuple(g))
+        outs, tans = self.jvp(f, nx, self._native(us, xs))
+        value, scale = project(vs, [self.to_numpy(t) for t in tans])
+        return FirstOrder(tuple(self.to_numpy(o) for o in outs), value, scale)
+
+    def _inner(self, inner: str, f: Call, us: List[Any], vs: List[Any]) -> Call:
+        def q(xs: List[Any]) -> List[Any]:
+            if inner == "rev":
+                _, grads = self.vjp(f, xs, vs, create_graph=True)
+                return [self.dot(grads, us)]
+            _, tans = self.jvp(f, xs, us)
+            return [self.dot(vs, tans)]
+        return q
+
+    def second_order(self, outer, inner, call, xs, us, vs, ws):
+        nx = self._native(xs, xs)
+        q = self._inner(inner, self._outputs(call), self._native(us, xs), self._native(vs, vs))
+        if outer == "rev":
+            _, grads = self.vjp(q, nx, [self.from_numpy(np.ones(()), str(xs[0].dtype))], create_graph=False)
+            value, scale = project([self.to_numpy(g) for g in grads], ws)
+            return SecondOrder(value, scale)
+        _, tans = self.jvp(q, nx, self._native(ws, xs))
+        value = float(self.to_numpy(tans[0]))
+        return SecondOrder(value, abs(value))

@@ -1,0 +1,126 @@
+"""JSON encoding of the model's dataclasses, defined once.
+
+Non-finite floats become the strings "nan", "inf", "-inf" (strict JSON has no literal for
+them); finite floats keep Python's round-trip repr, so records are exact.  `canonical` is the
+byte form hashed for identities.  Worker-safe: standard library only.
+"""
+from __future__ import annotations
+
+import dataclasses
+import enum
+import hashlib
+import json
+import math
+import typing
+from typing import Any, Union
+
+from . import model
+
+_NONFINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
+
+
+def encode_float(x: float) -> Union[float, str]:
+    if math.isnan(x):
+        return "nan"
+    if math.isinf(x):
+        return "inf" if x > 0 else "-inf"
+    return x
+
+
+def decode_float(x: Any) -> float:
+    if isinstance(x, str):
+        try:
+            return _NONFINITE[x]
+        except KeyError:
+            raise ValueError(f"not a float: {x!r} (expected a number, 'nan', 'inf' or '-inf')") from None
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        raise ValueError(f"not a float: {x!r}")
+    return float(x)
+
+
+def to_json(obj: Any) -> Any:
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_json(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, enum.Enum):
+        return obj.value
+    if isinstance(obj, (tuple, list)):
+        return [to_json(x) for x in obj]
+    if isinstance(obj, bool) or obj is None or isinstance(obj, (int, str)):
+        return obj
+    if isinstance(obj, float):
+        return encode_float(obj)
+    if isinstance(obj, dict):
+        return {str(k): to_json(v) for k, v in obj.items()}
+    item = getattr(obj, "item", None)  # numpy scalar
+    if item is not None and getattr(obj, "shape", None) == ():
+        return to_json(item())
+    raise TypeError(f"cannot encode {type(obj).__name__} as JSON")
+
+
+def canonical(obj: Any) -> bytes:
+    return json.dumps(to_json(obj), sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
+
+
+def digest(obj: Any, length: int = 16) -> str:
+    return hashlib.sha256(canonical(obj)).hexdigest()[:length]
+
+
+def from_json(tp: Any, data: Any) -> Any:
+    """Rebuild a value of annotated type `tp` from `to_json` output; raises ValueError on mismatch."""
+    if tp is Any:
+        return data
+    if dataclasses.is_dataclass(tp):
+        return _dataclass_from_json(tp, data)
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        return tp(data)
+    origin = typing.get_origin(tp)
+    if origin is Union:
+        return _union_from_json(typing.get_args(tp), data)
+    if origin in (tuple, typing.Tuple):
+        return _tuple_from_json(typing.get_args(tp), data)
+    if tp is float:
+        return decode_float(data)
+    if tp in (int, str, bool) and not isinstance(data, tp):
+        raise ValueError(f"expected {tp.__name__}, got {data!r}")
+    return data
+
+
+def _dataclass_from_json(tp: type, data: Any) -> Any:
+    if not isinstance(data, dict):
+        raise ValueError(f"expected an object for {tp.__name__}, got {type(data).__name__}")
+    hints = typing.get_type_hints(tp, vars(model))
+    known = {f.name for f in dataclasses.fields(tp)}
+    unknown = set(data) - known
+    if unknown:
+        raise ValueError(f"{tp.__name__}: unknown field(s) {sorted(unknown)}")
+    kwargs = {}
+    for name in known & set(data):
+        try:
+            kwargs[name] = from_json(hints[name], data[name])
+        except (ValueError, TypeError) as e:
+            raise ValueError(f"{tp.__name__}.{name}: {e}") from None
+    return tp(**kwargs)
+
+
+def _tuple_from_json(args: tuple, data: Any) -> tuple:
+    if not isinstance(data, list):
+        raise ValueError(f"expected a list, got {data!r}")
+    if len(args) == 2 and args[1] is Ellipsis:
+        return tuple(from_json(args[0], x) for x in data)
+    if len(args) != len(data):
+        raise ValueError(f"expected {len(args)} items, got {len(data)}")
+    return tuple(from_json(a, x) for a, x in zip(args, data))
+
+
+def _union_from_json(args: tuple, data: Any) -> Any:
+    if data is None and type(None) in args:
+        return None
+    if isinstance(data, dict) and model.TensorRecord in args:
+        return from_json(model.TensorRecord, data)
+    if isinstance(data, list):
+        if data and isinstance(data[0], dict):
+            return tuple(from_json(model.TensorRecord, x) for x in data)
+        return tuple(data)
+    if isinstance(data, str) and float in args and data in _NONFINITE:
+        return decode_float(data)
+    return data

@@ -1,0 +1,86 @@
+"""One validated, immutable campaign configuration, with named profiles.
+
+Profiles give defaults; command-line values override them field by field through
+`make_config`, which is the only constructor that validates.  Nothing here reads files or
+starts processes.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from typing import Any, Dict, Tuple
+
+from .errors import ConfigError
+from .scenarios import ALL as ALL_SCENARIOS
+
+
+@dataclass(frozen=True)
+class Config:
+    libraries: Tuple[str, ...] = ("numpy_ref",)
+    apis: Tuple[str, ...] = ("*",)
+    spec_files: Tuple[str, ...] = ()
+    spec_dir: str = "api_specs"
+    store_dir: str = "bug_reports"
+    campaign_dir: str = ".nablafuzz/campaigns"
+    trials_per_api: int = 50
+    budget_s: float = 600.0
+    api_budget_s: float = 60.0
+    seed: int = 0
+    workers: int = 2
+    max_tensor_size: int = 64
+    max_rank: int = 4
+    trial_timeout_s: float = 30.0
+    memory_limit_mb: int = 0
+    scenarios: Tuple[str, ...] = ALL_SCENARIOS
+    compiled: bool = False
+    minimise: bool = True
+    name: str = ""
+    profile: str = "default"
+
+
+PROFILES: Dict[str, Dict[str, Any]] = {
+    "default": {},
+    "smoke": {"trials_per_api": 12, "budget_s": 300.0, "api_budget_s": 20.0},
+    "nightly": {"trials_per_api": 400, "budget_s": 6 * 3600.0, "api_budget_s": 300.0, "compiled": True},
+}
+
+_RULES = [
+    ("trials_per_api", lambda v: v >= 1, "at least 1"),
+    ("budget_s", lambda v: v > 0, "a positive number of seconds"),
+    ("api_budget_s", lambda v: v > 0, "a positive number of seconds"),
+    ("workers", lambda v: 1 <= v <= 64, "between 1 and 64"),
+    ("max_tensor_size", lambda v: 1 <= v <= 4096, "between 1 and 4096 elements"),
+    ("max_rank", lambda v: 0 <= v <= 8, "between 0 and 8"),
+    ("trial_timeout_s", lambda v: v > 0, "a positive number of seconds"),
+    ("memory_limit_mb", lambda v: v == 0 or v >= 256, "0 (no limit) or at least 256"),
+    ("seed", lambda v: 0 <= v < 2 ** 63, "a non-negative integer below 2**63"),
+    ("libraries", lambda v: len(v) >= 1, "at least one library"),
+]
+
+
+def make_config(profile: str = "default", **overrides: Any) -> Config:
+    """Build and validate a Config: profile defaults, then non-None overrides."""
+    if profile not in PROFILES:
+        raise ConfigError(f"unknown profile {profile!r}: choose one of {', '.join(PROFILES)}")
+    known = {f.name for f in dataclasses.fields(Config)}
+    values = dict(PROFILES[profile], profile=profile)
+    for key, value in overrides.items():
+        if key not in known:
+            raise ConfigError(f"unknown setting {key!r}; known settings: {', '.join(sorted(known))}")
+        if value is not None:
+            values[key] = tuple(value) if isinstance(value, list) else value
+    values.setdefault("workers", min(2, os.cpu_count() or 1))
+    config = Config(**values)
+    _validate(config)
+    return config
+
+
+def _validate(config: Config) -> None:
+    for name, ok, rule in _RULES:
+        value = getattr(config, name)
+        if not ok(value):
+            raise ConfigError(f"setting {name}={value!r} is invalid: it must be {rule}")
+    unknown = [s for s in config.scenarios if s not in ALL_SCENARIOS]
+    if unknown:
+        raise ConfigError(f"setting scenarios has unknown id(s) {unknown}: choose from {', '.join(ALL_SCENARIOS)}")

@@ -1,0 +1,167 @@
+"""Trials from specs: spec + campaign seed + index -> a concrete `Trial`, deterministically.
+
+Shapes cover 0-d, size-1 and empty dimensions and broadcasting; values come from the argument's
+domain with boundary values on purpose (`domains.py`); tensor size is capped.
+"""
+from __future__ import annotations
+
+import hashlib
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+
+from .domains import sample
+from .model import ApiSpec, ArgKind, ArgSpec, InputValue, TensorRecord, Trial, Value
+from .tensors import FLOAT_DTYPES, to_array, to_record
+
+Shape = Tuple[int, ...]
+
+
+def trial_seed(campaign_seed: int, spec_id: str, index: int) -> int:
+    h = hashlib.sha256(f"{campaign_seed}/{spec_id}/{index}".encode()).digest()
+    return int.from_bytes(h[:8], "big") >> 1
+
+
+def _dim(rng: np.random.Generator) -> int:
+    r = rng.random()
+    return 0 if r < 0.04 else 1 if r < 0.2 else int(rng.integers(2, 5))
+
+
+def _cap(shape: List[int], cap: int) -> Shape:
+    while int(np.prod(shape)) > cap:
+        i = int(np.argmax(shape))
+        shape[i] = max(1, shape[i] // 2)
+    return tuple(shape)
+
+
+def _broadcast_partner(rng: np.random.Generator, other: Shape) -> Shape:
+    shape = list(other)
+    if shape and rng.random() < 0.3:
+        shape = shape[int(rng.integers(0, len(shape) + 1)):]
+    return tuple(1 if (d and rng.random() < 0.25) else d for d in shape)
+
+
+class _Shapes:
+    """Shapes chosen so far in one trial, and the symbolic dimensions bound."""
+
+    def __init__(self, rng: np.random.Generator, cap: int, max_rank: int):
+        self.rng, self.cap, self.max_rank = rng, cap, max_rank
+        self.of: Dict[str, Shape] = {}
+        self.symbols: Dict[str, int] = {}
+
+    def symbol(self, s: str) -> int:
+        if s.isdigit():
+            return int(s)
+        if s not in self.symbols:
+            self.symbols[s] = int(self.rng.integers(1, 5)) if self.rng.random() > 0.05 else 0
+        return self.symbols[s]
+
+    def choose(self, arg: ArgSpec, max_size: int) -> Shape:
+        if arg.dims:
+            shape = tuple(self.symbol(s) for s in arg.dims)
+        elif arg.same_shape_as:
+            shape = self.of[arg.same_shape_as]
+        elif arg.broadcast_with:
+            shape = _broadcast_partner(self.rng, self.of[arg.broadcast_with])
+        else:
+            lo, hi = arg.rank
+            rank = int(self.rng.integers(lo, max(lo, min(hi, self.max_rank)) + 1))
+            shape = _cap([_dim(self.rng) for _ in range(rank)], max_size)
+        self.of[arg.name] = shape
+        return shape
+
+
+def _tensor_dtype(arg: ArgSpec, trial_dtype: str) -> str:
+    if not arg.dtypes or trial_dtype in arg.dtypes:
+        return trial_dtype
+    return arg.dtypes[0]
+
+
+def _tensor(rng: np.random.Generator, arg: ArgSpec, shape: Shape, dtype: str):
+    if dtype in FLOAT_DTYPES:
+        return sample(arg.domain, rng, shape, dtype)
+    if dtype == "bool":
+        return rng.random(shape) < 0.5
+    low, high = int(arg.low if arg.low is not None else -3), int(arg.high if arg.high is not None else 3)
+    return rng.integers(low, high + 1, size=shape).astype(dtype)
+
+
+def _scalar(rng: np.random.Generator, arg: ArgSpec, shapes: _Shapes):
+    if arg.optional and rng.random() < 0.2:
+        return arg.default
+    if arg.kind is ArgKind.BOOL:
+        return bool(rng.random() < 0.5)
+    if arg.kind in (ArgKind.CHOICE, ArgKind.DTYPE):
+        return arg.choices[int(rng.integers(0, len(arg.choices)))] if arg.choices else arg.default
+    if arg.kind is ArgKind.AXIS:
+        rank = len(shapes.of.get(arg.of or "", ()))
+        return None if rank == 0 else int(rng.integers(-rank, rank))
+    if arg.kind is ArgKind.INT:
+        return int(rng.integers(int(arg.low if arg.low is not None else 0), int(arg.high if arg.high is not None else 3) + 1))
+    if arg.kind is ArgKind.FLOAT:
+        lo, hi = (arg.low if arg.low is not None else -2.0), (arg.high if arg.high is not None else 2.0)
+        return float(lo + (hi - lo) * rng.random())
+    if arg.kind is ArgKind.SHAPE:
+        return tuple(_dim(rng) for _ in range(int(rng.integers(arg.rank[0], arg.rank[1] + 1))))
+    raise ValueError(f"cannot generate argument kind {arg.kind}")
+
+
+def _input(rng: np.random.Generator, arg: ArgSpec, dtype: str, shapes: _Shapes, cap: int) -> InputValue:
+    diff = arg.differentiable
+    if arg.kind is ArgKind.TENSOR:
+        dt = _tensor_dtype(arg, dtype)
+        value = to_record(_tensor(rng, arg, shapes.choose(arg, cap), dt))
+        return InputValue(arg.name, arg.kind, value, diff and dt in FLOAT_DTYPES, arg.keyword)
+    if arg.kind is ArgKind.TENSOR_LIST:
+        n = int(rng.integers(arg.length[0], arg.length[1] + 1))
+        first = shapes.choose(arg, max(1, cap // max(n, 1)))
+        dt = _tensor_dtype(arg, dtype)
+        value = tuple(to_record(_tensor(rng, arg, first, dt)) for _ in range(n))
+        return InputValue(arg.name, arg.kind, value, diff and dt in FLOAT_DTYPES, arg.keyword)
+    return InputValue(arg.name, arg.kind, _scalar(rng, arg, shapes), False, arg.keyword)
+
+
+def choose_dtype(rng: np.random.Generator, spec: ApiSpec) -> str:
+    floats = [d for d in spec.dtypes if d in FLOAT_DTYPES] or ["float64"]
+    if "float64" in floats and rng.random() < 0.55:
+        return "float64"
+    return floats[int(rng.integers(0, len(floats)))]
+
+
+def generate(spec: ApiSpec, campaign_seed: int, index: int, max_size: int = 64, max_rank: int = 4,
+             dtype: Optional[str] = None) -> Trial:
+    seed = trial_seed(campaign_seed, spec.id, index)
+    rng = np.random.default_rng(seed)
+    dtype = dtype or choose_dtype(rng, spec)
+    shapes = _Shapes(rng, min(max_size, spec.max_size or max_size), max_rank)
+    inputs = tuple(_input(rng, a, dtype, shapes, shapes.cap) for a in spec.args)
+    return Trial(spec.library, spec.name, seed, dtype, inputs)
+
+
+def records(value: Value) -> Tuple[TensorRecord, ...]:
+    """The tensor records inside an input value (none for scalars)."""
+    if isinstance(value, TensorRecord):
+        return (value,)
+    if isinstance(value, tuple):
+        return tuple(v for v in value if isinstance(v, TensorRecord))
+    return ()
+
+
+def with_dtype(trial: Trial, dtype: str) -> Trial:
+    """The same trial with its float tensors cast to `dtype` (values rounded as numpy casts)."""
+    def cast(r: TensorRecord) -> TensorRecord:
+        return to_record(to_array(r).astype(dtype)) if r.dtype in FLOAT_DTYPES else r
+
+    def convert(v: Value) -> Value:
+        if isinstance(v, TensorRecord):
+            return cast(v)
+        rs = records(v)
+        return tuple(cast(r) for r in rs) if rs else v
+
+    inputs = tuple(InputValue(i.name, i.kind, convert(i.value), i.differentiable, i.keyword) for i in trial.inputs)
+    return Trial(trial.library, trial.api, trial.seed, dtype, inputs)
+
+
+def trial_size(trial: Trial) -> int:
+    """Total number of tensor elements: what minimisation shrinks."""
+    return sum(r.size for i in trial.inputs for r in records(i.value))

@@ -1,0 +1,261 @@
+"""Core data types that cross module (and process) boundaries.
+
+Everything here is a frozen dataclass or an enum and depends only on the standard library, so
+the worker side (Python 3.10, numpy 1.26) can import it too.  JSON encoding lives in
+`codec.py`; identity hashes are taken over that canonical JSON.
+"""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Optional, Tuple, Union
+
+
+class ArgKind(str, enum.Enum):
+    TENSOR = "tensor"
+    TENSOR_LIST = "tensor_list"
+    INT = "int"
+    FLOAT = "float"
+    BOOL = "bool"
+    CHOICE = "choice"
+    SHAPE = "shape"
+    AXIS = "axis"
+    DTYPE = "dtype"
+
+
+class Outcome(str, enum.Enum):
+    OK = "ok"
+    RAISED = "raised"
+    UNSUPPORTED = "unsupported"
+    CRASHED = "crashed"
+    TIMEOUT = "timeout"
+
+
+class Aspect(str, enum.Enum):
+    STATUS = "status"
+    VALUE = "value"
+    DERIVATIVE = "derivative"
+
+
+class Verdict(str, enum.Enum):
+    CRASH = "crash"
+    TIMEOUT = "timeout"
+    STATUS_MISMATCH = "status_mismatch"
+    VALUE_MISMATCH = "value_mismatch"
+    DERIVATIVE_MISMATCH = "derivative_mismatch"
+    NONFINITE_DERIVATIVE = "nonfinite_derivative"
+    UNDECLARED_SUPPORT = "undeclared_support"
+    MISSING_SUPPORT = "missing_support"
+    NONDETERMINISTIC = "nondeterministic"
+
+
+class ReportStatus(str, enum.Enum):
+    NEW = "new"
+    OPEN = "open"
+    FIXED = "fixed"
+    FLAKY = "flaky"
+
+
+@dataclass(frozen=True)
+class TensorRecord:
+    """A literal tensor: dtype name, shape and values in C order (floats exact via repr)."""
+
+    dtype: str
+    shape: Tuple[int, ...]
+    values: Tuple[Union[float, int, bool], ...]
+
+    @property
+    def size(self) -> int:
+        n = 1
+        for d in self.shape:
+            n *= d
+        return n
+
+
+Scalar = Union[int, float, bool, str, None]
+Value = Union[TensorRecord, Tuple[TensorRecord, ...], Tuple[int, ...], Scalar]
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    atol: float
+    rtol: float
+
+
+@dataclass(frozen=True)
+class KnownIssue:
+    reason: str
+    url: str
+    scenarios: Tuple[str, ...] = ()
+    verdict: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class ArgSpec:
+    name: str
+    kind: ArgKind
+    dtypes: Tuple[str, ...] = ()
+    rank: Tuple[int, int] = (0, 3)
+    same_shape_as: Optional[str] = None
+    broadcast_with: Optional[str] = None
+    domain: str = "real"
+    differentiable: bool = True
+    default: Scalar = None
+    choices: Tuple[Scalar, ...] = ()
+    low: Optional[float] = None
+    high: Optional[float] = None
+    keyword: bool = False
+    length: Tuple[int, int] = (1, 3)
+    dims: Tuple[str, ...] = ()
+    of: Optional[str] = None
+    optional: bool = False
+
+
+@dataclass(frozen=True)
+class ApiSpec:
+    library: str
+    name: str
+    args: Tuple[ArgSpec, ...]
+    dtypes: Tuple[str, ...] = ("float64", "float32")
+    capabilities: Tuple[str, ...] = ("rev", "fwd", "rev.rev", "fwd.rev", "rev.fwd", "fwd.fwd")
+    differentiable_outputs: Optional[Tuple[int, ...]] = None
+    tolerance: Tuple[Tuple[str, Tolerance], ...] = ()
+    known_issues: Tuple[KnownIssue, ...] = ()
+    random: bool = False
+    kinks: str = "subgradient"
+    max_size: Optional[int] = None
+    source: str = ""
+    notes: str = ""
+
+    @property
+    def id(self) -> str:
+        return f"{self.library}:{self.name}"
+
+
+@dataclass(frozen=True)
+class InputValue:
+    name: str
+    kind: ArgKind
+    value: Value
+    differentiable: bool = False
+    keyword: bool = False
+
+
+@dataclass(frozen=True)
+class Trial:
+    library: str
+    api: str
+    seed: int
+    dtype: str
+    inputs: Tuple[InputValue, ...]
+
+    @property
+    def spec_id(self) -> str:
+        return f"{self.library}:{self.api}"
+
+
+@dataclass(frozen=True)
+class ErrorInfo:
+    type: str
+    message: str
+
+
+@dataclass(frozen=True, eq=False)
+class ScenarioResult:
+    """One scenario's observation.  Arrays are numpy arrays (hence eq=False)."""
+
+    scenario: str
+    outcome: Outcome
+    value: Optional[float] = None
+    scale: Optional[float] = None
+    error_estimate: Optional[float] = None
+    outputs: tuple = ()
+    gradient: tuple = ()
+    error: Optional[ErrorInfo] = None
+    seconds: float = 0.0
+    emulated: bool = False
+
+
+@dataclass(frozen=True)
+class Disagreement:
+    aspect: Aspect
+    scenarios: Tuple[str, str]
+    order: int
+    dtype: str
+    tolerance: Tolerance
+    actual: Optional[float] = None
+    expected: Optional[float] = None
+    max_abs: float = 0.0
+    max_rel: float = 0.0
+    where: str = ""
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class FilterOutcome:
+    filter: str
+    dismissed: bool
+    reason: str
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    library: str
+    api: str
+    verdict: Verdict
+    scenarios: Tuple[str, ...]
+    order: int
+    error_type: str = ""
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A disagreement (or status problem) of one trial before filters have spoken."""
+
+    verdict: Verdict
+    scenarios: Tuple[str, ...]
+    order: int
+    disagreements: Tuple[Disagreement, ...] = ()
+    error_type: str = ""
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class Finding:
+    trial: Trial
+    candidate: Candidate
+    filters: Tuple[FilterOutcome, ...]
+    severity: str
+    message: str
+
+    @property
+    def fingerprint(self) -> Fingerprint:
+        c = self.candidate
+        return Fingerprint(self.trial.library, self.trial.api, c.verdict, c.scenarios, c.order, c.error_type)
+
+
+@dataclass(frozen=True)
+class Evidence:
+    message: str
+    severity: str
+    disagreements: Tuple[Disagreement, ...] = ()
+    filters: Tuple[FilterOutcome, ...] = ()
+    error: Optional[ErrorInfo] = None
+
+
+@dataclass(frozen=True)
+class BugReport:
+    fingerprint: Fingerprint
+    key: str
+    status: ReportStatus
+    first_seen: str
+    last_seen: str
+    occurrences: int
+    versions_seen: Tuple[str, ...]
+    trial: Trial
+    evidence: Evidence
+    original_size: int
+    minimised_size: int
+    campaigns: Tuple[str, ...] = ()
+    notes: str = ""
+    history: Tuple[str, ...] = field(default=())

@@ -1,0 +1,1 @@
+"""Worker processes: one long-lived worker per library runtime, framed npy over pipes."""

@@ -1,0 +1,180 @@
+"""Orchestrator side of a worker: start, talk, time out, restart.
+
+A `WorkerProcess` owns one worker subprocess of one runtime.  A native crash or a hang costs
+the trial in flight, never the campaign: the dead worker's last streamed result names the
+scenario that was running, and the next request starts a fresh worker.
+"""
+from __future__ import annotations
+
+import os
+import select
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+from ..errors import WorkerError
+from ..tensors import decode_message, encode_message
+
+PACKAGE_PARENT = str(Path(__file__).resolve().parents[2])
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """A library and the interpreter that runs its worker."""
+
+    library: str
+    python: str
+    env: Tuple[Tuple[str, str], ...] = ()
+    memory_limit_mb: Optional[int] = None
+    python_path: Tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Death:
+    """Why a worker stopped answering: a signal, an exit code, or the timeout."""
+
+    kind: str  # "crashed" or "timeout"
+    detail: str
+    log: str
+
+
+@dataclass
+class Exchange:
+    """Messages received for one request, and the death that cut it short, if any."""
+
+    messages: List[Dict[str, Any]] = field(default_factory=list)
+    death: Optional[Death] = None
+
+
+def _signal_name(code: int) -> str:
+    try:
+        return signal.Signals(-code).name
+    except ValueError:
+        return f"signal {-code}"
+
+
+class WorkerProcess:
+    def __init__(self, runtime: Runtime, log_path: Path):
+        self.runtime = runtime
+        self.log_path = log_path
+        self.proc: Optional[subprocess.Popen] = None
+        self.versions: Dict[str, str] = {}
+        self.restarts = 0
+        self._buf = b""
+
+    def _env(self) -> Dict[str, str]:
+        env = dict(os.environ)
+        paths = [PACKAGE_PARENT, *self.runtime.python_path]
+        env["PYTHONPATH"] = os.pathsep.join(paths + [env["PYTHONPATH"]] if env.get("PYTHONPATH") else paths)
+        env.update(dict(self.runtime.env))
+        env["PYTHONUNBUFFERED"] = "1"
+        if self.runtime.memory_limit_mb:
+            env["NABLAFUZZ_MEMORY_LIMIT_MB"] = str(self.runtime.memory_limit_mb)
+        return env
+
+    def start(self, timeout: float = 120.0) -> Dict[str, str]:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")
+        cmd = [self.runtime.python, "-m", "nablafuzz.runtime.worker", self.runtime.library]
+        try:
+            self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
+                                         env=self._env(), start_new_session=True)
+        except OSError as exc:
+            raise WorkerError(f"cannot start the {self.runtime.library} worker with {self.runtime.python}: {exc}; "
+                              "run `nablafuzz install` or check the runtime registry") from None
+        finally:
+            log.close()
+        self._buf = b""
+        ex = self.request({"op": "hello"}, timeout, until="hello")
+        if ex.death or not ex.messages:
+            detail = ex.death.detail if ex.death else "no answer"
+            raise WorkerError(f"the {self.runtime.library} worker did not start ({detail}); "
+                              f"its log {self.log_path} ends with:\n{ex.death.log if ex.death else ''}")
+        self.versions = ex.messages[-1]["versions"]
+        return self.versions
+
+    def ensure(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            if self.proc is not None:
+                self.restarts += 1
+            self.start()
+
+    def request(self, message: Dict[str, Any], timeout: float, until: str) -> Exchange:
+        """Send one request; collect messages until one whose op is `until` (or an error)."""
+        assert self.proc is not None and self.proc.stdin is not None
+        ex = Exchange()
+        try:
+            self.proc.stdin.write(encode_message(message))
+            self.proc.stdin.flush()
+        except (BrokenPipeError, OSError):
+            ex.death = self._death("crashed")
+            return ex
+        deadline = time.monotonic() + timeout
+        while True:
+            msg = self._read(deadline)
+            if isinstance(msg, Death):
+                ex.death = msg
+                return ex
+            ex.messages.append(msg)
+            if msg.get("op") in (until, "error"):
+                return ex
+
+    def _read(self, deadline: float) -> Any:
+        assert self.proc is not None and self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+        while True:
+            if len(self._buf) >= 8:
+                n = int.from_bytes(self._buf[:8], "big")
+                if len(self._buf) >= 8 + n:
+                    body, self._buf = self._buf[8:8 + n], self._buf[8 + n:]
+                    return decode_message(body)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return self._death("timeout")
+            ready, _, _ = select.select([fd], [], [], left)
+            if not ready:
+                continue
+            chunk = os.read(fd, 1 << 20)
+            if not chunk:
+                return self._death("crashed")
+            self._buf += chunk
+
+    def _death(self, kind: str) -> Death:
+        assert self.proc is not None
+        if kind == "timeout":
+            self.kill()
+            detail = "no answer before the per-trial timeout; worker killed"
+        else:
+            code = self.proc.wait(timeout=10)
+            detail = f"killed by {_signal_name(code)}" if code < 0 else f"exited with status {code}"
+        self.proc = self.proc if self.proc.poll() is not None else None
+        return Death(kind, detail, self.log_tail())
+
+    def log_tail(self, lines: int = 15) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.proc.wait(timeout=10)
+
+    def close(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            try:
+                assert self.proc.stdin is not None
+                self.proc.stdin.write(encode_message({"op": "exit"}))
+                self.proc.stdin.close()
+                self.proc.wait(timeout=5)
+            except (OSError, subprocess.TimeoutExpired):
+                self.kill()
+        self.proc = None

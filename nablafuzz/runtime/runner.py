@@ -1,0 +1,96 @@
+"""Runs trials on a worker: `Trial` in, `Execution` out (typed results, or how the worker died)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from ..errors import WorkerError
+from ..generate import records
+from ..model import ApiSpec, ErrorInfo, InputValue, Outcome, ScenarioResult, TensorRecord, Trial
+from ..tensors import to_array
+from .process import Death, Runtime, WorkerProcess
+
+
+@dataclass(frozen=True)
+class Execution:
+    trial: Trial
+    results: Tuple[ScenarioResult, ...]
+    death: Optional[Death] = None
+
+    def get(self, scenario: str) -> Optional[ScenarioResult]:
+        return next((r for r in self.results if r.scenario == scenario), None)
+
+
+def _wire_value(i: InputValue) -> Any:
+    if isinstance(i.value, TensorRecord):
+        return to_array(i.value)
+    rs = records(i.value)
+    if rs:
+        return [to_array(r) for r in rs]
+    return list(i.value) if isinstance(i.value, tuple) else i.value
+
+
+def trial_request(trial: Trial, spec: ApiSpec, scenarios: Sequence[str]) -> Dict[str, Any]:
+    return {
+        "op": "run", "api": trial.api, "seed": trial.seed, "random": spec.random,
+        "diff_outputs": None if spec.differentiable_outputs is None else list(spec.differentiable_outputs),
+        "scenarios": list(scenarios),
+        "inputs": [{"name": i.name, "value": _wire_value(i), "differentiable": i.differentiable,
+                    "keyword": i.keyword} for i in trial.inputs],
+    }
+
+
+def _result(msg: Dict[str, Any]) -> ScenarioResult:
+    err = msg.get("error")
+    return ScenarioResult(
+        scenario=msg["scenario"], outcome=Outcome(msg["outcome"]), value=msg.get("value"),
+        scale=msg.get("scale"), error_estimate=msg.get("error_estimate"),
+        outputs=tuple(msg.get("outputs") or ()), gradient=tuple(msg.get("gradient") or ()),
+        error=None if err is None else ErrorInfo(err["type"], err["message"]),
+        seconds=float(msg.get("seconds", 0.0)), emulated=bool(msg.get("emulated")),
+    )
+
+
+def _dead(scenario: str, death: Death) -> ScenarioResult:
+    outcome = Outcome.TIMEOUT if death.kind == "timeout" else Outcome.CRASHED
+    return ScenarioResult(scenario, outcome, error=ErrorInfo(death.kind, death.detail))
+
+
+class Runner:
+    """A worker plus the trial encoding; restarts the worker after a crash or timeout."""
+
+    def __init__(self, runtime: Runtime, log_path: Path, timeout_s: float):
+        self.worker = WorkerProcess(runtime, log_path)
+        self.timeout_s = timeout_s
+
+    @property
+    def versions(self) -> Dict[str, str]:
+        self.worker.ensure()
+        return self.worker.versions
+
+    def run(self, trial: Trial, spec: ApiSpec, scenarios: Sequence[str]) -> Execution:
+        self.worker.ensure()
+        order = ["direct"] + [s for s in scenarios if s != "direct"]
+        ex = self.worker.request(trial_request(trial, spec, order), self.timeout_s, until="done")
+        errors = [m for m in ex.messages if m.get("op") == "error"]
+        if errors:
+            raise WorkerError(f"{trial.library} worker refused {trial.api}: {errors[0]['type']}: {errors[0]['message']}")
+        results = [_result(m) for m in ex.messages if m.get("op") == "result"]
+        if ex.death is not None:
+            results.append(_dead(order[len(results)], ex.death))
+        return Execution(trial, tuple(results), ex.death)
+
+    def probe(self, trial: Trial, spec: ApiSpec, function: str,
+              points: Sequence[Tuple[int, int, float]]) -> Optional[List[float]]:
+        """Scalar values at perturbed inputs (see scenarios.probe); None if the worker failed."""
+        self.worker.ensure()
+        request = dict(trial_request(trial, spec, ()), op="probe", function=function,
+                       points=[list(p) for p in points])
+        ex = self.worker.request(request, self.timeout_s, until="values")
+        if ex.death is not None or not ex.messages or ex.messages[-1].get("op") != "values":
+            return None
+        return [float(v) for v in ex.messages[-1]["values"]]
+
+    def close(self) -> None:
+        self.worker.close()

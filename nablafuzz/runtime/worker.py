@@ -1,0 +1,106 @@
+"""The worker: runs inside a library's own interpreter and answers framed requests.
+
+Started as `python -m nablafuzz.runtime.worker LIBRARY`.  stdout carries the binary protocol
+only (anything a library prints to stdout is redirected to stderr, which goes to a log file).
+Requests:  {"op": "hello"} -> versions;  {"op": "run", ...} -> one "result" message per
+scenario, streamed as each finishes (so a crash names the scenario it happened in), then
+{"op": "done"};  {"op": "probe", ...} -> {"op": "values"};  {"op": "exit"}.
+Worker-safe: Python 3.10, numpy 1.26.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import sys
+from typing import Any, BinaryIO, Dict
+
+from ..adapters import load_adapter
+from ..adapters.base import UnknownApi
+from ..model import ScenarioResult
+from ..scenarios import probe, run_scenarios
+from ..tensors import read_message, write_message
+
+
+def _result_message(r: ScenarioResult) -> Dict[str, Any]:
+    return {
+        "op": "result", "scenario": r.scenario, "outcome": r.outcome.value, "value": r.value,
+        "scale": r.scale, "error_estimate": r.error_estimate, "outputs": list(r.outputs),
+        "gradient": list(r.gradient), "seconds": r.seconds, "emulated": r.emulated,
+        "error": None if r.error is None else {"type": r.error.type, "message": r.error.message},
+    }
+
+
+def _inputs(request: Dict[str, Any]) -> list:
+    return [(i["value"], i["differentiable"], i["keyword"], i["name"]) for i in request["inputs"]]
+
+
+class Worker:
+    def __init__(self, library: str, out: BinaryIO):
+        self.adapter = load_adapter(library)
+        self.out = out
+        self.functions: Dict[str, Any] = {}
+
+    def resolve(self, api: str) -> Any:
+        if api not in self.functions:
+            self.functions[api] = self.adapter.resolve(api)
+        return self.functions[api]
+
+    def handle(self, request: Dict[str, Any]) -> bool:
+        op = request.get("op")
+        if op == "exit":
+            return False
+        if op == "hello":
+            versions = dict(self.adapter.versions(), python=platform.python_version())
+            write_message(self.out, {"op": "hello", "versions": versions, "pid": os.getpid()})
+        elif op == "specs":
+            write_message(self.out, {"op": "specs", "apis": self.adapter.derive_specs()})
+        elif op in ("run", "probe"):
+            self.answer(op, request)
+        else:
+            write_message(self.out, {"op": "error", "type": "ProtocolError", "message": f"unknown op {op!r}"})
+        return True
+
+    def answer(self, op: str, request: Dict[str, Any]) -> None:
+        request = dict(request, inputs=_inputs(request))
+        try:
+            fn = self.resolve(request["api"])
+        except (UnknownApi, ImportError, AttributeError) as exc:
+            write_message(self.out, {"op": "error", "type": type(exc).__name__, "message": str(exc)})
+            return
+        if op == "probe":
+            try:
+                values = probe(self.adapter, fn, request)
+            except Exception as exc:  # noqa: BLE001 - reported to the orchestrator
+                write_message(self.out, {"op": "error", "type": type(exc).__name__, "message": str(exc)[:500]})
+                return
+            write_message(self.out, {"op": "values", "values": values})
+            return
+        for result in run_scenarios(self.adapter, fn, request):
+            write_message(self.out, _result_message(result))
+        write_message(self.out, {"op": "done"})
+
+
+def _limit_memory() -> None:
+    limit = os.environ.get("NABLAFUZZ_MEMORY_LIMIT_MB")
+    if limit:
+        n = int(limit) * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (n, n))
+
+
+def main() -> int:
+    library = sys.argv[1]
+    out = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)  # anything printed by a library goes to the log, not the protocol
+    sys.stdout = sys.stderr
+    _limit_memory()
+    worker = Worker(library, out)
+    stdin = sys.stdin.buffer
+    while True:
+        request = read_message(stdin)
+        if request is None or not worker.handle(request):
+            return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

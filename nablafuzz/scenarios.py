@@ -1,0 +1,214 @@
+"""Execution scenarios: the same derivative computed several ways (runs inside the worker).
+
+First order, for cotangent v and tangent u:  rev = <vjp(v), u>,  fwd = <v, jvp(u)>,
+fd = <v, (f(x+hu) - f(x-hu)) / 2h> in float64 with Richardson extrapolation.  Second order
+composes them (Note [second order by composition] in adapters/base.py): "fwd.rev" is the JVP
+of the VJP-based Q(x) = <v, J(x) u> along w, "fd.rev" its finite difference.
+Worker-safe: Python 3.10, numpy 1.26.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from .adapters.base import Adapter, BoundCall, project
+from .model import ErrorInfo, Outcome, ScenarioResult
+
+FIRST_ORDER = ("rev", "fwd")
+REFERENCE = "fd"
+SECOND_ORDER = tuple(f"{outer}.{inner}" for outer in ("rev", "fwd", "fd") for inner in FIRST_ORDER)
+ALL = ("direct",) + FIRST_ORDER + (REFERENCE,) + SECOND_ORDER
+NAMES = {"rev": "VJP", "fwd": "JVP", "fd": "finite differences", "direct": "direct call"}
+
+
+def order(scenario: str) -> int:
+    return 0 if scenario == "direct" else scenario.count(".") + 1
+
+
+def describe(scenario: str) -> str:
+    """'fwd.rev' -> 'JVP of VJP'."""
+    return " of ".join(NAMES[p] for p in scenario.split("."))
+
+
+def is_reference(scenario: str) -> bool:
+    return scenario.split(".")[0] == REFERENCE
+
+
+def direction(seed: int, tag: str, index: int, shape: Tuple[int, ...], dtype: str) -> np.ndarray:
+    """A reproducible direction with entries of magnitude in [0.5, 1.5) and random sign.
+
+    Built only from PCG64's raw doubles (a stable stream across numpy versions), so the worker
+    on numpy 1.26 and the orchestrator on numpy 2 derive identical directions.  Entries are
+    multiples of 2^-10, exact in float16, float32 and float64 alike.
+    """
+    salt = sum((i + 1) * ord(c) for i, c in enumerate(tag))
+    rng = np.random.Generator(np.random.PCG64([seed & 0xFFFFFFFF, seed >> 32, salt, index]))
+    n = int(np.prod(shape)) if shape else 1
+    mag, sign = rng.random(n), rng.random(n)
+    return (np.where(sign < 0.5, -1.0, 1.0) * (0.5 + np.floor(mag * 1024) / 1024)).reshape(shape).astype(dtype)
+
+
+@dataclass(frozen=True)
+class TrialCall:
+    """A trial bound in one dtype: the call, its differentiable inputs and the directions."""
+
+    call: BoundCall
+    xs: List[np.ndarray]
+    us: List[np.ndarray]
+    ws: List[np.ndarray]
+    vs: List[np.ndarray]
+
+
+def _cast_inputs(inputs: Sequence[Tuple[Any, bool, bool, str]], dtype: Optional[str]) -> list:
+    def cast(v: Any) -> Any:
+        if isinstance(v, list):
+            return [cast(x) for x in v]
+        if dtype and isinstance(v, np.ndarray) and v.dtype.kind == "f":
+            return v.astype(dtype)
+        return v
+    return [(cast(v), d, k, n) for v, d, k, n in inputs]
+
+
+def bind_trial(adapter: Adapter, fn: Any, request: Dict[str, Any], dtype: Optional[str],
+               outputs: Optional[List[np.ndarray]]) -> TrialCall:
+    """Bind the request's inputs (cast to `dtype` if given) and derive u, w (and v from outputs)."""
+    inputs = _cast_inputs(request["inputs"], dtype)
+    call, xs = adapter.bind(fn, inputs, request.get("diff_outputs"))
+    seed = request["seed"]
+    us = [direction(seed, "u", i, x.shape, str(x.dtype)) for i, x in enumerate(xs)]
+    ws = [direction(seed, "w", i, x.shape, str(x.dtype)) for i, x in enumerate(xs)]
+    vs = cotangents(seed, outputs or [], call.diff_outputs, dtype)
+    return TrialCall(call, xs, us, ws, vs)
+
+
+def cotangents(seed: int, outputs: Sequence[np.ndarray], diff_outputs: Optional[Sequence[int]],
+               dtype: Optional[str]) -> List[np.ndarray]:
+    picked = range(len(outputs)) if diff_outputs is None else diff_outputs
+    return [direction(seed, "v", j, outputs[j].shape, dtype or str(outputs[j].dtype)) for j in picked]
+
+
+def _error(adapter: Adapter, exc: BaseException) -> Tuple[Outcome, ErrorInfo]:
+    name = f"{type(exc).__module__}.{type(exc).__qualname__}".replace("builtins.", "")
+    return adapter.classify(exc), ErrorInfo(name, str(exc)[:500])
+
+
+def timed(adapter: Adapter, scenario: str, body: Callable[[], ScenarioResult], random: bool,
+          seed: int) -> ScenarioResult:
+    start = time.perf_counter()
+    try:
+        if random:
+            adapter.seed(seed)
+        r = body()
+    except Exception as exc:  # noqa: BLE001 - every library error is an observation
+        outcome, err = _error(adapter, exc)
+        return ScenarioResult(scenario, outcome, error=err, seconds=time.perf_counter() - start)
+    return ScenarioResult(r.scenario, r.outcome, r.value, r.scale, r.error_estimate, r.outputs,
+                          r.gradient, r.error, time.perf_counter() - start, r.emulated)
+
+
+def first_order(adapter: Adapter, tc: TrialCall, mode: str) -> ScenarioResult:
+    fo = adapter.first_order(mode, tc.call, tc.xs, tc.us, tc.vs)
+    emulated = mode == "fwd" and adapter.emulated_fwd
+    return ScenarioResult(mode, Outcome.OK, fo.value, fo.scale, None, fo.outputs, fo.gradient,
+                          emulated=emulated)
+
+
+def second_order(adapter: Adapter, tc: TrialCall, scenario: str) -> ScenarioResult:
+    outer, inner = scenario.split(".")
+    so = adapter.second_order(outer, inner, tc.call, tc.xs, tc.us, tc.vs, tc.ws)
+    return ScenarioResult(scenario, Outcome.OK, so.value, so.scale,
+                          emulated=adapter.emulated_fwd and "fwd" in (outer, inner))
+
+
+def step(xs: Sequence[np.ndarray]) -> float:
+    """Base finite-difference step: 2^-10 relative to the largest finite input magnitude."""
+    big = max((float(np.max(np.abs(x[np.isfinite(x)]))) for x in xs if np.isfinite(x).any()), default=0.0)
+    return 2.0 ** -10 * max(1.0, min(big, 1e6))
+
+
+def richardson(scalar: Callable[[float], float], h: float) -> Tuple[float, float, float]:
+    """Central differences at h, h/2, h/4, extrapolated: (value, error estimate, scale)."""
+    ds, ps = [], []
+    for k in (1.0, 0.5, 0.25):
+        plus, minus = scalar(h * k), scalar(-h * k)
+        ps += [plus, minus]
+        ds.append((plus - minus) / (2 * h * k))
+    r1 = (4 * ds[1] - ds[0]) / 3
+    r2 = (4 * ds[2] - ds[1]) / 3
+    roundoff = 8 * np.finfo(np.float64).eps * max(abs(p) for p in ps) / (h * 0.25)
+    err = abs(r2 - r1) + roundoff
+    if not np.isfinite(r2) or not np.isfinite(err):
+        return float("nan"), float("inf"), float("nan")
+    return float(r2), float(err), float(max(abs(d) for d in ds))
+
+
+def perturbed(xs: Sequence[np.ndarray], ds: Sequence[np.ndarray], h: float) -> List[np.ndarray]:
+    return [x + h * d for x, d in zip(xs, ds)]
+
+
+def finite_difference(adapter: Adapter, tc: TrialCall, scenario: str) -> ScenarioResult:
+    """fd (of <v, f>) along u, or fd.rev / fd.fwd (of Q) along w; `tc` is bound in float64."""
+    inner = scenario.partition(".")[2]
+    if inner:
+        def scalar(h: float) -> float:
+            return adapter.first_order(inner, tc.call, perturbed(tc.xs, tc.ws, h), tc.us, tc.vs).value
+    else:
+        def scalar(h: float) -> float:
+            outs = adapter.direct(tc.call, perturbed(tc.xs, tc.us, h))
+            picked = outs if tc.call.diff_outputs is None else [outs[j] for j in tc.call.diff_outputs]
+            return project(tc.vs, picked)[0]
+    value, err, scale = richardson(scalar, step(tc.xs))
+    return ScenarioResult(scenario, Outcome.OK, value, scale, err)
+
+
+def run_scenarios(adapter: Adapter, fn: Any, request: Dict[str, Any]) -> Iterator[ScenarioResult]:
+    """Run `direct` then the requested scenarios; stop after a failed direct call."""
+    seed, random = request["seed"], bool(request.get("random"))
+    wanted = [s for s in request["scenarios"] if s != "direct"]
+    base = bind_trial(adapter, fn, request, None, None)
+    direct = timed(adapter, "direct", lambda: ScenarioResult(
+        "direct", Outcome.OK, outputs=tuple(adapter.direct(base.call, base.xs))), random, seed)
+    yield direct
+    if direct.outcome is not Outcome.OK:
+        return
+    tc = bind_trial(adapter, fn, request, None, list(direct.outputs))
+    tc64: Optional[TrialCall] = None
+    for s in wanted:
+        if is_reference(s):
+            tc64 = tc64 or bind_trial(adapter, fn, request, "float64", list(direct.outputs))
+            yield timed(adapter, s, lambda: finite_difference(adapter, tc64, s), random, seed)
+        elif order(s) == 1:
+            yield timed(adapter, s, lambda: first_order(adapter, tc, s), random, seed)
+        else:
+            yield timed(adapter, s, lambda: second_order(adapter, tc, s), random, seed)
+
+
+def probe(adapter: Adapter, fn: Any, request: Dict[str, Any]) -> List[float]:
+    """Scalar values at perturbed points, in float64, for the filters.
+
+    `request["function"]` is "direct" (P = <v, f>) or a first-order mode (Q); each point is
+    (input index, flat element index, step) and (-1, 0, 0.0) means the unperturbed input.
+    """
+    outs = adapter.direct(*_direct_args(adapter, fn, request))
+    tc = bind_trial(adapter, fn, request, "float64", outs)
+    fname = request["function"]
+    values = []
+    for i, k, h in request["points"]:
+        xs = [x.copy() for x in tc.xs]
+        if i >= 0:
+            xs[i].reshape(-1)[k] += h
+        if fname == "direct":
+            got = adapter.direct(tc.call, xs)
+            picked = got if tc.call.diff_outputs is None else [got[j] for j in tc.call.diff_outputs]
+            values.append(project(tc.vs, picked)[0])
+        else:
+            values.append(adapter.first_order(fname, tc.call, xs, tc.us, tc.vs).value)
+    return values
+
+
+def _direct_args(adapter: Adapter, fn: Any, request: Dict[str, Any]) -> Tuple[BoundCall, List[np.ndarray]]:
+    tc = bind_trial(adapter, fn, request, "float64", None)
+    return tc.call, tc.xs
