@@ -196,6 +196,7 @@ class FilterOutcome:
     filter: str
     dismissed: bool
     reason: str
+    scenarios: Tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -259,3 +260,18 @@ class BugReport:
     campaigns: Tuple[str, ...] = ()
     notes: str = ""
     history: Tuple[str, ...] = field(default=())
+
+
+@dataclass(frozen=True)
+class CampaignRecord:
+    """What one campaign covered and saw; kept in the store for 'new / open / fixed since'."""
+
+    id: str
+    started: str
+    finished: str
+    libraries: Tuple[str, ...]
+    versions: Tuple[str, ...]
+    apis: Tuple[str, ...]
+    seen: Tuple[str, ...]
+    fixed: Tuple[str, ...] = ()
+    complete: bool = False

@@ -1,0 +1,184 @@
+"""The comparator: one trial's scenario results -> bug candidates.
+
+Checks, in this order: the worker died (crash, timeout); a derivative scenario's status
+against the spec's declared capabilities; primal outputs returned by rev/fwd against
+`direct`; derivative projections within each order.  NaN/inf semantics are defined once, in
+`_same_nonfinite`.  Only the lowest order with a derivative disagreement is reported: a wrong
+first derivative makes its compositions wrong too (Note [lowest order]).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from .model import ApiSpec, Aspect, Candidate, Disagreement, Outcome, ScenarioResult, Verdict
+from .runtime.runner import Execution
+from .scenarios import is_reference, order
+from .tolerance import tolerance, within
+
+
+@dataclass(frozen=True)
+class Comparison:
+    valid: bool
+    candidates: Tuple[Candidate, ...]
+
+
+def _same_nonfinite(a: float, b: float) -> Optional[bool]:
+    """None if both are finite; else whether they agree (NaN with NaN, inf with same-sign inf)."""
+    fa, fb = math.isfinite(a), math.isfinite(b)
+    if fa and fb:
+        return None
+    if math.isnan(a) and math.isnan(b):
+        return True
+    return (not fa and not fb) and a == b
+
+
+def agree(a: float, b: float, scale: float, tol) -> bool:
+    same = _same_nonfinite(a, b)
+    return within(a, b, scale, tol) if same is None else same
+
+
+def _scale(*rs: ScenarioResult) -> float:
+    vals = [abs(r.value) for r in rs] + [r.scale for r in rs if r.scale is not None]
+    finite = [v for v in vals if math.isfinite(v)]
+    return max(finite, default=0.0)
+
+
+def _status(spec: ApiSpec, r: ScenarioResult) -> Optional[Candidate]:
+    declared = r.scenario in spec.capabilities
+    err = r.error.type if r.error else ""
+    if r.outcome in (Outcome.CRASHED, Outcome.TIMEOUT):
+        verdict = Verdict.CRASH if r.outcome is Outcome.CRASHED else Verdict.TIMEOUT
+        return Candidate(verdict, (r.scenario,), order(r.scenario), error_type=err,
+                         message=f"{r.scenario}: {r.error.message if r.error else r.outcome.value}")
+    if is_reference(r.scenario):
+        return None
+    if r.outcome is Outcome.UNSUPPORTED and declared:
+        return Candidate(Verdict.MISSING_SUPPORT, (r.scenario,), order(r.scenario), error_type=err,
+                         message=f"{r.scenario} is declared supported but raised {err}: {r.error.message if r.error else ''}")
+    if r.outcome is Outcome.RAISED and declared:
+        return Candidate(Verdict.STATUS_MISMATCH, (r.scenario,), order(r.scenario), error_type=err,
+                         message=f"direct call succeeded but {r.scenario} raised {err}: {r.error.message if r.error else ''}")
+    if r.outcome is Outcome.OK and not declared:
+        return Candidate(Verdict.UNDECLARED_SUPPORT, (r.scenario,), order(r.scenario),
+                         message=f"{r.scenario} works although the spec declares it unsupported")
+    return None
+
+
+def _value_disagreement(spec: ApiSpec, dtype: str, direct: ScenarioResult, r: ScenarioResult) -> Optional[Disagreement]:
+    picked = list(direct.outputs) if spec.differentiable_outputs is None else [direct.outputs[i] for i in spec.differentiable_outputs]
+    tol = tolerance(spec, dtype, Aspect.VALUE)
+    for j, (want, got) in enumerate(zip(picked, r.outputs)):
+        want, got = np.asarray(want, dtype=np.float64), np.asarray(got, dtype=np.float64)
+        if want.shape != got.shape:
+            return Disagreement(Aspect.VALUE, (r.scenario, "direct"), 0, dtype, tol, where=f"out {j}",
+                                detail=f"shape {got.shape} != {want.shape}")
+        bad = _bad_elements(got, want, tol)
+        if bad.any():
+            k = int(np.argmax(bad.ravel()))
+            idx = np.unravel_index(k, want.shape) if want.shape else ()
+            err = np.abs(got - want)
+            max_abs = float(np.nanmax(np.where(np.isfinite(err), err, np.inf)))
+            scale = float(np.nanmax(np.abs(want))) if want.size else 0.0
+            return Disagreement(Aspect.VALUE, (r.scenario, "direct"), 0, dtype, tol,
+                                actual=float(got[idx]), expected=float(want[idx]), max_abs=max_abs,
+                                max_rel=max_abs / scale if scale else math.inf, where=f"out {j} {tuple(int(i) for i in idx)}")
+    return None
+
+
+def _bad_elements(got: np.ndarray, want: np.ndarray, tol) -> np.ndarray:
+    both_nan = np.isnan(got) & np.isnan(want)
+    with np.errstate(invalid="ignore", over="ignore"):
+        same_inf = np.isinf(got) & (got == want)
+        close = np.abs(got - want) <= tol.atol + tol.rtol * np.abs(want)
+    return ~(both_nan | same_inf | close)
+
+
+def _derivative_candidate(spec: ApiSpec, dtype: str, group: List[ScenarioResult], k: int) -> Optional[Candidate]:
+    tol = tolerance(spec, dtype, Aspect.DERIVATIVE)
+    refs = [r for r in group if is_reference(r.scenario) and math.isfinite(r.value)]
+    ads = [r for r in group if not is_reference(r.scenario)]
+    if not ads:
+        return None
+    ambiguous = False
+    if refs:
+        ref = refs[0]
+        culprits = [r for r in ads if not agree(r.value, ref.value, _scale(r, ref), tol)]
+    else:
+        ref, culprits, ambiguous = _majority(ads, tol)
+        if any(r.emulated for r in culprits + [ref]):
+            return None  # an emulated mode disagreeing, with no finite-difference verdict
+    if not culprits:
+        return None
+    ds = tuple(_disagreement(dtype, tol, r, ref, k) for r in culprits)
+    nonfinite = all(not math.isfinite(r.value) for r in culprits) and math.isfinite(ref.value)
+    verdict = Verdict.NONFINITE_DERIVATIVE if nonfinite else Verdict.DERIVATIVE_MISMATCH
+    names = tuple(sorted(r.scenario for r in culprits + ([ref] if ambiguous else [])))
+    return Candidate(verdict, names, k, ds, message=ds[0].detail)
+
+
+def _majority(ads: List[ScenarioResult], tol) -> Tuple[ScenarioResult, List[ScenarioResult], bool]:
+    """Without a reference: the largest agreeing cluster is the reference.
+
+    Returns (reference, culprits, ambiguous); ambiguous when two clusters tie, in which case
+    the reference itself is as suspect as the culprits.
+    """
+    clusters: List[List[ScenarioResult]] = []
+    for r in ads:
+        home = next((c for c in clusters if agree(r.value, c[0].value, _scale(r, c[0]), tol)), None)
+        if home is None:
+            clusters.append([r])
+        else:
+            home.append(r)
+    clusters.sort(key=len, reverse=True)
+    ambiguous = len(clusters) > 1 and len(clusters[0]) == len(clusters[1])
+    return clusters[0][0], [r for c in clusters[1:] for r in c], ambiguous
+
+
+def _disagreement(dtype: str, tol, r: ScenarioResult, ref: ScenarioResult, k: int) -> Disagreement:
+    scale = _scale(r, ref)
+    diff = abs(r.value - ref.value) if math.isfinite(r.value) and math.isfinite(ref.value) else math.inf
+    rel = diff / scale if scale else (0.0 if diff == 0 else math.inf)
+    detail = (f"{r.scenario} vs {ref.scenario}: derivative {r.value:.6g} vs {ref.value:.6g}, "
+              f"max_abs={diff:.2g} max_rel={rel:.2g} > atol={tol.atol:.1g} rtol={tol.rtol:.1g} ({dtype})")
+    return Disagreement(Aspect.DERIVATIVE, (r.scenario, ref.scenario), k, dtype, tol, actual=r.value,
+                        expected=ref.value, max_abs=diff, max_rel=rel, where="projection <v, J u>" if k == 1
+                        else "projection v^T D2f [u, w]", detail=detail)
+
+
+def compare(execution: Execution, spec: ApiSpec) -> Comparison:
+    results = list(execution.results)
+    direct = execution.get("direct")
+    dtype = execution.trial.dtype
+    status = [c for c in (_status(spec, r) for r in results) if c is not None]
+    if direct is None or direct.outcome is not Outcome.OK:
+        crashed = [c for c in status if c.verdict in (Verdict.CRASH, Verdict.TIMEOUT)]
+        return Comparison(bool(crashed), tuple(crashed))
+    out: List[Candidate] = list(status)
+    for r in results:
+        if r.scenario in ("rev", "fwd") and r.outcome is Outcome.OK:
+            d = _value_disagreement(spec, dtype, direct, r)
+            if d is not None:
+                out.append(Candidate(Verdict.VALUE_MISMATCH, (r.scenario,), 1, (d,),
+                                     message=f"{r.scenario} primal output differs from the direct call at {d.where}"))
+    out += _lowest_order(spec, dtype, results)
+    return Comparison(True, tuple(out))
+
+
+# Note [lowest order]
+# A wrong first derivative also makes every composition built on it wrong, so a trial reports
+# derivative candidates of its lowest disagreeing order only; the higher-order ones are
+# consequences, and reporting them would file one bug several times.
+def _lowest_order(spec: ApiSpec, dtype: str, results: Sequence[ScenarioResult]) -> List[Candidate]:
+    by_order: Dict[int, List[ScenarioResult]] = {}
+    for r in results:
+        if r.scenario != "direct" and r.outcome is Outcome.OK and r.value is not None:
+            by_order.setdefault(order(r.scenario), []).append(r)
+    for k in sorted(by_order):
+        c = _derivative_candidate(spec, dtype, by_order[k], k)
+        if c is not None:
+            return [c]
+    return []

@@ -1,0 +1,229 @@
+"""Instability filters: remove the disagreements that floating point or semantics explain.
+
+Each filter looks at one candidate and returns a `FilterOutcome` with a human-readable reason,
+or None when it does not apply.  They run cheapest first; the first that dismisses ends the
+chain.  Nothing is dropped silently: every dismissal is counted per filter in the campaign
+statistics, and a wrong derivative at a smooth point is never dismissed by the kink filter.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, List, Optional, Tuple
+
+import numpy as np
+
+from .compare import compare
+from .generate import records, with_dtype
+from .model import ApiSpec, Aspect, Candidate, FilterOutcome, Verdict
+from .runtime.runner import Execution, Runner
+from .scenarios import direction
+from .tensors import FLOAT_DTYPES, to_array
+
+NUMERIC = (Verdict.DERIVATIVE_MISMATCH, Verdict.NONFINITE_DERIVATIVE, Verdict.VALUE_MISMATCH)
+
+
+@dataclass(frozen=True)
+class FilterContext:
+    execution: Execution
+    spec: ApiSpec
+    runner: Runner
+
+
+FilterFn = Callable[[FilterContext, Candidate], Optional[FilterOutcome]]
+FILTERS: List[Tuple[str, FilterFn]] = []
+
+
+def instability_filter(name: str) -> Callable[[FilterFn], FilterFn]:
+    def register(fn: FilterFn) -> FilterFn:
+        FILTERS.append((name, fn))
+        return fn
+    return register
+
+
+def _outcome(name: str, dismissed: bool, reason: str) -> FilterOutcome:
+    return FilterOutcome(name, dismissed, reason)
+
+
+@instability_filter("known_issue")
+def known_issue(ctx: FilterContext, cand: Candidate) -> Optional[FilterOutcome]:
+    for k in ctx.spec.known_issues:
+        if (not k.verdict or k.verdict == cand.verdict.value) and (not k.scenarios or set(k.scenarios) & set(cand.scenarios)):
+            return _outcome("known_issue", True, f"known issue: {k.reason} ({k.url})")
+    return None
+
+
+@instability_filter("nonfinite")
+def nonfinite(ctx: FilterContext, cand: Candidate) -> Optional[FilterOutcome]:
+    if cand.verdict not in NUMERIC:
+        return None
+    direct = ctx.execution.get("direct")
+    outs = [np.asarray(o, dtype=np.float64) for o in (direct.outputs if direct else ())]
+    if any(not np.isfinite(o).all() for o in outs):
+        return _outcome("nonfinite", True, "the function's own output is non-finite at this input, "
+                        "so its derivative there has no agreed value")
+    for d in cand.disagreements:
+        rs = [ctx.execution.get(s) for s in d.scenarios]
+        if any(r is not None and r.scale is not None and not math.isfinite(r.scale) for r in rs):
+            return _outcome("nonfinite", True, f"the projection of {d.scenarios[0]} overflows float64 "
+                            "(terms are finite, their sum is not)")
+    return _outcome("nonfinite", False, "function output and projection terms are finite")
+
+
+@instability_filter("nondeterminism")
+def nondeterminism(ctx: FilterContext, cand: Candidate) -> Optional[FilterOutcome]:
+    if cand.verdict not in NUMERIC:
+        return None
+    names = sorted({s for d in cand.disagreements for s in d.scenarios} | {"direct"})
+    again = ctx.runner.run(ctx.execution.trial, ctx.spec, names)
+    changed = [s for s in names if not _same_result(ctx.execution.get(s), again.get(s))]
+    if not changed:
+        return _outcome("nondeterminism", False, f"re-run of {', '.join(names)} is bitwise identical")
+    why = "declared random, seeded re-run differs" if ctx.spec.random else "NOT declared random"
+    return FilterOutcome("nondeterminism", True, f"re-running the same inputs changes {', '.join(changed)} ({why})",
+                         tuple(changed))
+
+
+def _same_result(a, b) -> bool:
+    if a is None or b is None or a.outcome != b.outcome:
+        return a is None and b is None
+    if a.value is not None and not (a.value == b.value or (math.isnan(a.value) and math.isnan(b.value))):
+        return False
+    return all(np.array_equal(np.asarray(x), np.asarray(y), equal_nan=np.asarray(x).dtype.kind == "f")
+               for x, y in zip(a.outputs, b.outputs))
+
+
+@instability_filter("fd_reliability")
+def fd_reliability(ctx: FilterContext, cand: Candidate) -> Optional[FilterOutcome]:
+    ds = [d for d in cand.disagreements if d.aspect is Aspect.DERIVATIVE and d.scenarios[1].startswith("fd")]
+    if not ds:
+        return None
+    d = max(ds, key=lambda x: x.max_abs)
+    ref = ctx.execution.get(d.scenarios[1])
+    err = ref.error_estimate if ref and ref.error_estimate is not None else math.inf
+    if d.max_abs <= 2 * err:
+        return _outcome("fd_reliability", True, f"|{d.scenarios[0]} - {d.scenarios[1]}| = {d.max_abs:.2g} is within "
+                        f"twice the finite-difference error estimate {err:.2g}")
+    return _outcome("fd_reliability", False, f"disagreement {d.max_abs:.2g} exceeds the finite-difference "
+                    f"error estimate {err:.2g} by {d.max_abs / err if err else math.inf:.3g}x")
+
+
+@instability_filter("precision")
+def precision(ctx: FilterContext, cand: Candidate) -> Optional[FilterOutcome]:
+    trial = ctx.execution.trial
+    if cand.verdict not in NUMERIC or trial.dtype == "float64" or "float64" not in ctx.spec.dtypes:
+        return None
+    names = sorted({s for d in cand.disagreements for s in d.scenarios} | {"direct"})
+    ex64 = ctx.runner.run(with_dtype(trial, "float64"), ctx.spec, names)
+    if any(c.verdict == cand.verdict and c.scenarios == cand.scenarios for c in compare(ex64, ctx.spec).candidates):
+        return _outcome("precision", False, "the same disagreement persists in float64")
+    rel = _relative_gap(ctx.execution, ex64, cand.scenarios)
+    allowed = max(1e-2 if trial.dtype == "float32" else 1e-1, 10 * _primal_gap(ctx.execution, ex64))
+    if rel <= allowed:
+        return _outcome("precision", True, f"float64 re-run agrees; the {trial.dtype} result is off by "
+                        f"{rel:.2g} (relative), within {allowed:.2g} expected of {trial.dtype}")
+    return _outcome("precision", False, f"float64 agrees but the {trial.dtype} result is off by {rel:.2g} "
+                    f"(relative): a {trial.dtype}-only bug")
+
+
+def _relative_gap(low: Execution, high: Execution, scenarios) -> float:
+    gaps = []
+    for s in scenarios:
+        a, b = low.get(s), high.get(s)
+        if a is None or b is None or a.value is None or b.value is None:
+            continue
+        scale = max(abs(b.value), b.scale or 0.0)
+        diff = abs(a.value - b.value)
+        gaps.append(diff / scale if scale else (0.0 if diff == 0 else math.inf))
+    return max(gaps, default=math.inf)
+
+
+def _primal_gap(low: Execution, high: Execution) -> float:
+    a, b = low.get("direct"), high.get("direct")
+    if a is None or b is None:
+        return 0.0
+    gaps = [0.0]
+    for x, y in zip(a.outputs, b.outputs):
+        x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+        ok = np.isfinite(x) & np.isfinite(y)
+        if ok.any():
+            gaps.append(float(np.max(np.abs(x[ok] - y[ok])) / max(float(np.max(np.abs(y[ok]))), 1e-300)))
+    return max(gaps)
+
+
+# Note [kink filter]
+# At a kink (|x| at 0, relu at 0, ties in max) the derivative is a convention, not a fact, and
+# finite differences straddle the kink.  We probe one-sided differences of the scalar function
+# (P = <v, f> for first order, the inner Q for second order) along every input coordinate, at
+# steps h and h/8: a jump that does not shrink with h is a kink.  Any subgradient convention
+# applied per coordinate yields a value in the sum over coordinates of dir_i * hull(D-_i, D+_i),
+# so the candidate is dismissed only if (1) at least one coordinate is kinked and (2) the
+# disagreeing value lies in that interval.  At a smooth point nothing is dismissed.
+@instability_filter("kink")
+def kink(ctx: FilterContext, cand: Candidate) -> Optional[FilterOutcome]:
+    if cand.verdict is not Verdict.DERIVATIVE_MISMATCH or ctx.spec.kinks != "subgradient":
+        return None
+    d = cand.disagreements[0]
+    inner = "direct" if cand.order == 1 else d.scenarios[0].split(".")[1]
+    xs = _diff_inputs(ctx.execution.trial)
+    points = _kink_points(xs)
+    values = ctx.runner.probe(ctx.execution.trial, ctx.spec, inner, points)
+    if values is None:
+        return _outcome("kink", False, "one-sided difference probe failed; kept")
+    tag = "u" if cand.order == 1 else "w"
+    dirs = [direction(ctx.execution.trial.seed, tag, i, x.shape, "float64").ravel() for i, x in enumerate(xs)]
+    kinked, lo, hi = _hull(values, points, dirs)
+    if not kinked:
+        return _outcome("kink", False, "smooth at this input: one-sided differences agree in every coordinate")
+    slack = d.tolerance.atol + d.tolerance.rtol * max(abs(lo), abs(hi), abs(d.actual or 0.0)) + 1e-4 * (hi - lo)
+    where = ", ".join(f"in {i} [{j}]" for i, j in kinked[:4]) + (" ..." if len(kinked) > 4 else "")
+    if d.actual is not None and lo - slack <= d.actual <= hi + slack:
+        return _outcome("kink", True, f"kink at {where}: {d.scenarios[0]} = {d.actual:.6g} lies in the "
+                        f"one-sided derivatives' hull [{lo:.6g}, {hi:.6g}] (a subgradient convention)")
+    return _outcome("kink", False, f"kink at {where}, but {d.scenarios[0]} = {d.actual:.6g} is outside the "
+                    f"one-sided derivatives' hull [{lo:.6g}, {hi:.6g}]: no convention explains it")
+
+
+def _diff_inputs(trial) -> List[np.ndarray]:
+    return [to_array(r).astype(np.float64) for i in trial.inputs if i.differentiable for r in records(i.value)
+            if r.dtype in FLOAT_DTYPES]
+
+
+def _kink_points(xs: List[np.ndarray]) -> List[Tuple[int, int, float]]:
+    points = [(-1, 0, 0.0)]
+    for i, x in enumerate(xs):
+        for j, xij in enumerate(x.ravel()):
+            h = 1e-6 * max(1.0, abs(float(xij))) if math.isfinite(xij) else 0.0
+            points += [(i, j, h), (i, j, -h), (i, j, h / 8), (i, j, -h / 8)]
+    return points
+
+
+def _hull(values: List[float], points, dirs) -> Tuple[List[Tuple[int, int]], float, float]:
+    p0, kinked, lo, hi = values[0], [], 0.0, 0.0
+    eps = np.finfo(np.float64).eps
+    for n in range((len(points) - 1) // 4):
+        i, j, h = points[1 + 4 * n]
+        vp, vm, vp8, vm8 = values[1 + 4 * n: 5 + 4 * n]
+        if h == 0.0:
+            continue
+        dp, dm = (vp8 - p0) / (h / 8), (p0 - vm8) / (h / 8)
+        jump, jump_h = abs(dp - dm), abs((vp - p0) / h - (p0 - vm) / h)
+        noise = 1e-5 * (abs(dp) + abs(dm)) + 1e3 * eps * abs(p0) / (h / 8)
+        if jump > noise and jump >= 0.5 * jump_h:
+            kinked.append((i, j))
+        a, b = dirs[i][j] * dp, dirs[i][j] * dm
+        lo, hi = lo + min(a, b), hi + max(a, b)
+    return kinked, lo, hi
+
+
+def run_filters(ctx: FilterContext, cand: Candidate) -> Tuple[FilterOutcome, ...]:
+    """Apply filters in order until one dismisses; return every outcome produced."""
+    outcomes: List[FilterOutcome] = []
+    for _name, fn in FILTERS:
+        o = fn(ctx, cand)
+        if o is not None:
+            outcomes.append(o)
+            if o.dismissed:
+                break
+    return tuple(outcomes)
+

@@ -1,0 +1,43 @@
+"""Tolerances are data: a per-dtype table merged with per-spec overrides in one function.
+
+Derivative projections are compared as |a - b| <= atol + rtol * scale, where scale is the
+larger of |a|, |b| and the magnitude sum of their terms (sum |v_i||(J u)_i|), so
+cancellation in a projection does not fake a disagreement and a tiny derivative is still
+judged relative to its own size (Note [relative accuracy]).
+"""
+from __future__ import annotations
+
+from typing import Dict
+
+from .model import ApiSpec, Aspect, Tolerance
+
+# Note [relative accuracy]
+# atol is deliberately minute: a derivative of 4e-18 returned as 0 is 100% wrong, and an
+# absolute tolerance tuned for values near 1 would hide every bug in a function's tails.
+# The float32/float16 rows compare a low-precision AD result with another low-precision one
+# or with a float64 finite-difference reference, so rtol reflects their unit roundoff times a
+# modest conditioning allowance.
+DERIVATIVE: Dict[str, Tolerance] = {
+    "float64": Tolerance(atol=1e-300, rtol=1e-7),
+    "float32": Tolerance(atol=1e-35, rtol=2e-3),
+    "float16": Tolerance(atol=1e-6, rtol=3e-2),
+}
+VALUE: Dict[str, Tolerance] = {
+    "float64": Tolerance(atol=1e-300, rtol=1e-10),
+    "float32": Tolerance(atol=1e-35, rtol=1e-5),
+    "float16": Tolerance(atol=1e-6, rtol=2e-3),
+}
+
+
+def tolerance(spec: ApiSpec, dtype: str, aspect: Aspect) -> Tolerance:
+    """The tolerance for `aspect` at `dtype`: the table, then the spec's override for that dtype."""
+    table = VALUE if aspect is Aspect.VALUE else DERIVATIVE
+    base = table.get(dtype, table["float64"])
+    override = dict(spec.tolerance).get(dtype)
+    if override is None or aspect is Aspect.VALUE:
+        return base
+    return Tolerance(max(base.atol, override.atol), max(base.rtol, override.rtol))
+
+
+def within(a: float, b: float, scale: float, tol: Tolerance) -> bool:
+    return abs(a - b) <= tol.atol + tol.rtol * scale
