@@ -193,7 +193,7 @@ def _kink_points(xs: List[np.ndarray]) -> List[Tuple[int, int, float]]:
     points = [(-1, 0, 0.0)]
     for i, x in enumerate(xs):
         for j, xij in enumerate(x.ravel()):
-            h = 1e-6 * max(1.0, abs(float(xij))) if math.isfinite(xij) else 0.0
+            h = 1e-6 * max(abs(float(xij)), 1e-3) if math.isfinite(xij) else 0.0
             points += [(i, j, h), (i, j, -h), (i, j, h / 8), (i, j, -h / 8)]
     return points
 

@@ -20,9 +20,10 @@ from .codec import digest, from_json, to_json
 from .errors import ReportError
 from .fingerprint import key as fingerprint_key
 from .generate import trial_size
-from .model import BugReport, Evidence, Finding, ReportStatus, Trial
+from .model import BugReport, CampaignRecord, Evidence, Finding, ReportStatus, Trial
 
 SCHEMA = 1
+CAMPAIGNS = "_campaigns"
 RECENT_TRIALS = 64
 
 
@@ -77,7 +78,7 @@ class Store:
         self.root = Path(root)
 
     def paths(self) -> List[Path]:
-        return sorted(p for p in self.root.glob("*/*/*.json"))
+        return sorted(p for p in self.root.glob("*/*/*.json") if p.parts[-3] != CAMPAIGNS)
 
     def load_all(self) -> Tuple[List[BugReport], List[ReportError]]:
         reports, errors = [], []
@@ -118,6 +119,10 @@ class Store:
     def save(self, report: BugReport) -> None:
         fp = report.fingerprint
         write_atomic(report_path(self.root, fp.library, fp.api, report.key), encode_report(report))
+
+    def save_campaign(self, record: CampaignRecord) -> None:
+        text = json.dumps({"schema": SCHEMA, "campaign": to_json(record)}, indent=1, sort_keys=True) + "\n"
+        write_atomic(self.root / CAMPAIGNS / f"{record.id}.json", text)
 
     def __iter__(self) -> Iterator[BugReport]:
         return iter(self.load_all()[0])

@@ -1,0 +1,258 @@
+"""`nablafuzz campaign`: many trials over many APIs, unattended, resumable.
+
+Worker threads (one runner per thread and library) generate, run and judge trials and
+minimise the first occurrence of each fingerprint; the main thread is the only writer of the
+report store and of the campaign's observation log (`observations.jsonl`, one JSON line per
+trial).  A trial's report is written before its observation line, so after Ctrl-C or SIGKILL
+re-running the same command skips what is logged and re-runs at most the trials in flight,
+whose occurrences the store recognises and does not count twice.
+"""
+from __future__ import annotations
+
+import json
+import os
+import queue
+import threading
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Dict, List, Optional, Set, Tuple
+
+from .codec import digest
+from .config import Config
+from .fingerprint import key as fingerprint_key
+from .generate import generate, trial_size
+from .minimize import minimise
+from .model import ApiSpec, BugReport, CampaignRecord, Finding, ReportStatus, Trial, Verdict
+from .replay import ReplayOutcome, replay_report
+from .runtime.runner import Runner
+from .runtime.registry import resolve_runtime
+from .spec import SpecSet, load_specs
+from .stats import Observation, Summary, summarise
+from .store import Store, now, trial_key
+from .verdict import judge
+
+_DONE = object()
+
+
+@dataclass(frozen=True)
+class TrialResult:
+    observation: Observation
+    findings: Tuple[Tuple[Finding, Trial], ...]
+    versions: Tuple[str, ...]
+
+
+@dataclass
+class _Shared:
+    """State the worker threads share, guarded by one lock."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    claimed: Set[str] = field(default_factory=set)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def claim(self, key: str) -> bool:
+        with self.lock:
+            if key in self.claimed:
+                return False
+            self.claimed.add(key)
+            return True
+
+
+def campaign_id(config: Config) -> str:
+    basis = (config.libraries, config.apis, config.spec_files, config.seed, config.trials_per_api,
+             config.scenarios, config.max_tensor_size, config.profile)
+    return config.name or f"c-{digest(basis, 10)}"
+
+
+def campaign_dir(config: Config) -> Tuple[str, Path]:
+    """The unfinished campaign of this configuration, or a new round after a finished one."""
+    base = campaign_id(config)
+    root = Path(config.campaign_dir)
+    n = 1
+    while (root / _round(base, n) / "complete").exists():
+        n += 1
+    return _round(base, n), root / _round(base, n)
+
+
+def _round(base: str, n: int) -> str:
+    return base if n == 1 else f"{base}-r{n}"
+
+
+def read_observations(path: Path) -> List[Observation]:
+    """Logged observations; a line cut short by a kill is ignored (its trial simply re-runs)."""
+    out = []
+    if path.exists():
+        for line in path.read_text().splitlines():
+            try:
+                out.append(Observation.from_json(json.loads(line)))
+            except (ValueError, KeyError, TypeError):
+                continue
+    return out
+
+
+def _versions(runner: Runner) -> Tuple[str, ...]:
+    return tuple(sorted(f"{k} {v}" for k, v in runner.versions.items()))
+
+
+class Campaign:
+    def __init__(self, config: Config, specs: SpecSet, progress=None):
+        self.config = config
+        self.specs = specs.select(config.libraries, config.apis)
+        self.store = Store(Path(config.store_dir))
+        self.id, self.dir = campaign_dir(config)
+        self.seed = config.seed + int(self.id.rpartition("-r")[2]) - 1 if "-r" in self.id else config.seed
+        self.shared = _Shared()
+        self.results: "queue.Queue" = queue.Queue()
+        self.progress = progress
+        self.main_runners: Dict[str, Runner] = {}
+        self.started_at = now()
+        self.python_path = tuple(sorted({os.getcwd()} | {str(Path(f).parent) for f in config.spec_files}))
+
+    # ---- worker threads -------------------------------------------------------------------
+    def _runner(self, runners: Dict[str, Runner], library: str, n: int) -> Runner:
+        if library not in runners:
+            rt = resolve_runtime(library, self.python_path, self.config.memory_limit_mb)
+            log = self.dir / "logs" / f"{library}-{n}.log"
+            runners[library] = Runner(rt, log, self.config.trial_timeout_s)
+        return runners[library]
+
+    def _work(self, tasks: "queue.Queue", n: int, done: Set[Tuple[str, int]], deadline: float) -> None:
+        runners: Dict[str, Runner] = {}
+        try:
+            while not self.shared.stop.is_set():
+                try:
+                    spec = tasks.get_nowait()
+                except queue.Empty:
+                    return
+                self._fuzz_api(spec, self._runner(runners, spec.library, n), done, deadline)
+        except Exception as exc:  # noqa: BLE001 - reported by the main thread, campaign ends cleanly
+            self.results.put(exc)
+        finally:
+            for r in runners.values():
+                r.close()
+            self.results.put(_DONE)
+
+    def _fuzz_api(self, spec: ApiSpec, runner: Runner, done: Set[Tuple[str, int]], deadline: float) -> None:
+        api_deadline = min(deadline, time.monotonic() + self.config.api_budget_s)
+        for index in range(self.config.trials_per_api):
+            if self.shared.stop.is_set() or time.monotonic() > api_deadline:
+                return
+            if (spec.id, index) not in done:
+                self.results.put(self.run_trial(spec, runner, index))
+
+    def run_trial(self, spec: ApiSpec, runner: Runner, index: int) -> TrialResult:
+        start = time.monotonic()
+        trial = generate(spec, self.seed, index, self.config.max_tensor_size, self.config.max_rank)
+        execution = runner.run(trial, spec, self.config.scenarios)
+        j = judge(execution, spec, runner)
+        findings = tuple((f, self._representative(f, spec, runner)) for f in j.findings)
+        obs = Observation(spec.id, index, trial_key(trial), trial.dtype, j.valid, j.candidates, j.dismissed,
+                          tuple(fingerprint_key(f.fingerprint) for f in j.findings), (),
+                          time.monotonic() - start, execution.death.kind if execution.death else "")
+        return TrialResult(obs, findings, _versions(runner))
+
+    def _representative(self, finding: Finding, spec: ApiSpec, runner: Runner) -> Trial:
+        fp = finding.fingerprint
+        k = fingerprint_key(fp)
+        if not self.config.minimise or fp.verdict is Verdict.NONDETERMINISTIC or not self.shared.claim(k):
+            return finding.trial
+        with self.shared.lock:
+            old = self.store.get(fp.library, fp.api, k)
+        if old is not None and old.minimised_size <= trial_size(finding.trial):
+            return finding.trial
+
+        def reproduces(t: Trial) -> bool:
+            verdict = judge(runner.run(t, spec, self.config.scenarios), spec, runner)
+            return any(f.fingerprint == fp for f in verdict.findings)
+        return minimise(finding.trial, reproduces)
+
+    # ---- main thread ----------------------------------------------------------------------
+    def run(self) -> Summary:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        log_path = self.dir / "observations.jsonl"
+        previous = read_observations(log_path)
+        done = {(o.api, o.index) for o in previous}
+        tasks: "queue.Queue" = queue.Queue()
+        for spec in self.specs:
+            tasks.put(spec)
+        deadline = time.monotonic() + self.config.budget_s
+        threads = [threading.Thread(target=self._work, args=(tasks, n, done, deadline), daemon=True)
+                   for n in range(min(self.config.workers, max(1, len(self.specs))))]
+        started, self.started_at = time.monotonic(), now()
+        for t in threads:
+            t.start()
+        fresh, versions, error = self._collect(log_path, len(threads))
+        complete = error is None and not self.shared.stop.is_set()
+        observations = previous + fresh
+        if complete:
+            self._finish(observations, versions)
+            (self.dir / "complete").write_text(now() + "\n")
+        summary = summarise(self.id, self.specs, observations, len(fresh), time.monotonic() - started, complete)
+        (self.dir / "summary.json").write_text(json.dumps(summary.to_json(), indent=1) + "\n")
+        if error is not None:
+            raise error
+        return summary
+
+    def _collect(self, log_path: Path, running: int):
+        fresh: List[Observation] = []
+        versions: Set[str] = set()
+        error: Optional[BaseException] = None
+        with open(log_path, "a") as log:
+            while running:
+                try:
+                    item = self.results.get()
+                except KeyboardInterrupt:
+                    self.shared.stop.set()  # threads finish their trial in flight, then stop
+                    continue
+                if item is _DONE:
+                    running -= 1
+                elif isinstance(item, BaseException):
+                    error = error or item
+                    self.shared.stop.set()
+                else:
+                    fresh.append(self._record(item, log))
+                    versions |= set(item.versions)
+        return fresh, versions, error
+
+    def _finish(self, observations: List[Observation], versions: Set[str]) -> None:
+        """Replay open reports of covered APIs that this campaign did not see; record the campaign."""
+        seen = {k for o in observations for k in o.findings}
+        covered = {o.api for o in observations if o.valid}
+        fixed = [r for r in self.store if f"{r.fingerprint.library}:{r.fingerprint.api}" in covered
+                 and r.key not in seen and r.status is not ReportStatus.FIXED and self._gone(r)]
+        for r in fixed:
+            self.store.save(replace(r, status=ReportStatus.FIXED, notes=f"not reproduced by campaign {self.id}"))
+        libs = tuple(self.config.libraries)
+        self.store.save_campaign(CampaignRecord(self.id, self.started_at, now(), libs, tuple(sorted(versions)),
+                                                tuple(sorted(covered)), tuple(sorted(seen)),
+                                                tuple(r.key for r in fixed), True))
+
+    def _gone(self, report: BugReport) -> bool:
+        spec = next((s for s in self.specs if s.id == f"{report.fingerprint.library}:{report.fingerprint.api}"), None)
+        if spec is None:
+            return False
+        runner = self._runner(self.main_runners, spec.library, 0)
+        return replay_report(report, spec, runner, self.config.scenarios).outcome is not ReplayOutcome.REPRODUCED
+
+    def _record(self, result: TrialResult, log) -> Observation:
+        new = []
+        for finding, representative in result.findings:
+            report, created = self.store.record(finding, representative, result.versions, self.id)
+            if created:
+                new.append(report.key)
+        obs = result.observation.with_new(tuple(new))
+        log.write(json.dumps(obs.to_json()) + "\n")
+        log.flush()
+        if self.progress is not None:
+            self.progress(obs)
+        return obs
+
+
+def run_campaign(config: Config, progress=None) -> Summary:
+    specs = load_specs(Path(config.spec_dir), config.libraries, [Path(f) for f in config.spec_files])
+    campaign = Campaign(config, specs, progress)
+    try:
+        return campaign.run()
+    finally:
+        for r in campaign.main_runners.values():
+            r.close()

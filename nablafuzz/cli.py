@@ -1,0 +1,168 @@
+"""Command line: `nablafuzz install | campaign | replay | triage | specs`.
+
+Imports stay light: no deep-learning library is ever imported here (workers do that), so
+`nablafuzz --help`, `triage` and `replay` of numpy_ref reports work with none installed.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import sys
+from pathlib import Path
+from typing import List, Optional, Sequence
+
+from .errors import NablaError
+
+EXIT_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+
+def _csv(text: str) -> List[str]:
+    return [t for t in (x.strip() for x in text.split(",")) if t]
+
+
+def _campaign_parser(sub) -> None:
+    p = sub.add_parser("campaign", help="fuzz APIs of one or more libraries; findings go to the report store",
+                       description="Run a campaign. Re-running the same command resumes an interrupted one.")
+    p.add_argument("--profile", default="default", help="named settings: default, smoke, nightly")
+    p.add_argument("-l", "--libraries", type=_csv, help="comma-separated library ids (default: numpy_ref and "
+                   "every installed library with an adapter)")
+    p.add_argument("--api", dest="apis", action="append", help="API name glob, repeatable (default: all)")
+    p.add_argument("--specs", dest="spec_files", action="append", help="extra spec file (your own functions)")
+    p.add_argument("--spec-dir", help="directory of library spec files (default: api_specs)")
+    p.add_argument("--store", dest="store_dir", help="report store directory (default: bug_reports)")
+    p.add_argument("--trials", dest="trials_per_api", type=int, help="trials per API")
+    p.add_argument("--budget", dest="budget_s", type=float, help="total seconds")
+    p.add_argument("--api-budget", dest="api_budget_s", type=float, help="seconds per API")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--workers", type=int, help="parallel workers (default: 2)")
+    p.add_argument("--max-size", dest="max_tensor_size", type=int, help="elements per tensor")
+    p.add_argument("--timeout", dest="trial_timeout_s", type=float, help="seconds per trial before the worker is killed")
+    p.add_argument("--memory-limit", dest="memory_limit_mb", type=int, help="worker address-space limit in MiB")
+    p.add_argument("--scenarios", type=_csv, help="comma-separated scenario ids (default: all)")
+    p.add_argument("--name", help="campaign name (default: derived from the settings)")
+    p.add_argument("--no-minimise", dest="minimise", action="store_false", default=None)
+    p.add_argument("--triage", metavar="FILE", help="also write the triage report to FILE")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nablafuzz", description="Differential fuzzing of automatic "
+                                     "differentiation in PyTorch, JAX, TensorFlow and OneFlow.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("install", help="create the library runtimes (idempotent)")
+    p.add_argument("--only", help="comma-separated libraries")
+    p.add_argument("--force", action="store_true")
+    _campaign_parser(sub)
+    p = sub.add_parser("replay", help="re-run bug reports; exit 0 reproduced, 1 not reproduced, 3 changed, 2 error")
+    p.add_argument("reports", nargs="+", type=Path)
+    p.add_argument("--specs", dest="spec_files", action="append", default=[])
+    p.add_argument("--spec-dir", default="api_specs")
+    p = sub.add_parser("triage", help="render the report store as markdown")
+    p.add_argument("--store", default="bug_reports")
+    p.add_argument("--out", type=Path, help="write to this file instead of standard output")
+    p = sub.add_parser("specs", help="derive, list or check API specs")
+    p.add_argument("action", choices=["derive", "list", "check"])
+    p.add_argument("library", nargs="?")
+    p.add_argument("--spec-dir", default="api_specs")
+    p.add_argument("--out", type=Path, help="derive: output file (default api_specs/<library>/derived.yaml)")
+    return parser
+
+
+def installed_libraries() -> List[str]:
+    from .install import InstallError, load_registry
+    try:
+        registry = load_registry()
+    except InstallError:
+        registry = {}
+    return ["numpy_ref"] + [lib for lib in ("torch", "jax", "tensorflow", "oneflow")
+                            if lib in registry and importlib.util.find_spec(f"nablafuzz.adapters.{lib}") is not None]
+
+
+def cmd_campaign(args: argparse.Namespace) -> int:
+    from .campaign import run_campaign
+    from .config import make_config
+    from .progress import ProgressView
+    settings = {k: v for k, v in vars(args).items() if k not in ("command", "profile", "triage")}
+    settings["libraries"] = settings["libraries"] or installed_libraries()
+    config = make_config(args.profile, **settings)
+    with ProgressView(config) as view:
+        summary = run_campaign(config, view.update)
+    for line in summary.lines():
+        print(line)
+    if args.triage:
+        from .triage import render_triage
+        render_triage(Path(config.store_dir), Path(args.triage))
+        print(f"triage report: {args.triage}")
+    return 0 if summary.complete else EXIT_INTERRUPTED
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from .replay import load_for_replay, replay_report
+    from .runtime.registry import resolve_runtime
+    from .runtime.runner import Runner
+    from .spec import load_specs
+    worst = 0
+    for path in args.reports:
+        report = _peek_library(path)
+        specs = load_specs(Path(args.spec_dir), [report], [Path(f) for f in args.spec_files])
+        rep, spec = load_for_replay(path, specs)
+        paths = [str(Path.cwd())] + [str(Path(f).parent) for f in args.spec_files]
+        runner = Runner(resolve_runtime(spec.library, paths), Path(".nablafuzz/replay.log"), 60.0)
+        try:
+            result = replay_report(rep, spec, runner)
+        finally:
+            runner.close()
+        print(f"{path}: {result.message()}  ({', '.join(result.versions)})")
+        worst = max(worst, result.outcome.value)
+    return worst
+
+
+def _peek_library(path: Path) -> str:
+    from .store import read_report
+    return read_report(path).fingerprint.library
+
+
+def cmd_triage(args: argparse.Namespace) -> int:
+    from .triage import render_triage
+    text = render_triage(Path(args.store), args.out)
+    if args.out is None:
+        sys.stdout.write(text)
+    else:
+        print(f"wrote {args.out}")
+    return 0
+
+
+def cmd_specs(args: argparse.Namespace) -> int:
+    from .specsource import derive, list_specs
+    if args.action == "derive":
+        if not args.library:
+            raise NablaError("specs derive needs a library, e.g. `nablafuzz specs derive numpy_ref`")
+        out = args.out or Path(args.spec_dir) / args.library / "derived.yaml"
+        n = derive(args.library, out)
+        print(f"wrote {n} specs to {out}")
+        return 0
+    for line in list_specs(Path(args.spec_dir), args.library, check_only=args.action == "check"):
+        print(line)
+    return 0
+
+
+def cmd_install(args: argparse.Namespace) -> int:
+    from .install import main as install_main
+    argv = (["--only", args.only] if args.only else []) + (["--force"] if args.force else [])
+    return install_main(argv)
+
+
+COMMANDS = {"campaign": cmd_campaign, "replay": cmd_replay, "triage": cmd_triage, "specs": cmd_specs,
+            "install": cmd_install}
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except NablaError as exc:
+        print(f"nablafuzz: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("nablafuzz: interrupted; re-run the same command to resume", file=sys.stderr)
+        return EXIT_INTERRUPTED

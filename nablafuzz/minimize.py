@@ -1,0 +1,113 @@
+"""Minimisation: the smallest trial that still gives the same fingerprint.
+
+Shrink dimensions first (all axes of one size together, which keeps shape relations such as
+[m,k] @ [k,n] intact, then each axis of each tensor), drop tensor-list elements, then simplify
+values (0, 1, fewer significant digits).  Each step is kept only if the trial still yields the
+same fingerprint; attempts are bounded.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Callable, Iterator, List
+
+import numpy as np
+
+from .generate import records, trial_size
+from .model import TensorRecord, Trial
+from .tensors import FLOAT_DTYPES, to_array, to_record
+
+Check = Callable[[Trial], bool]
+
+
+def _map_records(trial: Trial, fn: Callable[[int, TensorRecord], TensorRecord]) -> Trial:
+    """Apply fn to every tensor record (numbered in input order)."""
+    counter = iter(range(10 ** 9))
+
+    def convert(v):
+        if isinstance(v, TensorRecord):
+            return fn(next(counter), v)
+        rs = records(v)
+        return tuple(fn(next(counter), r) for r in rs) if rs else v
+    return replace(trial, inputs=tuple(replace(i, value=convert(i.value)) for i in trial.inputs))
+
+
+def _slice(rec: TensorRecord, axis: int, n: int) -> TensorRecord:
+    return to_record(np.take(to_array(rec), np.arange(n), axis=axis))
+
+
+def _joint_shrinks(trial: Trial) -> Iterator[Trial]:
+    sizes = sorted({d for i in trial.inputs for r in records(i.value) for d in r.shape if d > 1}, reverse=True)
+    for size in sizes:
+        for target in (1, size // 2):
+            yield _map_records(trial, lambda _, r: _shrink_all(r, size, target))
+
+
+def _shrink_all(rec: TensorRecord, size: int, target: int) -> TensorRecord:
+    for axis, d in enumerate(rec.shape):
+        if d == size:
+            rec = _slice(rec, axis, target)
+    return rec
+
+
+def _single_shrinks(trial: Trial) -> Iterator[Trial]:
+    total = sum(len(records(i.value)) for i in trial.inputs)
+    for k in range(total):
+        shape = [r for i in trial.inputs for r in records(i.value)][k].shape
+        for axis, d in enumerate(shape):
+            for target in (1, d // 2):
+                if 0 < target < d:
+                    yield _map_records(trial, lambda j, r: _slice(r, axis, target) if j == k else r)
+
+
+def _list_drops(trial: Trial) -> Iterator[Trial]:
+    for n, inp in enumerate(trial.inputs):
+        rs = records(inp.value)
+        if not isinstance(inp.value, TensorRecord) and len(rs) > 1:
+            inputs = list(trial.inputs)
+            inputs[n] = replace(inp, value=rs[:-1])
+            yield replace(trial, inputs=tuple(inputs))
+
+
+def _simpler_values(x: float) -> List[float]:
+    if not np.isfinite(x) or x in (0.0, 1.0):
+        return []
+    out = [0.0, 1.0, float(np.sign(x))]
+    out += [float(f"{x:.{d}g}") for d in (1, 2, 3)]
+    return [v for v in dict.fromkeys(out) if v != x]
+
+
+def _value_edits(trial: Trial) -> Iterator[Trial]:
+    recs = [r for i in trial.inputs for r in records(i.value)]
+    for k, rec in enumerate(recs):
+        if rec.dtype not in FLOAT_DTYPES:
+            continue
+        for e, x in enumerate(rec.values):
+            for simpler in _simpler_values(float(x)):
+                def edit(j, r, k=k, e=e, simpler=simpler):
+                    if j != k:
+                        return r
+                    vals = list(r.values)
+                    vals[e] = float(np.array(simpler, dtype=r.dtype))
+                    return replace(r, values=tuple(vals))
+                yield _map_records(trial, edit)
+
+
+def minimise(trial: Trial, reproduces: Check, max_attempts: int = 150) -> Trial:
+    """Greedy first-improvement search; returns the smallest reproducing trial found."""
+    attempts = 0
+    for moves in (_joint_shrinks, _single_shrinks, _list_drops, _value_edits):
+        improved = True
+        while improved and attempts < max_attempts:
+            improved = False
+            for cand in moves(trial):
+                if attempts >= max_attempts:
+                    break
+                if cand == trial or (moves is not _value_edits and trial_size(cand) >= trial_size(trial)):
+                    continue
+                attempts += 1
+                if reproduces(cand):
+                    trial, improved = cand, True
+                    break
+    return trial
+
+

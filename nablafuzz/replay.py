@@ -1,0 +1,72 @@
+"""`nablafuzz replay REPORT`: rebuild a report's trial from data and run it again.
+
+Nothing read from a report is executed as code: the API is resolved only through a loaded
+spec of the report's library, so a report naming `os.system` is refused.
+Exit codes: 0 reproduced (the bug is still there), 1 not reproduced (fixed in this runtime),
+3 changed (the trial now gives other findings), 2 error (refused, corrupt report, no runtime).
+"""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence, Tuple
+
+from .errors import RefusedError
+from .fingerprint import describe, key as fingerprint_key
+from .model import ApiSpec, BugReport
+from .runtime.runner import Runner
+from .spec import SpecSet
+from .store import read_report
+from .verdict import judge
+from .scenarios import ALL
+
+
+class ReplayOutcome(enum.Enum):
+    REPRODUCED = 0
+    NOT_REPRODUCED = 1
+    CHANGED = 3
+
+
+@dataclass(frozen=True)
+class ReplayResult:
+    outcome: ReplayOutcome
+    report: BugReport
+    found: Tuple[str, ...]
+    versions: Tuple[str, ...]
+
+    def message(self) -> str:
+        fp = describe(self.report.fingerprint)
+        if self.outcome is ReplayOutcome.REPRODUCED:
+            return f"reproduced: {fp}"
+        if self.outcome is ReplayOutcome.NOT_REPRODUCED:
+            return f"not reproduced (fixed here?): {fp}"
+        return f"changed: expected {fp}; now: {'; '.join(self.found)}"
+
+
+def spec_for(report: BugReport, specs: SpecSet) -> ApiSpec:
+    fp = report.fingerprint
+    spec = specs.get(fp.library, fp.api)
+    if spec is None or fp.library != report.trial.library or fp.api != report.trial.api:
+        raise RefusedError(f"report names API {fp.api!r} of library {fp.library!r}, which no loaded spec "
+                           "declares; refusing to run it (reports are data, never code). Fix: if it is your "
+                           "own function, pass its spec file with --specs")
+    return spec
+
+
+def replay_report(report: BugReport, spec: ApiSpec, runner: Runner, scenarios: Sequence[str] = ALL) -> ReplayResult:
+    verdict = judge(runner.run(report.trial, spec, scenarios), spec, runner)
+    found = {f.fingerprint for f in verdict.findings}
+    if report.fingerprint in found:
+        outcome = ReplayOutcome.REPRODUCED
+    elif found:
+        outcome = ReplayOutcome.CHANGED
+    else:
+        outcome = ReplayOutcome.NOT_REPRODUCED
+    versions = tuple(sorted(f"{k} {v}" for k, v in runner.versions.items()))
+    return ReplayResult(outcome, report, tuple(sorted(f"{describe(f)} [{fingerprint_key(f)}]" for f in found)), versions)
+
+
+def load_for_replay(path: Path, specs: SpecSet) -> Tuple[BugReport, ApiSpec]:
+    report = read_report(path)
+    return report, spec_for(report, specs)

@@ -1,0 +1,28 @@
+"""Which interpreter runs which library: numpy_ref in our own, the rest as `nablafuzz install` recorded."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from ..adapters import ADAPTERS
+from ..errors import ConfigError
+from ..install import InstallError, load_registry
+from .process import Runtime
+
+
+def resolve_runtime(library: str, python_path: Sequence[str] = (), memory_limit_mb: int = 0) -> Runtime:
+    if library not in ADAPTERS:
+        raise ConfigError(f"unknown library {library!r}: choose from {', '.join(ADAPTERS)}")
+    limit = memory_limit_mb or None
+    paths = tuple(str(Path(p).resolve()) for p in python_path)
+    if library == "numpy_ref":
+        return Runtime(library, sys.executable, (), limit, paths)
+    try:
+        entry = load_registry().get(library)
+    except InstallError as exc:
+        raise ConfigError(str(exc)) from None
+    if not entry or not Path(entry["python"]).exists():
+        raise ConfigError(f"no runtime installed for {library}: run `nablafuzz install --only {library}` "
+                          "(or `nablafuzz install` for all four libraries)")
+    return Runtime(library, entry["python"], tuple(sorted(entry.get("env", {}).items())), limit, paths)

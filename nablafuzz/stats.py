@@ -1,0 +1,108 @@
+"""Campaign statistics: one `Observation` per trial, and the `Summary` computed from them all.
+
+The summary is recomputed from the observation log, so a resumed campaign reports totals for
+the whole campaign, not only for the last stretch.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any, Dict, List, Sequence, Tuple
+
+from .model import ApiSpec
+
+
+@dataclass(frozen=True)
+class Observation:
+    api: str
+    index: int
+    trial: str
+    dtype: str
+    valid: bool
+    candidates: int
+    dismissed: Tuple[Tuple[str, int], ...]
+    findings: Tuple[str, ...]
+    new: Tuple[str, ...]
+    seconds: float
+    death: str = ""
+
+    def with_new(self, new: Tuple[str, ...]) -> "Observation":
+        return replace(self, new=new)
+
+    def to_json(self) -> Dict[str, Any]:
+        return {"api": self.api, "index": self.index, "trial": self.trial, "dtype": self.dtype,
+                "valid": self.valid, "candidates": self.candidates, "dismissed": dict(self.dismissed),
+                "findings": list(self.findings), "new": list(self.new), "seconds": round(self.seconds, 6),
+                "death": self.death}
+
+    @staticmethod
+    def from_json(d: Dict[str, Any]) -> "Observation":
+        return Observation(d["api"], int(d["index"]), d["trial"], d["dtype"], bool(d["valid"]),
+                           int(d["candidates"]), tuple(sorted(d["dismissed"].items())), tuple(d["findings"]),
+                           tuple(d["new"]), float(d["seconds"]), d.get("death", ""))
+
+
+@dataclass(frozen=True)
+class Summary:
+    campaign: str
+    complete: bool
+    apis: int
+    apis_tried: int
+    apis_valid: int
+    trials: int
+    valid: int
+    candidates: int
+    dismissed: Tuple[Tuple[str, int], ...]
+    findings: int
+    fingerprints: int
+    new_reports: int
+    deaths: Tuple[Tuple[str, int], ...]
+    seconds: float
+    trials_this_run: int = 0
+    invalid_apis: Tuple[str, ...] = ()
+
+    @property
+    def trials_per_s(self) -> float:
+        return self.trials_this_run / self.seconds if self.seconds else 0.0
+
+    def to_json(self) -> Dict[str, Any]:
+        return {"campaign": self.campaign, "complete": self.complete, "apis": self.apis,
+                "apis_tried": self.apis_tried, "apis_with_valid_trial": self.apis_valid, "trials": self.trials,
+                "valid_trials": self.valid, "valid_rate": round(self.valid / self.trials, 4) if self.trials else 0,
+                "candidates": self.candidates, "dismissed": dict(self.dismissed), "findings": self.findings,
+                "distinct_fingerprints": self.fingerprints, "new_reports": self.new_reports,
+                "deaths": dict(self.deaths), "seconds_this_run": round(self.seconds, 2),
+                "trials_per_s_this_run": round(self.trials_per_s, 2), "apis_without_valid_trial": list(self.invalid_apis)}
+
+    def lines(self) -> List[str]:
+        d = self.to_json()
+        dismissed = ", ".join(f"{k} {v}" for k, v in self.dismissed) or "none"
+        return [
+            f"campaign {self.campaign} ({'complete' if self.complete else 'incomplete: re-run to resume'})",
+            f"APIs: {self.apis} selected, {self.apis_tried} tried, {self.apis_valid} with a valid trial",
+            f"trials: {self.trials} ({self.valid} valid, rate {d['valid_rate']:.1%}); "
+            f"{self.trials_per_s:.1f} trials/s this run",
+            f"candidates: {self.candidates}; dismissed by filter: {dismissed}",
+            f"findings: {self.findings} in {self.fingerprints} distinct fingerprints; new reports: {self.new_reports}",
+        ]
+
+
+def _count(pairs) -> Tuple[Tuple[str, int], ...]:
+    out: Dict[str, int] = {}
+    for k, n in pairs:
+        out[k] = out.get(k, 0) + n
+    return tuple(sorted(out.items()))
+
+
+def summarise(campaign: str, specs: Sequence[ApiSpec], obs: Sequence[Observation], fresh: int,
+              seconds: float, complete: bool) -> Summary:
+    """Totals over all observations; `fresh` of them were made in this run, in `seconds`."""
+    tried = {o.api for o in obs}
+    valid_apis = {o.api for o in obs if o.valid}
+    return Summary(
+        campaign=campaign, complete=complete, apis=len(specs), apis_tried=len(tried), apis_valid=len(valid_apis),
+        trials=len(obs), valid=sum(o.valid for o in obs), candidates=sum(o.candidates for o in obs),
+        dismissed=_count(p for o in obs for p in o.dismissed), findings=sum(len(o.findings) for o in obs),
+        fingerprints=len({k for o in obs for k in o.findings}), new_reports=sum(len(o.new) for o in obs),
+        deaths=_count((o.death, 1) for o in obs if o.death), seconds=seconds, trials_this_run=fresh,
+        invalid_apis=tuple(sorted(tried - valid_apis)),
+    )
