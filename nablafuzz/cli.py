@@ -31,6 +31,7 @@ def _campaign_parser(sub) -> None:
     p.add_argument("--specs", dest="spec_files", action="append", help="extra spec file (your own functions)")
     p.add_argument("--spec-dir", help="directory of library spec files (default: api_specs)")
     p.add_argument("--store", dest="store_dir", help="report store directory (default: bug_reports)")
+    p.add_argument("--campaign-dir", help="where campaign logs live (default: .nablafuzz/campaigns)")
     p.add_argument("--trials", dest="trials_per_api", type=int, help="trials per API")
     p.add_argument("--budget", dest="budget_s", type=float, help="total seconds")
     p.add_argument("--api-budget", dest="api_budget_s", type=float, help="seconds per API")

@@ -111,29 +111,32 @@ def _bad_elements(got: np.ndarray, want: np.ndarray, tol) -> np.ndarray:
 
 
 def _derivative_candidate(spec: ApiSpec, dtype: str, group: List[ScenarioResult], k: int) -> Optional[Candidate]:
-    tol = tolerance(spec, dtype, Aspect.DERIVATIVE)
+    tol = tolerance(spec, dtype, Aspect.DERIVATIVE, k)
     refs = [r for r in group if is_reference(r.scenario) and converged(r)]
     ads = [r for r in group if not is_reference(r.scenario)]
     if not ads:
         return None
+    # one scale for the whole order: the projection's magnitude is a property of the function,
+    # not of the mode that computed it, so every mode is held to the same absolute bound
+    scale = _scale(*group)
     ambiguous = False
     if refs:
         ref = refs[0]
-        culprits = [r for r in ads if not agree(r.value, ref.value, _scale(r, ref), tol)]
+        culprits = [r for r in ads if not agree(r.value, ref.value, scale, tol)]
     else:
-        ref, culprits, ambiguous = _majority(ads, tol)
+        ref, culprits, ambiguous = _majority(ads, tol, scale)
         if any(r.emulated for r in culprits + [ref]):
             return None  # an emulated mode disagreeing, with no finite-difference verdict
     if not culprits:
         return None
-    ds = tuple(_disagreement(dtype, tol, r, ref, k) for r in culprits)
+    ds = tuple(_disagreement(dtype, tol, r, ref, k, scale) for r in culprits)
     nonfinite = all(not math.isfinite(r.value) for r in culprits) and math.isfinite(ref.value)
     verdict = Verdict.NONFINITE_DERIVATIVE if nonfinite else Verdict.DERIVATIVE_MISMATCH
     names = tuple(sorted(r.scenario for r in culprits + ([ref] if ambiguous else [])))
-    return Candidate(verdict, names, k, ds, message=ds[0].detail)
+    return Candidate(verdict, names, k, ds, message=ds[0].detail, ambiguous=ambiguous)
 
 
-def _majority(ads: List[ScenarioResult], tol) -> Tuple[ScenarioResult, List[ScenarioResult], bool]:
+def _majority(ads: List[ScenarioResult], tol, scale: float) -> Tuple[ScenarioResult, List[ScenarioResult], bool]:
     """Without a reference: the largest agreeing cluster is the reference.
 
     Returns (reference, culprits, ambiguous); ambiguous when two clusters tie, in which case
@@ -141,7 +144,7 @@ def _majority(ads: List[ScenarioResult], tol) -> Tuple[ScenarioResult, List[Scen
     """
     clusters: List[List[ScenarioResult]] = []
     for r in ads:
-        home = next((c for c in clusters if agree(r.value, c[0].value, _scale(r, c[0]), tol)), None)
+        home = next((c for c in clusters if agree(r.value, c[0].value, scale, tol)), None)
         if home is None:
             clusters.append([r])
         else:
@@ -151,8 +154,7 @@ def _majority(ads: List[ScenarioResult], tol) -> Tuple[ScenarioResult, List[Scen
     return clusters[0][0], [r for c in clusters[1:] for r in c], ambiguous
 
 
-def _disagreement(dtype: str, tol, r: ScenarioResult, ref: ScenarioResult, k: int) -> Disagreement:
-    scale = _scale(r, ref)
+def _disagreement(dtype: str, tol, r: ScenarioResult, ref: ScenarioResult, k: int, scale: float) -> Disagreement:
     diff = abs(r.value - ref.value) if math.isfinite(r.value) and math.isfinite(ref.value) else math.inf
     rel = diff / scale if scale else (0.0 if diff == 0 else math.inf)
     detail = (f"{r.scenario} vs {ref.scenario}: derivative {r.value:.6g} vs {ref.value:.6g}, "

@@ -219,6 +219,7 @@ class Candidate:
     disagreements: Tuple[Disagreement, ...] = ()
     error_type: str = ""
     message: str = ""
+    ambiguous: bool = False
 
 
 @dataclass(frozen=True)

@@ -29,10 +29,15 @@ VALUE: Dict[str, Tolerance] = {
 }
 
 
-def tolerance(spec: ApiSpec, dtype: str, aspect: Aspect) -> Tolerance:
-    """The tolerance for `aspect` at `dtype`: the table, then the spec's override for that dtype."""
+def tolerance(spec: ApiSpec, dtype: str, aspect: Aspect, order: int = 1) -> Tolerance:
+    """The tolerance for `aspect` at `dtype`: the table, then the spec's override for that dtype.
+
+    Second-order results accumulate the rounding of two differentiations: rtol grows 4x per order.
+    """
     table = VALUE if aspect is Aspect.VALUE else DERIVATIVE
     base = table.get(dtype, table["float64"])
+    if aspect is Aspect.DERIVATIVE and order > 1:
+        base = Tolerance(base.atol, base.rtol * 4 ** (order - 1))
     override = dict(spec.tolerance).get(dtype)
     if override is None or aspect is Aspect.VALUE:
         return base

@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Dict, List, Tuple
 
 from .compare import compare
-from .filters import FilterContext, run_filters
+from .filters import FilterContext, coordinate_reference, run_filters
 from .model import ApiSpec, Candidate, FilterOutcome, Finding, Verdict
 from .runtime.runner import Execution, Runner
 
@@ -34,12 +34,33 @@ def _nondeterministic(outcome: FilterOutcome) -> Candidate:
                      message=f"same inputs, different results: {outcome.reason}")
 
 
+# Note [tie-break]
+# When no converged finite-difference reference exists and the AD scenarios split evenly
+# (rev against fwd), the candidate is ambiguous.  Coordinate-wise central differences (steps
+# relative to each element, so a huge element does not absorb them) usually settle which side
+# is right; the fingerprint then names only the culprit, as it would have with a reference.
+def break_tie(ctx: FilterContext, cand: Candidate) -> Candidate:
+    ref = coordinate_reference(ctx, cand)
+    if ref is None:
+        return cand
+    values = {s: ctx.execution.get(s).value for s in cand.scenarios}
+    scale = max([abs(ref)] + [abs(v) for v in values.values() if math.isfinite(v)])
+    bad = tuple(s for s, v in values.items() if not (math.isfinite(v) and abs(v - ref) <= 1e-4 * scale))
+    if not bad or len(bad) == len(values):
+        return cand
+    side = ", ".join(s for s in values if s not in bad)
+    return replace(cand, scenarios=bad, ambiguous=False,
+                   message=f"{cand.message}; coordinate-wise finite differences ({ref:.6g}) side with {side}")
+
+
 def judge(execution: Execution, spec: ApiSpec, runner: Runner) -> Judgement:
     comparison = compare(execution, spec)
     ctx = FilterContext(execution, spec, runner)
     dismissed: Dict[str, int] = {}
     findings: List[Finding] = []
     for cand in comparison.candidates:
+        if cand.ambiguous:
+            cand = break_tie(ctx, cand)
         outcomes = run_filters(ctx, cand)
         last = outcomes[-1] if outcomes else None
         if last is not None and last.dismissed:

@@ -1,0 +1,499 @@
+"""Repro scripts: one bug report -> a self-contained Python script for an upstream issue.
+
+The script is generated *output* for humans.  It holds the trial's inputs and the tangents
+u, w as literals, derives the cotangent v from the output shapes with an inlined copy of
+`scenarios.direction`, recomputes the report's scenarios with the library's own public AD API
+only, prints each value and ends with `DISAGREEMENT: ...` (exit 1) or `AGREEMENT: ...` (exit 0);
+for status and crash verdicts it simply calls the failing scenario and lets it fail.  Nothing
+from a report is executed here; names written as code are validated (Note [repro names]).
+"""
+from __future__ import annotations
+
+import keyword
+import math
+import re
+import sys
+import textwrap
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from .errors import NablaError
+from .fingerprint import describe as describe_fingerprint
+from .model import Aspect, BugReport, InputValue, TensorRecord, Trial, Verdict
+from .scenarios import NAMES, describe as describe_scenario, direction
+from .tolerance import DERIVATIVE
+
+
+class ReproError(NablaError):
+    """A report that cannot be rendered as a repro script (unknown library, unsafe name, ...)."""
+
+
+# Script text: the shared numpy part, each library's AD helpers and the driver (one blank line
+# between functions here; `render` restores PEP 8's two).
+_COMMON = '''
+def direction(seed, tag, index, shape, dtype):
+    """Copy of nablafuzz.scenarios.direction: entries +-[0.5, 1.5) on a 2^-10 grid, from PCG64."""
+    salt = sum((i + 1) * ord(c) for i, c in enumerate(tag))
+    rng = np.random.Generator(np.random.PCG64([seed & 0xFFFFFFFF, seed >> 32, salt, index]))
+    n = int(np.prod(shape)) if shape else 1
+    mag, sign = rng.random(n), rng.random(n)
+    return (np.where(sign < 0.5, -1.0, 1.0) * (0.5 + np.floor(mag * 1024) / 1024)).reshape(shape).astype(dtype)
+
+def cast(a, dtype):
+    if isinstance(a, list):
+        return [cast(x, dtype) for x in a]
+    return a.astype(dtype) if dtype and a.dtype.kind == "f" else a
+
+def pick(out):  # the differentiated outputs
+    outs = list(out) if isinstance(out, (tuple, list)) else [out]
+    return outs if DIFF_OUTPUTS is None else [outs[i] for i in DIFF_OUTPUTS]
+
+def cotangents(outs):  # one cotangent v per differentiated output, from its shape and dtype
+    index = range(len(outs)) if DIFF_OUTPUTS is None else DIFF_OUTPUTS
+    return [direction(SEED, "v", j, o.shape, str(o.dtype)) for j, o in zip(index, outs)]
+
+def project(a, b):
+    """(<a, b>, sum |a||b|) in float64: every scenario is such a projection."""
+    pairs = [(np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)) for x, y in zip(a, b)]
+    return sum((float(np.sum(x * y)) for x, y in pairs), 0.0), sum((float(np.sum(abs(x * y))) for x, y in pairs), 0.0)
+
+def step(xs):
+    """Base finite-difference step: 2^-10 relative to the largest finite input magnitude."""
+    big = max((float(np.max(np.abs(x[np.isfinite(x)]))) for x in xs if np.isfinite(x).any()), default=0.0)
+    return 2.0 ** -10 * max(1.0, min(big, 1e6))
+
+def richardson(scalar, h):
+    """Central differences at h, h/2, h/4, extrapolated: (value, error estimate, scale)."""
+    ds, ps = [], []
+    for k in (1.0, 0.5, 0.25):
+        plus, minus = scalar(h * k), scalar(-h * k)
+        ps += [plus, minus]
+        ds.append((plus - minus) / (2 * h * k))
+    r1, r2 = (4 * ds[1] - ds[0]) / 3, (4 * ds[2] - ds[1]) / 3
+    err = abs(r2 - r1) + 8 * np.finfo(np.float64).eps * max(abs(p) for p in ps) / (h * 0.25)
+    if not np.isfinite(r2) or not np.isfinite(err):
+        return float("nan"), float("inf"), float("nan")
+    return float(r2), float(err), float(max(abs(d) for d in ds))
+'''
+
+_COMPOSED = '''
+def direct(f, xs):
+    return [to_numpy(o) for o in f([native(x) for x in xs])]
+
+def first_order(mode, f, xs, us, vs):
+    """rev = <vjp(v), u>, fwd = <v, jvp(u)>; returns (value, scale, primal outputs)."""
+    nx = [native(x, True) for x in xs]
+    if mode == "rev":
+        outs, grads = vjp(f, nx, [native(v) for v in vs], False)
+        return project([to_numpy(g) for g in grads], us) + ([to_numpy(o) for o in outs],)
+    outs, tans = jvp(f, nx, [native(u) for u in us])
+    return project(vs, [to_numpy(t) for t in tans]) + ([to_numpy(o) for o in outs],)
+
+def q_function(inner, f, us, vs):
+    """Q(x) = <v, J(x) u>, computed by `inner` mode: second order is first order applied to Q."""
+    def q(xs):
+        if inner == "rev":
+            return [dot(vjp(f, xs, vs, True)[1], us)]
+        return [dot(vs, jvp(f, xs, us)[1])]
+    return q
+
+def second_order(outer, inner, f, xs, us, vs, ws):
+    """`outer` mode of Q along w, e.g. fwd.rev = JVP (along w) of the VJP-based Q."""
+    nx = [native(x, True) for x in xs]
+    nu, nv, nw = ([native(a) for a in arrays] for arrays in (us, vs, ws))
+    if outer == "rev":
+        ones = [native(np.ones((), dtype=xs[0].dtype))]
+        return project([to_numpy(g) for g in vjp(q_function(inner, f, nu, nv), nx, ones, False)[1]], ws)
+    tangent = jvp_of_jvp(f, nx, nu, nv, nw) if inner == "fwd" else jvp(q_function(inner, f, nu, nv), nx, nw)[1][0]
+    return float(to_numpy(tangent)), abs(float(to_numpy(tangent)))
+'''
+
+_JVP_OF_JVP = '''
+def jvp_of_jvp(f, xs, us, vs, ws):
+    return jvp(q_function("fwd", f, us, vs), xs, ws)[1][0]
+'''
+
+_MAIN = '''
+def fd(name, vs):
+    """Central differences in float64 of <v, f> along u (fd) or of Q along w (fd.rev, fd.fwd)."""
+    f, xs = bind("float64")
+    us, ws, vs = cast(US, "float64"), cast(WS, "float64"), cast(vs, "float64")
+    inner = name.partition(".")[2]
+    def scalar(h):
+        if inner:
+            return first_order(inner, f, [x + h * d for x, d in zip(xs, ws)], us, vs)[0]
+        return project(vs, direct(f, [x + h * d for x, d in zip(xs, us)]))[0]
+    value, error, scale = richardson(scalar, step(xs))
+    print(f"  ({name}: finite-difference error estimate {error:.3g})")
+    return value, scale, None
+
+def run(name, f, xs, vs):
+    """One scenario -> (value, scale, primal outputs or None)."""
+    if name == "direct":
+        return None, None, direct(f, xs)
+    if name.split(".")[0] == "fd":
+        return fd(name, vs)
+    if "." not in name:
+        return first_order(name, f, xs, US, vs)
+    return second_order(*name.split("."), f, xs, US, vs, WS) + (None,)
+
+def outputs_close(got, want, atol, rtol):
+    if [np.shape(g) for g in got] != [np.shape(w) for w in want]:
+        return False, math.inf
+    g, w = (np.concatenate([np.ravel(a).astype(np.float64) for a in arrays] + [np.zeros(0)]) for arrays in (got, want))
+    with np.errstate(invalid="ignore", over="ignore"):
+        err = np.abs(g - w)
+        bad = ~((np.isnan(g) & np.isnan(w)) | (np.isinf(g) & (g == w)) | (err <= atol + rtol * np.abs(w)))
+    return not bad.any(), float(np.max(err[bad], initial=0.0))
+
+def check(results, a, b, aspect, atol, rtol):
+    (va, sa, oa), (vb, sb, ob) = results[a], results[b]
+    if aspect == "value":
+        ok, diff = outputs_close(oa, ob, atol, rtol)
+        shown = f"{a} outputs vs {b} outputs, max_abs={diff:.3g}"
+    else:
+        scale = max([s for s in (abs(va), abs(vb), sa, sb) if s is not None and math.isfinite(s)], default=0.0)
+        finite = math.isfinite(va) and math.isfinite(vb)  # else agree if both NaN or the same inf
+        ok = abs(va - vb) <= atol + rtol * scale if finite else (math.isnan(va) and math.isnan(vb)) or va == vb
+        shown = f"{a} = {va!r} vs {b} = {vb!r}, max_abs={abs(va - vb):.3g} (scale {scale:.3g})"
+    return f"{'AGREEMENT' if ok else 'DISAGREEMENT'}: {shown}, atol={atol:g} rtol={rtol:g}"
+
+def main():
+    f, xs = bind()
+    vs = cotangents(direct(f, xs))
+    results = {}
+    for name, what in SCENARIOS.items():
+        results[name] = run(name, f, xs, vs)
+        value, _, outs = results[name]
+        shown = repr(value) if value is not None else [o.tolist() for o in outs]
+        print(f"{name} ({what}) = {shown}")
+    if not PAIRS:
+        print(f"COMPLETED: {', '.join(SCENARIOS)} ran without an error")
+        return 0
+    lines = sorted((check(results, *pair) for pair in PAIRS), key=lambda line: line.startswith("DIS"))
+    print("\\n".join(lines))
+    return 1 if lines[-1].startswith("DISAGREEMENT") else 0
+
+if __name__ == "__main__":
+    sys.exit(main())
+'''
+
+_NUMPY_REF = '''
+def direct(p, xs):
+    return [np.asarray(o) for o in pick(op.f(*xs, **p))]
+
+def first_order(mode, p, xs, us, vs):
+    """rev = <op.vjp(v), u>, fwd = <v, op.jvp(u)>; returns (value, scale, primal outputs)."""
+    outs = direct(p, xs)
+    if mode == "rev":
+        grads = [np.asarray(g, dtype=x.dtype) for g, x in zip(op.vjp(xs, vs, **p), xs)]
+        return project(grads, us) + (outs,)
+    return project(vs, op.jvp(xs, us, **p)) + (outs,)
+
+def second_order(outer, inner, p, xs, us, vs, ws):
+    """numpy_ref derives every second-order scenario from op.hess, the gradient of Q = <v, J u>."""
+    value, scale = project(op.hess(xs, us, vs, **p), ws)
+    return value, (scale if outer == "rev" else abs(value))
+'''
+
+_TENSOR = '''def to_numpy(t):
+    return t.detach().numpy()
+
+def dot(a, b):
+    return sum((x * y).sum() for x, y in zip(a, b))
+'''
+
+_TORCH = '''
+def native(a, grad=False):
+    t = torch.from_numpy(np.array(a))
+    return t.requires_grad_() if grad and t.is_floating_point() else t
+
+def vjp(f, xs, cts, create_graph):
+    """Reverse mode: torch.autograd.grad (create_graph=True when differentiated again)."""
+    outs = f(xs)
+    grads = torch.autograd.grad(outs, xs, cts, create_graph=create_graph, allow_unused=True)
+    return outs, [torch.zeros_like(x) if g is None else g for g, x in zip(grads, xs)]
+
+def jvp(f, xs, tangents):
+    """Forward mode: torch.autograd.forward_ad dual tensors."""
+    with fwAD.dual_level():
+        outs = [fwAD.unpack_dual(o) for o in f([fwAD.make_dual(x, t) for x, t in zip(xs, tangents)])]
+    return [o.primal for o in outs], [torch.zeros_like(o.primal) if o.tangent is None else o.tangent for o in outs]
+
+def jvp_of_jvp(f, xs, us, vs, ws):
+    """forward_ad cannot nest dual levels, so JVP of JVP uses torch.func.jvp twice."""
+    def q(*d):
+        return dot(vs, torch.func.jvp(lambda *e: tuple(f(list(e))), d, tuple(us))[1])
+    return torch.func.jvp(q, tuple(xs), tuple(ws))[1]
+'''
+
+_JAX = '''
+def native(a, grad=False):
+    return jnp.asarray(a)
+
+to_numpy = np.asarray
+
+def dot(a, b):
+    return sum(jnp.sum(x * y) for x, y in zip(a, b))
+
+def vjp(f, xs, cts, create_graph):
+    """Reverse mode: jax.vjp (its result is always differentiable again)."""
+    outs, pullback = jax.vjp(lambda *a: f(list(a)), *xs)
+    return outs, list(pullback(list(cts)))
+
+def jvp(f, xs, tangents):
+    return jax.jvp(lambda *a: f(list(a)), tuple(xs), tuple(tangents))
+'''
+
+_TENSORFLOW = '''
+ZERO = tf.UnconnectedGradients.ZERO
+
+def native(a, grad=False):
+    return tf.constant(a)
+
+to_numpy = np.asarray
+
+def dot(a, b):
+    return sum(tf.reduce_sum(x * y) for x, y in zip(a, b))
+
+def vjp(f, xs, cts, create_graph):
+    """Reverse mode: tf.GradientTape (an enclosing tape or accumulator records it for order 2)."""
+    with tf.GradientTape() as tape:
+        tape.watch(xs)
+        outs = f(xs)
+    return outs, tape.gradient(outs, xs, output_gradients=cts, unconnected_gradients=ZERO)
+
+def jvp(f, xs, tangents):
+    """Forward mode: tf.autodiff.ForwardAccumulator."""
+    with tf.autodiff.ForwardAccumulator(xs, list(tangents)) as acc:
+        outs = f(xs)
+    return outs, [acc.jvp(o, unconnected_gradients=ZERO) for o in outs]
+'''
+
+_ONEFLOW = '''
+def native(a, grad=False):
+    return oneflow.tensor(np.array(a), requires_grad=bool(grad and np.asarray(a).dtype.kind == "f"))
+
+def vjp(f, xs, cts, create_graph):
+    """Reverse mode: oneflow.autograd.grad (create_graph=True when differentiated again)."""
+    outs = f(xs)
+    return outs, list(oneflow.autograd.grad(outs, xs, cts, create_graph=create_graph))
+
+def jvp(f, xs, tangents):
+    """OneFlow has no forward mode: J u is emulated exactly by two reverse passes (the
+    double-VJP trick, J u = d/dc <vjp(c), u>); a wrong result here may be a VJP bug."""
+    outs = f(xs)
+    cs = [oneflow.zeros_like(o).requires_grad_() for o in outs]
+    grads = oneflow.autograd.grad(outs, xs, cs, create_graph=True)
+    return outs, list(oneflow.autograd.grad([dot(grads, tangents)], cs, create_graph=True))
+'''
+
+
+@dataclass(frozen=True)
+class Renderer:
+    """A library's part of the script: import lines, the names its APIs start with, AD helpers."""
+    head: Tuple[str, ...]
+    roots: Tuple[Tuple[str, str], ...]  # (API root, the name the script imports it as)
+    helpers: str
+
+
+NUMPY_REF = "numpy_ref"
+_OPS = "from nablafuzz.adapters.numpy_ref import OPS"
+_DERIVATIVE = (Verdict.DERIVATIVE_MISMATCH, Verdict.NONFINITE_DERIVATIVE)
+_IMPORTS = ["import math", "import sys", "", "import numpy as np"]
+RENDERERS: Dict[str, Renderer] = {
+    NUMPY_REF: Renderer((), (), _NUMPY_REF),
+    "torch": Renderer(("import torch", "import torch.autograd.forward_ad as fwAD"), (("torch", "torch"),),
+                      _TENSOR + _TORCH + _COMPOSED),
+    "jax": Renderer(("import jax", "import jax.numpy as jnp", "",
+                     'jax.config.update("jax_enable_x64", True)  # before any array exists'),
+                    (("jax", "jax"), ("jnp", "jnp")), _JAX + _JVP_OF_JVP + _COMPOSED),
+    "tensorflow": Renderer(("import tensorflow as tf",), (("tf", "tf"), ("tensorflow", "tf")),
+                           _TENSORFLOW + _JVP_OF_JVP + _COMPOSED),
+    "oneflow": Renderer(("import oneflow",), (("oneflow", "oneflow"), ("flow", "oneflow")),
+                        _TENSOR + _ONEFLOW + _JVP_OF_JVP + _COMPOSED),
+}
+
+# Note [repro names]
+# API, argument and dtype names become code, so each must be a plain (dotted) identifier; values are only
+# literals.  A dotted API outside its library, or a standard-library `module:function` (os:system), is refused.
+_DOTTED = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+
+
+def _identifier(name: str, what: str) -> str:
+    if not _DOTTED.match(name) or any(keyword.iskeyword(p) for p in name.split(".")):
+        raise ReproError(f"repro: {what} {name!r} is not a plain Python name; refusing to write it into a script")
+    return name
+
+
+def _user_api(api: str) -> Tuple[str, str]:
+    """`pkg.module:attr.path` -> (import line, expression)."""
+    module, _, attr = api.partition(":")
+    _identifier(module, "module"), _identifier(attr, "attribute")
+    if module.split(".")[0] in getattr(sys, "stdlib_module_names", ()):
+        raise ReproError(f"repro: API {api!r} names a standard-library module; refusing to call it from a script")
+    return f"from {module} import {attr.split('.')[0]}", attr
+
+
+def _library_api(api: str, roots: Dict[str, str]) -> Tuple[List[str], str]:
+    """(import lines, call expression) of a dotted library API or a `module:function`."""
+    if ":" in api:
+        line, expr = _user_api(api)
+        return [line], expr
+    root, _, rest = _identifier(api, "API").partition(".")
+    if root not in roots:
+        raise ReproError(f"repro: API {api!r} is outside its library (expected {' or '.join(sorted(roots))}.* "
+                         "or module:function)")
+    return [], f"{roots[root]}.{rest}" if rest else roots[root]
+
+
+def _records(value) -> Tuple[TensorRecord, ...]:
+    items = value if isinstance(value, tuple) else (value,)
+    return tuple(v for v in items if isinstance(v, TensorRecord))
+
+
+def _bound(i: InputValue, numpy_ref: bool) -> List[TensorRecord]:
+    """The input's tensors bound as differentiable arguments (numpy_ref: every plain float tensor)."""
+    floats = [r for r in _records(i.value) if r.dtype.startswith(("float", "bfloat"))]
+    if numpy_ref:
+        return floats if isinstance(i.value, TensorRecord) else []
+    return floats if i.differentiable else []
+
+
+def _literal(value) -> str:
+    if isinstance(value, float) and not math.isfinite(value):
+        return "float('nan')" if math.isnan(value) else f"float('{'-' if value < 0 else ''}inf')"
+    if isinstance(value, tuple):
+        return "[" + ", ".join(_literal(v) for v in value) + "]"  # tuples travel to workers as lists
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return repr(value)
+    raise ReproError(f"repro: cannot write a literal for {type(value).__name__}")
+
+
+def _array(rec: TensorRecord, indent: int) -> str:
+    _identifier(rec.dtype, "dtype")
+    items = ", ".join(_literal(v) for v in rec.values)
+    if len(items) + indent > 60:
+        pad = " " * (indent + 4)
+        items = "\n" + "\n".join(textwrap.wrap(items, 100 - indent, initial_indent=pad, subsequent_indent=pad,
+                                               break_long_words=False, break_on_hyphens=False)) + "\n" + " " * indent
+    return f'np.array([{items}], dtype="{rec.dtype}").reshape({tuple(rec.shape)!r})'
+
+
+def _data(report: BugReport, numpy_ref: bool, diff_outputs: Optional[Sequence[int]]) -> List[str]:
+    """SEED, DIFF_OUTPUTS, SCENARIOS, PAIRS, INPUTS and the tangents US, WS as literals."""
+    t, pairs = report.trial, _pairs(report)
+    inputs = [f"    {i.name!r}: " + (_array(i.value, 4) if isinstance(i.value, TensorRecord) else
+                                     "[" + ", ".join(_array(r, 8) for r in _records(i.value)) + "]") + ","
+              for i in t.inputs if _records(i.value)]
+    recs = [r for i in t.inputs for r in _bound(i, numpy_ref)]
+    return ["", f"SEED = {int(t.seed)}", f"DIFF_OUTPUTS = {None if diff_outputs is None else list(diff_outputs)!r}",
+            f"SCENARIOS = {_scenarios(report, pairs)!r}", "# (scenario a, scenario b, aspect, atol, rtol)",
+            f"PAIRS = [{', '.join('(' + ', '.join(_literal(x) for x in p) + ')' for p in pairs)}]",
+            "# the trial's inputs, exact", "INPUTS = {", *inputs, "}",
+            "# tangents u and w, one per differentiable input, as nablafuzz derived them from SEED",
+            _tangents("US", "u", recs, t.seed), _tangents("WS", "w", recs, t.seed)]
+
+
+def _tangents(name: str, tag: str, recs: Sequence[TensorRecord], seed: int) -> str:
+    arrays = [TensorRecord(r.dtype, r.shape, tuple(float(x) for x in direction(seed, tag, k, r.shape, r.dtype).ravel()))
+              for k, r in enumerate(recs)]
+    return f"{name} = [" + "".join(f"\n    {_array(a, 4)}," for a in arrays) + ("\n]" if arrays else "]")
+
+
+def _pairs(report: BugReport) -> List[Tuple[str, str, str, float, float]]:
+    """(a, b, aspect, atol, rtol) for each recorded disagreement: what the script checks."""
+    pairs = [(d.scenarios[0], d.scenarios[1], d.aspect.value, d.tolerance.atol, d.tolerance.rtol)
+             for d in report.evidence.disagreements]
+    fp = report.fingerprint
+    if not pairs and fp.verdict in _DERIVATIVE and len(fp.scenarios) > 1:
+        tol = DERIVATIVE.get(report.trial.dtype, DERIVATIVE["float64"])
+        pairs = [(fp.scenarios[0], fp.scenarios[1], Aspect.DERIVATIVE.value, tol.atol, tol.rtol)]
+    return pairs
+
+
+def _scenarios(report: BugReport, pairs: Sequence[tuple]) -> Dict[str, str]:
+    names = dict.fromkeys(list(report.fingerprint.scenarios) + [s for p in pairs for s in p[:2]])
+    unknown = [s for s in names if any(part not in NAMES for part in s.split("."))]
+    if unknown:
+        raise ReproError(f"repro: report {report.key} names unknown scenario(s) {unknown}")
+    return {s: describe_scenario(s) for s in names}
+
+
+def _argument(i: InputValue, first: int) -> Tuple[str, int]:
+    """(expression inside f(d), number of differentiable slots it uses) for one input."""
+    n, key = len(_bound(i, False)), f"a[{i.name!r}]"
+    if isinstance(i.value, TensorRecord):
+        return (f"d[{first}]" if n else f"native({key})"), n
+    if _records(i.value):
+        return ("[" + ", ".join(f"d[{first + k}]" for k in range(n)) + "]" if n else f"[native(t) for t in {key}]"), n
+    return _literal(i.value), 0
+
+
+def _xs(trial: Trial, numpy_ref: bool) -> str:
+    return "[" + ", ".join(f"a[{i.name!r}]" + ("" if isinstance(i.value, TensorRecord) else f"[{k}]")
+                           for i in trial.inputs for k, _ in enumerate(_bound(i, numpy_ref))) + "]"
+
+
+def _composed_bind(trial: Trial, expr: str) -> str:
+    """bind(dtype) -> (f, xs): the call as a function of its differentiable inputs d."""
+    args, slot = [], 0
+    for i in trial.inputs:
+        text, n = _argument(i, slot)
+        slot += n
+        args.append(f"{_identifier(i.name, 'argument')}={text}" if i.keyword else text)
+    call = f"{expr}({', '.join(args)})"
+    if len(call) > 80:
+        call = f"{expr}(\n" + "".join(f"            {a},\n" for a in args) + "        )"
+    return (f'\ndef bind(dtype=None):\n    """{expr} as a function of its differentiable inputs d, '
+            "and their values (cast to dtype).\"\"\"\n"
+            "    a = {name: cast(value, dtype) for name, value in INPUTS.items()}\n\n"
+            f"    def f(d):\n        return pick({call})\n    return f, {_xs(trial, False)}\n")
+
+
+def _numpy_ref_bind(trial: Trial) -> str:
+    """numpy_ref binds every float tensor positionally and passes everything else by name."""
+    params = [f"{i.name!r}: " + (f"a[{i.name!r}].item()" if isinstance(i.value, TensorRecord) else
+                                 f"a[{i.name!r}]" if _records(i.value) else _literal(i.value))
+              for i in trial.inputs if not _bound(i, True)]
+    return ('\ndef bind(dtype=None):\n    """(keyword parameters, float inputs cast to dtype), as numpy_ref binds."""\n'
+            "    a = {name: cast(value, dtype) for name, value in INPUTS.items()}\n"
+            f"    return {{{', '.join(params)}}}, {_xs(trial, True)}\n")
+
+
+def summarise_input(i: InputValue) -> str:
+    """`x: float64[3,4]`, `xs: [float32[2], float32[2]]` or `alpha=0.5`."""
+    shapes = [f"{r.dtype}[{','.join(str(d) for d in r.shape)}]" for r in _records(i.value)]
+    if isinstance(i.value, TensorRecord):
+        return f"{i.name}: {shapes[0]}"
+    return f"{i.name}: [{', '.join(shapes)}]" if shapes else f"{i.name}={_literal(i.value)}"
+
+
+def _header(report: BugReport) -> List[str]:
+    t = report.trial
+    lines = [f"Repro: {describe_fingerprint(report.fingerprint)}",
+             f"Fingerprint key {report.key}; status {report.status.value}; severity {report.evidence.severity}; "
+             f"seen {report.occurrences} time(s), {report.first_seen} .. {report.last_seen}",
+             f"Versions seen: {', '.join(report.versions_seen) or 'unknown'}",
+             f"Finding: {report.evidence.message}",
+             f"Trial: {t.api}({', '.join(summarise_input(i) for i in t.inputs)}), seed {t.seed}, dtype {t.dtype}",
+             "Generated by nablafuzz; run with the library's own python."]
+    return ["# " + re.sub(r"\s+", " ", line).strip() for line in lines] + _IMPORTS
+
+
+def render(report: BugReport, diff_outputs: Optional[Sequence[int]] = None) -> str:
+    """A self-contained repro script for `report`; pass `diff_outputs` as the spec declares them."""
+    trial = report.trial
+    renderer = RENDERERS.get(trial.library)
+    if renderer is None:
+        raise ReproError(f"repro: no script renderer for library {trial.library!r} (known: "
+                         f"{', '.join(sorted(RENDERERS))}); fix: add one to nablafuzz.repro.RENDERERS")
+    if trial.library == NUMPY_REF:
+        line, op = _user_api(trial.api) if ":" in trial.api else (_OPS, f"OPS[{trial.api!r}]")
+        imports, bind = [line, "", f"op = {op}"], _numpy_ref_bind(trial)
+    else:
+        lines, expr = _library_api(trial.api, dict(renderer.roots))
+        imports, bind = list(renderer.head) + lines, _composed_bind(trial, expr)
+    code = re.sub(r"\n+(?=(def |ZERO |to_numpy =|if __name__))", "\n\n\n", _COMMON + renderer.helpers + bind + _MAIN)
+    data = _data(report, trial.library == NUMPY_REF, diff_outputs)
+    return "\n".join(_header(report) + imports + data) + "\n\n\n" + code.lstrip("\n")
