@@ -20,6 +20,7 @@ from typing import Dict, List, Optional, Set, Tuple
 
 from .codec import digest
 from .config import Config
+from .errors import ConfigError
 from .fingerprint import key as fingerprint_key
 from .generate import generate, trial_size
 from .minimize import minimise
@@ -251,6 +252,12 @@ class Campaign:
 def run_campaign(config: Config, progress=None) -> Summary:
     specs = load_specs(Path(config.spec_dir), config.libraries, [Path(f) for f in config.spec_files])
     campaign = Campaign(config, specs, progress)
+    for library in config.libraries:
+        resolve_runtime(library)  # fail fast, before any thread starts, if a runtime is missing
+    if not campaign.specs:
+        raise ConfigError(f"no API spec matches libraries {', '.join(config.libraries)} and API globs "
+                          f"{', '.join(config.apis)} (spec dir {config.spec_dir}); derive specs with "
+                          "`nablafuzz specs derive <library>` or pass --specs FILE")
     try:
         return campaign.run()
     finally:

@@ -119,12 +119,15 @@ def precision(ctx: FilterContext, cand: Candidate) -> Optional[FilterOutcome]:
     trial = ctx.execution.trial
     if cand.verdict not in NUMERIC or trial.dtype == "float64" or "float64" not in ctx.spec.dtypes:
         return None
-    names = sorted({s for d in cand.disagreements for s in d.scenarios} | {"direct"})
-    ex64 = ctx.runner.run(with_dtype(trial, "float64"), ctx.spec, names)
+    ex64 = ctx.runner.run(with_dtype(trial, "float64"), ctx.spec, [r.scenario for r in ctx.execution.results])
     ctx64 = FilterContext(ex64, ctx.spec, ctx.runner)
-    same = [c for c in compare(ex64, ctx.spec).candidates if c.verdict == cand.verdict and c.scenarios == cand.scenarios]
-    if any(not _dismissed(run_filters(ctx64, c)) for c in same):
+    kept = [c for c in compare(ex64, ctx.spec).candidates if not _dismissed(run_filters(ctx64, c))]
+    if any(c.verdict == cand.verdict and c.scenarios == cand.scenarios for c in kept):
         return _outcome("precision", False, "the same disagreement persists in float64")
+    lower = [c for c in kept if c.order < cand.order and c.verdict in NUMERIC]
+    if lower:
+        return _outcome("precision", True, f"in float64 the disagreement shows at order {lower[0].order} "
+                        f"({'+'.join(lower[0].scenarios)}); this one is its {trial.dtype} consequence")
     rel, gap = _relative_gap(ctx.execution, ex64, cand.scenarios)
     eps = float(np.finfo(trial.dtype).eps)
     allowed_rel = max(1e-2 if trial.dtype == "float32" else 1e-1, 10 * _primal_gap(ctx.execution, ex64))

@@ -1,11 +1,9 @@
-"""Repro scripts: one bug report -> a self-contained Python script for an upstream issue.
+"""Repro scripts: a bug report -> a self-contained Python script (generated output for humans).
 
-The script is generated *output* for humans.  It holds the trial's inputs and the tangents
-u, w as literals, derives the cotangent v from the output shapes with an inlined copy of
-`scenarios.direction`, recomputes the report's scenarios with the library's own public AD API
-only, prints each value and ends with `DISAGREEMENT: ...` (exit 1) or `AGREEMENT: ...` (exit 0);
-for status and crash verdicts it simply calls the failing scenario and lets it fail.  Nothing
-from a report is executed here; names written as code are validated (Note [repro names]).
+Literal inputs and tangents u, w; v from the output shapes by an inlined copy of `direction`;
+the report's scenarios recomputed with the library's public AD API only, each value printed, then
+`DISAGREEMENT: ...` (exit 1) or `AGREEMENT: ...` (exit 0).  Status and crash verdicts just call the
+failing scenario.  Nothing from a report is executed here; names are validated (Note [repro names]).
 """
 from __future__ import annotations
 
@@ -19,7 +17,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from .errors import NablaError
 from .fingerprint import describe as describe_fingerprint
-from .model import Aspect, BugReport, InputValue, TensorRecord, Trial, Verdict
+from .model import Aspect, BugReport, InputValue, TensorRecord, Trial
 from .scenarios import NAMES, describe as describe_scenario, direction
 from .tolerance import DERIVATIVE
 
@@ -64,13 +62,10 @@ def step(xs):
 
 def richardson(scalar, h):
     """Central differences at h, h/2, h/4, extrapolated: (value, error estimate, scale)."""
-    ds, ps = [], []
-    for k in (1.0, 0.5, 0.25):
-        plus, minus = scalar(h * k), scalar(-h * k)
-        ps += [plus, minus]
-        ds.append((plus - minus) / (2 * h * k))
+    ps = [(scalar(h * k), scalar(-h * k)) for k in (1.0, 0.5, 0.25)]
+    ds = [(plus - minus) / (2 * h * k) for (plus, minus), k in zip(ps, (1.0, 0.5, 0.25))]
     r1, r2 = (4 * ds[1] - ds[0]) / 3, (4 * ds[2] - ds[1]) / 3
-    err = abs(r2 - r1) + 8 * np.finfo(np.float64).eps * max(abs(p) for p in ps) / (h * 0.25)
+    err = abs(r2 - r1) + 8 * np.finfo(np.float64).eps * max(abs(p) for pm in ps for p in pm) / (h * 0.25)
     if not np.isfinite(r2) or not np.isfinite(err):
         return float("nan"), float("inf"), float("nan")
     return float(r2), float(err), float(max(abs(d) for d in ds))
@@ -196,7 +191,11 @@ def second_order(outer, inner, p, xs, us, vs, ws):
     return value, (scale if outer == "rev" else abs(value))
 '''
 
-_TENSOR = '''def to_numpy(t):
+_TENSOR = '''def with_graph(outs, cts):  # outputs with a graph and their cotangents; the rest have derivative 0
+    live = [(o, c) for o, c in zip(outs, cts) if o.requires_grad]
+    return [o for o, _ in live], [c for _, c in live]
+
+def to_numpy(t):
     return t.detach().numpy()
 
 def dot(a, b):
@@ -211,7 +210,8 @@ def native(a, grad=False):
 def vjp(f, xs, cts, create_graph):
     """Reverse mode: torch.autograd.grad (create_graph=True when differentiated again)."""
     outs = f(xs)
-    grads = torch.autograd.grad(outs, xs, cts, create_graph=create_graph, allow_unused=True)
+    o, c = with_graph(outs, cts)
+    grads = torch.autograd.grad(o, xs, c, create_graph=create_graph, allow_unused=True) if o else [None] * len(xs)
     return outs, [torch.zeros_like(x) if g is None else g for g, x in zip(grads, xs)]
 
 def jvp(f, xs, tangents):
@@ -277,7 +277,9 @@ def native(a, grad=False):
 def vjp(f, xs, cts, create_graph):
     """Reverse mode: oneflow.autograd.grad (create_graph=True when differentiated again)."""
     outs = f(xs)
-    return outs, list(oneflow.autograd.grad(outs, xs, cts, create_graph=create_graph))
+    o, c = with_graph(outs, cts)
+    grads = oneflow.autograd.grad(o, xs, c, create_graph=create_graph) if o else [None] * len(xs)
+    return outs, [oneflow.zeros_like(x) if g is None else g for g, x in zip(grads, xs)]
 
 def jvp(f, xs, tangents):
     """OneFlow has no forward mode: J u is emulated exactly by two reverse passes (the
@@ -297,12 +299,10 @@ class Renderer:
     helpers: str
 
 
-NUMPY_REF = "numpy_ref"
 _OPS = "from nablafuzz.adapters.numpy_ref import OPS"
-_DERIVATIVE = (Verdict.DERIVATIVE_MISMATCH, Verdict.NONFINITE_DERIVATIVE)
 _IMPORTS = ["import math", "import sys", "", "import numpy as np"]
 RENDERERS: Dict[str, Renderer] = {
-    NUMPY_REF: Renderer((), (), _NUMPY_REF),
+    "numpy_ref": Renderer((), (), _NUMPY_REF),
     "torch": Renderer(("import torch", "import torch.autograd.forward_ad as fwAD"), (("torch", "torch"),),
                       _TENSOR + _TORCH + _COMPOSED),
     "jax": Renderer(("import jax", "import jax.numpy as jnp", "",
@@ -406,7 +406,7 @@ def _pairs(report: BugReport) -> List[Tuple[str, str, str, float, float]]:
     pairs = [(d.scenarios[0], d.scenarios[1], d.aspect.value, d.tolerance.atol, d.tolerance.rtol)
              for d in report.evidence.disagreements]
     fp = report.fingerprint
-    if not pairs and fp.verdict in _DERIVATIVE and len(fp.scenarios) > 1:
+    if not pairs and "derivative" in fp.verdict.value and len(fp.scenarios) > 1:
         tol = DERIVATIVE.get(report.trial.dtype, DERIVATIVE["float64"])
         pairs = [(fp.scenarios[0], fp.scenarios[1], Aspect.DERIVATIVE.value, tol.atol, tol.rtol)]
     return pairs
@@ -488,12 +488,12 @@ def render(report: BugReport, diff_outputs: Optional[Sequence[int]] = None) -> s
     if renderer is None:
         raise ReproError(f"repro: no script renderer for library {trial.library!r} (known: "
                          f"{', '.join(sorted(RENDERERS))}); fix: add one to nablafuzz.repro.RENDERERS")
-    if trial.library == NUMPY_REF:
+    if trial.library == "numpy_ref":
         line, op = _user_api(trial.api) if ":" in trial.api else (_OPS, f"OPS[{trial.api!r}]")
         imports, bind = [line, "", f"op = {op}"], _numpy_ref_bind(trial)
     else:
         lines, expr = _library_api(trial.api, dict(renderer.roots))
         imports, bind = list(renderer.head) + lines, _composed_bind(trial, expr)
     code = re.sub(r"\n+(?=(def |ZERO |to_numpy =|if __name__))", "\n\n\n", _COMMON + renderer.helpers + bind + _MAIN)
-    data = _data(report, trial.library == NUMPY_REF, diff_outputs)
+    data = _data(report, trial.library == "numpy_ref", diff_outputs)
     return "\n".join(_header(report) + imports + data) + "\n\n\n" + code.lstrip("\n")

@@ -1,0 +1,223 @@
+"""Triage: the report store rendered as markdown for library maintainers.
+
+Reads only JSON (bug reports and `_campaigns/*.json` campaign records), so it works with no
+deep-learning library installed.  Reports are grouped library -> verdict -> API, the most
+severe first (crash, wrong, accuracy); each says whether it is new, still open, fixed or not
+seen since the previous campaign, and carries its evidence, filter verdicts, replay command and
+repro script.  Unreadable files are named in a Problems section, never fatal.
+"""
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from collections import defaultdict
+from pathlib import Path
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+
+from .codec import from_json
+from .fingerprint import describe as describe_fingerprint
+from .model import BugReport, CampaignRecord, Disagreement, ReportStatus, Verdict
+from .repro import ReproError, render, summarise_input
+from .scenarios import describe as describe_scenario
+from .store import Store, now, report_path, write_atomic
+
+CAMPAIGNS_DIR = "_campaigns"
+CAMPAIGN_SCHEMA = 1
+SEVERITY_RANK = {"crash": 0, "wrong": 1, "accuracy": 2}
+VERDICT_RANK = {v: i for i, v in enumerate((
+    Verdict.CRASH, Verdict.TIMEOUT, Verdict.NONFINITE_DERIVATIVE, Verdict.DERIVATIVE_MISMATCH,
+    Verdict.VALUE_MISMATCH, Verdict.STATUS_MISMATCH, Verdict.MISSING_SUPPORT, Verdict.NONDETERMINISTIC,
+    Verdict.UNDECLARED_SUPPORT))}
+CHANGES = ("new", "still open", "fixed", "not seen")
+
+
+def read_campaigns(store_root: Path) -> Tuple[List[CampaignRecord], List[str]]:
+    """Campaign records, oldest first, and one warning per unreadable file (none is fatal)."""
+    records, warnings = [], []
+    for path in sorted((Path(store_root) / CAMPAIGNS_DIR).glob("*.json")):
+        try:
+            data = json.loads(path.read_text())
+            if not isinstance(data, dict) or data.get("schema") != CAMPAIGN_SCHEMA or "campaign" not in data:
+                raise ValueError(f"field 'schema' must be {CAMPAIGN_SCHEMA} with a 'campaign' object")
+            records.append(from_json(CampaignRecord, data["campaign"]))
+        except (OSError, ValueError, TypeError, KeyError) as exc:
+            warnings.append(f"{path}: unreadable campaign record ({exc}); ignored. Fix: restore it or delete it")
+    return sorted(records, key=lambda r: (r.started, r.id)), warnings
+
+
+def change(report: BugReport, latest: Optional[CampaignRecord]) -> str:
+    """new / still open / fixed / not seen (covered by the latest campaign) / not covered."""
+    if report.status is ReportStatus.FIXED or (latest is not None and report.key in latest.fixed):
+        return "fixed"
+    if latest is None:
+        return {ReportStatus.NEW: "new", ReportStatus.OPEN: "still open"}.get(report.status, report.status.value)
+    if latest.id in report.campaigns or report.key in latest.seen:
+        return "new" if report.campaigns[:1] == (latest.id,) else "still open"
+    fp = report.fingerprint
+    return "not seen" if f"{fp.library}:{fp.api}" in latest.apis or fp.api in latest.apis else "not covered"
+
+
+def _severity(report: BugReport) -> int:
+    return SEVERITY_RANK.get(report.evidence.severity, len(SEVERITY_RANK))
+
+
+def _report_order(report: BugReport) -> tuple:
+    return (report.status is ReportStatus.FIXED, _severity(report), -report.occurrences, report.key)
+
+
+def _group_order(reports: Sequence[BugReport], name: str) -> tuple:
+    return (min(_severity(r) for r in reports), name)
+
+
+def _cell(x) -> str:
+    if x is None:
+        return "—"
+    text = f"{x:.10g}" if isinstance(x, float) else str(x)
+    return re.sub(r"\s+", " ", text).replace("|", "\\|")
+
+
+def _one_line(text: str) -> str:
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def _header(root: Path, reports: Sequence[BugReport], campaigns: Sequence[CampaignRecord]) -> List[str]:
+    lines = [f"# nablafuzz triage: `{root}`", "", f"Generated {now()} from {len(reports)} report(s)."]
+    if campaigns:
+        latest = campaigns[-1]
+        state = "complete" if latest.complete else "incomplete"
+        previous = f"; previous `{campaigns[-2].id}`" if len(campaigns) > 1 else ""
+        lines += [f"Latest campaign `{latest.id}` ({latest.started} .. {latest.finished}, {state}, "
+                  f"{len(latest.apis)} API(s)){previous}.",
+                  f"Library versions (latest campaign): {', '.join(latest.versions) or 'unknown'}."]
+    else:
+        lines.append("No campaign records: new / still open are taken from each report's status.")
+    seen: Dict[str, set] = defaultdict(set)
+    for r in reports:
+        seen[r.fingerprint.library].update(r.versions_seen)
+    if seen:
+        per_library = (f"{lib}: {', '.join(sorted(v)) or 'unknown'}" for lib, v in sorted(seen.items()))
+        lines.append(f"Versions seen in reports: {'; '.join(per_library)}.")
+    return lines + [""]
+
+
+def _summary(reports: Sequence[BugReport], changes: Dict[str, str]) -> List[str]:
+    rows: Dict[Tuple[str, Verdict], List[BugReport]] = defaultdict(list)
+    for r in reports:
+        rows[(r.fingerprint.library, r.fingerprint.verdict)].append(r)
+    lines = ["## Summary", "", "| library | verdict | reports | occurrences | " + " | ".join(CHANGES) + " |",
+             "|---|---|---:|---:|" + "---:|" * len(CHANGES)]
+    for (lib, verdict), rs in sorted(rows.items(), key=lambda kv: (kv[0][0], VERDICT_RANK.get(kv[0][1], 99))):
+        counts = [sum(changes[r.key] == c for r in rs) for c in CHANGES]
+        lines.append(f"| {lib} | {verdict.value} | {len(rs)} | {sum(r.occurrences for r in rs)} | "
+                     + " | ".join(str(n) for n in counts) + " |")
+    if not rows:
+        lines.append("| — | — | 0 | 0 |" + " 0 |" * len(CHANGES))
+    return lines + [""]
+
+
+def _problems(errors: Iterable[Exception], warnings: Sequence[str]) -> List[str]:
+    items = [f"- {_one_line(str(e))}" for e in errors] + [f"- warning: {_one_line(w)}" for w in warnings]
+    return ["## Problems", "", *items, ""] if items else []
+
+
+def _evidence(ds: Sequence[Disagreement]) -> List[str]:
+    if not ds:
+        return ["No numeric evidence (a status verdict)."]
+    lines = ["| scenarios | aspect | actual | expected | max_abs | max_rel | atol | rtol | dtype | where |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---|---|"]
+    for d in ds:
+        pair = " vs ".join(f"{s} ({describe_scenario(s)})" if _known(s) else s for s in d.scenarios)
+        lines.append("| " + " | ".join(_cell(x) for x in (
+            pair, d.aspect.value, d.actual, d.expected, f"{d.max_abs:.3g}", f"{d.max_rel:.3g}",
+            f"{d.tolerance.atol:.3g}", f"{d.tolerance.rtol:.3g}", d.dtype, d.where or "—")) + " |")
+    return lines
+
+
+def _known(scenario: str) -> bool:
+    try:
+        describe_scenario(scenario)
+    except KeyError:
+        return False
+    return True
+
+
+def _filters(report: BugReport) -> List[str]:
+    if not report.evidence.filters:
+        return ["- Filters: none ran."]
+    return ["- Filters:"] + [f"  - `{f.filter}`: {'dismissed' if f.dismissed else 'kept'} — {_one_line(f.reason)}"
+                            for f in report.evidence.filters]
+
+
+def _repro(report: BugReport) -> List[str]:
+    try:
+        script = render(report)
+    except ReproError as exc:
+        return [f"Repro script: not available ({_one_line(str(exc))})."]
+    fence = "`" * max(3, 1 + max((len(m) for m in re.findall(r"`+", script)), default=0))
+    return ["<details><summary>Repro script</summary>", "", f"{fence}python", script.rstrip("\n"), fence, "",
+            "</details>"]
+
+
+def _facts(report: BugReport, path: Path, what: str) -> List[str]:
+    t, ev = report.trial, report.evidence
+    shrunk = (f"shrunk from {report.original_size} to {report.minimised_size} elements"
+              if report.minimised_size < report.original_size else f"not shrunk ({report.minimised_size} elements)")
+    lines = [f"- Fingerprint: {_one_line(describe_fingerprint(report.fingerprint))} (key `{report.key}`)",
+             f"- Status: {report.status.value} ({what} since the previous campaign); severity: {ev.severity}; "
+             f"occurrences: {report.occurrences}",
+             f"- First seen {report.first_seen}, last seen {report.last_seen}; versions: "
+             f"{', '.join(report.versions_seen) or 'unknown'}",
+             f"- Message: {_one_line(ev.message) or '—'}"]
+    if ev.error is not None:
+        lines.append(f"- Error: `{_one_line(ev.error.type)}`: {_one_line(ev.error.message)}")
+    return lines + [f"- Inputs: {', '.join(summarise_input(i) for i in t.inputs)} (seed {t.seed}, dtype {t.dtype})",
+                    f"- Minimisation: {shrunk}", f"- Report file: `{path}`",
+                    f"- Replay: `nablafuzz replay {shlex.quote(str(path))}`"]
+
+
+def _report(report: BugReport, root: Path, what: str) -> List[str]:
+    fp = report.fingerprint
+    title = f"##### {report.evidence.severity}: {' vs '.join(fp.scenarios) or fp.verdict.value} — `{report.key}`"
+    if report.status is ReportStatus.FIXED:
+        title += " (fixed)"
+    path = report_path(root, fp.library, fp.api, report.key)
+    return ([title, ""] + _facts(report, path, what) + _filters(report) + ["", "Evidence:", ""]
+            + _evidence(report.evidence.disagreements) + [""] + _repro(report) + [""])
+
+
+def _groups(reports: Sequence[BugReport], root: Path, changes: Dict[str, str]) -> List[str]:
+    tree: Dict[str, Dict[Verdict, Dict[str, List[BugReport]]]] = defaultdict(
+        lambda: defaultdict(lambda: defaultdict(list)))
+    for r in reports:
+        tree[r.fingerprint.library][r.fingerprint.verdict][r.fingerprint.api].append(r)
+    lines: List[str] = []
+    for lib in sorted(tree):
+        lines += [f"## {lib}", ""]
+        verdicts = tree[lib]
+        for verdict in sorted(verdicts, key=lambda v: (_group_order(_flat(verdicts[v]), ""), VERDICT_RANK.get(v, 99))):
+            lines += [f"### {verdict.value} ({len(_flat(verdicts[verdict]))})", ""]
+            for api in sorted(verdicts[verdict], key=lambda a: _group_order(verdicts[verdict][a], a)):
+                lines += [f"#### `{api}`", ""]
+                for r in sorted(verdicts[verdict][api], key=_report_order):
+                    lines += _report(r, root, changes[r.key])
+    return lines
+
+
+def _flat(by_api: Dict[str, List[BugReport]]) -> List[BugReport]:
+    return [r for rs in by_api.values() for r in rs]
+
+
+def render_triage(store_root: Path, out: Optional[Path] = None) -> str:
+    """The triage markdown of the store at `store_root`; also written to `out` if given."""
+    root = Path(store_root)
+    reports, errors = Store(root).load_all()
+    campaigns, warnings = read_campaigns(root)
+    latest = campaigns[-1] if campaigns else None
+    changes = {r.key: change(r, latest) for r in reports}
+    body = _groups(reports, root, changes) or ["No bug reports in this store.", ""]
+    text = "\n".join(_header(root, reports, campaigns) + _summary(reports, changes)
+                     + _problems(errors, warnings) + body).rstrip("\n") + "\n"
+    if out is not None:
+        write_atomic(Path(out), text)
+    return text

@@ -1,0 +1,115 @@
+"""End-to-end campaigns over numpy_ref: precision, recall, dedup, and surviving SIGKILL."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from nablafuzz.campaign import run_campaign
+from nablafuzz.config import make_config
+from nablafuzz.store import Store
+
+ROOT = Path(__file__).resolve().parents[1]
+BROKEN = ROOT / "tests" / "specs" / "broken.yaml"
+
+EXPECTED = {
+    "broken_ops:sin_tail": ("derivative_mismatch", ("fwd", "rev"), 1),
+    "broken_ops:tanh_fwd": ("derivative_mismatch", ("fwd",), 1),
+    "broken_ops:cube_second": ("derivative_mismatch", ("fwd.fwd", "fwd.rev", "rev.fwd", "rev.rev"), 2),
+    "broken_ops:exp_raises": ("status_mismatch", ("rev",), 1),
+    "broken_ops:noisy_sin": ("nondeterministic", ("direct",), 0),
+    "broken_ops:cube_at_zero": ("derivative_mismatch", ("fwd", "rev"), 1),
+}
+
+
+def _config(tmp_path: Path, **kw):
+    base = dict(libraries=["numpy_ref"], spec_dir=str(ROOT / "api_specs"), store_dir=str(tmp_path / "store"),
+                campaign_dir=str(tmp_path / "campaigns"), workers=2, seed=3)
+    base.update(kw)
+    return make_config("default", **base)
+
+
+@pytest.fixture(scope="module")
+def broken_campaign(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("broken")
+    os.chdir(ROOT)
+    config = _config(tmp, spec_files=[str(BROKEN)], trials_per_api=45, budget_s=600, api_budget_s=120)
+    summary = run_campaign(config)
+    reports, errors = Store(tmp / "store").load_all()
+    return summary, reports, errors
+
+
+def test_each_broken_op_is_exactly_one_report(broken_campaign):
+    summary, reports, errors = broken_campaign
+    assert not errors
+    by_api = Counter(r.fingerprint.api for r in reports)
+    assert set(by_api) == set(EXPECTED), f"reports for {sorted(by_api)}"
+    assert all(n == 1 for n in by_api.values()), by_api
+    for r in reports:
+        verdict, scenarios, order = EXPECTED[r.fingerprint.api]
+        assert (r.fingerprint.verdict.value, r.fingerprint.scenarios, r.fingerprint.order) == (verdict, scenarios, order)
+
+
+def test_correct_ops_give_no_report_over_1000_trials(broken_campaign):
+    summary, reports, _ = broken_campaign
+    assert summary.complete
+    assert summary.trials >= 24 * 45 + 6 * 45
+    assert all(r.fingerprint.api.startswith("broken_ops:") for r in reports)
+    assert summary.apis_valid == summary.apis == 30
+
+
+def test_reports_are_minimised_and_counted(broken_campaign):
+    _, reports, _ = broken_campaign
+    for r in reports:
+        assert r.minimised_size <= r.original_size
+        assert r.occurrences >= 1
+        assert r.status.value == "new"
+    tanh = next(r for r in reports if r.fingerprint.api == "broken_ops:tanh_fwd")
+    assert tanh.minimised_size <= 2
+
+
+def _observations(campaigns: Path):
+    lines = []
+    for log in campaigns.glob("*/observations.jsonl"):
+        for line in log.read_text().splitlines():
+            try:
+                lines.append(json.loads(line))
+            except ValueError:
+                pass
+    return lines
+
+
+def test_sigkill_then_rerun_loses_nothing_and_duplicates_nothing(tmp_path):
+    cmd = [sys.executable, "-m", "nablafuzz", "campaign", "-l", "numpy_ref", "--specs", str(BROKEN),
+           "--trials", "25", "--store", str(tmp_path / "store"), "--campaign-dir", str(tmp_path / "c"),
+           "--name", "killme", "--seed", "5"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    log = tmp_path / "c" / "killme" / "observations.jsonl"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and (not log.exists() or len(log.read_text().splitlines()) < 150):
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    killed_at = len(log.read_text().splitlines())
+    assert 0 < killed_at < 30 * 25, "the kill must land mid-campaign"
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    obs = _observations(tmp_path / "c")
+    keys = Counter((o["api"], o["index"]) for o in obs)
+    assert len(keys) == 30 * 25 and max(keys.values()) == 1, "every trial logged exactly once"
+    reports, errors = Store(tmp_path / "store").load_all()
+    assert not errors
+    assert Counter(r.fingerprint.api for r in reports) == Counter(set(EXPECTED))
+    seen = Counter(k for o in obs for k in o["findings"])
+    for r in reports:
+        assert r.key in seen
+        assert r.occurrences == seen[r.key], "an occurrence counted twice or lost"
+    assert not list((tmp_path / "store").rglob("*.tmp")), "no half-written file left behind"
