@@ -115,8 +115,11 @@ def _tuple_from_json(args: tuple, data: Any) -> tuple:
 def _union_from_json(args: tuple, data: Any) -> Any:
     if data is None and type(None) in args:
         return None
-    if isinstance(data, dict) and model.TensorRecord in args:
-        return from_json(model.TensorRecord, data)
+    if isinstance(data, dict):
+        members = [a for a in args if dataclasses.is_dataclass(a)]
+        if not members:
+            raise ValueError(f"unexpected object {data!r}")
+        return from_json(members[0], data)
     if isinstance(data, list):
         if data and isinstance(data[0], dict):
             return tuple(from_json(model.TensorRecord, x) for x in data)

@@ -82,7 +82,8 @@ def _status(spec: ApiSpec, r: ScenarioResult) -> Optional[Candidate]:
 
 
 def _value_disagreement(spec: ApiSpec, dtype: str, direct: ScenarioResult, r: ScenarioResult) -> Optional[Disagreement]:
-    picked = list(direct.outputs) if spec.differentiable_outputs is None else [direct.outputs[i] for i in spec.differentiable_outputs]
+    outs = spec.differentiable_outputs
+    picked = list(direct.outputs) if outs is None else [direct.outputs[i] for i in outs]
     tol = tolerance(spec, dtype, Aspect.VALUE)
     for j, (want, got) in enumerate(zip(picked, r.outputs)):
         want, got = np.asarray(want, dtype=np.float64), np.asarray(got, dtype=np.float64)

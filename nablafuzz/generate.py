@@ -6,6 +6,7 @@ domain with boundary values on purpose (`domains.py`); tensor size is capped.
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
@@ -135,7 +136,7 @@ def generate(spec: ApiSpec, campaign_seed: int, index: int, max_size: int = 64, 
     dtype = dtype or choose_dtype(rng, spec)
     shapes = _Shapes(rng, min(max_size, spec.max_size or max_size), max_rank)
     inputs = tuple(_input(rng, a, dtype, shapes, shapes.cap) for a in spec.args)
-    return Trial(spec.library, spec.name, seed, dtype, inputs)
+    return Trial(spec.library, spec.name, seed, dtype, inputs, spec.differentiable_outputs)
 
 
 def records(value: Value) -> Tuple[TensorRecord, ...]:
@@ -159,7 +160,7 @@ def with_dtype(trial: Trial, dtype: str) -> Trial:
         return tuple(cast(r) for r in rs) if rs else v
 
     inputs = tuple(InputValue(i.name, i.kind, convert(i.value), i.differentiable, i.keyword) for i in trial.inputs)
-    return Trial(trial.library, trial.api, trial.seed, dtype, inputs)
+    return replace(trial, dtype=dtype, inputs=inputs)
 
 
 def trial_size(trial: Trial) -> int:

@@ -148,6 +148,7 @@ class Trial:
     seed: int
     dtype: str
     inputs: Tuple[InputValue, ...]
+    diff_outputs: Optional[Tuple[int, ...]] = None
 
     @property
     def spec_id(self) -> str:

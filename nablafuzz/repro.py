@@ -12,13 +12,12 @@ import math
 import re
 import sys
 import textwrap
-from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 from .errors import NablaError
 from .fingerprint import describe as describe_fingerprint
 from .model import Aspect, BugReport, InputValue, TensorRecord, Trial
-from .scenarios import NAMES, describe as describe_scenario, direction
+from .scenarios import NAMES, STEP, describe as describe_scenario, direction
 from .tolerance import DERIVATIVE
 
 
@@ -55,18 +54,22 @@ def project(a, b):
     pairs = [(np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)) for x, y in zip(a, b)]
     return sum((float(np.sum(x * y)) for x, y in pairs), 0.0), sum((float(np.sum(abs(x * y))) for x, y in pairs), 0.0)
 
-def step(xs):
-    """Base finite-difference step: 2^-10 relative to the largest finite input magnitude."""
-    big = max((float(np.max(np.abs(x[np.isfinite(x)]))) for x in xs if np.isfinite(x).any()), default=0.0)
-    return 2.0 ** -10 * max(1.0, min(big, 1e6))
+def step_fits(xs, ds, h):  # whether x + h*d moves x by h*d (huge inputs absorb the step)
+    with np.errstate(invalid="ignore", over="ignore"):
+        return all(np.all(np.abs(((x + h * d) - x) - h * d) <= 1e-6 * np.abs(h * d)) for x, d in zip(xs, ds))
 
 def richardson(scalar, h):
-    """Central differences at h, h/2, h/4, extrapolated: (value, error estimate, scale)."""
-    ps = [(scalar(h * k), scalar(-h * k)) for k in (1.0, 0.5, 0.25)]
-    ds = [(plus - minus) / (2 * h * k) for (plus, minus), k in zip(ps, (1.0, 0.5, 0.25))]
+    """Central differences at h, h/2, h/4 extrapolated twice: (value, error estimate, scale).
+    A second difference that does not shrink with h is a kink: the reference is then unusable."""
+    p0, ks = scalar(0.0), (1.0, 0.5, 0.25)
+    ps = [(scalar(h * k), scalar(-h * k)) for k in ks]
+    ds = [(plus - minus) / (2 * h * k) for (plus, minus), k in zip(ps, ks)]
+    curv = [(plus - 2 * p0 + minus) / (h * k) for (plus, minus), k in zip(ps, ks)]
     r1, r2 = (4 * ds[1] - ds[0]) / 3, (4 * ds[2] - ds[1]) / 3
-    err = abs(r2 - r1) + 8 * np.finfo(np.float64).eps * max(abs(p) for pm in ps for p in pm) / (h * 0.25)
-    if not np.isfinite(r2) or not np.isfinite(err):
+    roundoff = 8 * np.finfo(np.float64).eps * max(abs(p) for p in (p0,) + sum(ps, ())) / (h * 0.25)
+    err = abs(r2 - r1) + roundoff
+    kinked = abs(curv[2]) > 0.5 * abs(curv[0]) and abs(curv[2]) > 1e-6 * max(abs(d) for d in ds) + 4 * roundoff
+    if kinked or not np.isfinite(r2) or not np.isfinite(err):
         return float("nan"), float("inf"), float("nan")
     return float(r2), float(err), float(max(abs(d) for d in ds))
 '''
@@ -110,15 +113,17 @@ def jvp_of_jvp(f, xs, us, vs, ws):
 
 _MAIN = '''
 def fd(name, vs):
-    """Central differences in float64 of <v, f> along u (fd) or of Q along w (fd.rev, fd.fwd)."""
+    """Central differences (absolute step STEP) in float64 of <v, f> along u, or of Q along w."""
     f, xs = bind("float64")
     us, ws, vs = cast(US, "float64"), cast(WS, "float64"), cast(vs, "float64")
     inner = name.partition(".")[2]
+    if not (step_fits(xs, ws if inner else us, STEP / 4) and step_fits(xs, ws if inner else us, STEP)):
+        return float("nan"), float("nan"), None  # an input so large that it absorbs the step
     def scalar(h):
         if inner:
             return first_order(inner, f, [x + h * d for x, d in zip(xs, ws)], us, vs)[0]
         return project(vs, direct(f, [x + h * d for x, d in zip(xs, us)]))[0]
-    value, error, scale = richardson(scalar, step(xs))
+    value, error, scale = richardson(scalar, STEP)
     print(f"  ({name}: finite-difference error estimate {error:.3g})")
     return value, scale, None
 
@@ -158,10 +163,8 @@ def main():
     vs = cotangents(direct(f, xs))
     results = {}
     for name, what in SCENARIOS.items():
-        results[name] = run(name, f, xs, vs)
-        value, _, outs = results[name]
-        shown = repr(value) if value is not None else [o.tolist() for o in outs]
-        print(f"{name} ({what}) = {shown}")
+        value, _, outs = results[name] = run(name, f, xs, vs)
+        print(f"{name} ({what}) = {[o.tolist() for o in outs] if value is None else repr(value)}")
     if not PAIRS:
         print(f"COMPLETED: {', '.join(SCENARIOS)} ran without an error")
         return 0
@@ -291,8 +294,7 @@ def jvp(f, xs, tangents):
 '''
 
 
-@dataclass(frozen=True)
-class Renderer:
+class Renderer(NamedTuple):
     """A library's part of the script: import lines, the names its APIs start with, AD helpers."""
     head: Tuple[str, ...]
     roots: Tuple[Tuple[str, str], ...]  # (API root, the name the script imports it as)
@@ -355,9 +357,7 @@ def _records(value) -> Tuple[TensorRecord, ...]:
 def _bound(i: InputValue, numpy_ref: bool) -> List[TensorRecord]:
     """The input's tensors bound as differentiable arguments (numpy_ref: every plain float tensor)."""
     floats = [r for r in _records(i.value) if r.dtype.startswith(("float", "bfloat"))]
-    if numpy_ref:
-        return floats if isinstance(i.value, TensorRecord) else []
-    return floats if i.differentiable else []
+    return floats if (isinstance(i.value, TensorRecord) if numpy_ref else i.differentiable) else []
 
 
 def _literal(value) -> str:
@@ -381,16 +381,16 @@ def _array(rec: TensorRecord, indent: int) -> str:
 
 
 def _data(report: BugReport, numpy_ref: bool, diff_outputs: Optional[Sequence[int]]) -> List[str]:
-    """SEED, DIFF_OUTPUTS, SCENARIOS, PAIRS, INPUTS and the tangents US, WS as literals."""
+    """SEED, STEP, DIFF_OUTPUTS, SCENARIOS, PAIRS, INPUTS and the tangents US, WS as literals."""
     t, pairs = report.trial, _pairs(report)
     inputs = [f"    {i.name!r}: " + (_array(i.value, 4) if isinstance(i.value, TensorRecord) else
                                      "[" + ", ".join(_array(r, 8) for r in _records(i.value)) + "]") + ","
               for i in t.inputs if _records(i.value)]
     recs = [r for i in t.inputs for r in _bound(i, numpy_ref)]
-    return ["", f"SEED = {int(t.seed)}", f"DIFF_OUTPUTS = {None if diff_outputs is None else list(diff_outputs)!r}",
-            f"SCENARIOS = {_scenarios(report, pairs)!r}", "# (scenario a, scenario b, aspect, atol, rtol)",
-            f"PAIRS = [{', '.join('(' + ', '.join(_literal(x) for x in p) + ')' for p in pairs)}]",
-            "# the trial's inputs, exact", "INPUTS = {", *inputs, "}",
+    outs = None if diff_outputs is None else [int(j) for j in diff_outputs]
+    return ["", f"SEED = {int(t.seed)}", f"STEP = {STEP!r}  # finite-difference step", f"DIFF_OUTPUTS = {outs!r}",
+            f"SCENARIOS = {_scenarios(report, pairs)!r}", f"PAIRS = {pairs!r}  # (a, b, aspect, atol, rtol)",
+            "INPUTS = {  # the trial's inputs, exact", *inputs, "}",
             "# tangents u and w, one per differentiable input, as nablafuzz derived them from SEED",
             _tangents("US", "u", recs, t.seed), _tangents("WS", "w", recs, t.seed)]
 
@@ -481,13 +481,13 @@ def _header(report: BugReport) -> List[str]:
     return ["# " + re.sub(r"\s+", " ", line).strip() for line in lines] + _IMPORTS
 
 
-def render(report: BugReport, diff_outputs: Optional[Sequence[int]] = None) -> str:
-    """A self-contained repro script for `report`; pass `diff_outputs` as the spec declares them."""
+def render(report: BugReport) -> str:
+    """A self-contained repro script for `report` (differentiated outputs as the trial records)."""
     trial = report.trial
+    diff_outputs = trial.diff_outputs
     renderer = RENDERERS.get(trial.library)
     if renderer is None:
-        raise ReproError(f"repro: no script renderer for library {trial.library!r} (known: "
-                         f"{', '.join(sorted(RENDERERS))}); fix: add one to nablafuzz.repro.RENDERERS")
+        raise ReproError(f"repro: no script renderer for library {trial.library!r} (known: {sorted(RENDERERS)})")
     if trial.library == "numpy_ref":
         line, op = _user_api(trial.api) if ":" in trial.api else (_OPS, f"OPS[{trial.api!r}]")
         imports, bind = [line, "", f"op = {op}"], _numpy_ref_bind(trial)

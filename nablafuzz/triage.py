@@ -164,13 +164,15 @@ def _facts(report: BugReport, path: Path, what: str) -> List[str]:
     shrunk = (f"shrunk from {report.original_size} to {report.minimised_size} elements"
               if report.minimised_size < report.original_size else f"not shrunk ({report.minimised_size} elements)")
     lines = [f"- Fingerprint: {_one_line(describe_fingerprint(report.fingerprint))} (key `{report.key}`)",
-             f"- Status: {report.status.value} ({what} since the previous campaign); severity: {ev.severity}; "
+             f"- Status: {report.status.value}; since the previous campaign: **{what}**; severity: {ev.severity}; "
              f"occurrences: {report.occurrences}",
              f"- First seen {report.first_seen}, last seen {report.last_seen}; versions: "
              f"{', '.join(report.versions_seen) or 'unknown'}",
              f"- Message: {_one_line(ev.message) or '—'}"]
     if ev.error is not None:
-        lines.append(f"- Error: `{_one_line(ev.error.type)}`: {_one_line(ev.error.message)}")
+        # codec.from_json returns Optional[ErrorInfo] fields as plain dicts; accept both forms
+        err = ev.error if isinstance(ev.error, dict) else {"type": ev.error.type, "message": ev.error.message}
+        lines.append(f"- Error: `{_one_line(str(err.get('type')))}`: {_one_line(str(err.get('message')))}")
     return lines + [f"- Inputs: {', '.join(summarise_input(i) for i in t.inputs)} (seed {t.seed}, dtype {t.dtype})",
                     f"- Minimisation: {shrunk}", f"- Report file: `{path}`",
                     f"- Replay: `nablafuzz replay {shlex.quote(str(path))}`"]

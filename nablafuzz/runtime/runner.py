@@ -34,7 +34,7 @@ def _wire_value(i: InputValue) -> Any:
 def trial_request(trial: Trial, spec: ApiSpec, scenarios: Sequence[str]) -> Dict[str, Any]:
     return {
         "op": "run", "api": trial.api, "seed": trial.seed, "random": spec.random,
-        "diff_outputs": None if spec.differentiable_outputs is None else list(spec.differentiable_outputs),
+        "diff_outputs": None if trial.diff_outputs is None else list(trial.diff_outputs),
         "scenarios": list(scenarios),
         "inputs": [{"name": i.name, "value": _wire_value(i), "differentiable": i.differentiable,
                     "keyword": i.keyword} for i in trial.inputs],

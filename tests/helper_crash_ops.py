@@ -1,0 +1,45 @@
+"""numpy_ref ops that kill, hang, flood or starve the worker (named `helper_crash_ops:NAME`)."""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+
+import numpy as np
+
+from nablafuzz.adapters.numpy_ref import OPS, Op
+
+_SIN = OPS["sin"]
+
+
+def _segfault(xs, vs):
+    os.kill(os.getpid(), signal.SIGSEGV)
+    return [np.cos(xs[0]) * vs[0]]  # not reached
+
+
+def _hang(xs, us):
+    time.sleep(60)
+    return [np.cos(xs[0]) * us[0]]  # not reached
+
+
+def _chatty(x):
+    print("CHATTY-PRINT " * 40)  # Python-level stdout
+    sys.stdout.flush()
+    os.write(1, b"CHATTY-FD1\n")  # C-level file descriptor 1
+    return np.sin(x)
+
+
+def _hog(x):
+    np.empty(3 * 2 ** 30, dtype=np.uint8)  # 3 GiB of address space
+    return np.sin(x)
+
+
+# sin whose reverse mode dies of SIGSEGV (a native crash)
+segv_vjp = Op(f=np.sin, jvp=_SIN.jvp, vjp=_segfault, hess=_SIN.hess)
+# sin whose forward mode never returns
+hang_jvp = Op(f=np.sin, jvp=_hang, vjp=_SIN.vjp, hess=_SIN.hess)
+# sin that prints to stdout on every call
+chatty_sin = Op(f=_chatty, jvp=_SIN.jvp, vjp=_SIN.vjp, hess=_SIN.hess)
+# sin that asks for far more memory than the worker's limit
+hog_sin = Op(f=_hog, jvp=_SIN.jvp, vjp=_SIN.vjp, hess=_SIN.hess)

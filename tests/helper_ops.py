@@ -1,0 +1,36 @@
+"""numpy_ref ops for the filter tests (named `helper_ops:NAME`; tests/ is put on the worker's path).
+
+Each is wrong (or ambiguous) in exactly one way, so one filter decides its fate.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from nablafuzz.adapters.numpy_ref import Op
+
+
+def _tanh_d1(x: np.ndarray) -> np.ndarray:
+    d = 1 - np.tanh(x) ** 2
+    return 1.5 * d if x.dtype == np.float32 else d
+
+
+def _tanh_hess(xs, us, vs):
+    t = np.tanh(xs[0])
+    return [vs[0] * -2 * t * (1 - t ** 2) * us[0]]
+
+
+# tanh whose JVP and VJP are 1.5x the truth in float32 only; float64 is right
+tanh_f32_wrong = Op(f=np.tanh, jvp=lambda xs, us: [_tanh_d1(xs[0]) * us[0]],
+                    vjp=lambda xs, vs: [_tanh_d1(xs[0]) * vs[0]], hess=_tanh_hess)
+
+# |x| whose VJP uses the subgradient sign(0) = 0 and whose JVP uses +1 at 0: both are valid
+# subgradient conventions, so at exact zeros rev and fwd disagree without either being wrong
+abs_conventions = Op(f=np.abs,
+                     jvp=lambda xs, us: [np.where(xs[0] >= 0, 1.0, -1.0).astype(xs[0].dtype) * us[0]],
+                     vjp=lambda xs, vs: [np.sign(xs[0]) * vs[0]],
+                     hess=lambda xs, us, vs: [np.zeros_like(xs[0])])
+
+# x^2 with a VJP of 3x instead of 2x; overflows to inf for |x| > ~1.3e154 in float64
+square_bad_vjp = Op(f=np.square, jvp=lambda xs, us: [2 * xs[0] * us[0]],
+                    vjp=lambda xs, vs: [3 * xs[0] * vs[0]],
+                    hess=lambda xs, us, vs: [2 * vs[0] * us[0]])

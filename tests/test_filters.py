@@ -1,0 +1,251 @@
+"""Each instability filter with a case it must dismiss and one it must keep, through real worker runs."""
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+from typing import Any, Dict, Optional, Sequence
+
+import numpy as np
+import pytest
+
+from nablafuzz import filters
+from nablafuzz.compare import compare
+from nablafuzz.model import (ApiSpec, ArgKind, Aspect, Candidate, Disagreement, InputValue, Outcome, ScenarioResult,
+                             Tolerance, Trial, Verdict)
+from nablafuzz.runtime.process import Runtime
+from nablafuzz.runtime.runner import Execution, Runner
+from nablafuzz.scenarios import ALL
+from nablafuzz.spec import _Ctx, parse_api
+from nablafuzz.tensors import to_record
+from nablafuzz.verdict import Judgement, judge
+
+TESTS = Path(__file__).resolve().parent
+
+
+@pytest.fixture(scope="module")
+def runner(tmp_path_factory):
+    rt = Runtime("numpy_ref", sys.executable, python_path=(str(TESTS), str(TESTS / "specs")))
+    r = Runner(rt, tmp_path_factory.mktemp("filters") / "w.log", 30.0)
+    yield r
+    r.close()
+
+
+def make_spec(api: str, **fields: Any) -> ApiSpec:
+    return parse_api(_Ctx("test"), "numpy_ref", dict({"name": api, "args": [{"name": "x"}]}, **fields))
+
+
+def make_trial(api: str, x: Sequence, dtype: str = "float64", seed: int = 7) -> Trial:
+    value = to_record(np.array(x, dtype=dtype))
+    return Trial("numpy_ref", api, seed, dtype, (InputValue("x", ArgKind.TENSOR, value, True),))
+
+
+def run_judge(runner: Runner, api: str, x: Sequence, dtype: str = "float64", **spec_fields: Any) -> Judgement:
+    spec = make_spec(api, **spec_fields)
+    execution = runner.run(make_trial(api, x, dtype), spec, ALL)
+    assert execution.death is None, execution.death
+    return judge(execution, spec, runner)
+
+
+def outcome_of(judgement: Judgement, name: str) -> Optional[Any]:
+    (finding,) = judgement.findings
+    return next((o for o in finding.filters if o.filter == name), None)
+
+
+# ---- kink ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("x", [[0.0, 1.0, -2.0], [[0.0, -0.0], [0.5, 0.0]], [0.0]], ids=["one-zero", "zeros", "only-0"])
+def test_kink_abs_at_zero_yields_no_finding(runner, x):
+    j = run_judge(runner, "abs", x)
+    assert j.valid and j.findings == ()
+
+
+@pytest.mark.parametrize("x", [[0.0, 1.0, -2.0], [[0.0, 0.0], [0.5, 1.5]]], ids=["one-zero", "zeros"])
+def test_kink_filter_dismisses_subgradient_conventions(runner, x):
+    # rev uses sign(0)=0 and fwd +1 at 0: they disagree, fd is unusable across the kink, and both
+    # lie in the one-sided derivatives' hull, so the kink filter must dismiss
+    j = run_judge(runner, "helper_ops:abs_conventions", x)
+    assert j.candidates == 1
+    assert j.dismissed == (("kink", 1),)
+    assert j.findings == ()
+
+
+def test_kink_filter_needs_a_real_kink(runner):
+    # the same rev/fwd mismatch at a point without zeros cannot happen: a control for the case above
+    j = run_judge(runner, "helper_ops:abs_conventions", [0.5, -1.0, 2.0])
+    assert j.candidates == 0 and j.findings == ()
+
+
+def test_kink_policy_none_keeps_convention_mismatch(runner):
+    j = run_judge(runner, "helper_ops:abs_conventions", [0.0, 1.0, -2.0], kinks="none")
+    assert j.candidates == 1 and len(j.findings) == 1
+    assert all(o.filter != "kink" for o in j.findings[0].filters)
+
+
+@pytest.mark.parametrize("x", [[0.0, 1.0, -2.0], [[1.5, 0.0], [-0.5, 2.0]]], ids=["one-zero", "2d"])
+def test_kink_filter_keeps_wrong_derivative_at_smooth_point(runner, x):
+    # x^3 is smooth at 0; its derivative there is wrong (1 instead of 0): must never be dismissed
+    j = run_judge(runner, "broken_ops:cube_at_zero", x)
+    assert j.dismissed == ()
+    (finding,) = j.findings
+    assert finding.candidate.verdict is Verdict.DERIVATIVE_MISMATCH and finding.candidate.order == 1
+    kink = outcome_of(j, "kink")
+    assert kink is not None and not kink.dismissed and "smooth" in kink.reason
+
+
+def test_wrong_derivative_where_the_true_derivative_is_exactly_zero(runner):
+    # x = [0.0] alone: finite differences give exactly 0 (+- roundoff), AD gives v*u ~ 1.  A
+    # reference of exactly 0 is as converged as any other: the AD value is 100% wrong.
+    j = run_judge(runner, "broken_ops:cube_at_zero", [0.0])
+    assert j.candidates == 1, "fd reference 0.0 was not trusted: rev and fwd agree, so nothing was compared"
+    (finding,) = j.findings
+    assert finding.candidate.verdict is Verdict.DERIVATIVE_MISMATCH
+
+
+def test_cube_at_zero_is_fine_without_zeros(runner):
+    j = run_judge(runner, "broken_ops:cube_at_zero", [0.5, 1.0, -2.0])
+    assert j.candidates == 0 and j.findings == ()
+
+
+# ---- nondeterminism -----------------------------------------------------------------------------
+
+def test_nondeterminism_undeclared_is_a_finding(runner):
+    j = run_judge(runner, "broken_ops:noisy_sin", [0.3, 1.0, -2.0])
+    assert dict(j.dismissed).get("nondeterminism", 0) >= 1
+    (finding,) = j.findings
+    assert finding.candidate.verdict is Verdict.NONDETERMINISTIC
+    nd = next(o for o in finding.filters if o.filter == "nondeterminism")
+    assert nd.dismissed and "NOT declared random" in nd.reason
+
+
+def test_nondeterminism_declared_random_is_not_a_finding(runner):
+    j = run_judge(runner, "broken_ops:noisy_sin", [0.3, 1.0, -2.0], random=True)
+    assert dict(j.dismissed).get("nondeterminism", 0) >= 1
+    assert j.findings == ()
+
+
+def test_nondeterminism_deterministic_op_rerun_is_identical(runner):
+    j = run_judge(runner, "broken_ops:tanh_fwd", [0.5, 1.0])
+    nd = outcome_of(j, "nondeterminism")
+    assert nd is not None and not nd.dismissed and "bitwise identical" in nd.reason
+
+
+# ---- precision ----------------------------------------------------------------------------------
+
+def test_precision_dismisses_float32_rounding(runner):
+    # tanh'(9) = 1 - tanh(9)^2 ~ 6e-8 cannot be better than the float32 rounding of tanh(9)
+    j = run_judge(runner, "tanh", [9.0], "float32")
+    assert j.candidates == 1
+    assert j.dismissed == (("precision", 1),)
+    assert j.findings == ()
+
+
+def test_precision_keeps_float32_only_bug(runner):
+    j = run_judge(runner, "helper_ops:tanh_f32_wrong", [0.3, 1.0], "float32")
+    (finding,) = j.findings
+    assert finding.candidate.verdict is Verdict.DERIVATIVE_MISMATCH
+    p = outcome_of(j, "precision")
+    assert p is not None and not p.dismissed and "float32-only" in p.reason
+
+
+def test_precision_control_float64_is_right(runner):
+    assert run_judge(runner, "helper_ops:tanh_f32_wrong", [0.3, 1.0], "float64").candidates == 0
+
+
+def test_precision_not_applied_without_float64(runner):
+    j = run_judge(runner, "tanh", [9.0], "float32", dtypes=["float32"])
+    assert j.candidates == 1 and j.dismissed == () and len(j.findings) == 1
+    assert outcome_of(j, "precision") is None
+
+
+# ---- finite-difference reliability (constructed execution) --------------------------------------
+
+def _fd_case(gap: float, err: float):
+    trial = make_trial("sin", [0.5])
+    results = (
+        ScenarioResult("direct", Outcome.OK, outputs=(np.array([math.sin(0.5)]),)),
+        ScenarioResult("rev", Outcome.OK, value=1.0 + gap, scale=1.0),
+        ScenarioResult("fd", Outcome.OK, value=1.0, scale=1.0, error_estimate=err),
+    )
+    tol = Tolerance(1e-300, 1e-7)
+    d = Disagreement(Aspect.DERIVATIVE, ("rev", "fd"), 1, "float64", tol, actual=1.0 + gap, expected=1.0,
+                     max_abs=gap, max_rel=gap)
+    cand = Candidate(Verdict.DERIVATIVE_MISMATCH, ("rev",), 1, (d,))
+    return Execution(trial, results), cand
+
+
+@pytest.mark.parametrize("gap, err, dismissed", [
+    (1e-6, 1e-6, True),
+    (1.9e-6, 1e-6, True),
+    (2e-6, 1e-6, True),
+    (2.5e-6, 1e-6, False),
+    (1e-2, 1e-6, False),
+    (1e-6, math.inf, True),
+])
+def test_fd_reliability(runner, gap, err, dismissed):
+    execution, cand = _fd_case(gap, err)
+    o = filters.fd_reliability(filters.FilterContext(execution, make_spec("sin"), runner), cand)
+    assert o is not None and o.filter == "fd_reliability" and o.dismissed is dismissed
+    assert ("within" in o.reason) is dismissed
+
+
+def test_fd_reliability_ignores_ad_only_disagreements(runner):
+    execution, _ = _fd_case(1e-6, 1e-6)
+    d = Disagreement(Aspect.DERIVATIVE, ("fwd", "rev"), 1, "float64", Tolerance(0, 1e-7), max_abs=1e-6)
+    cand = Candidate(Verdict.DERIVATIVE_MISMATCH, ("fwd",), 1, (d,))
+    assert filters.fd_reliability(filters.FilterContext(execution, make_spec("sin"), runner), cand) is None
+
+
+# ---- non-finite ---------------------------------------------------------------------------------
+
+def test_nonfinite_output_is_dismissed(runner):
+    # (1e200)^2 overflows to inf: the derivative there has no agreed value
+    j = run_judge(runner, "helper_ops:square_bad_vjp", [1e200, 1.0])
+    assert j.candidates == 1
+    assert j.dismissed == (("nonfinite", 1),)
+    assert j.findings == ()
+
+
+def test_nonfinite_finite_output_is_kept(runner):
+    j = run_judge(runner, "helper_ops:square_bad_vjp", [0.5, 1.0])
+    (finding,) = j.findings
+    assert finding.candidate.scenarios == ("rev",)
+    nf = outcome_of(j, "nonfinite")
+    assert nf is not None and not nf.dismissed and "finite" in nf.reason
+
+
+# ---- known issues -------------------------------------------------------------------------------
+
+URL = "https://github.com/example/lib/issues/4242"
+
+
+@pytest.mark.parametrize("issue, dismissed", [
+    ({"reason": "JVP of tanh doubled", "url": URL, "scenarios": ["fwd"]}, True),
+    ({"reason": "JVP of tanh doubled", "url": URL, "scenarios": ["fwd"], "verdict": "derivative_mismatch"}, True),
+    ({"reason": "any tanh problem", "url": URL}, True),
+    ({"reason": "VJP only", "url": URL, "scenarios": ["rev"]}, False),
+    ({"reason": "crashes only", "url": URL, "scenarios": ["fwd"], "verdict": "crash"}, False),
+], ids=["fwd", "fwd+verdict", "unscoped", "other-scenario", "other-verdict"])
+def test_known_issue(runner, issue, dismissed):
+    j = run_judge(runner, "broken_ops:tanh_fwd", [0.5, 1.0], known_issues=[issue])
+    assert j.candidates == 1
+    if dismissed:
+        assert j.dismissed == (("known_issue", 1),) and j.findings == ()
+        outcome = filters.known_issue(filters.FilterContext(None, make_spec("x", known_issues=[issue]), None),
+                                      Candidate(Verdict.DERIVATIVE_MISMATCH, ("fwd",), 1))
+        assert outcome.dismissed and URL in outcome.reason and issue["reason"] in outcome.reason
+    else:
+        (finding,) = j.findings
+        assert finding.candidate.scenarios == ("fwd",)
+        assert all(o.filter != "known_issue" for o in finding.filters)
+
+
+def test_filter_chain_stops_at_first_dismissal(runner):
+    j = run_judge(runner, "broken_ops:tanh_fwd", [0.5, 1.0],
+                  known_issues=[{"reason": "r", "url": URL, "scenarios": ["fwd"]}])
+    assert j.dismissed == (("known_issue", 1),)
+    spec = make_spec("broken_ops:tanh_fwd", known_issues=[{"reason": "r", "url": URL}])
+    execution = runner.run(make_trial("broken_ops:tanh_fwd", [0.5, 1.0]), spec, ALL)
+    (cand,) = compare(execution, spec).candidates
+    outcomes = filters.run_filters(filters.FilterContext(execution, spec, runner), cand)
+    assert [o.filter for o in outcomes] == ["known_issue"]

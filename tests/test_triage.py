@@ -1,0 +1,188 @@
+"""Triage markdown from a report store: grouping, severity order, new / still open / fixed / not
+seen since the previous campaign, evidence, filters, replay command, repro scripts, problems."""
+import json
+import os
+import re
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+import nablafuzz
+from nablafuzz.codec import to_json
+from nablafuzz.model import CampaignRecord, ErrorInfo, FilterOutcome, ReportStatus, Verdict
+from nablafuzz.store import Store, report_path
+from nablafuzz.triage import change, read_campaigns, render_triage
+
+from repro_ops import disagreement, make_report, tensor
+
+TESTS = Path(__file__).resolve().parent
+PACKAGE_PARENT = Path(nablafuzz.__file__).resolve().parent.parent
+FILTERS = (FilterOutcome("nondeterminism", False, "direct call repeated: identical outputs"),
+           FilterOutcome("finite_difference", False, "fd error estimate 1.3e-12 << disagreement 0.49"))
+
+
+def campaign(cid, started, apis, seen, fixed=()):
+    return CampaignRecord(cid, started, started.replace("00:00", "01:00"), ("numpy_ref", "torch", "jax"),
+                          ("numpy 2.1.0", "python 3.11.7", "torch 2.13.0"), tuple(apis), tuple(seen), tuple(fixed), True)
+
+
+def write_campaign(root: Path, record: CampaignRecord) -> None:
+    path = root / "_campaigns" / f"{record.id}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"schema": 1, "campaign": to_json(record)}))
+
+
+@pytest.fixture
+def store(tmp_path):
+    """Five reports across three libraries and two campaigns (c1 older, c2 latest)."""
+    root = tmp_path / "bug_reports"
+    reports = {
+        "open": make_report("numpy_ref", "repro_ops:DOUBLE_VJP_SIN", [tensor([0.3, -1.2, 2.5])], seed=7,
+                            disagreements=[disagreement("rev", "fd", actual=-0.98, expected=-0.49)],
+                            campaigns=("c1", "c2"), status=ReportStatus.OPEN, occurrences=4, filters=FILTERS,
+                            sizes=(12, 3)),
+        "new": make_report("numpy_ref", "sin", [tensor([1.0])], verdict=Verdict.CRASH, scenarios=("fwd.rev",),
+                           severity="crash", campaigns=("c2",), error=ErrorInfo("crashed", "killed by SIGSEGV"),
+                           message="fwd.rev: killed by SIGSEGV"),
+        "fixed": make_report("torch", "torch.sin", [tensor([0.5], name="input")], severity="accuracy",
+                             disagreements=[disagreement("fwd", "fd", actual=0.8775, expected=0.87758)],
+                             campaigns=("c1",), status=ReportStatus.FIXED),
+        "not seen": make_report("jax", "jax.numpy.tanh", [tensor([0.5])], campaigns=("c1",),
+                                disagreements=[disagreement("rev.rev", "fd.rev")], scenarios=("rev.rev",)),
+        "no renderer": make_report("mxnet", "mxnet.nd.sin", [tensor([0.5])], campaigns=("c1",),
+                                   disagreements=[disagreement("rev", "fd")]),
+    }
+    s = Store(root)
+    for r in reports.values():
+        s.save(r)
+    write_campaign(root, campaign("c1", "2024-06-01T00:00:00Z", ["numpy_ref:sin", "torch:torch.sin"],
+                                  [r.key for r in reports.values()]))
+    write_campaign(root, campaign("c2", "2024-06-07T00:00:00Z",
+                                  ["numpy_ref:repro_ops:DOUBLE_VJP_SIN", "numpy_ref:sin", "torch:torch.sin",
+                                   "jax:jax.numpy.tanh"],
+                                  [reports["open"].key, reports["new"].key], fixed=[reports["fixed"].key]))
+    return root, reports
+
+
+def section(md: str, heading: str) -> str:
+    start = md.index(heading)
+    level = heading.split(" ")[0]
+    nxt = re.search(rf"^{level} ", md[start + len(heading):], re.M)
+    return md[start:start + len(heading) + (nxt.start() if nxt else len(md))]
+
+
+def test_title_summary_and_changes(store):
+    root, reports = store
+    md = render_triage(root)
+    assert md.startswith(f"# nablafuzz triage: `{root}`")
+    assert "Generated " in md and "Latest campaign `c2`" in md and "previous `c1`" in md
+    assert "torch 2.13.0" in md and "Versions seen in reports:" in md
+    summary = section(md, "## Summary")
+    assert "| library | verdict | reports | occurrences | new | still open | fixed | not seen |" in summary
+    assert "| numpy_ref | crash | 1 | 1 | 1 | 0 | 0 | 0 |" in summary
+    assert "| numpy_ref | derivative_mismatch | 1 | 4 | 0 | 1 | 0 | 0 |" in summary
+    assert "| torch | derivative_mismatch | 1 | 1 | 0 | 0 | 1 | 0 |" in summary
+    assert "| jax | derivative_mismatch | 1 | 1 | 0 | 0 | 0 | 1 |" in summary
+
+
+def test_change_classification(store):
+    root, reports = store
+    campaigns, warnings = read_campaigns(root)
+    assert [c.id for c in campaigns] == ["c1", "c2"] and warnings == []
+    got = {name: change(r, campaigns[-1]) for name, r in reports.items()}
+    assert got == {"open": "still open", "new": "new", "fixed": "fixed", "not seen": "not seen",
+                   "no renderer": "not covered"}
+
+
+def test_grouped_by_library_verdict_api_most_severe_first(store):
+    root, _ = store
+    md = render_triage(root)
+    libs = [m.group(1) for m in re.finditer(r"^## (\S+)$", md, re.M)]
+    assert libs == ["Summary", "jax", "mxnet", "numpy_ref", "torch"]
+    numpy_ref = section(md, "## numpy_ref")
+    assert numpy_ref.index("### crash (1)") < numpy_ref.index("### derivative_mismatch (1)")
+    assert "#### `repro_ops:DOUBLE_VJP_SIN`" in numpy_ref and "#### `sin`" in numpy_ref
+    assert "##### crash: fwd.rev" in numpy_ref and "##### wrong: rev" in numpy_ref
+    assert "(fixed)" in section(md, "## torch")
+
+
+def test_report_entry_has_evidence_filters_replay_and_runnable_repro(store, tmp_path):
+    root, reports = store
+    md = render_triage(root)
+    r = reports["open"]
+    entry = section(md, "#### `repro_ops:DOUBLE_VJP_SIN`")
+    path = report_path(root, "numpy_ref", r.fingerprint.api, r.key)
+    assert f"numpy_ref:repro_ops:DOUBLE_VJP_SIN derivative_mismatch in rev (order 1) (key `{r.key}`)" in entry
+    assert "Status: open; since the previous campaign: **still open**; severity: wrong; occurrences: 4" in entry
+    assert "First seen 2024-06-01T00:00:00Z, last seen 2024-06-07T00:00:00Z" in entry
+    assert "numpy==2.1.0" in entry and "Message: rev vs fd: derivative -0.98 vs -0.49" in entry
+    assert "| rev (VJP) vs fd (finite differences) | derivative | -0.98 | -0.49 | 0.49 | 1 | 1e-300 | 1e-07 | float64 |" \
+        in entry
+    assert "`nondeterminism`: kept — direct call repeated: identical outputs" in entry
+    assert "`finite_difference`: kept — fd error estimate" in entry
+    assert "Minimisation: shrunk from 12 to 3 elements" in entry
+    assert "Inputs: x: float64[3] (seed 7, dtype float64)" in entry
+    assert f"Report file: `{path}`" in entry and f"Replay: `nablafuzz replay {path}`" in entry
+    script = re.search(r"```python\n(.*?)\n```", entry, re.S).group(1)
+    (tmp_path / "from_triage.py").write_text(script)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(PACKAGE_PARENT), str(TESTS)]))
+    proc = subprocess.run([sys.executable, str(tmp_path / "from_triage.py")], capture_output=True, text=True,
+                          env=env, timeout=120)
+    assert proc.returncode == 1 and "DISAGREEMENT: rev = " in proc.stdout, proc.stderr
+
+
+def test_status_report_and_unrenderable_library(store):
+    root, _ = store
+    md = render_triage(root)
+    crash = section(md, "#### `sin`")
+    assert "Error: `crashed`: killed by SIGSEGV" in crash and "No numeric evidence (a status verdict)." in crash
+    assert "Minimisation: not shrunk (3 elements)" in crash
+    assert "Repro script: not available (repro: no script renderer for library 'mxnet'" in section(md, "## mxnet")
+
+
+def test_corrupt_files_are_listed_under_problems(store):
+    root, reports = store
+    bad_report = root / "numpy_ref" / "sin" / "0123456789abcdef.json"
+    bad_report.write_text("{ not json")
+    wrong_schema = root / "torch" / "torch.sin" / "fedcba9876543210.json"
+    wrong_schema.write_text(json.dumps({"schema": 99, "report": {}}))
+    bad_campaign = root / "_campaigns" / "c3.json"
+    bad_campaign.write_text("[]")
+    md = render_triage(root)
+    problems = section(md, "## Problems")
+    assert str(bad_report) in problems and str(wrong_schema) in problems
+    assert f"warning: {bad_campaign}: unreadable campaign record" in problems
+    assert "Latest campaign `c2`" in md  # the readable records still count
+    assert md.count("#### `") == len(reports)
+
+
+def test_no_campaign_records_uses_report_status(tmp_path):
+    root = tmp_path / "store"
+    Store(root).save(make_report("numpy_ref", "sin", [tensor([1.0])], disagreements=[disagreement("rev", "fd")]))
+    assert read_campaigns(root) == ([], [])
+    md = render_triage(root)
+    assert "No campaign records" in md and "| numpy_ref | derivative_mismatch | 1 | 1 | 1 | 0 | 0 | 0 |" in md
+    assert "## Problems" not in md
+
+
+def test_empty_store_and_out_file(tmp_path):
+    out = tmp_path / "triage" / "report.md"
+    md = render_triage(tmp_path / "nothing-here", out)
+    assert "No bug reports in this store." in md
+    assert out.read_text() == md
+
+
+def test_triage_never_imports_a_deep_learning_library(store):
+    root, _ = store
+    render_triage(root)
+    assert not {"torch", "jax", "tensorflow", "oneflow"} & set(sys.modules)
+
+
+def test_fixed_via_campaign_record_even_if_status_open(store):
+    root, reports = store
+    campaigns, _ = read_campaigns(root)
+    still_marked_open = replace(reports["fixed"], status=ReportStatus.OPEN)
+    assert change(still_marked_open, campaigns[-1]) == "fixed"
