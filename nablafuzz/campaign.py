@@ -22,7 +22,7 @@ from .codec import digest
 from .config import Config
 from .errors import ConfigError
 from .fingerprint import key as fingerprint_key
-from .generate import generate, trial_size
+from .generate import generate, representative_rank, trial_size
 from .minimize import minimise
 from .model import ApiSpec, BugReport, CampaignRecord, Finding, ReportStatus, Trial, Verdict
 from .replay import ReplayOutcome, replay_report
@@ -155,11 +155,12 @@ class Campaign:
     def _representative(self, finding: Finding, spec: ApiSpec, runner: Runner) -> Trial:
         fp = finding.fingerprint
         k = fingerprint_key(fp)
-        if not self.config.minimise or fp.verdict is Verdict.NONDETERMINISTIC or not self.shared.claim(k):
+        claim = k if trial_size(finding.trial) else f"{k}/empty"  # a non-empty example still gets its turn
+        if not self.config.minimise or fp.verdict is Verdict.NONDETERMINISTIC or not self.shared.claim(claim):
             return finding.trial
         with self.shared.lock:
             old = self.store.get(fp.library, fp.api, k)
-        if old is not None and old.minimised_size <= trial_size(finding.trial):
+        if old is not None and representative_rank(old.minimised_size) <= representative_rank(trial_size(finding.trial)):
             return finding.trial
 
         def reproduces(t: Trial) -> bool:

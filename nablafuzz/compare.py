@@ -43,15 +43,19 @@ def agree(a: float, b: float, scale: float, tol) -> bool:
 
 # Note [converged reference]
 # Finite differences decide between AD scenarios only when Richardson extrapolation has
-# converged: an error estimate above 1% of the value means the step is outside the asymptotic
+# converged: an error estimate above 1% of the value (or of the raw differences, when the value
+# is zero) means the step is outside the asymptotic
 # regime (a pole or a kink within reach of the step), and the AD scenarios are then compared
 # with each other instead.  A tail value such as 4e-18 still counts: convergence is relative.
 FD_CONVERGED = 1e-2
 
 
 def converged(r: ScenarioResult) -> bool:
+    """The error estimate is small against the value, or, for a derivative that is exactly
+    zero, against the raw central differences it was extrapolated from."""
     err = r.error_estimate if r.error_estimate is not None else math.inf
-    return math.isfinite(r.value) and err <= FD_CONVERGED * abs(r.value)
+    size = max(abs(r.value), r.scale if r.scale is not None and math.isfinite(r.scale) else 0.0)
+    return math.isfinite(r.value) and err <= FD_CONVERGED * size
 
 
 def _scale(*rs: ScenarioResult) -> float:

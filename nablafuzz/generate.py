@@ -166,3 +166,9 @@ def with_dtype(trial: Trial, dtype: str) -> Trial:
 def trial_size(trial: Trial) -> int:
     """Total number of tensor elements: what minimisation shrinks."""
     return sum(r.size for i in trial.inputs for r in records(i.value))
+
+
+def representative_rank(size: int) -> float:
+    """How good a report's representative of `size` elements is (lower is better): the
+    smallest non-empty trial wins; an all-empty one only when nothing else reproduces."""
+    return size if size > 0 else float("inf")

@@ -32,7 +32,7 @@ def _map_records(trial: Trial, fn: Callable[[int, TensorRecord], TensorRecord]) 
 
 
 def _slice(rec: TensorRecord, axis: int, n: int) -> TensorRecord:
-    return to_record(np.take(to_array(rec), np.arange(n), axis=axis))
+    return _take(rec, axis, range(n))
 
 
 def _joint_shrinks(trial: Trial) -> Iterator[Trial]:
@@ -50,13 +50,18 @@ def _shrink_all(rec: TensorRecord, size: int, target: int) -> TensorRecord:
 
 
 def _single_shrinks(trial: Trial) -> Iterator[Trial]:
-    total = sum(len(records(i.value)) for i in trial.inputs)
-    for k in range(total):
-        shape = [r for i in trial.inputs for r in records(i.value)][k].shape
-        for axis, d in enumerate(shape):
-            for target in (1, d // 2):
-                if 0 < target < d:
-                    yield _map_records(trial, lambda j, r: _slice(r, axis, target) if j == k else r)
+    """Each axis of each tensor: keep its first element, its first half, or one element."""
+    recs = [r for i in trial.inputs for r in records(i.value)]
+    for k, rec in enumerate(recs):
+        for axis, d in enumerate(rec.shape):
+            keeps = [range(1), range(d // 2)] + [range(i, i + 1) for i in range(1, min(d, 8))]
+            for keep in keeps:
+                if 0 < len(keep) < d:
+                    yield _map_records(trial, lambda j, r: _take(r, axis, keep) if j == k else r)
+
+
+def _take(rec: TensorRecord, axis: int, keep: range) -> TensorRecord:
+    return to_record(np.take(to_array(rec), np.asarray(keep), axis=axis))
 
 
 def _list_drops(trial: Trial) -> Iterator[Trial]:

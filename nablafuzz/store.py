@@ -19,7 +19,7 @@ from typing import Iterator, List, Optional, Sequence, Tuple
 from .codec import digest, from_json, to_json
 from .errors import ReportError
 from .fingerprint import key as fingerprint_key
-from .generate import trial_size
+from .generate import representative_rank, trial_size
 from .model import BugReport, CampaignRecord, Evidence, Finding, ReportStatus, Trial
 
 SCHEMA = 1
@@ -132,7 +132,7 @@ def _merge(old: BugReport, finding: Finding, minimised: Trial, evidence: Evidenc
            campaign: str, tkey: str) -> BugReport:
     if tkey in old.history:
         return old
-    smaller = trial_size(minimised) < old.minimised_size
+    smaller = representative_rank(trial_size(minimised)) < representative_rank(old.minimised_size)
     status = old.status
     if campaign not in old.campaigns and status in (ReportStatus.NEW, ReportStatus.FIXED):
         status = ReportStatus.OPEN
@@ -140,7 +140,7 @@ def _merge(old: BugReport, finding: Finding, minimised: Trial, evidence: Evidenc
         old, status=status, last_seen=now(), occurrences=old.occurrences + 1,
         versions_seen=tuple(sorted(set(old.versions_seen) | set(versions))),
         trial=minimised if smaller else old.trial, evidence=evidence if smaller else old.evidence,
-        minimised_size=min(old.minimised_size, trial_size(minimised)),
+        minimised_size=trial_size(minimised) if smaller else old.minimised_size,
         original_size=old.original_size if not smaller else trial_size(finding.trial),
         campaigns=old.campaigns if campaign in old.campaigns else old.campaigns + (campaign,),
         history=(old.history + (tkey,))[-RECENT_TRIALS:],
