@@ -113,6 +113,22 @@ def test_memory_limit_turns_allocation_into_one_failed_trial(tmp_path):
         runner.close()
 
 
+def test_differentiated_outputs_subset_runs_in_the_worker(tmp_path):
+    # a spec that differentiates only some outputs must run like any other, not kill the worker
+    runner = make_runner(tmp_path / "w.log")
+    try:
+        spec = parse_api(_Ctx("test"), "numpy_ref",
+                         {"name": "tanh", "args": [{"name": "x"}], "differentiable_outputs": [0]})
+        _, trial = spec_and_trial("tanh")
+        trial = Trial(trial.library, trial.api, trial.seed, trial.dtype, trial.inputs, (0,))
+        ex = runner.run(trial, spec, ALL)
+        assert ex.death is None, ex.death
+        assert all(r.outcome is Outcome.OK for r in ex.results), [(r.scenario, r.error) for r in ex.results]
+        assert judge(ex, spec, runner).findings == ()
+    finally:
+        runner.close()
+
+
 SPEC_FILE = """
 library: numpy_ref
 apis:
