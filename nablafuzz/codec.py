@@ -1,7 +1,8 @@
 """JSON encoding of the model's dataclasses, defined once.
 
-Non-finite floats become the strings "nan", "inf", "-inf" (strict JSON has no literal for
-them); finite floats keep Python's round-trip repr, so records are exact.  `canonical` is the
+Non-finite floats become {"float": "nan" | "inf" | "-inf"} (strict JSON has no literal for
+them, and a bare string would be confused with a string argument such as ord="inf"); finite
+floats keep Python's round-trip repr, so records are exact.  `canonical` is the
 byte form hashed for identities.  Worker-safe: standard library only.
 """
 from __future__ import annotations
@@ -12,22 +13,24 @@ import hashlib
 import json
 import math
 import typing
-from typing import Any, Union
+from typing import Any, Dict, Union
 
 from . import model
 
 _NONFINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 
 
-def encode_float(x: float) -> Union[float, str]:
+def encode_float(x: float) -> Union[float, Dict[str, str]]:
     if math.isnan(x):
-        return "nan"
+        return {"float": "nan"}
     if math.isinf(x):
-        return "inf" if x > 0 else "-inf"
+        return {"float": "inf" if x > 0 else "-inf"}
     return x
 
 
 def decode_float(x: Any) -> float:
+    if isinstance(x, dict) and set(x) == {"float"}:
+        x = x["float"]
     if isinstance(x, str):
         try:
             return _NONFINITE[x]
@@ -38,19 +41,20 @@ def decode_float(x: Any) -> float:
     return float(x)
 
 
-def to_json(obj: Any) -> Any:
+def to_json(obj: Any, omit_defaults: bool = False) -> Any:
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: to_json(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+        return {f.name: to_json(getattr(obj, f.name), omit_defaults) for f in dataclasses.fields(obj)
+                if not (omit_defaults and f.default is not dataclasses.MISSING and getattr(obj, f.name) == f.default)}
     if isinstance(obj, enum.Enum):
         return obj.value
     if isinstance(obj, (tuple, list)):
-        return [to_json(x) for x in obj]
+        return [to_json(x, omit_defaults) for x in obj]
     if isinstance(obj, bool) or obj is None or isinstance(obj, (int, str)):
         return obj
     if isinstance(obj, float):
         return encode_float(obj)
     if isinstance(obj, dict):
-        return {str(k): to_json(v) for k, v in obj.items()}
+        return {str(k): to_json(v, omit_defaults) for k, v in obj.items()}
     item = getattr(obj, "item", None)  # numpy scalar
     if item is not None and getattr(obj, "shape", None) == ():
         return to_json(item())
@@ -58,7 +62,10 @@ def to_json(obj: Any) -> Any:
 
 
 def canonical(obj: Any) -> bytes:
-    return json.dumps(to_json(obj), sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
+    """The hashed form: fields still at their default are left out, so adding a defaulted field
+    to a dataclass later does not change existing identities."""
+    return json.dumps(to_json(obj, omit_defaults=True), sort_keys=True, separators=(",", ":"),
+                      allow_nan=False).encode()
 
 
 def digest(obj: Any, length: int = 16) -> str:
@@ -115,6 +122,8 @@ def _tuple_from_json(args: tuple, data: Any) -> tuple:
 def _union_from_json(args: tuple, data: Any) -> Any:
     if data is None and type(None) in args:
         return None
+    if isinstance(data, dict) and set(data) == {"float"}:
+        return decode_float(data)
     if isinstance(data, dict):
         members = [a for a in args if dataclasses.is_dataclass(a)]
         if not members:
@@ -124,6 +133,6 @@ def _union_from_json(args: tuple, data: Any) -> Any:
         if data and isinstance(data[0], dict):
             return tuple(from_json(model.TensorRecord, x) for x in data)
         return tuple(data)
-    if isinstance(data, str) and float in args and data in _NONFINITE:
-        return decode_float(data)
+    if isinstance(data, str) and float in args and str not in args and data in _NONFINITE:
+        return decode_float(data)  # a tensor value; where str is allowed a string stays a string
     return data

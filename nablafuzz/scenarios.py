@@ -86,6 +86,8 @@ def bind_trial(adapter: Adapter, fn: Any, request: Dict[str, Any], dtype: Option
 
 def cotangents(seed: int, outputs: Sequence[np.ndarray], diff_outputs: Optional[Sequence[int]],
                dtype: Optional[str]) -> List[np.ndarray]:
+    if not outputs:
+        return []
     picked = range(len(outputs)) if diff_outputs is None else diff_outputs
     return [direction(seed, "v", j, outputs[j].shape, dtype or str(outputs[j].dtype)) for j in picked]
 

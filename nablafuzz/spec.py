@@ -37,7 +37,27 @@ def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> Dict[str,
     return mapping
 
 
+class _Seq(list):
+    """A YAML sequence that remembers the line of each item (scalars carry no line of their own)."""
+
+    lines: List[int] = []
+
+
+def _construct_sequence(loader: _LineLoader, node: yaml.SequenceNode) -> _Seq:
+    seq = _Seq(loader.construct_sequence(node, deep=True))
+    seq.lines = [item.start_mark.line + 1 for item in node.value]
+    return seq
+
+
 _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_sequence)
+
+
+def _shown(data: Any) -> str:
+    """A value as the user wrote it (without our line bookkeeping)."""
+    if isinstance(data, dict):
+        return repr({k: v for k, v in data.items() if k != "__line__"})
+    return repr(data)
 
 
 @dataclass(frozen=True)
@@ -128,14 +148,14 @@ def _check_dtypes(ctx: _Ctx, field: str, dtypes: Any) -> None:
 
 def _tolerances(ctx: _Ctx, data: Any) -> Tuple[Tuple[str, Tolerance], ...]:
     if not isinstance(data, dict):
-        raise ctx.fail("tolerance", f"expected a mapping dtype -> {{atol, rtol}}, got {data!r}",
+        raise ctx.fail("tolerance", f"expected a mapping dtype -> {{atol, rtol}}, got {_shown(data)}",
                        "write e.g. {float32: {atol: 1e-4, rtol: 1e-3}}")
     out = []
     for dtype, tol in data.items():
         if dtype == "__line__":
             continue
         if dtype not in FLOAT_DTYPES or not isinstance(tol, dict) or set(tol) - {"atol", "rtol", "__line__"}:
-            raise ctx.fail(f"tolerance.{dtype}", f"invalid entry {tol!r}", f"use a float dtype of {FLOAT_DTYPES} "
+            raise ctx.fail(f"tolerance.{dtype}", f"invalid entry {_shown(tol)}", f"use a float dtype of {FLOAT_DTYPES} "
                            "mapped to {atol: number, rtol: number}")
         out.append((dtype, Tolerance(float(tol.get("atol", 0.0)), float(tol.get("rtol", 0.0)))))
     return tuple(sorted(out))
@@ -143,16 +163,16 @@ def _tolerances(ctx: _Ctx, data: Any) -> Tuple[Tuple[str, Tolerance], ...]:
 
 def _known_issue(ctx: _Ctx, data: Any) -> KnownIssue:
     if not isinstance(data, dict) or not data.get("reason") or not data.get("url"):
-        raise ctx.fail("known_issues", f"each known issue needs a reason and an upstream url, got {data!r}",
+        raise ctx.fail("known_issues", f"each known issue needs a reason and an upstream url, got {_shown(data)}",
                        "write {reason: ..., url: https://..., scenarios: [fwd], verdict: derivative_mismatch}")
     return KnownIssue(str(data["reason"]), str(data["url"]), tuple(data.get("scenarios", ())), data.get("verdict"))
 
 
-def parse_api(ctx: _Ctx, library: str, data: Any) -> ApiSpec:
+def parse_api(ctx: _Ctx, library: str, data: Any, line: int = 0) -> ApiSpec:
+    ctx.api, ctx.line = "", line
     if not isinstance(data, dict):
         raise ctx.fail("apis", f"each API must be a mapping, got {data!r}", "write {name: ..., args: [...]}")
-    ctx.line = data.get("__line__", 0)
-    ctx.api = ""
+    ctx.line = data.get("__line__", line)
     name = _expect(ctx, data, "name", str, "give the API's qualified name, or module:function for your own")
     ctx.api = name
     unknown = set(data) - _API_FIELDS - {"__line__"}
@@ -198,7 +218,8 @@ def load_file(path: Path) -> List[ApiSpec]:
         raise ctx.fail("(file)", "top level must be a mapping", "write `library: ...` and `apis: [...]`")
     library = _expect(ctx, data, "library", str, "name the library, e.g. `library: torch`")
     apis = _expect(ctx, data, "apis", list, "list the APIs under `apis:`")
-    specs = [parse_api(ctx, library, a) for a in apis]
+    lines = getattr(apis, "lines", [0] * len(apis))
+    specs = [parse_api(ctx, library, a, n) for a, n in zip(apis, lines)]
     seen: Dict[str, str] = {}
     for s in specs:
         if s.name in seen:

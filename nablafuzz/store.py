@@ -46,11 +46,15 @@ def trial_key(trial: Trial) -> str:
 def write_atomic(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
 
 
 def encode_report(report: BugReport) -> str:
@@ -96,8 +100,10 @@ class Store:
         try:
             return read_report(path)
         except ReportError:
-            aside = path.with_name(f"{path.name}.corrupt-{int(time.time())}")
-            os.replace(path, aside)
+            n = 0
+            while path.with_name(f"{path.name}.corrupt-{n}").exists():
+                n += 1
+            os.replace(path, path.with_name(f"{path.name}.corrupt-{n}"))  # kept, never overwritten
             return None
 
     def record(self, finding: Finding, minimised: Trial, versions: Sequence[str], campaign: str) -> Tuple[BugReport, bool]:
