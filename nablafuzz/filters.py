@@ -190,15 +190,10 @@ def kink(ctx: FilterContext, cand: Candidate) -> Optional[FilterOutcome]:
     if cand.verdict is not Verdict.DERIVATIVE_MISMATCH or ctx.spec.kinks != "subgradient":
         return None
     d = cand.disagreements[0]
-    inner = "direct" if cand.order == 1 else d.scenarios[0].split(".")[1]
-    xs = _diff_inputs(ctx.execution.trial)
-    points = _kink_points(xs)
-    values = ctx.runner.probe(ctx.execution.trial, ctx.spec, inner, points)
-    if values is None:
+    probe = coordinate_probe(ctx, cand)
+    if probe is None:
         return _outcome("kink", False, "one-sided difference probe failed; kept")
-    tag = "u" if cand.order == 1 else "w"
-    dirs = [direction(ctx.execution.trial.seed, tag, i, x.shape, "float64").ravel() for i, x in enumerate(xs)]
-    kinked, lo, hi = _hull(values, points, dirs)
+    kinked, lo, hi = _hull(probe.values, probe.points, probe.dirs)
     if not kinked:
         return _outcome("kink", False, "smooth at this input: one-sided differences agree in every coordinate")
     slack = d.tolerance.atol + d.tolerance.rtol * max(abs(lo), abs(hi), abs(d.actual or 0.0)) + 1e-4 * (hi - lo)
@@ -210,12 +205,19 @@ def kink(ctx: FilterContext, cand: Candidate) -> Optional[FilterOutcome]:
                     f"one-sided derivatives' hull [{lo:.6g}, {hi:.6g}]: no convention explains it")
 
 
-def coordinate_reference(ctx: FilterContext, cand: Candidate) -> Optional[float]:
-    """Central differences per input coordinate, with steps relative to each element, projected
-    on the direction: a second reference for when Richardson along the whole direction failed
-    (e.g. one huge element absorbs the step).  None if the probe failed."""
-    d = cand.disagreements[0]
-    inner = "direct" if cand.order == 1 else d.scenarios[0].split(".")[1]
+@dataclass(frozen=True)
+class CoordinateProbe:
+    """The scalar function at the input and at +-h, +-h/8 along every input coordinate."""
+
+    points: List[Tuple[int, int, float]]
+    values: List[float]
+    dirs: List[np.ndarray]
+
+
+def coordinate_probe(ctx: FilterContext, cand: Candidate) -> Optional[CoordinateProbe]:
+    """Probe P = <v, f> (first order) or the inner Q (second order) coordinate by coordinate,
+    with the direction (u, or w for second order) the candidate's projections used."""
+    inner = "direct" if cand.order == 1 else cand.disagreements[0].scenarios[0].split(".")[1]
     xs = _diff_inputs(ctx.execution.trial)
     points = _kink_points(xs)
     values = ctx.runner.probe(ctx.execution.trial, ctx.spec, inner, points)
@@ -223,11 +225,21 @@ def coordinate_reference(ctx: FilterContext, cand: Candidate) -> Optional[float]
         return None
     tag = "u" if cand.order == 1 else "w"
     dirs = [direction(ctx.execution.trial.seed, tag, i, x.shape, "float64").ravel() for i, x in enumerate(xs)]
+    return CoordinateProbe(points, values, dirs)
+
+
+def coordinate_reference(ctx: FilterContext, cand: Candidate) -> Optional[float]:
+    """Central differences per input coordinate, with steps relative to each element, projected
+    on the direction: a second reference for when Richardson along the whole direction failed
+    (e.g. one huge element absorbs the step).  None if the probe failed."""
+    probe = coordinate_probe(ctx, cand)
+    if probe is None:
+        return None
     total = 0.0
-    for n in range((len(points) - 1) // 4):
-        i, j, h = points[1 + 4 * n]
+    for n in range((len(probe.points) - 1) // 4):
+        i, j, h = probe.points[1 + 4 * n]
         if h:
-            total += dirs[i][j] * (values[1 + 4 * n] - values[2 + 4 * n]) / (2 * h)
+            total += probe.dirs[i][j] * (probe.values[1 + 4 * n] - probe.values[2 + 4 * n]) / (2 * h)
     return total if math.isfinite(total) else None
 
 
