@@ -143,8 +143,11 @@ def step_fits(xs: Sequence[np.ndarray], ds: Sequence[np.ndarray], h: float) -> b
 # the gap between the two extrapolations plus roundoff.  A kink or jump within reach of the
 # step (|x| near 0 with h larger than |x|) makes central differences converge to a wrong
 # value with a small error estimate, so we also watch the second difference
-# (P(x+h) - 2 P(x) + P(x-h)) / h: it shrinks like h at a smooth point and stays put at a kink.
-# If it does not shrink, the reference is reported unusable (infinite error).
+# (P(x+h) - 2 P(x) + P(x-h)) / h: it halves with h at a smooth point, and does not (it stays
+# put, or vanishes abruptly) when a kink is within reach of the larger steps.
+# Then the reference is reported unusable (infinite error).  And when the
+# gaps between D(h), D(h/2), D(h/4) do not shrink by about 4 (the h^2 law Richardson relies
+# on), the error estimate falls back to the spread of the raw differences.
 def richardson(scalar: Callable[[float], float], h: float) -> Tuple[float, float, float]:
     """Finite-difference derivative of scalar(t) at t=0: (value, error estimate, scale)."""
     p0 = scalar(0.0)
@@ -158,10 +161,36 @@ def richardson(scalar: Callable[[float], float], h: float) -> Tuple[float, float
     r2 = (4 * ds[2] - ds[1]) / 3
     roundoff = 8 * np.finfo(np.float64).eps * max(abs(p) for p in ps) / (h * 0.25)
     err = abs(r2 - r1) + roundoff
-    kinked = abs(curv[2]) > 0.5 * abs(curv[0]) and abs(curv[2]) > 1e-6 * max(abs(d) for d in ds) + 4 * roundoff
+    if not _asymptotic(ds, roundoff):
+        err = max(err, abs(ds[0] - ds[2]))
+    kinked = not _curvature_scales(curv, roundoff, max(abs(d) for d in ds))
     if kinked or not np.isfinite(r2) or not np.isfinite(err):
         return float("nan"), float("inf"), float("nan")
     return float(r2), float(err), float(max(abs(d) for d in ds))
+
+
+def _curvature_scales(curv: Sequence[float], noise: float, size: float) -> bool:
+    """Whether each second difference is about half the previous one (curv(h) ~ h P'' at a
+    smooth point); a kink or jump within reach of the larger steps breaks that."""
+    floor = 4 * noise + 1e-9 * size
+    for big, small in zip(curv, curv[1:]):
+        if abs(big) <= floor:
+            if abs(small) > floor:
+                return False
+        elif not 0.3 <= small / big <= 0.7:
+            return False
+    return True
+
+
+def _asymptotic(ds: Sequence[float], noise: float) -> bool:
+    """Whether D(h), D(h/2), D(h/4) shrink their gaps by about 4 (error ~ h^2), as Richardson
+    assumes; a kink crossed only at the larger steps breaks that pattern."""
+    d01, d12 = ds[0] - ds[1], ds[1] - ds[2]
+    if abs(d01) <= 4 * noise and abs(d12) <= 4 * noise:
+        return True
+    if abs(d12) <= noise:
+        return False
+    return 2.0 <= d01 / d12 <= 8.0
 
 
 def perturbed(xs: Sequence[np.ndarray], ds: Sequence[np.ndarray], h: float) -> List[np.ndarray]:
