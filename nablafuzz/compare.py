@@ -79,7 +79,7 @@ def _status(spec: ApiSpec, r: ScenarioResult) -> Optional[Candidate]:
     if r.outcome is Outcome.RAISED and declared:
         return Candidate(Verdict.STATUS_MISMATCH, (r.scenario,), order(r.scenario), error_type=err,
                          message=f"direct call succeeded but {r.scenario} raised {err}: {r.error.message if r.error else ''}")
-    if r.outcome is Outcome.OK and not declared:
+    if r.outcome is Outcome.OK and r.scenario in spec.unsupported:
         return Candidate(Verdict.UNDECLARED_SUPPORT, (r.scenario,), order(r.scenario),
                          message=f"{r.scenario} works although the spec declares it unsupported")
     return None

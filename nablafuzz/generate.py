@@ -79,12 +79,32 @@ def _tensor_dtype(arg: ArgSpec, trial_dtype: str) -> str:
 
 
 def _tensor(rng: np.random.Generator, arg: ArgSpec, shape: Shape, dtype: str):
+    if dtype in FLOAT_DTYPES and arg.values and len(arg.values) == int(np.prod(shape)) and rng.random() < 0.5:
+        return _seeded(rng, arg, shape, dtype)
     if dtype in FLOAT_DTYPES:
         return sample(arg.domain, rng, shape, dtype)
     if dtype == "bool":
         return rng.random(shape) < 0.5
     low, high = int(arg.low if arg.low is not None else -3), int(arg.high if arg.high is not None else 3)
     return rng.integers(low, high + 1, size=shape).astype(dtype)
+
+
+def _seeded(rng: np.random.Generator, arg: ArgSpec, shape: Shape, dtype: str) -> np.ndarray:
+    """A known-valid seed tensor (e.g. an OpInfo sample), as is or slightly perturbed, with the
+    occasional boundary value: structure that random values rarely hit (positive-definite
+    matrices, sorted boundaries) survives, and the fuzzer still explores around it."""
+    base = np.array(arg.values, dtype=np.float64).reshape(shape)
+    r = rng.random()
+    if r < 0.3:
+        x = base
+    elif r < 0.8:
+        x = base * (1 + 0.05 * rng.standard_normal(shape))
+    else:
+        x = sample(arg.domain, rng, shape, "float64")
+        keep = rng.random(shape) < 0.7
+        x = np.where(keep, base, x)
+    with np.errstate(over="ignore"):
+        return x.astype(dtype)
 
 
 def _scalar(rng: np.random.Generator, arg: ArgSpec, shapes: _Shapes):
@@ -135,7 +155,9 @@ def generate(spec: ApiSpec, campaign_seed: int, index: int, max_size: int = 64, 
     rng = np.random.default_rng(seed)
     dtype = dtype or choose_dtype(rng, spec)
     shapes = _Shapes(rng, min(max_size, spec.max_size or max_size), max_rank)
-    inputs = tuple(_input(rng, a, dtype, shapes, shapes.cap) for a in spec.args)
+    choices = (spec.args,) + spec.overloads
+    args = choices[int(rng.integers(0, len(choices)))] if spec.overloads else spec.args
+    inputs = tuple(_input(rng, a, dtype, shapes, shapes.cap) for a in args)
     return Trial(spec.library, spec.name, seed, dtype, inputs, spec.differentiable_outputs)
 
 

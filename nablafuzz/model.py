@@ -109,6 +109,7 @@ class ArgSpec:
     dims: Tuple[str, ...] = ()
     of: Optional[str] = None
     optional: bool = False
+    values: Tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -118,6 +119,8 @@ class ApiSpec:
     args: Tuple[ArgSpec, ...]
     dtypes: Tuple[str, ...] = ("float64", "float32")
     capabilities: Tuple[str, ...] = ("rev", "fwd", "rev.rev", "fwd.rev", "rev.fwd", "fwd.fwd")
+    unsupported: Tuple[str, ...] = ()
+    overloads: Tuple[Tuple[ArgSpec, ...], ...] = ()
     differentiable_outputs: Optional[Tuple[int, ...]] = None
     tolerance: Tuple[Tuple[str, Tolerance], ...] = ()
     known_issues: Tuple[KnownIssue, ...] = ()

@@ -136,8 +136,15 @@ def _arg(ctx: _Ctx, data: Any, names: List[str]) -> ArgSpec:
         keyword=bool(data.get("keyword", False)),
         length=_pair(ctx, f"args.{name}.length", data.get("length"), (1, 3)),
         dims=tuple(str(d) for d in data.get("dims", ())), of=data.get("of"),
-        optional=bool(data.get("optional", False)),
+        optional=bool(data.get("optional", False)), values=_values(ctx, name, data.get("values", [])),
     )
+
+
+def _values(ctx: _Ctx, name: str, values: Any) -> Tuple[float, ...]:
+    if not isinstance(values, list) or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in values):
+        raise ctx.fail(f"args.{name}.values", f"expected a list of numbers, got {values!r}",
+                       "write the seed tensor's values in C order, e.g. [0.5, -1.0]")
+    return tuple(float(v) for v in values)
 
 
 def _check_dtypes(ctx: _Ctx, field: str, dtypes: Any) -> None:
@@ -178,20 +185,36 @@ def parse_api(ctx: _Ctx, library: str, data: Any, line: int = 0) -> ApiSpec:
     unknown = set(data) - _API_FIELDS - {"__line__"}
     if unknown:
         raise ctx.fail(", ".join(sorted(unknown)), "unknown key(s)", f"use only {sorted(_API_FIELDS)}")
-    raw_args = _expect(ctx, data, "args", list, "list the arguments", default=[])
-    args: List[ArgSpec] = []
-    for a in raw_args:
-        args.append(_arg(ctx, a, [x.name for x in args]))
+    args = _args(ctx, _expect(ctx, data, "args", list, "list the arguments", default=[]))
+    overloads = data.get("overloads", [])
+    if not isinstance(overloads, list) or not all(isinstance(o, list) for o in overloads):
+        raise ctx.fail("overloads", f"expected a list of argument lists, got {overloads!r}",
+                       "write overloads: [[{name: x}, {name: dim, kind: int}], ...]")
+    more = tuple(_args(ctx, o) for o in overloads)
     ctx.line = data.get("__line__", 0)
-    return _api(ctx, library, name, data, tuple(args))
+    return _api(ctx, library, name, data, args, more)
 
 
-def _api(ctx: _Ctx, library: str, name: str, data: Dict[str, Any], args: Tuple[ArgSpec, ...]) -> ApiSpec:
+def _args(ctx: _Ctx, raw: List[Any]) -> Tuple[ArgSpec, ...]:
+    args: List[ArgSpec] = []
+    for a in raw:
+        args.append(_arg(ctx, a, [x.name for x in args]))
+    return tuple(args)
+
+
+def _api(ctx: _Ctx, library: str, name: str, data: Dict[str, Any], args: Tuple[ArgSpec, ...],
+         overloads: Tuple[Tuple[ArgSpec, ...], ...] = ()) -> ApiSpec:
     dtypes = data.get("dtypes", ["float64", "float32"])
     _check_dtypes(ctx, "dtypes", dtypes)
     caps = data.get("capabilities", list(CAPABILITIES))
     if not isinstance(caps, list) or any(c not in CAPABILITIES for c in caps):
         raise ctx.fail("capabilities", f"unknown capability in {caps!r}", f"use ids from {list(CAPABILITIES)}")
+    unsupported = data.get("unsupported", [])
+    if not isinstance(unsupported, list) or any(c not in CAPABILITIES for c in unsupported):
+        raise ctx.fail("unsupported", f"unknown capability in {unsupported!r}", f"use ids from {list(CAPABILITIES)}")
+    if set(caps) & set(unsupported):
+        raise ctx.fail("unsupported", f"{sorted(set(caps) & set(unsupported))} also listed as capabilities",
+                       "list each scenario in one of capabilities / unsupported, or in neither (unknown)")
     kinks = data.get("kinks", "subgradient")
     if kinks not in KINK_POLICIES:
         raise ctx.fail("kinks", f"unknown policy {kinks!r}", f"use one of {KINK_POLICIES}")
@@ -200,6 +223,7 @@ def _api(ctx: _Ctx, library: str, name: str, data: Dict[str, Any], args: Tuple[A
         raise ctx.fail("differentiable_outputs", f"expected a list of output indices, got {outs!r}", "write e.g. [0]")
     return ApiSpec(
         library=library, name=name, args=args, dtypes=tuple(dtypes), capabilities=tuple(caps),
+        unsupported=tuple(unsupported), overloads=overloads,
         differentiable_outputs=None if outs is None else tuple(outs),
         tolerance=_tolerances(ctx, data.get("tolerance", {})),
         known_issues=tuple(_known_issue(ctx, k) for k in data.get("known_issues", [])),

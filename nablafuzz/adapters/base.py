@@ -71,8 +71,13 @@ class Adapter:
     def resolve(self, api: str) -> Any:
         raise NotImplementedError
 
-    def from_numpy(self, a: np.ndarray, dtype: str) -> Any:
+    def from_numpy(self, a: np.ndarray, dtype: str, grad: bool = False) -> Any:
+        """A native tensor; `grad` marks a differentiable input (for libraries that need it)."""
         return np.asarray(a, dtype=dtype)
+
+    def dtype(self, name: str) -> Any:
+        """The library's dtype object for a dtype-kind argument such as "float64"."""
+        return np.dtype(name)
 
     def to_numpy(self, t: Any) -> np.ndarray:
         return np.asarray(t)
@@ -109,6 +114,8 @@ class Adapter:
                 xs.append(value)
                 return _Diff(len(xs) - 1)
             return _Const(self.from_numpy(value, str(value.dtype)))
+        if isinstance(value, dict) and set(value) == {"dtype"}:
+            return _Const(self.dtype(value["dtype"]))
         return _Const(value)
 
     def direct(self, call: "BoundCall", xs: List[np.ndarray]) -> List[np.ndarray]:
@@ -177,8 +184,8 @@ class ComposableAdapter(Adapter):
         """Native differentiable sum of <a_i, b_i> (a scalar tensor)."""
         raise NotImplementedError
 
-    def _native(self, arrays: Sequence[np.ndarray], like: Sequence[np.ndarray]) -> List[Any]:
-        return [self.from_numpy(np.asarray(a), str(x.dtype)) for a, x in zip(arrays, like)]
+    def _native(self, arrays: Sequence[np.ndarray], like: Sequence[np.ndarray], grad: bool = False) -> List[Any]:
+        return [self.from_numpy(np.asarray(a), str(x.dtype), grad) for a, x in zip(arrays, like)]
 
     def _outputs(self, call: BoundCall) -> Call:
         def f(xs: List[Any]) -> List[Any]:
@@ -193,7 +200,7 @@ class ComposableAdapter(Adapter):
         return [self.to_numpy(o) for o in outs]
 
     def first_order(self, mode, call, xs, us, vs):
-        f, nx = self._outputs(call), self._native(xs, xs)
+        f, nx = self._outputs(call), self._native(xs, xs, grad=True)
         if mode == "rev":
             outs, grads = self.vjp(f, nx, self._native(vs, vs), create_graph=False)
             g = [self.to_numpy(t) for t in grads]
@@ -213,7 +220,7 @@ class ComposableAdapter(Adapter):
         return q
 
     def second_order(self, outer, inner, call, xs, us, vs, ws):
-        nx = self._native(xs, xs)
+        nx = self._native(xs, xs, grad=True)
         q = self._inner(inner, self._outputs(call), self._native(us, xs), self._native(vs, vs))
         if outer == "rev":
             _, grads = self.vjp(q, nx, [self.from_numpy(np.ones(()), str(xs[0].dtype))], create_graph=False)

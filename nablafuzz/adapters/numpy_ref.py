@@ -188,6 +188,14 @@ class _NumpyCall:
         return self.op.f(*xs, **self.params)
 
 
+def _numpy_call(call: BoundCall) -> _NumpyCall:
+    """The op behind a bound call (a random op's call is wrapped to re-seed before each use)."""
+    fn = call.fn
+    while not isinstance(fn, _NumpyCall):
+        fn = fn.fn
+    return fn
+
+
 def _as_list(out: Any) -> Arrays:
     return [np.asarray(o) for o in out] if isinstance(out, (tuple, list)) else [np.asarray(out)]
 
@@ -225,7 +233,7 @@ class NumpyRefAdapter(Adapter):
         return _as_list(call.fn(*xs))
 
     def first_order(self, mode, call, xs, us, vs):
-        op, p = call.fn.op, call.fn.params
+        op, p = _numpy_call(call).op, _numpy_call(call).params
         outs = tuple(_as_list(call.fn(*xs)))
         if mode == "rev":
             g = [np.asarray(a, dtype=x.dtype) for a, x in zip(op.vjp(xs, vs, **p), xs)]
@@ -236,7 +244,7 @@ class NumpyRefAdapter(Adapter):
         return FirstOrder(outs, value, scale)
 
     def second_order(self, outer, inner, call, xs, us, vs, ws):
-        op, p = call.fn.op, call.fn.params
+        op, p = _numpy_call(call).op, _numpy_call(call).params
         value, scale = project(op.hess(xs, us, vs, **p), ws)
         return SecondOrder(value, scale if outer == "rev" else abs(value))
 

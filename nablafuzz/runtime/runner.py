@@ -7,7 +7,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ..errors import WorkerError
 from ..generate import records
-from ..model import ApiSpec, ErrorInfo, InputValue, Outcome, ScenarioResult, TensorRecord, Trial
+from ..model import ApiSpec, ArgKind, ErrorInfo, InputValue, Outcome, ScenarioResult, TensorRecord, Trial
 from ..tensors import to_array
 from .process import Death, Runtime, WorkerProcess
 
@@ -23,6 +23,8 @@ class Execution:
 
 
 def _wire_value(i: InputValue) -> Any:
+    if i.kind is ArgKind.DTYPE and i.value is not None:
+        return {"dtype": i.value}  # the adapter turns it into its library's dtype object
     if isinstance(i.value, TensorRecord):
         return to_array(i.value)
     rs = records(i.value)
