@@ -13,7 +13,7 @@ from typing import Callable, List, Optional, Tuple
 
 import numpy as np
 
-from .compare import compare
+from .compare import compare, output_scale
 from .generate import records, with_dtype
 from .model import ApiSpec, Aspect, Candidate, FilterOutcome, Verdict
 from .runtime.runner import Execution, Runner
@@ -131,24 +131,13 @@ def precision(ctx: FilterContext, cand: Candidate) -> Optional[FilterOutcome]:
     rel, gap = _relative_gap(ctx.execution, ex64, cand.scenarios)
     eps = float(np.finfo(trial.dtype).eps)
     allowed_rel = max(1e-2 if trial.dtype == "float32" else 1e-1, 10 * _primal_gap(ctx.execution, ex64))
-    allowed_abs = 16 * eps * _output_scale(ex64, trial.seed)
+    allowed_abs = 16 * eps * output_scale(ex64) * 2.25
     if rel <= allowed_rel or gap <= allowed_abs:
         return _outcome("precision", True, f"float64 re-run agrees; the {trial.dtype} result is off by {rel:.2g} "
                         f"relative ({gap:.2g} absolute), within what {trial.dtype} rounding of the inputs and "
                         f"outputs allows ({allowed_rel:.2g} relative, {allowed_abs:.2g} absolute)")
     return _outcome("precision", False, f"float64 agrees but the {trial.dtype} result is off by {rel:.2g} "
                     f"relative ({gap:.2g} absolute): a {trial.dtype}-only bug")
-
-
-def _output_scale(ex: Execution, seed: int) -> float:
-    """sum |v||f| * 1.5^2 (the largest |u| times |w|): how much output rounding can move a projection."""
-    direct = ex.get("direct")
-    total = 0.0
-    for j, out in enumerate(direct.outputs if direct else ()):
-        out = np.asarray(out, dtype=np.float64)
-        v = direction(seed, "v", j, out.shape, "float64")
-        total += float(np.sum(np.abs(v) * np.abs(np.where(np.isfinite(out), out, 0.0))))
-    return total * 2.25
 
 
 def _relative_gap(low: Execution, high: Execution, scenarios) -> Tuple[float, float]:

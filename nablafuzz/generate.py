@@ -83,6 +83,8 @@ def _tensor(rng: np.random.Generator, arg: ArgSpec, shape: Shape, dtype: str):
         return _seeded(rng, arg, shape, dtype)
     if dtype in FLOAT_DTYPES:
         return sample(arg.domain, rng, shape, dtype)
+    if arg.values and len(arg.values) == int(np.prod(shape)):
+        return np.array(arg.values).reshape(shape).astype(dtype)  # indices and masks stay valid
     if dtype == "bool":
         return rng.random(shape) < 0.5
     low, high = int(arg.low if arg.low is not None else -3), int(arg.high if arg.high is not None else 3)
@@ -113,7 +115,8 @@ def _scalar(rng: np.random.Generator, arg: ArgSpec, shapes: _Shapes):
     if arg.kind is ArgKind.BOOL:
         return bool(rng.random() < 0.5)
     if arg.kind in (ArgKind.CHOICE, ArgKind.DTYPE):
-        return arg.choices[int(rng.integers(0, len(arg.choices)))] if arg.choices else arg.default
+        value = arg.choices[int(rng.integers(0, len(arg.choices)))] if arg.choices else arg.default
+        return tuple(value) if isinstance(value, list) else value
     if arg.kind is ArgKind.AXIS:
         rank = len(shapes.of.get(arg.of or "", ()))
         return None if rank == 0 else int(rng.integers(-rank, rank))
@@ -137,7 +140,9 @@ def _input(rng: np.random.Generator, arg: ArgSpec, dtype: str, shapes: _Shapes, 
         n = int(rng.integers(arg.length[0], arg.length[1] + 1))
         first = shapes.choose(arg, max(1, cap // max(n, 1)))
         dt = _tensor_dtype(arg, dtype)
-        value = tuple(to_record(_tensor(rng, arg, first, dt)) for _ in range(n))
+        size = int(np.prod(first))
+        parts = [replace(arg, values=arg.values[k * size:(k + 1) * size]) for k in range(n)]
+        value = tuple(to_record(_tensor(rng, part, first, dt)) for part in parts)
         return InputValue(arg.name, arg.kind, value, diff and dt in FLOAT_DTYPES, arg.keyword)
     return InputValue(arg.name, arg.kind, _scalar(rng, arg, shapes), False, arg.keyword)
 

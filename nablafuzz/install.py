@@ -61,7 +61,9 @@ PLANS: tuple[RuntimePlan, ...] = (
         libraries=("torch", "jax", "tensorflow"),
         python_candidates=("$NABLAFUZZ_PYTHON311", "python3.11", "pyenv:3.11"),
         requirements=("torch==2.13.0+cpu", "jax==0.10.2", "jaxlib==0.10.2",
-                      "tensorflow-cpu==2.21.0", "numpy==2.4.6"),
+                      "tensorflow-cpu==2.21.0", "numpy==2.4.6",
+                      # torch's OpInfo database (spec derivation) imports it
+                      "expecttest==0.3.0"),
         env=(("TF_CPP_MIN_LOG_LEVEL", "2"), ("TF_ENABLE_ONEDNN_OPTS", "0")),
     ),
     RuntimePlan(

@@ -266,8 +266,10 @@ def load_specs(spec_dir: Path, libraries: Iterable[str], extra_files: Iterable[P
     return SpecSet(tuple(specs.values()))
 
 
-def write_specs(path: Path, library: str, apis: Sequence[Dict[str, Any]], origin: str) -> None:
-    """Write derived specs (validated first, so a bad source fails before the file changes)."""
+def write_specs(path: Path, library: str, apis: Sequence[Dict[str, Any]], origin: str,
+                dropped: Sequence[str] = ()) -> None:
+    """Write derived specs (validated first, so a bad source fails before the file changes);
+    what the source could not derive is kept at the end as comments, with the reason."""
     ctx = _Ctx(str(path))
     for a in apis:
         parse_api(ctx, library, a)
@@ -275,5 +277,6 @@ def write_specs(path: Path, library: str, apis: Sequence[Dict[str, Any]], origin
     body = yaml.safe_dump({"library": library, "apis": list(apis)}, sort_keys=False, width=100)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(header + body)
+    tail = "".join(f"# dropped: {d}\n" for d in dropped)
+    tmp.write_text(header + body + (f"\n# {len(dropped)} not derived:\n" + tail if dropped else ""))
     tmp.replace(path)

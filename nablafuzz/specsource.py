@@ -24,8 +24,8 @@ def derive(library: str, out: Path, timeout_s: float = 1800.0) -> int:
     if ex.death is not None or not ex.messages or ex.messages[-1].get("op") != "specs":
         detail = ex.death.detail if ex.death else ex.messages[-1] if ex.messages else "no answer"
         raise WorkerError(f"spec derivation for {library} failed: {detail}")
-    apis = ex.messages[-1]["apis"]
-    write_specs(out, library, apis, f"nablafuzz specs derive {library}")
+    apis, dropped = ex.messages[-1]["apis"], ex.messages[-1].get("dropped", [])
+    write_specs(out, library, apis, f"nablafuzz specs derive {library}", dropped)
     return len(apis)
 
 

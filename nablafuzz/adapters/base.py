@@ -136,9 +136,9 @@ class Adapter:
     def seed(self, seed: int) -> None:
         """Seed the library's own RNG before a trial of a random op."""
 
-    def derive_specs(self) -> List[Dict[str, Any]]:
-        """This library's spec source: API specs (as spec-file dicts) from its own metadata."""
-        return []
+    def derive_specs(self) -> Dict[str, Any]:
+        """This library's spec source: {"apis": [spec-file dicts], "dropped": ["what: why"]}."""
+        return {"apis": [], "dropped": []}
 
 
 @dataclass(frozen=True)

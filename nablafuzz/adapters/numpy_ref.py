@@ -215,10 +215,11 @@ class NumpyRefAdapter(Adapter):
                              "user ops are `module:attribute` naming a numpy_ref.Op)")
         return op
 
-    def derive_specs(self) -> List[Dict[str, Any]]:
+    def derive_specs(self) -> Dict[str, Any]:
         """The spec source of numpy_ref: its own op table."""
-        return [dict({"name": name, "args": [dict(a) for a in op.args]}, **({"notes": op.doc} if op.doc else {}))
+        apis = [dict({"name": name, "args": [dict(a) for a in op.args]}, **({"notes": op.doc} if op.doc else {}))
                 for name, op in sorted(OPS.items())]
+        return {"apis": apis, "dropped": []}
 
     def bind(self, fn, inputs, diff_outputs):
         xs, params = [], {}

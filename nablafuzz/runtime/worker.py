@@ -54,7 +54,7 @@ class Worker:
             versions = dict(self.adapter.versions(), python=platform.python_version())
             write_message(self.out, {"op": "hello", "versions": versions, "pid": os.getpid()})
         elif op == "specs":
-            write_message(self.out, {"op": "specs", "apis": self.adapter.derive_specs()})
+            write_message(self.out, dict(self.adapter.derive_specs(), op="specs"))
         elif op in ("run", "probe"):
             self.answer(op, request)
         else:

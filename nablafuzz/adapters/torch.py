@@ -1,0 +1,156 @@
+"""PyTorch adapter (runs inside the torch worker only).
+
+Reverse mode is `torch.autograd.grad` (with `create_graph=True` when it is differentiated
+again), forward mode is `torch.autograd.forward_ad` dual tensors; compositions follow
+`ComposableAdapter` (Note [second order by composition]), except JVP of JVP: forward_ad cannot
+nest dual levels, so that one uses `torch.func.jvp` twice.  CPU tensors only.
+
+Complex outputs are compared as real pairs (Note [complex outputs]).
+"""
+from __future__ import annotations
+
+import re
+from typing import Any, Dict, List, Tuple
+
+import numpy as np
+import torch
+import torch.autograd.forward_ad as fwAD
+
+from ..model import Outcome
+from .base import BoundCall, ComposableAdapter, SecondOrder, UnknownApi, resolve_user_function
+
+# Messages of errors that mean "this derivative is not implemented" where the exception type
+# alone (RuntimeError) cannot say so.  One test per row in tests/test_adapter_torch.py.
+UNSUPPORTED_PATTERNS: Tuple[Tuple[str, str], ...] = (
+    ("derivative_not_implemented", r"derivative for .* is not implemented"),
+    ("forward_ad_not_implemented", r"Trying to use forward AD with .* that does not support it"),
+    ("not_implemented_for_forward", r"not implemented for forward[- ]mode"),
+    ("double_backward", r"does not support (double backward|higher order gradients|second order)"),
+    ("functorch_unsupported", r"(vmap|jvp|functorch|torch\.func).*(not (yet )?(supported|implemented))"),
+    ("inplace_forward_ad", r"inplace.*forward AD"),
+)
+_UNSUPPORTED = [re.compile(p, re.IGNORECASE | re.DOTALL) for _, p in UNSUPPORTED_PATTERNS]
+
+
+def classify_message(message: str) -> Outcome:
+    return Outcome.UNSUPPORTED if any(p.search(message) for p in _UNSUPPORTED) else Outcome.RAISED
+
+
+# Note [complex outputs]
+# A complex output z is compared as the real pair (Re z, Im z) (torch.view_as_real), so every
+# scenario is real analysis of a real function and PyTorch's conjugate-Wirtinger convention
+# for complex gradients never enters a comparison.  This is the one place that decides it.
+def _real(t: Any) -> Any:
+    return torch.view_as_real(t) if isinstance(t, torch.Tensor) and t.is_complex() else t
+
+
+def _tensors(out: Any) -> List[Any]:
+    """Outputs as a flat list of tensors (named tuples, lists and scalars included)."""
+    if isinstance(out, torch.Tensor):
+        return [_real(out)]
+    if isinstance(out, (tuple, list)):
+        return [t for o in out for t in _tensors(o)]
+    if isinstance(out, (int, float, bool)):
+        return [torch.tensor(out)]
+    raise TypeError(f"unsupported output type {type(out).__name__}")
+
+
+class TorchAdapter(ComposableAdapter):
+    library = "torch"
+
+    def versions(self) -> Dict[str, str]:
+        return {"torch": torch.__version__, "numpy": np.__version__}
+
+    def resolve(self, api: str) -> Any:
+        if ":" in api:
+            return resolve_user_function(api)
+        parts = api.split(".")
+        if parts[0] != "torch":
+            raise UnknownApi(f"{api!r} is not a torch API (expected torch.* or module:function)")
+        obj: Any = torch
+        for part in parts[1:]:
+            if not hasattr(obj, part):
+                raise UnknownApi(f"torch has no {api!r}")
+            obj = getattr(obj, part)
+        if not callable(obj):
+            raise UnknownApi(f"{api!r} is not callable")
+        return obj
+
+    def from_numpy(self, a: np.ndarray, dtype: str, grad: bool = False) -> Any:
+        t = torch.from_numpy(np.array(a, dtype=dtype, copy=True))
+        return t.requires_grad_() if grad and t.is_floating_point() else t
+
+    def to_numpy(self, t: Any) -> np.ndarray:
+        t = _real(t)
+        if not isinstance(t, torch.Tensor):
+            return np.asarray(t)
+        t = t.detach()
+        if t.dtype == torch.bfloat16:
+            t = t.float()
+        return t.resolve_conj().resolve_neg().numpy()
+
+    def dtype(self, name: str) -> Any:
+        return getattr(torch, name)
+
+    def seed(self, seed: int) -> None:
+        torch.manual_seed(seed & 0xFFFF_FFFF_FFFF)
+
+    def classify(self, exc: BaseException) -> Outcome:
+        if isinstance(exc, NotImplementedError):
+            return Outcome.UNSUPPORTED
+        return classify_message(str(exc)) if isinstance(exc, RuntimeError) else Outcome.RAISED
+
+    def _outputs(self, call: BoundCall):
+        def f(xs: List[Any]) -> List[Any]:
+            outs = _tensors(call.fn(*xs))
+            return outs if call.diff_outputs is None else [outs[i] for i in call.diff_outputs]
+        return f
+
+    def direct(self, call, xs):
+        with torch.no_grad():
+            return [self.to_numpy(o) for o in _tensors(call.fn(*self._native(xs, xs)))]
+
+    def dot(self, a: List[Any], b: List[Any]) -> Any:
+        terms = [(x * y).sum() for x, y in zip(a, b)]
+        return torch.stack(terms).sum() if terms else torch.zeros(())
+
+    def vjp(self, f, xs, cts, create_graph):
+        outs = f(xs)
+        live = [(o, c) for o, c in zip(outs, cts) if isinstance(o, torch.Tensor) and o.requires_grad]
+        if not live:
+            return outs, [torch.zeros_like(x) for x in xs]
+        grads = torch.autograd.grad([o for o, _ in live], xs, [c.to(o.dtype) for o, c in live],
+                                    create_graph=create_graph, allow_unused=True)
+        return outs, [torch.zeros_like(x) if g is None else g for g, x in zip(grads, xs)]
+
+    def jvp(self, f, xs, tangents):
+        with fwAD.dual_level():
+            duals = [fwAD.make_dual(x, t.to(x.dtype)) for x, t in zip(xs, tangents)]
+            unpacked = [fwAD.unpack_dual(o) for o in f(duals)]
+        return ([u.primal for u in unpacked],
+                [torch.zeros_like(u.primal) if u.tangent is None else u.tangent for u in unpacked])
+
+    def second_order(self, outer, inner, call, xs, us, vs, ws):
+        if (outer, inner) != ("fwd", "fwd"):
+            return super().second_order(outer, inner, call, xs, us, vs, ws)
+        f = self._outputs(call)
+        nx, nu, nv, nw = (self._native(a, xs) for a in (xs, us, vs, ws))
+        nv = [self.from_numpy(v, str(v.dtype)) for v in vs]
+
+        def q(*d: Any) -> Any:
+            return self.dot(nv, list(torch.func.jvp(lambda *e: tuple(f(list(e))), d, tuple(nu))[1]))
+        value = float(torch.func.jvp(q, tuple(nx), tuple(nw))[1])
+        return SecondOrder(value, abs(value))
+
+    def derive_specs(self) -> List[Dict[str, Any]]:
+        from .torch_specs import derive
+        return derive()
+
+
+def make_adapter() -> TorchAdapter:
+    torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(False)
+    return TorchAdapter()
+
+
+

@@ -1,0 +1,228 @@
+"""Spec source for PyTorch: API specs derived from OpInfo (runs inside the torch worker).
+
+`torch.testing._internal.common_methods_invocations.op_db` declares, per op, which AD modes
+it supports and gives real, valid sample invocations.  Each autograd-capable OpInfo becomes
+the spec of its public function (and of its Tensor method): elementwise ufuncs get free
+shapes with broadcasting and their value domain; everything else gets up to three sample
+structures (`args` + `overloads`) with the samples' literal values as seeds that the
+generator then mutates.  Every kept sample is probed once (call + VJP) so only invocations
+that run and are differentiable become specs; what is dropped is returned with the reason
+and written at the end of the spec file.
+"""
+from __future__ import annotations
+
+import math
+import re
+import warnings
+from typing import Any, Dict, Iterator, List, Optional, Tuple
+
+import torch
+
+MAX_ELEMENTS = 128
+MAX_OVERLOADS = 3
+FLOATS = {torch.float64: "float64", torch.float32: "float32", torch.float16: "float16"}
+RANDOM = re.compile(r"dropout|rrelu|bernoulli|normal|multinomial|gumbel|rand|uniform|poisson|exponential|cauchy"
+                    r"|geometric|log_normal")
+DOMAINS = {(0, None): "positive", (-1, 1): "symmetric_unit", (0, 1): "open_unit_interval",
+           (-1, None): "above_minus_one", (1, None): "positive"}
+
+
+class Unusable(Exception):
+    """A sample this spec format cannot express (the reason is recorded)."""
+
+
+def _public(name: str) -> Optional[Tuple[str, Any]]:
+    obj: Any = torch
+    for part in name.split("."):
+        obj = getattr(obj, part, None)
+        if obj is None:
+            return None
+    return (f"torch.{name}", obj) if callable(obj) else None
+
+
+def _capabilities(op: Any) -> Tuple[List[str], List[str]]:
+    flags = [("rev", op.supports_autograd), ("fwd", op.supports_forward_ad),
+             ("rev.rev", op.supports_gradgrad), ("fwd.rev", op.supports_fwgrad_bwgrad)]
+    return [s for s, ok in flags if ok], [s for s, ok in flags if not ok]
+
+
+def _size(x: Any) -> int:
+    if isinstance(x, torch.Tensor):
+        return x.numel()
+    if isinstance(x, (list, tuple)):
+        return sum(_size(y) for y in x)
+    return 0
+
+
+def _scalar(value: Any) -> Any:
+    if isinstance(value, (bool, int, str)) or value is None:
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise Unusable("non-finite scalar argument")
+        return value
+    if isinstance(value, (tuple, list, torch.Size)) and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        return list(value)
+    raise Unusable(f"argument of type {type(value).__name__}")
+
+
+def _tensor_arg(name: str, t: torch.Tensor) -> Dict[str, Any]:
+    if t.is_complex() or t.is_sparse or t.layout != torch.strided:
+        raise Unusable("complex or sparse tensor argument")
+    arg: Dict[str, Any] = {"name": name, "dims": [str(d) for d in t.shape]}
+    values = t.detach().reshape(-1).tolist()
+    if t.is_floating_point():
+        arg["differentiable"] = bool(t.requires_grad)
+        if not all(math.isfinite(v) for v in values):
+            raise Unusable("non-finite sample values")
+        arg["values"] = [float(v) for v in values]
+    else:
+        kind = "bool" if t.dtype == torch.bool else "int64"
+        arg.update(dtypes=[kind], differentiable=False, values=[float(v) for v in values])
+    return arg
+
+
+def _arg(name: str, value: Any, keyword: bool) -> Dict[str, Any]:
+    if isinstance(value, torch.Tensor):
+        arg = _tensor_arg(name, value)
+    elif isinstance(value, torch.dtype):
+        if value not in FLOATS:
+            raise Unusable(f"dtype argument {value}")
+        arg = {"name": name, "kind": "dtype", "choices": [FLOATS[value]]}
+    elif isinstance(value, (list, tuple)) and value and all(isinstance(v, torch.Tensor) for v in value):
+        arg = _list_arg(name, value)
+    else:
+        arg = {"name": name, "kind": "choice", "choices": [_scalar(value)]}
+    if keyword:
+        arg["keyword"] = True
+    return arg
+
+
+def _list_arg(name: str, ts: Any) -> Dict[str, Any]:
+    shapes = {tuple(t.shape) for t in ts}
+    if len(shapes) != 1 or not all(t.is_floating_point() for t in ts):
+        raise Unusable("tensor list of mixed shapes or dtypes")
+    first = _tensor_arg(name, ts[0])
+    values = [float(v) for t in ts for v in t.detach().reshape(-1).tolist()]
+    return dict(first, kind="tensor_list", length=[len(ts), len(ts)], values=values)
+
+
+def _sample_args(sample: Any) -> List[Dict[str, Any]]:
+    args = [_arg("input", sample.input, False)]
+    args += [_arg(f"arg{i + 1}", a, False) for i, a in enumerate(sample.args)]
+    args += [_arg(k, v, True) for k, v in sample.kwargs.items()]
+    return args
+
+
+def _probe(fn: Any, sample: Any, method: bool) -> None:
+    """Run the sample once with a VJP: only invocations that run and differentiate are kept."""
+    inputs = [sample.input] + list(sample.args)
+    out = fn(*inputs, **sample.kwargs)
+    outs = [o for o in (out if isinstance(out, (tuple, list)) else [out]) if isinstance(o, torch.Tensor)]
+    live = [o for o in outs if o.requires_grad]
+    leaves = [t for t in _leaves(inputs + list(sample.kwargs.values())) if t.requires_grad]
+    if not live or not leaves:
+        raise Unusable("no differentiable output")
+    torch.autograd.grad([o.real.sum() if o.is_complex() else o.sum() for o in live], leaves, allow_unused=True)
+
+
+def _leaves(xs: List[Any]) -> Iterator[torch.Tensor]:
+    for x in xs:
+        if isinstance(x, torch.Tensor):
+            yield x
+        elif isinstance(x, (list, tuple)):
+            yield from _leaves(list(x))
+
+
+def _samples(op: Any, fn: Any, method: bool) -> Tuple[List[List[Dict[str, Any]]], List[str]]:
+    structures, reasons, seen = [], [], set()
+    try:
+        samples = sorted(op.sample_inputs("cpu", torch.float64, requires_grad=True),
+                         key=lambda s: _size([s.input, list(s.args), list(s.kwargs.values())]))
+    except Exception as exc:  # noqa: BLE001 - recorded, not fatal
+        return [], [f"sample_inputs failed: {exc}"]
+    for s in samples:
+        if len(structures) >= MAX_OVERLOADS or _size([s.input, list(s.args), list(s.kwargs.values())]) > MAX_ELEMENTS:
+            break
+        try:
+            args = _sample_args(s)
+            key = repr([(a["name"], a.get("dims"), a.get("choices")) for a in args])
+            if key in seen:
+                continue
+            _probe(fn, s, method)
+        except Exception as exc:  # noqa: BLE001 - the sample is dropped with its reason
+            reasons.append(f"{type(exc).__name__}: {str(exc)[:100]}")
+            continue
+        seen.add(key)
+        structures.append(args)
+    return structures, reasons
+
+
+def _ufunc_args(op: Any) -> Optional[List[Dict[str, Any]]]:
+    kind = type(op).__name__
+    domain = DOMAINS.get(tuple(getattr(op, "domain", (None, None)) or (None, None)), "real")
+    if kind == "UnaryUfuncInfo":
+        return [{"name": "input", "domain": domain}]
+    if kind == "BinaryUfuncInfo" and getattr(op, "supports_rhs_python_scalar", True) is not None:
+        return [{"name": "input"}, {"name": "other", "broadcast_with": "input"}]
+    return None
+
+
+def _spec(name: str, op: Any, structures: List[List[Dict[str, Any]]]) -> Dict[str, Any]:
+    caps, unsupported = _capabilities(op)
+    dtypes = [FLOATS[d] for d in (torch.float64, torch.float32, torch.float16) if d in op.dtypes]
+    spec: Dict[str, Any] = {"name": name, "args": structures[0], "dtypes": dtypes or ["float64"],
+                            "capabilities": caps, "unsupported": unsupported,
+                            "notes": f"OpInfo {op.name}{'.' + op.variant_test_name if op.variant_test_name else ''}"}
+    if structures[1:]:
+        spec["overloads"] = structures[1:]
+    if RANDOM.search(op.name):
+        spec["random"] = True
+    return spec
+
+
+def _variants(op: Any) -> Iterator[Tuple[str, Any, bool]]:
+    public = _public(op.name)
+    if public is not None:
+        yield public[0], public[1], False
+    method = getattr(op, "method_variant", None)
+    if method is not None and hasattr(torch.Tensor, getattr(method, "__name__", "")):
+        yield f"torch.Tensor.{method.__name__}", getattr(torch.Tensor, method.__name__), True
+
+
+def derive() -> Dict[str, Any]:
+    """{"apis": specs, "dropped": ["<OpInfo>: <why>", ...]} for every autograd OpInfo."""
+    from torch.testing._internal.common_methods_invocations import op_db
+    warnings.filterwarnings("ignore")
+    specs: Dict[str, Dict[str, Any]] = {}
+    dropped: List[str] = []
+    for op in op_db:
+        if not op.supports_autograd:
+            continue
+        variants = list(_variants(op))
+        if not variants:
+            dropped.append(f"{op.name}: no public torch.{op.name} and no Tensor method")
+        for name, fn, method in variants:
+            why = _merge(specs, name, op, fn, method)
+            if why:
+                dropped.append(f"{name} ({op.name} {op.variant_test_name}): {why}")
+    return {"apis": [specs[k] for k in sorted(specs)], "dropped": dropped}
+
+
+def _merge(specs: Dict[str, Dict[str, Any]], name: str, op: Any, fn: Any, method: bool) -> str:
+    """Add the op's structures to the spec `name`; returns why nothing was added, if so."""
+    ufunc = _ufunc_args(op)
+    if ufunc is not None and name not in specs:
+        structures, reasons = [ufunc], []
+    else:
+        structures, reasons = _samples(op, fn, method)
+    if not structures:
+        return reasons[0] if reasons else f"no sample with at most {MAX_ELEMENTS} elements"
+    if name not in specs:
+        specs[name] = _spec(name, op, structures)
+        return
+    have = specs[name]
+    room = MAX_OVERLOADS - 1 - len(have.get("overloads", []))
+    if room > 0:
+        have.setdefault("overloads", []).extend(structures[:room])
+    return ""
