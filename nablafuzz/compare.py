@@ -179,8 +179,9 @@ def output_scale(execution: Execution) -> float:
     for j, out in enumerate(direct.outputs if direct else ()):
         out = np.asarray(out, dtype=np.float64)
         v = direction(execution.trial.seed, "v", j, out.shape, "float64")
-        total += float(np.sum(np.abs(v) * np.abs(np.where(np.isfinite(out), out, 0.0))))
-    return total
+        with np.errstate(over="ignore"):
+            total += float(np.sum(np.abs(v) * np.abs(np.where(np.isfinite(out), out, 0.0))))
+    return min(total, 1e300)  # outputs near overflow: their projections are the nonfinite filter's
 
 
 def effective_dtype(trial_dtype: str, outputs: Sequence[np.ndarray]) -> str:

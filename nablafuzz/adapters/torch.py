@@ -9,7 +9,6 @@ Complex outputs are compared as real pairs (Note [complex outputs]).
 """
 from __future__ import annotations
 
-import re
 from typing import Any, Dict, List, Tuple
 
 import numpy as np
@@ -18,30 +17,16 @@ import torch.autograd.forward_ad as fwAD
 
 from ..model import Outcome
 from .base import BoundCall, ComposableAdapter, SecondOrder, UnknownApi, resolve_user_function
-
-# Messages of errors that mean "this derivative is not implemented" where the exception type
-# alone (RuntimeError) cannot say so.  One test per row in tests/test_adapter_torch.py.
-UNSUPPORTED_PATTERNS: Tuple[Tuple[str, str], ...] = (
-    ("derivative_not_implemented", r"derivative for .* is not implemented"),
-    ("forward_ad_not_implemented", r"Trying to use forward AD with .* that does not support it"),
-    ("not_implemented_for_forward", r"not implemented for forward[- ]mode"),
-    ("double_backward", r"does not support (double backward|higher order gradients|second order)"),
-    ("functorch_unsupported", r"(vmap|jvp|functorch|torch\.func).*(not (yet )?(supported|implemented))"),
-    ("inplace_forward_ad", r"inplace.*forward AD"),
-)
-_UNSUPPORTED = [re.compile(p, re.IGNORECASE | re.DOTALL) for _, p in UNSUPPORTED_PATTERNS]
-
-
-def classify_message(message: str) -> Outcome:
-    return Outcome.UNSUPPORTED if any(p.search(message) for p in _UNSUPPORTED) else Outcome.RAISED
-
+from .torch_messages import classify_message
 
 # Note [complex outputs]
 # A complex output z is compared as the real pair (Re z, Im z) (torch.view_as_real), so every
 # scenario is real analysis of a real function and PyTorch's conjugate-Wirtinger convention
 # for complex gradients never enters a comparison.  This is the one place that decides it.
 def _real(t: Any) -> Any:
-    return torch.view_as_real(t) if isinstance(t, torch.Tensor) and t.is_complex() else t
+    if isinstance(t, torch.Tensor) and t.is_complex():
+        return torch.stack([t.real, t.imag], dim=-1)  # view_as_real needs unit last stride
+    return t
 
 
 def _tensors(out: Any) -> List[Any]:
@@ -85,6 +70,8 @@ class TorchAdapter(ComposableAdapter):
         if not isinstance(t, torch.Tensor):
             return np.asarray(t)
         t = t.detach()
+        if t._is_zerotensor():  # a structural zero (e.g. sgn's derivative) has no storage
+            return np.zeros(tuple(t.shape), dtype=str(t.dtype).replace("torch.", ""))
         if t.dtype == torch.bfloat16:
             t = t.float()
         return t.resolve_conj().resolve_neg().numpy()

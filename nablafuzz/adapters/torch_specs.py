@@ -114,16 +114,30 @@ def _sample_args(sample: Any) -> List[Dict[str, Any]]:
     return args
 
 
-def _probe(fn: Any, sample: Any, method: bool) -> None:
-    """Run the sample once with a VJP: only invocations that run and differentiate are kept."""
+def _probe(fn: Any, sample: Any) -> Dict[str, Any]:
+    """Run the sample twice and once with a VJP: only invocations that run, differentiate and
+    give float or complex64/128 outputs are kept.  Returns what the spec learns from it:
+    which outputs are differentiable, and whether the op is random."""
     inputs = [sample.input] + list(sample.args)
     out = fn(*inputs, **sample.kwargs)
-    outs = [o for o in (out if isinstance(out, (tuple, list)) else [out]) if isinstance(o, torch.Tensor)]
-    live = [o for o in outs if o.requires_grad]
+    outs = list(out) if isinstance(out, (tuple, list)) else [out]
+    if any(not isinstance(o, torch.Tensor) for o in outs):
+        raise Unusable("non-tensor output")
+    if any(o.dtype in (torch.bfloat16, torch.complex32) for o in outs):
+        raise Unusable(f"output dtype {[str(o.dtype) for o in outs]} has no numpy equivalent")
+    live = [i for i, o in enumerate(outs) if o.requires_grad]
     leaves = [t for t in _leaves(inputs + list(sample.kwargs.values())) if t.requires_grad]
     if not live or not leaves:
         raise Unusable("no differentiable output")
-    torch.autograd.grad([o.real.sum() if o.is_complex() else o.sum() for o in live], leaves, allow_unused=True)
+    torch.autograd.grad([_sum(outs[i]) for i in live], leaves, allow_unused=True)
+    again = fn(*inputs, **sample.kwargs)
+    again = list(again) if isinstance(again, (tuple, list)) else [again]
+    random = any(not torch.equal(a.detach(), b.detach()) for a, b in zip(outs, again) if a.numel())
+    return {"differentiable_outputs": live if len(live) < len(outs) else None, "random": random}
+
+
+def _sum(t: torch.Tensor) -> torch.Tensor:
+    return t.real.sum() + t.imag.sum() if t.is_complex() else t.sum()
 
 
 def _leaves(xs: List[Any]) -> Iterator[torch.Tensor]:
@@ -134,13 +148,15 @@ def _leaves(xs: List[Any]) -> Iterator[torch.Tensor]:
             yield from _leaves(list(x))
 
 
-def _samples(op: Any, fn: Any, method: bool) -> Tuple[List[List[Dict[str, Any]]], List[str]]:
-    structures, reasons, seen = [], [], set()
+def _samples(op: Any, fn: Any) -> Tuple[List[List[Dict[str, Any]]], List[str], Dict[str, Any]]:
+    """Up to MAX_OVERLOADS distinct sample structures that probe well, the reasons others
+    failed, and what the first probe learnt (differentiable outputs, randomness)."""
+    structures, reasons, seen, learnt = [], [], set(), {}
     try:
         samples = sorted(op.sample_inputs("cpu", torch.float64, requires_grad=True),
                          key=lambda s: _size([s.input, list(s.args), list(s.kwargs.values())]))
     except Exception as exc:  # noqa: BLE001 - recorded, not fatal
-        return [], [f"sample_inputs failed: {exc}"]
+        return [], [f"sample_inputs failed: {exc}"], {}
     for s in samples:
         if len(structures) >= MAX_OVERLOADS or _size([s.input, list(s.args), list(s.kwargs.values())]) > MAX_ELEMENTS:
             break
@@ -149,13 +165,16 @@ def _samples(op: Any, fn: Any, method: bool) -> Tuple[List[List[Dict[str, Any]]]
             key = repr([(a["name"], a.get("dims"), a.get("choices")) for a in args])
             if key in seen:
                 continue
-            _probe(fn, s, method)
+            found = _probe(fn, s)
+            if learnt and found["differentiable_outputs"] != learnt["differentiable_outputs"]:
+                continue  # one spec has one set of differentiable outputs
         except Exception as exc:  # noqa: BLE001 - the sample is dropped with its reason
             reasons.append(f"{type(exc).__name__}: {str(exc)[:100]}")
             continue
+        learnt = learnt or found
         seen.add(key)
         structures.append(args)
-    return structures, reasons
+    return structures, reasons, learnt
 
 
 def _ufunc_args(op: Any) -> Optional[List[Dict[str, Any]]]:
@@ -168,26 +187,29 @@ def _ufunc_args(op: Any) -> Optional[List[Dict[str, Any]]]:
     return None
 
 
-def _spec(name: str, op: Any, structures: List[List[Dict[str, Any]]]) -> Dict[str, Any]:
+def _spec(name: str, op: Any, structures: List[List[Dict[str, Any]]], learnt: Dict[str, Any]) -> Dict[str, Any]:
     caps, unsupported = _capabilities(op)
-    dtypes = [FLOATS[d] for d in (torch.float64, torch.float32, torch.float16) if d in op.dtypes]
+    backward = getattr(op, "backward_dtypes", None) or op.dtypes
+    dtypes = [FLOATS[d] for d in (torch.float64, torch.float32, torch.float16) if d in op.dtypes and d in backward]
     spec: Dict[str, Any] = {"name": name, "args": structures[0], "dtypes": dtypes or ["float64"],
                             "capabilities": caps, "unsupported": unsupported,
                             "notes": f"OpInfo {op.name}{'.' + op.variant_test_name if op.variant_test_name else ''}"}
     if structures[1:]:
         spec["overloads"] = structures[1:]
-    if RANDOM.search(op.name):
+    if RANDOM.search(op.name) or learnt.get("random"):
         spec["random"] = True
+    if learnt.get("differentiable_outputs") is not None:
+        spec["differentiable_outputs"] = learnt["differentiable_outputs"]
     return spec
 
 
-def _variants(op: Any) -> Iterator[Tuple[str, Any, bool]]:
+def _variants(op: Any) -> Iterator[Tuple[str, Any]]:
     public = _public(op.name)
     if public is not None:
-        yield public[0], public[1], False
+        yield public
     method = getattr(op, "method_variant", None)
     if method is not None and hasattr(torch.Tensor, getattr(method, "__name__", "")):
-        yield f"torch.Tensor.{method.__name__}", getattr(torch.Tensor, method.__name__), True
+        yield f"torch.Tensor.{method.__name__}", getattr(torch.Tensor, method.__name__)
 
 
 def derive() -> Dict[str, Any]:
@@ -202,25 +224,26 @@ def derive() -> Dict[str, Any]:
         variants = list(_variants(op))
         if not variants:
             dropped.append(f"{op.name}: no public torch.{op.name} and no Tensor method")
-        for name, fn, method in variants:
-            why = _merge(specs, name, op, fn, method)
+        for name, fn in variants:
+            why = _merge(specs, name, op, fn)
             if why:
                 dropped.append(f"{name} ({op.name} {op.variant_test_name}): {why}")
     return {"apis": [specs[k] for k in sorted(specs)], "dropped": dropped}
 
 
-def _merge(specs: Dict[str, Dict[str, Any]], name: str, op: Any, fn: Any, method: bool) -> str:
+def _merge(specs: Dict[str, Dict[str, Any]], name: str, op: Any, fn: Any) -> str:
     """Add the op's structures to the spec `name`; returns why nothing was added, if so."""
+    structures, reasons, learnt = _samples(op, fn)
     ufunc = _ufunc_args(op)
-    if ufunc is not None and name not in specs:
-        structures, reasons = [ufunc], []
-    else:
-        structures, reasons = _samples(op, fn, method)
+    if ufunc is not None and name not in specs and structures:
+        structures = [ufunc]  # free shapes and the op's domain; the samples only vouched for it
     if not structures:
         return reasons[0] if reasons else f"no sample with at most {MAX_ELEMENTS} elements"
     if name not in specs:
-        specs[name] = _spec(name, op, structures)
-        return
+        specs[name] = _spec(name, op, structures, learnt)
+        return ""
+    if learnt.get("differentiable_outputs") != specs[name].get("differentiable_outputs"):
+        return "its outputs' differentiability differs from the variant already derived"
     have = specs[name]
     room = MAX_OVERLOADS - 1 - len(have.get("overloads", []))
     if room > 0:

@@ -1,0 +1,118 @@
+"""PyTorch-specific adapter behaviour, in the real torch worker (plus the message table)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nablafuzz.adapters.torch_messages import UNSUPPORTED_PATTERNS, classify_message
+from nablafuzz.compare import compare
+from nablafuzz.model import ArgKind, InputValue, Outcome, Trial, Verdict
+from nablafuzz.runtime.registry import resolve_runtime
+from nablafuzz.runtime.runner import Runner
+from nablafuzz.scenarios import ALL
+from nablafuzz.spec import _Ctx, load_specs, parse_api
+from nablafuzz.tensors import to_record
+from nablafuzz.verdict import judge
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# one real PyTorch message per row of the table (collected from torch 2.13)
+MESSAGES = {
+    "derivative_not_implemented": "derivative for aten::hardsigmoid_backward is not implemented",
+    "forward_ad_not_implemented": "Trying to use forward AD with cholesky that does not support it because it has "
+                                  "not been implemented yet. Please file an issue to PyTorch",
+    "custom_function_without_jvp": "You must implement the jvp function for custom autograd.Function to use it "
+                                   "with forward mode AD.",
+    "custom_function_in_torch_func": "In order to use an autograd.Function with functorch transforms (vmap, grad, "
+                                     "jvp, jacrev, ...), it must override the setup_context staticmethod.",
+}
+
+
+@pytest.mark.parametrize("row", [name for name, _ in UNSUPPORTED_PATTERNS])
+def test_each_message_pattern_row(row):
+    assert classify_message(MESSAGES[row]) is Outcome.UNSUPPORTED
+
+
+def test_other_runtime_errors_are_raised_not_unsupported():
+    assert classify_message("Function ScatterAddBackward0 returned an invalid gradient at index 1") is Outcome.RAISED
+
+
+@pytest.fixture(scope="module")
+def runner(tmp_path_factory):
+    r = Runner(resolve_runtime("torch", [str(Path(__file__).parent)]), tmp_path_factory.mktemp("t") / "w.log", 120.0)
+    yield r
+    r.close()
+
+
+def _run(runner, spec_dict, inputs, dtype="float64"):
+    spec = parse_api(_Ctx("test"), "torch", spec_dict)
+    values = tuple(InputValue(n, k, v, d, kw) for n, k, v, d, kw in inputs)
+    trial = Trial("torch", spec.name, 99, dtype, values, spec.differentiable_outputs)
+    return spec, runner.run(trial, spec, ALL)
+
+
+def _x(values, dtype="float64"):
+    return ("input", ArgKind.TENSOR, to_record(np.array(values, dtype=dtype)), True, False)
+
+
+def test_custom_function_without_jvp_is_unsupported_not_a_status_finding(runner):
+    spec, ex = _run(runner, {"name": "helper_torch_ops:double_no_jvp", "args": [{"name": "input"}],
+                             "capabilities": ["rev", "rev.rev"]}, [_x([0.5, -1.0])])
+    assert ex.get("fwd").outcome is Outcome.UNSUPPORTED
+    assert ex.get("rev").value is not None
+    verdicts = {c.verdict for c in compare(ex, spec).candidates}
+    assert Verdict.STATUS_MISMATCH not in verdicts and Verdict.MISSING_SUPPORT not in verdicts
+
+
+def test_declared_forward_mode_that_is_missing_is_a_finding(runner):
+    spec, ex = _run(runner, {"name": "helper_torch_ops:double_no_jvp", "args": [{"name": "input"}]},
+                    [_x([0.5, -1.0])])
+    assert any(c.verdict is Verdict.MISSING_SUPPORT and c.scenarios == ("fwd",) for c in compare(ex, spec).candidates)
+
+
+def test_wrong_custom_backward_is_found_and_blamed_on_rev(runner):
+    spec, ex = _run(runner, {"name": "helper_torch_ops:square_wrong_backward", "args": [{"name": "input"}],
+                             "capabilities": ["rev", "fwd"]}, [_x([0.5, -1.0, 2.0])])
+    (finding,) = [f for f in judge(ex, spec, runner).findings if f.candidate.order == 1]
+    assert finding.candidate.verdict is Verdict.DERIVATIVE_MISMATCH and finding.candidate.scenarios == ("rev",)
+
+
+def test_structural_zero_derivative_is_zero_not_an_error(runner):
+    # sgn's derivative at real inputs is a ZeroTensor, which has no storage
+    spec, ex = _run(runner, {"name": "torch.sgn", "args": [{"name": "input"}]}, [_x([0.5, -2.0])])
+    assert all(r.outcome is Outcome.OK for r in ex.results), [(r.scenario, r.error) for r in ex.results]
+    assert ex.get("rev").value == 0.0 and compare(ex, spec).candidates == ()
+
+
+def test_complex_outputs_compare_as_real_pairs(runner):
+    spec, ex = _run(runner, {"name": "torch.polar", "args": [{"name": "abs"}, {"name": "angle"}]},
+                    [("abs", ArgKind.TENSOR, to_record(np.array([0.5, 2.0])), True, False),
+                     ("angle", ArgKind.TENSOR, to_record(np.array([0.3, -1.0])), True, False)])
+    assert ex.get("direct").outputs[0].shape == (2, 2)
+    assert compare(ex, spec).candidates == ()
+
+
+def test_dtype_arguments_reach_torch_as_dtypes(runner):
+    spec, ex = _run(runner, {"name": "torch.sum", "args": [{"name": "input"},
+                             {"name": "dtype", "kind": "dtype", "choices": ["float32"], "keyword": True}]},
+                    [_x([0.5, 1.5]), ("dtype", ArgKind.DTYPE, "float32", False, True)])
+    assert ex.get("direct").outputs[0].dtype == np.float32
+
+
+def test_random_op_is_reseeded_so_randomness_is_never_a_finding(runner):
+    spec, ex = _run(runner, {"name": "torch.nn.functional.dropout", "random": True,
+                             "args": [{"name": "input"}, {"name": "p", "kind": "choice", "choices": [0.5]}]},
+                    [_x(np.linspace(-1, 1, 12).tolist()), ("p", ArgKind.CHOICE, 0.5, False, False)])
+    again = runner.run(ex.trial, spec, ALL)
+    np.testing.assert_array_equal(ex.get("direct").outputs[0], again.get("direct").outputs[0])
+    assert judge(ex, spec, runner).findings == ()
+
+
+def test_derived_specs_cover_at_least_600_apis():
+    specs = load_specs(ROOT / "api_specs", ["torch"]).specs
+    names = {s.name for s in specs}
+    assert len(names) >= 600
+    for prefix in ("torch.nn.functional.", "torch.linalg.", "torch.special.", "torch.fft.", "torch.Tensor."):
+        assert any(n.startswith(prefix) for n in names), prefix
