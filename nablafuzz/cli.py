@@ -42,6 +42,8 @@ def _campaign_parser(sub) -> None:
     p.add_argument("--memory-limit", dest="memory_limit_mb", type=int, help="worker address-space limit in MiB")
     p.add_argument("--scenarios", type=_csv, help="comma-separated scenario ids (default: all)")
     p.add_argument("--name", help="campaign name (default: derived from the settings)")
+    p.add_argument("--compiled", action="store_true", default=None,
+                   help="also run the compiled scenario `jit` (torch.compile: slow first compile per API)")
     p.add_argument("--no-minimise", dest="minimise", action="store_false", default=None)
     p.add_argument("--triage", metavar="FILE", help="also write the triage report to FILE")
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from .model import ApiSpec, Aspect, Candidate, Disagreement, Outcome, ScenarioResult, Tolerance, Verdict
 from .runtime.runner import Execution
-from .scenarios import direction, is_reference, order
+from .scenarios import COMPILED, direction, is_reference, order
 from .tensors import FLOAT_DTYPES
 from .tolerance import tolerance, within
 
@@ -211,7 +211,7 @@ def compare(execution: Execution, spec: ApiSpec) -> Comparison:
         return Comparison(bool(crashed), tuple(crashed))
     out: List[Candidate] = list(status)
     for r in results:
-        if r.scenario in ("rev", "fwd") and r.outcome is Outcome.OK:
+        if r.scenario in ("rev", "fwd", COMPILED) and r.outcome is Outcome.OK:
             d = _value_disagreement(spec, dtype, direct, r)
             if d is not None:
                 out.append(Candidate(Verdict.VALUE_MISMATCH, (r.scenario,), 1, (d,),

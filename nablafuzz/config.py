@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, Tuple
 
 from .errors import ConfigError
-from .scenarios import ALL as ALL_SCENARIOS
+from .scenarios import ALL as ALL_SCENARIOS, COMPILED
 
 
 @dataclass(frozen=True)
@@ -71,6 +71,8 @@ def make_config(profile: str = "default", **overrides: Any) -> Config:
         if value is not None:
             values[key] = tuple(value) if isinstance(value, list) else value
     values.setdefault("workers", min(2, os.cpu_count() or 1))
+    if values.get("compiled") and COMPILED not in values.get("scenarios", ALL_SCENARIOS):
+        values["scenarios"] = tuple(values.get("scenarios", ALL_SCENARIOS)) + (COMPILED,)
     config = Config(**values)
     _validate(config)
     return config
@@ -81,6 +83,6 @@ def _validate(config: Config) -> None:
         value = getattr(config, name)
         if not ok(value):
             raise ConfigError(f"setting {name}={value!r} is invalid: it must be {rule}")
-    unknown = [s for s in config.scenarios if s not in ALL_SCENARIOS]
+    unknown = [s for s in config.scenarios if s not in ALL_SCENARIOS + (COMPILED,)]
     if unknown:
         raise ConfigError(f"setting scenarios has unknown id(s) {unknown}: choose from {', '.join(ALL_SCENARIOS)}")

@@ -21,7 +21,9 @@ FIRST_ORDER = ("rev", "fwd")
 REFERENCE = "fd"
 SECOND_ORDER = tuple(f"{outer}.{inner}" for outer in ("rev", "fwd", "fd") for inner in FIRST_ORDER)
 ALL = ("direct",) + FIRST_ORDER + (REFERENCE,) + SECOND_ORDER
-NAMES = {"rev": "VJP", "fwd": "JVP", "fd": "finite differences", "direct": "direct call"}
+COMPILED = "jit"  # opt-in: the VJP of the library's compiled function (torch.compile, jax.jit, ...)
+NAMES = {"rev": "VJP", "fwd": "JVP", "fd": "finite differences", "direct": "direct call",
+         COMPILED: "compiled VJP"}
 
 
 def order(scenario: str) -> int:
@@ -129,6 +131,14 @@ def first_order(adapter: Adapter, tc: TrialCall, mode: str) -> ScenarioResult:
     emulated = mode == "fwd" and adapter.emulated_fwd
     return ScenarioResult(mode, Outcome.OK, fo.value, fo.scale, None, fo.outputs, fo.gradient,
                           emulated=emulated)
+
+
+def compiled_first_order(adapter: Adapter, fn: Any, request: Dict[str, Any],
+                         outputs: List[np.ndarray]) -> ScenarioResult:
+    """The VJP of the compiled function, with its primal outputs (compared with eager ones)."""
+    tc = bind_trial(adapter, adapter.compiled(fn), request, None, outputs)
+    fo = adapter.first_order("rev", tc.call, tc.xs, tc.us, tc.vs)
+    return ScenarioResult(COMPILED, Outcome.OK, fo.value, fo.scale, None, fo.outputs, fo.gradient)
 
 
 def second_order(adapter: Adapter, tc: TrialCall, scenario: str) -> ScenarioResult:
@@ -244,7 +254,9 @@ def run_scenarios(adapter: Adapter, fn: Any, request: Dict[str, Any]) -> Iterato
     tc = bind_trial(adapter, fn, request, None, list(direct.outputs))
     tc64: Optional[TrialCall] = None
     for s in wanted:
-        if is_reference(s):
+        if s == COMPILED:
+            yield timed(adapter, s, lambda: compiled_first_order(adapter, fn, request, list(direct.outputs)))
+        elif is_reference(s):
             tc64 = tc64 or bind_trial(adapter, fn, request, "float64", list(direct.outputs))
             yield timed(adapter, s, lambda: finite_difference(adapter, tc64, s))
         elif order(s) == 1:

@@ -41,7 +41,7 @@ def test_other_runtime_errors_are_raised_not_unsupported():
 
 @pytest.fixture(scope="module")
 def runner(tmp_path_factory):
-    r = Runner(resolve_runtime("torch", [str(Path(__file__).parent)]), tmp_path_factory.mktemp("t") / "w.log", 120.0)
+    r = Runner(resolve_runtime("torch", [str(Path(__file__).parent)]), tmp_path_factory.mktemp("t") / "w.log", 300.0)
     yield r
     r.close()
 
@@ -116,3 +116,14 @@ def test_derived_specs_cover_at_least_600_apis():
     assert len(names) >= 600
     for prefix in ("torch.nn.functional.", "torch.linalg.", "torch.special.", "torch.fft.", "torch.Tensor."):
         assert any(n.startswith(prefix) for n in names), prefix
+
+
+def test_compiled_scenario_agrees_with_eager(runner):
+    # opt-in (nightly profile): the first torch.compile of an API takes tens of seconds
+    spec = parse_api(_Ctx("test"), "torch", {"name": "torch.sin", "args": [{"name": "input"}]})
+    trial = Trial("torch", "torch.sin", 5, "float64", (InputValue(*_x([0.25, -1.5, 3.0])),))
+    ex = runner.run(trial, spec, ("direct", "rev", "jit"))
+    jit = ex.get("jit")
+    assert jit.outcome is Outcome.OK, jit.error
+    np.testing.assert_allclose(jit.value, ex.get("rev").value, rtol=1e-12)
+    assert compare(ex, spec).candidates == ()

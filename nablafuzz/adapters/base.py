@@ -136,6 +136,10 @@ class Adapter:
     def seed(self, seed: int) -> None:
         """Seed the library's own RNG before a trial of a random op."""
 
+    def compiled(self, fn: Any) -> Any:
+        """`fn` compiled by the library's compiler (the opt-in `jit` scenario)."""
+        raise NotImplementedError(f"{self.library} has no compiled scenario")
+
     def derive_specs(self) -> Dict[str, Any]:
         """This library's spec source: {"apis": [spec-file dicts], "dropped": ["what: why"]}."""
         return {"apis": [], "dropped": []}

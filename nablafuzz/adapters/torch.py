@@ -79,6 +79,13 @@ class TorchAdapter(ComposableAdapter):
     def dtype(self, name: str) -> Any:
         return getattr(torch, name)
 
+    def compiled(self, fn: Any) -> Any:
+        """torch.compile, once per API (dynamic shapes, so new shapes do not recompile)."""
+        cache = self.__dict__.setdefault("_compiled", {})
+        if id(fn) not in cache:
+            cache[id(fn)] = (fn, torch.compile(fn, dynamic=True))
+        return cache[id(fn)][1]
+
     def seed(self, seed: int) -> None:
         torch.manual_seed(seed & 0xFFFF_FFFF_FFFF)
 

@@ -177,6 +177,21 @@ def _samples(op: Any, fn: Any) -> Tuple[List[List[Dict[str, Any]]], List[str], D
     return structures, reasons, learnt
 
 
+def _probe_any(op: Any, fn: Any) -> Tuple[Dict[str, Any], List[str]]:
+    """What the first sample that probes well (of any size) teaches about the op."""
+    reasons = []
+    try:
+        samples = list(op.sample_inputs("cpu", torch.float64, requires_grad=True))
+    except Exception as exc:  # noqa: BLE001 - recorded, not fatal
+        return {}, [f"sample_inputs failed: {exc}"]
+    for s in samples[:5]:
+        try:
+            return _probe(fn, s), []
+        except Exception as exc:  # noqa: BLE001 - the next sample may do
+            reasons.append(f"{type(exc).__name__}: {str(exc)[:100]}")
+    return {}, reasons
+
+
 def _ufunc_args(op: Any) -> Optional[List[Dict[str, Any]]]:
     kind = type(op).__name__
     domain = DOMAINS.get(tuple(getattr(op, "domain", (None, None)) or (None, None)), "real")
@@ -233,10 +248,12 @@ def derive() -> Dict[str, Any]:
 
 def _merge(specs: Dict[str, Dict[str, Any]], name: str, op: Any, fn: Any) -> str:
     """Add the op's structures to the spec `name`; returns why nothing was added, if so."""
-    structures, reasons, learnt = _samples(op, fn)
     ufunc = _ufunc_args(op)
-    if ufunc is not None and name not in specs and structures:
-        structures = [ufunc]  # free shapes and the op's domain; the samples only vouched for it
+    if ufunc is not None and name not in specs:
+        learnt, reasons = _probe_any(op, fn)
+        structures = [ufunc] if learnt else []  # free shapes and the op's domain
+    else:
+        structures, reasons, learnt = _samples(op, fn)
     if not structures:
         return reasons[0] if reasons else f"no sample with at most {MAX_ELEMENTS} elements"
     if name not in specs:
