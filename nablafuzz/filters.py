@@ -21,6 +21,7 @@ from .scenarios import direction
 from .tensors import FLOAT_DTYPES, to_array
 
 NUMERIC = (Verdict.DERIVATIVE_MISMATCH, Verdict.NONFINITE_DERIVATIVE, Verdict.VALUE_MISMATCH)
+NEAR_OVERFLOW = 1e250
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,9 @@ def nonfinite(ctx: FilterContext, cand: Candidate) -> Optional[FilterOutcome]:
         if any(r is not None and r.scale is not None and not math.isfinite(r.scale) for r in rs):
             return _outcome("nonfinite", True, f"the projection of {d.scenarios[0]} overflows float64 "
                             "(terms are finite, their sum is not)")
+        if max(abs(d.actual or 0.0), abs(d.expected or 0.0)) > NEAR_OVERFLOW:
+            return _outcome("nonfinite", True, f"derivatives near float64 overflow ({d.actual:.3g} vs "
+                            f"{d.expected:.3g}): their rounding is not meaningful")
     return _outcome("nonfinite", False, "function output and projection terms are finite")
 
 
@@ -114,6 +118,31 @@ def fd_reliability(ctx: FilterContext, cand: Candidate) -> Optional[FilterOutcom
 # absolute error that rounding the outputs to float32 already implies (16 eps |v| |f| |u|;
 # tanh'(9) = 1 - tanh(9)^2 cannot be better than the rounding of tanh(9) itself).  Anything
 # larger is kept as a float32-only bug: in-tree gradient tests run in float64 and miss those.
+# Note [step scale]
+# Finite differences along the whole direction use one absolute step (2^-10).  A staircase
+# (fmod, remainder: jumps every y^2/x), a pole or a kink closer than the step makes them
+# measure a smoothed slope that can look converged.  Central differences per coordinate with
+# steps relative to each element (1e-6 |x|) see the function at its own scale; when they side
+# with the AD value against the large-step reference, the disagreement is the step's.
+@instability_filter("step_scale")
+def step_scale(ctx: FilterContext, cand: Candidate) -> Optional[FilterOutcome]:
+    ds = [d for d in cand.disagreements if d.aspect is Aspect.DERIVATIVE and d.scenarios[1].startswith("fd")]
+    if not ds or cand.verdict is not Verdict.DERIVATIVE_MISMATCH:
+        return None
+    d = ds[0]
+    local = coordinate_reference(ctx, cand)
+    if local is None:
+        return _outcome("step_scale", False, "per-coordinate probe failed; kept")
+    bound = 1e-4 * max(abs(local), abs(d.actual or 0.0), abs(d.expected or 0.0)) + d.tolerance.atol
+    if abs((d.actual or 0.0) - local) <= bound < abs((d.expected or 0.0) - local):
+        return _outcome("step_scale", True, f"finite differences at element-relative steps give {local:.6g}, "
+                        f"as {d.scenarios[0]} does ({d.actual:.6g}); the step-2^-10 reference {d.expected:.6g} "
+                        "straddles a feature (jump, pole or kink) of the function")
+    return _outcome("step_scale", False, f"finite differences at element-relative steps ({local:.6g}) confirm "
+                    f"the reference against {d.scenarios[0]} ({d.actual:.6g})" if abs((d.expected or 0.0) - local)
+                    <= bound else f"element-relative finite differences ({local:.6g}) side with neither")
+
+
 @instability_filter("precision")
 def precision(ctx: FilterContext, cand: Candidate) -> Optional[FilterOutcome]:
     trial = ctx.execution.trial
