@@ -21,7 +21,6 @@ from .scenarios import direction
 from .tensors import FLOAT_DTYPES, to_array
 
 NUMERIC = (Verdict.DERIVATIVE_MISMATCH, Verdict.NONFINITE_DERIVATIVE, Verdict.VALUE_MISMATCH)
-NEAR_OVERFLOW = 1e250
 
 
 @dataclass(frozen=True)
@@ -68,7 +67,7 @@ def nonfinite(ctx: FilterContext, cand: Candidate) -> Optional[FilterOutcome]:
         if any(r is not None and r.scale is not None and not math.isfinite(r.scale) for r in rs):
             return _outcome("nonfinite", True, f"the projection of {d.scenarios[0]} overflows float64 "
                             "(terms are finite, their sum is not)")
-        if max(abs(d.actual or 0.0), abs(d.expected or 0.0)) > NEAR_OVERFLOW:
+        if max(abs(d.actual or 0.0), abs(d.expected or 0.0)) > float(np.finfo(d.dtype).max) ** 0.8:
             return _outcome("nonfinite", True, f"derivatives near float64 overflow ({d.actual:.3g} vs "
                             f"{d.expected:.3g}): their rounding is not meaningful")
     return _outcome("nonfinite", False, "function output and projection terms are finite")
@@ -141,6 +140,34 @@ def step_scale(ctx: FilterContext, cand: Candidate) -> Optional[FilterOutcome]:
     return _outcome("step_scale", False, f"finite differences at element-relative steps ({local:.6g}) confirm "
                     f"the reference against {d.scenarios[0]} ({d.actual:.6g})" if abs((d.expected or 0.0) - local)
                     <= bound else f"element-relative finite differences ({local:.6g}) side with neither")
+
+
+# Note [conditioning]
+# Rounding the inputs to the trial's dtype moves them by up to eps |x|.  Where that alone
+# moves the derivative by as much as the disagreement (sin of 2e19 in float32: the angle's
+# last bit is worth 2e12 radians), no evaluation order is more right than another.  We
+# perturb each input element by eps |x| in float64, through the disagreeing scenario itself,
+# and dismiss when the total change reaches half the disagreement.
+@instability_filter("conditioning")
+def conditioning(ctx: FilterContext, cand: Candidate) -> Optional[FilterOutcome]:
+    if cand.verdict is not Verdict.DERIVATIVE_MISMATCH:
+        return None
+    d = cand.disagreements[0]
+    trial = ctx.execution.trial
+    eps = float(np.finfo(trial.dtype).eps)
+    xs = _diff_inputs(trial)
+    points = [(-1, 0, 0.0)] + [(i, j, eps * abs(float(v))) for i, x in enumerate(xs)
+                               for j, v in enumerate(x.ravel()) if v != 0 and math.isfinite(v)]
+    values = ctx.runner.probe(trial, ctx.spec, d.scenarios[0], points)
+    if values is None or not all(math.isfinite(v) for v in values):
+        return _outcome("conditioning", False, "conditioning probe failed or non-finite; kept")
+    moved = sum(abs(v - values[0]) for v in values[1:])
+    if moved >= 0.5 * d.max_abs:
+        return _outcome("conditioning", True, f"ill-conditioned here: rounding the inputs to {trial.dtype} "
+                        f"(eps |x|) already moves {d.scenarios[0]} by {moved:.3g}, against a disagreement of "
+                        f"{d.max_abs:.3g}")
+    return _outcome("conditioning", False, f"well conditioned: input rounding moves {d.scenarios[0]} by "
+                    f"{moved:.2g}, far below the disagreement {d.max_abs:.2g}")
 
 
 @instability_filter("precision")

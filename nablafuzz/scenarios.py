@@ -268,8 +268,9 @@ def run_scenarios(adapter: Adapter, fn: Any, request: Dict[str, Any]) -> Iterato
 def probe(adapter: Adapter, fn: Any, request: Dict[str, Any]) -> List[float]:
     """Scalar values at perturbed points, in float64, for the filters.
 
-    `request["function"]` is "direct" (P = <v, f>) or a first-order mode (Q); each point is
-    (input index, flat element index, step) and (-1, 0, 0.0) means the unperturbed input.
+    `request["function"]` is "direct" (P = <v, f>), a first-order mode (Q) or a second-order
+    AD scenario; each point is (input index, flat element index, step) and (-1, 0, 0.0) means
+    the unperturbed input.
     """
     outs = adapter.direct(*_direct_args(adapter, fn, request))
     tc = bind_trial(adapter, fn, request, "float64", outs)
@@ -283,8 +284,11 @@ def probe(adapter: Adapter, fn: Any, request: Dict[str, Any]) -> List[float]:
             got = adapter.direct(tc.call, xs)
             picked = got if tc.call.diff_outputs is None else [got[j] for j in tc.call.diff_outputs]
             values.append(project(tc.vs, picked)[0])
-        else:
+        elif order(fname) == 1:
             values.append(adapter.first_order(fname, tc.call, xs, tc.us, tc.vs).value)
+        else:
+            outer, inner = fname.split(".")
+            values.append(adapter.second_order(outer, inner, tc.call, xs, tc.us, tc.vs, tc.ws).value)
     return values
 
 

@@ -49,3 +49,13 @@ def _cancel_d1(x):
 sin_f32_cancel = Op(f=np.sin, jvp=lambda xs, us: [_cancel_d1(xs[0]) * us[0]],
                     vjp=lambda xs, vs: [_cancel_d1(xs[0]) * vs[0]],
                     hess=lambda xs, us, vs: [-vs[0] * np.sin(xs[0]) * us[0]])
+
+# a fine staircase, floor(x * 1e4) / 1e4, with derivative 0 (right between its steps): a
+# finite-difference step of 2^-10 spans ~10 stairs and measures a slope of about 1
+staircase = Op(f=lambda x: np.floor(x * 1e4) / 1e4, jvp=lambda xs, us: [np.zeros_like(xs[0])],
+               vjp=lambda xs, vs: [np.zeros_like(xs[0])], hess=lambda xs, us, vs: [np.zeros_like(xs[0])])
+
+# sin whose VJP uses cos(x) and whose JVP uses sin(x + pi/2): equal in exact arithmetic, and
+# unrelated for huge x, where the rounding of x alone decides the value
+sin_two_ways = Op(f=np.sin, jvp=lambda xs, us: [np.sin(xs[0] + xs[0].dtype.type(np.pi / 2)) * us[0]],
+                  vjp=lambda xs, vs: [np.cos(xs[0]) * vs[0]], hess=lambda xs, us, vs: [-vs[0] * np.sin(xs[0]) * us[0]])

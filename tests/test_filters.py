@@ -255,3 +255,39 @@ def test_filter_chain_stops_at_first_dismissal(runner):
     (cand,) = compare(execution, spec).candidates
     outcomes = filters.run_filters(filters.FilterContext(execution, spec, runner), cand)
     assert [o.filter for o in outcomes] == ["known_issue"]
+
+
+# ---- step scale ---------------------------------------------------------------------------------
+
+def test_step_scale_dismisses_a_staircase_seen_through_a_large_step(runner):
+    # a fine staircase usually fails Richardson's convergence check; here the reference is
+    # taken as converged at slope 1 (as it is for regular stairs) and AD says 0, as is right
+    spec = make_spec("helper_ops:staircase")
+    trial = make_trial("helper_ops:staircase", [0.31234, 0.77773], "float64")
+    tol = Tolerance(1e-300, 1e-7)
+    results = (ScenarioResult("direct", Outcome.OK, outputs=(np.array([0.3123, 0.7777]),)),
+               ScenarioResult("rev", Outcome.OK, 0.0, 0.0), ScenarioResult("fd", Outcome.OK, 1.0, 1.0, 1e-9))
+    d = Disagreement(Aspect.DERIVATIVE, ("rev", "fd"), 1, "float64", tol, actual=0.0, expected=1.0, max_abs=1.0)
+    cand = Candidate(Verdict.DERIVATIVE_MISMATCH, ("rev",), 1, (d,))
+    o = filters.step_scale(filters.FilterContext(Execution(trial, results), spec, runner), cand)
+    assert o is not None and o.dismissed and "straddles" in o.reason
+
+
+def test_step_scale_keeps_a_wrong_derivative_that_local_differences_confirm(runner):
+    j = run_judge(runner, "broken_ops:tanh_fwd", [0.3, -0.8])
+    o = outcome_of(j, "step_scale")
+    assert o is not None and not o.dismissed and "confirm" in o.reason
+
+
+# ---- conditioning -------------------------------------------------------------------------------
+
+def test_conditioning_dismisses_disagreement_decided_by_input_rounding(runner):
+    j = run_judge(runner, "helper_ops:sin_two_ways", [1e19, 3e18], "float32")
+    assert j.candidates == 1 and j.findings == ()
+    assert j.dismissed == (("conditioning", 1),)
+
+
+def test_conditioning_keeps_a_well_conditioned_wrong_derivative(runner):
+    j = run_judge(runner, "broken_ops:tanh_fwd", [0.3, -0.8])
+    o = outcome_of(j, "conditioning")
+    assert o is not None and not o.dismissed and "well conditioned" in o.reason
