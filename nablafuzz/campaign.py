@@ -25,7 +25,7 @@ from .fingerprint import key as fingerprint_key
 from .generate import generate, representative_rank, trial_size
 from .minimize import minimise
 from .model import ApiSpec, BugReport, CampaignRecord, Finding, ReportStatus, Trial, Verdict
-from .replay import ReplayOutcome, replay_report
+from .replay import ReplayOutcome, ReplayResult, replay_report
 from .runtime.runner import Runner
 from .runtime.registry import resolve_runtime
 from .spec import SpecSet, load_specs
@@ -147,9 +147,11 @@ class Campaign:
         execution = runner.run(trial, spec, self.config.scenarios)
         j = judge(execution, spec, runner)
         findings = tuple((f, self._representative(f, spec, runner)) for f in j.findings)
+        direct = execution.get("direct")
+        why = "" if j.valid or direct is None or direct.error is None else f"{direct.error.type}: {direct.error.message}"
         obs = Observation(spec.id, index, trial_key(trial), trial.dtype, j.valid, j.candidates, j.dismissed,
                           tuple(fingerprint_key(f.fingerprint) for f in j.findings), (),
-                          time.monotonic() - start, execution.death.kind if execution.death else "")
+                          time.monotonic() - start, execution.death.kind if execution.death else "", why[:160])
         return TrialResult(obs, findings, _versions(runner))
 
     def _representative(self, finding: Finding, spec: ApiSpec, runner: Runner) -> Trial:
@@ -217,24 +219,35 @@ class Campaign:
         return fresh, versions, error
 
     def _finish(self, observations: List[Observation], versions: Set[str]) -> None:
-        """Replay open reports of covered APIs that this campaign did not see; record the campaign."""
+        """Replay every report of the covered APIs: those this campaign did not see and that no
+        longer reproduce are fixed; those it saw whose representative does not replay are
+        flaky (with what the replay found).  Then record the campaign."""
         seen = {k for o in observations for k in o.findings}
         covered = {o.api for o in observations if o.valid}
-        fixed = [r for r in self.store if f"{r.fingerprint.library}:{r.fingerprint.api}" in covered
-                 and r.key not in seen and r.status is not ReportStatus.FIXED and self._gone(r)]
-        for r in fixed:
-            self.store.save(replace(r, status=ReportStatus.FIXED, notes=f"not reproduced by campaign {self.id}"))
+        fixed = []
+        for r in self.store:
+            if f"{r.fingerprint.library}:{r.fingerprint.api}" not in covered or r.status is ReportStatus.FIXED:
+                continue
+            result = self._replay(r)
+            if result is None or result.outcome is ReplayOutcome.REPRODUCED:
+                continue
+            if r.key in seen:
+                self.store.save(replace(r, status=ReportStatus.FLAKY, notes=f"campaign {self.id}: replay of the "
+                                        f"representative gave {result.message()}"))
+            else:
+                fixed.append(r)
+                self.store.save(replace(r, status=ReportStatus.FIXED, notes=f"not reproduced by campaign {self.id}"))
         libs = tuple(self.config.libraries)
         self.store.save_campaign(CampaignRecord(self.id, self.started_at, now(), libs, tuple(sorted(versions)),
                                                 tuple(sorted(covered)), tuple(sorted(seen)),
                                                 tuple(r.key for r in fixed), True))
 
-    def _gone(self, report: BugReport) -> bool:
+    def _replay(self, report: BugReport) -> Optional[ReplayResult]:
         spec = next((s for s in self.specs if s.id == f"{report.fingerprint.library}:{report.fingerprint.api}"), None)
         if spec is None:
-            return False
+            return None
         runner = self._runner(self.main_runners, spec.library, 0)
-        return replay_report(report, spec, runner, self.config.scenarios).outcome is not ReplayOutcome.REPRODUCED
+        return replay_report(report, spec, runner, self.config.scenarios)
 
     def _record(self, result: TrialResult, log) -> Observation:
         new = []

@@ -24,6 +24,7 @@ class Observation:
     new: Tuple[str, ...]
     seconds: float
     death: str = ""
+    invalid: str = ""
 
     def with_new(self, new: Tuple[str, ...]) -> "Observation":
         return replace(self, new=new)
@@ -32,13 +33,13 @@ class Observation:
         return {"api": self.api, "index": self.index, "trial": self.trial, "dtype": self.dtype,
                 "valid": self.valid, "candidates": self.candidates, "dismissed": dict(self.dismissed),
                 "findings": list(self.findings), "new": list(self.new), "seconds": round(self.seconds, 6),
-                "death": self.death}
+                "death": self.death, "invalid": self.invalid}
 
     @staticmethod
     def from_json(d: Dict[str, Any]) -> "Observation":
         return Observation(d["api"], int(d["index"]), d["trial"], d["dtype"], bool(d["valid"]),
                            int(d["candidates"]), tuple(sorted(d["dismissed"].items())), tuple(d["findings"]),
-                           tuple(d["new"]), float(d["seconds"]), d.get("death", ""))
+                           tuple(d["new"]), float(d["seconds"]), d.get("death", ""), d.get("invalid", ""))
 
 
 @dataclass(frozen=True)
@@ -98,11 +99,15 @@ def summarise(campaign: str, specs: Sequence[ApiSpec], obs: Sequence[Observation
     """Totals over all observations; `fresh` of them were made in this run, in `seconds`."""
     tried = {o.api for o in obs}
     valid_apis = {o.api for o in obs if o.valid}
+    why: Dict[str, str] = {}
+    for o in obs:
+        if o.api not in valid_apis and o.invalid:
+            why.setdefault(o.api, o.invalid)
     return Summary(
         campaign=campaign, complete=complete, apis=len(specs), apis_tried=len(tried), apis_valid=len(valid_apis),
         trials=len(obs), valid=sum(o.valid for o in obs), candidates=sum(o.candidates for o in obs),
         dismissed=_count(p for o in obs for p in o.dismissed), findings=sum(len(o.findings) for o in obs),
         fingerprints=len({k for o in obs for k in o.findings}), new_reports=sum(len(o.new) for o in obs),
         deaths=_count((o.death, 1) for o in obs if o.death), seconds=seconds, trials_this_run=fresh,
-        invalid_apis=tuple(sorted(tried - valid_apis)),
+        invalid_apis=tuple(f"{api}: {why.get(api, 'no trial ran to completion')}" for api in sorted(tried - valid_apis)),
     )

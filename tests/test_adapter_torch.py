@@ -127,3 +127,27 @@ def test_compiled_scenario_agrees_with_eager(runner):
     assert jit.outcome is Outcome.OK, jit.error
     np.testing.assert_allclose(jit.value, ex.get("rev").value, rtol=1e-12)
     assert compare(ex, spec).candidates == ()
+
+
+def test_repro_script_runs_alone_in_the_torch_runtime(runner, tmp_path):
+    """A report found by the real pipeline renders a script that, run by the torch runtime's own
+    interpreter with nothing of nablafuzz importable, prints the disagreement it claims."""
+    import os
+    import subprocess
+
+    from nablafuzz.install import load_registry
+    from nablafuzz.repro import render
+    from nablafuzz.store import Store
+
+    spec, ex = _run(runner, {"name": "helper_torch_ops:square_wrong_backward", "args": [{"name": "input"}],
+                             "capabilities": ["rev", "fwd"]}, [_x([0.5, -1.0, 2.0])])
+    (finding,) = [f for f in judge(ex, spec, runner).findings if f.candidate.order == 1]
+    report, _ = Store(tmp_path / "store").record(finding, finding.trial, ("torch 2.13.0",), "test")
+    script = tmp_path / "repro.py"
+    script.write_text(render(report))
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(Path(__file__).parent)}
+    done = subprocess.run([load_registry()["torch"]["python"], str(script)], capture_output=True, text=True,
+                          env=env, cwd=tmp_path, timeout=300)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "DISAGREEMENT" in done.stdout and "rev" in done.stdout
+    assert "import nablafuzz" not in script.read_text() and "from nablafuzz" not in script.read_text()
