@@ -209,7 +209,7 @@ def compare(execution: Execution, spec: ApiSpec) -> Comparison:
     results = list(execution.results)
     direct = execution.get("direct")
     dtype = execution.trial.dtype
-    status = [c for c in (_status(spec, r, dtype) for r in results) if c is not None]
+    status = _lowest_status([c for c in (_status(spec, r, dtype) for r in results) if c is not None])
     if direct is None or direct.outcome is not Outcome.OK:
         crashed = [c for c in status if c.verdict in (Verdict.CRASH, Verdict.TIMEOUT)]
         return Comparison(bool(crashed), tuple(crashed))
@@ -222,6 +222,23 @@ def compare(execution: Execution, spec: ApiSpec) -> Comparison:
                                      message=f"{r.scenario} primal output differs from the direct call at {d.where}"))
     out += _lowest_order(spec, execution, effective_dtype(dtype, direct.outputs), results)
     return Comparison(True, tuple(out))
+
+
+def _lowest_status(cands: List[Candidate]) -> List[Candidate]:
+    """One status candidate per (verdict, error type): the lowest-order scenarios that show it.
+    A VJP that raises makes VJP of VJP and JVP of VJP raise the same way (Note [lowest order])."""
+    groups: Dict[Tuple[Verdict, str], List[Candidate]] = {}
+    for c in cands:
+        groups.setdefault((c.verdict, c.error_type), []).append(c)
+    out = []
+    for group in groups.values():
+        low = min(c.order for c in group)
+        first = [c for c in group if c.order == low]
+        rest = sorted(s for c in group if c.order > low for s in c.scenarios)
+        also = f" (also {', '.join(rest)})" if rest else ""
+        out.append(Candidate(first[0].verdict, tuple(sorted(s for c in first for s in c.scenarios)), low,
+                             error_type=first[0].error_type, message=first[0].message + also))
+    return out
 
 
 # Note [half precision]

@@ -17,7 +17,7 @@ from .compare import compare, output_scale
 from .generate import records, with_dtype
 from .model import ApiSpec, Aspect, Candidate, FilterOutcome, Verdict
 from .runtime.runner import Execution, Runner
-from .scenarios import direction
+from .scenarios import direction, order
 from .tensors import FLOAT_DTYPES, to_array
 
 NUMERIC = (Verdict.DERIVATIVE_MISMATCH, Verdict.NONFINITE_DERIVATIVE, Verdict.VALUE_MISMATCH)
@@ -67,9 +67,13 @@ def nonfinite(ctx: FilterContext, cand: Candidate) -> Optional[FilterOutcome]:
         if any(r is not None and r.scale is not None and not math.isfinite(r.scale) for r in rs):
             return _outcome("nonfinite", True, f"the projection of {d.scenarios[0]} overflows float64 "
                             "(terms are finite, their sum is not)")
-        if max(abs(d.actual or 0.0), abs(d.expected or 0.0)) > float(np.finfo(d.dtype).max) ** 0.8:
-            return _outcome("nonfinite", True, f"derivatives near float64 overflow ({d.actual:.3g} vs "
+        big = max(abs(d.actual or 0.0), abs(d.expected or 0.0))
+        if big > float(np.finfo(d.dtype).max) ** 0.8:
+            return _outcome("nonfinite", True, f"derivatives near {d.dtype} overflow ({d.actual:.3g} vs "
                             f"{d.expected:.3g}): their rounding is not meaningful")
+        if 0 < big < float(np.finfo(d.dtype).tiny) ** 0.5:
+            return _outcome("nonfinite", True, f"derivatives near {d.dtype} underflow ({d.actual:.3g} vs "
+                            f"{d.expected:.3g}): intermediate products underflow differently in each mode")
     return _outcome("nonfinite", False, "function output and projection terms are finite")
 
 
@@ -232,12 +236,16 @@ def _primal_gap(low: Execution, high: Execution) -> float:
 # disagreeing value lies in that interval.  At a smooth point nothing is dismissed.
 @instability_filter("kink")
 def kink(ctx: FilterContext, cand: Candidate) -> Optional[FilterOutcome]:
-    if cand.verdict is not Verdict.DERIVATIVE_MISMATCH or ctx.spec.kinks != "subgradient":
+    if cand.verdict is not Verdict.DERIVATIVE_MISMATCH or ctx.spec.kinks == "none":
         return None
     d = cand.disagreements[0]
     probe = coordinate_probe(ctx, cand)
     if probe is None:
         return _outcome("kink", False, "one-sided difference probe failed; kept")
+    if ctx.spec.kinks == "selection":
+        tie = _selection_tie(ctx, cand, probe)
+        if tie:
+            return _outcome("kink", True, tie)
     kinked, lo, hi = _hull(probe.values, probe.points, probe.dirs)
     if not kinked:
         return _outcome("kink", False, "smooth at this input: one-sided differences agree in every coordinate")
@@ -280,12 +288,17 @@ def coordinate_reference(ctx: FilterContext, cand: Candidate) -> Optional[float]
     probe = coordinate_probe(ctx, cand)
     if probe is None:
         return None
+    total = _coordinate_sum(probe)
+    return total if math.isfinite(total) else None
+
+
+def _coordinate_sum(probe: CoordinateProbe) -> float:
     total = 0.0
     for n in range((len(probe.points) - 1) // 4):
         i, j, h = probe.points[1 + 4 * n]
         if h:
             total += probe.dirs[i][j] * (probe.values[1 + 4 * n] - probe.values[2 + 4 * n]) / (2 * h)
-    return total if math.isfinite(total) else None
+    return total
 
 
 def _diff_inputs(trial) -> List[np.ndarray]:

@@ -121,6 +121,9 @@ class ApiSpec:
     capabilities: Tuple[str, ...] = ("rev", "fwd", "rev.rev", "fwd.rev", "rev.fwd", "fwd.fwd")
     unsupported: Tuple[str, ...] = ()
     overloads: Tuple[Tuple[ArgSpec, ...], ...] = ()
+    module: bool = False
+    init: Tuple[Scalar, ...] = ()
+    init_kwargs: Tuple[Tuple[str, Scalar], ...] = ()
     differentiable_outputs: Optional[Tuple[int, ...]] = None
     tolerance: Tuple[Tuple[str, Tolerance], ...] = ()
     known_issues: Tuple[KnownIssue, ...] = ()

@@ -171,8 +171,10 @@ def step_fits(xs: Sequence[np.ndarray], ds: Sequence[np.ndarray], h: float) -> b
 # Then the reference is reported unusable (infinite error).  And when the
 # gaps between D(h), D(h/2), D(h/4) do not shrink by about 4 (the h^2 law Richardson relies
 # on), the error estimate falls back to the spread of the raw differences.
-def richardson(scalar: Callable[[float], float], h: float) -> Tuple[float, float, float]:
-    """Finite-difference derivative of scalar(t) at t=0: (value, error estimate, scale)."""
+def richardson(scalar: Callable[[float], float], h: float, eps: float = float(np.finfo(np.float64).eps)
+               ) -> Tuple[float, float, float]:
+    """Finite-difference derivative of scalar(t) at t=0: (value, error estimate, scale);
+    `eps` is the unit roundoff of the values scalar(t) is computed from."""
     p0 = scalar(0.0)
     ds, ps, curv = [], [p0], []
     for k in (1.0, 0.5, 0.25):
@@ -182,7 +184,7 @@ def richardson(scalar: Callable[[float], float], h: float) -> Tuple[float, float
         curv.append((plus - 2 * p0 + minus) / (h * k))
     r1 = (4 * ds[1] - ds[0]) / 3
     r2 = (4 * ds[2] - ds[1]) / 3
-    roundoff = 8 * np.finfo(np.float64).eps * max(abs(p) for p in ps) / (h * 0.25)
+    roundoff = 8 * eps * max(abs(p) for p in ps) / (h * 0.25)
     err = abs(r2 - r1) + roundoff
     if not _asymptotic(ds, roundoff):
         err = max(err, abs(ds[0] - ds[2]))
@@ -238,8 +240,16 @@ def finite_difference(adapter: Adapter, tc: TrialCall, scenario: str) -> Scenari
     along = tc.ws if inner else tc.us
     if not step_fits(tc.xs, along, STEP / 4) or not step_fits(tc.xs, along, STEP):
         return ScenarioResult(scenario, Outcome.OK, float("nan"), float("nan"), float("inf"))
-    value, err, scale = richardson(scalar, STEP)
+    value, err, scale = richardson(scalar, STEP, _output_eps(adapter, tc))
     return ScenarioResult(scenario, Outcome.OK, value, scale, err)
+
+
+def _output_eps(adapter: Adapter, tc: TrialCall) -> float:
+    """The roundoff of the outputs: an op that returns float32 from float64 inputs (a cast)
+    gives finite differences only float32 resolution."""
+    outs = adapter.direct(tc.call, tc.xs)
+    eps = [float(np.finfo(o.dtype).eps) for o in outs if np.asarray(o).dtype.kind == "f"]
+    return max(eps, default=float(np.finfo(np.float64).eps))
 
 
 def run_scenarios(adapter: Adapter, fn: Any, request: Dict[str, Any]) -> Iterator[ScenarioResult]:

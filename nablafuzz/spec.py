@@ -22,7 +22,7 @@ from .scenarios import FIRST_ORDER, SECOND_ORDER
 from .tensors import FLOAT_DTYPES
 
 CAPABILITIES = FIRST_ORDER + tuple(s for s in SECOND_ORDER if not s.startswith("fd."))
-KINK_POLICIES = ("subgradient", "none")
+KINK_POLICIES = ("subgradient", "selection", "none")
 _API_FIELDS = {f.name for f in fields(ApiSpec)} - {"library", "source"}
 _ARG_FIELDS = {f.name for f in fields(ArgSpec)}
 
@@ -51,6 +51,11 @@ def _construct_sequence(loader: _LineLoader, node: yaml.SequenceNode) -> _Seq:
 
 _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_sequence)
+
+
+def _frozen(value: Any) -> Any:
+    """Lists (e.g. a kernel size) become tuples, so specs stay immutable."""
+    return tuple(_frozen(v) for v in value) if isinstance(value, list) else value
 
 
 def _shown(data: Any) -> str:
@@ -223,7 +228,9 @@ def _api(ctx: _Ctx, library: str, name: str, data: Dict[str, Any], args: Tuple[A
         raise ctx.fail("differentiable_outputs", f"expected a list of output indices, got {outs!r}", "write e.g. [0]")
     return ApiSpec(
         library=library, name=name, args=args, dtypes=tuple(dtypes), capabilities=tuple(caps),
-        unsupported=tuple(unsupported), overloads=overloads,
+        unsupported=tuple(unsupported), overloads=overloads, module=bool(data.get("module", False)),
+        init=tuple(_frozen(v) for v in data.get("init", [])),
+        init_kwargs=tuple(sorted((k, _frozen(v)) for k, v in data.get("init_kwargs", {}).items() if k != "__line__")),
         differentiable_outputs=None if outs is None else tuple(outs),
         tolerance=_tolerances(ctx, data.get("tolerance", {})),
         known_issues=tuple(_known_issue(ctx, k) for k in data.get("known_issues", [])),

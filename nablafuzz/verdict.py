@@ -19,12 +19,23 @@ class Judgement:
     findings: Tuple[Finding, ...]
 
 
+TAIL = 1e-12
+
+
 def severity(c: Candidate) -> str:
-    """crash > wrong (off by >= 10% or non-finite) > accuracy (a smaller but real loss)."""
+    """crash > wrong (off by >= 10% or non-finite) > tail (wrong, but on derivatives below
+    1e-12) > accuracy (a smaller but real loss) > metadata (works though declared unsupported)."""
     if c.verdict in (Verdict.CRASH, Verdict.TIMEOUT):
         return "crash"
+    if c.verdict is Verdict.UNDECLARED_SUPPORT:
+        return "metadata"
     rel = max((d.max_rel for d in c.disagreements), default=math.inf)
-    return "wrong" if rel >= 0.1 or c.verdict is not Verdict.DERIVATIVE_MISMATCH else "accuracy"
+    if c.verdict is not Verdict.DERIVATIVE_MISMATCH:
+        return "wrong"
+    if rel < 0.1:
+        return "accuracy"
+    tiny = all(max(abs(d.actual or 0.0), abs(d.expected or 0.0)) < TAIL for d in c.disagreements)
+    return "tail" if tiny else "wrong"
 
 
 def _nondeterministic(outcome: FilterOutcome) -> Candidate:

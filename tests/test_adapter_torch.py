@@ -151,3 +151,26 @@ def test_repro_script_runs_alone_in_the_torch_runtime(runner, tmp_path):
     assert done.returncode == 1, done.stdout + done.stderr
     assert "DISAGREEMENT" in done.stdout and "rev" in done.stdout
     assert "import nablafuzz" not in script.read_text() and "from nablafuzz" not in script.read_text()
+
+
+def test_nn_layer_parameters_are_differentiable_inputs(runner):
+    spec = parse_api(_Ctx("test"), "torch", {
+        "name": "torch.nn.Linear", "module": True, "init": [3, 2],
+        "args": [{"name": "input", "dims": ["4", "3"]},
+                 {"name": "param:weight", "dims": ["2", "3"], "keyword": True},
+                 {"name": "param:bias", "dims": ["2"], "keyword": True}]})
+    rng = np.random.default_rng(0)
+    values = [rng.standard_normal(s) for s in ((4, 3), (2, 3), (2,))]
+    inputs = tuple(InputValue(a.name, ArgKind.TENSOR, to_record(v), True, a.keyword) for a, v in zip(spec.args, values))
+    ex = runner.run(Trial("torch", "torch.nn.Linear", 3, "float64", inputs), spec, ALL)
+    assert all(r.outcome is Outcome.OK for r in ex.results), [(r.scenario, r.error) for r in ex.results]
+    x, w, b = values
+    np.testing.assert_allclose(ex.get("direct").outputs[0], x @ w.T + b, rtol=1e-13)
+    assert [g.shape for g in ex.get("rev").gradient] == [(4, 3), (2, 3), (2,)]
+    assert compare(ex, spec).candidates == ()
+
+
+def test_derived_specs_include_nn_layers():
+    specs = load_specs(ROOT / "api_specs", ["torch"]).specs
+    layers = [s for s in specs if s.module]
+    assert len(layers) >= 20 and all(any(a.name.startswith("param:") for a in s.args) for s in layers)

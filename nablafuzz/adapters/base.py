@@ -136,6 +136,11 @@ class Adapter:
     def seed(self, seed: int) -> None:
         """Seed the library's own RNG before a trial of a random op."""
 
+    def module_call(self, cls: Any, args: Sequence[Any], kwargs: Dict[str, Any]) -> Any:
+        """A layer class as a function of its inputs, with parameters as keyword arguments
+        named `param:<name>` (so they are differentiable inputs like any other)."""
+        raise NotImplementedError(f"{self.library} has no module specs")
+
     def compiled(self, fn: Any) -> Any:
         """`fn` compiled by the library's compiler (the opt-in `jit` scenario)."""
         raise NotImplementedError(f"{self.library} has no compiled scenario")

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Tuple
 
+import copy
+
 import numpy as np
 import torch
 import torch.autograd.forward_ad as fwAD
@@ -78,6 +80,22 @@ class TorchAdapter(ComposableAdapter):
 
     def dtype(self, name: str) -> Any:
         return getattr(torch, name)
+
+    def module_call(self, cls: Any, args: Any, kwargs: Any) -> Any:
+        """torch.func.functional_call of the layer (eval mode: no running-statistics updates, no
+        dropout), in the dtype of its first floating-point input.  One copy per dtype is made
+        here, outside any transform: `Module.to` on a module that torch.func.jvp has run
+        through functional_call segfaults (torch 2.13)."""
+        base = cls(*args, **kwargs).eval()
+        copies = {d: copy.deepcopy(base).to(d) for d in (torch.float64, torch.float32, torch.float16)}
+
+        def call(*inputs: Any, **named: Any) -> Any:
+            params = {k[len("param:"):]: v for k, v in named.items() if k.startswith("param:")}
+            rest = {k: v for k, v in named.items() if not k.startswith("param:")}
+            dtype = next((t.dtype for t in list(inputs) + list(params.values())
+                          if isinstance(t, torch.Tensor) and t.is_floating_point()), torch.float64)
+            return torch.func.functional_call(copies.get(dtype, base), params, inputs, rest)
+        return call
 
     def compiled(self, fn: Any) -> Any:
         """torch.compile, once per API (dynamic shapes, so new shapes do not recompile)."""

@@ -23,6 +23,8 @@ MAX_OVERLOADS = 3
 FLOATS = {torch.float64: "float64", torch.float32: "float32", torch.float16: "float16"}
 RANDOM = re.compile(r"dropout|rrelu|bernoulli|normal|multinomial|gumbel|rand|uniform|poisson|exponential|cauchy"
                     r"|geometric|log_normal")
+SELECTION = re.compile(r"median|quantile|sort|topk|kthvalue|mode|^max|^min|amax|amin|cummax|cummin|max_pool"
+                       r"|maximum|minimum|fmax|fmin|clamp|aminmax|unpool")
 DOMAINS = {(0, None): "positive", (-1, 1): "symmetric_unit", (0, 1): "open_unit_interval",
            (-1, None): "above_minus_one", (1, None): "positive"}
 
@@ -211,6 +213,8 @@ def _spec(name: str, op: Any, structures: List[List[Dict[str, Any]]], learnt: Di
                             "notes": f"OpInfo {op.name}{'.' + op.variant_test_name if op.variant_test_name else ''}"}
     if structures[1:]:
         spec["overloads"] = structures[1:]
+    if SELECTION.search(op.name):
+        spec["kinks"] = "selection"
     if RANDOM.search(op.name) or learnt.get("random"):
         spec["random"] = True
     if learnt.get("differentiable_outputs") is not None:
@@ -243,7 +247,8 @@ def derive() -> Dict[str, Any]:
             why = _merge(specs, name, op, fn)
             if why:
                 dropped.append(f"{name} ({op.name} {op.variant_test_name}): {why}")
-    return {"apis": [specs[k] for k in sorted(specs)], "dropped": dropped}
+    modules = derive_modules()
+    return {"apis": [specs[k] for k in sorted(specs)] + modules["apis"], "dropped": dropped + modules["dropped"]}
 
 
 def _merge(specs: Dict[str, Dict[str, Any]], name: str, op: Any, fn: Any) -> str:
@@ -266,3 +271,60 @@ def _merge(specs: Dict[str, Dict[str, Any]], name: str, op: Any, fn: Any) -> str
     if room > 0:
         have.setdefault("overloads", []).extend(structures[:room])
     return ""
+
+
+# ---- torch.nn layers, from ModuleInfo ------------------------------------------------------------
+
+MAX_MODULE_ELEMENTS = 1100
+
+
+def derive_modules() -> Dict[str, Any]:
+    """Specs of torch.nn layers with their parameters as differentiable inputs (`param:<name>`),
+    from `torch.testing._internal.common_modules.module_db`: one probed sample per layer."""
+    from torch.testing._internal.common_modules import module_db
+    apis, dropped = [], []
+    for info in module_db:
+        name = f"torch.nn.{info.module_cls.__name__}"
+        try:
+            apis.append(_module_spec(name, info))
+        except Exception as exc:  # noqa: BLE001 - recorded with its reason
+            dropped.append(f"{name}: {type(exc).__name__}: {str(exc)[:100]}")
+    return {"apis": apis, "dropped": dropped}
+
+
+def _module_spec(name: str, info: Any) -> Dict[str, Any]:
+    samples = info.module_inputs_func(info, device="cpu", dtype=torch.float64, requires_grad=True, training=False)
+    errors = []
+    for sample in samples[:6]:
+        try:
+            return _module_sample_spec(name, info, sample)
+        except Exception as exc:  # noqa: BLE001 - the next sample may do
+            errors.append(f"{type(exc).__name__}: {str(exc)[:80]}")
+    raise Unusable(errors[0] if errors else "no sample")
+
+
+def _module_sample_spec(name: str, info: Any, sample: Any) -> Dict[str, Any]:
+    init = [_scalar(a) for a in sample.constructor_input.args]
+    init_kwargs = {k: _scalar(v) for k, v in sample.constructor_input.kwargs.items()}
+    module = info.module_cls(*sample.constructor_input.args, **sample.constructor_input.kwargs).double().eval()
+    params = dict(module.named_parameters())
+    forward = [_arg("input" if i == 0 else f"arg{i}", a, False) for i, a in enumerate(sample.forward_input.args)]
+    forward += [_arg(k, v, True) for k, v in sample.forward_input.kwargs.items()]
+    size = _size(list(params.values())) + _size(list(sample.forward_input.args))
+    if size > MAX_MODULE_ELEMENTS or not params:
+        raise Unusable(f"{size} elements" if params else "no parameters")
+    args = forward + [dict(_tensor_arg(f"param:{k}", p.detach().requires_grad_()), keyword=True)
+                      for k, p in params.items()]
+    out = torch.func.functional_call(module, {k: p.detach().requires_grad_() for k, p in params.items()},
+                                     tuple(sample.forward_input.args), dict(sample.forward_input.kwargs))
+    outs = list(out) if isinstance(out, (tuple, list)) else [out]
+    live = [i for i, o in enumerate(outs) if isinstance(o, torch.Tensor) and o.requires_grad]
+    if not live:
+        raise Unusable("no differentiable output")
+    spec: Dict[str, Any] = {"name": name, "module": True, "init": init, "init_kwargs": init_kwargs, "args": args,
+                            "dtypes": ["float64", "float32"], "capabilities": ["rev"] +
+                            (["rev.rev"] if getattr(info, "supports_gradgrad", True) else []),
+                            "notes": f"ModuleInfo {info.name}: parameters are the keyword inputs param:<name>"}
+    if len(live) < len(outs):
+        spec["differentiable_outputs"] = live
+    return spec

@@ -38,6 +38,7 @@ def trial_request(trial: Trial, spec: ApiSpec, scenarios: Sequence[str]) -> Dict
         "op": "run", "api": trial.api, "seed": trial.seed, "random": spec.random,
         "diff_outputs": None if trial.diff_outputs is None else list(trial.diff_outputs),
         "scenarios": list(scenarios),
+        "module": {"init": list(spec.init), "kwargs": dict(spec.init_kwargs)} if spec.module else None,
         "inputs": [{"name": i.name, "value": _wire_value(i), "differentiable": i.differentiable,
                     "keyword": i.keyword} for i in trial.inputs],
     }

@@ -9,6 +9,7 @@ Worker-safe: Python 3.10, numpy 1.26.
 """
 from __future__ import annotations
 
+import json
 import os
 import platform
 import resource
@@ -41,10 +42,13 @@ class Worker:
         self.out = out
         self.functions: Dict[str, Any] = {}
 
-    def resolve(self, api: str) -> Any:
-        if api not in self.functions:
-            self.functions[api] = self.adapter.resolve(api)
-        return self.functions[api]
+    def resolve(self, api: str, module: Any = None) -> Any:
+        """The callable for `api`; a module spec's class is built (once) with its init arguments."""
+        key = api if module is None else f"{api}/{json.dumps(module, sort_keys=True)}"
+        if key not in self.functions:
+            fn = self.adapter.resolve(api)
+            self.functions[key] = fn if module is None else self.adapter.module_call(fn, module["init"], module["kwargs"])
+        return self.functions[key]
 
     def handle(self, request: Dict[str, Any]) -> bool:
         op = request.get("op")
@@ -64,7 +68,7 @@ class Worker:
     def answer(self, op: str, request: Dict[str, Any]) -> None:
         request = dict(request, inputs=_inputs(request))
         try:
-            fn = self.resolve(request["api"])
+            fn = self.resolve(request["api"], request.get("module"))
         except (UnknownApi, ImportError, AttributeError) as exc:
             write_message(self.out, {"op": "error", "type": type(exc).__name__, "message": str(exc)})
             return
