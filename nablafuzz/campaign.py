@@ -14,13 +14,14 @@ import os
 import queue
 import threading
 import time
+import traceback
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Dict, List, Optional, Set, Tuple
 
 from .codec import digest
 from .config import Config
-from .errors import ConfigError
+from .errors import ConfigError, WorkerError
 from .fingerprint import key as fingerprint_key
 from .generate import generate, representative_rank, trial_size
 from .minimize import minimise
@@ -139,7 +140,20 @@ class Campaign:
             if self.shared.stop.is_set() or time.monotonic() > api_deadline:
                 return
             if (spec.id, index) not in done:
-                self.results.put(self.run_trial(spec, runner, index))
+                self.results.put(self._guarded_trial(spec, runner, index))
+
+    def _guarded_trial(self, spec: ApiSpec, runner: Runner, index: int) -> TrialResult:
+        """An engine error on one trial is logged with its traceback and costs that trial only."""
+        try:
+            return self.run_trial(spec, runner, index)
+        except WorkerError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - recorded; the campaign goes on
+            with open(self.dir / "engine-errors.log", "a") as log:
+                log.write(f"{spec.id} #{index}\n{traceback.format_exc()}\n")
+            obs = Observation(spec.id, index, "", "", False, 0, (), (), (), 0.0, "engine-error",
+                              f"{type(exc).__name__}: {exc}"[:160])
+            return TrialResult(obs, (), ())
 
     def run_trial(self, spec: ApiSpec, runner: Runner, index: int) -> TrialResult:
         start = time.monotonic()

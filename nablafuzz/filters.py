@@ -301,6 +301,27 @@ def _coordinate_sum(probe: CoordinateProbe) -> float:
     return total
 
 
+# Note [selection ties]
+# Ops that select elements (median, quantile, sort, topk, max) are not differentiable where
+# three or more candidates tie: moving one tied element alone changes nothing, moving them
+# together does.  There the derivative along u (finite differences) differs from the sum of
+# the coordinate derivatives, i.e. the derivative is not linear in the direction, and the
+# library's documented convention (the gradient goes to the selected element) applies.  Only
+# specs with `kinks: selection` are judged this way.
+def _selection_tie(ctx: FilterContext, cand: Candidate, probe: CoordinateProbe) -> str:
+    along = next((ctx.execution.get(s) for s in ("fd", "fd.rev") if ctx.execution.get(s) is not None
+                  and order(s) == cand.order), None)
+    if along is None or along.value is None or not math.isfinite(along.value):
+        return ""
+    total = _coordinate_sum(probe)
+    size = max(abs(total), abs(along.value), 1e-300)
+    if abs(total - along.value) <= 1e-3 * size:
+        return ""
+    return (f"not differentiable here (ties among selected elements): the derivative along u "
+            f"({along.value:.6g}) is not the sum of coordinate derivatives ({total:.6g}); the gradient of a "
+            "selection goes to one tied element by the library's convention")
+
+
 def _diff_inputs(trial) -> List[np.ndarray]:
     return [to_array(r).astype(np.float64) for i in trial.inputs if i.differentiable for r in records(i.value)
             if r.dtype in FLOAT_DTYPES]

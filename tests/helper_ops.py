@@ -59,3 +59,18 @@ staircase = Op(f=lambda x: np.floor(x * 1e4) / 1e4, jvp=lambda xs, us: [np.zeros
 # unrelated for huge x, where the rounding of x alone decides the value
 sin_two_ways = Op(f=np.sin, jvp=lambda xs, us: [np.sin(xs[0] + xs[0].dtype.type(np.pi / 2)) * us[0]],
                   vjp=lambda xs, vs: [np.cos(xs[0]) * vs[0]], hess=lambda xs, us, vs: [-vs[0] * np.sin(xs[0]) * us[0]])
+
+
+def _median_onehot(x):
+    """The gradient of the median of a 1-d vector: all of it to the selected element."""
+    g = np.zeros_like(x)
+    if x.size:
+        g.reshape(-1)[np.argsort(x.reshape(-1), kind="stable")[(x.size - 1) // 2]] = 1
+    return g
+
+
+# median of all elements; the gradient goes to the one selected element, as libraries do
+median = Op(f=lambda x: np.median(x.reshape(-1)) if x.size % 2 else np.sort(x.reshape(-1))[(x.size - 1) // 2],
+            jvp=lambda xs, us: [np.sum(_median_onehot(xs[0]) * us[0])],
+            vjp=lambda xs, vs: [_median_onehot(xs[0]) * vs[0]],
+            hess=lambda xs, us, vs: [np.zeros_like(xs[0])])

@@ -291,3 +291,16 @@ def test_conditioning_keeps_a_well_conditioned_wrong_derivative(runner):
     j = run_judge(runner, "broken_ops:tanh_fwd", [0.3, -0.8])
     o = outcome_of(j, "conditioning")
     assert o is not None and not o.dismissed and "well conditioned" in o.reason
+
+
+# ---- selection ties -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kinks, dismissed", [("selection", True), ("subgradient", False)])
+def test_three_way_tie_of_a_selection_op(runner, kinks, dismissed):
+    # median of [0, 0, 0, 2, -1]: moving one tied zero changes nothing, moving all three does;
+    # seed 9's direction makes the selected element's tangent differ from the tied ones' median
+    spec = make_spec("helper_ops:median", kinks=kinks)
+    execution = runner.run(make_trial("helper_ops:median", [0.0, 0.0, 0.0, 2.0, -1.0], seed=9), spec, ALL)
+    j = judge(execution, spec, runner)
+    assert j.candidates == 1
+    assert (j.dismissed == (("kink", 1),)) is dismissed and (j.findings == ()) is dismissed
