@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from nablafuzz.fingerprint import describe  # noqa: E402
 from nablafuzz.install import load_registry  # noqa: E402
-from nablafuzz.repro import render  # noqa: E402
+from nablafuzz.repro import ReproError, render  # noqa: E402
 from nablafuzz.store import Store  # noqa: E402
 
 SEVERITY = {"crash": 0, "wrong": 1, "accuracy": 2}
@@ -49,23 +49,30 @@ def main() -> int:
     reports, _ = Store(args.store).load_all()
     reports = sorted((r for r in reports if r.fingerprint.library == args.library
                       and r.fingerprint.verdict.value != "undeclared_support"),
-                     key=lambda r: (SEVERITY.get(r.evidence.severity, 3), -r.occurrences))[:args.count]
+                     key=lambda r: (SEVERITY.get(r.evidence.severity, 3), -r.occurrences))
     lines = [f"# Repro scripts run alone ({args.library})", "",
              f"Interpreter: `{entry['python']}`, empty PYTHONPATH.", ""]
-    shown = 0
+    shown, ran, skipped = 0, 0, []
     with tempfile.TemporaryDirectory() as tmp:
         for r in reports:
-            ok, rc, tail = run_one(r, entry["python"], env, Path(tmp))
-            shown += ok
+            if ran == args.count:
+                break
+            try:
+                ok, rc, tail = run_one(r, entry["python"], env, Path(tmp))
+            except ReproError as exc:
+                skipped.append(f"- {describe(r.fingerprint)}: {exc}")
+                continue
+            ran, shown = ran + 1, shown + ok
             lines += [f"## {describe(r.fingerprint)}", "", f"- report: `{r.key}`; exit code {rc}; "
                       f"{'shows the claimed disagreement' if ok else 'DOES NOT show the claim'}", "", "```",
                       *tail, "```", ""]
-    lines.append(f"{shown} of {len(reports)} scripts show what their report claims.")
+    lines += ["Skipped (no script generated):", *skipped, ""] if skipped else []
+    lines.append(f"{shown} of {ran} scripts show what their report claims.")
     text = "\n".join(lines) + "\n"
     if args.out:
         args.out.write_text(text)
     print(text)
-    return 0 if shown == len(reports) else 1
+    return 0 if shown == ran else 1
 
 
 if __name__ == "__main__":
