@@ -104,19 +104,21 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from .runtime.registry import resolve_runtime
     from .runtime.runner import Runner
     from .spec import load_specs
-    worst = 0
-    for path in args.reports:
-        report = _peek_library(path)
-        specs = load_specs(Path(args.spec_dir), [report], [Path(f) for f in args.spec_files])
-        rep, spec = load_for_replay(path, specs)
-        paths = [str(Path.cwd())] + [str(Path(f).parent) for f in args.spec_files]
-        runner = Runner(resolve_runtime(spec.library, paths), Path(".nablafuzz/replay.log"), 60.0)
-        try:
-            result = replay_report(rep, spec, runner)
-        finally:
+    worst, runners, specs = 0, {}, {}
+    paths = [str(Path.cwd())] + [str(Path(f).parent) for f in args.spec_files]
+    try:
+        for path in args.reports:
+            library = _peek_library(path)
+            if library not in specs:  # one spec load and one worker per library, for many reports
+                specs[library] = load_specs(Path(args.spec_dir), [library], [Path(f) for f in args.spec_files])
+                runners[library] = Runner(resolve_runtime(library, paths), Path(".nablafuzz/replay.log"), 60.0)
+            rep, spec = load_for_replay(path, specs[library])
+            result = replay_report(rep, spec, runners[library])
+            print(f"{path}: {result.message()}  ({', '.join(result.versions)})")
+            worst = max(worst, result.outcome.value)
+    finally:
+        for runner in runners.values():
             runner.close()
-        print(f"{path}: {result.message()}  ({', '.join(result.versions)})")
-        worst = max(worst, result.outcome.value)
     return worst
 
 
