@@ -8,8 +8,8 @@ statistics, and a wrong derivative at a smooth point is never dismissed by the k
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Callable, List, Optional, Tuple
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -28,6 +28,7 @@ class FilterContext:
     execution: Execution
     spec: ApiSpec
     runner: Runner
+    probes: Dict[Tuple[int, str], Optional["CoordinateProbe"]] = field(default_factory=dict, compare=False)
 
 
 FilterFn = Callable[[FilterContext, Candidate], Optional[FilterOutcome]]
@@ -271,14 +272,15 @@ def coordinate_probe(ctx: FilterContext, cand: Candidate) -> Optional[Coordinate
     """Probe P = <v, f> (first order) or the inner Q (second order) coordinate by coordinate,
     with the direction (u, or w for second order) the candidate's projections used."""
     inner = "direct" if cand.order == 1 else cand.disagreements[0].scenarios[0].split(".")[1]
-    xs = _diff_inputs(ctx.execution.trial)
-    points = _kink_points(xs)
-    values = ctx.runner.probe(ctx.execution.trial, ctx.spec, inner, points)
-    if values is None:
-        return None
-    tag = "u" if cand.order == 1 else "w"
-    dirs = [direction(ctx.execution.trial.seed, tag, i, x.shape, "float64").ravel() for i, x in enumerate(xs)]
-    return CoordinateProbe(points, values, dirs)
+    key = (cand.order, inner)
+    if key not in ctx.probes:  # the kink and step-scale filters and the tie-break share it
+        xs = _diff_inputs(ctx.execution.trial)
+        points = _kink_points(xs)
+        values = ctx.runner.probe(ctx.execution.trial, ctx.spec, inner, points)
+        tag = "u" if cand.order == 1 else "w"
+        dirs = [direction(ctx.execution.trial.seed, tag, i, x.shape, "float64").ravel() for i, x in enumerate(xs)]
+        ctx.probes[key] = None if values is None else CoordinateProbe(points, values, dirs)
+    return ctx.probes[key]
 
 
 def coordinate_reference(ctx: FilterContext, cand: Candidate) -> Optional[float]:

@@ -222,7 +222,7 @@ def perturbed(xs: Sequence[np.ndarray], ds: Sequence[np.ndarray], h: float) -> L
     return [x + h * d for x, d in zip(xs, ds)]
 
 
-def finite_difference(adapter: Adapter, tc: TrialCall, scenario: str) -> ScenarioResult:
+def finite_difference(adapter: Adapter, tc: TrialCall, scenario: str, eps: float) -> ScenarioResult:
     """fd (of <v, f>) along u, or fd.rev / fd.fwd (of Q) along w; `tc` is bound in float64.
 
     The step is absolute (like gradcheck's eps); where an input is so large that it absorbs
@@ -240,7 +240,7 @@ def finite_difference(adapter: Adapter, tc: TrialCall, scenario: str) -> Scenari
     along = tc.ws if inner else tc.us
     if not step_fits(tc.xs, along, STEP / 4) or not step_fits(tc.xs, along, STEP):
         return ScenarioResult(scenario, Outcome.OK, float("nan"), float("nan"), float("inf"))
-    value, err, scale = richardson(scalar, STEP, _output_eps(adapter, tc))
+    value, err, scale = richardson(scalar, STEP, eps)
     return ScenarioResult(scenario, Outcome.OK, value, scale, err)
 
 
@@ -263,12 +263,15 @@ def run_scenarios(adapter: Adapter, fn: Any, request: Dict[str, Any]) -> Iterato
         return
     tc = bind_trial(adapter, fn, request, None, list(direct.outputs))
     tc64: Optional[TrialCall] = None
+    eps64 = 0.0
     for s in wanted:
         if s == COMPILED:
             yield timed(adapter, s, lambda: compiled_first_order(adapter, fn, request, list(direct.outputs)))
         elif is_reference(s):
-            tc64 = tc64 or bind_trial(adapter, fn, request, "float64", list(direct.outputs))
-            yield timed(adapter, s, lambda: finite_difference(adapter, tc64, s))
+            if tc64 is None:
+                tc64 = bind_trial(adapter, fn, request, "float64", list(direct.outputs))
+                eps64 = _output_eps(adapter, tc64)
+            yield timed(adapter, s, lambda: finite_difference(adapter, tc64, s, eps64))
         elif order(s) == 1:
             yield timed(adapter, s, lambda: first_order(adapter, tc, s))
         else:
