@@ -25,6 +25,9 @@ def derive(library: str, out: Path, timeout_s: float = 1800.0) -> int:
         detail = ex.death.detail if ex.death else ex.messages[-1] if ex.messages else "no answer"
         raise WorkerError(f"spec derivation for {library} failed: {detail}")
     apis, dropped = ex.messages[-1]["apis"], ex.messages[-1].get("dropped", [])
+    if not apis:
+        raise WorkerError(f"the {library} adapter derived no specs (it has no spec source yet); "
+                          f"nothing was written to {out}")
     write_specs(out, library, apis, f"nablafuzz specs derive {library}", dropped)
     return len(apis)
 

@@ -27,6 +27,9 @@ LIBRARIES: Dict[str, Dict[str, tuple]] = {
     "torch": {"sin": ("torch.sin", {"x": "input"}), "exp": ("torch.exp", {"x": "input"}),
               "multiply": ("torch.mul", {"x": "input", "y": "other"}),
               "matmul": ("torch.matmul", {"x": "input", "y": "other"})},
+    "jax": {"sin": ("jax.numpy.sin", {"x": "x"}), "exp": ("jax.numpy.exp", {"x": "x"}),
+            "multiply": ("jax.numpy.multiply", {"x": "x1", "y": "x2"}),
+            "matmul": ("jax.numpy.matmul", {"x": "a", "y": "b"})},
 }
 
 # function id -> (f, analytic JVP given x, u, analytic second-order v.D2f[u, w])
