@@ -3,8 +3,9 @@
 A message is one frame: 8-byte big-endian length, then a JSON header (itself length-prefixed)
 and the arrays' raw C-order bytes, each length-prefixed.  The header describes each array as
 {"__array__": i, "dtype": "<f8", "shape": [...]}: numpy's dtype strings are identical across
-numpy 1.26 and 2.x, and raw buffers avoid npy header parsing, which dominated the round trip
-of the many small arrays a trial sends (measured: ~4x less protocol time than npy frames).
+numpy 1.26 and 2.x, and raw buffers avoid npy header parsing, which dominated the cost of
+the many small arrays a trial sends (bench/overhead.py: round trip per numpy_ref trial 3.6-5.1 ms
+against 4.2-7.2 ms with npy frames).
 Only numeric and bool dtypes cross; object arrays are refused, so nothing is ever unpickled.
 Worker-safe.
 """
