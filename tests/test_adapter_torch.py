@@ -132,7 +132,6 @@ def test_compiled_scenario_agrees_with_eager(runner):
 def test_repro_script_runs_alone_in_the_torch_runtime(runner, tmp_path):
     """A report found by the real pipeline renders a script that, run by the torch runtime's own
     interpreter with nothing of nablafuzz importable, prints the disagreement it claims."""
-    import os
     import subprocess
 
     from nablafuzz.install import load_registry

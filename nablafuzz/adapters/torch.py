@@ -9,7 +9,7 @@ Complex outputs are compared as real pairs (Note [complex outputs]).
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List
 
 import copy
 
