@@ -122,6 +122,9 @@ def _tuple_from_json(args: tuple, data: Any) -> tuple:
 def _union_from_json(args: tuple, data: Any) -> Any:
     if data is None and type(None) in args:
         return None
+    members = [a for a in args if a is not type(None)]
+    if len(members) == 1:
+        return from_json(members[0], data)  # Optional[X]
     if isinstance(data, dict) and set(data) == {"float"}:
         return decode_float(data)
     if isinstance(data, dict):

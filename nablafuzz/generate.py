@@ -163,7 +163,8 @@ def generate(spec: ApiSpec, campaign_seed: int, index: int, max_size: int = 64, 
     choices = (spec.args,) + spec.overloads
     args = choices[int(rng.integers(0, len(choices)))] if spec.overloads else spec.args
     inputs = tuple(_input(rng, a, dtype, shapes, shapes.cap) for a in args)
-    return Trial(spec.library, spec.name, seed, dtype, inputs, spec.differentiable_outputs)
+    module = (spec.init, spec.init_kwargs) if spec.module else None
+    return Trial(spec.library, spec.name, seed, dtype, inputs, spec.differentiable_outputs, module)
 
 
 def records(value: Value) -> Tuple[TensorRecord, ...]:

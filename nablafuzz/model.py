@@ -155,6 +155,7 @@ class Trial:
     dtype: str
     inputs: Tuple[InputValue, ...]
     diff_outputs: Optional[Tuple[int, ...]] = None
+    module: Optional[Tuple[Tuple[Scalar, ...], Tuple[Tuple[str, Scalar], ...]]] = None
 
     @property
     def spec_id(self) -> str:

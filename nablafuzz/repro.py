@@ -328,6 +328,29 @@ def _identifier(name: str, what: str) -> str:
     return name
 
 
+def _keyword(name: str, text: str) -> str:
+    """`name=value`, or `**{'param:weight': value}` for a name that is no identifier (the name
+    is written as a string literal, never as code)."""
+    if name.isidentifier() and not keyword.iskeyword(name):
+        return f"{name}={text}"
+    return f"**{{{name!r}: {text}}}"
+
+
+def _layer(trial: Trial, cls: str) -> List[str]:
+    """A torch.nn layer as a function of its inputs and `param:<name>` parameters, as fuzzed."""
+    init, kwargs = trial.module
+    named = "{" + ", ".join(f"{k!r}: {_literal(v)}" for k, v in kwargs) + "}"
+    return ["import copy", "", f"LAYER = {cls}(*{_literal(init)}, **{named}).train(False)",
+            "LAYERS = {d: copy.deepcopy(LAYER).to(d) for d in (torch.float64, torch.float32, torch.float16)}", "", "",
+            "def layer(*inputs, **named):",
+            f'    """{cls} in inference mode via torch.func.functional_call; its parameters are inputs."""',
+            '    params = {k[len("param:"):]: v for k, v in named.items() if k.startswith("param:")}',
+            '    rest = {k: v for k, v in named.items() if not k.startswith("param:")}',
+            "    dtype = next(t.dtype for t in list(inputs) + list(params.values())",
+            "                 if isinstance(t, torch.Tensor) and t.is_floating_point())",
+            "    return torch.func.functional_call(LAYERS[dtype], params, inputs, rest)", ""]
+
+
 def _user_api(api: str) -> Tuple[str, str]:
     """`pkg.module:attr.path` -> (import line, expression)."""
     module, _, attr = api.partition(":")
@@ -441,7 +464,7 @@ def _composed_bind(trial: Trial, expr: str) -> str:
     for i in trial.inputs:
         text, n = _argument(i, slot)
         slot += n
-        args.append(f"{_identifier(i.name, 'argument')}={text}" if i.keyword else text)
+        args.append(_keyword(i.name, text) if i.keyword else text)
     call = f"{expr}({', '.join(args)})"
     if len(call) > 80:
         call = f"{expr}(\n" + "".join(f"            {a},\n" for a in args) + "        )"
@@ -493,6 +516,13 @@ def render(report: BugReport) -> str:
         imports, bind = [line, "", f"op = {op}"], _numpy_ref_bind(trial)
     else:
         lines, expr = _library_api(trial.api, dict(renderer.roots))
+        if trial.module is None and trial.api.split(".")[-1][:1].isupper():
+            raise ReproError("repro: this layer report predates layer scripts (its trial lacks the layer's init "
+                             "arguments); replay it with `nablafuzz replay`, or let the next campaign refresh it")
+        if trial.module is not None:
+            if trial.library != "torch":
+                raise ReproError(f"repro: layer specs of {trial.library} have no script renderer yet")
+            lines, expr = lines + [""] + _layer(trial, expr), "layer"
         imports, bind = list(renderer.head) + lines, _composed_bind(trial, expr)
     code = re.sub(r"\n+(?=(def |ZERO |to_numpy =|if __name__))", "\n\n\n", _COMMON + renderer.helpers + bind + _MAIN)
     data = _data(report, trial.library == "numpy_ref", diff_outputs)
