@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Set, Tuple
 
 from .codec import digest
-from .config import Config
+from .config import Config, scenarios_for
 from .errors import ConfigError, WorkerError
 from .fingerprint import key as fingerprint_key
 from .generate import generate, representative_rank, trial_size
@@ -92,6 +92,17 @@ def read_observations(path: Path) -> List[Observation]:
     return out
 
 
+def _conventions(observations: List[Observation]) -> Tuple[Tuple[str, str, int], ...]:
+    """(api, convention, candidates it classified) over the campaign; the reason's first
+    clause (up to the first ';') names the convention."""
+    counts: Dict[Tuple[str, str], int] = {}
+    for o in observations:
+        for why in o.conventions:
+            key = (o.api, why.split("; ")[0])
+            counts[key] = counts.get(key, 0) + 1
+    return tuple((api, why, n) for (api, why), n in sorted(counts.items()))
+
+
 def _versions(runner: Runner) -> Tuple[str, ...]:
     return tuple(sorted(f"{k} {v}" for k, v in runner.versions.items()))
 
@@ -158,14 +169,15 @@ class Campaign:
     def run_trial(self, spec: ApiSpec, runner: Runner, index: int) -> TrialResult:
         start = time.monotonic()
         trial = generate(spec, self.seed, index, self.config.max_tensor_size, self.config.max_rank)
-        execution = runner.run(trial, spec, self.config.scenarios)
+        execution = runner.run(trial, spec, scenarios_for(self.config, spec.library))
         j = judge(execution, spec, runner)
         findings = tuple((f, self._representative(f, spec, runner)) for f in j.findings)
         direct = execution.get("direct")
         why = "" if j.valid or direct is None or direct.error is None else f"{direct.error.type}: {direct.error.message}"
         obs = Observation(spec.id, index, trial_key(trial), trial.dtype, j.valid, j.candidates, j.dismissed,
                           tuple(fingerprint_key(f.fingerprint) for f in j.findings), (),
-                          time.monotonic() - start, execution.death.kind if execution.death else "", why[:160])
+                          time.monotonic() - start, execution.death.kind if execution.death else "", why[:160],
+                          j.conventions)
         return TrialResult(obs, findings, _versions(runner))
 
     def _representative(self, finding: Finding, spec: ApiSpec, runner: Runner) -> Trial:
@@ -180,7 +192,7 @@ class Campaign:
             return finding.trial
 
         def reproduces(t: Trial) -> bool:
-            verdict = judge(runner.run(t, spec, self.config.scenarios), spec, runner)
+            verdict = judge(runner.run(t, spec, scenarios_for(self.config, spec.library)), spec, runner)
             return any(f.fingerprint == fp for f in verdict.findings)
         return minimise(finding.trial, reproduces)
 
@@ -254,14 +266,14 @@ class Campaign:
         libs = tuple(self.config.libraries)
         self.store.save_campaign(CampaignRecord(self.id, self.started_at, now(), libs, tuple(sorted(versions)),
                                                 tuple(sorted(covered)), tuple(sorted(seen)),
-                                                tuple(r.key for r in fixed), True))
+                                                tuple(r.key for r in fixed), True, _conventions(observations)))
 
     def _replay(self, report: BugReport) -> Optional[ReplayResult]:
         spec = next((s for s in self.specs if s.id == f"{report.fingerprint.library}:{report.fingerprint.api}"), None)
         if spec is None:
             return None
         runner = self._runner(self.main_runners, spec.library, 0)
-        return replay_report(report, spec, runner, self.config.scenarios)
+        return replay_report(report, spec, runner, scenarios_for(self.config, spec.library))
 
     def _record(self, result: TrialResult, log) -> Observation:
         new = []

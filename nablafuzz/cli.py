@@ -42,8 +42,9 @@ def _campaign_parser(sub) -> None:
     p.add_argument("--memory-limit", dest="memory_limit_mb", type=int, help="worker address-space limit in MiB")
     p.add_argument("--scenarios", type=_csv, help="comma-separated scenario ids (default: all)")
     p.add_argument("--name", help="campaign name (default: derived from the settings)")
-    p.add_argument("--compiled", action="store_true", default=None,
-                   help="also run the compiled scenario `jit` (torch.compile: slow first compile per API)")
+    p.add_argument("--compiled", action=argparse.BooleanOptionalAction, default=None,
+                   help="run the compiled scenario `jit` (default: on for jax, whose jit is cheap; off for torch, "
+                        "whose torch.compile takes 20-40 s per API)")
     p.add_argument("--no-minimise", dest="minimise", action="store_false", default=None)
     p.add_argument("--triage", metavar="FILE", help="also write the triage report to FILE")
 
@@ -68,6 +69,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("library", nargs="?")
     p.add_argument("--spec-dir", default="api_specs")
     p.add_argument("--out", type=Path, help="derive: output file (default api_specs/<library>/derived.yaml)")
+    p.add_argument("--apis", type=_csv, help="derive: probe only APIs matching these globs (e.g. 'jax.nn.*')")
+    p.add_argument("-v", "--verbose", action="store_true", help="derive: print each probed API as it is done")
     return parser
 
 
@@ -143,7 +146,7 @@ def cmd_specs(args: argparse.Namespace) -> int:
         if not args.library:
             raise NablaError("specs derive needs a library, e.g. `nablafuzz specs derive numpy_ref`")
         out = args.out or Path(args.spec_dir) / args.library / "derived.yaml"
-        n = derive(args.library, out)
+        n = derive(args.library, out, only=args.apis, verbose=args.verbose)
         print(f"wrote {n} specs to {out}")
         return 0
     for line in list_specs(Path(args.spec_dir), args.library, check_only=args.action == "check"):

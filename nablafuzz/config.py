@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 from .errors import ConfigError
 from .scenarios import ALL as ALL_SCENARIOS, COMPILED
@@ -33,11 +33,15 @@ class Config:
     trial_timeout_s: float = 30.0
     memory_limit_mb: int = 0
     scenarios: Tuple[str, ...] = ALL_SCENARIOS
-    compiled: bool = False
+    compiled: Optional[bool] = None  # None: each library's default (COMPILED_BY_DEFAULT)
     minimise: bool = True
     name: str = ""
     profile: str = "default"
 
+
+# Libraries whose compiler is cheap enough to run the `jit` scenario in every trial
+# (jax.jit: ~50 ms per new shape, then microseconds); torch.compile takes 20-40 s per API.
+COMPILED_BY_DEFAULT = ("jax",)
 
 PROFILES: Dict[str, Dict[str, Any]] = {
     "default": {},
@@ -71,11 +75,20 @@ def make_config(profile: str = "default", **overrides: Any) -> Config:
         if value is not None:
             values[key] = tuple(value) if isinstance(value, list) else value
     values.setdefault("workers", min(2, os.cpu_count() or 1))
-    if values.get("compiled") and COMPILED not in values.get("scenarios", ALL_SCENARIOS):
-        values["scenarios"] = tuple(values.get("scenarios", ALL_SCENARIOS)) + (COMPILED,)
     config = Config(**values)
     _validate(config)
     return config
+
+
+def scenarios_for(config: Config, library: str) -> Tuple[str, ...]:
+    """The scenarios a trial of `library` runs: the configured ones, with `jit` when compiled is
+    on, without it when off; unset, `jit` runs when listed, or by default for a library that
+    compiles cheaply unless the scenarios were narrowed."""
+    want = config.compiled
+    if want is None:
+        want = COMPILED in config.scenarios or (library in COMPILED_BY_DEFAULT and config.scenarios == ALL_SCENARIOS)
+    base = tuple(s for s in config.scenarios if s != COMPILED)
+    return base + (COMPILED,) if want else base
 
 
 def _validate(config: Config) -> None:

@@ -15,7 +15,7 @@ import numpy as np
 
 from .compare import compare, output_scale
 from .generate import records, with_dtype
-from .model import ApiSpec, Aspect, Candidate, FilterOutcome, Verdict
+from .model import ApiSpec, Aspect, Candidate, FilterOutcome, KnownIssue, Verdict
 from .runtime.runner import Execution, Runner
 from .scenarios import direction, order
 from .tensors import FLOAT_DTYPES, to_array
@@ -46,12 +46,27 @@ def _outcome(name: str, dismissed: bool, reason: str) -> FilterOutcome:
     return FilterOutcome(name, dismissed, reason)
 
 
+def _matches(k: KnownIssue, cand: Candidate, when: str) -> bool:
+    return k.when == when and (not k.verdict or k.verdict == cand.verdict.value) and (
+        not k.scenarios or bool(set(k.scenarios) & set(cand.scenarios)))
+
+
 @instability_filter("known_issue")
 def known_issue(ctx: FilterContext, cand: Candidate) -> Optional[FilterOutcome]:
+    """Known upstream issues, and library conventions that hold at any input (their own name,
+    `convention`, in statistics and triage: a convention is a documented choice, not a bug)."""
     for k in ctx.spec.known_issues:
-        if (not k.verdict or k.verdict == cand.verdict.value) and (not k.scenarios or set(k.scenarios) & set(cand.scenarios)):
-            return _outcome("known_issue", True, f"known issue: {k.reason} ({k.url})")
+        if _matches(k, cand, ""):
+            kind = "convention" if k.convention else "known_issue"
+            return _outcome(kind, True, f"{kind.replace('_', ' ')}: {k.reason} ({k.url})")
     return None
+
+
+def _kink_convention(ctx: FilterContext, cand: Candidate, outcome: FilterOutcome) -> FilterOutcome:
+    """A kink the library resolves by a documented convention (e.g. ties split 0.5/0.5) is
+    classified as that convention rather than as a generic kink."""
+    k = next((k for k in ctx.spec.known_issues if k.convention and _matches(k, cand, "kink")), None)
+    return outcome if k is None else _outcome("convention", True, f"convention: {k.reason} ({k.url}); {outcome.reason}")
 
 
 @instability_filter("nonfinite")
@@ -246,15 +261,16 @@ def kink(ctx: FilterContext, cand: Candidate) -> Optional[FilterOutcome]:
     if ctx.spec.kinks == "selection":
         tie = _selection_tie(ctx, cand, probe)
         if tie:
-            return _outcome("kink", True, tie)
+            return _kink_convention(ctx, cand, _outcome("kink", True, tie))
     kinked, lo, hi = _hull(probe.values, probe.points, probe.dirs)
     if not kinked:
         return _outcome("kink", False, "smooth at this input: one-sided differences agree in every coordinate")
     slack = d.tolerance.atol + d.tolerance.rtol * max(abs(lo), abs(hi), abs(d.actual or 0.0)) + 1e-4 * (hi - lo)
     where = ", ".join(f"in {i} [{j}]" for i, j in kinked[:4]) + (" ..." if len(kinked) > 4 else "")
     if d.actual is not None and lo - slack <= d.actual <= hi + slack:
-        return _outcome("kink", True, f"kink at {where}: {d.scenarios[0]} = {d.actual:.6g} lies in the "
-                        f"one-sided derivatives' hull [{lo:.6g}, {hi:.6g}] (a subgradient convention)")
+        return _kink_convention(ctx, cand, _outcome(
+            "kink", True, f"kink at {where}: {d.scenarios[0]} = {d.actual:.6g} lies in the one-sided "
+            f"derivatives' hull [{lo:.6g}, {hi:.6g}] (a subgradient convention)"))
     return _outcome("kink", False, f"kink at {where}, but {d.scenarios[0]} = {d.actual:.6g} is outside the "
                     f"one-sided derivatives' hull [{lo:.6g}, {hi:.6g}]: no convention explains it")
 

@@ -84,10 +84,16 @@ class Tolerance:
 
 @dataclass(frozen=True)
 class KnownIssue:
+    """An upstream-documented disagreement.  `convention`: a library's documented choice, not a
+    bug (classified as such, never reported); `when: kink` applies it only where the kink filter
+    finds the input at a kink or tie."""
+
     reason: str
     url: str
     scenarios: Tuple[str, ...] = ()
     verdict: Optional[str] = None
+    convention: bool = False
+    when: str = ""
 
 
 @dataclass(frozen=True)
@@ -284,3 +290,4 @@ class CampaignRecord:
     seen: Tuple[str, ...]
     fixed: Tuple[str, ...] = ()
     complete: bool = False
+    conventions: Tuple[Tuple[str, str, int], ...] = ()  # (api id, why, candidates) classified as conventions

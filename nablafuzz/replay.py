@@ -55,7 +55,9 @@ def spec_for(report: BugReport, specs: SpecSet) -> ApiSpec:
 
 
 def replay_report(report: BugReport, spec: ApiSpec, runner: Runner, scenarios: Sequence[str] = ALL) -> ReplayResult:
-    verdict = judge(runner.run(report.trial, spec, scenarios), spec, runner)
+    """Re-run the report's trial; the scenarios its fingerprint names (e.g. `jit`) always run."""
+    extra = tuple(s for s in report.fingerprint.scenarios if s not in scenarios)
+    verdict = judge(runner.run(report.trial, spec, tuple(scenarios) + extra), spec, runner)
     found = {f.fingerprint for f in verdict.findings}
     if report.fingerprint in found:
         outcome = ReplayOutcome.REPRODUCED

@@ -9,7 +9,7 @@ which `write_specs` turns into a file.
 from __future__ import annotations
 
 import fnmatch
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
@@ -173,11 +173,58 @@ def _tolerances(ctx: _Ctx, data: Any) -> Tuple[Tuple[str, Tolerance], ...]:
     return tuple(sorted(out))
 
 
-def _known_issue(ctx: _Ctx, data: Any) -> KnownIssue:
-    if not isinstance(data, dict) or not data.get("reason") or not data.get("url"):
-        raise ctx.fail("known_issues", f"each known issue needs a reason and an upstream url, got {_shown(data)}",
+WHEN = ("", "kink")
+
+
+def _known_issue(ctx: _Ctx, data: Any, convention: bool = False, field: str = "known_issues") -> KnownIssue:
+    if not isinstance(data, dict) or not data.get("reason") or not str(data.get("url", "")).startswith("http"):
+        raise ctx.fail(field, f"each entry needs a reason and an upstream url, got {_shown(data)}",
                        "write {reason: ..., url: https://..., scenarios: [fwd], verdict: derivative_mismatch}")
-    return KnownIssue(str(data["reason"]), str(data["url"]), tuple(data.get("scenarios", ())), data.get("verdict"))
+    if data.get("when", "") not in WHEN:
+        raise ctx.fail(f"{field}.when", f"unknown condition {data['when']!r}", f"use one of {list(WHEN[1:])} or leave it out")
+    return KnownIssue(str(data["reason"]), str(data["url"]), tuple(data.get("scenarios", ())), data.get("verdict"),
+                      convention, str(data.get("when", "")))
+
+
+@dataclass(frozen=True)
+class Convention:
+    """One row of the convention table: which APIs (globs) of which library it covers."""
+
+    library: str
+    apis: Tuple[str, ...]
+    issue: KnownIssue
+
+    def covers(self, spec: ApiSpec) -> bool:
+        return spec.library == self.library and any(fnmatch.fnmatchcase(spec.name, p) for p in self.apis)
+
+
+CONVENTIONS_FILE = "conventions.yaml"
+
+
+def load_conventions(path: Path) -> Tuple[Convention, ...]:
+    """The convention table (`api_specs/conventions.yaml`): documented library conventions that
+    look like AD disagreements, each with its upstream reference.  Missing file: no conventions."""
+    if not path.exists():
+        return ()
+    ctx = _Ctx(str(path))
+    try:
+        data = yaml.load(path.read_text(), Loader=_LineLoader)
+    except yaml.YAMLError as exc:
+        raise ctx.fail("(file)", f"cannot be read as YAML: {exc}", "fix the YAML syntax") from None
+    rows = _expect(ctx, data if isinstance(data, dict) else {}, "conventions", list, "list entries under `conventions:`")
+    out = []
+    for row in rows:
+        ctx.line = row.get("__line__", 0) if isinstance(row, dict) else 0
+        if not isinstance(row, dict) or not isinstance(row.get("library"), str) or not isinstance(row.get("apis"), list):
+            raise ctx.fail("conventions", f"each convention needs a library and a list of apis, got {_shown(row)}",
+                           "write {library: jax, apis: [jax.numpy.maximum], reason: ..., url: https://...}")
+        out.append(Convention(row["library"], tuple(row["apis"]), _known_issue(ctx, row, True, "conventions")))
+    return tuple(out)
+
+
+def with_conventions(specs: Sequence[ApiSpec], conventions: Sequence[Convention]) -> List[ApiSpec]:
+    return [replace(s, known_issues=s.known_issues + tuple(c.issue for c in conventions if c.covers(s)))
+            for s in specs]
 
 
 def parse_api(ctx: _Ctx, library: str, data: Any, line: int = 0) -> ApiSpec:
@@ -198,6 +245,11 @@ def parse_api(ctx: _Ctx, library: str, data: Any, line: int = 0) -> ApiSpec:
     more = tuple(_args(ctx, o) for o in overloads)
     ctx.line = data.get("__line__", 0)
     return _api(ctx, library, name, data, args, more)
+
+
+def spec_from_dict(library: str, data: Dict[str, Any], origin: str) -> ApiSpec:
+    """One spec-file API entry (a dict, e.g. proposed by a spec source) as a validated ApiSpec."""
+    return parse_api(_Ctx(origin), library, data)
 
 
 def _args(ctx: _Ctx, raw: List[Any]) -> Tuple[ArgSpec, ...]:
@@ -270,7 +322,8 @@ def load_specs(spec_dir: Path, libraries: Iterable[str], extra_files: Iterable[P
                 raise SpecError(s.source, s.name, "name", f"also defined at {specs[s.id].source}",
                                 "keep one definition (a --specs file may not redefine a library API)")
             specs[s.id] = s
-    return SpecSet(tuple(specs.values()))
+    conventions = load_conventions(spec_dir / CONVENTIONS_FILE)
+    return SpecSet(tuple(with_conventions(list(specs.values()), conventions)))
 
 
 def write_specs(path: Path, library: str, apis: Sequence[Dict[str, Any]], origin: str,

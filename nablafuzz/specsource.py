@@ -1,33 +1,61 @@
 """Spec sources: derive `api_specs/<library>/` from the library's own metadata.
 
-Derivation runs inside the library's worker (the orchestrator never imports a DL library):
-the worker's `specs` request returns spec dicts, validated and written here by `write_specs`.
+Two sources, both asked of the library's worker (the orchestrator never imports a DL library):
+`specs`, specs an adapter derives itself (torch from OpInfo), and `catalogue`, public callables
+with signatures that the probing source (`nablafuzz.probing`) turns into specs by running
+argument templates.  The union is validated and written by `write_specs`; what neither could
+derive is listed at the end of the file with the reason.
 """
 from __future__ import annotations
 
+import fnmatch
+import sys
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 from .errors import WorkerError
+from .probing import entry_from_dict, probe_entries
 from .runtime.process import WorkerProcess
 from .runtime.registry import resolve_runtime
 from .spec import load_file, load_specs, write_specs
 
+LOGS = Path(".nablafuzz/logs")
 
-def derive(library: str, out: Path, timeout_s: float = 1800.0) -> int:
-    worker = WorkerProcess(resolve_runtime(library), Path(".nablafuzz/logs") / f"specs-{library}.log")
+
+def _ask(worker: WorkerProcess, op: str, library: str, timeout_s: float) -> Dict[str, Any]:
+    ex = worker.request({"op": op}, timeout_s, until=op)
+    if ex.death is not None or not ex.messages or ex.messages[-1].get("op") != op:
+        detail = ex.death.detail if ex.death else ex.messages[-1] if ex.messages else "no answer"
+        raise WorkerError(f"spec derivation ({op}) for {library} failed: {detail}")
+    return ex.messages[-1]
+
+
+def derive(library: str, out: Path, timeout_s: float = 1800.0, workers: int = 2, verbose: bool = False,
+           only: Optional[Sequence[str]] = None) -> int:
+    """Write `out`; `only` (globs) limits what is probed, for trying a change on a few APIs."""
+    runtime = resolve_runtime(library, [str(Path.cwd())])
+    worker = WorkerProcess(runtime, LOGS / f"specs-{library}.log")
     worker.start()
     try:
-        ex = worker.request({"op": "specs"}, timeout_s, until="specs")
+        derived = _ask(worker, "specs", library, timeout_s)
+        catalogue = _ask(worker, "catalogue", library, timeout_s)
     finally:
         worker.close()
-    if ex.death is not None or not ex.messages or ex.messages[-1].get("op") != "specs":
-        detail = ex.death.detail if ex.death else ex.messages[-1] if ex.messages else "no answer"
-        raise WorkerError(f"spec derivation for {library} failed: {detail}")
-    apis, dropped = ex.messages[-1]["apis"], ex.messages[-1].get("dropped", [])
+    apis: List[Dict[str, Any]] = list(derived.get("apis", []))
+    dropped: List[str] = list(derived.get("dropped", [])) + list(catalogue.get("dropped", []))
+    have = {a["name"] for a in apis}
+    entries = [entry_from_dict(e) for e in catalogue.get("entries", []) if e["name"] not in have
+               and (not only or any(fnmatch.fnmatchcase(e["name"], g) for g in only))]
+    log = (lambda line: print(line, file=sys.stderr)) if verbose else None
+    for entry, spec, why in probe_entries(runtime, entries, LOGS, workers, log):
+        if spec is not None:
+            apis.append(spec)
+        else:
+            dropped.append(f"{entry.name}: {why}")
     if not apis:
         raise WorkerError(f"the {library} adapter derived no specs (it has no spec source yet); "
                           f"nothing was written to {out}")
+    apis.sort(key=lambda a: a["name"])
     write_specs(out, library, apis, f"nablafuzz specs derive {library}", dropped)
     return len(apis)
 

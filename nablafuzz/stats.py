@@ -25,6 +25,7 @@ class Observation:
     seconds: float
     death: str = ""
     invalid: str = ""
+    conventions: Tuple[str, ...] = ()
 
     def with_new(self, new: Tuple[str, ...]) -> "Observation":
         return replace(self, new=new)
@@ -33,13 +34,15 @@ class Observation:
         return {"api": self.api, "index": self.index, "trial": self.trial, "dtype": self.dtype,
                 "valid": self.valid, "candidates": self.candidates, "dismissed": dict(self.dismissed),
                 "findings": list(self.findings), "new": list(self.new), "seconds": round(self.seconds, 6),
-                "death": self.death, "invalid": self.invalid}
+                "death": self.death, "invalid": self.invalid,
+                **({"conventions": list(self.conventions)} if self.conventions else {})}
 
     @staticmethod
     def from_json(d: Dict[str, Any]) -> "Observation":
         return Observation(d["api"], int(d["index"]), d["trial"], d["dtype"], bool(d["valid"]),
                            int(d["candidates"]), tuple(sorted(d["dismissed"].items())), tuple(d["findings"]),
-                           tuple(d["new"]), float(d["seconds"]), d.get("death", ""), d.get("invalid", ""))
+                           tuple(d["new"]), float(d["seconds"]), d.get("death", ""), d.get("invalid", ""),
+                           tuple(d.get("conventions", ())))
 
 
 @dataclass(frozen=True)

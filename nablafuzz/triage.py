@@ -116,6 +116,24 @@ def _summary(reports: Sequence[BugReport], changes: Dict[str, str]) -> List[str]
     return lines + [""]
 
 
+def _conventions(campaigns: Sequence[CampaignRecord]) -> List[str]:
+    """Candidates the convention table classified, per library from its latest campaign: shown,
+    never mixed with bugs."""
+    latest: Dict[str, CampaignRecord] = {}
+    for c in campaigns:
+        for lib in c.libraries:
+            latest[lib] = c
+    rows = sorted({row for lib, c in latest.items() for row in c.conventions if row[0].split(":")[0] == lib})
+    if not rows:
+        return []
+    lines = ["## Conventions (documented library behaviour, not bugs)", "",
+             "Disagreements explained by a row of the convention table (`api_specs/conventions.yaml`); "
+             "each names its upstream reference.", "",
+             "| API | candidates | convention |", "|---|---:|---|"]
+    lines += [f"| `{api}` | {n} | {_cell(why)} |" for api, why, n in rows]
+    return lines + [""]
+
+
 def _problems(errors: Iterable[Exception], warnings: Sequence[str]) -> List[str]:
     items = [f"- {_one_line(str(e))}" for e in errors] + [f"- warning: {_one_line(w)}" for w in warnings]
     return ["## Problems", "", *items, ""] if items else []
@@ -219,7 +237,7 @@ def render_triage(store_root: Path, out: Optional[Path] = None) -> str:
     changes = {r.key: change(r, latest) for r in reports}
     body = _groups(reports, root, changes) or ["No bug reports in this store.", ""]
     text = "\n".join(_header(root, reports, campaigns) + _summary(reports, changes)
-                     + _problems(errors, warnings) + body).rstrip("\n") + "\n"
+                     + _problems(errors, warnings) + body + _conventions(campaigns)).rstrip("\n") + "\n"
     if out is not None:
         write_atomic(Path(out), text)
     return text

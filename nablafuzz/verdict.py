@@ -17,6 +17,7 @@ class Judgement:
     candidates: int
     dismissed: Tuple[Tuple[str, int], ...]
     findings: Tuple[Finding, ...]
+    conventions: Tuple[str, ...] = ()  # why each candidate classified as a convention was
 
 
 TAIL = 1e-12
@@ -69,6 +70,7 @@ def judge(execution: Execution, spec: ApiSpec, runner: Runner) -> Judgement:
     ctx = FilterContext(execution, spec, runner)
     dismissed: Dict[str, int] = {}
     findings: List[Finding] = []
+    conventions: List[str] = []
     for cand in comparison.candidates:
         if cand.ambiguous:
             cand = break_tie(ctx, cand)
@@ -76,6 +78,8 @@ def judge(execution: Execution, spec: ApiSpec, runner: Runner) -> Judgement:
         last = outcomes[-1] if outcomes else None
         if last is not None and last.dismissed:
             dismissed[last.filter] = dismissed.get(last.filter, 0) + 1
+            if last.filter == "convention":
+                conventions.append(last.reason)
             if last.filter == "nondeterminism" and not spec.random:
                 nd = _nondeterministic(last)
                 findings.append(Finding(execution.trial, nd, outcomes, "wrong", nd.message))
@@ -83,4 +87,4 @@ def judge(execution: Execution, spec: ApiSpec, runner: Runner) -> Judgement:
         findings.append(Finding(execution.trial, cand, outcomes, severity(cand), cand.message))
     unique = {f.fingerprint: f for f in findings}
     return Judgement(comparison.valid, len(comparison.candidates), tuple(sorted(dismissed.items())),
-                     tuple(unique.values()))
+                     tuple(unique.values()), tuple(conventions))

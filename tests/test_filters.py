@@ -304,3 +304,68 @@ def test_three_way_tie_of_a_selection_op(runner, kinks, dismissed):
     j = judge(execution, spec, runner)
     assert j.candidates == 1
     assert (j.dismissed == (("kink", 1),)) is dismissed and (j.findings == ()) is dismissed
+
+
+# ---- the convention table -----------------------------------------------------------------------
+
+def _with_convention(spec: ApiSpec, **row: Any) -> ApiSpec:
+    from nablafuzz.spec import Convention, KnownIssue, with_conventions
+    issue = KnownIssue(row.get("reason", "ties split 0.5/0.5 by design"), URL, (), row.get("verdict"), True,
+                       row.get("when", ""))
+    (out,) = with_conventions([spec], [Convention("numpy_ref", (spec.name,), issue)])
+    return out
+
+
+def _judge_spec(runner: Runner, spec: ApiSpec, x: Sequence) -> Judgement:
+    execution = runner.run(make_trial(spec.name, x), spec, ALL)
+    return judge(execution, spec, runner)
+
+
+def test_convention_at_a_kink_is_classified_as_convention(runner):
+    spec = _with_convention(make_spec("helper_ops:abs_conventions"), when="kink", verdict="derivative_mismatch")
+    j = _judge_spec(runner, spec, [0.0, 1.0, -2.0])
+    assert j.dismissed == (("convention", 1),) and j.findings == ()
+    assert len(j.conventions) == 1 and URL in j.conventions[0] and "kink at" in j.conventions[0]
+
+
+def test_kink_convention_does_not_hide_a_bug_at_a_smooth_point(runner):
+    spec = _with_convention(make_spec("broken_ops:tanh_fwd"), when="kink", verdict="derivative_mismatch")
+    j = _judge_spec(runner, spec, [0.5, 1.0])
+    (finding,) = j.findings
+    assert finding.candidate.scenarios == ("fwd",) and j.conventions == ()
+
+
+def test_unconditional_convention_names_itself(runner):
+    spec = _with_convention(make_spec("broken_ops:tanh_fwd"), verdict="derivative_mismatch")
+    j = _judge_spec(runner, spec, [0.5, 1.0])
+    assert j.dismissed == (("convention", 1),) and j.findings == ()
+    assert j.conventions[0].startswith("convention: ties split")
+
+
+def test_convention_table_is_attached_by_api_glob(tmp_path):
+    from nablafuzz.spec import load_specs
+    (tmp_path / "numpy_ref").mkdir()
+    (tmp_path / "numpy_ref" / "s.yaml").write_text("library: numpy_ref\napis:\n- {name: maximum, args: [{name: x}]}\n"
+                                                  "- {name: exp, args: [{name: x}]}\n")
+    (tmp_path / "conventions.yaml").write_text(
+        f"conventions:\n- {{library: numpy_ref, apis: ['max*'], when: kink, reason: tie split, url: '{URL}'}}\n")
+    specs = load_specs(tmp_path, ["numpy_ref"]).by_id()
+    (k,) = specs["numpy_ref:maximum"].known_issues
+    assert k.convention and k.when == "kink" and k.url == URL
+    assert specs["numpy_ref:exp"].known_issues == ()
+
+
+@pytest.mark.parametrize("row, field", [
+    ("{library: numpy_ref, apis: [exp], reason: r}", "conventions"),
+    ("{library: numpy_ref, apis: [exp], reason: r, url: 'https://x', when: sometimes}", "conventions.when"),
+    ("{apis: [exp], reason: r, url: 'https://x'}", "conventions"),
+])
+def test_malformed_convention_table_names_file_field_and_fix(tmp_path, row, field):
+    from nablafuzz.errors import SpecError
+    from nablafuzz.spec import load_conventions
+    path = tmp_path / "conventions.yaml"
+    path.write_text(f"conventions:\n- {row}\n")
+    with pytest.raises(SpecError) as err:
+        load_conventions(path)
+    text = str(err.value)
+    assert str(path) in text and field in text

@@ -149,6 +149,11 @@ class Adapter:
         """This library's spec source: {"apis": [spec-file dicts], "dropped": ["what: why"]}."""
         return {"apis": [], "dropped": []}
 
+    def catalogue(self) -> Dict[str, Any]:
+        """Public callables for the probing spec source (`nablafuzz.introspect.catalogue`):
+        {"entries": [...], "dropped": [...]}; APIs `derive_specs` covers need not be listed."""
+        return {"entries": [], "dropped": []}
+
 
 @dataclass(frozen=True)
 class _Diff:
@@ -196,17 +201,18 @@ class ComposableAdapter(Adapter):
     def _native(self, arrays: Sequence[np.ndarray], like: Sequence[np.ndarray], grad: bool = False) -> List[Any]:
         return [self.from_numpy(np.asarray(a), str(x.dtype), grad) for a, x in zip(arrays, like)]
 
+    def flatten(self, out: Any) -> List[Any]:
+        """A call's result as the flat list of output tensors that scenarios compare."""
+        return list(out) if isinstance(out, (tuple, list)) else [out]
+
     def _outputs(self, call: BoundCall) -> Call:
         def f(xs: List[Any]) -> List[Any]:
-            outs = call.fn(*xs)
-            outs = list(outs) if isinstance(outs, (tuple, list)) else [outs]
+            outs = self.flatten(call.fn(*xs))
             return outs if call.diff_outputs is None else [outs[i] for i in call.diff_outputs]
         return f
 
     def direct(self, call, xs):
-        outs = call.fn(*self._native(xs, xs))
-        outs = list(outs) if isinstance(outs, (tuple, list)) else [outs]
-        return [self.to_numpy(o) for o in outs]
+        return [self.to_numpy(o) for o in self.flatten(call.fn(*self._native(xs, xs)))]
 
     def first_order(self, mode, call, xs, us, vs):
         f, nx = self._outputs(call), self._native(xs, xs, grad=True)

@@ -2,12 +2,15 @@
 
 `jax_enable_x64` is switched on before any array exists (JAX otherwise computes in float32
 silently).  Reverse mode is `jax.vjp`, forward mode `jax.jvp`; both nest freely, so every
-composition of `ComposableAdapter` applies as is.  Spec derivation by probing and the `jit`
-scenario belong to the JAX issue and are not here yet.
+composition of `ComposableAdapter` applies as is.  The `jit` scenario differentiates
+`jax.jit` of the call (arrays traced, everything else static), so the compiled primal and its
+compiled transpose are checked against eager.  Specs come from the probing spec source over
+the catalogue of `MODULES`.
 """
 from __future__ import annotations
 
 import importlib
+import re
 from typing import Any, Dict, List
 
 import jax
@@ -17,7 +20,28 @@ jax.config.update("jax_enable_x64", True)
 import jax.numpy as jnp  # noqa: E402  (after x64 is on)
 import numpy as np  # noqa: E402
 
+from ..introspect import catalogue  # noqa: E402
+from ..model import Outcome  # noqa: E402
 from .base import ComposableAdapter, UnknownApi, resolve_user_function  # noqa: E402
+
+MODULES = ("jax.numpy", "jax.numpy.linalg", "jax.numpy.fft", "jax.lax", "jax.lax.linalg", "jax.nn",
+           "jax.scipy.special", "jax.scipy.linalg", "jax.scipy.signal", "jax.scipy.fft", "jax.scipy.ndimage",
+           "jax.scipy.integrate", "jax.scipy.cluster.vq", "jax.scipy.spatial.transform") + tuple(
+    f"jax.scipy.stats.{d}" for d in (
+        "bernoulli", "beta", "betabinom", "binom", "cauchy", "chi2", "dirichlet", "expon", "gamma", "gennorm",
+        "geom", "gumbel_l", "gumbel_r", "laplace", "logistic", "multinomial", "multivariate_normal", "nbinom",
+        "norm", "pareto", "poisson", "t", "truncnorm", "uniform", "vonmises", "wrapcauchy")) + ("jax.scipy.stats",)
+# Not APIs to differentiate: array creation from shapes, dtype queries, host callbacks, printing,
+# control flow and tracing utilities (they take functions), and explicitly random ops.
+SKIP = re.compile(r"\.(callback|pure_callback|io_callback|cond|switch|while_loop|fori_loop|scan|map|associative_scan"
+                  r"|custom_\w+|create_token|after_all|infeed|outfeed|rng_\w+|random_\w+|psum\w*|pmax"
+                  r"|pmin|pmean|ppermute|pshuffle|pswapaxes|all_gather|all_to_all|axis_index|axis_size|pbroadcast"
+                  r"|psend|precv|ragged_\w+|composite|optimization_barrier|with_sharding_constraint|shard_\w+"
+                  r"|set_printoptions|printoptions|get_printoptions|load|save\w*|frompyfunc|vectorize|piecewise"
+                  r"|apply_along_axis|apply_over_axes|fromfunction|fromiter|from_dlpack|fromfile|frombuffer"
+                  r"|fromstring|iterable|show_config|info|register_\w+|dtype|iinfo|finfo"
+                  r"|reduce|reduce_and|reduce_or|reduce_xor|sharding\w*|is_\w+|isdtype|issubdtype|can_cast"
+                  r"|result_type|promote_types|ndim|shape|size)$")
 
 
 def _resolve_dotted(api: str) -> Any:
@@ -34,6 +58,13 @@ def _resolve_dotted(api: str) -> Any:
                 raise UnknownApi(f"jax has no {api!r}")
         return obj
     raise UnknownApi(f"jax has no {api!r}")
+
+
+# Note [complex outputs], as in the torch adapter: a complex output z is compared as the real
+# pair (Re z, Im z), so each scenario is real analysis of a real function.
+def _real(t: Any) -> Any:
+    t = jnp.asarray(t)
+    return jnp.stack([t.real, t.imag], axis=-1) if jnp.iscomplexobj(t) else t
 
 
 def _float0_to_zero(g: Any, x: Any) -> Any:
@@ -66,6 +97,43 @@ class JaxAdapter(ComposableAdapter):
 
     def dtype(self, name: str) -> Any:
         return jnp.dtype(name)
+
+    def flatten(self, out: Any) -> List[Any]:
+        """Pytree leaves (named tuples, dicts, Python scalars) as arrays, complex as real pairs."""
+        return [_real(leaf) for leaf in jax.tree_util.tree_leaves(out)]
+
+    def catalogue(self) -> Dict[str, Any]:
+        return catalogue(MODULES, SKIP)
+
+    def compiled(self, fn: Any) -> Any:
+        """`fn` under `jax.jit`: array arguments are traced, all others are static constants.
+        One jitted function per (API, static arguments), so shapes seen before do not recompile."""
+        cache = self.__dict__.setdefault("_jitted", {})
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            leaves, tree = jax.tree_util.tree_flatten((args, kwargs))
+            arrays = [i for i, x in enumerate(leaves) if isinstance(x, (jax.Array, jax.core.Tracer))]
+            static = tuple((i, repr(x)) for i, x in enumerate(leaves) if i not in arrays)
+            key = (id(fn), str(tree), static)
+            if key not in cache:
+                if len(cache) > 256:
+                    cache.clear()
+
+                def inner(*traced: Any, _leaves=list(leaves), _slots=tuple(arrays)) -> Any:
+                    filled = list(_leaves)
+                    for i, x in zip(_slots, traced):
+                        filled[i] = x
+                    a, k = jax.tree_util.tree_unflatten(tree, filled)
+                    return fn(*a, **k)
+                cache[key] = (fn, jax.jit(inner))
+            return cache[key][1](*(leaves[i] for i in arrays))
+        return call
+
+    def classify(self, exc: BaseException) -> Outcome:
+        """Forward mode through a `custom_vjp` rule is unsupported by design, not an error."""
+        if isinstance(exc, NotImplementedError) or "can't apply forward-mode autodiff (jvp) to a custom_vjp" in str(exc):
+            return Outcome.UNSUPPORTED
+        return Outcome.RAISED
 
     def seed(self, seed: int) -> None:
         """JAX has no global RNG: random APIs take explicit keys, which the spec supplies."""

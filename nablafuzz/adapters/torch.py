@@ -18,7 +18,7 @@ import torch
 import torch.autograd.forward_ad as fwAD
 
 from ..model import Outcome
-from .base import BoundCall, ComposableAdapter, SecondOrder, UnknownApi, resolve_user_function
+from .base import ComposableAdapter, SecondOrder, UnknownApi, resolve_user_function
 from .torch_messages import classify_message
 
 # Note [complex outputs]
@@ -112,15 +112,12 @@ class TorchAdapter(ComposableAdapter):
             return Outcome.UNSUPPORTED
         return classify_message(str(exc)) if isinstance(exc, RuntimeError) else Outcome.RAISED
 
-    def _outputs(self, call: BoundCall):
-        def f(xs: List[Any]) -> List[Any]:
-            outs = _tensors(call.fn(*xs))
-            return outs if call.diff_outputs is None else [outs[i] for i in call.diff_outputs]
-        return f
+    def flatten(self, out: Any) -> List[Any]:
+        return _tensors(out)
 
     def direct(self, call, xs):
         with torch.no_grad():
-            return [self.to_numpy(o) for o in _tensors(call.fn(*self._native(xs, xs)))]
+            return super().direct(call, xs)
 
     def dot(self, a: List[Any], b: List[Any]) -> Any:
         terms = [(x * y).sum() for x, y in zip(a, b)]

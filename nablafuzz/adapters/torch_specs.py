@@ -18,13 +18,13 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import torch
 
+from ..naming import SELECTION
+
 MAX_ELEMENTS = 128
 MAX_OVERLOADS = 3
 FLOATS = {torch.float64: "float64", torch.float32: "float32", torch.float16: "float16"}
 RANDOM = re.compile(r"dropout|rrelu|bernoulli|normal|multinomial|gumbel|rand|uniform|poisson|exponential|cauchy"
                     r"|geometric|log_normal")
-SELECTION = re.compile(r"median|quantile|sort|topk|kthvalue|mode|^max|^min|amax|amin|cummax|cummin|max_pool"
-                       r"|maximum|minimum|fmax|fmin|clamp|aminmax|unpool")
 DOMAINS = {(0, None): "positive", (-1, 1): "symmetric_unit", (0, 1): "open_unit_interval",
            (-1, None): "above_minus_one", (1, None): "positive"}
 

@@ -4,7 +4,8 @@ Started as `python -m nablafuzz.runtime.worker LIBRARY`.  stdout carries the bin
 only (anything a library prints to stdout is redirected to stderr, which goes to a log file).
 Requests:  {"op": "hello"} -> versions;  {"op": "run", ...} -> one "result" message per
 scenario, streamed as each finishes (so a crash names the scenario it happened in), then
-{"op": "done"};  {"op": "probe", ...} -> {"op": "values"};  {"op": "exit"}.
+{"op": "done"};  {"op": "probe", ...} -> {"op": "values"};  {"op": "specs"} -> derived specs;
+{"op": "catalogue"} -> public callables to probe;  {"op": "exit"}.
 Worker-safe: Python 3.10, numpy 1.26.
 """
 from __future__ import annotations
@@ -59,6 +60,8 @@ class Worker:
             write_message(self.out, {"op": "hello", "versions": versions, "pid": os.getpid()})
         elif op == "specs":
             write_message(self.out, dict(self.adapter.derive_specs(), op="specs"))
+        elif op == "catalogue":
+            write_message(self.out, dict(self.adapter.catalogue(), op="catalogue"))
         elif op in ("run", "probe"):
             self.answer(op, request)
         else:

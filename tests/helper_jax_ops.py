@@ -1,0 +1,25 @@
+"""A JAX function with a `custom_vjp` rule (forward mode through it is unsupported by design)."""
+import jax
+import jax.numpy as jnp
+
+
+@jax.custom_vjp
+def clipped_square(x):
+    return x * x
+
+
+def _fwd(x):
+    return x * x, x
+
+
+def _bwd(x, g):
+    return (jnp.clip(2 * x, -1.0, 1.0) * g,)
+
+
+clipped_square.defvjp(_fwd, _bwd)
+
+
+def jit_differs(x):
+    """2x eagerly, 3x under jit (tracers are not concrete arrays): a planted jit-only bug."""
+    factor = 3.0 if isinstance(x, jax.core.Tracer) and not hasattr(x, "primal") else 2.0
+    return factor * x

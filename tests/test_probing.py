@@ -1,0 +1,111 @@
+"""The probing spec source: parameter roles, templates, and probing real JAX functions."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from nablafuzz.probing import Entry, NoTemplate, Param, entry_from_dict, families, probe_entries, role, roles, template
+from nablafuzz.runtime.process import WorkerProcess
+from nablafuzz.runtime.registry import resolve_runtime
+from nablafuzz.spec import spec_from_dict
+
+
+def P(name, annotation="ArrayLike", required=True, kind="positional_or_keyword", **default):
+    return Param(name, kind, annotation, required, default.get("default"), "default" in default)
+
+
+@pytest.mark.parametrize("param, expected", [
+    (P("x"), "tensor"),
+    (P("arrays", "Sequence[ArrayLike]"), "tensor_list"),
+    (P("args", "", False, "var_positional"), "varargs"),
+    (P("axis", "int | Sequence[int] | None", False, default=None), "opt_axis"),
+    (P("axes", "Sequence[int]"), "axes"),
+    (P("keepdims", "bool", False, default=False), "keepdims"),
+    (P("shape", "Shape"), "shape"),
+    (P("indices"), "index"),
+    (P("condition"), "mask"),
+    (P("n", "int"), "int"),
+    (P("loc", "ArrayLike", False, default=0), "opt_tensor"),
+    (P("dtype", "DTypeLike | None", False, default=None), ""),
+    (P("initial", "ArrayLike | None", False, default=None), ""),
+    (P("kwargs", "", False, "var_keyword"), ""),
+])
+def test_roles_from_names_and_annotations(param, expected):
+    assert role(param) == expected
+
+
+@pytest.mark.parametrize("param, why", [(P("key"), "random key"), (P("fun", "Callable"), "needs a Callable")])
+def test_unfillable_parameters_are_refused_with_the_reason(param, why):
+    with pytest.raises(NoTemplate, match=why):
+        role(param)
+
+
+def test_an_optional_first_array_becomes_the_input():
+    # clip(arr=None, /, min=None, max=None): no required array, the first array parameter is the input
+    entry = Entry("jax.numpy.clip", "jax.numpy", (P("arr", "ArrayLike | None", False, "positional_only", default=None),
+                                                  P("min", "ArrayLike | None", False, default=None)))
+    assert [r for _, r in roles(entry)] == ["tensor"]
+
+
+def test_no_array_argument_is_refused():
+    with pytest.raises(NoTemplate, match="no array argument"):
+        roles(Entry("jax.numpy.eye", "jax.numpy", (P("N", "int"),)))
+
+
+def test_every_family_gives_a_valid_spec():
+    entry = Entry("lib.f", "lib", (P("a"), P("b"), P("axis", "int | None", False, default=None),
+                                   P("keepdims", "bool", False, default=False), P("loc", "ArrayLike", False, default=0)))
+    rs = roles(entry)
+    for family in families(entry, rs) + ["fixed"]:
+        for optional in (True, False):
+            args = template(rs, family, "positive", optional)
+            spec = spec_from_dict("jax", {"name": "lib.f", "args": args}, "test")
+            assert [a.name for a in spec.args][:2] == ["a", "b"]
+            assert ("loc" in [a.name for a in spec.args]) == optional
+            assert spec.args[0].domain == "positive"
+
+
+def test_family_order_follows_the_api():
+    matrix = Entry("jax.numpy.linalg.solve", "jax.numpy.linalg", (P("a"), P("b")))
+    shaped = Entry("jax.numpy.reshape", "jax.numpy", (P("a"), P("shape", "Shape")))
+    assert families(matrix, roles(matrix))[0] == "square"
+    assert families(shaped, roles(shaped))[0] == "fixed"
+
+
+@pytest.fixture(scope="module")
+def jax_catalogue(tmp_path_factory):
+    worker = WorkerProcess(resolve_runtime("jax"), tmp_path_factory.mktemp("cat") / "w.log")
+    worker.start()
+    try:
+        ex = worker.request({"op": "catalogue"}, 300.0, until="catalogue")
+    finally:
+        worker.close()
+    return {e["name"]: e for e in ex.messages[-1]["entries"]}
+
+
+def test_jax_catalogue_lists_public_callables_once(jax_catalogue):
+    assert len(jax_catalogue) >= 700
+    assert "jax.numpy.sin" in jax_catalogue and "jax.scipy.stats.norm.logpdf" in jax_catalogue
+    # the same object under two names, and a wrapper documented as an alias, are listed once
+    assert jax_catalogue["jax.nn.silu"]["aliases"] == ["jax.nn.swish"] and "jax.nn.swish" not in jax_catalogue
+    assert jax_catalogue["jax.numpy.arccos"]["aliases"] == ["jax.numpy.acos"] and "jax.numpy.acos" not in jax_catalogue
+    assert not any(n.startswith("jax.random.") for n in jax_catalogue)
+
+
+def test_probing_real_jax_functions(jax_catalogue, tmp_path):
+    names = ["jax.numpy.sin", "jax.numpy.log", "jax.numpy.linalg.solve", "jax.numpy.reshape", "jax.numpy.argmax",
+             "jax.numpy.sum", "jax.scipy.stats.norm.logpdf"]
+    entries = [entry_from_dict(jax_catalogue[n]) for n in names]
+    out = {e.name: (spec, why) for e, spec, why in probe_entries(resolve_runtime("jax"), entries, tmp_path, workers=2)}
+    for name in names[:4] + names[5:]:
+        spec, why = out[name]
+        assert spec is not None, (name, why)
+        spec_from_dict("jax", spec, "test")  # valid
+        assert "3/3 trials valid" in spec["notes"], spec["notes"]
+    assert out["jax.numpy.log"][0]["args"][0]["domain"] == "positive"  # real inputs gave NaNs
+    assert out["jax.numpy.linalg.solve"][0]["args"][0]["dims"] == ["n", "n"]
+    assert out["jax.numpy.reshape"][0]["notes"].startswith("probed: fixed")
+    assert {a["name"] for a in out["jax.numpy.sum"][0]["args"]} >= {"a", "axis", "keepdims"}
+    assert {a["name"] for a in out["jax.scipy.stats.norm.logpdf"][0]["args"]} == {"x", "loc", "scale"}
+    assert out["jax.numpy.argmax"] == (None, "no floating-point output")
