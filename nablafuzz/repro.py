@@ -1,7 +1,8 @@
 """Repro scripts: a bug report -> a self-contained Python script (generated output for humans).
 
 Literal inputs and tangents u, w; v from the output shapes by an inlined copy of `direction`;
-the report's scenarios recomputed with the library's public AD API only, each value printed, then
+the report's scenarios recomputed with the library's public AD API only (`jit`: the VJP of the
+library's compiled call, torch.compile or jax.jit), each value printed, then
 `DISAGREEMENT: ...` (exit 1) or `AGREEMENT: ...` (exit 0).  Status and crash verdicts just call the
 failing scenario.  Nothing from a report is executed here; names are validated (Note [repro names]).
 """
@@ -17,7 +18,7 @@ from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 from .errors import NablaError
 from .fingerprint import describe as describe_fingerprint
 from .model import Aspect, BugReport, InputValue, TensorRecord, Trial
-from .scenarios import NAMES, STEP, describe as describe_scenario, direction
+from .scenarios import COMPILED, NAMES, STEP, describe as describe_scenario, direction
 from .tolerance import DERIVATIVE
 
 
@@ -41,8 +42,8 @@ def cast(a, dtype):
         return [cast(x, dtype) for x in a]
     return a.astype(dtype) if dtype and a.dtype.kind == "f" else a
 
-def pick(out):  # the differentiated outputs
-    outs = list(out) if isinstance(out, (tuple, list)) else [out]
+def pick(out):  # the differentiated outputs, of the call's outputs as `flatten` lists them
+    outs = flatten(out)
     return outs if DIFF_OUTPUTS is None else [outs[i] for i in DIFF_OUTPUTS]
 
 def cotangents(outs):  # one cotangent v per differentiated output, from its shape and dtype
@@ -131,6 +132,8 @@ def run(name, f, xs, vs):
     """One scenario -> (value, scale, primal outputs or None)."""
     if name == "direct":
         return None, None, direct(f, xs)
+    if name == "jit":  # before first order: the VJP of the compiled call
+        return first_order("rev", compiled(f), xs, US, vs)
     if name.split(".")[0] == "fd":
         return fd(name, vs)
     if "." not in name:
@@ -176,6 +179,11 @@ if __name__ == "__main__":
     sys.exit(main())
 '''
 
+_FLATTEN = '''
+def flatten(out):  # as the adapter lists a call's outputs: a tuple or list, or one output
+    return list(out) if isinstance(out, (tuple, list)) else [out]
+'''
+
 _NUMPY_REF = '''
 def direct(p, xs):
     return [np.asarray(o) for o in pick(op.f(*xs, **p))]
@@ -206,6 +214,18 @@ def dot(a, b):
 '''
 
 _TORCH = '''
+def flatten(out):
+    """Outputs as nablafuzz's torch adapter lists them: nested tuples and lists flattened, Python
+    scalars as tensors, a complex z as the real pair (Re z, Im z) on a new last axis."""
+    if isinstance(out, (tuple, list)):
+        return [t for o in out for t in flatten(o)]
+    t = out if isinstance(out, torch.Tensor) else torch.tensor(out)
+    return [torch.stack([t.real, t.imag], dim=-1) if t.is_complex() else t]
+
+def compiled(f):
+    """jit: torch.compile of the call, with dynamic shapes as nablafuzz compiles it."""
+    return torch.compile(f, dynamic=True)
+
 def native(a, grad=False):
     t = torch.from_numpy(np.array(a))
     return t.requires_grad_() if grad and t.is_floating_point() else t
@@ -231,21 +251,34 @@ def jvp_of_jvp(f, xs, us, vs, ws):
 '''
 
 _JAX = '''
+def flatten(out):
+    """Outputs as nablafuzz's jax adapter lists them: the pytree's leaves as arrays, a complex z as
+    the real pair (Re z, Im z) on a new last axis (each scenario is real analysis)."""
+    leaves = [jnp.asarray(t) for t in jax.tree_util.tree_leaves(out)]
+    return [jnp.stack([t.real, t.imag], axis=-1) if jnp.iscomplexobj(t) else t for t in leaves]
+
+def compiled(f):
+    """jit: jax.jit of the call; only the differentiable arrays are arguments, everything else is
+    closed over in bind and so static (nablafuzz traces the other arrays too)."""
+    return jax.jit(f)
+
 def native(a, grad=False):
     return jnp.asarray(a)
 
 to_numpy = np.asarray
 
-def dot(a, b):
-    return sum(jnp.sum(x * y) for x, y in zip(a, b))
+def dot(a, b):  # from a float64 zero, as the adapter sums: Q of float32 inputs is float64
+    return sum((jnp.sum(x * y) for x, y in zip(a, b)), jnp.zeros(()))
 
 def vjp(f, xs, cts, create_graph):
-    """Reverse mode: jax.vjp (its result is always differentiable again)."""
+    """Reverse mode: jax.vjp (its result is always differentiable again).  jax wants each cotangent
+    in its output's dtype (float32 inputs may give a float64 output or Q)."""
     outs, pullback = jax.vjp(lambda *a: f(list(a)), *xs)
-    return outs, list(pullback(list(cts)))
+    return outs, list(pullback([jnp.asarray(c, dtype=o.dtype) for c, o in zip(cts, outs)]))
 
-def jvp(f, xs, tangents):
-    return jax.jvp(lambda *a: f(list(a)), tuple(xs), tuple(tangents))
+def jvp(f, xs, tangents):  # each tangent in its input's dtype, as jax wants
+    tangents = tuple(jnp.asarray(t, dtype=x.dtype) for t, x in zip(tangents, xs))
+    return jax.jvp(lambda *a: f(list(a)), tuple(xs), tangents)
 '''
 
 _TENSORFLOW = '''
@@ -295,25 +328,29 @@ def jvp(f, xs, tangents):
 
 
 class Renderer(NamedTuple):
-    """A library's part of the script: import lines, the names its APIs start with, AD helpers."""
+    """A library's part of the script: import lines, the names its APIs start with, AD helpers
+    (defining `flatten`, and `compiled` where `compiler` names the library's compiled form)."""
     head: Tuple[str, ...]
     roots: Tuple[Tuple[str, str], ...]  # (API root, the name the script imports it as)
     helpers: str
+    compiler: str = ""  # what the `jit` scenario compiles with; "" refuses `jit` reports
+    submodules: bool = False  # whether `import <root>` may leave an API's module unloaded
 
 
 _OPS = "from nablafuzz.adapters.numpy_ref import OPS"
 _IMPORTS = ["import math", "import sys", "", "import numpy as np"]
 RENDERERS: Dict[str, Renderer] = {
-    "numpy_ref": Renderer((), (), _NUMPY_REF),
+    "numpy_ref": Renderer((), (), _FLATTEN + _NUMPY_REF),
     "torch": Renderer(("import torch", "import torch.autograd.forward_ad as fwAD"), (("torch", "torch"),),
-                      _TENSOR + _TORCH + _COMPOSED),
+                      _TENSOR + _TORCH + _COMPOSED, compiler="torch.compile"),
     "jax": Renderer(("import jax", "import jax.numpy as jnp", "",
                      'jax.config.update("jax_enable_x64", True)  # before any array exists'),
-                    (("jax", "jax"), ("jnp", "jnp")), _JAX + _JVP_OF_JVP + _COMPOSED),
+                    (("jax", "jax"), ("jnp", "jnp")), _JAX + _JVP_OF_JVP + _COMPOSED, compiler="jax.jit",
+                    submodules=True),
     "tensorflow": Renderer(("import tensorflow as tf",), (("tf", "tf"), ("tensorflow", "tf")),
-                           _TENSORFLOW + _JVP_OF_JVP + _COMPOSED),
+                           _FLATTEN + _TENSORFLOW + _JVP_OF_JVP + _COMPOSED),
     "oneflow": Renderer(("import oneflow",), (("oneflow", "oneflow"), ("flow", "oneflow")),
-                        _TENSOR + _ONEFLOW + _JVP_OF_JVP + _COMPOSED),
+                        _FLATTEN + _TENSOR + _ONEFLOW + _JVP_OF_JVP + _COMPOSED),
 }
 
 # Note [repro names]
@@ -360,16 +397,29 @@ def _user_api(api: str) -> Tuple[str, str]:
     return f"from {module} import {attr.split('.')[0]}", attr
 
 
-def _library_api(api: str, roots: Dict[str, str]) -> Tuple[List[str], str]:
+def _library_api(api: str, renderer: Renderer) -> Tuple[List[str], str]:
     """(import lines, call expression) of a dotted library API or a `module:function`."""
     if ":" in api:
         line, expr = _user_api(api)
         return [line], expr
+    roots = dict(renderer.roots)
     root, _, rest = _identifier(api, "API").partition(".")
     if root not in roots:
         raise ReproError(f"repro: API {api!r} is outside its library (expected {' or '.join(sorted(roots))}.* "
                          "or module:function)")
-    return [], f"{roots[root]}.{rest}" if rest else roots[root]
+    lines = _module_import(api, renderer.head) if renderer.submodules and roots[root] == root else []
+    return lines, f"{roots[root]}.{rest}" if rest else roots[root]
+
+
+def _module_import(api: str, head: Sequence[str]) -> List[str]:
+    """`import jax.scipy.stats.norm` for jax.scipy.stats.norm.logpdf: `import jax` need not load every
+    submodule.  The module is the API's parent (catalogued APIs are attributes of modules), less any
+    trailing class name (jax.scipy.spatial.transform.Rotation.from_quat); a top-level API needs none."""
+    parts = api.split(".")[:-1]
+    while parts and parts[-1][:1].isupper():
+        parts.pop()
+    line = f"import {'.'.join(parts)}"
+    return [line] if len(parts) > 1 and not any(h == line or h.startswith(line + " as ") for h in head) else []
 
 
 def _records(value) -> Tuple[TensorRecord, ...]:
@@ -511,11 +561,14 @@ def render(report: BugReport) -> str:
     renderer = RENDERERS.get(trial.library)
     if renderer is None:
         raise ReproError(f"repro: no script renderer for library {trial.library!r} (known: {sorted(RENDERERS)})")
+    if COMPILED in _scenarios(report, _pairs(report)) and not renderer.compiler:
+        raise ReproError(f"repro: {trial.library} scripts have no compiled form for the {COMPILED!r} scenario "
+                         "(compiled VJP); replay the report with `nablafuzz replay` instead")
     if trial.library == "numpy_ref":
         line, op = _user_api(trial.api) if ":" in trial.api else (_OPS, f"OPS[{trial.api!r}]")
         imports, bind = [line, "", f"op = {op}"], _numpy_ref_bind(trial)
     else:
-        lines, expr = _library_api(trial.api, dict(renderer.roots))
+        lines, expr = _library_api(trial.api, renderer)
         if trial.module is None and trial.api.split(".")[-1][:1].isupper():
             raise ReproError("repro: this layer report predates layer scripts (its trial lacks the layer's init "
                              "arguments); replay it with `nablafuzz replay`, or let the next campaign refresh it")

@@ -1,7 +1,6 @@
 """The probing spec source: parameter roles, templates, and probing real JAX functions."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 

@@ -244,3 +244,141 @@ def test_unsafe_argument_name_stays_a_string_literal():
     assert "os" not in imported
     keys = [k.value for n in ast.walk(tree) if isinstance(n, ast.Dict) for k in n.keys if isinstance(k, ast.Constant)]
     assert "x=1); import os; f(x" in keys
+
+
+def test_jit_scenario_needs_a_compiled_form():
+    text = render(_library_report("torch", "torch.sin", [tensor([1.0])], ("jit", "rev")))
+    assert "torch.compile(f, dynamic=True)" in text and "'jit': 'compiled VJP'" in text
+    for library, api in (("tensorflow", "tf.math.sin"), ("oneflow", "oneflow.sin"), ("numpy_ref", "sin")):
+        with pytest.raises(ReproError, match="no compiled form for the 'jit' scenario"):
+            render(_library_report(library, api, [tensor([1.0])], ("rev", "jit")))
+
+
+def test_jax_api_module_is_imported_from_the_api_name():
+    # `import jax` need not load jax.scipy.stats.norm; jnp.* and jax.numpy.* need no extra import
+    imports = {api: [line for line in render(_library_report("jax", api, [tensor([1.0])])).splitlines()
+                     if line.startswith("import jax")]
+               for api in ("jax.scipy.stats.norm.logpdf", "jax.lax.reduce_max", "jnp.linalg.norm", "jax.numpy.sin",
+                           "jax.scipy.spatial.transform.Rotation.from_quat")}
+    base = ["import jax", "import jax.numpy as jnp"]
+    assert imports == {"jax.scipy.stats.norm.logpdf": base + ["import jax.scipy.stats.norm"],
+                       "jax.lax.reduce_max": base + ["import jax.lax"], "jnp.linalg.norm": base,
+                       "jax.numpy.sin": base, "jax.scipy.spatial.transform.Rotation.from_quat":
+                       base + ["import jax.scipy.spatial.transform"]}
+
+
+# --- jax scripts run alone in the jax runtime's interpreter -------------------------------------
+
+@pytest.fixture(scope="module")
+def jax_runner(tmp_path_factory):
+    from nablafuzz.runtime.registry import resolve_runtime
+    from nablafuzz.runtime.runner import Runner
+    r = Runner(resolve_runtime("jax", [str(TESTS)]), tmp_path_factory.mktemp("jax") / "w.log", 300.0)
+    yield r
+    r.close()
+
+
+def run_alone(tmp_path: Path, text: str, library: str = "jax", pythonpath: str = "") -> subprocess.CompletedProcess:
+    """As a maintainer runs a script: the runtime's own interpreter, nothing of nablafuzz importable."""
+    from nablafuzz.install import load_registry
+    entry = load_registry()[library]
+    path = tmp_path / "repro_alone.py"
+    path.write_text(text)
+    env = dict(entry.get("env", {}), PATH="/usr/bin:/bin", PYTHONPATH=pythonpath)
+    return subprocess.run([entry["python"], str(path)], capture_output=True, text=True, env=env, cwd=tmp_path,
+                          timeout=300)
+
+
+def printed_outputs(stdout: str) -> list:
+    """The outputs a script printed for `direct` (finite values: the list is JSON)."""
+    import json
+    (line,) = [line for line in stdout.splitlines() if line.startswith("direct (direct call) = ")]
+    return [np.array(o) for o in json.loads(line.partition(" = ")[2])]
+
+
+JAX_SCIPY = {
+    "jax.scipy.stats.norm.logpdf": [tensor([0.3, -1.2, 2.5]), tensor([0.5, 0.1, -0.2], name="loc"),
+                                    InputValue("scale", ArgKind.FLOAT, 1.5, False, True)],
+    "jax.scipy.special.gammainc": [tensor([0.5, 2.0, 3.5], name="a", differentiable=False),
+                                   tensor([0.7, 1.5, 4.0], name="x")],
+}
+
+
+@pytest.mark.parametrize("api", sorted(JAX_SCIPY))
+def test_jax_scipy_script_runs_alone(tmp_path, api):
+    pairs = [disagreement("rev", "fd"), disagreement("fwd", "fd"), disagreement("jit", "rev"),
+             disagreement("fwd.rev", "fd.rev", tolerance=Tolerance(1e-10, 1e-6))]
+    report = make_report("jax", api, JAX_SCIPY[api], scenarios=("rev", "fwd", "fd", "jit", "fwd.rev"),
+                         disagreements=pairs)
+    proc = run_alone(tmp_path, render(report))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    verdicts = [line for line in proc.stdout.splitlines() if "AGREEMENT: " in line]
+    assert len(verdicts) == 4 and all(line.startswith("AGREEMENT: ") for line in verdicts), proc.stdout
+    assert "Error" not in proc.stderr
+
+
+def test_jax_complex_outputs_match_the_worker(jax_runner, tmp_path):
+    """fft's complex output is flattened to (Re, Im) pairs by the script exactly as by the adapter."""
+    from nablafuzz.spec import _Ctx, parse_api
+    value = disagreement("jit", "direct", aspect=Aspect.VALUE, tolerance=Tolerance(1e-12, 1e-12))
+    report = make_report("jax", "jax.numpy.fft.fft", [tensor([1.0, -2.0, 0.5, 3.0], name="a")],
+                         scenarios=("rev", "fwd", "jit"), disagreements=[disagreement("rev", "fwd"), value])
+    spec = parse_api(_Ctx("test"), "jax", {"name": "jax.numpy.fft.fft", "args": [{"name": "a"}]})
+    ex = jax_runner.run(report.trial, spec, ("direct", "rev", "fwd", "jit"))
+    proc = run_alone(tmp_path, render(report))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (want,), (got,) = ex.get("direct").outputs, printed_outputs(proc.stdout)
+    assert got.shape == want.shape == (4, 2)
+    np.testing.assert_array_equal(got, want)
+    values = printed_values(proc.stdout)
+    for s in ("rev", "fwd", "jit"):
+        assert values[s] == pytest.approx(ex.get(s).value, rel=1e-12, abs=1e-12), s
+
+
+def test_jax_float32_scenarios_match_the_worker(jax_runner, tmp_path):
+    """float32 inputs: Q = <v, J u> is float64 as in the adapter, and each cotangent takes its
+    output's dtype (rev.rev's float32 cotangent of the float64 Q is cast), so every value is the worker's."""
+    from nablafuzz.spec import _Ctx, parse_api
+    scenarios = ("rev", "fwd", "jit", "rev.rev", "rev.fwd", "fwd.rev", "fwd.fwd")
+    report = make_report("jax", "jax.numpy.sin", [tensor([0.3, 0.8, -2.5], "float32")], dtype="float32",
+                         scenarios=scenarios, disagreements=[disagreement("rev.fwd", "rev.rev", "float32")])
+    spec = parse_api(_Ctx("test"), "jax", {"name": "jax.numpy.sin", "args": [{"name": "x"}]})
+    ex = jax_runner.run(report.trial, spec, ("direct",) + scenarios)
+    proc = run_alone(tmp_path, render(report))
+    assert proc.returncode in (0, 1) and "AGREEMENT: rev.fwd = " in proc.stdout, proc.stdout + proc.stderr
+    values = printed_values(proc.stdout)
+    for s in scenarios:
+        assert values[s] == pytest.approx(ex.get(s).value, rel=1e-12), s
+
+
+def test_jax_jit_agreement_exits_0(tmp_path):
+    value = disagreement("jit", "direct", aspect=Aspect.VALUE, tolerance=Tolerance(1e-300, 1e-12))
+    report = make_report("jax", "jax.numpy.sin", [tensor([0.25, -1.5, 3.0])], scenarios=("jit", "rev"),
+                         disagreements=[disagreement("jit", "rev"), value])
+    proc = run_alone(tmp_path, render(report))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "jit (compiled VJP) = " in proc.stdout and "DISAGREEMENT" not in proc.stdout
+    assert "AGREEMENT: jit = " in proc.stdout and "AGREEMENT: jit outputs vs direct outputs" in proc.stdout
+
+
+def test_jax_jit_disagreement_found_by_the_pipeline_is_shown_alone(jax_runner, tmp_path):
+    """A planted jit-only bug (tests/helper_jax_ops.py: 3x under jit, 2x eagerly) found by the real
+    pipeline renders a script that, run alone, prints the disagreement against `jit`."""
+    from nablafuzz.scenarios import COMPILED
+    from nablafuzz.spec import _Ctx, parse_api
+    from nablafuzz.store import Store
+    from nablafuzz.verdict import judge
+    spec = parse_api(_Ctx("test"), "jax", {"name": "helper_jax_ops:jit_differs", "args": [{"name": "x"}]})
+    report = make_report("jax", spec.name, [tensor([0.5, 1.5])])
+    ex = jax_runner.run(report.trial, spec, ALL + (COMPILED,))
+    findings = judge(ex, spec, jax_runner).findings
+    assert {f.candidate.verdict for f in findings} >= {Verdict.DERIVATIVE_MISMATCH, Verdict.VALUE_MISMATCH}
+    for finding in findings:  # the compiled VJP and the compiled outputs each disagree with eager
+        assert COMPILED in finding.candidate.scenarios
+        report, _ = Store(tmp_path / "store").record(finding, finding.trial, ("jax 0.10.2",), "test")
+        text = render(report)
+        assert "import nablafuzz" not in text and "from nablafuzz" not in text
+        proc = run_alone(tmp_path, text, pythonpath=str(TESTS))
+        assert proc.returncode == 1, proc.stdout + proc.stderr
+        last = proc.stdout.strip().splitlines()[-1]
+        assert last.startswith("DISAGREEMENT: ") and "jit" in last, proc.stdout
