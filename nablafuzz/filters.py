@@ -46,6 +46,23 @@ def _outcome(name: str, dismissed: bool, reason: str) -> FilterOutcome:
     return FilterOutcome(name, dismissed, reason)
 
 
+SLOW_FACTOR = 4
+
+
+@instability_filter("slow")
+def slow(ctx: FilterContext, cand: Candidate) -> Optional[FilterOutcome]:
+    """A timeout is a hang only if the trial also times out with SLOW_FACTOR times the time: a
+    first compile or a busy machine is slow, not a bug anyone would file."""
+    if cand.verdict is not Verdict.TIMEOUT:
+        return None
+    limit = ctx.runner.timeout_s * SLOW_FACTOR
+    again = ctx.runner.run(ctx.execution.trial, ctx.spec, [r.scenario for r in ctx.execution.results], limit)
+    if again.death is None:
+        took = sum(r.seconds for r in again.results)
+        return _outcome("slow", True, f"completes in {took:.1f} s when given {limit:.0f} s: slow, not hung")
+    return _outcome("slow", False, f"still {again.death.kind} when given {limit:.0f} s")
+
+
 def _matches(k: KnownIssue, cand: Candidate, when: str) -> bool:
     return k.when == when and (not k.verdict or k.verdict == cand.verdict.value) and (
         not k.scenarios or bool(set(k.scenarios) & set(cand.scenarios)))

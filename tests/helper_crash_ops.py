@@ -43,3 +43,12 @@ hang_jvp = Op(f=np.sin, jvp=_hang, vjp=_SIN.vjp, hess=_SIN.hess)
 chatty_sin = Op(f=_chatty, jvp=_SIN.jvp, vjp=_SIN.vjp, hess=_SIN.hess)
 # sin that asks for far more memory than the worker's limit
 hog_sin = Op(f=_hog, jvp=_SIN.jvp, vjp=_SIN.vjp, hess=_SIN.hess)
+
+
+def _slow(xs, us):
+    time.sleep(3)
+    return [np.cos(xs[0]) * us[0]]
+
+
+# sin whose forward mode takes 3 s (over a 2 s trial timeout, well under 4x of it)
+slow_jvp = Op(f=np.sin, jvp=_slow, vjp=_SIN.vjp, hess=_SIN.hess)

@@ -72,10 +72,10 @@ class Runner:
         self.worker.ensure()
         return self.worker.versions
 
-    def run(self, trial: Trial, spec: ApiSpec, scenarios: Sequence[str]) -> Execution:
+    def run(self, trial: Trial, spec: ApiSpec, scenarios: Sequence[str], timeout_s: Optional[float] = None) -> Execution:
         self.worker.ensure()
         order = ["direct"] + [s for s in scenarios if s != "direct"]
-        ex = self.worker.request(trial_request(trial, spec, order), self.timeout_s, until="done")
+        ex = self.worker.request(trial_request(trial, spec, order), timeout_s or self.timeout_s, until="done")
         errors = [m for m in ex.messages if m.get("op") == "error"]
         if errors:
             raise WorkerError(f"{trial.library} worker refused {trial.api}: {errors[0]['type']}: {errors[0]['message']}")
