@@ -337,6 +337,6 @@ def write_specs(path: Path, library: str, apis: Sequence[Dict[str, Any]], origin
     body = yaml.safe_dump({"library": library, "apis": list(apis)}, sort_keys=False, width=100)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    tail = "".join(f"# dropped: {d}\n" for d in dropped)
+    tail = "".join(f"# dropped: {' '.join(str(d).split())}\n" for d in dropped)  # one line each
     tmp.write_text(header + body + (f"\n# {len(dropped)} not derived:\n" + tail if dropped else ""))
     tmp.replace(path)
