@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import re
-from typing import Any, Dict, List, Optional, Pattern, Sequence
+from typing import Any, Dict, List, Optional, Pattern, Sequence, Tuple, Union
 
 
 def _default(value: Any) -> Any:
@@ -40,14 +40,16 @@ def _params(fn: Any) -> List[Dict[str, Any]]:
     return out
 
 
-def catalogue(modules: Sequence[str], skip: Optional[Pattern[str]] = None) -> Dict[str, Any]:
+def catalogue(modules: Sequence[Union[str, Tuple[str, Any]]], skip: Optional[Pattern[str]] = None) -> Dict[str, Any]:
     """{"entries": [{name, module, params, doc, aliases}], "dropped": ["name: why"]} for the
-    public callables (not classes, not modules) of `modules`, in order."""
+    public callables (not classes, not modules) of `modules`, in order.  A module is given by
+    its import name, or as (public name, module object) where the two differ (`tf.math`)."""
     entries: Dict[int, Dict[str, Any]] = {}
     dropped: List[str] = []
-    for module in modules:
+    for item in modules:
+        module, mod = item if isinstance(item, tuple) else (item, None)
         try:
-            mod = importlib.import_module(module)
+            mod = mod if mod is not None else importlib.import_module(module)
         except Exception as exc:  # noqa: BLE001 - recorded, the other modules still count
             dropped.append(f"{module}: cannot import: {type(exc).__name__}: {exc}")
             continue

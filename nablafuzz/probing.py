@@ -120,6 +120,8 @@ def role(p: Param) -> str:
         return "int"
     if ann.strip() == "bool":
         return "bool"
+    if ann.strip() == "float":
+        return "float"
     if not ann or ann.strip() in ("Any", "object"):
         return "tensor"
     raise NoTemplate(f"needs a {ann} argument {name!r}")
@@ -200,6 +202,8 @@ def template(rs: List[Tuple[Param, str]], family: str, domain: str, optional: bo
             args.append({"name": p.name, "kind": "int", "low": 1, "high": 2, "keyword": keyword})
         elif r == "bool":
             args.append({"name": p.name, "kind": "bool", "keyword": keyword})
+        elif r == "float":
+            args.append({"name": p.name, "kind": "float", "low": 0.1, "high": 2.0, "keyword": keyword})
         elif r == "dtype":
             args.append({"name": p.name, "kind": "dtype", "choices": ["float64", "float32"], "keyword": keyword})
         elif r == "shape":

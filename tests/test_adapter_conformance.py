@@ -30,6 +30,9 @@ LIBRARIES: Dict[str, Dict[str, tuple]] = {
     "jax": {"sin": ("jax.numpy.sin", {"x": "x"}), "exp": ("jax.numpy.exp", {"x": "x"}),
             "multiply": ("jax.numpy.multiply", {"x": "x1", "y": "x2"}),
             "matmul": ("jax.numpy.matmul", {"x": "a", "y": "b"})},
+    "tensorflow": {"sin": ("tf.math.sin", {"x": "x"}), "exp": ("tf.math.exp", {"x": "x"}),
+                   "multiply": ("tf.math.multiply", {"x": "x", "y": "y"}),
+                   "matmul": ("tf.linalg.matmul", {"x": "a", "y": "b"})},
 }
 
 # function id -> (f, analytic JVP given x, u, analytic second-order v.D2f[u, w])

@@ -1,0 +1,173 @@
+"""TensorFlow adapter (runs inside the tensorflow worker only).
+
+Reverse mode is `tf.GradientTape` (inputs watched explicitly), forward mode
+`tf.autodiff.ForwardAccumulator`; both nest, so every composition of `ComposableAdapter`
+applies (a tape inside a tape for VJP of VJP, an accumulator around a tape for JVP of VJP).
+The `jit` scenario differentiates `tf.function(jit_compile=True)` of the API (tensors traced,
+Python values part of the trace signature).  Never `tape.jacobian` in eager mode: projections
+are enough.  `TF_ENABLE_ONEDNN_OPTS=0` is set by the runtime for reproducible numerics.
+"""
+from __future__ import annotations
+
+import os
+import re
+from typing import Any, Dict, List
+
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from tensorflow.python.framework import op_def_registry, ops  # noqa: E402
+
+from ..introspect import catalogue  # noqa: E402
+from ..model import Outcome  # noqa: E402
+from .base import ComposableAdapter, UnknownApi, resolve_user_function  # noqa: E402
+
+ZERO = tf.UnconnectedGradients.ZERO
+
+# The public Python APIs (tf.compat.v1 is not walked: its names alias the same ops).
+PY_MODULES = ("math", "nn", "linalg", "signal", "image", "keras.activations", "keras.losses", "experimental.numpy")
+# Not APIs to differentiate: graph/runtime utilities, I/O, control flow taking functions, ...
+SKIP = re.compile(r"\.(function|py_function|numpy_function|print|Assert|debugging\w*|cond|case|switch_case|while_loop"
+                  r"|map_fn|scan|foldl|foldr|vectorized_map|custom_gradient|recompute_grad|stop_gradient|gradients"
+                  r"|hessians|control_dependencies|device|name_scope|init_scope|get_logger|get_static_value"
+                  r"|executing_eagerly|inside_function|is_tensor|is_symbolic_tensor|make_ndarray|make_tensor_proto"
+                  r"|register_\w+|load_\w+|saved_model\w*|serialize\w*|deserialize\w*|get|random_\w+|stateless_\w+"
+                  r"|timestamp|no_op|group|tuple|identity_n|ensure_shape|shape|shape_n|size|rank|dtype\w*|as_dtype"
+                  r"|dynamic_partition|dynamic_stitch|unique\w*|where|boolean_mask|py_func|experimental_\w+)$")
+FLOAT_TYPES = {tf.float16.as_datatype_enum, tf.float32.as_datatype_enum, tf.float64.as_datatype_enum}
+ATTR_ANNOTATIONS = {"int": "int", "bool": "bool", "float": "float"}
+
+
+# Note [None gradients]
+# TensorFlow returns None for a gradient that is structurally zero (the output does not depend
+# on the input).  It becomes zeros here, and only here; a None where another scenario gives a
+# non-zero value therefore still shows up as a disagreement.
+def _none_to_zero(g: Any, like: Any) -> Any:
+    if g is None:
+        return tf.zeros_like(like)
+    return tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g
+
+
+# Note [complex outputs], as in the torch and jax adapters: compared as (real, imaginary) pairs.
+def _real(t: Any) -> Any:
+    t = tf.convert_to_tensor(t)
+    return tf.stack([tf.math.real(t), tf.math.imag(t)], axis=-1) if t.dtype.is_complex else t
+
+
+class TensorFlowAdapter(ComposableAdapter):
+    library = "tensorflow"
+
+    def versions(self) -> Dict[str, str]:
+        return {"tensorflow": tf.__version__, "numpy": np.__version__,
+                "TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "")}
+
+    def resolve(self, api: str) -> Any:
+        if ":" in api:
+            return resolve_user_function(api)
+        parts = api.split(".")
+        if parts[0] != "tf":
+            raise UnknownApi(f"{api!r} is not a tensorflow API (expected tf.* or module:function)")
+        obj: Any = tf
+        for part in parts[1:]:
+            obj = getattr(obj, part, None)
+            if obj is None:
+                raise UnknownApi(f"tensorflow has no {api!r}")
+        if not callable(obj):
+            raise UnknownApi(f"{api!r} is not callable")
+        return obj
+
+    def from_numpy(self, a: np.ndarray, dtype: str, grad: bool = False) -> Any:
+        return tf.constant(np.asarray(a, dtype=dtype))
+
+    def to_numpy(self, t: Any) -> np.ndarray:
+        return np.asarray(t.numpy() if hasattr(t, "numpy") else t)
+
+    def dtype(self, name: str) -> Any:
+        return tf.as_dtype(name)
+
+    def seed(self, seed: int) -> None:
+        tf.random.set_seed(seed & 0x7FFF_FFFF)
+
+    def flatten(self, out: Any) -> List[Any]:
+        return [_real(t) for t in tf.nest.flatten(out)]
+
+    def dot(self, a: List[Any], b: List[Any]) -> Any:
+        terms = [tf.reduce_sum(x * tf.cast(y, x.dtype)) for x, y in zip(a, b)]
+        return tf.add_n(terms) if terms else tf.constant(0.0, tf.float64)
+
+    def vjp(self, f, xs, cts, create_graph):
+        with tf.GradientTape(watch_accessed_variables=False) as tape:
+            for x in xs:
+                tape.watch(x)
+            outs = f(xs)
+        grads = tape.gradient(outs, xs, output_gradients=[tf.cast(c, o.dtype) for c, o in zip(cts, outs)],
+                              unconnected_gradients=ZERO)
+        return list(outs), [_none_to_zero(g, x) for g, x in zip(grads, xs)]
+
+    def jvp(self, f, xs, tangents):
+        with tf.autodiff.ForwardAccumulator(xs, [tf.cast(t, x.dtype) for t, x in zip(tangents, xs)]) as acc:
+            outs = f(xs)
+        return list(outs), [_none_to_zero(acc.jvp(o, unconnected_gradients=ZERO), o) for o in outs]
+
+    def catalogue(self) -> Dict[str, Any]:
+        """The public Python APIs, plus every `tf.raw_ops` op with a registered gradient, its
+        parameters typed from the OpDef (float inputs are arrays, int inputs integers)."""
+        modules = [(f"tf.{m}", _submodule(m)) for m in PY_MODULES]
+        found = catalogue([("tf", tf)] + [m for m in modules if m[1] is not None], SKIP)
+        found["entries"] += _raw_op_entries()
+        return found
+
+    def compiled(self, fn: Any) -> Any:
+        """`tf.function(jit_compile=True)`, once per API (retraced per shape and Python values)."""
+        cache = self.__dict__.setdefault("_compiled", {})
+        if id(fn) not in cache:
+            cache[id(fn)] = (fn, tf.function(fn, jit_compile=True))
+        return cache[id(fn)][1]
+
+    def classify(self, exc: BaseException) -> Outcome:
+        text = str(exc)
+        if isinstance(exc, NotImplementedError) or (isinstance(exc, LookupError) and (
+                "No gradient defined" in text or "gradient registry has no entry" in text)):
+            return Outcome.UNSUPPORTED
+        return Outcome.RAISED
+
+
+def _submodule(path: str) -> Any:
+    obj: Any = tf
+    for part in path.split("."):
+        obj = getattr(obj, part, None)
+    return obj
+
+
+def _float_input(op_def: Any, arg: Any) -> bool:
+    if arg.type:
+        return arg.type in FLOAT_TYPES
+    attr = next((a for a in op_def.attr if a.name == (arg.type_attr or arg.type_list_attr)), None)
+    allowed = set(attr.allowed_values.list.type) if attr is not None and attr.HasField("allowed_values") else set()
+    return not allowed or bool(allowed & FLOAT_TYPES)
+
+
+def _raw_op_entries() -> List[Dict[str, Any]]:
+    registry = ops._gradient_registry._registry  # op name -> its gradient function (None: not differentiable)
+    entries = []
+    for name in sorted(n for n in dir(tf.raw_ops) if not n.startswith("_")):
+        if registry.get(name, {}).get("type") is None:
+            continue
+        op_def = op_def_registry.get(name)
+        inferred = {a.number_attr for a in op_def.input_arg} | {a.type_list_attr for a in op_def.input_arg}
+        params = [{"name": a.name, "kind": "keyword_only", "required": True,
+                   "annotation": ("Sequence[Tensor]" if a.number_attr or a.type_list_attr else "Tensor")
+                   if _float_input(op_def, a) else "int"} for a in op_def.input_arg]
+        params += [{"name": a.name, "kind": "keyword_only", "required": True,
+                    "annotation": ATTR_ANNOTATIONS.get(a.type, a.type)} for a in op_def.attr
+                   if a.type != "type" and a.name not in inferred and not a.HasField("default_value")]
+        entries.append({"name": f"tf.raw_ops.{name}", "module": "tf.raw_ops", "params": params,
+                        "doc": op_def.summary[:160], "aliases": []})
+    return entries
+
+
+def make_adapter() -> TensorFlowAdapter:
+    return TensorFlowAdapter()
