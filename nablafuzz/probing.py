@@ -237,6 +237,8 @@ def _float_outputs(ex: Execution) -> List[int]:
 def _trial_status(ex: Execution) -> str:
     """"ok", "nonfinite" (works, but at non-finite values), or why it failed."""
     direct, rev = ex.get("direct"), ex.get("rev")
+    if not any(i.differentiable for i in ex.trial.inputs):
+        return "no differentiable input in this template"
     if direct is None or direct.outcome is not Outcome.OK:
         err = direct.error if direct is not None else None
         return f"call fails: {err.type}: {err.message[:120]}" if err else "call fails"

@@ -259,8 +259,8 @@ def run_scenarios(adapter: Adapter, fn: Any, request: Dict[str, Any]) -> Iterato
     direct = timed(adapter, "direct", lambda: ScenarioResult(
         "direct", Outcome.OK, outputs=tuple(adapter.direct(base.call, base.xs))))
     yield direct
-    if direct.outcome is not Outcome.OK:
-        return
+    if direct.outcome is not Outcome.OK or not base.xs:
+        return  # a failed call, or nothing to differentiate (e.g. only integer arguments drawn)
     tc = replace(base, vs=cotangents(request["seed"], list(direct.outputs), base.call.diff_outputs, None))
     tc64: Optional[TrialCall] = None
     eps64 = 0.0

@@ -11,7 +11,9 @@ from __future__ import annotations
 import fnmatch
 import sys
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Sequence
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+
+import yaml
 
 from .errors import WorkerError
 from .probing import entry_from_dict, probe_entries
@@ -32,7 +34,8 @@ def _ask(worker: WorkerProcess, op: str, library: str, timeout_s: float) -> Dict
 
 def derive(library: str, out: Path, timeout_s: float = 1800.0, workers: int = 2, verbose: bool = False,
            only: Optional[Sequence[str]] = None) -> int:
-    """Write `out`; `only` (globs) limits what is probed, for trying a change on a few APIs."""
+    """Write `out`; `only` (globs) re-probes just the matching APIs and keeps the rest of an
+    existing `out` as it is (specs and dropped lines alike)."""
     runtime = resolve_runtime(library, [str(Path.cwd())])
     worker = WorkerProcess(runtime, LOGS / f"specs-{library}.log")
     worker.start()
@@ -52,12 +55,30 @@ def derive(library: str, out: Path, timeout_s: float = 1800.0, workers: int = 2,
             apis.append(spec)
         else:
             dropped.append(f"{entry.name}: {why}")
+    if only and out.exists():
+        apis, dropped = _keep_others(out, only, apis, dropped)
     if not apis:
         raise WorkerError(f"the {library} adapter derived no specs (it has no spec source yet); "
                           f"nothing was written to {out}")
     apis.sort(key=lambda a: a["name"])
     write_specs(out, library, apis, f"nablafuzz specs derive {library}", dropped)
     return len(apis)
+
+
+def _matches(name: str, only: Sequence[str]) -> bool:
+    return any(fnmatch.fnmatchcase(name, g) for g in only)
+
+
+def _keep_others(out: Path, only: Sequence[str], apis: List[Dict[str, Any]],
+                 dropped: List[str]) -> Tuple[List[Dict[str, Any]], List[str]]:
+    """The new results for the APIs `only` selects, the old file's entries for all others."""
+    text = out.read_text()
+    old = yaml.safe_load(text) or {}
+    kept = [a for a in old.get("apis", []) if not _matches(a["name"], only)]
+    old_dropped = [line[len("# dropped: "):] for line in text.splitlines() if line.startswith("# dropped: ")]
+    new = [a for a in apis if _matches(a["name"], only)]
+    return kept + new, [d for d in old_dropped if not _matches(d.split(":")[0], only)] + [
+        d for d in dropped if _matches(d.split(":")[0], only)]
 
 
 def list_specs(spec_dir: Path, library: Optional[str], check_only: bool) -> Iterator[str]:

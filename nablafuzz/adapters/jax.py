@@ -68,7 +68,8 @@ def _real(t: Any) -> Any:
 
 
 def _float0_to_zero(g: Any, x: Any) -> Any:
-    """Symbolic zeros (float0 cotangents of integer inputs) as real zeros, in one place."""
+    """Symbolic zeros (float0 cotangents of integer inputs, tangents of integer outputs) as
+    real zeros, in one place."""
     return jnp.zeros_like(x) if getattr(g, "dtype", None) == jax.dtypes.float0 else g
 
 
@@ -149,7 +150,7 @@ class JaxAdapter(ComposableAdapter):
     def jvp(self, f, xs, tangents):
         outs, tans = jax.jvp(lambda *a: tuple(f(list(a))), tuple(xs),
                              tuple(jnp.asarray(t, dtype=x.dtype) for t, x in zip(tangents, xs)))
-        return list(outs), list(tans)
+        return list(outs), [_float0_to_zero(t, o) for t, o in zip(tans, outs)]
 
 
 def make_adapter() -> JaxAdapter:
