@@ -120,3 +120,20 @@ def test_a_wrong_jit_derivative_is_reported_against_jit(runner, tmp_path):
     findings = judge(ex, spec, runner).findings
     assert {f.candidate.verdict for f in findings} == {Verdict.DERIVATIVE_MISMATCH, Verdict.VALUE_MISMATCH}
     assert all(f.candidate.scenarios == (COMPILED,) for f in findings)
+
+
+def test_float0_tangents_of_integer_outputs_are_zeros(runner):
+    # jnp.ix_ of empty float arrays returns integer arrays: forward mode gives float0 tangents
+    spec, ex = _run(runner, {"name": "jax.numpy.ix_", "args": [{"name": "args0", "dims": ["0"]},
+                                                               {"name": "args1", "dims": ["0"]}]},
+                    [_tensor("args0", np.zeros(0)), _tensor("args1", np.zeros(0))])
+    assert all(r.outcome is Outcome.OK for r in ex.results), [(r.scenario, r.error) for r in ex.results]
+    assert judge(ex, spec, runner).findings == ()
+
+
+def test_a_trial_without_differentiable_input_runs_the_call_only(runner):
+    spec, ex = _run(runner, {"name": "jax.numpy.fft.rfftfreq", "args": [{"name": "n", "kind": "int"}]},
+                    [InputValue("n", ArgKind.INT, 2, False, False)])
+    assert [r.scenario for r in ex.results] == ["direct"]
+    j = judge(ex, spec, runner)
+    assert not j.valid and j.findings == ()

@@ -108,3 +108,25 @@ def test_probing_real_jax_functions(jax_catalogue, tmp_path):
     assert {a["name"] for a in out["jax.numpy.sum"][0]["args"]} >= {"a", "axis", "keepdims"}
     assert {a["name"] for a in out["jax.scipy.stats.norm.logpdf"][0]["args"]} == {"x", "loc", "scale"}
     assert out["jax.numpy.argmax"] == (None, "no floating-point output")
+
+
+def test_reprobing_a_few_apis_keeps_the_rest_of_the_file(tmp_path):
+    from nablafuzz.spec import load_file, write_specs
+    from nablafuzz.specsource import _keep_others
+    out = tmp_path / "derived.yaml"
+    old = [{"name": "lib.a", "args": [{"name": "x"}]}, {"name": "lib.b", "args": [{"name": "x"}]}]
+    write_specs(out, "jax", old, "test", ["lib.c: no floating-point output", "lib.d: has no array argument"])
+    new = [{"name": "lib.b", "args": [{"name": "x"}, {"name": "y"}]}, {"name": "lib.c", "args": [{"name": "x"}]}]
+    apis, dropped = _keep_others(out, ["lib.b", "lib.c"], new, ["lib.e: not selected, not kept"])
+    write_specs(out, "jax", sorted(apis, key=lambda a: a["name"]), "test", dropped)
+    specs = {s.name: s for s in load_file(out)}
+    assert set(specs) == {"lib.a", "lib.b", "lib.c"} and len(specs["lib.b"].args) == 2
+    assert dropped == ["lib.d: has no array argument"]
+
+
+def test_a_template_without_differentiable_input_is_rejected(jax_catalogue, tmp_path):
+    # rfftfreq(n, d=1.0): without `d` nothing is differentiable, so `d` must be an input
+    entry = entry_from_dict(jax_catalogue["jax.numpy.fft.rfftfreq"])
+    ((_, spec, why),) = list(probe_entries(resolve_runtime("jax"), [entry], tmp_path, workers=1))
+    assert spec is not None, why
+    assert "d" in [a["name"] for a in spec["args"]]

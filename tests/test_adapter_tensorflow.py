@@ -1,0 +1,92 @@
+"""TensorFlow-specific adapter behaviour in the real tensorflow worker: None gradients, the
+`jit` scenario, complex outputs, missing gradients, and the recorded oneDNN setting."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nablafuzz.model import ArgKind, InputValue, Outcome, Trial, Verdict
+from nablafuzz.runtime.registry import resolve_runtime
+from nablafuzz.runtime.runner import Runner
+from nablafuzz.scenarios import ALL, COMPILED
+from nablafuzz.spec import spec_from_dict
+from nablafuzz.tensors import to_record
+from nablafuzz.verdict import judge
+
+
+@pytest.fixture(scope="module")
+def runner(tmp_path_factory):
+    r = Runner(resolve_runtime("tensorflow", [str(Path(__file__).parent)]), tmp_path_factory.mktemp("tf") / "w.log",
+               120.0)
+    yield r
+    r.close()
+
+
+def _tensor(name, values, dtype="float64", diff=True, keyword=False):
+    return InputValue(name, ArgKind.TENSOR, to_record(np.array(values, dtype=dtype)), diff, keyword)
+
+
+def _run(runner, spec_dict, inputs, scenarios=ALL + (COMPILED,), dtype="float64"):
+    spec = spec_from_dict("tensorflow", spec_dict, "test")
+    trial = Trial("tensorflow", spec.name, 13, dtype, tuple(inputs), spec.differentiable_outputs)
+    return spec, runner.run(trial, spec, scenarios)
+
+
+def test_versions_record_the_onednn_setting(runner):
+    assert runner.versions["TF_ENABLE_ONEDNN_OPTS"] == "0"
+    assert runner.versions["tensorflow"].startswith("2.")
+
+
+def test_none_gradient_is_a_structural_zero(runner):
+    # Floor's registered gradient is None: normalised to zeros, it agrees with finite differences
+    spec, ex = _run(runner, {"name": "tf.math.floor", "args": [{"name": "x"}]}, [_tensor("x", [0.25, -1.5, 3.5])])
+    assert all(r.outcome is Outcome.OK for r in ex.results), [(r.scenario, r.error) for r in ex.results]
+    assert ex.get("rev").value == 0.0 and ex.get("fwd").value == 0.0
+    assert judge(ex, spec, runner).findings == ()
+
+
+def test_a_missing_derivative_is_still_a_finding(runner):
+    spec, ex = _run(runner, {"name": "helper_tf_ops:half_stopped", "args": [{"name": "x"}]},
+                    [_tensor("x", [0.5, -2.0])])
+    findings = judge(ex, spec, runner).findings
+    assert any(f.candidate.verdict is Verdict.DERIVATIVE_MISMATCH and "rev" in f.candidate.scenarios
+               for f in findings)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_jit_scenario_agrees_with_eager(runner, dtype):
+    spec, ex = _run(runner, {"name": "tf.math.sin", "args": [{"name": "x"}]},
+                    [_tensor("x", [0.25, -1.5, 3.0], dtype)], dtype=dtype)
+    jit = ex.get(COMPILED)
+    assert jit.outcome is Outcome.OK, jit.error
+    assert jit.value == pytest.approx(ex.get("rev").value, rel=1e-5 if dtype == "float32" else 1e-12)
+    assert judge(ex, spec, runner).findings == ()
+
+
+def test_jit_keeps_python_arguments_static(runner):
+    spec, ex = _run(runner, {"name": "tf.math.reduce_sum", "args": [
+        {"name": "input_tensor"}, {"name": "axis", "kind": "axis", "of": "input_tensor", "keyword": True}]},
+        [_tensor("input_tensor", [[1.0, 2.0], [3.0, -4.0]]), InputValue("axis", ArgKind.AXIS, 1, False, True)])
+    assert ex.get(COMPILED).outcome is Outcome.OK, ex.get(COMPILED).error
+    assert judge(ex, spec, runner).findings == ()
+
+
+def test_complex_outputs_are_compared_as_real_pairs(runner):
+    spec, ex = _run(runner, {"name": "tf.signal.rfft", "args": [{"name": "input_tensor"}]},
+                    [_tensor("input_tensor", [1.0, -2.0, 0.5, 4.0], "float32")], ALL, "float32")
+    (out,) = ex.get("direct").outputs
+    want = np.fft.rfft([1.0, -2.0, 0.5, 4.0])
+    np.testing.assert_allclose(out, np.stack([want.real, want.imag], axis=-1), atol=1e-5)
+    assert ex.get("rev").outcome is Outcome.OK and ex.get("fwd").outcome is Outcome.OK
+
+
+def test_an_op_without_gradient_is_unsupported(runner):
+    # Snapshot has a kernel but no registered gradient: "unsupported", not an error
+    spec, ex = _run(runner, {"name": "tf.raw_ops.Snapshot", "args": [
+        {"name": "input", "dims": ["2", "2"], "keyword": True}], "capabilities": [], "unsupported": ["rev", "fwd"]},
+        [_tensor("input", [[2.0, 0.5], [0.25, 3.0]], keyword=True)], ("direct", "rev"))
+    assert ex.get("direct").outcome is Outcome.OK
+    assert ex.get("rev").outcome is Outcome.UNSUPPORTED, ex.get("rev").error
+    assert judge(ex, spec, runner).findings == ()
