@@ -74,14 +74,17 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def installed_libraries() -> List[str]:
+def installed_libraries(spec_dir: str = "api_specs") -> List[str]:
+    """Libraries with an adapter, an installed runtime and derived specs: what a campaign
+    without --libraries covers."""
     from .install import InstallError, load_registry
     try:
         registry = load_registry()
     except InstallError:
         registry = {}
     return ["numpy_ref"] + [lib for lib in ("torch", "jax", "tensorflow", "oneflow")
-                            if lib in registry and importlib.util.find_spec(f"nablafuzz.adapters.{lib}") is not None]
+                            if lib in registry and importlib.util.find_spec(f"nablafuzz.adapters.{lib}") is not None
+                            and any((Path(spec_dir) / lib).glob("*.yaml"))]
 
 
 def cmd_campaign(args: argparse.Namespace) -> int:
@@ -89,7 +92,7 @@ def cmd_campaign(args: argparse.Namespace) -> int:
     from .config import make_config
     from .progress import ProgressView
     settings = {k: v for k, v in vars(args).items() if k not in ("command", "profile", "triage")}
-    settings["libraries"] = settings["libraries"] or installed_libraries()
+    settings["libraries"] = settings["libraries"] or installed_libraries(settings.get("spec_dir") or "api_specs")
     config = make_config(args.profile, **settings)
     with ProgressView(config) as view:
         summary = run_campaign(config, view.update)
