@@ -103,6 +103,16 @@ def _conventions(observations: List[Observation]) -> Tuple[Tuple[str, str, int],
     return tuple((api, why, n) for (api, why), n in sorted(counts.items()))
 
 
+def _interleaved(specs: List[ApiSpec]) -> List[ApiSpec]:
+    """Specs taking turns across libraries (each library's own order kept), so a budget that
+    runs out still leaves every library a fair share of APIs."""
+    by_library: Dict[str, List[ApiSpec]] = {}
+    for s in specs:
+        by_library.setdefault(s.library, []).append(s)
+    queues = list(by_library.values())
+    return [q[i] for i in range(max(map(len, queues), default=0)) for q in queues if i < len(q)]
+
+
 def _versions(runner: Runner) -> Tuple[str, ...]:
     return tuple(sorted(f"{k} {v}" for k, v in runner.versions.items()))
 
@@ -203,7 +213,7 @@ class Campaign:
         previous = read_observations(log_path)
         done = {(o.api, o.index) for o in previous}
         tasks: "queue.Queue" = queue.Queue()
-        for spec in self.specs:
+        for spec in _interleaved(self.specs):
             tasks.put(spec)
         deadline = time.monotonic() + self.config.budget_s
         threads = [threading.Thread(target=self._work, args=(tasks, n, done, deadline), daemon=True)

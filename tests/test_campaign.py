@@ -113,3 +113,11 @@ def test_sigkill_then_rerun_loses_nothing_and_duplicates_nothing(tmp_path):
         assert r.key in seen
         assert r.occurrences == seen[r.key], "an occurrence counted twice or lost"
     assert not list((tmp_path / "store").rglob("*.tmp")), "no half-written file left behind"
+
+
+def test_libraries_take_turns_so_a_short_budget_covers_each():
+    from nablafuzz.campaign import _interleaved
+    from nablafuzz.spec import spec_from_dict
+    specs = [spec_from_dict(lib, {"name": n, "args": [{"name": "x"}]}, "test")
+             for lib, names in (("torch", "abc"), ("jax", "de"), ("numpy_ref", "f")) for n in names]
+    assert [s.id for s in _interleaved(specs)] == ["torch:a", "jax:d", "numpy_ref:f", "torch:b", "jax:e", "torch:c"]
