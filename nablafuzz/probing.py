@@ -43,6 +43,7 @@ KEEPDIMS = {"keepdims", "keepdim", "keep_dims"}
 SHAPE_NAMES = {"shape", "newshape", "new_sizes", "sizes", "out_shape", "new_shape", "broadcast_shape"}
 INDEX_NAMES = {"indices", "index", "idx", "ind", "indexer", "segment_ids"}
 MASK_NAMES = {"condition", "cond", "mask", "pred", "which"}
+ORDER_NAMES = {"n"}  # the order of a special function, when typed as an array (polygamma(n, x))
 INT_NAMES = {"n", "k", "N", "M", "num", "ord", "repeats", "deg", "order", "reps", "shift", "offset"}
 SKIP_NAMES = {"dtype", "out", "precision", "preferred_element_type", "name", "device", "sharding"}
 RANDOM_NAMES = {"key", "rng", "seed", "rng_key"}
@@ -114,6 +115,8 @@ def role(p: Param) -> str:
         return "index"
     if name in MASK_NAMES:
         return "mask"
+    if name in ORDER_NAMES and ARRAY.search(ann):
+        return "order"  # an integer-valued array, e.g. polygamma(n, x)
     if ARRAY.search(ann):
         return "tensor_list" if SEQUENCE.match(ann.strip()) else "tensor"
     if name in INT_NAMES or ann.strip() in ("int", "SupportsIndex", "int | None", "Optional[int]"):
@@ -211,6 +214,9 @@ def template(rs: List[Tuple[Param, str]], family: str, domain: str, optional: bo
         elif r == "index":
             args.append({"name": p.name, "dtypes": ["int64"], "differentiable": False, "low": 0, "high": 1,
                          "rank": [0, 1], "keyword": keyword})
+        elif r == "order":
+            args.append({"name": p.name, "dtypes": ["int64"], "differentiable": False, "low": 0, "high": 3,
+                         "rank": [0, 0], "keyword": keyword})
         elif r == "mask":
             layout = {"broadcast_with": first} if first else {"rank": [0, 3]}
             args.append(dict({"name": p.name, "dtypes": ["bool"], "differentiable": False, "keyword": keyword},

@@ -130,3 +130,12 @@ def test_a_template_without_differentiable_input_is_rejected(jax_catalogue, tmp_
     ((_, spec, why),) = list(probe_entries(resolve_runtime("jax"), [entry], tmp_path, workers=1))
     assert spec is not None, why
     assert "d" in [a["name"] for a in spec["args"]]
+
+
+def test_an_array_order_parameter_is_an_integer():
+    # polygamma(n, x): n must be integer-valued, so it is drawn as an int64 scalar
+    entry = Entry("jax.scipy.special.polygamma", "jax.scipy.special", (P("n"), P("x")))
+    rs = roles(entry)
+    assert [r for _, r in rs] == ["order", "tensor"]
+    (n, x) = template(rs, "elementwise", "real", False)
+    assert n["dtypes"] == ["int64"] and n["differentiable"] is False and x["name"] == "x"
