@@ -267,8 +267,8 @@ class Prober:
     def attempt(self, entry: Entry, label: str, spec: Dict[str, Any]) -> Attempt:
         ok = nonfinite = 0
         why = ""
+        api = spec_from_dict(self.library, spec, f"probe of {entry.name}")
         for i in range(PROBE_TRIALS):
-            api = spec_from_dict(self.library, spec, f"probe of {entry.name}")
             trial = generate(api, 0, i, MAX_SIZE, 3, "float64")
             ex = self.runner.run(trial, api, ["rev"])
             floats = _float_outputs(ex)
@@ -314,9 +314,10 @@ class Prober:
     def finish(self, entry: Entry, a: Attempt) -> Dict[str, Any]:
         """The spec of the winning template, with what one all-scenario trial teaches."""
         api = spec_from_dict(self.library, a.spec, f"probe of {entry.name}")
-        ex = self.runner.run(generate(api, 0, 0, MAX_SIZE, 3, "float64"), api, ALL)
+        trial = generate(api, 0, 0, MAX_SIZE, 3, "float64")
+        ex = self.runner.run(trial, api, ALL)
         unsupported = [s for s in CAPABILITIES if (r := ex.get(s)) is not None and r.outcome is Outcome.UNSUPPORTED]
-        again = self.runner.run(generate(api, 0, 0, MAX_SIZE, 3, "float64"), api, ())
+        again = self.runner.run(trial, api, ())
         spec = dict(a.spec, capabilities=[c for c in CAPABILITIES if c not in unsupported])
         if unsupported:
             spec["unsupported"] = unsupported

@@ -9,32 +9,28 @@ import pytest
 
 from nablafuzz.compare import compare
 from nablafuzz.config import make_config, scenarios_for
-from nablafuzz.model import ArgKind, InputValue, Outcome, Trial, Verdict
-from nablafuzz.runtime.registry import resolve_runtime
-from nablafuzz.runtime.runner import Runner
+from nablafuzz.model import ArgKind, InputValue, Outcome, Verdict
 from nablafuzz.scenarios import ALL, COMPILED
-from nablafuzz.spec import load_specs, spec_from_dict
-from nablafuzz.tensors import to_record
+from nablafuzz.spec import load_specs
 from nablafuzz.verdict import judge
+
+from helper_adapter import library_runner, run_spec, tensor_input
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def runner(tmp_path_factory):
-    r = Runner(resolve_runtime("jax", [str(Path(__file__).parent)]), tmp_path_factory.mktemp("j") / "w.log", 120.0)
+    r = library_runner("jax", tmp_path_factory.mktemp("j") / "w.log")
     yield r
     r.close()
 
 
-def _tensor(name, values, dtype="float64", diff=True, keyword=False):
-    return InputValue(name, ArgKind.TENSOR, to_record(np.array(values, dtype=dtype)), diff, keyword)
+_tensor = tensor_input
 
 
 def _run(runner, spec_dict, inputs, scenarios=ALL + (COMPILED,), dtype="float64"):
-    spec = spec_from_dict("jax", spec_dict, "test")
-    trial = Trial("jax", spec.name, 11, dtype, tuple(inputs), spec.differentiable_outputs)
-    return spec, runner.run(trial, spec, scenarios)
+    return run_spec(runner, "jax", spec_dict, inputs, scenarios, dtype, seed=11)
 
 
 def test_jit_is_on_by_default_for_jax_only():

@@ -2,36 +2,28 @@
 `jit` scenario, complex outputs, missing gradients, and the recorded oneDNN setting."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-from nablafuzz.model import ArgKind, InputValue, Outcome, Trial, Verdict
-from nablafuzz.runtime.registry import resolve_runtime
-from nablafuzz.runtime.runner import Runner
+from nablafuzz.model import ArgKind, InputValue, Outcome, Verdict
 from nablafuzz.scenarios import ALL, COMPILED
-from nablafuzz.spec import spec_from_dict
-from nablafuzz.tensors import to_record
 from nablafuzz.verdict import judge
+
+from helper_adapter import library_runner, run_spec, tensor_input
 
 
 @pytest.fixture(scope="module")
 def runner(tmp_path_factory):
-    r = Runner(resolve_runtime("tensorflow", [str(Path(__file__).parent)]), tmp_path_factory.mktemp("tf") / "w.log",
-               120.0)
+    r = library_runner("tensorflow", tmp_path_factory.mktemp("tf") / "w.log")
     yield r
     r.close()
 
 
-def _tensor(name, values, dtype="float64", diff=True, keyword=False):
-    return InputValue(name, ArgKind.TENSOR, to_record(np.array(values, dtype=dtype)), diff, keyword)
+_tensor = tensor_input
 
 
 def _run(runner, spec_dict, inputs, scenarios=ALL + (COMPILED,), dtype="float64"):
-    spec = spec_from_dict("tensorflow", spec_dict, "test")
-    trial = Trial("tensorflow", spec.name, 13, dtype, tuple(inputs), spec.differentiable_outputs)
-    return spec, runner.run(trial, spec, scenarios)
+    return run_spec(runner, "tensorflow", spec_dict, inputs, scenarios, dtype, seed=13)
 
 
 def test_versions_record_the_onednn_setting(runner):

@@ -59,6 +59,31 @@ def resolve_user_function(api: str) -> Any:
     return obj
 
 
+def attribute_path(obj: Any, parts: Sequence[str]) -> Any:
+    """obj.parts[0].parts[1]...; None where an attribute is missing."""
+    for part in parts:
+        obj = getattr(obj, part, None)
+        if obj is None:
+            return None
+    return obj
+
+
+def resolve_library_api(api: str, prefix: str, library: str, lookup: Callable[[List[str]], Any]) -> Any:
+    """A user's `module:function`, or `prefix.a.b` found by `lookup(parts)` (None: missing);
+    UnknownApi unless it is callable."""
+    if ":" in api:
+        return resolve_user_function(api)
+    parts = api.split(".")
+    if parts[0] != prefix:
+        raise UnknownApi(f"{api!r} is not a {library} API (expected {prefix}.* or module:function)")
+    obj = lookup(parts)
+    if obj is None:
+        raise UnknownApi(f"{library} has no {api!r}")
+    if not callable(obj):
+        raise UnknownApi(f"{api!r} is not callable")
+    return obj
+
+
 class Adapter:
     """What the worker needs from one library."""
 
@@ -144,6 +169,13 @@ class Adapter:
     def compiled(self, fn: Any) -> Any:
         """`fn` compiled by the library's compiler (the opt-in `jit` scenario)."""
         raise NotImplementedError(f"{self.library} has no compiled scenario")
+
+    def compiled_once(self, fn: Any, compile_fn: Callable[[Any], Any]) -> Any:
+        """`compile_fn(fn)`, made once per API and kept (the function is kept alive with it)."""
+        cache = self.__dict__.setdefault("_compiled", {})
+        if id(fn) not in cache:
+            cache[id(fn)] = (fn, compile_fn(fn))
+        return cache[id(fn)][1]
 
     def derive_specs(self) -> Dict[str, Any]:
         """This library's spec source: {"apis": [spec-file dicts], "dropped": ["what: why"]}."""

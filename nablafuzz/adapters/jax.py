@@ -22,7 +22,7 @@ import numpy as np  # noqa: E402
 
 from ..introspect import catalogue  # noqa: E402
 from ..model import Outcome  # noqa: E402
-from .base import ComposableAdapter, UnknownApi, resolve_user_function  # noqa: E402
+from .base import ComposableAdapter, attribute_path, resolve_library_api  # noqa: E402
 
 MODULES = ("jax.numpy", "jax.numpy.linalg", "jax.numpy.fft", "jax.lax", "jax.lax.linalg", "jax.nn",
            "jax.scipy.special", "jax.scipy.linalg", "jax.scipy.signal", "jax.scipy.fft", "jax.scipy.ndimage",
@@ -44,20 +44,15 @@ SKIP = re.compile(r"\.(callback|pure_callback|io_callback|cond|switch|while_loop
                   r"|result_type|promote_types|ndim|shape|size)$")
 
 
-def _resolve_dotted(api: str) -> Any:
+def _lookup(parts: List[str]) -> Any:
     """`jax.scipy.special.erf`: import the longest module prefix, then walk attributes."""
-    parts = api.split(".")
     for cut in range(len(parts), 0, -1):
         try:
-            obj: Any = importlib.import_module(".".join(parts[:cut]))
+            module = importlib.import_module(".".join(parts[:cut]))
         except ImportError:
             continue
-        for part in parts[cut:]:
-            obj = getattr(obj, part, None)
-            if obj is None:
-                raise UnknownApi(f"jax has no {api!r}")
-        return obj
-    raise UnknownApi(f"jax has no {api!r}")
+        return attribute_path(module, parts[cut:])
+    return None
 
 
 # Note [complex outputs], as in the torch adapter: a complex output z is compared as the real
@@ -81,14 +76,7 @@ class JaxAdapter(ComposableAdapter):
         return {"jax": jax.__version__, "jaxlib": jaxlib.__version__, "numpy": np.__version__}
 
     def resolve(self, api: str) -> Any:
-        if ":" in api:
-            return resolve_user_function(api)
-        if api.split(".")[0] != "jax":
-            raise UnknownApi(f"{api!r} is not a jax API (expected jax.* or module:function)")
-        fn = _resolve_dotted(api)
-        if not callable(fn):
-            raise UnknownApi(f"{api!r} is not callable")
-        return fn
+        return resolve_library_api(api, "jax", "jax", _lookup)
 
     def from_numpy(self, a: np.ndarray, dtype: str, grad: bool = False) -> Any:
         return jnp.asarray(np.asarray(a, dtype=dtype))

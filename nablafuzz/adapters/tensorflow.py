@@ -23,7 +23,7 @@ from tensorflow.python.framework import op_def_registry, ops  # noqa: E402
 
 from ..introspect import catalogue  # noqa: E402
 from ..model import Outcome  # noqa: E402
-from .base import ComposableAdapter, UnknownApi, resolve_user_function  # noqa: E402
+from .base import ComposableAdapter, attribute_path, resolve_library_api  # noqa: E402
 
 ZERO = tf.UnconnectedGradients.ZERO
 
@@ -65,19 +65,7 @@ class TensorFlowAdapter(ComposableAdapter):
                 "TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "")}
 
     def resolve(self, api: str) -> Any:
-        if ":" in api:
-            return resolve_user_function(api)
-        parts = api.split(".")
-        if parts[0] != "tf":
-            raise UnknownApi(f"{api!r} is not a tensorflow API (expected tf.* or module:function)")
-        obj: Any = tf
-        for part in parts[1:]:
-            obj = getattr(obj, part, None)
-            if obj is None:
-                raise UnknownApi(f"tensorflow has no {api!r}")
-        if not callable(obj):
-            raise UnknownApi(f"{api!r} is not callable")
-        return obj
+        return resolve_library_api(api, "tf", "tensorflow", lambda parts: attribute_path(tf, parts[1:]))
 
     def from_numpy(self, a: np.ndarray, dtype: str, grad: bool = False) -> Any:
         return tf.constant(np.asarray(a, dtype=dtype))
@@ -115,17 +103,14 @@ class TensorFlowAdapter(ComposableAdapter):
     def catalogue(self) -> Dict[str, Any]:
         """The public Python APIs, plus every `tf.raw_ops` op with a registered gradient, its
         parameters typed from the OpDef (float inputs are arrays, int inputs integers)."""
-        modules = [(f"tf.{m}", _submodule(m)) for m in PY_MODULES]
+        modules = [(f"tf.{m}", attribute_path(tf, m.split("."))) for m in PY_MODULES]
         found = catalogue([("tf", tf)] + [m for m in modules if m[1] is not None], SKIP)
         found["entries"] += _raw_op_entries()
         return found
 
     def compiled(self, fn: Any) -> Any:
         """`tf.function(jit_compile=True)`, once per API (retraced per shape and Python values)."""
-        cache = self.__dict__.setdefault("_compiled", {})
-        if id(fn) not in cache:
-            cache[id(fn)] = (fn, tf.function(fn, jit_compile=True))
-        return cache[id(fn)][1]
+        return self.compiled_once(fn, lambda f: tf.function(f, jit_compile=True))
 
     def classify(self, exc: BaseException) -> Outcome:
         text = str(exc)
@@ -133,13 +118,6 @@ class TensorFlowAdapter(ComposableAdapter):
                 "No gradient defined" in text or "gradient registry has no entry" in text)):
             return Outcome.UNSUPPORTED
         return Outcome.RAISED
-
-
-def _submodule(path: str) -> Any:
-    obj: Any = tf
-    for part in path.split("."):
-        obj = getattr(obj, part, None)
-    return obj
 
 
 def _float_input(op_def: Any, arg: Any) -> bool:

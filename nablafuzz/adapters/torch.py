@@ -18,7 +18,7 @@ import torch
 import torch.autograd.forward_ad as fwAD
 
 from ..model import Outcome
-from .base import ComposableAdapter, SecondOrder, UnknownApi, resolve_user_function
+from .base import ComposableAdapter, SecondOrder, attribute_path, resolve_library_api
 from .torch_messages import classify_message
 
 # Note [complex outputs]
@@ -49,19 +49,7 @@ class TorchAdapter(ComposableAdapter):
         return {"torch": torch.__version__, "numpy": np.__version__}
 
     def resolve(self, api: str) -> Any:
-        if ":" in api:
-            return resolve_user_function(api)
-        parts = api.split(".")
-        if parts[0] != "torch":
-            raise UnknownApi(f"{api!r} is not a torch API (expected torch.* or module:function)")
-        obj: Any = torch
-        for part in parts[1:]:
-            if not hasattr(obj, part):
-                raise UnknownApi(f"torch has no {api!r}")
-            obj = getattr(obj, part)
-        if not callable(obj):
-            raise UnknownApi(f"{api!r} is not callable")
-        return obj
+        return resolve_library_api(api, "torch", "torch", lambda parts: attribute_path(torch, parts[1:]))
 
     def from_numpy(self, a: np.ndarray, dtype: str, grad: bool = False) -> Any:
         t = torch.from_numpy(np.array(a, dtype=dtype, copy=True))
@@ -99,10 +87,7 @@ class TorchAdapter(ComposableAdapter):
 
     def compiled(self, fn: Any) -> Any:
         """torch.compile, once per API (dynamic shapes, so new shapes do not recompile)."""
-        cache = self.__dict__.setdefault("_compiled", {})
-        if id(fn) not in cache:
-            cache[id(fn)] = (fn, torch.compile(fn, dynamic=True))
-        return cache[id(fn)][1]
+        return self.compiled_once(fn, lambda f: torch.compile(f, dynamic=True))
 
     def seed(self, seed: int) -> None:
         torch.manual_seed(seed & 0xFFFF_FFFF_FFFF)
