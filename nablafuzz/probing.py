@@ -36,7 +36,7 @@ ENTRY_BUDGET_S = 90.0  # per API: templates stop being tried after this (a slow 
 MAX_SIZE = 24
 DOMAIN_FALLBACK = ("real", "positive", "open_unit_interval", "symmetric_unit")
 
-ARRAY = re.compile(r"ArrayLike|\bArray\b|ndarray|Tensor")
+ARRAY = re.compile(r"ArrayLike|\bArray\b|ndarray|Tensor|~TV_")  # ~TV_: a generated TensorFlow op's type variable
 SEQUENCE = re.compile(r"^(Sequence|list|tuple|List|Tuple)\[")
 AXIS_NAMES = {"axis", "axes", "dim", "dimension", "dims", "dimensions"}
 KEEPDIMS = {"keepdims", "keepdim", "keep_dims"}
@@ -74,12 +74,20 @@ class Entry:
     params: Tuple[Param, ...]
     doc: str = ""
     aliases: Tuple[str, ...] = ()
+    dtypes: Tuple[str, ...] = ()  # the float dtypes the API takes, where its library says (else both)
 
 
 def entry_from_dict(d: Dict[str, Any]) -> Entry:
     params = tuple(Param(p["name"], p["kind"], p.get("annotation", ""), bool(p["required"]), p.get("default"),
                          "default" in p) for p in d["params"])
-    return Entry(d["name"], d["module"], params, d.get("doc", ""), tuple(d.get("aliases", ())))
+    return Entry(d["name"], d["module"], params, d.get("doc", ""), tuple(d.get("aliases", ())),
+                 tuple(d.get("dtypes", ())))
+
+
+def probe_dtype(spec: Dict[str, Any]) -> str:
+    """float64 where the API takes it (finite differences are reliable there), else its first dtype."""
+    dtypes = spec.get("dtypes", ["float64"])
+    return "float64" if "float64" in dtypes else dtypes[0]
 
 
 # ---- roles and templates -------------------------------------------------------------------
@@ -195,7 +203,8 @@ def template(rs: List[Tuple[Param, str]], family: str, domain: str, optional: bo
             arg = {"name": p.name, "kind": "axis", "of": first} if first else {"name": p.name, "kind": "choice",
                                                                                  "choices": [0]}
             if r == "opt_axis":
-                arg.update(optional=True, keyword=keyword)
+                arg["optional"] = True
+            arg["keyword"] = keyword
             args.append(arg)
         elif r == "axes":
             args.append({"name": p.name, "kind": "choice", "choices": [[0], [-1]], "keyword": keyword})
@@ -269,7 +278,7 @@ class Prober:
         why = ""
         api = spec_from_dict(self.library, spec, f"probe of {entry.name}")
         for i in range(PROBE_TRIALS):
-            trial = generate(api, 0, i, MAX_SIZE, 3, "float64")
+            trial = generate(api, 0, i, MAX_SIZE, 3, probe_dtype(spec))
             ex = self.runner.run(trial, api, ["rev"])
             floats = _float_outputs(ex)
             direct = ex.get("direct")
@@ -297,7 +306,8 @@ class Prober:
                     if time.monotonic() > deadline:
                         whys.append(f"probing took over {ENTRY_BUDGET_S:.0f} s")
                         break
-                    base = {"name": entry.name, "args": template(rs, family, domain, optional)}
+                    base = {"name": entry.name, "args": template(rs, family, domain, optional),
+                            **({"dtypes": list(entry.dtypes)} if entry.dtypes else {})}
                     a = self.attempt(entry, f"{family}/{domain}" + ("/all-arrays" if optional else ""), base)
                     if a.why:
                         whys.append(a.why)
@@ -314,7 +324,7 @@ class Prober:
     def finish(self, entry: Entry, a: Attempt) -> Dict[str, Any]:
         """The spec of the winning template, with what one all-scenario trial teaches."""
         api = spec_from_dict(self.library, a.spec, f"probe of {entry.name}")
-        trial = generate(api, 0, 0, MAX_SIZE, 3, "float64")
+        trial = generate(api, 0, 0, MAX_SIZE, 3, probe_dtype(a.spec))
         ex = self.runner.run(trial, api, ALL)
         unsupported = [s for s in CAPABILITIES if (r := ex.get(s)) is not None and r.outcome is Outcome.UNSUPPORTED]
         again = self.runner.run(trial, api, ())

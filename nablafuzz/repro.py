@@ -2,7 +2,7 @@
 
 Literal inputs and tangents u, w; v from the output shapes by an inlined copy of `direction`;
 the report's scenarios recomputed with the library's public AD API only (`jit`: the VJP of the
-library's compiled call, torch.compile or jax.jit), each value printed, then
+library's compiled call: torch.compile, jax.jit or tf.function(jit_compile=True)), each value printed, then
 `DISAGREEMENT: ...` (exit 1) or `AGREEMENT: ...` (exit 0).  Status and crash verdicts just call the
 failing scenario.  Nothing from a report is executed here; names are validated (Note [repro names]).
 """
@@ -284,6 +284,16 @@ def jvp(f, xs, tangents):  # each tangent in its input's dtype, as jax wants
 _TENSORFLOW = '''
 ZERO = tf.UnconnectedGradients.ZERO
 
+def flatten(out):
+    """Outputs as nablafuzz's tensorflow adapter lists them: the nest's leaves as tensors, a complex z
+    as the real pair (Re z, Im z) on a new last axis (each scenario is real analysis)."""
+    leaves = [tf.convert_to_tensor(t) for t in tf.nest.flatten(out)]
+    return [tf.stack([tf.math.real(t), tf.math.imag(t)], axis=-1) if t.dtype.is_complex else t for t in leaves]
+
+def compiled(f):
+    """jit: tf.function(jit_compile=True) of the call (XLA), as nablafuzz compiles it."""
+    return tf.function(f, jit_compile=True)
+
 def native(a, grad=False):
     return tf.constant(a)
 
@@ -297,7 +307,8 @@ def vjp(f, xs, cts, create_graph):
     with tf.GradientTape() as tape:
         tape.watch(xs)
         outs = f(xs)
-    return outs, tape.gradient(outs, xs, output_gradients=cts, unconnected_gradients=ZERO)
+    grads = tape.gradient(outs, xs, output_gradients=cts, unconnected_gradients=ZERO)
+    return outs, [tf.convert_to_tensor(g) for g in grads]  # IndexedSlices (gather's gradient) as dense
 
 def jvp(f, xs, tangents):
     """Forward mode: tf.autodiff.ForwardAccumulator."""
@@ -348,7 +359,7 @@ RENDERERS: Dict[str, Renderer] = {
                     (("jax", "jax"), ("jnp", "jnp")), _JAX + _JVP_OF_JVP + _COMPOSED, compiler="jax.jit",
                     submodules=True),
     "tensorflow": Renderer(("import tensorflow as tf",), (("tf", "tf"), ("tensorflow", "tf")),
-                           _FLATTEN + _TENSORFLOW + _JVP_OF_JVP + _COMPOSED),
+                           _TENSORFLOW + _JVP_OF_JVP + _COMPOSED, compiler="tf.function(jit_compile=True)"),
     "oneflow": Renderer(("import oneflow",), (("oneflow", "oneflow"), ("flow", "oneflow")),
                         _FLATTEN + _TENSOR + _ONEFLOW + _JVP_OF_JVP + _COMPOSED),
 }

@@ -82,3 +82,31 @@ def test_an_op_without_gradient_is_unsupported(runner):
     assert ex.get("direct").outcome is Outcome.OK
     assert ex.get("rev").outcome is Outcome.UNSUPPORTED, ex.get("rev").error
     assert judge(ex, spec, runner).findings == ()
+
+
+@pytest.fixture(scope="module")
+def tf_catalogue(tmp_path_factory):
+    from nablafuzz.runtime.process import WorkerProcess
+    from nablafuzz.runtime.registry import resolve_runtime
+    worker = WorkerProcess(resolve_runtime("tensorflow"), tmp_path_factory.mktemp("cat") / "w.log")
+    worker.start()
+    try:
+        ex = worker.request({"op": "catalogue"}, 300.0, until="catalogue")
+    finally:
+        worker.close()
+    return ex.messages[-1]
+
+
+def test_catalogue_lists_a_wrapper_and_its_raw_op_once(tf_catalogue):
+    entries = {e["name"]: e for e in tf_catalogue["entries"]}
+    # tf.nn.relu wraps tf.raw_ops.Relu: one entry, typed from the OpDef, the raw op as alias
+    assert "tf.raw_ops.Relu" in entries["tf.nn.relu"]["aliases"] and "tf.raw_ops.Relu" not in entries
+    assert entries["tf.nn.relu"]["params"][0]["annotation"] == "Tensor"
+    assert not any(n.startswith("tf.compat") for n in entries)
+    # a raw op no public API wraps is listed by itself, keyword-only, its dtype attribute a DType
+    cast = entries["tf.raw_ops.BatchMatMulV3"]["params"]
+    assert {p["name"]: p["annotation"] for p in cast}["Tout"] == "DType" and cast[0]["kind"] == "keyword_only"
+    # an op whose kernels take float32 but not float64 says so
+    assert entries["tf.raw_ops.FusedBatchNorm"]["dtypes"] == ["float32"]
+    # a wrapper of an op without gradient is dropped, with the reason
+    assert any(d.startswith("tf.bitcast: no gradient registered") for d in tf_catalogue["dropped"])

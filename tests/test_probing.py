@@ -139,3 +139,24 @@ def test_an_array_order_parameter_is_an_integer():
     assert [r for _, r in rs] == ["order", "tensor"]
     (n, x) = template(rs, "elementwise", "real", False)
     assert n["dtypes"] == ["int64"] and n["differentiable"] is False and x["name"] == "x"
+
+
+def test_generated_tensorflow_type_variables_are_arrays():
+    assert role(P("features", "typing.Annotated[typing.Any, ~TV_Relu_T]")) == "tensor"
+
+
+def test_keyword_only_axis_is_passed_by_keyword():
+    # raw ops take keywords only: Cumsum(x=..., axis=...)
+    entry = Entry("tf.raw_ops.Cumsum", "tf.raw_ops", (P("x", "Tensor", kind="keyword_only"),
+                                                      P("axis", "int", kind="keyword_only")))
+    x, axis = template(roles(entry), "elementwise", "real", False)
+    assert x["keyword"] and axis["keyword"] and axis["kind"] == "axis"
+
+
+def test_an_api_taking_only_float32_is_probed_in_float32():
+    from nablafuzz.probing import probe_dtype
+    entry = entry_from_dict({"name": "tf.raw_ops.FusedBatchNorm", "module": "tf.raw_ops", "dtypes": ["float32"],
+                             "params": [{"name": "x", "kind": "keyword_only", "annotation": "Tensor", "required": True}]})
+    assert entry.dtypes == ("float32",)
+    assert probe_dtype({"dtypes": ["float32"]}) == "float32"
+    assert probe_dtype({}) == "float64" and probe_dtype({"dtypes": ["float32", "float64"]}) == "float64"

@@ -9,9 +9,10 @@ are enough.  `TF_ENABLE_ONEDNN_OPTS=0` is set by the runtime for reproducible nu
 """
 from __future__ import annotations
 
+import inspect
 import os
 import re
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Set, Tuple
 
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -19,7 +20,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from tensorflow.python.framework import op_def_registry, ops  # noqa: E402
+from tensorflow.python.framework import kernels, op_def_registry, ops  # noqa: E402
+from tensorflow.python.util import tf_decorator  # noqa: E402
 
 from ..introspect import catalogue  # noqa: E402
 from ..model import Outcome  # noqa: E402
@@ -38,7 +40,7 @@ SKIP = re.compile(r"\.(function|py_function|numpy_function|print|Assert|debuggin
                   r"|timestamp|no_op|group|tuple|identity_n|ensure_shape|shape|shape_n|size|rank|dtype\w*|as_dtype"
                   r"|dynamic_partition|dynamic_stitch|unique\w*|where|boolean_mask|py_func|experimental_\w+)$")
 FLOAT_TYPES = {tf.float16.as_datatype_enum, tf.float32.as_datatype_enum, tf.float64.as_datatype_enum}
-ATTR_ANNOTATIONS = {"int": "int", "bool": "bool", "float": "float"}
+ATTR_ANNOTATIONS = {"int": "int", "bool": "bool", "float": "float", "type": "DType"}
 
 
 # Note [None gradients]
@@ -101,12 +103,36 @@ class TensorFlowAdapter(ComposableAdapter):
         return list(outs), [_none_to_zero(acc.jvp(o, unconnected_gradients=ZERO), o) for o in outs]
 
     def catalogue(self) -> Dict[str, Any]:
-        """The public Python APIs, plus every `tf.raw_ops` op with a registered gradient, its
-        parameters typed from the OpDef (float inputs are arrays, int inputs integers)."""
+        """The public Python APIs, plus every `tf.raw_ops` op with a registered gradient that no
+        public API wraps.  A generated wrapper (`tf.nn.relu`) and its raw op (`tf.raw_ops.Relu`)
+        are one op: listed once, under the public name, the raw op recorded as its alias, and its
+        parameters typed from the OpDef (float inputs are arrays, int inputs integers, type
+        attributes dtypes).  Wrappers of ops without a gradient are dropped with that reason."""
         modules = [(f"tf.{m}", attribute_path(tf, m.split("."))) for m in PY_MODULES]
         found = catalogue([("tf", tf)] + [m for m in modules if m[1] is not None], SKIP)
-        found["entries"] += _raw_op_entries()
-        return found
+        wrappers = _raw_ops_by_wrapper()
+        entries, wrapped = [], set()
+        for e in found["entries"]:
+            fn = tf_decorator.unwrap(self.resolve(e["name"]))[1]
+            op = wrappers.get((getattr(fn, "__module__", ""), getattr(fn, "__name__", "")))
+            if op is None:
+                entries.append(e)
+                continue
+            wrapped.add(op)
+            if _not_runnable(op):
+                found["dropped"].append(f"{e['name']}: {_not_runnable(op)}")
+                continue
+            typed = {p["name"]: p["annotation"] for p in _op_params(op, "")}
+            params = [dict(p, annotation=typed.get(p["name"], p["annotation"])) for p in e["params"]]
+            entries.append(dict(e, params=params, aliases=e["aliases"] + [f"tf.raw_ops.{op}"], **_op_dtypes(op)))
+        for op in sorted(set(wrappers.values()) - wrapped):
+            if not _has_gradient(op):
+                continue  # not differentiable at all: not listed (1,000+ ops)
+            if _not_runnable(op):
+                found["dropped"].append(f"tf.raw_ops.{op}: {_not_runnable(op)}")
+            else:
+                entries.append(_op_entry(op))
+        return {"entries": entries, "dropped": found["dropped"]}
 
     def compiled(self, fn: Any) -> Any:
         """`tf.function(jit_compile=True)`, once per API (retraced per shape and Python values)."""
@@ -120,31 +146,83 @@ class TensorFlowAdapter(ComposableAdapter):
         return Outcome.RAISED
 
 
-def _float_input(op_def: Any, arg: Any) -> bool:
+def _raw_ops_by_wrapper() -> Dict[Tuple[str, str], str]:
+    """(module, function name) of each raw op's generated Python wrapper -> the op's name."""
+    out = {}
+    for name in dir(tf.raw_ops):
+        fn = getattr(tf.raw_ops, name)
+        if not name.startswith("_") and callable(fn):
+            out[(fn.__module__, fn.__name__)] = name
+    return out
+
+
+def _has_gradient(op: str) -> bool:
+    return ops._gradient_registry._registry.get(op, {}).get("type") is not None
+
+
+def _allowed(op_def: Any, arg: Any) -> Set[int]:
+    """The dtype enums an input may have ({} where any type goes)."""
     if arg.type:
-        return arg.type in FLOAT_TYPES
+        return {arg.type}
     attr = next((a for a in op_def.attr if a.name == (arg.type_attr or arg.type_list_attr)), None)
-    allowed = set(attr.allowed_values.list.type) if attr is not None and attr.HasField("allowed_values") else set()
+    return set(attr.allowed_values.list.type) if attr is not None and attr.HasField("allowed_values") else set()
+
+
+def _float_input(op_def: Any, arg: Any) -> bool:
+    allowed = _allowed(op_def, arg)
     return not allowed or bool(allowed & FLOAT_TYPES)
 
 
-def _raw_op_entries() -> List[Dict[str, Any]]:
-    registry = ops._gradient_registry._registry  # op name -> its gradient function (None: not differentiable)
-    entries = []
-    for name in sorted(n for n in dir(tf.raw_ops) if not n.startswith("_")):
-        if registry.get(name, {}).get("type") is None:
+def _cpu_float_dtypes(op: str) -> Set[int]:
+    """The float dtype enums the op's CPU kernels take for its float inputs (empty: no CPU kernel
+    for any float type, e.g. TPU and NCCL ops)."""
+    op_def = op_def_registry.get(op)
+    attrs = {a.type_attr for a in op_def.input_arg if a.type_attr and _float_input(op_def, a)}
+    found: Set[int] = set()
+    for kernel in kernels.get_registered_kernels_for_op(op).kernel:
+        if kernel.device_type != "CPU":
             continue
-        op_def = op_def_registry.get(name)
-        inferred = {a.number_attr for a in op_def.input_arg} | {a.type_list_attr for a in op_def.input_arg}
-        params = [{"name": a.name, "kind": "keyword_only", "required": True,
-                   "annotation": ("Sequence[Tensor]" if a.number_attr or a.type_list_attr else "Tensor")
-                   if _float_input(op_def, a) else "int"} for a in op_def.input_arg]
-        params += [{"name": a.name, "kind": "keyword_only", "required": True,
-                    "annotation": ATTR_ANNOTATIONS.get(a.type, a.type)} for a in op_def.attr
-                   if a.type != "type" and a.name not in inferred and not a.HasField("default_value")]
-        entries.append({"name": f"tf.raw_ops.{name}", "module": "tf.raw_ops", "params": params,
-                        "doc": op_def.summary[:160], "aliases": []})
-    return entries
+        constraint = {c.name: set(c.allowed_values.list.type) for c in kernel.constraint}
+        found |= set.intersection(FLOAT_TYPES, *[constraint[a] for a in attrs if a in constraint])
+    return found
+
+
+def _not_runnable(op: str) -> str:
+    """Why the op cannot be differentiated on this CPU worker ("" when it can)."""
+    if not _has_gradient(op):
+        return f"no gradient registered for its op (tf.raw_ops.{op})"
+    if not _cpu_float_dtypes(op):
+        return f"no CPU kernel for a float type (tf.raw_ops.{op})"
+    return ""
+
+
+def _op_dtypes(op: str) -> Dict[str, List[str]]:
+    """{"dtypes": ["float32"]} where the op's CPU kernels take float32 but not float64
+    (FusedBatchNorm), else {} (both)."""
+    found = _cpu_float_dtypes(op)
+    return {} if tf.float64.as_datatype_enum in found else {"dtypes": ["float32"]}
+
+
+def _op_params(op: str, kind: str) -> List[Dict[str, Any]]:
+    """The op's parameters typed from its OpDef (float inputs are arrays, other inputs integers,
+    type attributes dtypes), named as its Python wrapper names them (`axis`, where the OpDef says
+    `split_dim`): inputs come first and in OpDef order, then the attributes by name."""
+    op_def = op_def_registry.get(op)
+    names = list(inspect.signature(getattr(tf.raw_ops, op)).parameters)
+    inferred = {a.number_attr for a in op_def.input_arg} | {a.type_list_attr for a in op_def.input_arg} | {
+        a.type_attr for a in op_def.input_arg}
+    params = [{"name": name, "kind": kind, "required": True,
+               "annotation": ("Sequence[Tensor]" if a.number_attr or a.type_list_attr else "Tensor")
+               if _float_input(op_def, a) else "int"} for name, a in zip(names, op_def.input_arg)]
+    params += [{"name": a.name, "kind": kind, "required": True, "annotation": ATTR_ANNOTATIONS.get(a.type, a.type)}
+               for a in op_def.attr if a.name not in inferred and not a.HasField("default_value") and a.name in names]
+    return params
+
+
+def _op_entry(op: str) -> Dict[str, Any]:
+    """A raw op as a catalogue entry: keyword-only parameters, as raw ops take them."""
+    return {"name": f"tf.raw_ops.{op}", "module": "tf.raw_ops", "params": _op_params(op, "keyword_only"),
+            "doc": op_def_registry.get(op).summary[:160], "aliases": [], **_op_dtypes(op)}
 
 
 def make_adapter() -> TensorFlowAdapter:
