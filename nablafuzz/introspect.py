@@ -40,10 +40,12 @@ def _params(fn: Any) -> List[Dict[str, Any]]:
     return out
 
 
-def catalogue(modules: Sequence[Union[str, Tuple[str, Any]]], skip: Optional[Pattern[str]] = None) -> Dict[str, Any]:
+def catalogue(modules: Sequence[Union[str, Tuple[str, Any]]], skip: Optional[Pattern[str]] = None,
+              alias_modules: Sequence[Tuple[str, Any]] = ()) -> Dict[str, Any]:
     """{"entries": [{name, module, params, doc, aliases}], "dropped": ["name: why"]} for the
     public callables (not classes, not modules) of `modules`, in order.  A module is given by
-    its import name, or as (public name, module object) where the two differ (`tf.math`)."""
+    its import name, or as (public name, module object) where the two differ (`tf.math`).
+    `alias_modules` only add aliases: their names for objects already listed (`tf.compat.v1`)."""
     entries: Dict[int, Dict[str, Any]] = {}
     dropped: List[str] = []
     for item in modules:
@@ -71,6 +73,11 @@ def catalogue(modules: Sequence[Union[str, Tuple[str, Any]]], skip: Optional[Pat
                 continue
             doc = (inspect.getdoc(obj) or "").strip().split("\n")[0][:160]
             entries[id(obj)] = {"name": name, "module": module, "params": params, "doc": doc, "aliases": []}
+    for module, mod in alias_modules:
+        for attr in sorted(dir(mod)) if mod is not None else ():
+            obj = getattr(mod, attr, None)
+            if not attr.startswith("_") and id(obj) in entries:
+                entries[id(obj)]["aliases"].append(f"{module}.{attr}")
     return {"entries": _merge_documented_aliases(list(entries.values())), "dropped": dropped}
 
 

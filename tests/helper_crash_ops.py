@@ -18,6 +18,12 @@ def _segfault(xs, vs):
     return [np.cos(xs[0]) * vs[0]]  # not reached
 
 
+def _mute_then_hang(xs, vs):
+    os.closerange(3, 1024)  # the protocol pipe among them: the orchestrator reads end-of-file
+    time.sleep(60)
+    return [np.cos(xs[0]) * vs[0]]  # not reached
+
+
 def _hang(xs, us):
     time.sleep(60)
     return [np.cos(xs[0]) * us[0]]  # not reached
@@ -37,6 +43,8 @@ def _hog(x):
 
 # sin whose reverse mode dies of SIGSEGV (a native crash)
 segv_vjp = Op(f=np.sin, jvp=_SIN.jvp, vjp=_segfault, hess=_SIN.hess)
+# sin whose reverse mode closes the worker's output and then hangs (as a process stuck aborting)
+mute_vjp = Op(f=np.sin, jvp=_SIN.jvp, vjp=_mute_then_hang, hess=_SIN.hess)
 # sin whose forward mode never returns
 hang_jvp = Op(f=np.sin, jvp=_hang, vjp=_SIN.vjp, hess=_SIN.hess)
 # sin that prints to stdout on every call

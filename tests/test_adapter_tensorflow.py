@@ -102,6 +102,8 @@ def test_catalogue_lists_a_wrapper_and_its_raw_op_once(tf_catalogue):
     # tf.nn.relu wraps tf.raw_ops.Relu: one entry, typed from the OpDef, the raw op as alias
     assert "tf.raw_ops.Relu" in entries["tf.nn.relu"]["aliases"] and "tf.raw_ops.Relu" not in entries
     assert entries["tf.nn.relu"]["params"][0]["annotation"] == "Tensor"
+    # tf.compat.v1 names of the same function are aliases, never entries of their own
+    assert "tf.compat.v1.nn.relu" in entries["tf.nn.relu"]["aliases"]
     assert not any(n.startswith("tf.compat") for n in entries)
     # a raw op no public API wraps is listed by itself, keyword-only, its dtype attribute a DType
     cast = entries["tf.raw_ops.BatchMatMulV3"]["params"]

@@ -53,7 +53,8 @@ def assert_sin_runs_fine(runner: Runner) -> None:
 @pytest.mark.parametrize("api, scenario, outcome, verdict, detail", [
     ("helper_crash_ops:segv_vjp", "rev", Outcome.CRASHED, Verdict.CRASH, "SIGSEGV"),
     ("helper_crash_ops:hang_jvp", "fwd", Outcome.TIMEOUT, Verdict.TIMEOUT, "timeout"),
-], ids=["segfault", "hang"])
+    ("helper_crash_ops:mute_vjp", "rev", Outcome.CRASHED, Verdict.CRASH, "did not exit"),
+], ids=["segfault", "hang", "mute-then-hang"])
 def test_dead_worker_costs_one_trial(tmp_path, api, scenario, outcome, verdict, detail):
     runner = make_runner(tmp_path / "w.log", timeout=2.0)
     try:

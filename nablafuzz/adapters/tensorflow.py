@@ -29,7 +29,7 @@ from .base import ComposableAdapter, attribute_path, resolve_library_api  # noqa
 
 ZERO = tf.UnconnectedGradients.ZERO
 
-# The public Python APIs (tf.compat.v1 is not walked: its names alias the same ops).
+# The public Python APIs.  tf.compat.v1 only adds aliases: its names for the same functions.
 PY_MODULES = ("math", "nn", "linalg", "signal", "image", "keras.activations", "keras.losses", "experimental.numpy")
 # Not APIs to differentiate: graph/runtime utilities, I/O, control flow taking functions, ...
 SKIP = re.compile(r"\.(function|py_function|numpy_function|print|Assert|debugging\w*|cond|case|switch_case|while_loop"
@@ -109,7 +109,9 @@ class TensorFlowAdapter(ComposableAdapter):
         parameters typed from the OpDef (float inputs are arrays, int inputs integers, type
         attributes dtypes).  Wrappers of ops without a gradient are dropped with that reason."""
         modules = [(f"tf.{m}", attribute_path(tf, m.split("."))) for m in PY_MODULES]
-        found = catalogue([("tf", tf)] + [m for m in modules if m[1] is not None], SKIP)
+        compat = [(f"tf.compat.v1.{m}", attribute_path(tf.compat.v1, m.split("."))) for m in PY_MODULES]
+        found = catalogue([("tf", tf)] + [m for m in modules if m[1] is not None], SKIP,
+                          alias_modules=[("tf.compat.v1", tf.compat.v1)] + compat)
         wrappers = _raw_ops_by_wrapper()
         entries, wrapped = [], set()
         for e in found["entries"]:

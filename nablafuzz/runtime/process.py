@@ -148,8 +148,12 @@ class WorkerProcess:
             self.kill()
             detail = "no answer before the per-trial timeout; worker killed"
         else:
-            code = self.proc.wait(timeout=10)
-            detail = f"killed by {_signal_name(code)}" if code < 0 else f"exited with status {code}"
+            try:
+                code = self.proc.wait(timeout=10)
+                detail = f"killed by {_signal_name(code)}" if code < 0 else f"exited with status {code}"
+            except subprocess.TimeoutExpired:  # closed its output, then hung (e.g. while aborting)
+                self.kill()
+                detail = "closed its output and did not exit within 10 s; worker killed"
         self.proc = self.proc if self.proc.poll() is not None else None
         return Death(kind, detail, self.log_tail())
 
