@@ -144,12 +144,14 @@ def cmd_triage(args: argparse.Namespace) -> int:
 
 
 def cmd_specs(args: argparse.Namespace) -> int:
+    from .spec import HINTS_FILE
     from .specsource import derive, list_specs
     if args.action == "derive":
         if not args.library:
             raise NablaError("specs derive needs a library, e.g. `nablafuzz specs derive numpy_ref`")
         out = args.out or Path(args.spec_dir) / args.library / "derived.yaml"
-        n = derive(args.library, out, only=args.apis, verbose=args.verbose)
+        n = derive(args.library, out, only=args.apis, verbose=args.verbose,
+                   hints_path=Path(args.spec_dir) / HINTS_FILE)
         print(f"wrote {n} specs to {out}")
         return 0
     for line in list_specs(Path(args.spec_dir), args.library, check_only=args.action == "check"):

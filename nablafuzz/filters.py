@@ -215,7 +215,7 @@ def precision(ctx: FilterContext, cand: Candidate) -> Optional[FilterOutcome]:
     ex64 = ctx.runner.run(with_dtype(trial, "float64"), ctx.spec, [r.scenario for r in ctx.execution.results])
     ctx64 = FilterContext(ex64, ctx.spec, ctx.runner)
     kept = [c for c in compare(ex64, ctx.spec).candidates if not _dismissed(run_filters(ctx64, c))]
-    if any(c.verdict == cand.verdict and c.scenarios == cand.scenarios for c in kept):
+    if any(same_disagreement(c, cand) for c in kept):
         return _outcome("precision", False, "the same disagreement persists in float64")
     lower = [c for c in kept if c.order < cand.order and c.verdict in NUMERIC]
     if lower:
@@ -231,6 +231,12 @@ def precision(ctx: FilterContext, cand: Candidate) -> Optional[FilterOutcome]:
                         f"outputs allows ({allowed_rel:.2g} relative, {allowed_abs:.2g} absolute)")
     return _outcome("precision", False, f"float64 agrees but the {trial.dtype} result is off by {rel:.2g} "
                     f"relative ({gap:.2g} absolute): a {trial.dtype}-only bug")
+
+
+def same_disagreement(a: Candidate, b: Candidate) -> bool:
+    """The same verdict at the same order between overlapping scenarios: another dtype may line
+    up other scenarios beside it (a reference that converges only in float64)."""
+    return a.verdict == b.verdict and a.order == b.order and bool(set(a.scenarios) & set(b.scenarios))
 
 
 def _relative_gap(low: Execution, high: Execution, scenarios) -> Tuple[float, float]:

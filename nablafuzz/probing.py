@@ -29,7 +29,7 @@ from .naming import SELECTION, short_name
 from .runtime.process import Runtime
 from .runtime.runner import Execution, Runner
 from .scenarios import ALL
-from .spec import CAPABILITIES, spec_from_dict
+from .spec import CAPABILITIES, ProbeHint, spec_from_dict
 
 PROBE_TRIALS = 3
 ENTRY_BUDGET_S = 90.0  # per API: templates stop being tried after this (a slow compile, a hang)
@@ -291,37 +291,44 @@ class Prober:
             why = why or ("" if status in ("ok", "nonfinite") else status)
         return Attempt(label, spec, ok, nonfinite, why)
 
-    def probe(self, entry: Entry) -> Tuple[Optional[Dict[str, Any]], str]:
-        """(spec dict, "") or (None, why no template works)."""
+    def probe(self, entry: Entry, hint: Optional[ProbeHint] = None) -> Tuple[Optional[Dict[str, Any]], str]:
+        """(spec dict, "") or (None, why no template works).  A hint (what the library documents)
+        drops the API, chooses the domain tried first, or lays out arguments by hand."""
+        if hint is not None and hint.drop:
+            return None, f"{hint.reason} (probe hint)"
         try:
             rs = roles(entry)
         except NoTemplate as exc:
             return None, str(exc)
+        domains = DOMAIN_FALLBACK if hint is None or not hint.domain else (hint.domain,) + tuple(
+            d for d in DOMAIN_FALLBACK if d != hint.domain)
+        by_hand = dict(hint.args) if hint is not None else {}
         best: Optional[Attempt] = None
         whys: List[str] = []
         deadline = time.monotonic() + ENTRY_BUDGET_S
         for family in families(entry, rs):
             for optional in ([True, False] if any(r == "opt_tensor" for _, r in rs) else [False]):
-                for domain in DOMAIN_FALLBACK:
+                for domain in domains:
                     if time.monotonic() > deadline:
                         whys.append(f"probing took over {ENTRY_BUDGET_S:.0f} s")
                         break
-                    base = {"name": entry.name, "args": template(rs, family, domain, optional),
-                            **({"dtypes": list(entry.dtypes)} if entry.dtypes else {})}
+                    args = [dict(by_hand[a["name"]], name=a["name"], **({"keyword": True} if a.get("keyword") else {}))
+                            if a["name"] in by_hand else a for a in template(rs, family, domain, optional)]
+                    base = {"name": entry.name, "args": args, **({"dtypes": list(entry.dtypes)} if entry.dtypes else {})}
                     a = self.attempt(entry, f"{family}/{domain}" + ("/all-arrays" if optional else ""), base)
                     if a.why:
                         whys.append(a.why)
                     if best is None or a.ok > best.ok:
                         best = a
                     if a.ok == PROBE_TRIALS:
-                        return self.finish(entry, a), ""
+                        return self.finish(entry, a, hint), ""
                     if not a.nonfinite:
                         break  # another domain only helps when values were the problem
         if best is not None and best.ok:
-            return self.finish(entry, best), ""
+            return self.finish(entry, best, hint), ""
         return None, (whys[0] if whys else "outputs or VJPs are non-finite in every domain tried")
 
-    def finish(self, entry: Entry, a: Attempt) -> Dict[str, Any]:
+    def finish(self, entry: Entry, a: Attempt, hint: Optional[ProbeHint] = None) -> Dict[str, Any]:
         """The spec of the winning template, with what one all-scenario trial teaches."""
         api = spec_from_dict(self.library, a.spec, f"probe of {entry.name}")
         trial = generate(api, 0, 0, MAX_SIZE, 3, probe_dtype(a.spec))
@@ -336,7 +343,8 @@ class Prober:
         if not _same_outputs(ex, again):
             spec["random"] = True
         aliases = f"; aliases: {', '.join(entry.aliases)}" if entry.aliases else ""
-        spec["notes"] = f"probed: {a.label}, {a.ok}/{PROBE_TRIALS} trials valid{aliases}"
+        hinted = f"; hint: {hint.reason}" if hint is not None else ""
+        spec["notes"] = f"probed: {a.label}, {a.ok}/{PROBE_TRIALS} trials valid{hinted}{aliases}"
         return spec
 
 
@@ -348,7 +356,8 @@ def _same_outputs(a: Execution, b: Execution) -> bool:
 
 
 def probe_entries(runtime: Runtime, entries: Sequence[Entry], log_dir: Path, workers: int = 2,
-                  progress: Optional[Callable[[str], None]] = None) -> Iterator[Tuple[Entry, Optional[Dict[str, Any]], str]]:
+                  progress: Optional[Callable[[str], None]] = None,
+                  hints: Optional[Dict[str, ProbeHint]] = None) -> Iterator[Tuple[Entry, Optional[Dict[str, Any]], str]]:
     """(entry, spec or None, why not) for every entry, in order, probed on `workers` workers."""
     local = threading.local()
     runners: List[Runner] = []
@@ -361,7 +370,7 @@ def probe_entries(runtime: Runtime, entries: Sequence[Entry], log_dir: Path, wor
                 runners.append(runner)
             local.prober = Prober(runtime.library, runner)
         try:
-            spec, why = local.prober.probe(entry)
+            spec, why = local.prober.probe(entry, (hints or {}).get(entry.name))
         except Exception as exc:  # noqa: BLE001 - one API's probe failing costs that API only
             spec, why = None, f"probe failed: {type(exc).__name__}: {str(exc)[:160]}"
         if progress:

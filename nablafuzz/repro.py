@@ -580,7 +580,7 @@ def render(report: BugReport) -> str:
         imports, bind = [line, "", f"op = {op}"], _numpy_ref_bind(trial)
     else:
         lines, expr = _library_api(trial.api, renderer)
-        if trial.module is None and trial.api.split(".")[-1][:1].isupper():
+        if trial.library == "torch" and trial.module is None and trial.api.split(".")[-1][:1].isupper():
             raise ReproError("repro: this layer report predates layer scripts (its trial lacks the layer's init "
                              "arguments); replay it with `nablafuzz replay`, or let the next campaign refresh it")
         if trial.module is not None:

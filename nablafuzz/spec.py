@@ -222,6 +222,60 @@ def load_conventions(path: Path) -> Tuple[Convention, ...]:
     return tuple(out)
 
 
+HINTS_FILE = "probe_hints.yaml"
+HINT_FIELDS = {"api", "reason", "url", "drop", "domain", "args", "__line__"}
+
+
+@dataclass(frozen=True)
+class ProbeHint:
+    """What a library documents about one API and a probe cannot learn (`api_specs/probe_hints.yaml`):
+    drop it (its inputs need structure not generated yet), the value domain to try first, or
+    arguments to lay out by hand (full spec-file argument dicts, replacing the template's)."""
+
+    api: str
+    reason: str
+    url: str = ""
+    drop: bool = False
+    domain: str = ""
+    args: Tuple[Tuple[str, Any], ...] = ()
+
+
+def _no_lines(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _no_lines(v) for k, v in value.items() if k != "__line__"}
+    return [_no_lines(v) for v in value] if isinstance(value, list) else value
+
+
+def load_probe_hints(path: Path, library: str) -> Dict[str, ProbeHint]:
+    """The library's rows of the probe hints file, by API name.  Missing file: no hints."""
+    if not path.exists():
+        return {}
+    ctx = _Ctx(str(path))
+    try:
+        data = yaml.load(path.read_text(), Loader=_LineLoader)
+    except yaml.YAMLError as exc:
+        raise ctx.fail("(file)", f"cannot be read as YAML: {exc}", "fix the YAML syntax") from None
+    libraries = _expect(ctx, data if isinstance(data, dict) else {}, "hints", dict,
+                        "write `hints:` mapping each library to a list of {api: ..., reason: ...}")
+    out = {}
+    for row in libraries.get(library) or []:
+        ctx.line = row.get("__line__", 0) if isinstance(row, dict) else 0
+        if not isinstance(row, dict) or not isinstance(row.get("api"), str) or not row.get("reason"):
+            raise ctx.fail(f"hints.{library}", f"each hint needs an api and a reason, got {_shown(row)}",
+                           "write {api: tf.reverse, reason: ..., args: {axis: {kind: choice, choices: [[0]]}}}")
+        ctx.api = row["api"]
+        unknown = set(row) - HINT_FIELDS
+        if unknown:
+            raise ctx.fail(", ".join(sorted(unknown)), "unknown key(s)", f"use only {sorted(HINT_FIELDS - {'__line__'})}")
+        if row.get("domain", "") and row["domain"] not in DOMAINS:
+            raise ctx.fail("domain", f"unknown domain {row['domain']!r}", f"use one of {sorted(DOMAINS)}")
+        args = _expect(ctx, row, "args", dict, "map argument names to spec-file argument dicts", default={})
+        out[row["api"]] = ProbeHint(row["api"], str(row["reason"]), str(row.get("url", "")), bool(row.get("drop")),
+                                    str(row.get("domain", "")), tuple((k, _no_lines(v)) for k, v in args.items()
+                                                                     if k != "__line__"))
+    return out
+
+
 def with_conventions(specs: Sequence[ApiSpec], conventions: Sequence[Convention]) -> List[ApiSpec]:
     return [replace(s, known_issues=s.known_issues + tuple(c.issue for c in conventions if c.covers(s)))
             for s in specs]

@@ -19,7 +19,7 @@ from .errors import WorkerError
 from .probing import entry_from_dict, probe_entries
 from .runtime.process import WorkerProcess
 from .runtime.registry import resolve_runtime
-from .spec import load_file, load_specs, write_specs
+from .spec import HINTS_FILE, load_file, load_probe_hints, load_specs, write_specs
 
 LOGS = Path(".nablafuzz/logs")
 
@@ -33,9 +33,11 @@ def _ask(worker: WorkerProcess, op: str, library: str, timeout_s: float) -> Dict
 
 
 def derive(library: str, out: Path, timeout_s: float = 1800.0, workers: int = 2, verbose: bool = False,
-           only: Optional[Sequence[str]] = None) -> int:
+           only: Optional[Sequence[str]] = None, hints_path: Path = Path("api_specs") / HINTS_FILE) -> int:
     """Write `out`; `only` (globs) re-probes just the matching APIs and keeps the rest of an
-    existing `out` as it is (specs and dropped lines alike)."""
+    existing `out` as it is (specs and dropped lines alike).  Probing follows the library's
+    rows of `hints_path` (what its documentation says that a probe cannot learn)."""
+    hints = load_probe_hints(hints_path, library)
     runtime = resolve_runtime(library, [str(Path.cwd())])
     worker = WorkerProcess(runtime, LOGS / f"specs-{library}.log")
     worker.start()
@@ -50,7 +52,7 @@ def derive(library: str, out: Path, timeout_s: float = 1800.0, workers: int = 2,
     entries = [entry_from_dict(e) for e in catalogue.get("entries", []) if e["name"] not in have
                and (not only or any(fnmatch.fnmatchcase(e["name"], g) for g in only))]
     log = (lambda line: print(line, file=sys.stderr)) if verbose else None
-    for entry, spec, why in probe_entries(runtime, entries, LOGS, workers, log):
+    for entry, spec, why in probe_entries(runtime, entries, LOGS, workers, log, hints):
         if spec is not None:
             apis.append(spec)
         else:

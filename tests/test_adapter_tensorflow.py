@@ -112,3 +112,17 @@ def test_catalogue_lists_a_wrapper_and_its_raw_op_once(tf_catalogue):
     assert entries["tf.raw_ops.FusedBatchNorm"]["dtypes"] == ["float32"]
     # a wrapper of an op without gradient is dropped, with the reason
     assert any(d.startswith("tf.bitcast: no gradient registered") for d in tf_catalogue["dropped"])
+
+
+def test_tensorflow_specs_cover_the_issue_floor():
+    from pathlib import Path
+    from nablafuzz.spec import load_specs
+    specs = load_specs(Path(__file__).resolve().parents[1] / "api_specs", ["tensorflow"]).specs
+    names = {s.name for s in specs}
+    assert len(names) == len(specs) >= 500  # aliases are notes of one spec, never specs of their own
+    for prefix in ("tf.math.", "tf.nn.", "tf.linalg.", "tf.signal.", "tf.image.", "tf.keras.", "tf.raw_ops."):
+        assert any(n.startswith(prefix) for n in names), prefix
+    assert not any(n.startswith("tf.compat.") for n in names)
+    relu = next(s for s in specs if s.name == "tf.nn.relu")
+    assert "tf.raw_ops.Relu" in relu.notes and "tf.raw_ops.Relu" not in names
+    assert "tf.linalg.logdet" not in names  # dropped by a probe hint (needs symmetric inputs)

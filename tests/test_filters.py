@@ -369,3 +369,13 @@ def test_malformed_convention_table_names_file_field_and_fix(tmp_path, row, fiel
         load_conventions(path)
     text = str(err.value)
     assert str(path) in text and field in text
+
+
+def test_a_disagreement_seen_between_more_scenarios_in_float64_is_the_same():
+    # tf.raw_ops.BesselI0: float32 lined up rev.rev+fd.rev, float64 rev.rev+fd.rev+fd.fwd
+    from nablafuzz.filters import same_disagreement
+    f32 = Candidate(Verdict.DERIVATIVE_MISMATCH, ("rev.rev", "fd.rev"), 2)
+    f64 = Candidate(Verdict.DERIVATIVE_MISMATCH, ("rev.rev", "fd.fwd", "fd.rev"), 2)
+    assert same_disagreement(f64, f32)
+    assert not same_disagreement(Candidate(Verdict.DERIVATIVE_MISMATCH, ("rev", "fd"), 1), f32)
+    assert not same_disagreement(Candidate(Verdict.STATUS_MISMATCH, ("rev.rev",), 2), f32)

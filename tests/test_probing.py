@@ -160,3 +160,25 @@ def test_an_api_taking_only_float32_is_probed_in_float32():
     assert entry.dtypes == ("float32",)
     assert probe_dtype({"dtypes": ["float32"]}) == "float32"
     assert probe_dtype({}) == "float64" and probe_dtype({"dtypes": ["float32", "float64"]}) == "float64"
+
+
+def test_a_probe_hint_drops_an_api_or_lays_out_its_arguments(tmp_path):
+    from nablafuzz.probing import Prober
+    from nablafuzz.runtime.runner import Runner
+    from nablafuzz.spec import ProbeHint
+    runtime = resolve_runtime("numpy_ref")
+    runner = Runner(runtime, tmp_path / "w.log", 30.0)
+    try:
+        prober = Prober("numpy_ref", runner)
+        entry = Entry("sum", "numpy_ref", (P("x"), P("axis", "int")))
+        spec, why = prober.probe(entry, ProbeHint("sum", "needs ordered inputs", drop=True))
+        assert spec is None and why == "needs ordered inputs (probe hint)"
+        hint = ProbeHint("sum", "axis is the first", domain="positive",
+                         args=(("axis", {"kind": "choice", "choices": [0]}),))
+        spec, why = prober.probe(entry, hint)
+        assert spec is not None, why
+        x, axis = spec["args"]
+        assert x["domain"] == "positive" and axis == {"name": "axis", "kind": "choice", "choices": [0]}
+        assert "hint: axis is the first" in spec["notes"]
+    finally:
+        runner.close()

@@ -200,6 +200,8 @@ LIBRARY_CASES = [
     ("tensorflow", "tf.math.atan2", [tensor([1.0], name="y"), tensor([2.0], name="x")],
      ["import tensorflow as tf", "tf.GradientTape()", "tf.autodiff.ForwardAccumulator(", "tf.math.atan2(d[0], d[1])"]),
     ("tensorflow", "tensorflow.math.sin", [tensor([1.0])], ["tf.math.sin(d[0])"]),
+    # a raw op is capitalised like a torch layer, but is a function taking keywords
+    ("tensorflow", "tf.raw_ops.BesselI0", [tensor([1.0], name="x", keyword=True)], ["tf.raw_ops.BesselI0(x=d[0])"]),
     ("oneflow", "oneflow.sin", [tensor([1.0])],
      ["import oneflow", "oneflow.autograd.grad(", "double-VJP", "oneflow.sin(d[0])"]),
     ("torch", "mypkg.ops:fancy", [tensor([1.0])], ["from mypkg.ops import fancy", "fancy(d[0])"]),
@@ -249,7 +251,9 @@ def test_unsafe_argument_name_stays_a_string_literal():
 def test_jit_scenario_needs_a_compiled_form():
     text = render(_library_report("torch", "torch.sin", [tensor([1.0])], ("jit", "rev")))
     assert "torch.compile(f, dynamic=True)" in text and "'jit': 'compiled VJP'" in text
-    for library, api in (("tensorflow", "tf.math.sin"), ("oneflow", "oneflow.sin"), ("numpy_ref", "sin")):
+    text = render(_library_report("tensorflow", "tf.math.sin", [tensor([1.0])], ("jit", "rev")))
+    assert "tf.function(f, jit_compile=True)" in text
+    for library, api in (("oneflow", "oneflow.sin"), ("numpy_ref", "sin")):
         with pytest.raises(ReproError, match="no compiled form for the 'jit' scenario"):
             render(_library_report(library, api, [tensor([1.0])], ("rev", "jit")))
 

@@ -325,3 +325,28 @@ def test_load_specs_with_user_file(tmp_path):
     assert [s.name for s in specs.select(["numpy_ref"], ["broken_ops:*"])] == [
         "broken_ops:sin_tail", "broken_ops:tanh_fwd", "broken_ops:cube_second", "broken_ops:exp_raises",
         "broken_ops:noisy_sin", "broken_ops:cube_at_zero"]
+
+
+# ---- probe hints ----------------------------------------------------------------------------------
+
+def test_the_repository_probe_hints_load_with_reasons():
+    from nablafuzz.spec import load_probe_hints
+    hints = load_probe_hints(Path(__file__).resolve().parents[1] / "api_specs" / "probe_hints.yaml", "tensorflow")
+    assert hints["tf.linalg.logdet"].drop and "positive-definite" in hints["tf.linalg.logdet"].reason
+    assert dict(hints["tf.reverse"].args)["axis"] == {"kind": "choice", "choices": [[0], [-1]]}  # no __line__
+    assert hints["tf.image.rgb_to_hsv"].domain == "unit_interval"
+    assert all(h.reason and h.url.startswith("https://") for h in hints.values())
+
+
+@pytest.mark.parametrize("row, field", [
+    ("{api: tf.reverse}", "hints.tensorflow"),
+    ("{api: tf.reverse, reason: r, domain: complex}", "domain"),
+    ("{api: tf.reverse, reason: r, shape: [2]}", "shape"),
+], ids=["no-reason", "unknown-domain", "unknown-key"])
+def test_malformed_probe_hint_names_file_field_and_fix(tmp_path, row, field):
+    from nablafuzz.spec import load_probe_hints
+    path = tmp_path / "probe_hints.yaml"
+    path.write_text(f"hints:\n  tensorflow:\n  - {row}\n")
+    with pytest.raises(SpecError) as info:
+        load_probe_hints(path, "tensorflow")
+    assert str(path) in str(info.value) and info.value.field == field and "(fix: " in str(info.value)

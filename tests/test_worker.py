@@ -176,3 +176,18 @@ def test_campaign_survives_segfaults(tmp_path, monkeypatch):
     assert report.minimised_size <= min(1, report.original_size)  # any input crashes: shrunk to one element
     assert "SIGSEGV" in report.evidence.message
     assert not any(r.fingerprint.api == "sin" for r in reports)
+
+
+def test_an_op_without_float64_kernels_loses_its_references_not_the_worker(tmp_path):
+    runner = make_runner(tmp_path / "w.log")
+    try:
+        spec, trial = spec_and_trial("helper_crash_ops:float32_only_sin")
+        trial = Trial(trial.library, trial.api, trial.seed, "float32",
+                      (InputValue("x", ArgKind.TENSOR, to_record(np.array(X, dtype=np.float32)), True),))
+        ex = runner.run(trial, spec, ALL)
+        assert ex.death is None
+        assert ex.get("fd").outcome is Outcome.RAISED and "float64" in ex.get("fd").error.message
+        assert ex.get("rev").outcome is Outcome.OK
+        assert judge(ex, spec, runner).findings == ()  # no reference: nothing to report
+    finally:
+        runner.close()

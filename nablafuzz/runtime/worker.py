@@ -83,8 +83,13 @@ class Worker:
                 return
             write_message(self.out, {"op": "values", "values": values})
             return
-        for result in run_scenarios(self.adapter, fn, request):
-            write_message(self.out, _result_message(result))
+        try:
+            for result in run_scenarios(self.adapter, fn, request):
+                write_message(self.out, _result_message(result))
+        except Exception as exc:  # noqa: BLE001 - nablafuzz's own failure: an engine error, never a library crash
+            write_message(self.out, {"op": "error", "type": type(exc).__name__,
+                                     "message": f"scenario runner failed: {str(exc)[:500]}"})
+            return
         write_message(self.out, {"op": "done"})
 
 
