@@ -31,9 +31,12 @@ def run_one(report, python: str, env: dict, folder: Path):
     done = subprocess.run([python, str(script)], capture_output=True, text=True, env=env, cwd=folder, timeout=600)
     tail = (done.stdout + done.stderr).strip().splitlines()[-6:]
     fp = report.fingerprint
-    shows = ("DISAGREEMENT" in done.stdout and done.returncode == 1) if fp.verdict.value in (
-        "derivative_mismatch", "nonfinite_derivative", "value_mismatch") else (done.returncode != 0 and (
-            not fp.error_type or fp.error_type.split(".")[-1] in done.stderr))
+    if fp.verdict.value in ("derivative_mismatch", "nonfinite_derivative", "value_mismatch"):
+        shows = "DISAGREEMENT" in done.stdout and done.returncode == 1
+    elif fp.verdict.value == "crash":  # the process dies of a signal (SIGABRT, SIGSEGV, ...)
+        shows = done.returncode < 0
+    else:
+        shows = done.returncode != 0 and (not fp.error_type or fp.error_type.split(".")[-1] in done.stderr)
     return shows, done.returncode, tail
 
 
