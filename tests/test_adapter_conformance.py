@@ -33,6 +33,9 @@ LIBRARIES: Dict[str, Dict[str, tuple]] = {
     "tensorflow": {"sin": ("tf.math.sin", {"x": "x"}), "exp": ("tf.math.exp", {"x": "x"}),
                    "multiply": ("tf.math.multiply", {"x": "x", "y": "y"}),
                    "matmul": ("tf.linalg.matmul", {"x": "a", "y": "b"})},
+    "oneflow": {"sin": ("oneflow.sin", {"x": "input"}), "exp": ("oneflow.exp", {"x": "input"}),
+                "multiply": ("oneflow.mul", {"x": "input", "y": "other"}),
+                "matmul": ("oneflow.matmul", {"x": "input", "y": "other"})},
 }
 
 # function id -> (f, analytic JVP given x, u, analytic second-order v.D2f[u, w])

@@ -1,0 +1,117 @@
+"""OneFlow adapter (runs inside the oneflow worker only: Python 3.10, numpy < 2, OneFlow 0.9.0).
+
+Reverse mode is `oneflow.autograd.grad` (with `create_graph=True` when it is differentiated
+again).  OneFlow 0.9.0 has no forward mode, so a JVP is emulated exactly by two reverse passes
+(Note [double-VJP]) and every scenario that uses it is labelled emulated: a disagreement between
+an emulated mode and reverse mode counts only when finite differences side with one of them
+(`compare`).  CPU tensors only.  Eager execution is asynchronous, so every scenario ends in
+`.numpy()` (`to_numpy`): a kernel error surfaces inside the scenario that caused it.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Dict, List
+
+os.environ.setdefault("GLOG_minloglevel", "3")  # OneFlow's driver warnings
+
+import numpy as np  # noqa: E402
+import oneflow as flow  # noqa: E402
+
+from ..model import Outcome  # noqa: E402
+from .base import ComposableAdapter, attribute_path, resolve_library_api  # noqa: E402
+
+
+def _tensors(out: Any) -> List[Any]:
+    """Outputs as a flat list of tensors (tuples, lists and Python scalars included)."""
+    if isinstance(out, flow.Tensor):
+        return [out]
+    if isinstance(out, (tuple, list)):
+        return [t for o in out for t in _tensors(o)]
+    if isinstance(out, (int, float, bool)):
+        return [flow.tensor(out)]
+    raise TypeError(f"unsupported output type {type(out).__name__}")
+
+
+def _grad(outs: List[Any], xs: List[Any], cts: List[Any], create_graph: bool) -> List[Any]:
+    """<cts, d outs / d xs> for every x, zeros where an output does not depend on it.
+
+    OneFlow's `autograd.grad` has no `allow_unused` and refuses outputs without a graph, so
+    outputs that do not require grad are left out, and a zero-weighted term of every input
+    (a gradient of exactly 0, never a value in the result) keeps each input in the graph."""
+    live = [(o, c.to(o.dtype)) for o, c in zip(outs, cts) if isinstance(o, flow.Tensor) and o.requires_grad]
+    anchor = sum((x * 0).sum() for x in xs)
+    outputs = [o for o, _ in live] + [anchor]
+    grads = flow.autograd.grad(outputs, xs, [c for _, c in live] + [flow.zeros_like(anchor)],
+                               retain_graph=True, create_graph=create_graph)
+    return [flow.zeros_like(x) if g is None else g for g, x in zip(grads, xs)]
+
+
+class OneFlowAdapter(ComposableAdapter):
+    library = "oneflow"
+    emulated_fwd = True
+
+    def versions(self) -> Dict[str, str]:
+        return {"oneflow": flow.__version__, "numpy": np.__version__}
+
+    def resolve(self, api: str) -> Any:
+        return resolve_library_api(api, "oneflow", "oneflow", lambda parts: attribute_path(flow, parts[1:]))
+
+    def from_numpy(self, a: np.ndarray, dtype: str, grad: bool = False) -> Any:
+        t = flow.tensor(np.array(a, dtype=dtype, copy=True))
+        return t.requires_grad_() if grad and t.is_floating_point() else t
+
+    def to_numpy(self, t: Any) -> np.ndarray:
+        return t.detach().numpy() if isinstance(t, flow.Tensor) else np.asarray(t)
+
+    def dtype(self, name: str) -> Any:
+        return getattr(flow, name)
+
+    def seed(self, seed: int) -> None:
+        flow.manual_seed(seed & 0xFFFF_FFFF_FFFF)
+
+    def flatten(self, out: Any) -> List[Any]:
+        return _tensors(out)
+
+    def direct(self, call, xs):
+        with flow.no_grad():
+            return super().direct(call, xs)
+
+    def dot(self, a: List[Any], b: List[Any]) -> Any:
+        terms = [(x * y.to(x.dtype)).sum() for x, y in zip(a, b)]
+        return flow.stack(terms).sum() if terms else flow.zeros(())
+
+    def vjp(self, f, xs, cts, create_graph):
+        outs = f(xs)
+        return outs, _grad(outs, xs, cts, create_graph)
+
+    # Note [double-VJP]
+    # J u is the derivative of the linear map w -> <w, J^T ...> = J^T w with respect to a dummy
+    # cotangent w, taken along u: grad_w <J^T w, u> = J u.  Exact (no finite step), and it
+    # nests: the inner graph is kept (create_graph), so the result can be differentiated again.
+    def jvp(self, f, xs, tangents):
+        outs = f(xs)
+        us = [t.to(x.dtype) for t, x in zip(tangents, xs)]
+        if len(outs) == 1 and outs[0].ndim == 0 and outs[0].is_floating_point():
+            # one scalar output (the inner derivative of a second-order scenario): J u = <grad, u>
+            # by one reverse pass.  OneFlow loses the dummy cotangent's dependence when the
+            # output is itself a derivative (fwd.rev gave 0 for x * y), so no dummy is used here.
+            grads = _grad(outs, xs, [flow.ones_like(outs[0])], create_graph=True)
+            return outs, [self.dot(grads, us)]
+        floats = [i for i, o in enumerate(outs) if o.is_floating_point()]
+        dummies = [flow.zeros_like(outs[i]).requires_grad_() for i in floats]
+        grads = _grad([outs[i] for i in floats], xs, dummies, create_graph=True)
+        tans = [flow.zeros_like(o) for o in outs]
+        if dummies:
+            for i, t in zip(floats, _grad(grads, dummies, us, create_graph=True)):
+                tans[i] = t
+        return outs, tans
+
+    def classify(self, exc: BaseException) -> Outcome:
+        text = str(exc)
+        if isinstance(exc, NotImplementedError) or "not implemented" in text.lower() or "no grad" in text.lower():
+            return Outcome.UNSUPPORTED
+        return Outcome.RAISED
+
+
+def make_adapter() -> OneFlowAdapter:
+    return OneFlowAdapter()
