@@ -23,6 +23,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tupl
 
 import numpy as np
 
+from .errors import WorkerError
 from .generate import generate
 from .model import Outcome
 from .naming import SELECTION, short_name
@@ -328,6 +329,19 @@ class Prober:
             return self.finish(entry, best, hint), ""
         return None, (whys[0] if whys else "outputs or VJPs are non-finite in every domain tried")
 
+    def confirm(self, entry: Entry, spec: Dict[str, Any]) -> Tuple[Optional[Dict[str, Any]], str]:
+        """A spec taken from another library (OneFlow from torch's): kept when its trials work
+        here, with what one all-scenario trial here teaches."""
+        try:
+            a = self.attempt(entry, f"as {entry.doc}", spec)
+        except WorkerError as exc:
+            if "UnknownApi" in str(exc):
+                return None, f"not in {self.library} ({str(exc).split(': ', 2)[-1][:120]})"
+            raise
+        if a.ok:
+            return self.finish(entry, a), ""
+        return None, a.why or "outputs or VJPs are non-finite in every trial"
+
     def finish(self, entry: Entry, a: Attempt, hint: Optional[ProbeHint] = None) -> Dict[str, Any]:
         """The spec of the winning template, with what one all-scenario trial teaches."""
         api = spec_from_dict(self.library, a.spec, f"probe of {entry.name}")
@@ -357,8 +371,10 @@ def _same_outputs(a: Execution, b: Execution) -> bool:
 
 def probe_entries(runtime: Runtime, entries: Sequence[Entry], log_dir: Path, workers: int = 2,
                   progress: Optional[Callable[[str], None]] = None,
-                  hints: Optional[Dict[str, ProbeHint]] = None) -> Iterator[Tuple[Entry, Optional[Dict[str, Any]], str]]:
-    """(entry, spec or None, why not) for every entry, in order, probed on `workers` workers."""
+                  hints: Optional[Dict[str, ProbeHint]] = None,
+                  given: Optional[Dict[str, Dict[str, Any]]] = None) -> Iterator[Tuple[Entry, Optional[Dict[str, Any]], str]]:
+    """(entry, spec or None, why not) for every entry, in order, probed on `workers` workers;
+    an entry with a `given` spec (from a mirrored library) is confirmed instead of probed."""
     local = threading.local()
     runners: List[Runner] = []
     lock = threading.Lock()
@@ -370,7 +386,10 @@ def probe_entries(runtime: Runtime, entries: Sequence[Entry], log_dir: Path, wor
                 runners.append(runner)
             local.prober = Prober(runtime.library, runner)
         try:
-            spec, why = local.prober.probe(entry, (hints or {}).get(entry.name))
+            if given and entry.name in given:
+                spec, why = local.prober.confirm(entry, given[entry.name])
+            else:
+                spec, why = local.prober.probe(entry, (hints or {}).get(entry.name))
         except Exception as exc:  # noqa: BLE001 - one API's probe failing costs that API only
             spec, why = None, f"probe failed: {type(exc).__name__}: {str(exc)[:160]}"
         if progress:

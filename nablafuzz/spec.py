@@ -9,6 +9,7 @@ which `write_specs` turns into a file.
 from __future__ import annotations
 
 import fnmatch
+import re
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
@@ -380,6 +381,14 @@ def load_specs(spec_dir: Path, libraries: Iterable[str], extra_files: Iterable[P
     return SpecSet(tuple(with_conventions(list(specs.values()), conventions)))
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def _printable(text: Any) -> str:
+    """One line of plain text: library messages carry newlines and terminal colour codes."""
+    return "".join(c for c in " ".join(_ANSI.sub("", str(text)).split()) if c.isprintable())
+
+
 def write_specs(path: Path, library: str, apis: Sequence[Dict[str, Any]], origin: str,
                 dropped: Sequence[str] = ()) -> None:
     """Write derived specs (validated first, so a bad source fails before the file changes);
@@ -391,6 +400,6 @@ def write_specs(path: Path, library: str, apis: Sequence[Dict[str, Any]], origin
     body = yaml.safe_dump({"library": library, "apis": list(apis)}, sort_keys=False, width=100)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    tail = "".join(f"# dropped: {' '.join(str(d).split())}\n" for d in dropped)  # one line each
+    tail = "".join(f"# dropped: {_printable(d)}\n" for d in dropped)  # one line each
     tmp.write_text(header + body + (f"\n# {len(dropped)} not derived:\n" + tail if dropped else ""))
     tmp.replace(path)

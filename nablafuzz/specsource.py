@@ -16,7 +16,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 import yaml
 
 from .errors import WorkerError
-from .probing import entry_from_dict, probe_entries
+from .probing import Entry, entry_from_dict, probe_entries
 from .runtime.process import WorkerProcess
 from .runtime.registry import resolve_runtime
 from .spec import HINTS_FILE, load_file, load_probe_hints, load_specs, write_specs
@@ -30,6 +30,35 @@ def _ask(worker: WorkerProcess, op: str, library: str, timeout_s: float) -> Dict
         detail = ex.death.detail if ex.death else ex.messages[-1] if ex.messages else "no answer"
         raise WorkerError(f"spec derivation ({op}) for {library} failed: {detail}")
     return ex.messages[-1]
+
+
+# A library that mirrors another's API: its specs are the other's, renamed, each confirmed by
+# running it (OneFlow mirrors PyTorch).  Layer specs (torch.nn modules) are not mirrored yet.
+MIRRORS: Dict[str, Tuple[str, Tuple[Tuple[str, str], ...]]] = {"oneflow": ("torch", (("torch.", "oneflow."),))}
+MIRRORED_DTYPES = ("float64", "float32")
+
+
+def mirrored(library: str, spec_dir: Path) -> Tuple[List[Dict[str, Any]], List[str]]:
+    """The source library's spec dicts renamed for `library`, and the specs not mirrored, with why."""
+    source, renames = MIRRORS[library]
+    path = spec_dir / source / "derived.yaml"
+    if not path.exists():
+        raise WorkerError(f"{library} specs mirror {source}'s, but {path} is missing; "
+                          f"run `nablafuzz specs derive {source}` first")
+    specs, skipped = [], []
+    for spec in (yaml.safe_load(path.read_text()) or {}).get("apis", []):
+        name = spec["name"]
+        if "module" in spec:
+            skipped.append(f"{name}: a {source} layer spec; layers are not mirrored yet")
+            continue
+        new = next((to + name[len(frm):] for frm, to in renames if name.startswith(frm)), None)
+        if new is None:
+            skipped.append(f"{name}: no {library} name for it")
+            continue
+        dtypes = [d for d in spec.get("dtypes", MIRRORED_DTYPES) if d in MIRRORED_DTYPES] or list(MIRRORED_DTYPES)
+        keep = {k: v for k, v in spec.items() if k not in ("capabilities", "unsupported", "notes")}
+        specs.append(dict(keep, name=new, dtypes=dtypes, notes=name))
+    return specs, skipped
 
 
 def derive(library: str, out: Path, timeout_s: float = 1800.0, workers: int = 2, verbose: bool = False,
@@ -51,8 +80,15 @@ def derive(library: str, out: Path, timeout_s: float = 1800.0, workers: int = 2,
     have = {a["name"] for a in apis}
     entries = [entry_from_dict(e) for e in catalogue.get("entries", []) if e["name"] not in have
                and (not only or any(fnmatch.fnmatchcase(e["name"], g) for g in only))]
+    given: Dict[str, Dict[str, Any]] = {}
+    if library in MIRRORS:
+        specs, skipped = mirrored(library, hints_path.parent)
+        dropped += skipped
+        given = {s["name"]: dict(s, notes="") for s in specs if not only or _matches(s["name"], only)}
+        entries += [Entry(s["name"], s["name"].rsplit(".", 1)[0], (), doc=s["notes"]) for s in specs
+                    if s["name"] in given and s["name"] not in have]
     log = (lambda line: print(line, file=sys.stderr)) if verbose else None
-    for entry, spec, why in probe_entries(runtime, entries, LOGS, workers, log, hints):
+    for entry, spec, why in probe_entries(runtime, entries, LOGS, workers, log, hints, given):
         if spec is not None:
             apis.append(spec)
         else:

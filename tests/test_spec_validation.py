@@ -350,3 +350,13 @@ def test_malformed_probe_hint_names_file_field_and_fix(tmp_path, row, field):
     with pytest.raises(SpecError) as info:
         load_probe_hints(path, "tensorflow")
     assert str(path) in str(info.value) and info.value.field == field and "(fix: " in str(info.value)
+
+
+def test_dropped_reasons_are_written_as_plain_one_line_comments(tmp_path):
+    # OneFlow's error messages carry terminal colour codes, which YAML refuses even in comments
+    from nablafuzz.spec import write_specs
+    out = tmp_path / "derived.yaml"
+    write_specs(out, "numpy_ref", [{"name": "sin", "args": [{"name": "x"}]}], "test",
+                ["oneflow.f: call fails: \x1b[1m\x1b[31mCheck failed\x1b[0m\n  at line 3"])
+    assert load_file(out)[0].name == "sin"
+    assert out.read_text().splitlines()[-1] == "# dropped: oneflow.f: call fails: Check failed at line 3"

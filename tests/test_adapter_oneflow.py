@@ -1,0 +1,66 @@
+"""OneFlow-specific adapter behaviour, against real OneFlow 0.9.0 in its Python 3.10 worker
+(the shared conformance suite covers the scenarios themselves)."""
+from __future__ import annotations
+
+import pytest
+
+from nablafuzz.compare import compare
+from nablafuzz.model import Outcome, Verdict
+from nablafuzz.scenarios import ALL
+from nablafuzz.specsource import mirrored
+
+from helper_adapter import library_runner, run_spec, tensor_input
+
+
+@pytest.fixture(scope="module")
+def runner(tmp_path_factory):
+    r = library_runner("oneflow", tmp_path_factory.mktemp("of") / "w.log")
+    yield r
+    r.close()
+
+
+def test_the_worker_is_python_3_10_with_oneflow_0_9(runner):
+    assert runner.versions["python"].startswith("3.10") and runner.versions["oneflow"] == "0.9.0"
+    assert runner.versions["numpy"].startswith("1.")
+
+
+def test_forward_mode_is_emulated_and_says_so(runner):
+    spec, ex = run_spec(runner, "oneflow", {"name": "helper_oneflow_ops:doubled_sin", "args": [{"name": "x"}]},
+                        [tensor_input("x", [0.3, -1.1])], ALL, "float64", seed=3)
+    assert ex.get("fwd").emulated and ex.get("rev.fwd").emulated and not ex.get("rev").emulated
+    assert ex.get("fwd").value == pytest.approx(ex.get("rev").value, rel=1e-12)  # exact, from the same backward
+    (cand, *_) = compare(ex, spec).candidates
+    assert cand.verdict is Verdict.DERIVATIVE_MISMATCH and {"rev", "fwd"} <= set(cand.scenarios)
+    fwd = next(d for d in cand.disagreements if d.scenarios[0] == "fwd")
+    assert "emulated" in fwd.detail and fwd.scenarios[1] == "fd"
+
+
+def test_an_input_the_output_ignores_has_a_zero_derivative(runner):
+    spec, ex = run_spec(runner, "oneflow", {"name": "helper_oneflow_ops:first", "args": [{"name": "x"}, {"name": "y"}]},
+                        [tensor_input("x", [0.3, -1.1]), tensor_input("y", [2.0, 5.0])], ALL, "float64", seed=3)
+    assert all(r.outcome is Outcome.OK for r in ex.results), [(r.scenario, r.error) for r in ex.results]
+    assert compare(ex, spec).candidates == ()
+
+
+def test_specs_mirror_torch_by_name(tmp_path):
+    (tmp_path / "torch").mkdir()
+    (tmp_path / "torch" / "derived.yaml").write_text(
+        "library: torch\napis:\n"
+        "- {name: torch.sin, args: [{name: input}], dtypes: [float16, float32, float64], capabilities: [rev, fwd]}\n"
+        "- {name: torch.Tensor.abs, args: [{name: self}], unsupported: [fwd]}\n"
+        "- {name: torch.nn.Linear, module: torch.nn.Linear, args: [{name: input}]}\n")
+    specs, skipped = mirrored("oneflow", tmp_path)
+    assert [s["name"] for s in specs] == ["oneflow.sin", "oneflow.Tensor.abs"]
+    assert specs[0]["dtypes"] == ["float32", "float64"] and "capabilities" not in specs[0]
+    assert "unsupported" not in specs[1] and specs[1]["notes"] == "torch.Tensor.abs"  # relearned in OneFlow
+    assert skipped == ["torch.nn.Linear: a torch layer spec; layers are not mirrored yet"]
+
+
+def test_a_second_derivative_oneflow_does_not_implement_is_unsupported(runner):
+    # truncdiv's gradient has no gradient of its own in OneFlow 0.9.0: "unsupported", not an error
+    spec, ex = run_spec(runner, "oneflow", {"name": "oneflow.Tensor.__rmod__", "args": [
+        {"name": "input"}, {"name": "other"}], "capabilities": ["rev"], "unsupported": ["fwd.rev"]},
+        [tensor_input("input", [0.7, 2.5]), tensor_input("other", [1.9, -3.1])], ("direct", "rev", "fwd.rev"),
+        "float64", seed=3)
+    assert ex.get("rev").outcome is Outcome.OK
+    assert ex.get("fwd.rev").outcome is Outcome.UNSUPPORTED, ex.get("fwd.rev").error
