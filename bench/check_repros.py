@@ -67,7 +67,7 @@ def main() -> int:
                 continue
             ran, shown = ran + 1, shown + ok
             lines += [f"## {describe(r.fingerprint)}", "", f"- report: `{r.key}`; exit code {rc}; "
-                      f"{'shows the claimed disagreement' if ok else 'DOES NOT show the claim'}", "", "```",
+                      f"{'shows the claim' if ok else 'DOES NOT show the claim'}", "", "```",
                       *tail, "```", ""]
     lines += ["Skipped (no script generated):", *skipped, ""] if skipped else []
     lines.append(f"{shown} of {ran} scripts show what their report claims.")
