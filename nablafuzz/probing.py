@@ -268,6 +268,23 @@ def _trial_status(ex: Execution) -> str:
     return "ok" if finite else "nonfinite"
 
 
+def by_hand_args(args: List[Dict[str, Any]], by_hand: Dict[str, Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """A template's (or a mirrored spec's) arguments with those a hint lays out by hand replaced."""
+    return [dict(by_hand[a["name"]], name=a["name"], **({"keyword": True} if a.get("keyword") else {}))
+            if a["name"] in by_hand else a for a in args]
+
+
+def with_hint(spec: Dict[str, Any], hint: Optional[ProbeHint]) -> Dict[str, Any]:
+    """A mirrored spec as its hint lays out its arguments (overloads included)."""
+    if hint is None or not hint.args:
+        return spec
+    by_hand = dict(hint.args)
+    out = dict(spec, args=by_hand_args(spec.get("args", []), by_hand))
+    if "overloads" in spec:
+        out["overloads"] = [by_hand_args(o, by_hand) for o in spec["overloads"]]
+    return out
+
+
 class Prober:
     """Probes entries on one worker (one per thread)."""
 
@@ -313,8 +330,7 @@ class Prober:
                     if time.monotonic() > deadline:
                         whys.append(f"probing took over {ENTRY_BUDGET_S:.0f} s")
                         break
-                    args = [dict(by_hand[a["name"]], name=a["name"], **({"keyword": True} if a.get("keyword") else {}))
-                            if a["name"] in by_hand else a for a in template(rs, family, domain, optional)]
+                    args = by_hand_args(template(rs, family, domain, optional), by_hand)
                     base = {"name": entry.name, "args": args, **({"dtypes": list(entry.dtypes)} if entry.dtypes else {})}
                     a = self.attempt(entry, f"{family}/{domain}" + ("/all-arrays" if optional else ""), base)
                     if a.why:
@@ -329,7 +345,8 @@ class Prober:
             return self.finish(entry, best, hint), ""
         return None, (whys[0] if whys else "outputs or VJPs are non-finite in every domain tried")
 
-    def confirm(self, entry: Entry, spec: Dict[str, Any]) -> Tuple[Optional[Dict[str, Any]], str]:
+    def confirm(self, entry: Entry, spec: Dict[str, Any],
+                hint: Optional[ProbeHint] = None) -> Tuple[Optional[Dict[str, Any]], str]:
         """A spec taken from another library (OneFlow from torch's): kept when its trials work
         here, with what one all-scenario trial here teaches."""
         try:
@@ -339,14 +356,17 @@ class Prober:
                 return None, f"not in {self.library} ({str(exc).split(': ', 2)[-1][:120]})"
             raise
         if a.ok:
-            return self.finish(entry, a), ""
+            return self.finish(entry, a, hint), ""
         return None, a.why or "outputs or VJPs are non-finite in every trial"
 
     def finish(self, entry: Entry, a: Attempt, hint: Optional[ProbeHint] = None) -> Dict[str, Any]:
         """The spec of the winning template, with what one all-scenario trial teaches."""
         api = spec_from_dict(self.library, a.spec, f"probe of {entry.name}")
-        trial = generate(api, 0, 0, MAX_SIZE, 3, probe_dtype(a.spec))
-        ex = self.runner.run(trial, api, ALL)
+        for i in range(2 * PROBE_TRIALS):  # a trial whose call works: else no AD mode runs, nothing is learnt
+            trial = generate(api, 0, i, MAX_SIZE, 3, probe_dtype(a.spec))
+            ex = self.runner.run(trial, api, ALL)
+            if _trial_status(ex) in ("ok", "nonfinite"):
+                break
         unsupported = [s for s in CAPABILITIES if (r := ex.get(s)) is not None and r.outcome is Outcome.UNSUPPORTED]
         again = self.runner.run(trial, api, ())
         spec = dict(a.spec, capabilities=[c for c in CAPABILITIES if c not in unsupported])
@@ -386,10 +406,13 @@ def probe_entries(runtime: Runtime, entries: Sequence[Entry], log_dir: Path, wor
                 runners.append(runner)
             local.prober = Prober(runtime.library, runner)
         try:
-            if given and entry.name in given:
-                spec, why = local.prober.confirm(entry, given[entry.name])
+            hint = (hints or {}).get(entry.name)
+            if given and entry.name in given and hint is not None and hint.drop:
+                spec, why = None, f"{hint.reason} (probe hint)"
+            elif given and entry.name in given:
+                spec, why = local.prober.confirm(entry, with_hint(given[entry.name], hint), hint)
             else:
-                spec, why = local.prober.probe(entry, (hints or {}).get(entry.name))
+                spec, why = local.prober.probe(entry, hint)
         except Exception as exc:  # noqa: BLE001 - one API's probe failing costs that API only
             spec, why = None, f"probe failed: {type(exc).__name__}: {str(exc)[:160]}"
         if progress:

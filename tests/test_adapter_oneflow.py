@@ -2,12 +2,14 @@
 (the shared conformance suite covers the scenarios themselves)."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from nablafuzz.compare import compare
-from nablafuzz.model import Outcome, Verdict
+from nablafuzz.model import ArgKind, InputValue, Outcome, Verdict
 from nablafuzz.scenarios import ALL
 from nablafuzz.specsource import mirrored
+from nablafuzz.tensors import to_record
 
 from helper_adapter import library_runner, run_spec, tensor_input
 
@@ -64,3 +66,26 @@ def test_a_second_derivative_oneflow_does_not_implement_is_unsupported(runner):
         "float64", seed=3)
     assert ex.get("rev").outcome is Outcome.OK
     assert ex.get("fwd.rev").outcome is Outcome.UNSUPPORTED, ex.get("fwd.rev").error
+
+
+def test_emulated_forward_mode_is_refused_where_the_backward_records_no_graph(runner):
+    # mv's backward ignores create_graph: J u cannot be emulated, and a silent 0 would be a false report
+    spec, ex = run_spec(runner, "oneflow", {"name": "oneflow.mv", "args": [
+        {"name": "input", "dims": ["2", "3"]}, {"name": "vec", "dims": ["3"]}]},
+        [tensor_input("input", [[1.0, 2.0, 0.5], [0.3, -1.0, 2.0]]), tensor_input("vec", [0.5, -2.0, 1.0])],
+        ("direct", "rev", "fwd"), "float64", seed=3)
+    assert ex.get("rev").outcome is Outcome.OK
+    assert ex.get("fwd").outcome is Outcome.UNSUPPORTED, ex.get("fwd").error
+
+
+def test_first_order_forward_mode_builds_no_graph_it_does_not_need(runner):
+    # the second reverse pass of scatter_add records an op without gradient when create_graph is on
+    spec, ex = run_spec(runner, "oneflow", {"name": "oneflow.scatter_add", "args": [
+        {"name": "input", "dims": ["2", "3"]}, {"name": "dim", "kind": "int"},
+        {"name": "index", "dtypes": ["int64"], "differentiable": False, "values": [0, 1, 1, 0, 1, 0], "dims": ["2", "3"]},
+        {"name": "src", "dims": ["2", "3"]}]},
+        [tensor_input("input", [[1.0, 2.0, 0.5], [0.3, -1.0, 2.0]]), InputValue("dim", ArgKind.INT, 0, False),
+         InputValue("index", ArgKind.TENSOR, to_record(np.array([[0, 1, 1], [0, 1, 0]])), False),
+         tensor_input("src", [[0.5, -2.0, 1.0], [1.5, 0.25, -1.0]])], ("direct", "rev", "fwd", "fd"), "float64", seed=3)
+    assert [r.outcome for r in ex.results] == [Outcome.OK] * 4, [(r.scenario, r.error) for r in ex.results]
+    assert compare(ex, spec).candidates == ()

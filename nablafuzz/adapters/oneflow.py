@@ -54,6 +54,7 @@ def _grad(outs: List[Any], xs: List[Any], cts: List[Any], create_graph: bool) ->
 class OneFlowAdapter(ComposableAdapter):
     library = "oneflow"
     emulated_fwd = True
+    nested = False  # inside a second-order scenario: derivatives are differentiated again
 
     def versions(self) -> Dict[str, str]:
         return {"oneflow": flow.__version__, "numpy": np.__version__}
@@ -93,6 +94,13 @@ class OneFlowAdapter(ComposableAdapter):
     # J u is the derivative of the linear map w -> <w, J^T ...> = J^T w with respect to a dummy
     # cotangent w, taken along u: grad_w <J^T w, u> = J u.  Exact (no finite step), and it
     # nests: the inner graph is kept (create_graph), so the result can be differentiated again.
+    def second_order(self, outer, inner, call, xs, us, vs, ws):
+        self.nested = True
+        try:
+            return super().second_order(outer, inner, call, xs, us, vs, ws)
+        finally:
+            self.nested = False
+
     def jvp(self, f, xs, tangents):
         outs = f(xs)
         us = [t.to(x.dtype) for t, x in zip(tangents, xs)]
@@ -100,14 +108,21 @@ class OneFlowAdapter(ComposableAdapter):
             # one scalar output (the inner derivative of a second-order scenario): J u = <grad, u>
             # by one reverse pass.  OneFlow loses the dummy cotangent's dependence when the
             # output is itself a derivative (fwd.rev gave 0 for x * y), so no dummy is used here.
-            grads = _grad(outs, xs, [flow.ones_like(outs[0])], create_graph=True)
+            grads = _grad(outs, xs, [flow.ones_like(outs[0])], create_graph=self.nested)
             return outs, [self.dot(grads, us)]
         floats = [i for i, o in enumerate(outs) if o.is_floating_point()]
         dummies = [flow.zeros_like(outs[i]).requires_grad_() for i in floats]
         grads = _grad([outs[i] for i in floats], xs, dummies, create_graph=True)
+        if any(outs[i].requires_grad for i in floats) and not any(g.requires_grad for g in grads):
+            # J^T w must depend on w: OneFlow's backward of this op recorded no graph
+            # (create_graph ignored, as for mv), so J u cannot be emulated from it
+            raise NotImplementedError("forward mode cannot be emulated: this op's backward records no graph "
+                                      "under create_graph=True")
         tans = [flow.zeros_like(o) for o in outs]
         if dummies:
-            for i, t in zip(floats, _grad(grads, dummies, us, create_graph=True)):
+            # the second pass builds a graph only when the JVP is differentiated again: recording
+            # it needs gradients of the backward ops, which OneFlow lacks for some (scatter_add)
+            for i, t in zip(floats, _grad(grads, dummies, us, create_graph=self.nested)):
                 tans[i] = t
         return outs, tans
 
