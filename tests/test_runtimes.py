@@ -66,3 +66,13 @@ def test_worker_protocol_across_interpreters(registry, tmp_path):
     finally:
         old.close()
         new.close()
+
+
+def test_workers_import_nablafuzz_and_nothing_else_of_the_orchestrator():
+    # an installed nablafuzz sits in the orchestrator's site-packages; its numpy 2 must not
+    # reach the OneFlow worker (numpy 1.26) through PYTHONPATH
+    import nablafuzz
+    from nablafuzz.runtime.process import worker_path
+    folder = Path(worker_path())
+    assert [p.name for p in folder.iterdir()] == ["nablafuzz"]
+    assert (folder / "nablafuzz").resolve() == Path(nablafuzz.__file__).resolve().parent

@@ -6,10 +6,12 @@ scenario that was running, and the next request starts a fresh worker.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import select
 import signal
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +20,23 @@ from typing import Any, Dict, List, Optional, Tuple
 from ..errors import WorkerError
 from ..tensors import decode_message, encode_message
 
-PACKAGE_PARENT = str(Path(__file__).resolve().parents[2])
+PACKAGE = Path(__file__).resolve().parents[1]
+
+
+def worker_path() -> str:
+    """A directory that holds only the nablafuzz package (a link to it), for the worker's
+    PYTHONPATH.  Never the package's own parent: an installed nablafuzz sits in the
+    orchestrator's site-packages, whose numpy 2 would shadow the OneFlow venv's numpy 1.26."""
+    digest = hashlib.sha1(str(PACKAGE).encode()).hexdigest()[:12]
+    folder = Path(tempfile.gettempdir()) / f"nablafuzz-worker-path-{os.getuid()}-{digest}"
+    link = folder / "nablafuzz"
+    folder.mkdir(parents=True, exist_ok=True)
+    if not link.exists():
+        try:
+            link.symlink_to(PACKAGE, target_is_directory=True)
+        except FileExistsError:  # another worker made it first
+            pass
+    return str(folder)
 
 
 @dataclass(frozen=True)
@@ -67,7 +85,7 @@ class WorkerProcess:
 
     def _env(self) -> Dict[str, str]:
         env = dict(os.environ)
-        paths = [PACKAGE_PARENT, *self.runtime.python_path]
+        paths = [worker_path(), *self.runtime.python_path]
         env["PYTHONPATH"] = os.pathsep.join(paths + [env["PYTHONPATH"]] if env.get("PYTHONPATH") else paths)
         env.update(dict(self.runtime.env))
         env["PYTHONUNBUFFERED"] = "1"
