@@ -138,6 +138,10 @@ class ApiSpec:
     max_size: Optional[int] = None
     source: str = ""
     notes: str = ""
+    # "declared": capabilities/unsupported are the library's own word (OpInfo), so a mode that
+    # works or fails against them is a finding; "observed": probing saw them on a few trials,
+    # and support that varies with the input (OneFlow's broadcast backward paths) is not one
+    support: str = "declared"
 
     @property
     def id(self) -> str:

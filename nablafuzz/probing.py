@@ -369,7 +369,7 @@ class Prober:
                 break
         unsupported = [s for s in CAPABILITIES if (r := ex.get(s)) is not None and r.outcome is Outcome.UNSUPPORTED]
         again = self.runner.run(trial, api, ())
-        spec = dict(a.spec, capabilities=[c for c in CAPABILITIES if c not in unsupported])
+        spec = dict(a.spec, capabilities=[c for c in CAPABILITIES if c not in unsupported], support="observed")
         if unsupported:
             spec["unsupported"] = unsupported
         if SELECTION.search(short_name(entry.name)):

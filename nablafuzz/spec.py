@@ -26,6 +26,7 @@ CAPABILITIES = FIRST_ORDER + tuple(s for s in SECOND_ORDER if not s.startswith("
 KINK_POLICIES = ("subgradient", "selection", "none")
 _API_FIELDS = {f.name for f in fields(ApiSpec)} - {"library", "source"}
 _ARG_FIELDS = {f.name for f in fields(ArgSpec)}
+SUPPORT = ("declared", "observed")
 
 
 class _LineLoader(yaml.SafeLoader):
@@ -330,6 +331,9 @@ def _api(ctx: _Ctx, library: str, name: str, data: Dict[str, Any], args: Tuple[A
     kinks = data.get("kinks", "subgradient")
     if kinks not in KINK_POLICIES:
         raise ctx.fail("kinks", f"unknown policy {kinks!r}", f"use one of {KINK_POLICIES}")
+    support = data.get("support", "declared")
+    if support not in SUPPORT:
+        raise ctx.fail("support", f"unknown value {support!r}", f"use one of {list(SUPPORT)}")
     outs = data.get("differentiable_outputs")
     if outs is not None and (not isinstance(outs, list) or not all(isinstance(i, int) for i in outs)):
         raise ctx.fail("differentiable_outputs", f"expected a list of output indices, got {outs!r}", "write e.g. [0]")
@@ -342,7 +346,7 @@ def _api(ctx: _Ctx, library: str, name: str, data: Dict[str, Any], args: Tuple[A
         tolerance=_tolerances(ctx, data.get("tolerance", {})),
         known_issues=tuple(_known_issue(ctx, k) for k in data.get("known_issues", [])),
         random=bool(data.get("random", False)), kinks=kinks, max_size=data.get("max_size"),
-        source=f"{ctx.path}:{ctx.line}", notes=str(data.get("notes", "")),
+        source=f"{ctx.path}:{ctx.line}", notes=str(data.get("notes", "")), support=support,
     )
 
 

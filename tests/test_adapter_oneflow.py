@@ -89,3 +89,11 @@ def test_first_order_forward_mode_builds_no_graph_it_does_not_need(runner):
          tensor_input("src", [[0.5, -2.0, 1.0], [1.5, 0.25, -1.0]])], ("direct", "rev", "fwd", "fd"), "float64", seed=3)
     assert [r.outcome for r in ex.results] == [Outcome.OK] * 4, [(r.scenario, r.error) for r in ex.results]
     assert compare(ex, spec).candidates == ()
+
+
+def test_a_zero_derivative_is_emulated_as_zero_not_refused(runner):
+    # ceil's backward records no graph either, but there J = 0: forward mode gives 0
+    spec, ex = run_spec(runner, "oneflow", {"name": "oneflow.ceil", "args": [{"name": "input"}]},
+                        [tensor_input("input", [0.3, -1.7])], ("direct", "rev", "fwd"), "float64", seed=3)
+    assert ex.get("fwd").outcome is Outcome.OK and ex.get("fwd").value == 0.0
+    assert compare(ex, spec).candidates == ()

@@ -360,3 +360,22 @@ def test_dropped_reasons_are_written_as_plain_one_line_comments(tmp_path):
                 ["oneflow.f: call fails: \x1b[1m\x1b[31mCheck failed\x1b[0m\n  at line 3"])
     assert load_file(out)[0].name == "sin"
     assert out.read_text().splitlines()[-1] == "# dropped: oneflow.f: call fails: Check failed at line 3"
+
+
+def test_observed_support_makes_no_support_findings():
+    # probed specs only saw support on a few trials: a mode that works or refuses against them
+    # is not a finding (declared support, from OpInfo, still is)
+    from nablafuzz.compare import compare
+    from nablafuzz.model import Outcome, ScenarioResult, Trial
+    from nablafuzz.runtime.runner import Execution
+    from nablafuzz.spec import spec_from_dict
+    base = {"name": "sin", "args": [{"name": "x"}], "capabilities": ["rev"], "unsupported": ["fwd"]}
+    results = (ScenarioResult("direct", Outcome.OK, outputs=()), ScenarioResult("rev", Outcome.UNSUPPORTED),
+               ScenarioResult("fwd", Outcome.OK, 1.0, 1.0))
+    ex = Execution(Trial("numpy_ref", "sin", 1, "float64", ()), results)
+    declared = {c.verdict.value for c in compare(ex, spec_from_dict("numpy_ref", base, "t")).candidates}
+    assert declared == {"missing_support", "undeclared_support"}
+    observed = spec_from_dict("numpy_ref", dict(base, support="observed"), "t")
+    assert compare(ex, observed).candidates == ()
+    with pytest.raises(SpecError, match="support"):
+        spec_from_dict("numpy_ref", dict(base, support="sometimes"), "t")

@@ -113,11 +113,15 @@ class OneFlowAdapter(ComposableAdapter):
         floats = [i for i, o in enumerate(outs) if o.is_floating_point()]
         dummies = [flow.zeros_like(outs[i]).requires_grad_() for i in floats]
         grads = _grad([outs[i] for i in floats], xs, dummies, create_graph=True)
-        if any(outs[i].requires_grad for i in floats) and not any(g.requires_grad for g in grads):
-            # J^T w must depend on w: OneFlow's backward of this op recorded no graph
-            # (create_graph ignored, as for mv), so J u cannot be emulated from it
-            raise NotImplementedError("forward mode cannot be emulated: this op's backward records no graph "
-                                      "under create_graph=True")
+        if not any(g.requires_grad for g in grads):
+            # J^T w does not depend on w: either J = 0 (ceil, sign, no float output), or OneFlow's
+            # backward of this op recorded no graph (create_graph ignored, as for mv) and J u
+            # cannot be emulated.  One plain VJP along ones tells which.
+            live = [outs[i] for i in floats if outs[i].requires_grad]
+            if live and any(bool((g != 0).any()) for g in _grad(live, xs, [flow.ones_like(o) for o in live], False)):
+                raise NotImplementedError("forward mode cannot be emulated: this op's backward records no "
+                                          "graph under create_graph=True")
+            return outs, [flow.zeros_like(o) for o in outs]
         tans = [flow.zeros_like(o) for o in outs]
         if dummies:
             # the second pass builds a graph only when the JVP is differentiated again: recording
