@@ -348,9 +348,11 @@ class Prober:
     def confirm(self, entry: Entry, spec: Dict[str, Any],
                 hint: Optional[ProbeHint] = None) -> Tuple[Optional[Dict[str, Any]], str]:
         """A spec taken from another library (OneFlow from torch's): kept when its trials work
-        here, with what one all-scenario trial here teaches."""
+        here, with what one all-scenario trial here teaches (as its hint lays it out)."""
+        if hint is not None and hint.drop:
+            return None, f"{hint.reason} (probe hint)"
         try:
-            a = self.attempt(entry, f"as {entry.doc}", spec)
+            a = self.attempt(entry, f"as {entry.doc}", with_hint(spec, hint))
         except WorkerError as exc:
             if "UnknownApi" in str(exc):
                 return None, f"not in {self.library} ({str(exc).split(': ', 2)[-1][:120]})"
@@ -407,10 +409,8 @@ def probe_entries(runtime: Runtime, entries: Sequence[Entry], log_dir: Path, wor
             local.prober = Prober(runtime.library, runner)
         try:
             hint = (hints or {}).get(entry.name)
-            if given and entry.name in given and hint is not None and hint.drop:
-                spec, why = None, f"{hint.reason} (probe hint)"
-            elif given and entry.name in given:
-                spec, why = local.prober.confirm(entry, with_hint(given[entry.name], hint), hint)
+            if given and entry.name in given:
+                spec, why = local.prober.confirm(entry, given[entry.name], hint)
             else:
                 spec, why = local.prober.probe(entry, hint)
         except Exception as exc:  # noqa: BLE001 - one API's probe failing costs that API only

@@ -93,6 +93,14 @@ class _Ctx:
         return SpecError(where, self.api, field, problem, fix)
 
 
+def _read_yaml(ctx: "_Ctx", path: Path) -> Any:
+    """A YAML file with each mapping's line (`__line__`); unreadable: an error naming the file."""
+    try:
+        return yaml.load(path.read_text(), Loader=_LineLoader)
+    except (OSError, yaml.YAMLError) as exc:
+        raise ctx.fail("(file)", f"cannot be read as YAML: {exc}", "fix the YAML syntax") from None
+
+
 def _expect(ctx: _Ctx, data: Mapping[str, Any], key: str, kind: type, fix: str, default: Any = None) -> Any:
     value = data.get(key, default)
     ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
@@ -209,10 +217,7 @@ def load_conventions(path: Path) -> Tuple[Convention, ...]:
     if not path.exists():
         return ()
     ctx = _Ctx(str(path))
-    try:
-        data = yaml.load(path.read_text(), Loader=_LineLoader)
-    except yaml.YAMLError as exc:
-        raise ctx.fail("(file)", f"cannot be read as YAML: {exc}", "fix the YAML syntax") from None
+    data = _read_yaml(ctx, path)
     rows = _expect(ctx, data if isinstance(data, dict) else {}, "conventions", list, "list entries under `conventions:`")
     out = []
     for row in rows:
@@ -253,10 +258,7 @@ def load_probe_hints(path: Path, library: str) -> Dict[str, ProbeHint]:
     if not path.exists():
         return {}
     ctx = _Ctx(str(path))
-    try:
-        data = yaml.load(path.read_text(), Loader=_LineLoader)
-    except yaml.YAMLError as exc:
-        raise ctx.fail("(file)", f"cannot be read as YAML: {exc}", "fix the YAML syntax") from None
+    data = _read_yaml(ctx, path)
     libraries = _expect(ctx, data if isinstance(data, dict) else {}, "hints", dict,
                         "write `hints:` mapping each library to a list of {api: ..., reason: ...}")
     out = {}
@@ -352,10 +354,7 @@ def _api(ctx: _Ctx, library: str, name: str, data: Dict[str, Any], args: Tuple[A
 
 def load_file(path: Path) -> List[ApiSpec]:
     ctx = _Ctx(str(path))
-    try:
-        data = yaml.load(path.read_text(), Loader=_LineLoader)
-    except (OSError, yaml.YAMLError) as exc:
-        raise ctx.fail("(file)", f"cannot be read as YAML: {exc}", "fix the YAML syntax") from None
+    data = _read_yaml(ctx, path)
     if not isinstance(data, dict):
         raise ctx.fail("(file)", "top level must be a mapping", "write `library: ...` and `apis: [...]`")
     library = _expect(ctx, data, "library", str, "name the library, e.g. `library: torch`")

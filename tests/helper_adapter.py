@@ -20,6 +20,18 @@ def library_runner(library: str, log: Path, timeout_s: float = 120.0) -> Runner:
     return Runner(resolve_runtime(library, [str(TESTS)]), log, timeout_s)
 
 
+def worker_catalogue(library: str, log: Path) -> dict:
+    """The `catalogue` answer of `library`'s real worker: {"entries": [...], "dropped": [...]}."""
+    from nablafuzz.runtime.process import WorkerProcess
+    worker = WorkerProcess(resolve_runtime(library), log)
+    worker.start()
+    try:
+        ex = worker.request({"op": "catalogue"}, 300.0, until="catalogue")
+    finally:
+        worker.close()
+    return ex.messages[-1]
+
+
 def tensor_input(name, values, dtype="float64", diff=True, keyword=False) -> InputValue:
     return InputValue(name, ArgKind.TENSOR, to_record(np.array(values, dtype=dtype)), diff, keyword)
 

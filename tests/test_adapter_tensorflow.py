@@ -9,7 +9,7 @@ from nablafuzz.model import ArgKind, InputValue, Outcome, Verdict
 from nablafuzz.scenarios import ALL, COMPILED
 from nablafuzz.verdict import judge
 
-from helper_adapter import library_runner, run_spec, tensor_input
+from helper_adapter import library_runner, run_spec, tensor_input, worker_catalogue
 
 
 @pytest.fixture(scope="module")
@@ -86,15 +86,7 @@ def test_an_op_without_gradient_is_unsupported(runner):
 
 @pytest.fixture(scope="module")
 def tf_catalogue(tmp_path_factory):
-    from nablafuzz.runtime.process import WorkerProcess
-    from nablafuzz.runtime.registry import resolve_runtime
-    worker = WorkerProcess(resolve_runtime("tensorflow"), tmp_path_factory.mktemp("cat") / "w.log")
-    worker.start()
-    try:
-        ex = worker.request({"op": "catalogue"}, 300.0, until="catalogue")
-    finally:
-        worker.close()
-    return ex.messages[-1]
+    return worker_catalogue("tensorflow", tmp_path_factory.mktemp("cat") / "w.log")
 
 
 def test_catalogue_lists_a_wrapper_and_its_raw_op_once(tf_catalogue):

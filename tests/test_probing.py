@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 
 from nablafuzz.probing import Entry, NoTemplate, Param, entry_from_dict, families, probe_entries, role, roles, template
-from nablafuzz.runtime.process import WorkerProcess
 from nablafuzz.runtime.registry import resolve_runtime
 from nablafuzz.spec import spec_from_dict
+
+from helper_adapter import worker_catalogue
 
 
 def P(name, annotation="ArrayLike", required=True, kind="positional_or_keyword", **default):
@@ -74,13 +75,7 @@ def test_family_order_follows_the_api():
 
 @pytest.fixture(scope="module")
 def jax_catalogue(tmp_path_factory):
-    worker = WorkerProcess(resolve_runtime("jax"), tmp_path_factory.mktemp("cat") / "w.log")
-    worker.start()
-    try:
-        ex = worker.request({"op": "catalogue"}, 300.0, until="catalogue")
-    finally:
-        worker.close()
-    return {e["name"]: e for e in ex.messages[-1]["entries"]}
+    return {e["name"]: e for e in worker_catalogue("jax", tmp_path_factory.mktemp("cat") / "w.log")["entries"]}
 
 
 def test_jax_catalogue_lists_public_callables_once(jax_catalogue):

@@ -90,10 +90,6 @@ class OneFlowAdapter(ComposableAdapter):
         outs = f(xs)
         return outs, _grad(outs, xs, cts, create_graph)
 
-    # Note [double-VJP]
-    # J u is the derivative of the linear map w -> <w, J^T ...> = J^T w with respect to a dummy
-    # cotangent w, taken along u: grad_w <J^T w, u> = J u.  Exact (no finite step), and it
-    # nests: the inner graph is kept (create_graph), so the result can be differentiated again.
     def second_order(self, outer, inner, call, xs, us, vs, ws):
         self.nested = True
         try:
@@ -101,6 +97,10 @@ class OneFlowAdapter(ComposableAdapter):
         finally:
             self.nested = False
 
+    # Note [double-VJP]
+    # J u is the derivative of the linear map w -> <w, J^T ...> = J^T w with respect to a dummy
+    # cotangent w, taken along u: grad_w <J^T w, u> = J u.  Exact (no finite step), and it
+    # nests: the inner graph is kept (create_graph), so the result can be differentiated again.
     def jvp(self, f, xs, tangents):
         outs = f(xs)
         us = [t.to(x.dtype) for t, x in zip(tangents, xs)]

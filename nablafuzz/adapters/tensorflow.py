@@ -9,6 +9,7 @@ are enough.  `TF_ENABLE_ONEDNN_OPTS=0` is set by the runtime for reproducible nu
 """
 from __future__ import annotations
 
+import functools
 import inspect
 import os
 import re
@@ -121,8 +122,9 @@ class TensorFlowAdapter(ComposableAdapter):
                 entries.append(e)
                 continue
             wrapped.add(op)
-            if _not_runnable(op):
-                found["dropped"].append(f"{e['name']}: {_not_runnable(op)}")
+            why = _not_runnable(op)
+            if why:
+                found["dropped"].append(f"{e['name']}: {why}")
                 continue
             typed = {p["name"]: p["annotation"] for p in _op_params(op, "")}
             params = [dict(p, annotation=typed.get(p["name"], p["annotation"])) for p in e["params"]]
@@ -130,8 +132,9 @@ class TensorFlowAdapter(ComposableAdapter):
         for op in sorted(set(wrappers.values()) - wrapped):
             if not _has_gradient(op):
                 continue  # not differentiable at all: not listed (1,000+ ops)
-            if _not_runnable(op):
-                found["dropped"].append(f"tf.raw_ops.{op}: {_not_runnable(op)}")
+            why = _not_runnable(op)
+            if why:
+                found["dropped"].append(f"tf.raw_ops.{op}: {why}")
             else:
                 entries.append(_op_entry(op))
         return {"entries": entries, "dropped": found["dropped"]}
@@ -175,6 +178,7 @@ def _float_input(op_def: Any, arg: Any) -> bool:
     return not allowed or bool(allowed & FLOAT_TYPES)
 
 
+@functools.lru_cache(maxsize=None)
 def _cpu_float_dtypes(op: str) -> Set[int]:
     """The float dtype enums the op's CPU kernels take for its float inputs (empty: no CPU kernel
     for any float type, e.g. TPU and NCCL ops)."""
