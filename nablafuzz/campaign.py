@@ -62,7 +62,7 @@ class _Shared:
 
 def campaign_id(config: Config) -> str:
     basis = (config.libraries, config.apis, config.spec_files, config.seed, config.trials_per_api,
-             config.scenarios, config.max_tensor_size, config.profile)
+             config.scenarios, config.max_tensor_size, config.profile) + (("cross",) if config.cross else ())
     return config.name or f"c-{digest(basis, 10)}"
 
 
@@ -262,7 +262,7 @@ class Campaign:
         covered = {o.api for o in observations if o.valid}
         fixed = []
         for r in self.store:
-            if f"{r.fingerprint.library}:{r.fingerprint.api}" not in covered or r.status is ReportStatus.FIXED:
+            if not self._covers(r, covered) or r.status is ReportStatus.FIXED:
                 continue
             result = self._replay(r)
             if result is None or result.outcome is ReplayOutcome.REPRODUCED:
@@ -276,7 +276,16 @@ class Campaign:
         libs = tuple(self.config.libraries)
         self.store.save_campaign(CampaignRecord(self.id, self.started_at, now(), libs, tuple(sorted(versions)),
                                                 tuple(sorted(covered)), tuple(sorted(seen)),
-                                                tuple(r.key for r in fixed), True, _conventions(observations)))
+                                                tuple(r.key for r in fixed), True, _conventions(observations),
+                                                self._agreement(observations)))
+
+    def _covers(self, report: BugReport, covered: Set[str]) -> bool:
+        """Whether this campaign tried what the report is about (in-library reports only here)."""
+        fp = report.fingerprint
+        return not fp.oracle and f"{fp.library}:{fp.api}" in covered
+
+    def _agreement(self, observations: List[Observation]) -> tuple:
+        return ()
 
     def _replay(self, report: BugReport) -> Optional[ReplayResult]:
         spec = next((s for s in self.specs if s.id == f"{report.fingerprint.library}:{report.fingerprint.api}"), None)
@@ -301,13 +310,19 @@ class Campaign:
 
 def run_campaign(config: Config, progress=None) -> Summary:
     specs = load_specs(Path(config.spec_dir), config.libraries, [Path(f) for f in config.spec_files])
-    campaign = Campaign(config, specs, progress)
+    if config.cross:
+        from .crosscampaign import CrossCampaign
+        campaign: Campaign = CrossCampaign(config, specs, progress)
+    else:
+        campaign = Campaign(config, specs, progress)
     for library in config.libraries:
         resolve_runtime(library)  # fail fast, before any thread starts, if a runtime is missing
     if not campaign.specs:
         raise ConfigError(f"no API spec matches libraries {', '.join(config.libraries)} and API globs "
                           f"{', '.join(config.apis)} (spec dir {config.spec_dir}); derive specs with "
-                          "`nablafuzz specs derive <library>` or pass --specs FILE")
+                          "`nablafuzz specs derive <library>` or pass --specs FILE"
+                          + ("; --cross needs classes with two or more members among these libraries "
+                             "(api_specs/equivalence.yaml, `nablafuzz specs derive-cross`)" if config.cross else ""))
     try:
         return campaign.run()
     finally:

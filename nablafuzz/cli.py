@@ -47,6 +47,10 @@ def _campaign_parser(sub) -> None:
                         "whose torch.compile takes 20-40 s per API)")
     p.add_argument("--no-minimise", dest="minimise", action="store_false", default=None)
     p.add_argument("--triage", metavar="FILE", help="also write the triage report to FILE")
+    p.add_argument("--cross", action="store_true", default=None,
+                   help="cross-library oracle: each trial of an equivalence class runs in every member library")
+    p.add_argument("--equivalence", dest="equivalence_file",
+                   help="--cross: the equivalence map (default: <spec-dir>/equivalence.yaml)")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -61,11 +65,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("reports", nargs="+", type=Path)
     p.add_argument("--specs", dest="spec_files", action="append", default=[])
     p.add_argument("--spec-dir", default="api_specs")
+    p.add_argument("--equivalence", help="cross-library reports: the equivalence map (default: <spec-dir>/equivalence.yaml)")
     p = sub.add_parser("triage", help="render the report store as markdown")
     p.add_argument("--store", default="bug_reports")
     p.add_argument("--out", type=Path, help="write to this file instead of standard output")
     p = sub.add_parser("specs", help="derive, list or check API specs")
-    p.add_argument("action", choices=["derive", "list", "check"])
+    p.add_argument("action", choices=["derive", "derive-cross", "list", "check"])
     p.add_argument("library", nargs="?")
     p.add_argument("--spec-dir", default="api_specs")
     p.add_argument("--out", type=Path, help="derive: output file (default api_specs/<library>/derived.yaml)")
@@ -110,11 +115,20 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from .runtime.registry import resolve_runtime
     from .runtime.runner import Runner
     from .spec import load_specs
+    from .crosscampaign import CrossReplayer
+    from .store import read_report
     worst, runners, specs = 0, {}, {}
     paths = [str(Path.cwd())] + [str(Path(f).parent) for f in args.spec_files]
+    cross = CrossReplayer(Path(args.spec_dir), args.spec_files, args.equivalence, paths)
     try:
         for path in args.reports:
-            library = _peek_library(path)
+            report = read_report(path)
+            if report.fingerprint.oracle:
+                result = cross.replay(report)
+                print(f"{path}: {result.message()}  ({', '.join(result.versions)})")
+                worst = max(worst, result.outcome.value)
+                continue
+            library = report.fingerprint.library
             if library not in specs:  # one spec load and one worker per library, for many reports
                 specs[library] = load_specs(Path(args.spec_dir), [library], [Path(f) for f in args.spec_files])
                 runners[library] = Runner(resolve_runtime(library, paths), Path(".nablafuzz/replay.log"), 60.0)
@@ -123,14 +137,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
             print(f"{path}: {result.message()}  ({', '.join(result.versions)})")
             worst = max(worst, result.outcome.value)
     finally:
+        cross.close()
         for runner in runners.values():
             runner.close()
     return worst
-
-
-def _peek_library(path: Path) -> str:
-    from .store import read_report
-    return read_report(path).fingerprint.library
 
 
 def cmd_triage(args: argparse.Namespace) -> int:
@@ -153,6 +163,12 @@ def cmd_specs(args: argparse.Namespace) -> int:
         n = derive(args.library, out, only=args.apis, verbose=args.verbose,
                    hints_path=Path(args.spec_dir) / HINTS_FILE)
         print(f"wrote {n} specs to {out}")
+        return 0
+    if args.action == "derive-cross":
+        from .crossderive import derive_classes
+        out = args.out or Path(args.spec_dir) / "equivalence.yaml"
+        n = derive_classes(Path(args.spec_dir), out, verbose=args.verbose, only=args.apis or ())
+        print(f"wrote {n} equivalence classes to {out}")
         return 0
     for line in list_specs(Path(args.spec_dir), args.library, check_only=args.action == "check"):
         print(line)

@@ -37,6 +37,8 @@ class Config:
     minimise: bool = True
     name: str = ""
     profile: str = "default"
+    cross: bool = False  # one trial per equivalence class, run by every member library (crosscampaign)
+    equivalence_file: str = ""  # default: <spec_dir>/equivalence.yaml
 
 
 # Libraries whose compiler is cheap enough to run the `jit` scenario in every trial

@@ -399,10 +399,13 @@ def _dismissed(outcomes: Tuple[FilterOutcome, ...]) -> bool:
     return bool(outcomes) and outcomes[-1].dismissed
 
 
-def run_filters(ctx: FilterContext, cand: Candidate) -> Tuple[FilterOutcome, ...]:
-    """Apply filters in order until one dismisses; return every outcome produced."""
+def run_filters(ctx: FilterContext, cand: Candidate, only: Tuple[str, ...] = ()) -> Tuple[FilterOutcome, ...]:
+    """Apply filters (all, or those named in `only`) in order until one dismisses; return every
+    outcome produced."""
     outcomes: List[FilterOutcome] = []
-    for _name, fn in FILTERS:
+    for name, fn in FILTERS:
+        if only and name not in only:
+            continue
         o = fn(ctx, cand)
         if o is not None:
             outcomes.append(o)

@@ -225,6 +225,9 @@ class Fingerprint:
     scenarios: Tuple[str, ...]
     order: int
     error_type: str = ""
+    # "" for the in-library oracle; "cross:<class>" when other libraries computing the same
+    # function (an equivalence class, api_specs/equivalence.yaml) are the reference
+    oracle: str = ""
 
 
 @dataclass(frozen=True)
@@ -238,6 +241,8 @@ class Candidate:
     error_type: str = ""
     message: str = ""
     ambiguous: bool = False
+    oracle: str = ""
+    expected: Tuple[TensorRecord, ...] = ()  # cross-library value mismatch: the others' outputs
 
 
 @dataclass(frozen=True)
@@ -251,7 +256,8 @@ class Finding:
     @property
     def fingerprint(self) -> Fingerprint:
         c = self.candidate
-        return Fingerprint(self.trial.library, self.trial.api, c.verdict, c.scenarios, c.order, c.error_type)
+        return Fingerprint(self.trial.library, self.trial.api, c.verdict, c.scenarios, c.order, c.error_type,
+                           c.oracle)
 
 
 @dataclass(frozen=True)
@@ -261,6 +267,7 @@ class Evidence:
     disagreements: Tuple[Disagreement, ...] = ()
     filters: Tuple[FilterOutcome, ...] = ()
     error: Optional[ErrorInfo] = None
+    expected: Tuple[TensorRecord, ...] = ()  # cross-library value mismatch: the other libraries' outputs
 
 
 @dataclass(frozen=True)
@@ -295,3 +302,5 @@ class CampaignRecord:
     fixed: Tuple[str, ...] = ()
     complete: bool = False
     conventions: Tuple[Tuple[str, str, int], ...] = ()  # (api id, why, candidates) classified as conventions
+    # --cross: (class, library, quantity, agreed, deviated, no verdict) over the campaign's trials
+    agreement: Tuple[Tuple[str, str, str, int, int, int], ...] = ()

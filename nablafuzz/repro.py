@@ -164,7 +164,7 @@ def check(results, a, b, aspect, atol, rtol):
 def main():
     f, xs = bind()
     vs = cotangents(direct(f, xs))
-    results = {}
+    results = dict(EXPECTED)
     for name, what in SCENARIOS.items():
         value, _, outs = results[name] = run(name, f, xs, vs)
         print(f"{name} ({what}) = {[o.tolist() for o in outs] if value is None else repr(value)}")
@@ -473,6 +473,22 @@ def _array(rec: TensorRecord, indent: int) -> str:
     return f'np.array([{items}], dtype="{rec.dtype}").reshape({tuple(rec.shape)!r})'
 
 
+OTHERS = "others"  # a cross-library report's reference: what the class's other libraries computed
+
+
+def _expected(report: BugReport) -> str:
+    """EXPECTED: for a cross-library report, the other libraries' value (value, scale, outputs)
+    as literals, since those libraries are not imported here; empty otherwise."""
+    ds = [d for d in report.evidence.disagreements if d.scenarios[1:] == (OTHERS,)]
+    if not ds:
+        return "EXPECTED = {}"
+    who = "# computed by the other libraries of the class (see the finding above)"
+    if report.evidence.expected:
+        outs = "[" + ", ".join(_array(r, 8) for r in report.evidence.expected) + "]"
+        return f"EXPECTED = {{{OTHERS!r}: (None, None, {outs})}}  {who}"
+    return f"EXPECTED = {{{OTHERS!r}: ({float(ds[0].expected)!r}, None, None)}}  {who}"
+
+
 def _data(report: BugReport, numpy_ref: bool, diff_outputs: Optional[Sequence[int]]) -> List[str]:
     """SEED, STEP, DIFF_OUTPUTS, SCENARIOS, PAIRS, INPUTS and the tangents US, WS as literals."""
     t, pairs = report.trial, _pairs(report)
@@ -483,7 +499,7 @@ def _data(report: BugReport, numpy_ref: bool, diff_outputs: Optional[Sequence[in
     outs = None if diff_outputs is None else [int(j) for j in diff_outputs]
     return ["", f"SEED = {int(t.seed)}", f"STEP = {STEP!r}  # finite-difference step", f"DIFF_OUTPUTS = {outs!r}",
             f"SCENARIOS = {_scenarios(report, pairs)!r}", f"PAIRS = {pairs!r}  # (a, b, aspect, atol, rtol)",
-            "INPUTS = {  # the trial's inputs, exact", *inputs, "}",
+            "INPUTS = {  # the trial's inputs, exact", *inputs, "}", _expected(report),
             "# tangents u and w, one per differentiable input, as nablafuzz derived them from SEED",
             _tangents("US", "u", recs, t.seed), _tangents("WS", "w", recs, t.seed)]
 
@@ -506,7 +522,8 @@ def _pairs(report: BugReport) -> List[Tuple[str, str, str, float, float]]:
 
 
 def _scenarios(report: BugReport, pairs: Sequence[tuple]) -> Dict[str, str]:
-    names = dict.fromkeys(list(report.fingerprint.scenarios) + [s for p in pairs for s in p[:2]])
+    names = dict.fromkeys(s for s in list(report.fingerprint.scenarios) + [s for p in pairs for s in p[:2]]
+                          if s != OTHERS)
     unknown = [s for s in names if any(part not in NAMES for part in s.split("."))]
     if unknown:
         raise ReproError(f"repro: report {report.key} names unknown scenario(s) {unknown}")

@@ -26,6 +26,7 @@ class Observation:
     death: str = ""
     invalid: str = ""
     conventions: Tuple[str, ...] = ()
+    votes: Tuple[Tuple[str, str, str], ...] = ()  # --cross: (library, quantity, vote) for this trial
 
     def with_new(self, new: Tuple[str, ...]) -> "Observation":
         return replace(self, new=new)
@@ -35,14 +36,15 @@ class Observation:
                 "valid": self.valid, "candidates": self.candidates, "dismissed": dict(self.dismissed),
                 "findings": list(self.findings), "new": list(self.new), "seconds": round(self.seconds, 6),
                 "death": self.death, "invalid": self.invalid,
-                **({"conventions": list(self.conventions)} if self.conventions else {})}
+                **({"conventions": list(self.conventions)} if self.conventions else {}),
+                **({"votes": [list(v) for v in self.votes]} if self.votes else {})}
 
     @staticmethod
     def from_json(d: Dict[str, Any]) -> "Observation":
         return Observation(d["api"], int(d["index"]), d["trial"], d["dtype"], bool(d["valid"]),
                            int(d["candidates"]), tuple(sorted(d["dismissed"].items())), tuple(d["findings"]),
                            tuple(d["new"]), float(d["seconds"]), d.get("death", ""), d.get("invalid", ""),
-                           tuple(d.get("conventions", ())))
+                           tuple(d.get("conventions", ())), tuple(tuple(v) for v in d.get("votes", ())))
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,7 @@ class Summary:
     seconds: float
     trials_this_run: int = 0
     invalid_apis: Tuple[str, ...] = ()
+    votes: Tuple[Tuple[str, int], ...] = ()  # --cross: "library vote" -> quantities judged so
 
     @property
     def trials_per_s(self) -> float:
@@ -75,7 +78,8 @@ class Summary:
                 "candidates": self.candidates, "dismissed": dict(self.dismissed), "findings": self.findings,
                 "distinct_fingerprints": self.fingerprints, "new_reports": self.new_reports,
                 "deaths": dict(self.deaths), "seconds_this_run": round(self.seconds, 2),
-                "trials_per_s_this_run": round(self.trials_per_s, 2), "apis_without_valid_trial": list(self.invalid_apis)}
+                "trials_per_s_this_run": round(self.trials_per_s, 2), "apis_without_valid_trial": list(self.invalid_apis),
+                **({"cross_votes": dict(self.votes)} if self.votes else {})}
 
     def lines(self) -> List[str]:
         d = self.to_json()
@@ -87,7 +91,8 @@ class Summary:
             f"{self.trials_per_s:.1f} trials/s this run",
             f"candidates: {self.candidates}; dismissed by filter: {dismissed}",
             f"findings: {self.findings} in {self.fingerprints} distinct fingerprints; new reports: {self.new_reports}",
-        ]
+        ] + ([f"cross-library votes (library vote: quantities): {', '.join(f'{k}: {v}' for k, v in self.votes)}"]
+             if self.votes else [])
 
 
 def _count(pairs) -> Tuple[Tuple[str, int], ...]:
@@ -113,4 +118,5 @@ def summarise(campaign: str, specs: Sequence[ApiSpec], obs: Sequence[Observation
         fingerprints=len({k for o in obs for k in o.findings}), new_reports=sum(len(o.new) for o in obs),
         deaths=_count((o.death, 1) for o in obs if o.death), seconds=seconds, trials_this_run=fresh,
         invalid_apis=tuple(f"{api}: {why.get(api, 'no trial ran to completion')}" for api in sorted(tried - valid_apis)),
+        votes=_count((f"{lib} {vote}", 1) for o in obs for lib, _, vote in o.votes),
     )

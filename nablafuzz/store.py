@@ -112,7 +112,8 @@ class Store:
         k = fingerprint_key(fp)
         old = self.get(fp.library, fp.api, k)
         tkey = trial_key(finding.trial)
-        evidence = Evidence(finding.message, finding.severity, finding.candidate.disagreements, finding.filters)
+        evidence = Evidence(finding.message, finding.severity, finding.candidate.disagreements, finding.filters,
+                            expected=finding.candidate.expected)
         if old is None:
             report = BugReport(fp, k, ReportStatus.NEW, now(), now(), 1, tuple(sorted(versions)), minimised, evidence,
                                trial_size(finding.trial), trial_size(minimised), (campaign,), history=(tkey,))

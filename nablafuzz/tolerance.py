@@ -28,6 +28,16 @@ VALUE: Dict[str, Tolerance] = {
     "float16": Tolerance(atol=1e-6, rtol=2e-3),
 }
 
+# Outputs of the same function from different libraries: each library's own algorithm (XLA's
+# polynomial approximations, Eigen's, libm's) rounds differently, so a few hundred ulps apart
+# is agreement; the absolute part is relative to the largest output, so values near a root
+# (digamma near 1.46) are judged against the function's size, not their own.
+CROSS_VALUE: Dict[str, Tolerance] = {
+    "float64": Tolerance(atol=1e-11, rtol=1e-9),
+    "float32": Tolerance(atol=1e-5, rtol=1e-4),
+    "float16": Tolerance(atol=1e-2, rtol=1e-2),
+}
+
 
 def tolerance(spec: ApiSpec, dtype: str, aspect: Aspect, order: int = 1) -> Tolerance:
     """The tolerance for `aspect` at `dtype`: the table, then the spec's override for that dtype.

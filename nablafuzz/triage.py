@@ -55,7 +55,8 @@ def change(report: BugReport, latest: Optional[CampaignRecord]) -> str:
     if latest.id in report.campaigns or report.key in latest.seen:
         return "new" if report.campaigns[:1] == (latest.id,) else "still open"
     fp = report.fingerprint
-    return "not seen" if f"{fp.library}:{fp.api}" in latest.apis or fp.api in latest.apis else "not covered"
+    tried = f"cross:{fp.oracle.partition(':')[2]}" if fp.oracle else f"{fp.library}:{fp.api}"
+    return "not seen" if tried in latest.apis or fp.api in latest.apis else "not covered"
 
 
 def _severity(report: BugReport) -> int:
@@ -123,7 +124,7 @@ def _conventions(campaigns: Sequence[CampaignRecord]) -> List[str]:
     for c in campaigns:
         for lib in c.libraries:
             latest[lib] = c
-    rows = sorted({row for lib, c in latest.items() for row in c.conventions if row[0].split(":")[0] == lib})
+    rows = sorted({row for lib, c in latest.items() for row in c.conventions if row[0].split(":")[0] in (lib, "cross")})
     if not rows:
         return []
     lines = ["## Conventions (documented library behaviour, not bugs)", "",
@@ -131,6 +132,34 @@ def _conventions(campaigns: Sequence[CampaignRecord]) -> List[str]:
              "each names its upstream reference.", "",
              "| API | candidates | convention |", "|---|---:|---|"]
     lines += [f"| `{api}` | {n} | {_cell(why)} |" for api, why, n in rows]
+    return lines + [""]
+
+
+def _cross(campaigns: Sequence[CampaignRecord]) -> List[str]:
+    """Per equivalence class of the latest cross-library campaign: which libraries agree, which
+    deviate (in which quantities), and how often no verdict was possible."""
+    latest = next((c for c in reversed(campaigns) if c.agreement), None)
+    if latest is None:
+        return []
+    table: Dict[str, Dict[str, List]] = defaultdict(lambda: defaultdict(lambda: [0, {}, 0]))
+    for cls, lib, quantity, agreed, deviated, none in latest.agreement:
+        row = table[cls][lib]
+        row[0] += agreed
+        row[2] += none
+        if deviated:
+            row[1][quantity] = row[1].get(quantity, 0) + deviated
+    lines = ["## Cross-library agreement", "",
+             f"Campaign `{latest.id}`: each class's libraries computed the same quantities (outputs, VJP, JVP, "
+             "second order) on the same inputs. Counts are quantities judged; a library deviates when it "
+             "disagrees with all the others while they agree (and finite differences side with them).", "",
+             "| class | agree | deviate | no verdict |", "|---|---|---|---|"]
+    for cls in sorted(table):
+        libs = table[cls]
+        agree = ", ".join(f"{lib} ({v[0]})" for lib, v in sorted(libs.items()) if not v[1]) or "—"
+        dev = "; ".join(f"{lib}: " + ", ".join(f"{q} {n}" for q, n in sorted(v[1].items()))
+                        for lib, v in sorted(libs.items()) if v[1]) or "—"
+        none = ", ".join(f"{lib} ({v[2]})" for lib, v in sorted(libs.items()) if v[2]) or "—"
+        lines.append(f"| `{cls}` | {agree} | {_cell(dev)} | {none} |")
     return lines + [""]
 
 
@@ -198,7 +227,8 @@ def _facts(report: BugReport, path: Path, what: str) -> List[str]:
 
 def _report(report: BugReport, root: Path, what: str) -> List[str]:
     fp = report.fingerprint
-    title = f"##### {report.evidence.severity}: {' vs '.join(fp.scenarios) or fp.verdict.value} — `{report.key}`"
+    what_ran = ", ".join(fp.scenarios) + " vs the other libraries" if fp.oracle else " vs ".join(fp.scenarios)
+    title = f"##### {report.evidence.severity}: {what_ran or fp.verdict.value} — `{report.key}`"
     if report.status is ReportStatus.FIXED:
         title += " (fixed)"
     path = report_path(root, fp.library, fp.api, report.key)
@@ -237,7 +267,8 @@ def render_triage(store_root: Path, out: Optional[Path] = None) -> str:
     changes = {r.key: change(r, latest) for r in reports}
     body = _groups(reports, root, changes) or ["No bug reports in this store.", ""]
     text = "\n".join(_header(root, reports, campaigns) + _summary(reports, changes)
-                     + _problems(errors, warnings) + body + _conventions(campaigns)).rstrip("\n") + "\n"
+                     + _problems(errors, warnings) + body + _cross(campaigns) + _conventions(campaigns)
+                     ).rstrip("\n") + "\n"
     if out is not None:
         write_atomic(Path(out), text)
     return text

@@ -5,18 +5,22 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from ..adapters import ADAPTERS
+from ..adapters import extra_adapters, known_adapters
 from ..errors import ConfigError
 from ..install import InstallError, load_registry
 from .process import Runtime
 
 
 def resolve_runtime(library: str, python_path: Sequence[str] = (), memory_limit_mb: int = 0) -> Runtime:
-    if library not in ADAPTERS:
-        raise ConfigError(f"unknown library {library!r}: choose from {', '.join(ADAPTERS)}")
+    try:
+        known = known_adapters()
+    except LookupError as exc:
+        raise ConfigError(str(exc)) from None
+    if library not in known:
+        raise ConfigError(f"unknown library {library!r}: choose from {', '.join(known)}")
     limit = memory_limit_mb or None
     paths = tuple(str(Path(p).resolve()) for p in python_path)
-    if library == "numpy_ref":
+    if library == "numpy_ref" or library in extra_adapters():
         return Runtime(library, sys.executable, (), limit, paths)
     try:
         entry = load_registry().get(library)

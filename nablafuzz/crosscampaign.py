@@ -1,0 +1,183 @@
+"""`nablafuzz campaign --cross`: the cross-library oracle over the equivalence map.
+
+A task is an equivalence class; a trial is generated once from the class's canonical spec and
+run, with the same values, seed and directions, by every member library in its own worker
+(`equivalence.member_trial`).  `crosscheck.cross_judge` compares them; a finding is stored
+against the deviant library, under its own API, with `oracle: cross:<class>` in its
+fingerprint, so it never merges with an in-library report.  Everything else (resuming, the
+store, the observation log, fixed/flaky replays at the end) is the in-library campaign's.
+"""
+from __future__ import annotations
+
+import fnmatch
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Set, Tuple
+
+from .campaign import Campaign, TrialResult
+from .config import Config, scenarios_for
+from .crosscheck import CrossJudgement, cross_judge
+from .equivalence import CROSS, EQUIVALENCE_FILE, Resolved, canonical_trial, load_classes, member_trial, resolve
+from .errors import RefusedError
+from .fingerprint import describe, key as fingerprint_key
+from .generate import generate
+from .model import ApiSpec, BugReport, Trial
+from .replay import ReplayOutcome, ReplayResult
+from .runtime.runner import Execution, Runner
+from .spec import SpecSet
+from .stats import Observation
+from .store import trial_key
+
+
+def equivalence_path(config: Config) -> Path:
+    return Path(config.equivalence_file or Path(config.spec_dir) / EQUIVALENCE_FILE)
+
+
+@dataclass
+class Members:
+    """The runners of one worker thread, one per member library (started on first use)."""
+
+    start: Callable[[str], Runner]
+    runners: Dict[str, Runner] = field(default_factory=dict)
+
+    def __getitem__(self, library: str) -> Runner:
+        if library not in self.runners:
+            self.runners[library] = self.start(library)
+        return self.runners[library]
+
+    def close(self) -> None:
+        for r in self.runners.values():
+            r.close()
+
+
+def run_class(r: Resolved, trial: Trial, members: Members, config: Config) -> Tuple[CrossJudgement, Dict[str, Execution]]:
+    """Run the canonical `trial` in every member whose spec takes its dtype, then judge."""
+    executions = {}
+    for library in r.libraries:
+        spec = r.spec(library)
+        if trial.dtype in spec.dtypes:
+            executions[library] = members[library].run(member_trial(r, library, trial), spec,
+                                                        scenarios_for(config, library))
+    runners = {lib: members[lib] for lib in executions}
+    return cross_judge(r, executions, runners), executions
+
+
+def _versions(members: Members, libraries) -> Tuple[str, ...]:
+    return tuple(sorted(f"{k} {v}" for lib in libraries for k, v in members[lib].versions.items()))
+
+
+class CrossCampaign(Campaign):
+    def __init__(self, config: Config, specs: SpecSet, progress=None):
+        super().__init__(config, specs, progress)
+        classes = load_classes(equivalence_path(config))
+        resolved = [r for r in resolve(classes, specs, config.libraries)
+                    if any(fnmatch.fnmatchcase(r.cls.id, p) for p in config.apis)]
+        self.classes = {r.canonical.name: r for r in resolved}
+        self.specs = [r.canonical for r in resolved]
+
+    def _runner(self, runners: Dict, library: str, n: int):
+        if library != CROSS:
+            return super()._runner(runners, library, n)
+        if CROSS not in runners:
+            own: Dict[str, Runner] = {}
+            runners[CROSS] = Members(lambda lib: super(CrossCampaign, self)._runner(own, lib, n), own)
+        return runners[CROSS]
+
+    def run_trial(self, spec: ApiSpec, members: Members, index: int) -> TrialResult:
+        start = time.monotonic()
+        r = self.classes[spec.name]
+        trial = generate(spec, self.seed, index, self.config.max_tensor_size, self.config.max_rank)
+        j, executions = run_class(r, trial, members, self.config)
+        findings = tuple((f, f.trial) for f in j.findings)
+        deaths = ", ".join(f"{lib} {ex.death.kind}" for lib, ex in executions.items() if ex.death)
+        obs = Observation(spec.id, index, trial_key(trial), trial.dtype, j.valid, j.candidates, j.dismissed,
+                          tuple(fingerprint_key(f.fingerprint) for f in j.findings), (), time.monotonic() - start,
+                          deaths, "" if j.valid else "no member library could call it", j.conventions, j.votes)
+        return TrialResult(obs, findings, _versions(members, executions))
+
+    def _covers(self, report: BugReport, covered: Set[str]) -> bool:
+        return report.fingerprint.oracle.startswith("cross:") and \
+            f"{CROSS}:{report.fingerprint.oracle.partition(':')[2]}" in covered
+
+    def _agreement(self, observations: List[Observation]) -> tuple:
+        counts: Dict[Tuple[str, str, str], List[int]] = {}
+        slot = {"agree": 0, "deviate": 1}
+        for o in observations:
+            for lib, quantity, vote in o.votes:
+                row = counts.setdefault((o.api.partition(":")[2], lib, quantity), [0, 0, 0])
+                row[slot.get(vote, 2)] += 1
+        return tuple((c, lib, q, *n) for (c, lib, q), n in sorted(counts.items()))
+
+    def _replay(self, report: BugReport) -> Optional[ReplayResult]:
+        name = report.fingerprint.oracle.partition(":")[2]
+        if name not in self.classes:
+            return None
+        members = self._runner(self.main_runners, CROSS, 0)
+        return replay_cross(report, self.classes[name], members, self.config)
+
+
+def class_for(report: BugReport, resolved: List[Resolved]) -> Resolved:
+    """The loaded class a cross report names, with the report's library among its members."""
+    name = report.fingerprint.oracle.partition(":")[2]
+    r = next((r for r in resolved if r.cls.id == name), None)
+    if r is None or report.trial.library not in r.libraries or r.cls.member(report.trial.library).api != report.trial.api:
+        raise RefusedError(f"report {report.key} names equivalence class {name!r} with member "
+                           f"{report.trial.library}:{report.trial.api}, which the loaded equivalence map and specs "
+                           "do not declare; refusing to run it. Fix: pass the map it was found with "
+                           "(--equivalence FILE) and the specs of its libraries")
+    return r
+
+
+def replay_cross(report: BugReport, r: Resolved, members: Members, config: Config) -> ReplayResult:
+    """Re-run a cross report's trial in every member and judge it again."""
+    j, executions = run_class(r, canonical_trial(r, report.trial), members, config)
+    found = {f.fingerprint for f in j.findings}
+    if report.fingerprint in found:
+        outcome = ReplayOutcome.REPRODUCED
+    elif found:
+        outcome = ReplayOutcome.CHANGED
+    else:
+        outcome = ReplayOutcome.NOT_REPRODUCED
+    return ReplayResult(outcome, report, tuple(sorted(f"{describe(f)} [{fingerprint_key(f)}]" for f in found)),
+                        _versions(members, executions))
+
+
+class CrossReplayer:
+    """`nablafuzz replay` of cross-library reports: the map and the specs are loaded once, and
+    one worker per member library serves every report."""
+
+    def __init__(self, spec_dir: Path, spec_files, equivalence: Optional[str], python_path):
+        self.spec_dir, self.spec_files, self.python_path = spec_dir, [Path(f) for f in spec_files], python_path
+        self.equivalence = Path(equivalence) if equivalence else spec_dir / EQUIVALENCE_FILE
+        self.members: Optional[Members] = None
+        self.config = Config()
+
+    def _resolved(self) -> List[Resolved]:
+        from .runtime.registry import resolve_runtime
+        from .spec import load_specs
+        classes = load_classes(self.equivalence)
+        libraries = sorted({m.library for c in classes for m in c.members})
+        runtimes = {lib: resolve_runtime(lib, self.python_path) for lib in libraries if _installed(lib)}
+        if self.members is None:
+            self.members = Members(lambda lib: Runner(runtimes[lib], Path(f".nablafuzz/replay-{lib}.log"), 60.0))
+        specs = load_specs(self.spec_dir, list(runtimes), self.spec_files)
+        return resolve(classes, specs, list(runtimes))
+
+    def replay(self, report: BugReport) -> ReplayResult:
+        r = class_for(report, self._resolved())
+        return replay_cross(report, r, self.members, self.config)
+
+    def close(self) -> None:
+        if self.members is not None:
+            self.members.close()
+
+
+def _installed(library: str) -> bool:
+    from .errors import ConfigError
+    from .runtime.registry import resolve_runtime
+    try:
+        resolve_runtime(library)
+        return True
+    except ConfigError:
+        return False

@@ -1,0 +1,269 @@
+"""`nablafuzz specs derive-cross`: the equivalence map, derived where names and probing agree.
+
+Candidates: APIs of different libraries whose last name component matches after
+normalisation (`erf_inv` = `erfinv`) and a table of synonyms (`arcsin` = `asin`,
+`reduce_sum` = `sum`); per library the most canonical namespaces are tried first.  Arguments
+are mapped to the reference's (the first library's candidate in LIBRARIES order): tensors by
+position, the rest by name or synonym (`dim` = `axis`, `keepdim` = `keepdims`), passed by
+keyword.  A candidate that needs an argument nobody else has is left out.
+
+Evidence: every candidate computes the direct call on the same few canonical trials in its own
+worker; the largest group of libraries whose outputs agree on every trial that ran in all of
+them (and on at least MIN_AGREED) is the class.  Each class records what agreed, on how many
+trials, and which candidates disagreed.
+"""
+from __future__ import annotations
+
+import fnmatch
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import yaml
+
+from .crosscampaign import Members
+from .crosscheck import _picked, _same_outputs
+from .equivalence import EquivalenceClass, Member, Resolved, aliases, canonical_spec, class_dict, member_trial
+from .generate import generate
+from .model import ApiSpec, ArgKind, Outcome, Tolerance
+from .runtime.registry import resolve_runtime
+from .runtime.runner import Runner
+from .spec import SpecSet, load_specs
+
+LIBRARIES = ("torch", "jax", "tensorflow", "oneflow")
+MIN_LIBRARIES = 3
+PROBE_TRIALS = 5
+MIN_AGREED = 2
+PER_LIBRARY = 3  # candidates tried per library and key
+# Same function, not same accuracy: a float64 result good to 1e-8 (TensorFlow's gelu) is still
+# gelu; the campaign's own tolerance (tolerance.CROSS_VALUE) then judges its accuracy.
+SAME_FUNCTION = Tolerance(atol=1e-8, rtol=1e-6)
+
+SYNONYMS = {
+    "arcsin": "asin", "arccos": "acos", "arctan": "atan", "arcsinh": "asinh", "arccosh": "acosh",
+    "arctanh": "atanh", "arctan2": "atan2", "absolute": "abs", "negative": "neg", "subtract": "sub",
+    "multiply": "mul", "divide": "div", "truediv": "div", "truedivide": "div", "realdiv": "div", "power": "pow",
+    "expit": "sigmoid", "gammaln": "lgamma", "swish": "silu", "clip": "clamp", "clipbyvalue": "clamp",
+    "concatenate": "cat", "concat": "cat", "reducesum": "sum", "reducemean": "mean", "reduceprod": "prod",
+    "reducemax": "amax", "reducemin": "amin", "reducelogsumexp": "logsumexp", "reducestd": "std",
+    "reducevariance": "var", "matrixexp": "expm", "matrixdeterminant": "det", "matrixinverse": "inv",
+    "besseli0": "i0", "besseli0e": "i0e", "besseli1": "i1", "besseli1e": "i1e", "cumulativelogsumexp":
+    "logcumsumexp", "cumlogsumexp": "logcumsumexp", "hardswish": "hardswish", "hardsilu": "hardswish",
+    "squareddifference": "squareddifference", "rsqrt": "rsqrt", "logdet": "logdet", "sigmoidcrossentropy": "",
+    "matrixpower": "matrixpower", "fabs": "abs", "bitwisenot": "", "exp2": "exp2", "amax": "amax",
+    "amin": "amin", "xlogy": "xlogy", "logit": "logit", "sqrtm": "sqrtm", "matrixsquareroot": "sqrtm",
+    "choleskysolve": "choleskysolve", "logsoftmax": "logsoftmax", "softmax": "softmax",
+}
+ARG_SYNONYMS = [{"dim", "axis", "axes"}, {"keepdim", "keepdims"}, {"input", "x", "a", "features", "logits", "t"},
+                {"other", "y", "b", "x2"}, {"min", "clip_value_min", "a_min"}, {"max", "clip_value_max", "a_max"},
+                {"diagonal", "k", "offset"}, {"dims", "axes", "perm"}, {"shifts", "shift"}, {"p", "ord"}]
+PREFERRED = {
+    "torch": ("torch.", "torch.special.", "torch.linalg.", "torch.nn.functional.", "torch.fft."),
+    "jax": ("jax.numpy.", "jax.nn.", "jax.scipy.special.", "jax.numpy.linalg.", "jax.numpy.fft.", "jax.lax."),
+    "tensorflow": ("tf.math.", "tf.", "tf.nn.", "tf.linalg.", "tf.signal.", "tf.keras.activations.",
+                   "tf.experimental.numpy.", "tf.raw_ops."),
+    "oneflow": ("oneflow.", "oneflow.nn.functional.", "oneflow.linalg.", "oneflow.special."),
+}
+
+
+def key(name: str) -> str:
+    k = name.split(".")[-1].lower().replace("_", "")
+    return SYNONYMS.get(k, k)
+
+
+def _rank(library: str, name: str) -> int:
+    prefixes = PREFERRED.get(library, ())
+    namespace = name.rsplit(".", 1)[0] + "."
+    return prefixes.index(namespace) if namespace in prefixes else len(prefixes)
+
+
+def candidates(specs: SpecSet) -> Dict[str, Dict[str, List[Tuple[str, ApiSpec]]]]:
+    """key -> library -> [(name to call, spec)], most canonical namespace first."""
+    out: Dict[str, Dict[str, List[Tuple[str, ApiSpec]]]] = {}
+    for s in specs.specs:
+        if s.module or s.random or s.library not in LIBRARIES or ".Tensor." in s.name or ".masked." in s.name:
+            continue
+        for name in (s.name,) + aliases(s):
+            k = key(name)
+            if k and ":" not in name:
+                out.setdefault(k, {}).setdefault(s.library, []).append((name, s))
+    for by_lib in out.values():
+        for lib, names in by_lib.items():
+            names.sort(key=lambda n: (_rank(lib, n[0]), len(n[0])))
+            by_lib[lib] = names[:PER_LIBRARY]
+    return {k: v for k, v in out.items() if len(v) >= MIN_LIBRARIES}
+
+
+def _same_arg(a: str, b: str) -> bool:
+    return a == b or any(a in group and b in group for group in ARG_SYNONYMS)
+
+
+@dataclass(frozen=True)
+class Mapping:
+    args: Tuple[str, ...]  # canonical (reference) arguments this member takes
+    rename: Tuple[Tuple[str, str], ...]
+    keyword: Tuple[str, ...]
+    positional: Tuple[str, ...] = ()
+
+
+def map_args(ref: ApiSpec, spec: ApiSpec) -> Optional[Mapping]:
+    """How `spec` takes the reference's arguments: tensors by position, the others by name (or
+    synonym) and else by the same position; a keyword argument of the reference with no
+    counterpart keeps its default.  None if a required argument is left on either side.
+    Liberal on purpose: the probe, not the mapping, decides what computes the same function."""
+    tensors = lambda s: [a for a in s.args if a.kind in (ArgKind.TENSOR, ArgKind.TENSOR_LIST)]  # noqa: E731
+    rt, mt = tensors(ref), tensors(spec)
+    if len(rt) != len(mt) or any(a.kind != b.kind for a, b in zip(rt, mt)):
+        return None
+    kept, rename, keyword, positional = [], [], [], []
+    for a, b in zip(rt, mt):
+        kept.append(a.name)
+        if a.name != b.name:
+            rename.append((a.name, b.name))
+        if a.keyword:
+            keyword.append(a.name)
+    used = {b.name for b in mt}
+    for pos, a in enumerate(ref.args):
+        if a in rt:
+            continue
+        b = next((b for b in spec.args if b.name not in used and _same_arg(a.name, b.name)), None)
+        same_place = pos < len(spec.args) and spec.args[pos].name not in used and not spec.args[pos].keyword
+        if b is None and same_place and spec.args[pos].kind in SCALAR_KINDS and a.kind in SCALAR_KINDS:
+            kept.append(a.name)  # the same position: passed positionally, whatever its name
+            positional.append(a.name)
+            used.add(spec.args[pos].name)
+            continue
+        if b is None:
+            if not (a.keyword or a.optional or a.default is not None):
+                return None
+            continue
+        used.add(b.name)
+        kept.append(a.name)
+        if b is spec.args[pos] if pos < len(spec.args) else False:
+            if a.keyword and not b.keyword:
+                positional.append(a.name)
+        else:
+            keyword.append(a.name)
+            if a.name != b.name:
+                rename.append((a.name, b.name))
+    if any(b.name not in used and not (b.keyword or b.optional or b.default is not None) for b in spec.args):
+        return None
+    return Mapping(tuple(kept), tuple(rename), tuple(keyword), tuple(positional))
+
+
+SCALAR_KINDS = (ArgKind.CHOICE, ArgKind.AXIS, ArgKind.INT)
+
+
+def _probe_class(cid: str, ref: Tuple[str, ApiSpec], members: List[Tuple[str, ApiSpec, Mapping]],
+                 runners: Members) -> Tuple[List[str], str]:
+    """The member names whose outputs agree with the largest group on every probe trial."""
+    args = tuple(a for a in ref[1].args if all(a.name in m.args for _, _, m in members))
+    cls = EquivalenceClass(cid, f"{ref[1].library}:{ref[0]}", tuple(a.name for a in args),
+                           tuple(Member(s.library, name, m.rename, m.keyword, m.positional) for name, s, m in members))
+    canon = canonical_spec(cls, ref[1], [s for _, s, _ in members])
+    outputs: Dict[str, List] = {m.id: [] for m in cls.members}
+    for index in range(PROBE_TRIALS):
+        trial = generate(canon, 0, index, 24, 3, dtype="float64")
+        for (name, spec, _), m in zip(members, cls.members):
+            r = Resolved(EquivalenceClass(cid, cls.reference, cls.args, (m,)), canon, ((m.library, spec),))
+            ex = runners[m.library].run(member_trial(r, m.library, trial), spec, ())
+            d = ex.get("direct")
+            outputs[m.id].append(_picked(r, m.library, d) if d is not None and d.outcome is Outcome.OK else None)
+    return _agreeing(outputs)
+
+
+def _agreeing(outputs: Dict[str, List]) -> Tuple[List[str], str]:
+    same = _same_outputs(SAME_FUNCTION)
+    best: List[str] = []
+    best_n = 0
+    for seed in outputs:
+        group, n = [seed], 0
+        for other in outputs:
+            if other == seed or other.split(":")[0] in {g.split(":")[0] for g in group}:
+                continue
+            both = [(a, b) for a, b in zip(outputs[seed], outputs[other]) if a is not None and b is not None]
+            if len(both) >= MIN_AGREED and all(same(a, b) for a, b in both):
+                group.append(other)
+        n = min((sum(1 for a, b in zip(outputs[seed], outputs[g]) if a is not None and b is not None)
+                 for g in group[1:]), default=0)
+        if len(group) > len(best):
+            best, best_n = group, n
+    rejected = [m for m in outputs if m.split(":")[0] not in {b.split(":")[0] for b in best}]
+    evidence = (f"direct outputs agree on {best_n} of {PROBE_TRIALS} probe trials (float64): "
+                f"{', '.join(best)}" + (f"; disagreed or failed: {', '.join(rejected)}" if rejected else ""))
+    return best, evidence
+
+
+def derive_classes(spec_dir: Path, out: Path, verbose: bool = False, only: Sequence[str] = ()) -> int:
+    libraries = [lib for lib in LIBRARIES if _runtime(lib)]
+    specs = load_specs(spec_dir, libraries)
+    members = Members(lambda lib: Runner(resolve_runtime(lib, [str(Path.cwd())]),
+                                         Path(".nablafuzz/logs") / f"cross-{lib}.log", 30.0))
+    classes: List[EquivalenceClass] = []
+    try:
+        for k, by_lib in sorted(candidates(specs).items()):
+            if only and not any(fnmatch.fnmatchcase(k, g) for g in only):
+                continue
+            cls = _derive_one(k, by_lib, members)
+            if cls is not None:
+                classes.append(cls)
+            if verbose:
+                print(f"{k}: {cls.evidence if cls else 'no class'}", file=sys.stderr)
+    finally:
+        members.close()
+    _write(out, classes)
+    return len(classes)
+
+
+def _derive_one(k: str, by_lib: Dict[str, List[Tuple[str, ApiSpec]]], runners: Members,
+                again: bool = True) -> Optional[EquivalenceClass]:
+    ordered = [lib for lib in LIBRARIES if lib in by_lib]
+    ref, tried = max((_mapped(by_lib[lib][0], by_lib, ordered) for lib in ordered),
+                     key=lambda rt: len({s.library for _, s, _ in rt[1]}))
+    if len({s.library for _, s, _ in tried}) < MIN_LIBRARIES:
+        return None
+    agreed, evidence = _probe_class(k, ref, tried, runners)
+    if len(agreed) < MIN_LIBRARIES:
+        return None
+    chosen = [t for t in tried if f"{t[1].library}:{t[0]}" in agreed]
+    ref_member = next((t for t in chosen if t[1] is ref[1]), chosen[0])
+    args = tuple(a.name for a in ref_member[1].args if all(a.name in m.args for _, _, m in chosen)) \
+        if ref_member[1] is ref[1] else None
+    if args is None:  # the reference disagreed: the first agreeing member is the new reference
+        if not again:
+            return None
+        return _derive_one(k, {lib: [(n, s) for n, s, _ in chosen if s.library == lib] for lib in ordered
+                               if any(s.library == lib for _, s, _ in chosen)}, runners, False)
+    ms = tuple(Member(s.library, n, m.rename, tuple(x for x in m.keyword if x in args),
+                      tuple(x for x in m.positional if x in args)) for n, s, m in chosen)
+    return EquivalenceClass(k, f"{ref_member[1].library}:{ref_member[0]}", args, ms,
+                            f"names match ({k}); {evidence}")
+
+
+def _mapped(ref: Tuple[str, ApiSpec], by_lib: Dict[str, List[Tuple[str, ApiSpec]]], ordered: Sequence[str]):
+    """(ref, the candidates that map onto its arguments)."""
+    tried = []
+    for lib in ordered:
+        for name, spec in by_lib[lib]:
+            m = map_args(ref[1], spec)
+            if m is not None:
+                tried.append((name, spec, m))
+    return ref, tried
+
+
+def _runtime(library: str) -> bool:
+    from .crosscampaign import _installed
+    return _installed(library)
+
+
+def _write(path: Path, classes: Sequence[EquivalenceClass]) -> None:
+    header = ("# Generated by `nablafuzz specs derive-cross`: classes of ops that compute the same function,\n"
+              "# found where names and probing agree (see nablafuzz/crossderive.py); each records its evidence.\n")
+    body = yaml.safe_dump({"classes": [class_dict(c) for c in classes]}, sort_keys=False, width=110)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(header + body)
+    tmp.replace(path)
+
+

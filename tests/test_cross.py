@@ -1,0 +1,179 @@
+"""The cross-library oracle, end to end, with numpy_ref, its twin and a planted deviating
+backend (tests/specs/cross/planted_backend.py): the deviant is reported, the others are not,
+and a documented convention is classified as such."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from nablafuzz.campaign import run_campaign
+from nablafuzz.config import make_config
+from nablafuzz.crosscampaign import Members, run_class
+from nablafuzz.crosscheck import deviant
+from nablafuzz.equivalence import load_classes, member_trial, resolve
+from nablafuzz.errors import SpecError
+from nablafuzz.model import ArgKind, InputValue, Trial
+from nablafuzz.runtime.registry import resolve_runtime
+from nablafuzz.runtime.runner import Runner
+from nablafuzz.spec import load_specs
+from nablafuzz.store import Store
+from nablafuzz.tensors import to_record
+from nablafuzz.triage import render_triage
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "tests" / "specs" / "cross"
+LIBS = ["numpy_ref", "twin", "planted"]
+
+
+@pytest.fixture(scope="module")
+def spec_dir(tmp_path_factory):
+    """api_specs-like folder: numpy_ref's derived specs, the twin's and the planted backend's,
+    their convention table and equivalence map; the adapters named in NABLAFUZZ_ADAPTERS."""
+    d = tmp_path_factory.mktemp("cross-specs")
+    shutil.copytree(ROOT / "api_specs" / "numpy_ref", d / "numpy_ref")
+    for lib in ("twin", "planted"):
+        (d / lib).mkdir()
+        shutil.copy(DATA / f"{lib}.yaml", d / lib / "specs.yaml")
+    shutil.copy(DATA / "conventions.yaml", d / "conventions.yaml")
+    shutil.copy(DATA / "equivalence.yaml", d / "equivalence.yaml")
+    saved = {k: os.environ.get(k) for k in ("NABLAFUZZ_ADAPTERS", "PYTHONPATH")}
+    os.environ["NABLAFUZZ_ADAPTERS"] = "twin=planted_backend:make_twin,planted=planted_backend:make_planted"
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(DATA), saved["PYTHONPATH"]]))
+    os.chdir(ROOT)
+    yield d
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+@pytest.fixture(scope="module")
+def campaign(spec_dir, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("cross-run")
+    config = make_config("default", libraries=LIBS, spec_dir=str(spec_dir), store_dir=str(tmp / "store"),
+                         campaign_dir=str(tmp / "campaigns"), cross=True, trials_per_api=16, budget_s=300,
+                         api_budget_s=60, seed=5)
+    summary = run_campaign(config)
+    reports, errors = Store(tmp / "store").load_all()
+    return summary, reports, errors, tmp
+
+
+@pytest.fixture(scope="module")
+def members(spec_dir):
+    m = Members(lambda lib: Runner(resolve_runtime(lib, [str(DATA)]), spec_dir / f"{lib}.log", 30.0))
+    yield m
+    m.close()
+
+
+def _resolved(spec_dir, name):
+    classes = load_classes(spec_dir / "equivalence.yaml")
+    return next(r for r in resolve(classes, load_specs(spec_dir, LIBS), LIBS) if r.cls.id == name)
+
+
+def test_only_the_planted_library_is_reported(campaign):
+    summary, reports, errors, _ = campaign
+    assert summary.complete and not errors
+    assert summary.apis == summary.apis_valid == 5
+    found = {(r.fingerprint.library, r.fingerprint.api, r.fingerprint.verdict.value, r.fingerprint.scenarios)
+             for r in reports}
+    assert found == {("planted", "tanh", "derivative_mismatch", ("fwd", "rev")),
+                     ("planted", "exp", "value_mismatch", ("direct",))}
+    assert all(r.fingerprint.oracle == f"cross:{r.fingerprint.api}" for r in reports)
+
+
+def test_evidence_names_the_agreeing_libraries_and_the_reference(campaign):
+    _, reports, _, _ = campaign
+    tanh = next(r for r in reports if r.fingerprint.api == "tanh")
+    d = tanh.evidence.disagreements[0]
+    assert d.scenarios[1] == "others" and abs(d.actual / d.expected - 1.05) < 1e-9
+    assert "numpy_ref" in d.detail and "twin" in d.detail and "finite differences" in d.detail
+    exp = next(r for r in reports if r.fingerprint.api == "exp")
+    assert exp.evidence.expected and exp.evidence.disagreements[0].max_rel > 5e-7
+
+
+def test_votes_count_agreement_per_library(campaign):
+    summary, _, _, _ = campaign
+    votes = dict(summary.votes)
+    assert votes["planted deviate"] > 0
+    assert "numpy_ref deviate" not in votes and "twin deviate" not in votes
+    assert votes["twin agree"] >= votes["planted agree"]
+
+
+def test_triage_has_a_cross_library_section(campaign):
+    _, _, _, tmp = campaign
+    md = render_triage(tmp / "store")
+    section = md.split("## Cross-library agreement")[1]
+    row = next(line for line in section.splitlines() if line.startswith("| `tanh`"))
+    assert "planted" in row and "numpy_ref" in row
+
+
+def test_replay_reproduces_a_cross_report(campaign, spec_dir):
+    _, reports, _, tmp = campaign
+    tanh = next(r for r in reports if r.fingerprint.api == "tanh")
+    path = next((tmp / "store").rglob(f"{tanh.key}.json"))
+    run = subprocess.run([sys.executable, "-m", "nablafuzz", "replay", str(path), "--spec-dir", str(spec_dir)],
+                         capture_output=True, text=True, cwd=ROOT, env=os.environ)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "reproduced" in run.stdout
+
+
+def test_documented_subgradient_at_a_kink_is_a_convention(spec_dir, members):
+    r = _resolved(spec_dir, "abs")
+    x = InputValue("x", ArgKind.TENSOR, to_record([0.0, 1.5, -2.0]), True)
+    trial = Trial("cross", "abs", 11, "float64", (x,))
+    j, _ = run_class(r, trial, members, make_config("default", libraries=LIBS))
+    assert not j.findings
+    assert len(j.conventions) == 1 and "planted backend's |x|" in j.conventions[0]
+    assert dict(j.dismissed) == {"convention": 1}
+
+
+def test_the_same_kink_without_a_convention_row_is_only_a_kink(spec_dir, members, tmp_path):
+    shutil.copytree(spec_dir, tmp_path / "specs")
+    (tmp_path / "specs" / "conventions.yaml").write_text("conventions: []\n")
+    r = _resolved(tmp_path / "specs", "abs")
+    x = InputValue("x", ArgKind.TENSOR, to_record([0.0, 1.5, -2.0]), True)
+    j, _ = run_class(r, Trial("cross", "abs", 11, "float64", (x,)), members, make_config("default", libraries=LIBS))
+    assert not j.findings and not j.conventions and dict(j.dismissed) == {"kink": 1}
+
+
+def test_member_trial_renames_arguments(spec_dir):
+    r = _resolved(spec_dir, "sum")
+    trial = Trial("cross", "sum", 1, "float64", (InputValue("x", ArgKind.TENSOR, to_record([[1.0, 2.0]]), True),
+                                                  InputValue("axis", ArgKind.AXIS, 1, keyword=True),
+                                                  InputValue("keepdims", ArgKind.BOOL, True, keyword=True)))
+    t = member_trial(r, "planted", trial)
+    assert (t.api, [i.name for i in t.inputs]) == ("reduce_sum", ["x", "dim", "keepdim"])
+    assert member_trial(r, "twin", trial).inputs == trial.inputs
+
+
+@pytest.mark.parametrize("values, expected", [
+    ({"a": 1.0, "b": 1.0, "c": 1.0}, (None, True)),
+    ({"a": 1.0, "b": 1.0, "c": 2.0}, ("c", False)),
+    ({"a": 1.0, "b": 2.0}, (None, False)),
+    ({"a": 1.0, "b": 2.0, "c": 3.0}, (None, False)),
+    ({"a": 1.0, "b": 1.0, "c": 2.0, "d": 2.0}, (None, False)),
+    ({"a": 5.0, "b": 1.0, "c": 1.0, "d": 1.0}, ("a", False)),
+])
+def test_deviant_needs_the_others_to_agree(values, expected):
+    assert deviant(values, lambda x, y: x == y) == expected
+
+
+@pytest.mark.parametrize("text, field", [
+    ("classes:\n- id: a\n  reference: x:y\n  args: [x]\n  members: [{library: torch}]\n", "api"),
+    ("classes:\n- id: a\n  reference: t:f\n  args: [x]\n  members: [{library: t, api: f, rename: [1]}]\n", "members.rename"),
+    ("classes:\n- id: a\n  reference: t:g\n  args: [x]\n  members: [{library: t, api: f}]\n", "reference"),
+    ("classes:\n- id: a\n  reference: t:f\n  args: [x]\n  colour: red\n  members: [{library: t, api: f}]\n", "classes.a"),
+    ("classes: {}\n", "classes"),
+])
+def test_malformed_map_names_file_field_and_fix(tmp_path, text, field):
+    path = tmp_path / "equivalence.yaml"
+    path.write_text(text)
+    with pytest.raises(SpecError) as err:
+        load_classes(path)
+    assert err.value.field == field and str(path) in str(err.value) and "fix:" in str(err.value)
