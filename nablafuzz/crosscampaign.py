@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Set, Tuple
 
 from .campaign import Campaign, TrialResult
-from .config import Config, scenarios_for
+from .config import Config
 from .crosscheck import CrossJudgement, cross_judge
 from .equivalence import CROSS, EQUIVALENCE_FILE, Resolved, canonical_trial, load_classes, member_trial, resolve
 from .errors import RefusedError
@@ -24,6 +24,7 @@ from .fingerprint import describe, key as fingerprint_key
 from .generate import generate
 from .model import ApiSpec, BugReport, Trial
 from .replay import ReplayOutcome, ReplayResult
+from .scenarios import COMPILED
 from .runtime.runner import Execution, Runner
 from .spec import SpecSet
 from .stats import Observation
@@ -57,10 +58,15 @@ def run_class(r: Resolved, trial: Trial, members: Members, config: Config) -> Tu
     for library in r.libraries:
         spec = r.spec(library)
         if trial.dtype in spec.dtypes:
-            executions[library] = members[library].run(member_trial(r, library, trial), spec,
-                                                        scenarios_for(config, library))
+            executions[library] = members[library].run(member_trial(r, library, trial), spec, cross_scenarios(config))
     runners = {lib: members[lib] for lib in executions}
     return cross_judge(r, executions, runners), executions
+
+
+def cross_scenarios(config: Config) -> Tuple[str, ...]:
+    """What every member runs: the configured scenarios, never the compiled one (the others'
+    eager results are no reference for one library's compiler)."""
+    return tuple(s for s in config.scenarios if s != COMPILED)
 
 
 def _versions(members: Members, libraries) -> Tuple[str, ...]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import fnmatch
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -24,22 +24,28 @@ import yaml
 
 from .crosscampaign import Members
 from .crosscheck import _picked, _same_outputs
-from .equivalence import EquivalenceClass, Member, Resolved, aliases, canonical_spec, class_dict, member_trial
+from .equivalence import (EquivalenceClass, Member, Resolved, aliases, canonical_spec, class_dict, load_classes,
+                          member_trial, resolve)
+from .errors import WorkerError
 from .generate import generate
-from .model import ApiSpec, ArgKind, Outcome, Tolerance
+from .model import ApiSpec, ArgKind, ArgSpec, Outcome, Tolerance
 from .runtime.registry import resolve_runtime
 from .runtime.runner import Runner
 from .spec import SpecSet, load_specs
 
 LIBRARIES = ("torch", "jax", "tensorflow", "oneflow")
+MANUAL_FILE = "equivalence_manual.yaml"  # hand-written classes: probed like the derived ones
 MIN_LIBRARIES = 3
 PROBE_TRIALS = 5
 MIN_AGREED = 2
+AGREED_SHARE = 0.6  # of the probe trials both ran: a pole or a domain edge where one library differs
+# (NaN against inf) must not hide a class; the campaign then reports that point if it is a bug
 PER_LIBRARY = 3  # candidates tried per library and key
 # Same function, not same accuracy: a float64 result good to 1e-8 (TensorFlow's gelu) is still
 # gelu; the campaign's own tolerance (tolerance.CROSS_VALUE) then judges its accuracy.
 SAME_FUNCTION = Tolerance(atol=1e-8, rtol=1e-6)
 
+# Another library's name for the same function ("": never a class: a different function)
 SYNONYMS = {
     "arcsin": "asin", "arccos": "acos", "arctan": "atan", "arcsinh": "asinh", "arccosh": "acosh",
     "arctanh": "atanh", "arctan2": "atan2", "absolute": "abs", "negative": "neg", "subtract": "sub",
@@ -48,16 +54,26 @@ SYNONYMS = {
     "concatenate": "cat", "concat": "cat", "reducesum": "sum", "reducemean": "mean", "reduceprod": "prod",
     "reducemax": "amax", "reducemin": "amin", "reducelogsumexp": "logsumexp", "reducestd": "std",
     "reducevariance": "var", "matrixexp": "expm", "matrixdeterminant": "det", "matrixinverse": "inv",
-    "besseli0": "i0", "besseli0e": "i0e", "besseli1": "i1", "besseli1e": "i1e", "cumulativelogsumexp":
-    "logcumsumexp", "cumlogsumexp": "logcumsumexp", "hardswish": "hardswish", "hardsilu": "hardswish",
-    "squareddifference": "squareddifference", "rsqrt": "rsqrt", "logdet": "logdet", "sigmoidcrossentropy": "",
-    "matrixpower": "matrixpower", "fabs": "abs", "bitwisenot": "", "exp2": "exp2", "amax": "amax",
-    "amin": "amin", "xlogy": "xlogy", "logit": "logit", "sqrtm": "sqrtm", "matrixsquareroot": "sqrtm",
-    "choleskysolve": "choleskysolve", "logsoftmax": "logsoftmax", "softmax": "softmax",
+    "besseli0": "i0", "besseli0e": "i0e", "besseli1": "i1", "besseli1e": "i1e", "cumlogsumexp": "logcumsumexp",
+    "hardsilu": "hardswish", "sigmoidcrossentropy": "", "fabs": "abs", "bitwisenot": "",
+    "matrixsquareroot": "sqrtm", "degrees": "rad2deg", "radians": "deg2rad", "sgn": "sign", "fix": "trunc",
+    "mod": "remainder", "floormod": "remainder", "conjugate": "conj", "adjoint": "matrixtranspose",
+    "permutedims": "permute", "unsqueeze": "expanddims", "logistic": "sigmoid", "reverse": "flip",
+    "rev": "flip", "gammainc": "igamma", "gammaincc": "igammac", "diagpart": "diagonal",
+    "matrixdiagpart": "diagonal", "euclideannorm": "vectornorm", "reduceeuclideannorm": "vectornorm",
+    "takealongdim": "takealongaxis", "mv": "matvec", "multigammaln": "mvlgamma",
+    "selfadjointeigvals": "eigvalsh", "cumulativesum": "cumsum", "cumulativeprod": "cumprod",
+    "swapaxes": "transpose", "matrixsolve": "solve", "bmm": "batchmatmul",
+    "matrixtriangularsolve": "triangularsolve", "solvetriangular": "triangularsolve",
+    "logmatrixdeterminant": "slogdet", "batchmatmulv2": "batchmatmul", "concatv2": "cat", "loggamma": "lgamma",
+    "l2normalize": "normalize", "squareddifference": "", "cumulativelogsumexp": "logcumsumexp", "clone": "copy",
+    "repeatinterleave": "repeat", "moveaxis": "movedim", "unstack": "unbind", "broadcastarrays": "broadcasttensors",
 }
-ARG_SYNONYMS = [{"dim", "axis", "axes"}, {"keepdim", "keepdims"}, {"input", "x", "a", "features", "logits", "t"},
-                {"other", "y", "b", "x2"}, {"min", "clip_value_min", "a_min"}, {"max", "clip_value_max", "a_max"},
-                {"diagonal", "k", "offset"}, {"dims", "axes", "perm"}, {"shifts", "shift"}, {"p", "ord"}]
+ARG_SYNONYMS = [{"dim", "axis", "axes", "dims", "dimensions", "perm"}, {"keepdim", "keepdims"},
+                {"input", "x", "a", "features", "logits", "t"}, {"other", "y", "b", "x2"},
+                {"min", "clip_value_min", "a_min"}, {"max", "clip_value_max", "a_max"},
+                {"diagonal", "k", "offset"}, {"shifts", "shift"}, {"p", "ord"}, {"dim0", "axis1"}, {"dim1", "axis2"},
+                {"negative_slope", "alpha"}, {"repeats"}, {"source", "destination"}]
 PREFERRED = {
     "torch": ("torch.", "torch.special.", "torch.linalg.", "torch.nn.functional.", "torch.fft."),
     "jax": ("jax.numpy.", "jax.nn.", "jax.scipy.special.", "jax.numpy.linalg.", "jax.numpy.fft.", "jax.lax."),
@@ -112,7 +128,7 @@ def map_args(ref: ApiSpec, spec: ApiSpec) -> Optional[Mapping]:
     synonym) and else by the same position; a keyword argument of the reference with no
     counterpart keeps its default.  None if a required argument is left on either side.
     Liberal on purpose: the probe, not the mapping, decides what computes the same function."""
-    tensors = lambda s: [a for a in s.args if a.kind in (ArgKind.TENSOR, ArgKind.TENSOR_LIST)]  # noqa: E731
+    tensors = lambda s: [a for a in s.args if a.kind in TENSORS and not (a.keyword or a.optional)]  # noqa: E731
     rt, mt = tensors(ref), tensors(spec)
     if len(rt) != len(mt) or any(a.kind != b.kind for a, b in zip(rt, mt)):
         return None
@@ -128,49 +144,82 @@ def map_args(ref: ApiSpec, spec: ApiSpec) -> Optional[Mapping]:
         if a in rt:
             continue
         b = next((b for b in spec.args if b.name not in used and _same_arg(a.name, b.name)), None)
-        same_place = pos < len(spec.args) and spec.args[pos].name not in used and not spec.args[pos].keyword
-        if b is None and same_place and spec.args[pos].kind in SCALAR_KINDS and a.kind in SCALAR_KINDS:
-            kept.append(a.name)  # the same position: passed positionally, whatever its name
-            positional.append(a.name)
-            used.add(spec.args[pos].name)
-            continue
+        if b is None and a.kind in SCALAR_KINDS and not a.keyword:
+            # a positional option (torch's `arg1`): the member's next free option of a compatible kind
+            b = next((b for b in spec.args[pos:] if b.name not in used and b.kind in SCALAR_KINDS), None)
         if b is None:
-            if not (a.keyword or a.optional or a.default is not None):
+            if not _droppable(a):
                 return None
             continue
         used.add(b.name)
         kept.append(a.name)
-        if b is spec.args[pos] if pos < len(spec.args) else False:
-            if a.keyword and not b.keyword:
-                positional.append(a.name)
+        same_place = pos < len(spec.args) and spec.args[pos] is b and not b.keyword
+        if same_place and not a.keyword:
+            continue  # positional in both
+        if same_place and a.name == b.name:
+            continue  # by the same name (keyword in the reference)
+        if same_place:
+            positional.append(a.name)
         else:
             keyword.append(a.name)
             if a.name != b.name:
                 rename.append((a.name, b.name))
-    if any(b.name not in used and not (b.keyword or b.optional or b.default is not None) for b in spec.args):
+    if any(b.name not in used and not _droppable(b) for b in spec.args):
         return None
     return Mapping(tuple(kept), tuple(rename), tuple(keyword), tuple(positional))
 
 
-SCALAR_KINDS = (ArgKind.CHOICE, ArgKind.AXIS, ArgKind.INT)
+SCALAR_KINDS = (ArgKind.CHOICE, ArgKind.AXIS, ArgKind.INT, ArgKind.BOOL)
+TENSORS = (ArgKind.TENSOR, ArgKind.TENSOR_LIST)
+
+
+def _droppable(a: ArgSpec) -> bool:
+    """Whether a call may leave the argument at its default: optional ones, and keyword options
+    (mode strings, flags, tensor-valued parameters such as jax.nn.elu's alpha)."""
+    return a.optional or a.default is not None or (a.keyword and a.kind in TENSORS + (ArgKind.CHOICE, ArgKind.BOOL,
+                                                                                      ArgKind.FLOAT))
 
 
 def _probe_class(cid: str, ref: Tuple[str, ApiSpec], members: List[Tuple[str, ApiSpec, Mapping]],
                  runners: Members) -> Tuple[List[str], str]:
-    """The member names whose outputs agree with the largest group on every probe trial."""
+    """The member names whose outputs agree with the largest group on the probe trials."""
     args = tuple(a for a in ref[1].args if all(a.name in m.args for _, _, m in members))
     cls = EquivalenceClass(cid, f"{ref[1].library}:{ref[0]}", tuple(a.name for a in args),
                            tuple(Member(s.library, name, m.rename, m.keyword, m.positional) for name, s, m in members))
     canon = canonical_spec(cls, ref[1], [s for _, s, _ in members])
+    return _agreeing(_outputs(cls, canon, {f"{s.library}:{n}": s for n, s, _ in members}, runners))
+
+
+def _outputs(cls: EquivalenceClass, canon: ApiSpec, specs: Dict[str, ApiSpec], runners: Members) -> Dict[str, List]:
+    """Each member's direct outputs on the same PROBE_TRIALS canonical trials (None: failed)."""
     outputs: Dict[str, List] = {m.id: [] for m in cls.members}
     for index in range(PROBE_TRIALS):
         trial = generate(canon, 0, index, 24, 3, dtype="float64")
-        for (name, spec, _), m in zip(members, cls.members):
-            r = Resolved(EquivalenceClass(cid, cls.reference, cls.args, (m,)), canon, ((m.library, spec),))
-            ex = runners[m.library].run(member_trial(r, m.library, trial), spec, ())
+        for m in cls.members:
+            r = Resolved(replace(cls, members=(m,)), canon, ((m.library, specs[m.id]),))
+            try:
+                ex = runners[m.library].run(member_trial(r, m.library, trial), specs[m.id], ())
+            except WorkerError:  # the name does not resolve in that library: not a member
+                outputs[m.id].append(None)
+                continue
             d = ex.get("direct")
             outputs[m.id].append(_picked(r, m.library, d) if d is not None and d.outcome is Outcome.OK else None)
-    return _agreeing(outputs)
+    return outputs
+
+
+def probe_written(cls: EquivalenceClass, specs: SpecSet, runners: Members) -> Optional[EquivalenceClass]:
+    """A hand-written class (api_specs/equivalence_manual.yaml), kept with the members whose
+    outputs agree; None if fewer than MIN_LIBRARIES do, or its reference does not."""
+    found = resolve([cls], specs, [m.library for m in cls.members])
+    if not found:
+        return None
+    r = found[0]
+    agreed, evidence = _agreeing(_outputs(cls, r.canonical, {m.id: r.spec(m.library) for m in cls.members
+                                                             if m.library in r.libraries}, runners))
+    if len(agreed) < MIN_LIBRARIES or cls.reference not in agreed:
+        return None
+    return replace(cls, members=tuple(m for m in cls.members if m.id in agreed),
+                   evidence=f"written by hand; {evidence}")
 
 
 def _agreeing(outputs: Dict[str, List]) -> Tuple[List[str], str]:
@@ -183,9 +232,10 @@ def _agreeing(outputs: Dict[str, List]) -> Tuple[List[str], str]:
             if other == seed or other.split(":")[0] in {g.split(":")[0] for g in group}:
                 continue
             both = [(a, b) for a, b in zip(outputs[seed], outputs[other]) if a is not None and b is not None]
-            if len(both) >= MIN_AGREED and all(same(a, b) for a, b in both):
+            agreed = sum(same(a, b) for a, b in both)
+            if agreed >= MIN_AGREED and agreed >= AGREED_SHARE * len(both):
                 group.append(other)
-        n = min((sum(1 for a, b in zip(outputs[seed], outputs[g]) if a is not None and b is not None)
+        n = min((sum(1 for a, b in zip(outputs[seed], outputs[g]) if a is not None and b is not None and same(a, b))
                  for g in group[1:]), default=0)
         if len(group) > len(best):
             best, best_n = group, n
@@ -200,20 +250,27 @@ def derive_classes(spec_dir: Path, out: Path, verbose: bool = False, only: Seque
     specs = load_specs(spec_dir, libraries)
     members = Members(lambda lib: Runner(resolve_runtime(lib, [str(Path.cwd())]),
                                          Path(".nablafuzz/logs") / f"cross-{lib}.log", 30.0))
-    classes: List[EquivalenceClass] = []
+    classes: Dict[str, EquivalenceClass] = {}
+    wanted = lambda k: not only or any(fnmatch.fnmatchcase(k, g) for g in only)  # noqa: E731
+    written = load_classes(spec_dir / MANUAL_FILE) if (spec_dir / MANUAL_FILE).exists() else ()
     try:
         for k, by_lib in sorted(candidates(specs).items()):
-            if only and not any(fnmatch.fnmatchcase(k, g) for g in only):
-                continue
-            cls = _derive_one(k, by_lib, members)
-            if cls is not None:
-                classes.append(cls)
-            if verbose:
-                print(f"{k}: {cls.evidence if cls else 'no class'}", file=sys.stderr)
+            if wanted(k) and k not in {c.id for c in written}:
+                _keep(classes, k, _derive_one(k, by_lib, members), verbose)
+        for c in written:
+            if wanted(c.id):
+                _keep(classes, c.id, probe_written(c, specs, members), verbose)
     finally:
         members.close()
-    _write(out, classes)
+    _write(out, [classes[k] for k in sorted(classes)])
     return len(classes)
+
+
+def _keep(classes: Dict[str, EquivalenceClass], k: str, cls: Optional[EquivalenceClass], verbose: bool) -> None:
+    if cls is not None:
+        classes[k] = cls
+    if verbose:
+        print(f"{k}: {cls.evidence if cls else 'no class'}", file=sys.stderr)
 
 
 def _derive_one(k: str, by_lib: Dict[str, List[Tuple[str, ApiSpec]]], runners: Members,

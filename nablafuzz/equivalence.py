@@ -11,18 +11,18 @@ so every library computes the same quantities (see `crosscheck`).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from .errors import SpecError
-from .model import ApiSpec, Trial
-from .spec import SpecSet, _Ctx, _expect, _read_yaml, _shown
+from .model import ApiSpec, ArgKind, ArgSpec, InputValue, Scalar, Trial
+from .spec import SpecSet, _arg, _Ctx, _expect, _frozen, _read_yaml, _shown
 
 EQUIVALENCE_FILE = "equivalence.yaml"
 CROSS = "cross"  # the pseudo-library of canonical specs (`cross:<class>`)
-_MEMBER_FIELDS = {"library", "api", "rename", "keyword", "positional", "__line__"}
-_CLASS_FIELDS = {"id", "reference", "args", "members", "evidence", "__line__"}
+_MEMBER_FIELDS = {"library", "api", "rename", "keyword", "positional", "fixed", "prefix", "__line__"}
+_CLASS_FIELDS = {"id", "reference", "args", "members", "evidence", "why", "__line__"}
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,8 @@ class Member:
     rename: Tuple[Tuple[str, str], ...] = ()  # canonical argument name -> this library's name
     keyword: Tuple[str, ...] = ()  # canonical arguments this library takes by name
     positional: Tuple[str, ...] = ()  # canonical arguments this library takes by position
+    fixed: Tuple[Tuple[str, Scalar], ...] = ()  # keyword arguments with a set value (ord="fro", ddof=1)
+    prefix: Tuple[Scalar, ...] = ()  # positional values before the canonical ones (einsum's equation)
 
     @property
     def id(self) -> str:
@@ -46,6 +48,8 @@ class EquivalenceClass:
     members: Tuple[Member, ...]
     evidence: str = ""
     source: str = ""
+    arg_specs: Tuple[ArgSpec, ...] = ()  # canonical arguments written out, where no spec has them
+    why: str = ""  # a hand-written class: what it is, where the libraries document it
 
     @property
     def libraries(self) -> Tuple[str, ...]:
@@ -93,7 +97,7 @@ def spec_index(specs: SpecSet) -> Dict[str, ApiSpec]:
 def canonical_spec(cls: EquivalenceClass, reference: ApiSpec, members: Sequence[ApiSpec]) -> ApiSpec:
     """The spec canonical trials are generated from: the reference's kept arguments, the dtypes
     every member supports, and the reference's kink semantics."""
-    args = tuple(a for a in reference.args if a.name in cls.args)
+    args = cls.arg_specs or tuple(a for a in reference.args if a.name in cls.args)
     dtypes = tuple(d for d in reference.dtypes if all(d in m.dtypes for m in members))
     return ApiSpec(CROSS, cls.id, args, dtypes=dtypes or ("float64",), capabilities=reference.capabilities,
                    differentiable_outputs=reference.differentiable_outputs, kinks=reference.kinks,
@@ -105,6 +109,9 @@ def resolve(classes: Sequence[EquivalenceClass], specs: SpecSet, libraries: Sequ
     index = spec_index(specs)
     out = []
     for cls in classes:
+        if cls.arg_specs:  # written out: a member without a spec is a plain function of float tensors
+            index = dict(index, **{m.id: index.get(m.id, ApiSpec(m.library, m.api, cls.arg_specs, source=cls.source))
+                                   for m in cls.members})
         if cls.reference not in index:
             continue
         found = [(m.library, index[m.id]) for m in cls.members if m.library in libraries and m.id in index]
@@ -121,15 +128,27 @@ def member_trial(r: Resolved, library: str, trial: Trial) -> Trial:
     inputs = tuple(replace(i, name=rename.get(i.name, i.name),
                            keyword=(i.keyword or i.name in member.keyword) and i.name not in member.positional)
                    for i in trial.inputs)
-    return Trial(library, member.api, trial.seed, trial.dtype, inputs, r.spec(library).differentiable_outputs)
+    before = tuple(InputValue(f"{PREFIX}{k}", ArgKind.CHOICE, _value(v)) for k, v in enumerate(member.prefix))
+    after = tuple(InputValue(name, ArgKind.CHOICE, _value(v), keyword=True) for name, v in member.fixed)
+    return Trial(library, member.api, trial.seed, trial.dtype, before + inputs + after,
+                 r.spec(library).differentiable_outputs)
+
+
+PREFIX = "_prefix"
+
+
+def _value(v: Any) -> Scalar:
+    return tuple(v) if isinstance(v, list) else v
 
 
 def canonical_trial(r: Resolved, trial: Trial) -> Trial:
     """The inverse of `member_trial` (a stored report's trial back to the canonical call)."""
-    back = {own: canon for canon, own in r.cls.member(trial.library).rename}
+    member = r.cls.member(trial.library)
+    back = {own: canon for canon, own in member.rename}
     keyword = {a.name: a.keyword for a in r.canonical.args}
+    set_here = {name for name, _ in member.fixed}
     inputs = tuple(replace(i, name=back.get(i.name, i.name), keyword=keyword.get(back.get(i.name, i.name), i.keyword))
-                   for i in trial.inputs)
+                   for i in trial.inputs if not i.name.startswith(PREFIX) and i.name not in set_here)
     return Trial(CROSS, r.cls.id, trial.seed, trial.dtype, inputs, r.canonical.differentiable_outputs)
 
 
@@ -148,9 +167,15 @@ def _member(ctx: _Ctx, data: Any) -> Member:
                        f"got {_shown(data)}", "write {library: jax, api: jax.numpy.sin}")
     library = _expect(ctx, data, "library", str, "name the member's library, e.g. `library: jax`")
     api = _expect(ctx, data, "api", str, "name the member's API, e.g. `api: jax.numpy.sin`")
+    fixed = data.get("fixed", {})
+    prefix = data.get("prefix", [])
+    if not isinstance(fixed, dict) or not isinstance(prefix, list):
+        raise ctx.fail("members.fixed", f"expected `fixed` a mapping and `prefix` a list, got {_shown(fixed)}, "
+                       f"{prefix!r}", "write e.g. fixed: {ord: fro} and prefix: ['ij,jk->ik']")
     return Member(library, api, _pairs(ctx, "members.rename", data.get("rename", {})),
                   _names(ctx, "members.keyword", data.get("keyword", [])),
-                  _names(ctx, "members.positional", data.get("positional", [])))
+                  _names(ctx, "members.positional", data.get("positional", [])),
+                  tuple(sorted((k, _frozen(v)) for k, v in fixed.items() if k != "__line__")), tuple(_frozen(prefix)))
 
 
 def _names(ctx: _Ctx, field: str, names: Any) -> Tuple[str, ...]:
@@ -178,8 +203,13 @@ def _class(ctx: _Ctx, data: Any) -> EquivalenceClass:
         raise ctx.fail("reference", f"{reference!r} is not one of the members {[m.id for m in members]}",
                        "name a member as library:api")
     args = _expect(ctx, data, "args", list, "list the canonical arguments every member takes, e.g. [x]")
-    return EquivalenceClass(cid, reference, tuple(str(a) for a in args), members, str(data.get("evidence", "")),
-                            f"{ctx.path}:{ctx.line}")
+    written = [a for a in args if isinstance(a, dict)]
+    specs = tuple(_arg(ctx, a, [str(b.get("name")) for b in written[:k]]) for k, a in enumerate(written))
+    if written and len(written) != len(args):
+        raise ctx.fail("args", "mixes argument names and written-out arguments", "write all as names or all as mappings")
+    names = tuple(a.name for a in specs) if specs else tuple(str(a) for a in args)
+    return EquivalenceClass(cid, reference, names, members, str(data.get("evidence", "")), f"{ctx.path}:{ctx.line}",
+                            specs, str(data.get("why", "")))
 
 
 def load_classes(path: Path) -> Tuple[EquivalenceClass, ...]:
@@ -208,6 +238,21 @@ def class_dict(cls: EquivalenceClass) -> Dict[str, Any]:
             out["keyword"] = list(m.keyword)
         if m.positional:
             out["positional"] = list(m.positional)
+        if m.fixed:
+            out["fixed"] = {k: list(v) if isinstance(v, tuple) else v for k, v in m.fixed}
+        if m.prefix:
+            out["prefix"] = list(m.prefix)
         return out
-    return {"id": cls.id, "reference": cls.reference, "args": list(cls.args),
-            "members": [member(m) for m in cls.members], "evidence": cls.evidence}
+    head = {"id": cls.id, **({"why": cls.why} if cls.why else {}), "reference": cls.reference}
+    args = [arg_dict(a) for a in cls.arg_specs] if cls.arg_specs else list(cls.args)
+    return {**head, "args": args, "members": [member(m) for m in cls.members], "evidence": cls.evidence}
+
+
+def arg_dict(a: ArgSpec) -> Dict[str, Any]:
+    """A written-out argument in spec-file form (fields at their default left out)."""
+    out: Dict[str, Any] = {"name": a.name}
+    for f in fields(ArgSpec):
+        v = getattr(a, f.name)
+        if f.name != "name" and v != f.default:
+            out[f.name] = v.value if f.name == "kind" else list(v) if isinstance(v, tuple) else v
+    return out

@@ -1,0 +1,84 @@
+"""The committed equivalence map against the four real libraries: its size, that its members
+resolve against the committed specs, that the libraries agree where they should, and that
+their documented subgradient choices are classified as conventions."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from nablafuzz.config import make_config
+from nablafuzz.crosscampaign import Members, run_class
+from nablafuzz.equivalence import EQUIVALENCE_FILE, load_classes, resolve
+from nablafuzz.generate import generate
+from nablafuzz.model import ArgKind, InputValue, Trial
+from nablafuzz.runtime.registry import resolve_runtime
+from nablafuzz.runtime.runner import Runner
+from nablafuzz.spec import load_specs
+from nablafuzz.tensors import to_record
+
+ROOT = Path(__file__).resolve().parents[1]
+LIBS = ["torch", "jax", "tensorflow", "oneflow"]
+CONFIG = make_config("default", libraries=LIBS)
+
+
+@pytest.fixture(scope="module")
+def resolved():
+    classes = load_classes(ROOT / "api_specs" / EQUIVALENCE_FILE)
+    return classes, {r.cls.id: r for r in resolve(classes, load_specs(ROOT / "api_specs", LIBS), LIBS)}
+
+
+@pytest.fixture(scope="module")
+def members(tmp_path_factory):
+    logs = tmp_path_factory.mktemp("cross-logs")
+    os.chdir(ROOT)
+    m = Members(lambda lib: Runner(resolve_runtime(lib), logs / f"{lib}.log", 120.0))
+    yield m
+    m.close()
+
+
+def test_map_has_200_classes_of_three_or_more_libraries(resolved):
+    classes, by_id = resolved
+    assert set(by_id) == {c.id for c in classes}, "every class resolves against the committed specs"
+    assert all(len(r.libraries) >= 3 and "agree on" in r.cls.evidence for r in by_id.values())
+    assert len(by_id) >= 200
+
+
+def test_member_arguments_are_mapped(resolved):
+    _, by_id = resolved
+    s = by_id["sum"].cls
+    assert {m.library for m in s.members} == set(LIBS)
+    tf = s.member("tensorflow")
+    assert tf.api == "tf.math.reduce_sum" and dict(tf.rename).get("dim") == "axis"
+
+
+@pytest.mark.parametrize("name", ["erfinv", "sum", "atan2", "logsumexp"])
+def test_libraries_agree_on_correct_ops(resolved, members, name):
+    r = resolved[1][name]
+    for index in range(3):
+        trial = generate(r.canonical, 7, index, 12, 3, dtype="float64")
+        j, executions = run_class(r, trial, members, CONFIG)
+        assert not j.findings, [f.message for f in j.findings]
+        votes = {(lib, q): v for lib, q, v in j.votes}
+        assert all(votes.get((lib, "direct")) == "agree" for lib in executions), votes
+
+
+def _at(r, **values):
+    inputs = tuple(InputValue(a.name, ArgKind.TENSOR, to_record(values[a.name]), True) for a in r.canonical.args)
+    return Trial("cross", r.cls.id, 3, "float64", inputs)
+
+
+def test_jax_abs_at_zero_is_a_convention(resolved, members):
+    r = resolved[1]["abs"]
+    j, _ = run_class(r, _at(r, **{r.canonical.args[0].name: [0.0, 1.5, -0.5]}), members, CONFIG)
+    assert not j.findings
+    assert len(j.conventions) == 1 and "37820" in j.conventions[0]
+
+
+def test_tensorflow_maximum_tie_is_a_convention(resolved, members):
+    r = resolved[1]["maximum"]
+    x, y = (a.name for a in r.canonical.args)
+    j, _ = run_class(r, _at(r, **{x: [1.0, 2.0], y: [1.0, 0.5]}), members, CONFIG)
+    assert not j.findings
+    assert len(j.conventions) == 1 and "math_grad.py" in j.conventions[0]
