@@ -47,10 +47,12 @@ def test_map_has_200_classes_of_three_or_more_libraries(resolved):
 
 def test_member_arguments_are_mapped(resolved):
     _, by_id = resolved
-    s = by_id["sum"].cls
+    s = by_id["logsumexp"].cls  # torch.logsumexp(input, dim, keepdim) positionally
     assert {m.library for m in s.members} == set(LIBS)
     tf = s.member("tensorflow")
-    assert tf.api == "tf.math.reduce_sum" and dict(tf.rename).get("dim") == "axis"
+    assert tf.api == "tf.math.reduce_logsumexp"
+    assert set(dict(tf.rename).values()) >= {"axis", "keepdims"} and len(tf.keyword) == 2
+    assert by_id["einsum_trace"].cls.member("jax").prefix == ("ii->",)
 
 
 @pytest.mark.parametrize("name", ["erfinv", "sum", "atan2", "logsumexp"])
