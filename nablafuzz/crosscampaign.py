@@ -22,9 +22,9 @@ from .equivalence import CROSS, EQUIVALENCE_FILE, Resolved, canonical_trial, loa
 from .errors import RefusedError
 from .fingerprint import describe, key as fingerprint_key
 from .generate import generate
-from .model import ApiSpec, BugReport, Trial
+from .model import ApiSpec, BugReport, ScenarioResult, Trial
 from .replay import ReplayOutcome, ReplayResult
-from .scenarios import COMPILED
+from .scenarios import COMPILED, is_reference
 from .runtime.runner import Execution, Runner
 from .spec import SpecSet
 from .stats import Observation
@@ -53,14 +53,32 @@ class Members:
 
 
 def run_class(r: Resolved, trial: Trial, members: Members, config: Config) -> Tuple[CrossJudgement, Dict[str, Execution]]:
-    """Run the canonical `trial` in every member whose spec takes its dtype, then judge."""
+    """Run the canonical `trial` in every member whose spec takes its dtype, then judge.
+    Finite-difference references run only where libraries disagree (Note [lazy references])."""
     executions = {}
+    ad = tuple(s for s in cross_scenarios(config) if not is_reference(s))
     for library in r.libraries:
         spec = r.spec(library)
         if trial.dtype in spec.dtypes:
-            executions[library] = members[library].run(member_trial(r, library, trial), spec, cross_scenarios(config))
+            executions[library] = members[library].run(member_trial(r, library, trial), spec, ad)
     runners = {lib: members[lib] for lib in executions}
-    return cross_judge(r, executions, runners), executions
+    refs: Dict[Tuple[str, str], Optional[ScenarioResult]] = {}
+
+    def refer(library: str, scenario: str) -> Optional[ScenarioResult]:
+        if scenario not in cross_scenarios(config):
+            return None
+        if (library, scenario) not in refs:
+            ex = runners[library].run(member_trial(r, library, trial), r.spec(library), (scenario,))
+            refs[(library, scenario)] = ex.get(scenario)
+        return refs[(library, scenario)]
+    return cross_judge(r, executions, runners, refer), executions
+
+
+# Note [lazy references]
+# Finite differences cost a dozen calls per quantity (Richardson at three steps), and second-
+# order references a dozen first-order passes: most of a trial's time, spent to settle
+# disagreements that most trials do not have.  Every library runs the AD scenarios; only a
+# quantity where one library deviates asks the others for its reference, in their workers.
 
 
 def cross_scenarios(config: Config) -> Tuple[str, ...]:

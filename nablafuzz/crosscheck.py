@@ -144,16 +144,25 @@ def _output_disagreement(got: List[np.ndarray], want: List[np.ndarray], others: 
                         where=f"out {j} {tuple(int(i) for i in idx)}", detail=detail)
 
 
-def _reference(executions: Dict[str, Execution], quantity: str, prefer: Sequence[str]) -> Optional[Tuple[str, ScenarioResult]]:
+Refer = Callable[[str, str], Optional[ScenarioResult]]  # (library, reference scenario) -> its result
+
+
+def _reference(refer: Refer, quantity: str, prefer: Sequence[str]) -> Optional[Tuple[str, ScenarioResult]]:
     """A converged finite-difference reference for `quantity`, from the libraries in `prefer`."""
     for lib in prefer:
-        ref = _ok(executions[lib], reference_of(quantity))
-        if ref is not None and converged(ref):
+        ref = refer(lib, reference_of(quantity))
+        if ref is not None and ref.outcome is Outcome.OK and ref.value is not None and converged(ref):
             return lib, ref
     return None
 
 
-def _derivative_deviation(executions: Dict[str, Execution], quantity: str, dtype: str, votes: List) -> Optional[_Deviation]:
+def recorded(executions: Dict[str, Execution]) -> Refer:
+    """References the executions already hold (run with the AD scenarios)."""
+    return lambda lib, scenario: executions[lib].get(scenario)
+
+
+def _derivative_deviation(executions: Dict[str, Execution], quantity: str, dtype: str, votes: List,
+                          refer: Refer) -> Optional[_Deviation]:
     k = order(quantity)
     results = {lib: res for lib, ex in executions.items() if (res := _ok(ex, quantity)) is not None}
     for lib, ex in executions.items():
@@ -176,7 +185,7 @@ def _derivative_deviation(executions: Dict[str, Execution], quantity: str, dtype
     candidates = [bad] if bad is not None else list(results) if len(results) == 2 else []
     for lib in candidates:
         others = [o for o in results if o != lib]
-        ref = _reference(executions, quantity, others)
+        ref = _reference(refer, quantity, others)
         sided = ref is not None and same(ref[1], results[others[0]]) and not same(ref[1], results[lib])
         if sided or (ref is None and len(others) >= 2):
             votes += [(lib, quantity, DEVIATE)] + [(o, quantity, AGREE) for o in others]
@@ -249,14 +258,17 @@ def _coordinate_check(ctx: FilterContext, cand: Candidate) -> FilterOutcome:
                          "the other libraries")
 
 
-def cross_judge(r: Resolved, executions: Dict[str, Execution], runners: Dict[str, Runner]) -> CrossJudgement:
-    """Compare the members' executions of one canonical trial (Note [cross-library verdict])."""
+def cross_judge(r: Resolved, executions: Dict[str, Execution], runners: Dict[str, Runner],
+                refer: Optional[Refer] = None) -> CrossJudgement:
+    """Compare the members' executions of one canonical trial (Note [cross-library verdict]);
+    `refer` gives finite-difference references on demand (default: those already run)."""
+    refer = refer or recorded(executions)
     dtype = next(iter(executions.values())).trial.dtype
     votes: List[Tuple[str, str, str]] = []
     devs = [d for d in [_value_deviation(r, executions, dtype, votes)] if d is not None]
     working = {lib: ex for lib, ex in executions.items() if _ok(ex, "direct") is not None}
     for q in QUANTITIES[1:]:
-        d = _derivative_deviation(working, q, dtype, votes) if len(working) >= 2 else None
+        d = _derivative_deviation(working, q, dtype, votes, refer) if len(working) >= 2 else None
         if d is not None:
             devs.append(d)
     cands = _candidates(r, devs, executions)
