@@ -176,8 +176,14 @@ class CrossReplayer:
         self.equivalence = Path(equivalence) if equivalence else spec_dir / EQUIVALENCE_FILE
         self.members: Optional[Members] = None
         self.config = Config()
+        self.loaded: List[Resolved] = []
 
     def _resolved(self) -> List[Resolved]:
+        if not self.loaded:
+            self.loaded = self._load()
+        return self.loaded
+
+    def _load(self) -> List[Resolved]:
         from .runtime.registry import resolve_runtime
         from .spec import load_specs
         classes = load_classes(self.equivalence)

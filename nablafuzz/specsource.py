@@ -130,5 +130,19 @@ def list_specs(spec_dir: Path, library: Optional[str], check_only: bool) -> Iter
                 yield f"{f}: {len(specs)} specs OK"
             else:
                 yield from (f"{s.id}  ({s.source})" for s in specs)
-    load_specs(spec_dir, libraries)  # cross-file duplicates
+    specs = load_specs(spec_dir, libraries)  # cross-file duplicates
     yield f"{total} specs in {len(libraries)} libraries"
+    if check_only and not library:
+        yield from _check_map(spec_dir, specs, libraries)
+
+
+def _check_map(spec_dir: Path, specs, libraries) -> Iterator[str]:
+    """The equivalence map and its hand-written source: valid, and how many classes resolve."""
+    from .crossderive import MANUAL_FILE
+    from .equivalence import EQUIVALENCE_FILE, load_classes, resolve
+    for name in (MANUAL_FILE, EQUIVALENCE_FILE):
+        if (spec_dir / name).exists():
+            classes = load_classes(spec_dir / name)
+            found = resolve(classes, specs, libraries)
+            yield (f"{spec_dir / name}: {len(classes)} classes OK, {len(found)} resolve against these specs, "
+                   f"{sum(len(r.libraries) >= 3 for r in found)} with 3 or more libraries")

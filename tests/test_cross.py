@@ -177,3 +177,25 @@ def test_malformed_map_names_file_field_and_fix(tmp_path, text, field):
     with pytest.raises(SpecError) as err:
         load_classes(path)
     assert err.value.field == field and str(path) in str(err.value) and "fix:" in str(err.value)
+
+
+def test_repro_script_checks_against_the_other_libraries_values(campaign, tmp_path):
+    """The planted exp report, rendered for numpy_ref (one of the libraries that agreed): the
+    script carries the others' outputs as literals and compares the call with them on its own
+    (here they agree; the planted library has no script renderer)."""
+    from dataclasses import replace
+
+    from nablafuzz.repro import render
+    _, reports, _, _ = campaign
+    exp = next(r for r in reports if r.fingerprint.api == "exp")
+    swapped = replace(exp, fingerprint=replace(exp.fingerprint, library="numpy_ref"),
+                      trial=replace(exp.trial, library="numpy_ref"))
+    script = render(swapped)
+    assert "EXPECTED = {'others': (None, None, [np.array(" in script
+    path = tmp_path / "repro.py"
+    path.write_text(script)
+    run = subprocess.run([sys.executable, str(path)], capture_output=True, text=True, cwd=ROOT,
+                         env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert run.returncode == 0 and "AGREEMENT: direct outputs vs others outputs" in run.stdout, run.stdout + run.stderr
+    d = exp.evidence.disagreements[0]
+    assert d.scenarios == ("direct", "others") and abs(d.actual / d.expected - 1 - 1e-6) < 1e-9
