@@ -24,6 +24,7 @@ import numpy as np
 
 from .compare import agree, converged, roundoff_floor
 from .equivalence import Resolved
+from .generate import records
 from .filters import FilterContext, coordinate_reference, run_filters
 from .model import ApiSpec, Aspect, Candidate, Disagreement, FilterOutcome, Finding, Outcome, ScenarioResult, Tolerance, Verdict
 from .runtime.runner import Execution, Runner
@@ -243,6 +244,31 @@ def _candidates(r: Resolved, devs: Sequence[_Deviation],
     return out
 
 
+def _subnormal(trial) -> FilterOutcome:
+    """Some libraries' kernels flush subnormal numbers to zero (XLA, TensorFlow's CPU kernels
+    with their denormal guard), others do not: at a subnormal input they compute different
+    functions by design, so no library is judged there."""
+    tiny = float(np.finfo(trial.dtype).tiny) if trial.dtype in ("float64", "float32", "float16") else 0.0
+    for i in trial.inputs:
+        for rec in records(i.value):
+            a = np.abs(np.asarray(rec.values, dtype=np.float64))
+            if rec.dtype == trial.dtype and np.any((a > 0) & (a < tiny)):
+                return FilterOutcome("subnormal", True, f"input {i.name} holds subnormal {trial.dtype} values, which "
+                                     "some libraries flush to zero")
+    return FilterOutcome("subnormal", False, "no subnormal input")
+
+
+def _both_nonfinite(cand: Candidate) -> FilterOutcome:
+    """NaN against inf where the function overflows or has a pole: no library's value there is
+    more right than another's, so that is not judged."""
+    d = cand.disagreements[0]
+    if d.actual is not None and d.expected is not None and not math.isfinite(d.actual) \
+            and not math.isfinite(d.expected):
+        return FilterOutcome("nonfinite", True, f"{d.actual} against {d.expected}: both non-finite (an overflow "
+                             "or a pole), whose NaN or inf libraries choose differently")
+    return FilterOutcome("nonfinite", False, "the other libraries' value is finite")
+
+
 def _coordinate_check(ctx: FilterContext, cand: Candidate) -> FilterOutcome:
     """Without a converged reference along the direction, coordinate-wise central differences
     (steps relative to each element, in the deviant's worker) must side with the others."""
@@ -275,7 +301,9 @@ def cross_judge(r: Resolved, executions: Dict[str, Execution], runners: Dict[str
     findings, dismissed, conventions = [], {}, []
     for lib, cand, referenced in cands:
         ctx = FilterContext(executions[lib], r.spec(lib), runners[lib])
-        outcomes = run_filters(ctx, cand, VALUE_FILTERS if cand.order == 0 else DERIVATIVE_FILTERS)
+        outcomes = (_subnormal(executions[lib].trial),) + ((_both_nonfinite(cand),) if cand.order == 0 else ())
+        if not outcomes[-1].dismissed:
+            outcomes += run_filters(ctx, cand, VALUE_FILTERS if cand.order == 0 else DERIVATIVE_FILTERS)
         if not referenced and not (outcomes and outcomes[-1].dismissed):
             outcomes += (_coordinate_check(ctx, cand),)
         if outcomes and outcomes[-1].dismissed:
