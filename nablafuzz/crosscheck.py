@@ -284,6 +284,23 @@ def _coordinate_check(ctx: FilterContext, cand: Candidate) -> FilterOutcome:
                          "the other libraries")
 
 
+def _filter(ctx: FilterContext, cand: Candidate, referenced: bool) -> Tuple[FilterOutcome, ...]:
+    """The cross-library filter chain, in the deviant's own worker; it ends at the first dismissal."""
+    checks: List[Callable[[], Tuple[FilterOutcome, ...]]] = [lambda: (_subnormal(ctx.execution.trial),)]
+    if cand.order == 0:
+        checks += [lambda: (_both_nonfinite(cand),), lambda: run_filters(ctx, cand, VALUE_FILTERS)]
+    else:
+        checks.append(lambda: run_filters(ctx, cand, DERIVATIVE_FILTERS))
+    if not referenced:
+        checks.append(lambda: (_coordinate_check(ctx, cand),))
+    outcomes: Tuple[FilterOutcome, ...] = ()
+    for check in checks:
+        outcomes += check()
+        if outcomes and outcomes[-1].dismissed:
+            break
+    return outcomes
+
+
 def cross_judge(r: Resolved, executions: Dict[str, Execution], runners: Dict[str, Runner],
                 refer: Optional[Refer] = None) -> CrossJudgement:
     """Compare the members' executions of one canonical trial (Note [cross-library verdict]);
@@ -300,12 +317,7 @@ def cross_judge(r: Resolved, executions: Dict[str, Execution], runners: Dict[str
     cands = _candidates(r, devs, executions)
     findings, dismissed, conventions = [], {}, []
     for lib, cand, referenced in cands:
-        ctx = FilterContext(executions[lib], r.spec(lib), runners[lib])
-        outcomes = (_subnormal(executions[lib].trial),) + ((_both_nonfinite(cand),) if cand.order == 0 else ())
-        if not outcomes[-1].dismissed:
-            outcomes += run_filters(ctx, cand, VALUE_FILTERS if cand.order == 0 else DERIVATIVE_FILTERS)
-        if not referenced and not (outcomes and outcomes[-1].dismissed):
-            outcomes += (_coordinate_check(ctx, cand),)
+        outcomes = _filter(FilterContext(executions[lib], r.spec(lib), runners[lib]), cand, referenced)
         if outcomes and outcomes[-1].dismissed:
             dismissed[outcomes[-1].filter] = dismissed.get(outcomes[-1].filter, 0) + 1
             if outcomes[-1].filter == "convention":
