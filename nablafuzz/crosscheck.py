@@ -62,13 +62,13 @@ def _ok(ex: Execution, scenario: str) -> Optional[ScenarioResult]:
     return r if scenario == "direct" or r.value is not None else None
 
 
-def _picked(r: Resolved, library: str, direct: ScenarioResult) -> List[np.ndarray]:
+def picked_outputs(r: Resolved, library: str, direct: ScenarioResult) -> List[np.ndarray]:
     outs = r.spec(library).differentiable_outputs
     picked = direct.outputs if outs is None else [direct.outputs[j] for j in outs if j < len(direct.outputs)]
     return [np.asarray(o, dtype=np.float64) for o in picked]
 
 
-def _same_outputs(tol: Tolerance) -> Callable[[List[np.ndarray], List[np.ndarray]], bool]:
+def same_outputs(tol: Tolerance) -> Callable[[List[np.ndarray], List[np.ndarray]], bool]:
     def same(a: List[np.ndarray], b: List[np.ndarray]) -> bool:
         if [x.shape for x in a] != [y.shape for y in b]:
             return False
@@ -111,10 +111,10 @@ class _Deviation:
 
 
 def _value_deviation(r: Resolved, executions: Dict[str, Execution], dtype: str, votes: List) -> Optional[_Deviation]:
-    outs = {lib: _picked(r, lib, d) for lib, ex in executions.items() if (d := _ok(ex, "direct")) is not None}
+    outs = {lib: picked_outputs(r, lib, d) for lib, ex in executions.items() if (d := _ok(ex, "direct")) is not None}
     votes += [(lib, "direct", FAILED) for lib in executions if lib not in outs]
     tol = CROSS_VALUE.get(dtype, CROSS_VALUE["float64"])
-    bad, unanimous = deviant(outs, _same_outputs(tol)) if len(outs) >= 2 else (None, False)
+    bad, unanimous = deviant(outs, same_outputs(tol)) if len(outs) >= 2 else (None, False)
     others = [lib for lib in outs if lib != bad]
     if bad is None or len(others) < 2:
         votes += [(lib, "direct", AGREE if unanimous else NO_VERDICT) for lib in outs]
@@ -129,7 +129,7 @@ def _output_disagreement(got: List[np.ndarray], want: List[np.ndarray], others: 
         return Disagreement(Aspect.VALUE, ("direct", OTHERS), 0, dtype, tol, where="outputs",
                             detail=f"output shapes {[g.shape for g in got]} vs {[w.shape for w in want]} "
                                    f"({', '.join(others)})")
-    j = next(j for j, (g, w) in enumerate(zip(got, want)) if not _same_outputs(tol)([g], [w]))
+    j = next(j for j, (g, w) in enumerate(zip(got, want)) if not same_outputs(tol)([g], [w]))
     g, w = got[j], want[j]
     with np.errstate(invalid="ignore", over="ignore"):
         err = np.where(np.isnan(g) & np.isnan(w), 0.0, np.abs(g - w))
@@ -236,7 +236,7 @@ def _candidates(r: Resolved, devs: Sequence[_Deviation],
         expected: tuple = ()
         if low == 0:
             other = next(o for o in r.libraries if o != lib and _ok(executions[o], "direct") is not None)
-            expected = tuple(to_record(a) for a in _picked(r, other, executions[other].get("direct")))
+            expected = tuple(to_record(a) for a in picked_outputs(r, other, executions[other].get("direct")))
         referenced = all(d.referenced for d in mine if order(d.quantity) == low)
         out.append((lib, Candidate(verdict, tuple(sorted(d.scenarios[0] for d in ds)), low, ds,
                              message=f"{lib} disagrees with the other libraries of {r.cls.id!r}: {ds[0].detail}",

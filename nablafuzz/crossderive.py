@@ -23,7 +23,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import yaml
 
 from .crosscampaign import Members
-from .crosscheck import _picked, _same_outputs
+from .crosscheck import picked_outputs, same_outputs
 from .equivalence import (EquivalenceClass, Member, Resolved, aliases, canonical_spec, class_dict, load_classes,
                           member_trial, resolve)
 from .errors import WorkerError
@@ -203,7 +203,7 @@ def _outputs(cls: EquivalenceClass, canon: ApiSpec, specs: Dict[str, ApiSpec], r
                 outputs[m.id].append(None)
                 continue
             d = ex.get("direct")
-            outputs[m.id].append(_picked(r, m.library, d) if d is not None and d.outcome is Outcome.OK else None)
+            outputs[m.id].append(picked_outputs(r, m.library, d) if d is not None and d.outcome is Outcome.OK else None)
     return outputs
 
 
@@ -223,7 +223,7 @@ def probe_written(cls: EquivalenceClass, specs: SpecSet, runners: Members) -> Op
 
 
 def _agreeing(outputs: Dict[str, List]) -> Tuple[List[str], str]:
-    same = _same_outputs(SAME_FUNCTION)
+    same = same_outputs(SAME_FUNCTION)
     best: List[str] = []
     best_n = 0
     for seed in outputs:
