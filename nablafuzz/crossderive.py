@@ -250,8 +250,9 @@ def derive_classes(spec_dir: Path, out: Path, verbose: bool = False, only: Seque
     specs = load_specs(spec_dir, libraries)
     members = Members(lambda lib: Runner(resolve_runtime(lib, [str(Path.cwd())]),
                                          Path(".nablafuzz/logs") / f"cross-{lib}.log", 30.0))
-    classes: Dict[str, EquivalenceClass] = {}
     wanted = lambda k: not only or any(fnmatch.fnmatchcase(k, g) for g in only)  # noqa: E731
+    # with `only`, the other classes of an existing map are kept as they are
+    classes = {c.id: c for c in (load_classes(out) if only and out.exists() else ()) if not wanted(c.id)}
     written = load_classes(spec_dir / MANUAL_FILE) if (spec_dir / MANUAL_FILE).exists() else ()
     try:
         for k, by_lib in sorted(candidates(specs).items()):

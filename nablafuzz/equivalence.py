@@ -21,7 +21,7 @@ from .spec import SpecSet, _arg, _Ctx, _expect, _frozen, _read_yaml, _shown
 
 EQUIVALENCE_FILE = "equivalence.yaml"
 CROSS = "cross"  # the pseudo-library of canonical specs (`cross:<class>`)
-_MEMBER_FIELDS = {"library", "api", "rename", "keyword", "positional", "fixed", "prefix", "__line__"}
+_MEMBER_FIELDS = {"library", "api", "rename", "keyword", "positional", "fixed", "prefix", "transpose", "__line__"}
 _CLASS_FIELDS = {"id", "reference", "args", "members", "evidence", "why", "__line__"}
 
 
@@ -34,6 +34,8 @@ class Member:
     positional: Tuple[str, ...] = ()  # canonical arguments this library takes by position
     fixed: Tuple[Tuple[str, Scalar], ...] = ()  # keyword arguments with a set value (ord="fro", ddof=1)
     prefix: Tuple[Scalar, ...] = ()  # positional values before the canonical ones (einsum's equation)
+    # axes permuted inside the call, per canonical argument and "" for the output (NCHW -> NHWC)
+    transpose: Tuple[Tuple[str, Tuple[int, ...]], ...] = ()
 
     @property
     def id(self) -> str:
@@ -130,8 +132,9 @@ def member_trial(r: Resolved, library: str, trial: Trial) -> Trial:
                    for i in trial.inputs)
     before = tuple(InputValue(f"{PREFIX}{k}", ArgKind.CHOICE, _value(v)) for k, v in enumerate(member.prefix))
     after = tuple(InputValue(name, ArgKind.CHOICE, _value(v), keyword=True) for name, v in member.fixed)
+    layout = tuple((rename.get(name, name), perm) for name, perm in member.transpose)
     return Trial(library, member.api, trial.seed, trial.dtype, before + inputs + after,
-                 r.spec(library).differentiable_outputs)
+                 r.spec(library).differentiable_outputs, layout=layout)
 
 
 PREFIX = "_prefix"
@@ -172,10 +175,16 @@ def _member(ctx: _Ctx, data: Any) -> Member:
     if not isinstance(fixed, dict) or not isinstance(prefix, list):
         raise ctx.fail("members.fixed", f"expected `fixed` a mapping and `prefix` a list, got {_shown(fixed)}, "
                        f"{prefix!r}", "write e.g. fixed: {ord: fro} and prefix: ['ij,jk->ik']")
+    transpose = data.get("transpose", {})
+    if not isinstance(transpose, dict) or not all(isinstance(v, list) and all(isinstance(k, int) for k in v)
+                                                  for k, v in transpose.items() if k != "__line__"):
+        raise ctx.fail("members.transpose", f"expected a mapping argument -> axis permutation, got {_shown(transpose)}",
+                       "write e.g. {x: [0, 2, 3, 1], '': [0, 3, 1, 2]} ('' is the output)")
     return Member(library, api, _pairs(ctx, "members.rename", data.get("rename", {})),
                   _names(ctx, "members.keyword", data.get("keyword", [])),
                   _names(ctx, "members.positional", data.get("positional", [])),
-                  tuple(sorted((k, _frozen(v)) for k, v in fixed.items() if k != "__line__")), tuple(_frozen(prefix)))
+                  tuple(sorted((k, _frozen(v)) for k, v in fixed.items() if k != "__line__")), tuple(_frozen(prefix)),
+                  tuple(sorted((k, tuple(v)) for k, v in transpose.items() if k != "__line__")))
 
 
 def _names(ctx: _Ctx, field: str, names: Any) -> Tuple[str, ...]:
@@ -242,6 +251,8 @@ def class_dict(cls: EquivalenceClass) -> Dict[str, Any]:
             out["fixed"] = {k: list(v) if isinstance(v, tuple) else v for k, v in m.fixed}
         if m.prefix:
             out["prefix"] = list(m.prefix)
+        if m.transpose:
+            out["transpose"] = {k: list(v) for k, v in m.transpose}
         return out
     head = {"id": cls.id, **({"why": cls.why} if cls.why else {}), "reference": cls.reference}
     args = [arg_dict(a) for a in cls.arg_specs] if cls.arg_specs else list(cls.args)

@@ -166,6 +166,9 @@ class Trial:
     inputs: Tuple[InputValue, ...]
     diff_outputs: Optional[Tuple[int, ...]] = None
     module: Optional[Tuple[Tuple[Scalar, ...], Tuple[Tuple[str, Scalar], ...]]] = None
+    # axes permuted inside the call: (input name, permutation), and ("", perm) for the output
+    # (a cross-library member with another layout: NHWC against the canonical NCHW)
+    layout: Tuple[Tuple[str, Tuple[int, ...]], ...] = ()
 
     @property
     def spec_id(self) -> str:

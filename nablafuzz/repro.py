@@ -355,6 +355,7 @@ class Renderer(NamedTuple):
     helpers: str
     compiler: str = ""  # what the `jit` scenario compiles with; "" refuses `jit` reports
     submodules: bool = False  # whether `import <root>` may leave an API's module unloaded
+    permute: str = ""  # an axis permutation of {x} by {p} (a trial's layout), "" if none
 
 
 _OPS = "from nablafuzz.adapters.numpy_ref import OPS"
@@ -362,15 +363,16 @@ _IMPORTS = ["import math", "import sys", "", "import numpy as np"]
 RENDERERS: Dict[str, Renderer] = {
     "numpy_ref": Renderer((), (), _FLATTEN + _NUMPY_REF),
     "torch": Renderer(("import torch", "import torch.autograd.forward_ad as fwAD"), (("torch", "torch"),),
-                      _TENSOR + _TORCH + _COMPOSED, compiler="torch.compile"),
+                      _TENSOR + _TORCH + _COMPOSED, compiler="torch.compile", permute="{x}.permute(*{p})"),
     "jax": Renderer(("import jax", "import jax.numpy as jnp", "",
                      'jax.config.update("jax_enable_x64", True)  # before any array exists'),
                     (("jax", "jax"), ("jnp", "jnp")), _JAX + _JVP_OF_JVP + _COMPOSED, compiler="jax.jit",
-                    submodules=True),
+                    submodules=True, permute="jnp.transpose({x}, {p})"),
     "tensorflow": Renderer(("import tensorflow as tf",), (("tf", "tf"), ("tensorflow", "tf")),
-                           _TENSORFLOW + _JVP_OF_JVP + _COMPOSED, compiler="tf.function(jit_compile=True)"),
+                           _TENSORFLOW + _JVP_OF_JVP + _COMPOSED, compiler="tf.function(jit_compile=True)",
+                           permute="tf.transpose({x}, {p})"),
     "oneflow": Renderer(("import oneflow",), (("oneflow", "oneflow"), ("flow", "oneflow")),
-                        _FLATTEN + _TENSOR + _ONEFLOW + _JVP_OF_JVP + _COMPOSED),
+                        _FLATTEN + _TENSOR + _ONEFLOW + _JVP_OF_JVP + _COMPOSED, permute="{x}.permute(*{p})"),
 }
 
 # Note [repro names]
@@ -545,16 +547,23 @@ def _xs(trial: Trial, numpy_ref: bool) -> str:
                            for i in trial.inputs for k, _ in enumerate(_bound(i, numpy_ref))) + "]"
 
 
-def _composed_bind(trial: Trial, expr: str) -> str:
-    """bind(dtype) -> (f, xs): the call as a function of its differentiable inputs d."""
+def _composed_bind(trial: Trial, expr: str, permute: str = "") -> str:
+    """bind(dtype) -> (f, xs): the call as a function of its differentiable inputs d (inputs
+    and output permuted as the trial's layout says)."""
     args, slot = [], 0
+    layout = dict(trial.layout)
+    if layout and not permute:
+        raise ReproError(f"repro: {trial.library} scripts cannot permute axes (layout {layout}); replay the report")
     for i in trial.inputs:
         text, n = _argument(i, slot)
         slot += n
+        text = permute.format(x=text, p=list(layout[i.name])) if i.name in layout else text
         args.append(_keyword(i.name, text) if i.keyword else text)
     call = f"{expr}({', '.join(args)})"
     if len(call) > 80:
         call = f"{expr}(\n" + "".join(f"            {a},\n" for a in args) + "        )"
+    if "" in layout:
+        call = permute.format(x=call, p=list(layout[""]))
     return (f'\ndef bind(dtype=None):\n    """{expr} as a function of its differentiable inputs d, '
             "and their values (cast to dtype).\"\"\"\n"
             "    a = {name: cast(value, dtype) for name, value in INPUTS.items()}\n\n"
@@ -613,7 +622,7 @@ def render(report: BugReport) -> str:
             if trial.library != "torch":
                 raise ReproError(f"repro: layer specs of {trial.library} have no script renderer yet")
             lines, expr = lines + [""] + _layer(trial, expr), "layer"
-        imports, bind = list(renderer.head) + lines, _composed_bind(trial, expr)
+        imports, bind = list(renderer.head) + lines, _composed_bind(trial, expr, renderer.permute)
     code = re.sub(r"\n+(?=(def |ZERO |to_numpy =|if __name__))", "\n\n\n", _COMMON + renderer.helpers + bind + _MAIN)
     data = _data(report, trial.library == "numpy_ref", diff_outputs)
     return "\n".join(_header(report) + imports + data) + "\n\n\n" + code.lstrip("\n")

@@ -199,3 +199,17 @@ def test_repro_script_checks_against_the_other_libraries_values(campaign, tmp_pa
     assert run.returncode == 0 and "AGREEMENT: direct outputs vs others outputs" in run.stdout, run.stdout + run.stderr
     d = exp.evidence.disagreements[0]
     assert d.scenarios == ("direct", "others") and abs(d.actual / d.expected - 1 - 1e-6) < 1e-9
+
+
+def test_repro_permutes_axes_as_the_trial_layout_says():
+    """A member with another layout (TensorFlow's NHWC conv) gets its transposes in the script."""
+    from nablafuzz.repro import RENDERERS, _composed_bind
+    x = InputValue("input", ArgKind.TENSOR, to_record([[[[1.0]]]]), True)
+    w = InputValue("filters", ArgKind.TENSOR, to_record([[[[2.0]]]]), True)
+    trial = Trial("tensorflow", "tf.nn.conv2d", 1, "float64", (x, w),
+                  layout=(("", (0, 3, 1, 2)), ("filters", (2, 3, 1, 0)), ("input", (0, 2, 3, 1))))
+    text = _composed_bind(trial, "tf.nn.conv2d", RENDERERS["tensorflow"].permute)
+    for piece in ("tf.transpose(tf.nn.conv2d(", "tf.transpose(d[0], [0, 2, 3, 1])", "tf.transpose(d[1], [2, 3, 1, 0])",
+                  ", [0, 3, 1, 2])"):
+        assert piece in text, text
+    assert text.count("tf.transpose(") == 3

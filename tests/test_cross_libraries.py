@@ -55,7 +55,7 @@ def test_member_arguments_are_mapped(resolved):
     assert by_id["einsum_trace"].cls.member("jax").prefix == ("ii->",)
 
 
-@pytest.mark.parametrize("name", ["erfinv", "sum", "atan2", "logsumexp"])
+@pytest.mark.parametrize("name", ["erfinv", "sum", "atan2", "logsumexp", "conv2d", "einsum_batch_matmul"])
 def test_libraries_agree_on_correct_ops(resolved, members, name):
     r = resolved[1][name]
     for index in range(3):

@@ -100,6 +100,10 @@ class Adapter:
         """A native tensor; `grad` marks a differentiable input (for libraries that need it)."""
         return np.asarray(a, dtype=dtype)
 
+    def permute(self, t: Any, perm: Sequence[int]) -> Any:
+        """`t` with its axes permuted (a layout change inside the differentiated call)."""
+        return np.transpose(t, tuple(perm))
+
     def dtype(self, name: str) -> Any:
         """The library's dtype object for a dtype-kind argument such as "float64"."""
         return np.dtype(name)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import importlib
 import re
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Sequence
 
 import jax
 
@@ -77,6 +77,9 @@ class JaxAdapter(ComposableAdapter):
 
     def resolve(self, api: str) -> Any:
         return resolve_library_api(api, "jax", "jax", _lookup)
+
+    def permute(self, t: Any, perm: Sequence[int]) -> Any:
+        return jnp.transpose(t, tuple(perm))
 
     def from_numpy(self, a: np.ndarray, dtype: str, grad: bool = False) -> Any:
         return jnp.asarray(np.asarray(a, dtype=dtype))

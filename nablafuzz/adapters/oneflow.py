@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Sequence
 
 os.environ.setdefault("GLOG_minloglevel", "3")  # OneFlow's driver warnings
 
@@ -61,6 +61,9 @@ class OneFlowAdapter(ComposableAdapter):
 
     def resolve(self, api: str) -> Any:
         return resolve_library_api(api, "oneflow", "oneflow", lambda parts: attribute_path(flow, parts[1:]))
+
+    def permute(self, t: Any, perm: Sequence[int]) -> Any:
+        return t.permute(*perm)
 
     def from_numpy(self, a: np.ndarray, dtype: str, grad: bool = False) -> Any:
         t = flow.tensor(np.array(a, dtype=dtype, copy=True))

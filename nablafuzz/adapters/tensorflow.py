@@ -13,7 +13,7 @@ import functools
 import inspect
 import os
 import re
-from typing import Any, Dict, List, Set, Tuple
+from typing import Any, Dict, List, Sequence, Set, Tuple
 
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -69,6 +69,9 @@ class TensorFlowAdapter(ComposableAdapter):
 
     def resolve(self, api: str) -> Any:
         return resolve_library_api(api, "tf", "tensorflow", lambda parts: attribute_path(tf, parts[1:]))
+
+    def permute(self, t: Any, perm: Sequence[int]) -> Any:
+        return tf.transpose(t, list(perm))
 
     def from_numpy(self, a: np.ndarray, dtype: str, grad: bool = False) -> Any:
         return tf.constant(np.asarray(a, dtype=dtype))

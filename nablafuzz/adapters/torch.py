@@ -9,7 +9,7 @@ Complex outputs are compared as real pairs (Note [complex outputs]).
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Sequence
 
 import copy
 
@@ -50,6 +50,9 @@ class TorchAdapter(ComposableAdapter):
 
     def resolve(self, api: str) -> Any:
         return resolve_library_api(api, "torch", "torch", lambda parts: attribute_path(torch, parts[1:]))
+
+    def permute(self, t: Any, perm: Sequence[int]) -> Any:
+        return t.permute(*perm)
 
     def from_numpy(self, a: np.ndarray, dtype: str, grad: bool = False) -> Any:
         t = torch.from_numpy(np.array(a, dtype=dtype, copy=True))

@@ -41,6 +41,7 @@ def trial_request(trial: Trial, spec: ApiSpec, scenarios: Sequence[str]) -> Dict
         "module": {"init": list(spec.init), "kwargs": dict(spec.init_kwargs)} if spec.module else None,
         "inputs": [{"name": i.name, "value": _wire_value(i), "differentiable": i.differentiable,
                     "keyword": i.keyword} for i in trial.inputs],
+        "layout": {name: list(perm) for name, perm in trial.layout},
     }
 
 

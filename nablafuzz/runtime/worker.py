@@ -15,7 +15,7 @@ import os
 import platform
 import resource
 import sys
-from typing import Any, BinaryIO, Dict
+from typing import Any, BinaryIO, Dict, List
 
 from ..adapters import load_adapter
 from ..adapters.base import UnknownApi
@@ -35,6 +35,21 @@ def _result_message(r: ScenarioResult) -> Dict[str, Any]:
 
 def _inputs(request: Dict[str, Any]) -> list:
     return [(i["value"], i["differentiable"], i["keyword"], i["name"]) for i in request["inputs"]]
+
+
+def laid_out(adapter: Any, fn: Any, inputs: list, layout: Dict[str, List[int]]) -> Any:
+    """`fn` called with the named inputs' axes permuted and its output permuted back (`""`):
+    another library's layout (NHWC) inside the differentiated call, so the trial's values and
+    directions stay in the canonical one (NCHW)."""
+    positional = [name for _, _, keyword, name in inputs if not keyword]
+    out = layout.get("")
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        args = tuple(adapter.permute(a, layout[n]) if n in layout else a for a, n in zip(args, positional))
+        kwargs = {k: adapter.permute(v, layout[k]) if k in layout else v for k, v in kwargs.items()}
+        y = fn(*args, **kwargs)
+        return adapter.permute(y, out) if out else y
+    return call
 
 
 class Worker:
@@ -75,6 +90,8 @@ class Worker:
         except (UnknownApi, ImportError, AttributeError) as exc:
             write_message(self.out, {"op": "error", "type": type(exc).__name__, "message": str(exc)})
             return
+        if request.get("layout"):
+            fn = laid_out(self.adapter, fn, request["inputs"], request["layout"])
         if op == "probe":
             try:
                 values = probe(self.adapter, fn, request)
