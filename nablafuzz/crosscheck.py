@@ -244,17 +244,22 @@ def _candidates(r: Resolved, devs: Sequence[_Deviation],
     return out
 
 
+SUBNORMAL_MARGIN = 1024.0
+
+
 def _subnormal(trial) -> FilterOutcome:
     """Some libraries' kernels flush subnormal numbers to zero (XLA, TensorFlow's CPU kernels
-    with their denormal guard), others do not: at a subnormal input they compute different
-    functions by design, so no library is judged there."""
-    tiny = float(np.finfo(trial.dtype).tiny) if trial.dtype in ("float64", "float32", "float16") else 0.0
+    with their denormal guard), others do not: at a subnormal input, or one so close to the
+    subnormal range that intermediates fall into it (i1e(x) ~ x / 2 at the smallest normal x),
+    they compute different functions by design, so no library is judged there."""
+    floats = ("float64", "float32", "float16")
+    tiny = SUBNORMAL_MARGIN * float(np.finfo(trial.dtype).tiny) if trial.dtype in floats else 0.0
     for i in trial.inputs:
         for rec in records(i.value):
             a = np.abs(np.asarray(rec.values, dtype=np.float64))
             if rec.dtype == trial.dtype and np.any((a > 0) & (a < tiny)):
-                return FilterOutcome("subnormal", True, f"input {i.name} holds subnormal {trial.dtype} values, which "
-                                     "some libraries flush to zero")
+                return FilterOutcome("subnormal", True, f"input {i.name} holds subnormal {trial.dtype} values (or "
+                                     "values within 2^10 of them), which some libraries flush to zero")
     return FilterOutcome("subnormal", False, "no subnormal input")
 
 

@@ -73,9 +73,10 @@ def test_emulated_forward_mode_is_refused_where_the_backward_records_no_graph(ru
     spec, ex = run_spec(runner, "oneflow", {"name": "oneflow.mv", "args": [
         {"name": "input", "dims": ["2", "3"]}, {"name": "vec", "dims": ["3"]}]},
         [tensor_input("input", [[1.0, 2.0, 0.5], [0.3, -1.0, 2.0]]), tensor_input("vec", [0.5, -2.0, 1.0])],
-        ("direct", "rev", "fwd"), "float64", seed=3)
+        ("direct", "rev", "fwd", "rev.rev"), "float64", seed=3)
     assert ex.get("rev").outcome is Outcome.OK
     assert ex.get("fwd").outcome is Outcome.UNSUPPORTED, ex.get("fwd").error
+    assert ex.get("rev.rev").outcome is Outcome.UNSUPPORTED, ex.get("rev.rev").error  # not a silent 0
 
 
 def test_first_order_forward_mode_builds_no_graph_it_does_not_need(runner):

@@ -91,7 +91,14 @@ class OneFlowAdapter(ComposableAdapter):
 
     def vjp(self, f, xs, cts, create_graph):
         outs = f(xs)
-        return outs, _grad(outs, xs, cts, create_graph)
+        grads = _grad(outs, xs, cts, create_graph)
+        if create_graph and self.nested and grads and not any(g.requires_grad for g in grads) \
+                and _moves(f, xs, cts, grads):
+            # J^T v depends on x, yet OneFlow's backward recorded no graph (create_graph ignored,
+            # as for mv): differentiating it again would read 0 through the anchor, silently
+            raise NotImplementedError("second order cannot be taken: this op's backward records no graph "
+                                      "under create_graph=True")
+        return outs, grads
 
     def second_order(self, outer, inner, call, xs, us, vs, ws):
         self.nested = True
@@ -140,6 +147,14 @@ class OneFlowAdapter(ComposableAdapter):
         if isinstance(exc, NotImplementedError) or UNSUPPORTED.search(text):
             return Outcome.UNSUPPORTED
         return Outcome.RAISED
+
+
+def _moves(f, xs, cts, grads) -> bool:
+    """Whether J^T v changes when the inputs move a little (a linear op's does not, so its
+    backward needs no graph and its second derivative is rightly 0)."""
+    moved = [(x.detach() * 1.001 + 1e-3).requires_grad_() for x in xs]
+    again = _grad(f(moved), moved, cts, False)
+    return any(bool((a != b).any()) for a, b in zip(again, grads))
 
 
 def make_adapter() -> OneFlowAdapter:
