@@ -17,7 +17,7 @@ from typing import Callable, Dict, List, Optional, Set, Tuple
 
 from .campaign import Campaign, TrialResult
 from .config import Config
-from .crosscheck import CrossJudgement, cross_judge
+from .crosscheck import CrossJudgement, cross_judge, flush_subnormal
 from .equivalence import CROSS, EQUIVALENCE_FILE, Resolved, canonical_trial, load_classes, member_trial, resolve
 from .errors import RefusedError
 from .fingerprint import describe, key as fingerprint_key
@@ -55,6 +55,7 @@ class Members:
 def run_class(r: Resolved, trial: Trial, members: Members, config: Config) -> Tuple[CrossJudgement, Dict[str, Execution]]:
     """Run the canonical `trial` in every member whose spec takes its dtype, then judge.
     Finite-difference references run only where libraries disagree (Note [lazy references])."""
+    trial = flush_subnormal(trial)
     executions = {}
     ad = tuple(s for s in cross_scenarios(config) if not is_reference(s))
     for library in r.libraries:

@@ -17,7 +17,7 @@ subgradient the deviant documents at a kink is classified `convention`, not repo
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Dict, List, Optional, Sequence, Tuple, TypeVar
 
 import numpy as np
@@ -26,7 +26,8 @@ from .compare import agree, converged, roundoff_floor
 from .equivalence import Resolved
 from .generate import records
 from .filters import FilterContext, coordinate_reference, run_filters
-from .model import ApiSpec, Aspect, Candidate, Disagreement, FilterOutcome, Finding, Outcome, ScenarioResult, Tolerance, Verdict
+from .model import (ApiSpec, Aspect, Candidate, Disagreement, FilterOutcome, Finding, Outcome, ScenarioResult,
+                    TensorRecord, Tolerance, Trial, Verdict)
 from .runtime.runner import Execution, Runner
 from .scenarios import FIRST_ORDER, order
 from .tensors import to_record
@@ -247,13 +248,35 @@ def _candidates(r: Resolved, devs: Sequence[_Deviation],
 SUBNORMAL_MARGIN = 1024.0
 
 
+def _near_subnormal(dtype: str) -> float:
+    return SUBNORMAL_MARGIN * float(np.finfo(dtype).tiny) if dtype in ("float64", "float32", "float16") else 0.0
+
+
+def flush_subnormal(trial: Trial) -> Trial:
+    """The trial with values at or near the subnormal range set to (signed) zero: libraries
+    that flush subnormals and libraries that do not compute different functions there by
+    design (Note [cross-library verdict]), while an exact zero is a point every library must
+    get right."""
+    limit = _near_subnormal(trial.dtype)
+
+    def flush(rec: TensorRecord) -> TensorRecord:
+        if rec.dtype != trial.dtype:
+            return rec
+        return replace(rec, values=tuple(math.copysign(0.0, v) if 0 < abs(v) < limit else v for v in rec.values))
+
+    def value(v):
+        if isinstance(v, TensorRecord):
+            return flush(v)
+        return tuple(flush(r) for r in v) if records(v) and isinstance(v, tuple) else v
+    return replace(trial, inputs=tuple(replace(i, value=value(i.value)) for i in trial.inputs))
+
+
 def _subnormal(trial) -> FilterOutcome:
     """Some libraries' kernels flush subnormal numbers to zero (XLA, TensorFlow's CPU kernels
     with their denormal guard), others do not: at a subnormal input, or one so close to the
     subnormal range that intermediates fall into it (i1e(x) ~ x / 2 at the smallest normal x),
     they compute different functions by design, so no library is judged there."""
-    floats = ("float64", "float32", "float16")
-    tiny = SUBNORMAL_MARGIN * float(np.finfo(trial.dtype).tiny) if trial.dtype in floats else 0.0
+    tiny = _near_subnormal(trial.dtype)
     for i in trial.inputs:
         for rec in records(i.value):
             a = np.abs(np.asarray(rec.values, dtype=np.float64))
@@ -261,6 +284,15 @@ def _subnormal(trial) -> FilterOutcome:
                 return FilterOutcome("subnormal", True, f"input {i.name} holds subnormal {trial.dtype} values (or "
                                      "values within 2^10 of them), which some libraries flush to zero")
     return FilterOutcome("subnormal", False, "no subnormal input")
+
+
+def _subnormal_values(cand: Candidate, dtype: str) -> FilterOutcome:
+    """Results that differ only below the normal range (a subnormal output flushed to 0)."""
+    d = cand.disagreements[0]
+    if d.actual is not None and d.expected is not None and max(abs(d.actual), abs(d.expected)) < _near_subnormal(dtype):
+        return FilterOutcome("subnormal", True, f"{d.actual:.3g} against {d.expected:.3g}: both at or below the "
+                             f"subnormal range of {dtype}, which some libraries flush to zero")
+    return FilterOutcome("subnormal", False, "values in the normal range")
 
 
 def _both_nonfinite(cand: Candidate) -> FilterOutcome:
@@ -291,7 +323,9 @@ def _coordinate_check(ctx: FilterContext, cand: Candidate) -> FilterOutcome:
 
 def _filter(ctx: FilterContext, cand: Candidate, referenced: bool) -> Tuple[FilterOutcome, ...]:
     """The cross-library filter chain, in the deviant's own worker; it ends at the first dismissal."""
-    checks: List[Callable[[], Tuple[FilterOutcome, ...]]] = [lambda: (_subnormal(ctx.execution.trial),)]
+    trial = ctx.execution.trial
+    checks: List[Callable[[], Tuple[FilterOutcome, ...]]] = [lambda: (_subnormal(trial),),
+                                                            lambda: (_subnormal_values(cand, trial.dtype),)]
     if cand.order == 0:
         checks += [lambda: (_both_nonfinite(cand),), lambda: run_filters(ctx, cand, VALUE_FILTERS)]
     else:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from nablafuzz.campaign import run_campaign
@@ -213,3 +214,14 @@ def test_repro_permutes_axes_as_the_trial_layout_says():
                   ", [0, 3, 1, 2])"):
         assert piece in text, text
     assert text.count("tf.transpose(") == 3
+
+
+def test_values_near_the_subnormal_range_become_zero_in_cross_trials():
+    """Libraries that flush subnormals and libraries that do not compute different functions
+    there; an exact zero is a point all must get right."""
+    from nablafuzz.crosscheck import flush_subnormal
+    x = InputValue("x", ArgKind.TENSOR, to_record(np.array([5e-324, -2.2250738585072014e-308, 1e-300, 0.5])), True)
+    t = flush_subnormal(Trial("cross", "abs", 1, "float64", (x, InputValue("k", ArgKind.INT, 3))))
+    values = t.inputs[0].value.values
+    assert values[:2] == (0.0, -0.0) and str(values[1]) == "-0.0" and values[2:] == (1e-300, 0.5)
+    assert t.inputs[1].value == 3
