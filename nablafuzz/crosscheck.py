@@ -253,16 +253,17 @@ def _near_subnormal(dtype: str) -> float:
 
 
 def flush_subnormal(trial: Trial) -> Trial:
-    """The trial with values at or near the subnormal range set to (signed) zero: libraries
-    that flush subnormals and libraries that do not compute different functions there by
-    design (Note [cross-library verdict]), while an exact zero is a point every library must
+    """The trial with values at or near the subnormal range, and negative zeros, set to +0:
+    libraries that flush subnormals and libraries that do not compute different functions
+    there by design, and the sign of a zero is a convention they do not share (angle(-0.0) is
+    pi in JAX and NumPy, 0 in PyTorch and TensorFlow), while +0 is a point every library must
     get right."""
     limit = _near_subnormal(trial.dtype)
 
     def flush(rec: TensorRecord) -> TensorRecord:
         if rec.dtype != trial.dtype:
             return rec
-        return replace(rec, values=tuple(math.copysign(0.0, v) if 0 < abs(v) < limit else v for v in rec.values))
+        return replace(rec, values=tuple(0.0 if abs(v) < limit else v for v in rec.values))
 
     def value(v):
         if isinstance(v, TensorRecord):

@@ -221,7 +221,9 @@ def test_values_near_the_subnormal_range_become_zero_in_cross_trials():
     there; an exact zero is a point all must get right."""
     from nablafuzz.crosscheck import flush_subnormal
     x = InputValue("x", ArgKind.TENSOR, to_record(np.array([5e-324, -2.2250738585072014e-308, 1e-300, 0.5])), True)
+    assert str(flush_subnormal(Trial("cross", "abs", 1, "float64", (
+        InputValue("x", ArgKind.TENSOR, to_record(np.array([-0.0])), True),))).inputs[0].value.values[0]) == "0.0"
     t = flush_subnormal(Trial("cross", "abs", 1, "float64", (x, InputValue("k", ArgKind.INT, 3))))
     values = t.inputs[0].value.values
-    assert values[:2] == (0.0, -0.0) and str(values[1]) == "-0.0" and values[2:] == (1e-300, 0.5)
+    assert values[:2] == (0.0, 0.0) and str(values[1]) == "0.0" and values[2:] == (1e-300, 0.5)
     assert t.inputs[1].value == 3
