@@ -190,15 +190,21 @@ class Campaign:
                           j.conventions)
         return TrialResult(obs, findings, _versions(runner))
 
-    def _representative(self, finding: Finding, spec: ApiSpec, runner: Runner) -> Trial:
+    def _to_minimise(self, finding: Finding) -> bool:
+        """Whether this thread minimises the finding: the first occurrence of its fingerprint
+        (claimed once) whose trial would beat the stored representative."""
         fp = finding.fingerprint
         k = fingerprint_key(fp)
         claim = k if trial_size(finding.trial) else f"{k}/empty"  # a non-empty example still gets its turn
         if not self.config.minimise or fp.verdict is Verdict.NONDETERMINISTIC or not self.shared.claim(claim):
-            return finding.trial
+            return False
         with self.shared.lock:
             old = self.store.get(fp.library, fp.api, k)
-        if old is not None and representative_rank(old.minimised_size) <= representative_rank(trial_size(finding.trial)):
+        return old is None or representative_rank(old.minimised_size) > representative_rank(trial_size(finding.trial))
+
+    def _representative(self, finding: Finding, spec: ApiSpec, runner: Runner) -> Trial:
+        fp = finding.fingerprint
+        if not self._to_minimise(finding):
             return finding.trial
 
         def reproduces(t: Trial) -> bool:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import fnmatch
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Set, Tuple
 
@@ -22,7 +22,8 @@ from .equivalence import CROSS, EQUIVALENCE_FILE, Resolved, canonical_trial, loa
 from .errors import RefusedError
 from .fingerprint import describe, key as fingerprint_key
 from .generate import generate
-from .model import ApiSpec, BugReport, ScenarioResult, Trial
+from .minimize import minimise
+from .model import ApiSpec, BugReport, Finding, ScenarioResult, Trial
 from .replay import ReplayOutcome, ReplayResult
 from .scenarios import COMPILED, is_reference
 from .runtime.runner import Execution, Runner
@@ -114,12 +115,31 @@ class CrossCampaign(Campaign):
         r = self.classes[spec.name]
         trial = generate(spec, self.seed, index, self.config.max_tensor_size, self.config.max_rank)
         j, executions = run_class(r, trial, members, self.config)
-        findings = tuple((f, f.trial) for f in j.findings)
+        findings = tuple(self._cross_representative(f, r, members) for f in j.findings)
         deaths = ", ".join(f"{lib} {ex.death.kind}" for lib, ex in executions.items() if ex.death)
         obs = Observation(spec.id, index, trial_key(trial), trial.dtype, j.valid, j.candidates, j.dismissed,
                           tuple(fingerprint_key(f.fingerprint) for f in j.findings), (), time.monotonic() - start,
                           deaths, "" if j.valid else "no member library could call it", j.conventions, j.votes)
         return TrialResult(obs, findings, _versions(members, executions))
+
+    def _cross_representative(self, finding: Finding, r: Resolved, members: Members) -> Tuple[Finding, Trial]:
+        """The smallest canonical trial that still gives the finding, as the deviant's call, and
+        the finding with the evidence of that trial (a repro carries the others' values for it)."""
+        if not self._to_minimise(finding):
+            return finding, finding.trial
+        fp = finding.fingerprint
+        found: Dict[str, Finding] = {}
+
+        def reproduces(t: Trial) -> bool:
+            same = [f for f in run_class(r, t, members, self.config)[0].findings if f.fingerprint == fp]
+            if same:
+                found[trial_key(t)] = same[0]
+            return bool(same)
+        small = minimise(canonical_trial(r, finding.trial), reproduces)
+        again = found.get(trial_key(small))
+        if again is None:  # nothing smaller reproduced
+            return finding, finding.trial
+        return replace(finding, candidate=again.candidate, filters=again.filters, message=again.message), again.trial
 
     def _covers(self, report: BugReport, covered: Set[str]) -> bool:
         return report.fingerprint.oracle.startswith("cross:") and \

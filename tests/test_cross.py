@@ -86,6 +86,8 @@ def test_only_the_planted_library_is_reported(campaign):
     assert found == {("planted", "tanh", "derivative_mismatch", ("fwd", "rev")),
                      ("planted", "exp", "value_mismatch", ("direct",))}
     assert all(r.fingerprint.oracle == f"cross:{r.fingerprint.api}" for r in reports)
+    tanh = next(r for r in reports if r.fingerprint.api == "tanh")
+    assert tanh.minimised_size == 1 <= tanh.original_size, "a cross finding is minimised over all members"
 
 
 def test_evidence_names_the_agreeing_libraries_and_the_reference(campaign):
