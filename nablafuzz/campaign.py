@@ -26,7 +26,7 @@ from .fingerprint import key as fingerprint_key
 from .generate import generate, representative_rank, trial_size
 from .minimize import minimise
 from .model import ApiSpec, BugReport, CampaignRecord, Finding, ReportStatus, Trial, Verdict
-from .replay import ReplayOutcome, ReplayResult, replay_report
+from .replay import ReplayOutcome, ReplayResult, replay_report, versions_of
 from .runtime.runner import Runner
 from .runtime.registry import resolve_runtime
 from .spec import SpecSet, load_specs
@@ -113,10 +113,6 @@ def _interleaved(specs: List[ApiSpec]) -> List[ApiSpec]:
     return [q[i] for i in range(max(map(len, queues), default=0)) for q in queues if i < len(q)]
 
 
-def _versions(runner: Runner) -> Tuple[str, ...]:
-    return tuple(sorted(f"{k} {v}" for k, v in runner.versions.items()))
-
-
 class Campaign:
     def __init__(self, config: Config, specs: SpecSet, progress=None):
         self.config = config
@@ -188,7 +184,7 @@ class Campaign:
                           tuple(fingerprint_key(f.fingerprint) for f in j.findings), (),
                           time.monotonic() - start, execution.death.kind if execution.death else "", why[:160],
                           j.conventions)
-        return TrialResult(obs, findings, _versions(runner))
+        return TrialResult(obs, findings, versions_of(runner))
 
     def _to_minimise(self, finding: Finding) -> bool:
         """Whether this thread minimises the finding: the first occurrence of its fingerprint

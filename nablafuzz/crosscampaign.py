@@ -13,19 +13,21 @@ import fnmatch
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Set, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 from .campaign import Campaign, TrialResult
 from .config import Config
 from .crosscheck import CrossJudgement, cross_judge, flush_subnormal
 from .equivalence import CROSS, EQUIVALENCE_FILE, Resolved, canonical_trial, load_classes, member_trial, resolve
-from .errors import RefusedError
-from .fingerprint import describe, key as fingerprint_key
+from .errors import ConfigError, RefusedError
+from .fingerprint import key as fingerprint_key
 from .generate import generate
 from .minimize import minimise
 from .model import ApiSpec, BugReport, Finding, ScenarioResult, Trial
-from .replay import ReplayOutcome, ReplayResult
+from .replay import ReplayResult, replay_result, versions_of
 from .scenarios import COMPILED, is_reference
+from .runtime.process import Runtime
+from .runtime.registry import resolve_runtime
 from .runtime.runner import Execution, Runner
 from .spec import SpecSet
 from .stats import Observation
@@ -58,7 +60,8 @@ def run_class(r: Resolved, trial: Trial, members: Members, config: Config) -> Tu
     Finite-difference references run only where libraries disagree (Note [lazy references])."""
     trial = flush_subnormal(trial)
     executions = {}
-    ad = tuple(s for s in cross_scenarios(config) if not is_reference(s))
+    scenarios = cross_scenarios(config)
+    ad = tuple(s for s in scenarios if not is_reference(s))
     for library in r.libraries:
         spec = r.spec(library)
         if trial.dtype in spec.dtypes:
@@ -67,7 +70,7 @@ def run_class(r: Resolved, trial: Trial, members: Members, config: Config) -> Tu
     refs: Dict[Tuple[str, str], Optional[ScenarioResult]] = {}
 
     def refer(library: str, scenario: str) -> Optional[ScenarioResult]:
-        if scenario not in cross_scenarios(config):
+        if scenario not in scenarios:
             return None
         if (library, scenario) not in refs:
             ex = runners[library].run(member_trial(r, library, trial), r.spec(library), (scenario,))
@@ -90,7 +93,7 @@ def cross_scenarios(config: Config) -> Tuple[str, ...]:
 
 
 def _versions(members: Members, libraries) -> Tuple[str, ...]:
-    return tuple(sorted(f"{k} {v}" for lib in libraries for k, v in members[lib].versions.items()))
+    return tuple(sorted(v for lib in libraries for v in versions_of(members[lib])))
 
 
 class CrossCampaign(Campaign):
@@ -177,15 +180,7 @@ def class_for(report: BugReport, resolved: List[Resolved]) -> Resolved:
 def replay_cross(report: BugReport, r: Resolved, members: Members, config: Config) -> ReplayResult:
     """Re-run a cross report's trial in every member and judge it again."""
     j, executions = run_class(r, canonical_trial(r, report.trial), members, config)
-    found = {f.fingerprint for f in j.findings}
-    if report.fingerprint in found:
-        outcome = ReplayOutcome.REPRODUCED
-    elif found:
-        outcome = ReplayOutcome.CHANGED
-    else:
-        outcome = ReplayOutcome.NOT_REPRODUCED
-    return ReplayResult(outcome, report, tuple(sorted(f"{describe(f)} [{fingerprint_key(f)}]" for f in found)),
-                        _versions(members, executions))
+    return replay_result(report, j.findings, _versions(members, executions))
 
 
 class CrossReplayer:
@@ -205,11 +200,9 @@ class CrossReplayer:
         return self.loaded
 
     def _load(self) -> List[Resolved]:
-        from .runtime.registry import resolve_runtime
         from .spec import load_specs
         classes = load_classes(self.equivalence)
-        libraries = sorted({m.library for c in classes for m in c.members})
-        runtimes = {lib: resolve_runtime(lib, self.python_path) for lib in libraries if _installed(lib)}
+        runtimes = installed_runtimes(sorted({m.library for c in classes for m in c.members}), self.python_path)
         if self.members is None:
             self.members = Members(lambda lib: Runner(runtimes[lib], Path(f".nablafuzz/replay-{lib}.log"), 60.0))
         specs = load_specs(self.spec_dir, list(runtimes), self.spec_files)
@@ -224,11 +217,12 @@ class CrossReplayer:
             self.members.close()
 
 
-def _installed(library: str) -> bool:
-    from .errors import ConfigError
-    from .runtime.registry import resolve_runtime
-    try:
-        resolve_runtime(library)
-        return True
-    except ConfigError:
-        return False
+def installed_runtimes(libraries: Sequence[str], python_path: Sequence[str] = ()) -> Dict[str, Runtime]:
+    """The runtimes of those `libraries` that are installed (the others are left out)."""
+    out = {}
+    for library in libraries:
+        try:
+            out[library] = resolve_runtime(library, python_path)
+        except ConfigError:
+            continue
+    return out

@@ -26,12 +26,12 @@ from .compare import agree, converged, roundoff_floor
 from .equivalence import Resolved
 from .generate import records
 from .filters import FilterContext, coordinate_reference, run_filters
-from .model import (ApiSpec, Aspect, Candidate, Disagreement, FilterOutcome, Finding, Outcome, ScenarioResult,
+from .model import (Aspect, Candidate, Disagreement, FilterOutcome, Finding, Outcome, ScenarioResult,
                     TensorRecord, Tolerance, Trial, Verdict)
 from .runtime.runner import Execution, Runner
 from .scenarios import FIRST_ORDER, order
 from .tensors import to_record
-from .tolerance import CROSS_VALUE, tolerance
+from .tolerance import CROSS_VALUE, table_tolerance
 from .verdict import severity
 
 QUANTITIES = ("direct",) + FIRST_ORDER + tuple(f"{o}.{i}" for o in FIRST_ORDER for i in FIRST_ORDER)
@@ -175,7 +175,7 @@ def _derivative_deviation(executions: Dict[str, Execution], quantity: str, dtype
         votes += [(lib, quantity, NO_VERDICT) for lib in results]
         return None
     floor = max(roundoff_floor(executions[lib], dtype, k) for lib in results)
-    base = tolerance_for(dtype, k)
+    base = table_tolerance(dtype, Aspect.DERIVATIVE, k)
     tol = Tolerance(max(base.atol, floor), base.rtol)
     scale = max([abs(x.value) for x in results.values() if math.isfinite(x.value)]
                 + [x.scale for x in results.values() if x.scale is not None and math.isfinite(x.scale)], default=0.0)
@@ -195,11 +195,6 @@ def _derivative_deviation(executions: Dict[str, Execution], quantity: str, dtype
                               ref is not None)
     votes += [(lib, quantity, NO_VERDICT) for lib in results]
     return None
-
-
-def tolerance_for(dtype: str, k: int) -> Tolerance:
-    """The per-dtype derivative table, without any one library's spec overrides."""
-    return tolerance(ApiSpec("", "", ()), dtype, Aspect.DERIVATIVE, k)
 
 
 def _derivative_disagreement(results: Dict[str, ScenarioResult], lib: str, others: Sequence[str],

@@ -14,7 +14,7 @@ from typing import Sequence, Tuple
 
 from .errors import RefusedError
 from .fingerprint import describe, key as fingerprint_key
-from .model import ApiSpec, BugReport
+from .model import ApiSpec, BugReport, Finding
 from .runtime.runner import Runner
 from .spec import SpecSet
 from .store import read_report
@@ -58,14 +58,22 @@ def replay_report(report: BugReport, spec: ApiSpec, runner: Runner, scenarios: S
     """Re-run the report's trial; the scenarios its fingerprint names (e.g. `jit`) always run."""
     extra = tuple(s for s in report.fingerprint.scenarios if s not in scenarios)
     verdict = judge(runner.run(report.trial, spec, tuple(scenarios) + extra), spec, runner)
-    found = {f.fingerprint for f in verdict.findings}
+    return replay_result(report, verdict.findings, versions_of(runner))
+
+
+def versions_of(runner: Runner) -> Tuple[str, ...]:
+    return tuple(sorted(f"{k} {v}" for k, v in runner.versions.items()))
+
+
+def replay_result(report: BugReport, findings: Sequence[Finding], versions: Tuple[str, ...]) -> ReplayResult:
+    """Reproduced (the report's fingerprint is among the findings), changed (others are) or not."""
+    found = {f.fingerprint for f in findings}
     if report.fingerprint in found:
         outcome = ReplayOutcome.REPRODUCED
     elif found:
         outcome = ReplayOutcome.CHANGED
     else:
         outcome = ReplayOutcome.NOT_REPRODUCED
-    versions = tuple(sorted(f"{k} {v}" for k, v in runner.versions.items()))
     return ReplayResult(outcome, report, tuple(sorted(f"{describe(f)} [{fingerprint_key(f)}]" for f in found)), versions)
 
 

@@ -44,14 +44,21 @@ def tolerance(spec: ApiSpec, dtype: str, aspect: Aspect, order: int = 1) -> Tole
 
     Second-order results accumulate the rounding of two differentiations: rtol grows 4x per order.
     """
-    table = VALUE if aspect is Aspect.VALUE else DERIVATIVE
-    base = table.get(dtype, table["float64"])
-    if aspect is Aspect.DERIVATIVE and order > 1:
-        base = Tolerance(base.atol, base.rtol * 4 ** (order - 1))
+    base = table_tolerance(dtype, aspect, order)
     override = dict(spec.tolerance).get(dtype)
     if override is None or aspect is Aspect.VALUE:
         return base
     return Tolerance(max(base.atol, override.atol), max(base.rtol, override.rtol))
+
+
+def table_tolerance(dtype: str, aspect: Aspect, order: int = 1) -> Tolerance:
+    """The per-dtype table alone (no spec's overrides): what results of different libraries,
+    each under its own spec, are compared with."""
+    table = VALUE if aspect is Aspect.VALUE else DERIVATIVE
+    base = table.get(dtype, table["float64"])
+    if aspect is Aspect.DERIVATIVE and order > 1:
+        base = Tolerance(base.atol, base.rtol * 4 ** (order - 1))
+    return base
 
 
 def within(a: float, b: float, scale: float, tol: Tolerance) -> bool:
