@@ -6,6 +6,12 @@ report store and of the campaign's observation log (`observations.jsonl`, one JS
 trial).  A trial's report is written before its observation line, so after Ctrl-C or SIGKILL
 re-running the same command skips what is logged and re-runs at most the trials in flight,
 whose occurrences the store recognises and does not count twice.
+
+One campaign writes to a store at a time (`lock.exclusive`, held for the campaign's
+lifetime).  `--budget` bounds every request to a worker (`Runner.deadline`): what the budget
+cuts short is abandoned, never reported as a timeout.  A finding is reported only once its
+fingerprint has come out again in a fresh worker (Note [confirmation]); a runtime whose
+worker will not restart ends its own queue, not the campaign.
 """
 from __future__ import annotations
 
@@ -17,21 +23,23 @@ import time
 import traceback
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Dict, List, Optional, Set, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 from .codec import digest
 from .config import Config, scenarios_for
-from .errors import ConfigError, WorkerError
+from .errors import ConfigError, RefusedError, WorkerError
 from .fingerprint import key as fingerprint_key
 from .generate import generate, representative_rank, trial_size
+from .lock import exclusive
 from .minimize import minimise
-from .model import ApiSpec, BugReport, CampaignRecord, Finding, ReportStatus, Trial, Verdict
+from .model import ApiSpec, BugReport, CampaignRecord, Finding, Fingerprint, ReportStatus, Trial, Verdict
 from .replay import ReplayOutcome, ReplayResult, replay_report, versions_of
-from .runtime.runner import Runner
+from .runtime.process import RuntimeUnavailable
+from .runtime.runner import BudgetExhausted, Runner
 from .runtime.registry import resolve_runtime
 from .spec import SpecSet, load_specs
 from .stats import Observation, Summary, summarise
-from .store import Store, now, trial_key
+from .store import Store, now, path_of, trial_key
 from .verdict import judge
 
 _DONE = object()
@@ -50,6 +58,8 @@ class _Shared:
 
     lock: threading.Lock = field(default_factory=threading.Lock)
     claimed: Set[str] = field(default_factory=set)
+    confirmed: Set[Fingerprint] = field(default_factory=set)
+    stopped: Dict[str, str] = field(default_factory=dict)  # library -> why its runtime was given up
     stop: threading.Event = field(default_factory=threading.Event)
 
     def claim(self, key: str) -> bool:
@@ -66,28 +76,44 @@ def campaign_id(config: Config) -> str:
     return config.name or f"c-{digest(basis, 10)}"
 
 
-def campaign_dir(config: Config) -> Tuple[str, Path]:
-    """The unfinished campaign of this configuration, or a new round after a finished one."""
+def campaign_dir(config: Config) -> Tuple[str, Path, int]:
+    """The unfinished campaign of this configuration, or a new round after a finished one:
+    (its id, its directory, its round number)."""
     base = campaign_id(config)
     root = Path(config.campaign_dir)
     n = 1
     while (root / _round(base, n) / "complete").exists():
         n += 1
-    return _round(base, n), root / _round(base, n)
+    return _round(base, n), root / _round(base, n), n
 
 
 def _round(base: str, n: int) -> str:
     return base if n == 1 else f"{base}-r{n}"
 
 
+def repair_log(path: Path) -> None:
+    """Cut a last line that a kill or a power loss left without its newline, so the next
+    record starts on a line of its own (that trial re-runs)."""
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    with open(path, "r+b") as f:
+        f.seek(-1, os.SEEK_END)
+        if f.read(1) == b"\n":
+            return
+        f.seek(0)
+        data = f.read()
+        f.seek(data.rfind(b"\n") + 1)
+        f.truncate()
+
+
 def read_observations(path: Path) -> List[Observation]:
     """Logged observations; a line cut short by a kill is ignored (its trial simply re-runs)."""
     out = []
     if path.exists():
-        for line in path.read_text().splitlines():
+        for line in path.read_text(errors="replace").splitlines():
             try:
                 out.append(Observation.from_json(json.loads(line)))
-            except (ValueError, KeyError, TypeError):
+            except (ValueError, KeyError, TypeError, AttributeError):
                 continue
     return out
 
@@ -101,6 +127,15 @@ def _conventions(observations: List[Observation]) -> Tuple[Tuple[str, str, int],
             key = (o.api, why.split("; ")[0])
             counts[key] = counts.get(key, 0) + 1
     return tuple((api, why, n) for (api, why), n in sorted(counts.items()))
+
+
+def with_count(counts: Tuple[Tuple[str, int], ...], name: str, n: int) -> Tuple[Tuple[str, int], ...]:
+    """(name, count) pairs with `n` more of `name` (unchanged when n is 0)."""
+    if not n:
+        return counts
+    merged = dict(counts)
+    merged[name] = merged.get(name, 0) + n
+    return tuple(sorted(merged.items()))
 
 
 def _interleaved(specs: List[ApiSpec]) -> List[ApiSpec]:
@@ -118,8 +153,9 @@ class Campaign:
         self.config = config
         self.specs = specs.select(config.libraries, config.apis)
         self.store = Store(Path(config.store_dir))
-        self.id, self.dir = campaign_dir(config)
-        self.seed = config.seed + int(self.id.rpartition("-r")[2]) - 1 if "-r" in self.id else config.seed
+        self.id, self.dir, n = campaign_dir(config)
+        self.seed = config.seed + n - 1
+        self.deadline: Optional[float] = None  # time.monotonic() when the budget is spent
         self.shared = _Shared()
         self.results: "queue.Queue" = queue.Queue()
         self.progress = progress
@@ -132,7 +168,7 @@ class Campaign:
         if library not in runners:
             rt = resolve_runtime(library, self.python_path, self.config.memory_limit_mb)
             log = self.dir / "logs" / f"{library}-{n}.log"
-            runners[library] = Runner(rt, log, self.config.trial_timeout_s)
+            runners[library] = Runner(rt, log, self.config.trial_timeout_s, self.deadline)
         return runners[library]
 
     def _work(self, tasks: "queue.Queue", n: int, done: Set[Tuple[str, int]], deadline: float) -> None:
@@ -143,7 +179,16 @@ class Campaign:
                     spec = tasks.get_nowait()
                 except queue.Empty:
                     return
-                self._fuzz_api(spec, self._runner(runners, spec.library, n), done, deadline)
+                if self._stopped(spec):
+                    continue
+                try:
+                    self._fuzz_api(spec, self._runner(runners, spec.library, n), done, deadline)
+                except RuntimeUnavailable as exc:  # that runtime's queue ends here, not the campaign
+                    with self.shared.lock:
+                        self.shared.stopped.setdefault(exc.library, str(exc))
+                    gone = runners.pop(spec.library, None)
+                    if gone is not None:
+                        gone.close()
         except Exception as exc:  # noqa: BLE001 - reported by the main thread, campaign ends cleanly
             self.results.put(exc)
         finally:
@@ -151,18 +196,27 @@ class Campaign:
                 r.close()
             self.results.put(_DONE)
 
+    def _stopped(self, spec: ApiSpec) -> bool:
+        """Whether the runtime this spec needs was given up (its worker would not restart)."""
+        return spec.library in self.shared.stopped
+
     def _fuzz_api(self, spec: ApiSpec, runner: Runner, done: Set[Tuple[str, int]], deadline: float) -> None:
         api_deadline = min(deadline, time.monotonic() + self.config.api_budget_s)
         for index in range(self.config.trials_per_api):
             if self.shared.stop.is_set() or time.monotonic() > api_deadline:
                 return
             if (spec.id, index) not in done:
-                self.results.put(self._guarded_trial(spec, runner, index))
+                result = self._guarded_trial(spec, runner, index)
+                if result is None:  # the budget ran out during the trial: it is abandoned
+                    return
+                self.results.put(result)
 
-    def _guarded_trial(self, spec: ApiSpec, runner: Runner, index: int) -> TrialResult:
+    def _guarded_trial(self, spec: ApiSpec, runner: Runner, index: int) -> Optional[TrialResult]:
         """An engine error on one trial is logged with its traceback and costs that trial only."""
         try:
             return self.run_trial(spec, runner, index)
+        except BudgetExhausted:
+            return None
         except WorkerError:
             raise
         except Exception as exc:  # noqa: BLE001 - recorded; the campaign goes on
@@ -175,24 +229,55 @@ class Campaign:
     def run_trial(self, spec: ApiSpec, runner: Runner, index: int) -> TrialResult:
         start = time.monotonic()
         trial = generate(spec, self.seed, index, self.config.max_tensor_size, self.config.max_rank)
-        execution = runner.run(trial, spec, scenarios_for(self.config, spec.library))
+        scenarios = scenarios_for(self.config, spec.library)
+        execution = runner.run(trial, spec, scenarios)
         j = judge(execution, spec, runner)
-        findings = tuple((f, self._representative(f, spec, runner)) for f in j.findings)
+
+        def again() -> Tuple[Finding, ...]:
+            runner.restart()
+            return judge(runner.run(trial, spec, scenarios), spec, runner).findings
+        confirmed, unconfirmed = self.confirm(j.findings, again)
+        findings = tuple((f, self._representative(f, spec, runner)) for f in confirmed)
         direct = execution.get("direct")
         why = "" if j.valid or direct is None or direct.error is None else f"{direct.error.type}: {direct.error.message}"
-        obs = Observation(spec.id, index, trial_key(trial), trial.dtype, j.valid, j.candidates, j.dismissed,
-                          tuple(fingerprint_key(f.fingerprint) for f in j.findings), (),
+        obs = Observation(spec.id, index, trial_key(trial), trial.dtype, j.valid, j.candidates,
+                          with_count(j.dismissed, "not_confirmed", unconfirmed),
+                          tuple(fingerprint_key(f.fingerprint) for f in confirmed), (),
                           time.monotonic() - start, execution.death.kind if execution.death else "", why[:160],
                           j.conventions)
         return TrialResult(obs, findings, versions_of(runner))
 
+    # Note [confirmation]
+    # A finding counts only if its fingerprint comes out again when the same trial runs in a
+    # fresh worker.  What a previous trial's function left in the process (grad mode switched
+    # off, a patched module), a kill from outside, or a stray frame on the pipe does not survive
+    # a restart, so such a finding is counted as `not_confirmed` and never reported.  A
+    # fingerprint is confirmed once per campaign; later occurrences are taken as they come.  A
+    # timeout needs no second run: the slow filter has re-run it, after the kill, in a fresh
+    # worker with more time.  The restart also leaves the next trial a clean worker.
+    def confirm(self, findings: Sequence[Finding], again: Callable[[], Sequence[Finding]]) -> Tuple[Tuple[Finding, ...], int]:
+        """(the findings that are confirmed, how many were not); `again` re-runs the trial in a
+        fresh worker and returns its findings."""
+        with self.shared.lock:
+            todo = {f.fingerprint for f in findings
+                    if f.fingerprint not in self.shared.confirmed and f.fingerprint.verdict is not Verdict.TIMEOUT}
+        if not todo:
+            return tuple(findings), 0
+        seen = {f.fingerprint for f in again()} & todo
+        with self.shared.lock:
+            self.shared.confirmed |= seen
+        kept = tuple(f for f in findings if f.fingerprint not in todo or f.fingerprint in seen)
+        return kept, len(findings) - len(kept)
+
     def _to_minimise(self, finding: Finding) -> bool:
         """Whether this thread minimises the finding: the first occurrence of its fingerprint
-        (claimed once) whose trial would beat the stored representative."""
+        (claimed once) whose trial would beat the stored representative.  A timeout is never
+        minimised: each step would wait for the hang again."""
         fp = finding.fingerprint
         k = fingerprint_key(fp)
         claim = k if trial_size(finding.trial) else f"{k}/empty"  # a non-empty example still gets its turn
-        if not self.config.minimise or fp.verdict is Verdict.NONDETERMINISTIC or not self.shared.claim(claim):
+        if not self.config.minimise or fp.verdict in (Verdict.NONDETERMINISTIC, Verdict.TIMEOUT) \
+                or not self.shared.claim(claim):
             return False
         with self.shared.lock:
             old = self.store.get(fp.library, fp.api, k)
@@ -204,32 +289,42 @@ class Campaign:
             return finding.trial
 
         def reproduces(t: Trial) -> bool:
-            verdict = judge(runner.run(t, spec, scenarios_for(self.config, spec.library)), spec, runner)
+            try:
+                verdict = judge(runner.run(t, spec, scenarios_for(self.config, spec.library)), spec, runner)
+            except BudgetExhausted:  # the smallest trial found so far stands
+                return False
             return any(f.fingerprint == fp for f in verdict.findings)
         return minimise(finding.trial, reproduces)
 
     # ---- main thread ----------------------------------------------------------------------
     def run(self) -> Summary:
+        with exclusive(Path(self.config.store_dir), "report store"):
+            return self._run()
+
+    def _run(self) -> Summary:
         self.dir.mkdir(parents=True, exist_ok=True)
         log_path = self.dir / "observations.jsonl"
+        repair_log(log_path)
         previous = read_observations(log_path)
         done = {(o.api, o.index) for o in previous}
         tasks: "queue.Queue" = queue.Queue()
         for spec in _interleaved(self.specs):
             tasks.put(spec)
-        deadline = time.monotonic() + self.config.budget_s
+        deadline = self.deadline = time.monotonic() + self.config.budget_s
         threads = [threading.Thread(target=self._work, args=(tasks, n, done, deadline), daemon=True)
                    for n in range(min(self.config.workers, max(1, len(self.specs))))]
         started, self.started_at = time.monotonic(), now()
         for t in threads:
             t.start()
         fresh, versions, error = self._collect(log_path, len(threads))
-        complete = error is None and not self.shared.stop.is_set()
+        complete = error is None and not self.shared.stop.is_set() and not self.shared.stopped
         observations = previous + fresh
         if complete:
             self._finish(observations, versions)
             (self.dir / "complete").write_text(now() + "\n")
         summary = summarise(self.id, self.specs, observations, len(fresh), time.monotonic() - started, complete)
+        summary = replace(summary, memory_limit_mb=self.config.memory_limit_mb,
+                          stopped=tuple(sorted(f"{lib}: {why}" for lib, why in self.shared.stopped.items())))
         (self.dir / "summary.json").write_text(json.dumps(summary.to_json(), indent=1) + "\n")
         if error is not None:
             raise error
@@ -263,10 +358,24 @@ class Campaign:
         seen = {k for o in observations for k in o.findings}
         covered = {o.api for o in observations if o.valid}
         fixed = []
+        # Note [finishing budget]: the replays get their own time, a tenth of --budget (at least
+        # one trial timeout); a report they cannot replay in time keeps its status.  A hang this
+        # campaign saw again was just confirmed, and is not waited for once more.
+        self.deadline = time.monotonic() + max(self.config.budget_s / 10, self.config.trial_timeout_s)
+        for runner in self.main_runners.values():
+            runner.deadline = self.deadline
         for r in self.store:
             if not self._covers(r, covered) or r.status is ReportStatus.FIXED:
                 continue
-            result = self._replay(r)
+            if r.key in seen and r.fingerprint.verdict is Verdict.TIMEOUT:
+                continue
+            try:
+                result = self._replay(r)
+            except (BudgetExhausted, RuntimeUnavailable):
+                continue
+            except RefusedError as exc:  # report data naming what no loaded spec declares: never run
+                self.store.notify(f"{path_of(self.store.root, r)}: {exc}")
+                continue
             if result is None or result.outcome is ReplayOutcome.REPRODUCED:
                 continue
             if r.key in seen:

@@ -6,27 +6,48 @@ Imports stay light: no deep-learning library is ever imported here (workers do t
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib.util
+import os
 import sys
 from pathlib import Path
 from typing import List, Optional, Sequence
 
-from .errors import NablaError
+from .errors import NablaError, ReportError, SpecError
 
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors read like every other error: `nablafuzz: error: ...`, exit status 2."""
+
+    def error(self, message: str):
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_ERROR, f"nablafuzz: error: {message} (see `{self.prog} --help`)\n")
 
 
 def _csv(text: str) -> List[str]:
     return [t for t in (x.strip() for x in text.split(",")) if t]
 
 
+def _csv_of(example: str):
+    """A comma-separated list of at least one item (`-l ,` is a mistake, not "all")."""
+    def parse(text: str) -> List[str]:
+        items = _csv(text)
+        if not items:
+            raise argparse.ArgumentTypeError(f"{text!r} names nothing; fix: list at least one, e.g. {example}, "
+                                             "or leave the option out for the default")
+        return items
+    return parse
+
+
 def _campaign_parser(sub) -> None:
     p = sub.add_parser("campaign", help="fuzz APIs of one or more libraries; findings go to the report store",
                        description="Run a campaign. Re-running the same command resumes an interrupted one.")
     p.add_argument("--profile", default="default", help="named settings: default, smoke, nightly")
-    p.add_argument("-l", "--libraries", type=_csv, help="comma-separated library ids (default: numpy_ref and "
-                   "every installed library with an adapter)")
+    p.add_argument("-l", "--libraries", type=_csv_of("-l numpy_ref,torch"), help="comma-separated library ids "
+                   "(default: numpy_ref and every installed library with an adapter)")
     p.add_argument("--api", dest="apis", action="append", help="API name glob, repeatable (default: all)")
     p.add_argument("--specs", dest="spec_files", action="append", help="extra spec file (your own functions)")
     p.add_argument("--spec-dir", help="directory of library spec files (default: api_specs)")
@@ -40,7 +61,8 @@ def _campaign_parser(sub) -> None:
     p.add_argument("--max-size", dest="max_tensor_size", type=int, help="elements per tensor")
     p.add_argument("--timeout", dest="trial_timeout_s", type=float, help="seconds per trial before the worker is killed")
     p.add_argument("--memory-limit", dest="memory_limit_mb", type=int, help="worker address-space limit in MiB")
-    p.add_argument("--scenarios", type=_csv, help="comma-separated scenario ids (default: all)")
+    p.add_argument("--scenarios", type=_csv_of("--scenarios rev,fwd,fd"),
+                   help="comma-separated scenario ids (default: all)")
     p.add_argument("--name", help="campaign name (default: derived from the settings)")
     p.add_argument("--compiled", action=argparse.BooleanOptionalAction, default=None,
                    help="run the compiled scenario `jit` (default: on for jax, whose jit is cheap; off for torch, "
@@ -54,11 +76,11 @@ def _campaign_parser(sub) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="nablafuzz", description="Differential fuzzing of automatic "
-                                     "differentiation in PyTorch, JAX, TensorFlow and OneFlow.")
+    parser = _Parser(prog="nablafuzz", description="Differential fuzzing of automatic "
+                     "differentiation in PyTorch, JAX, TensorFlow and OneFlow.")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("install", help="create the library runtimes (idempotent)")
-    p.add_argument("--only", help="comma-separated libraries")
+    p.add_argument("--only", type=_csv_of("--only torch,jax"), help="comma-separated libraries")
     p.add_argument("--force", action="store_true")
     _campaign_parser(sub)
     p = sub.add_parser("replay", help="re-run bug reports; exit 0 reproduced, 1 not reproduced, 3 changed, 2 error")
@@ -69,12 +91,16 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("triage", help="render the report store as markdown")
     p.add_argument("--store", default="bug_reports")
     p.add_argument("--out", type=Path, help="write to this file instead of standard output")
+    p.add_argument("--spec-dir", default="api_specs", help="repro scripts call only APIs the specs here declare")
+    p.add_argument("--specs", dest="spec_files", action="append", default=[],
+                   help="spec file of your own functions (their reports get repro scripts)")
     p = sub.add_parser("specs", help="derive, list or check API specs")
     p.add_argument("action", choices=["derive", "derive-cross", "list", "check"])
     p.add_argument("library", nargs="?")
     p.add_argument("--spec-dir", default="api_specs")
     p.add_argument("--out", type=Path, help="derive: output file (default api_specs/<library>/derived.yaml)")
-    p.add_argument("--apis", type=_csv, help="derive: probe only APIs matching these globs (e.g. 'jax.nn.*')")
+    p.add_argument("--apis", type=_csv_of("--apis 'jax.nn.*'"),
+                   help="derive: probe only APIs matching these globs (e.g. 'jax.nn.*')")
     p.add_argument("-v", "--verbose", action="store_true", help="derive: print each probed API as it is done")
     return parser
 
@@ -97,6 +123,8 @@ def cmd_campaign(args: argparse.Namespace) -> int:
     from .config import make_config
     from .progress import ProgressView
     settings = {k: v for k, v in vars(args).items() if k not in ("command", "profile", "triage")}
+    if args.spec_dir is not None:
+        _existing_dir(Path(args.spec_dir), "--spec-dir")
     settings["libraries"] = settings["libraries"] or installed_libraries(settings.get("spec_dir") or "api_specs")
     config = make_config(args.profile, **settings)
     with ProgressView(config) as view:
@@ -105,7 +133,8 @@ def cmd_campaign(args: argparse.Namespace) -> int:
         print(line)
     if args.triage:
         from .triage import render_triage
-        render_triage(Path(config.store_dir), Path(args.triage))
+        render_triage(Path(config.store_dir), Path(args.triage), Path(config.spec_dir),
+                      [Path(f) for f in config.spec_files])
         print(f"triage report: {args.triage}")
     return 0 if summary.complete else EXIT_INTERRUPTED
 
@@ -143,9 +172,23 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return worst
 
 
+SPEC_DIR_FIX = "run from a nablafuzz checkout (it has api_specs/), or pass --spec-dir DIR naming the spec directory"
+
+
+def _existing_dir(path: Path, option: str, fix: str = SPEC_DIR_FIX) -> None:
+    """A directory the user named (or the default) must exist: a typo must not read as "empty"."""
+    if not path.is_dir():
+        raise SpecError(str(path), "", option, "is not a directory" if path.exists() else "does not exist", fix)
+
+
 def cmd_triage(args: argparse.Namespace) -> int:
     from .triage import render_triage
-    text = render_triage(Path(args.store), args.out)
+    store = Path(args.store)
+    if not store.is_dir():
+        problem = "is not a directory" if store.exists() else "does not exist"
+        raise ReportError(f"report store {store} {problem}; fix: pass --store naming the store a campaign "
+                          "wrote (default: bug_reports)")
+    text = render_triage(store, args.out, Path(args.spec_dir), [Path(f) for f in args.spec_files])
     if args.out is None:
         sys.stdout.write(text)
     else:
@@ -166,10 +209,12 @@ def cmd_specs(args: argparse.Namespace) -> int:
         return 0
     if args.action == "derive-cross":
         from .crossderive import derive_classes
+        _existing_dir(Path(args.spec_dir), "--spec-dir")
         out = args.out or Path(args.spec_dir) / "equivalence.yaml"
         n = derive_classes(Path(args.spec_dir), out, verbose=args.verbose, only=args.apis or ())
         print(f"wrote {n} equivalence classes to {out}")
         return 0
+    _existing_dir(Path(args.spec_dir), "--spec-dir")
     for line in list_specs(Path(args.spec_dir), args.library, check_only=args.action == "check"):
         print(line)
     return 0
@@ -177,12 +222,39 @@ def cmd_specs(args: argparse.Namespace) -> int:
 
 def cmd_install(args: argparse.Namespace) -> int:
     from .install import main as install_main
-    argv = (["--only", args.only] if args.only else []) + (["--force"] if args.force else [])
+    argv = (["--only", ",".join(args.only)] if args.only else []) + (["--force"] if args.force else [])
     return install_main(argv)
 
 
 COMMANDS = {"campaign": cmd_campaign, "replay": cmd_replay, "triage": cmd_triage, "specs": cmd_specs,
             "install": cmd_install}
+
+
+# errno -> what to do about it, for a file the command could not write (or read)
+_ELSEWHERE = "choose another place (--store, --campaign-dir, --out, --triage)"
+_RESUME = "then re-run the same command (a campaign resumes where it stopped)"
+_FILE_IN_THE_WAY = f"a regular file stands where a directory is needed: move it, or {_ELSEWHERE}"
+OS_FIXES = {
+    errno.EACCES: f"give yourself write access to it, or {_ELSEWHERE}",
+    errno.EPERM: f"give yourself write access to it, or {_ELSEWHERE}",
+    errno.EROFS: f"the file system is read-only: {_ELSEWHERE}",
+    errno.ENOSPC: f"free some disk space, {_RESUME}",
+    errno.EDQUOT: f"free some of your disk quota, {_RESUME}",
+    errno.ENOTDIR: _FILE_IN_THE_WAY,
+    errno.EEXIST: _FILE_IN_THE_WAY,
+    errno.EISDIR: "a directory stands where a file is needed: name a file (e.g. --out triage.md)",
+    errno.ENOENT: "check that the path exists",
+}
+
+
+def os_error_message(exc: OSError) -> str:
+    """`cannot write <file>: <reason>; fix: ...` for an OSError that reached the command line."""
+    # a rename (the last step of an atomic write) names its target second: that is the user's file
+    name = next((f for f in (exc.filename2, exc.filename) if f is not None), "a file")
+    reason = exc.strerror or str(exc)
+    verb = "access" if exc.errno == errno.ENOENT else "write"
+    fix = OS_FIXES.get(exc.errno, "check the path and its permissions, then re-run the same command")
+    return f"cannot {verb} {name}: {reason}; fix: {fix}"
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -191,6 +263,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return COMMANDS[args.command](args)
     except NablaError as exc:
         print(f"nablafuzz: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except BrokenPipeError:  # `nablafuzz triage | head`: the reader left; nothing to report
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except OSError as exc:  # a read-only store, a full disk, a file where a directory should be
+        print(f"nablafuzz: error: {os_error_message(exc)}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("nablafuzz: interrupted; re-run the same command to resume", file=sys.stderr)

@@ -31,7 +31,7 @@ class Config:
     max_tensor_size: int = 64
     max_rank: int = 4
     trial_timeout_s: float = 30.0
-    memory_limit_mb: int = 0
+    memory_limit_mb: int = 0  # per worker; make_config derives it from the machine unless given (0: none)
     scenarios: Tuple[str, ...] = ALL_SCENARIOS
     compiled: Optional[bool] = None  # None: each library's default (COMPILED_BY_DEFAULT)
     minimise: bool = True
@@ -60,6 +60,7 @@ _RULES = [
     ("max_rank", lambda v: 0 <= v <= 8, "between 0 and 8"),
     ("trial_timeout_s", lambda v: v > 0, "a positive number of seconds"),
     ("memory_limit_mb", lambda v: v == 0 or v >= 256, "0 (no limit) or at least 256"),
+    ("budget_s", lambda v: v < 10 ** 9, "below 1e9 seconds"),
     ("seed", lambda v: 0 <= v < 2 ** 63, "a non-negative integer below 2**63"),
     ("libraries", lambda v: len(v) >= 1, "at least one library"),
 ]
@@ -77,9 +78,24 @@ def make_config(profile: str = "default", **overrides: Any) -> Config:
         if value is not None:
             values[key] = tuple(value) if isinstance(value, list) else value
     values.setdefault("workers", min(2, os.cpu_count() or 1))
+    values.setdefault("memory_limit_mb", default_memory_limit(values["workers"]))
     config = Config(**values)
     _validate(config)
     return config
+
+
+MEMORY_FLOOR_MB = 4096  # OneFlow's worker alone maps ~4 GiB of address space after import
+
+
+def default_memory_limit(workers: int) -> int:
+    """Each worker's address-space limit unless --memory-limit says otherwise: the machine's
+    memory shared by the workers and two more (the orchestrator, and headroom), at least
+    MEMORY_FLOOR_MB, so one runaway function cannot starve the machine."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // (1 << 20)
+    except (ValueError, OSError):
+        return 0
+    return max(MEMORY_FLOOR_MB, total // (workers + 2))
 
 
 def scenarios_for(config: Config, library: str) -> Tuple[str, ...]:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Set, Tuple
 
-from .campaign import Campaign, TrialResult
+from .campaign import Campaign, TrialResult, with_count
 from .config import Config
 from .crosscheck import CrossJudgement, cross_judge, flush_subnormal
 from .equivalence import CROSS, EQUIVALENCE_FILE, Resolved, canonical_trial, load_classes, member_trial, resolve
@@ -26,7 +26,7 @@ from .minimize import minimise
 from .model import ApiSpec, BugReport, Finding, ScenarioResult, Trial
 from .replay import ReplayResult, replay_result, versions_of
 from .scenarios import COMPILED, is_reference
-from .runtime.process import Runtime
+from .runtime.process import Runtime, RuntimeUnavailable
 from .runtime.registry import resolve_runtime
 from .runtime.runner import Execution, Runner
 from .spec import SpecSet
@@ -44,6 +44,7 @@ class Members:
 
     start: Callable[[str], Runner]
     runners: Dict[str, Runner] = field(default_factory=dict)
+    stopped: Dict[str, str] = field(default_factory=dict)  # library -> why its runtime was given up
 
     def __getitem__(self, library: str) -> Runner:
         if library not in self.runners:
@@ -64,8 +65,11 @@ def run_class(r: Resolved, trial: Trial, members: Members, config: Config) -> Tu
     ad = tuple(s for s in scenarios if not is_reference(s))
     for library in r.libraries:
         spec = r.spec(library)
-        if trial.dtype in spec.dtypes:
-            executions[library] = members[library].run(member_trial(r, library, trial), spec, ad)
+        if trial.dtype in spec.dtypes and library not in members.stopped:
+            try:
+                executions[library] = members[library].run(member_trial(r, library, trial), spec, ad)
+            except RuntimeUnavailable as exc:  # the others go on without it
+                members.stopped.setdefault(library, str(exc))
     runners = {lib: members[lib] for lib in executions}
     refs: Dict[Tuple[str, str], Optional[ScenarioResult]] = {}
 
@@ -110,7 +114,8 @@ class CrossCampaign(Campaign):
             return super()._runner(runners, library, n)
         if CROSS not in runners:
             own: Dict[str, Runner] = {}
-            runners[CROSS] = Members(lambda lib: super(CrossCampaign, self)._runner(own, lib, n), own)
+            runners[CROSS] = Members(lambda lib: super(CrossCampaign, self)._runner(own, lib, n), own,
+                                     self.shared.stopped)
         return runners[CROSS]
 
     def run_trial(self, spec: ApiSpec, members: Members, index: int) -> TrialResult:
@@ -118,10 +123,17 @@ class CrossCampaign(Campaign):
         r = self.classes[spec.name]
         trial = generate(spec, self.seed, index, self.config.max_tensor_size, self.config.max_rank)
         j, executions = run_class(r, trial, members, self.config)
-        findings = tuple(self._cross_representative(f, r, members) for f in j.findings)
+
+        def again() -> Tuple[Finding, ...]:  # the deviants' workers fresh (Note [confirmation])
+            for library in {f.fingerprint.library for f in j.findings}:
+                members[library].restart()
+            return run_class(r, trial, members, self.config)[0].findings
+        confirmed, unconfirmed = self.confirm(j.findings, again)
+        findings = tuple(self._cross_representative(f, r, members) for f in confirmed)
         deaths = ", ".join(f"{lib} {ex.death.kind}" for lib, ex in executions.items() if ex.death)
-        obs = Observation(spec.id, index, trial_key(trial), trial.dtype, j.valid, j.candidates, j.dismissed,
-                          tuple(fingerprint_key(f.fingerprint) for f in j.findings), (), time.monotonic() - start,
+        obs = Observation(spec.id, index, trial_key(trial), trial.dtype, j.valid, j.candidates,
+                          with_count(j.dismissed, "not_confirmed", unconfirmed),
+                          tuple(fingerprint_key(f.fingerprint) for f in confirmed), (), time.monotonic() - start,
                           deaths, "" if j.valid else "no member library could call it", j.conventions, j.votes)
         return TrialResult(obs, findings, _versions(members, executions))
 

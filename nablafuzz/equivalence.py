@@ -11,13 +11,15 @@ so every library computes the same quantities (see `crosscheck`).
 from __future__ import annotations
 
 import re
+from collections import Counter
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from .errors import SpecError
 from .model import ApiSpec, ArgKind, ArgSpec, InputValue, Scalar, Trial
-from .spec import SpecSet, _arg, _Ctx, _expect, _frozen, _read_yaml, _shown
+from .spec import (SpecSet, _arg, _Ctx, _expect, _frozen, _is_int, _is_plain, _is_str, _keys, _list_of, _opt,
+                   _read_yaml, _shown)
 
 EQUIVALENCE_FILE = "equivalence.yaml"
 CROSS = "cross"  # the pseudo-library of canonical specs (`cross:<class>`)
@@ -116,7 +118,9 @@ def resolve(classes: Sequence[EquivalenceClass], specs: SpecSet, libraries: Sequ
                                    for m in cls.members})
         if cls.reference not in index:
             continue
-        found = [(m.library, index[m.id]) for m in cls.members if m.library in libraries and m.id in index]
+        # each member's spec under the name the member calls (its own or an alias the spec records)
+        found = [(m.library, replace(index[m.id], name=m.api)) for m in cls.members
+                 if m.library in libraries and m.id in index]
         if len(found) >= 2:
             out.append(Resolved(cls, canonical_spec(cls, index[cls.reference], [s for _, s in found]), tuple(found)))
     return out
@@ -156,69 +160,175 @@ def canonical_trial(r: Resolved, trial: Trial) -> Trial:
 
 
 # ---- loading ------------------------------------------------------------------------------
+# The map is a file anyone can edit: every field is checked for its type (YAML keys may be
+# numbers, null or dates as well as strings; values may be anything), so any document gives
+# either classes or a SpecError naming file:line, the class, the field and the fix.
+
+def _entries(data: Dict[Any, Any]) -> List[Tuple[Any, Any]]:
+    """A YAML mapping's items, without our line bookkeeping."""
+    return [(k, v) for k, v in data.items() if k != "__line__"]
+
+
+def _line_of(seq: Any, k: int, default: int) -> int:
+    """The line of a YAML sequence's k-th item (a scalar carries none of its own)."""
+    lines = getattr(seq, "lines", ())
+    return lines[k] if k < len(lines) else default
+
 
 def _pairs(ctx: _Ctx, field: str, data: Any) -> Tuple[Tuple[str, str], ...]:
-    if not isinstance(data, dict) or not all(isinstance(v, str) for k, v in data.items() if k != "__line__"):
-        raise ctx.fail(field, f"expected a mapping canonical name -> this library's name, got {_shown(data)}",
-                       "write e.g. {dim: axis, keepdim: keepdims}")
-    return tuple(sorted((k, v) for k, v in data.items() if k != "__line__"))
+    if data is None:
+        return ()
+    if not isinstance(data, dict) or not all(_is_str(k) and _is_str(v) for k, v in _entries(data)):
+        raise ctx.fail(field, f"expected a mapping canonical name -> this library's name (both non-empty strings), "
+                       f"got {_shown(data)}", "write e.g. {dim: axis, keepdim: keepdims}")
+    twice = _twice(v for _, v in _entries(data))
+    if twice:
+        raise ctx.fail(field, f"two canonical arguments are renamed to the same name {_shown(twice)}",
+                       "rename each canonical argument to a different name")
+    return tuple(sorted(_entries(data)))
+
+
+def _twice(names: Iterable[str]) -> List[str]:
+    return sorted(n for n, count in Counter(names).items() if count > 1)
+
+
+def _is_permutation(v: Any) -> bool:
+    return (isinstance(v, list) and len(v) >= 1 and all(_is_int(i) for i in v)
+            and sorted(v) == list(range(len(v))))
+
+
+_PLAIN = "a number, string, bool, null or a list of them"
 
 
 def _member(ctx: _Ctx, data: Any) -> Member:
-    if not isinstance(data, dict) or set(data) - _MEMBER_FIELDS:
+    if not isinstance(data, dict):
         raise ctx.fail("members", f"each member is a mapping with keys {sorted(_MEMBER_FIELDS - {'__line__'})}, "
                        f"got {_shown(data)}", "write {library: jax, api: jax.numpy.sin}")
+    ctx.line = data.get("__line__", ctx.line)
+    unknown = set(data) - _MEMBER_FIELDS
+    if unknown:
+        raise ctx.fail("members", f"unknown member key(s) {_keys(unknown)}",
+                       f"use only {sorted(_MEMBER_FIELDS - {'__line__'})}")
     library = _expect(ctx, data, "library", str, "name the member's library, e.g. `library: jax`")
     api = _expect(ctx, data, "api", str, "name the member's API, e.g. `api: jax.numpy.sin`")
-    fixed = data.get("fixed", {})
-    prefix = data.get("prefix", [])
-    if not isinstance(fixed, dict) or not isinstance(prefix, list):
-        raise ctx.fail("members.fixed", f"expected `fixed` a mapping and `prefix` a list, got {_shown(fixed)}, "
-                       f"{prefix!r}", "write e.g. fixed: {ord: fro} and prefix: ['ij,jk->ik']")
-    transpose = data.get("transpose", {})
-    if not isinstance(transpose, dict) or not all(isinstance(v, list) and all(isinstance(k, int) for k in v)
-                                                  for k, v in transpose.items() if k != "__line__"):
-        raise ctx.fail("members.transpose", f"expected a mapping argument -> axis permutation, got {_shown(transpose)}",
-                       "write e.g. {x: [0, 2, 3, 1], '': [0, 3, 1, 2]} ('' is the output)")
-    return Member(library, api, _pairs(ctx, "members.rename", data.get("rename", {})),
-                  _names(ctx, "members.keyword", data.get("keyword", [])),
-                  _names(ctx, "members.positional", data.get("positional", [])),
-                  tuple(sorted((k, _frozen(v)) for k, v in fixed.items() if k != "__line__")), tuple(_frozen(prefix)),
-                  tuple(sorted((k, tuple(v)) for k, v in transpose.items() if k != "__line__")))
+    for key, value in (("library", library), ("api", api)):
+        if not value.strip():
+            raise ctx.fail(key, "is empty", f"name the member's {key}, e.g. `library: jax` and `api: jax.numpy.sin`")
+    fixed = _opt(ctx, data, "fixed", "members.fixed",
+                 lambda v: isinstance(v, dict) and all(_is_str(k) and _is_plain(x) for k, x in _entries(v)),
+                 f"a mapping keyword name -> value ({_PLAIN})", "write e.g. fixed: {ord: fro, ddof: 1}", {})
+    prefix = _opt(ctx, data, "prefix", "members.prefix", _list_of(_is_plain), f"a list of values ({_PLAIN})",
+                  "write e.g. prefix: ['ij,jk->ik']", [])
+    transpose = _opt(ctx, data, "transpose", "members.transpose",
+                     lambda v: isinstance(v, dict) and all(isinstance(k, str) and _is_permutation(p)
+                                                           for k, p in _entries(v)),
+                     "a mapping argument name -> axis permutation (a list of 0..n-1, each once)",
+                     "write e.g. {x: [0, 2, 3, 1], '': [0, 3, 1, 2]} ('' is the output)", {})
+    keyword = _names(ctx, "members.keyword", data.get("keyword"))
+    positional = _names(ctx, "members.positional", data.get("positional"))
+    both = sorted(set(keyword) & set(positional))
+    if both:
+        raise ctx.fail("members.keyword", f"{_shown(both)} listed both as keyword and as positional",
+                       "list each argument under one of `keyword` and `positional`")
+    return Member(library, api, _pairs(ctx, "members.rename", data.get("rename")), keyword, positional,
+                  tuple(sorted((k, _frozen(v)) for k, v in _entries(fixed))), tuple(_frozen(prefix)),
+                  tuple(sorted((k, tuple(v)) for k, v in _entries(transpose))))
 
 
 def _names(ctx: _Ctx, field: str, names: Any) -> Tuple[str, ...]:
-    if not isinstance(names, list) or not all(isinstance(k, str) for k in names):
-        raise ctx.fail(field, f"expected a list of canonical argument names, got {names!r}", "write e.g. [dim]")
+    if names is None:
+        return ()
+    if not isinstance(names, list) or not all(_is_str(k) for k in names):
+        raise ctx.fail(field, f"expected a list of canonical argument names, got {_shown(names)}", "write e.g. [dim]")
     return tuple(names)
 
 
-def _class(ctx: _Ctx, data: Any) -> EquivalenceClass:
+def _class_id(data: Dict[Any, Any], k: int) -> str:
+    """The class's id for messages (its position where it has no usable id)."""
+    cid = data.get("id")
+    if isinstance(cid, str) and cid.strip():
+        return cid if len(cid) <= 80 else cid[:77] + "..."
+    return f"classes[{k}]"
+
+
+def _args_of(ctx: _Ctx, args: List[Any]) -> Tuple[Tuple[str, ...], Tuple[ArgSpec, ...]]:
+    """`args`: all names, or all written-out arguments (mappings in spec-file form)."""
+    line = ctx.line
+    if not all(_is_str(a) or isinstance(a, dict) for a in args):
+        raise ctx.fail("args", f"expected a list of argument names or argument mappings, got {_shown(args)}",
+                       "write e.g. `args: [x, dim]` or `args: [{name: x, kind: tensor}]`")
+    written = [a for a in args if isinstance(a, dict)]
+    if written and len(written) != len(args):
+        raise ctx.fail("args", "mixes argument names and written-out arguments", "write all as names or all as mappings")
+    specs: List[ArgSpec] = []
+    for a in written:
+        specs.append(_arg(ctx, a, [b.name for b in specs]))
+    ctx.line = line
+    names = tuple(a.name for a in specs) if specs else tuple(args)
+    twice = _twice(names)
+    if twice:
+        raise ctx.fail("args", f"argument(s) {_shown(twice)} appear twice", "name each canonical argument once")
+    return names, tuple(specs)
+
+
+def _check_member(ctx: _Ctx, m: Member, args: Tuple[str, ...]) -> None:
+    """A member's `keyword`, `positional` and `transpose` name the class's canonical arguments (a
+    typo would be ignored silently), and `fixed` none of them (the call would get it twice).
+    `rename` may name more: a derived member keeps its mapping of arguments another member lacks."""
+    canonical = set(args)
+    rename = dict(m.rename)
+    twice = sorted({rename.get(a, a) for a in args} & {k for k, _ in m.fixed})
+    if twice:
+        raise ctx.fail("members.fixed", f"member {m.id} fixes {_shown(twice)}, which the canonical call passes",
+                       "drop it from `fixed`, or from the class's `args`")
+    for field, named in (("keyword", m.keyword), ("positional", m.positional),
+                         ("transpose", [k for k, _ in m.transpose if k])):
+        stray = sorted(set(named) - canonical)
+        if stray:
+            raise ctx.fail(f"members.{field}", f"member {m.id} names {_shown(stray)}, not canonical arguments "
+                           f"{_shown(list(args))}",
+                           "name the class's `args` (canonical names, before `rename`)"
+                           + (" or '' for the output" if field == "transpose" else ""))
+
+
+def _class(ctx: _Ctx, data: Any, k: int = 0) -> EquivalenceClass:
     if not isinstance(data, dict):
         raise ctx.fail("classes", f"each class is a mapping, got {_shown(data)}", "write {id: ..., members: [...]}")
     ctx.line = data.get("__line__", ctx.line)
-    ctx.api = str(data.get("id", ""))
+    line = ctx.line
+    ctx.api = _class_id(data, k)
     unknown = set(data) - _CLASS_FIELDS
     if unknown:
-        raise ctx.fail(f"classes.{ctx.api}", f"unknown key(s) {sorted(unknown)}", f"use only {sorted(_CLASS_FIELDS - {'__line__'})}")
+        raise ctx.fail(f"classes.{ctx.api}", f"unknown key(s) {_keys(unknown)}",
+                       f"use only {sorted(_CLASS_FIELDS - {'__line__'})}")
     cid = _expect(ctx, data, "id", str, "give the class an id, e.g. `id: erfinv`")
+    if not cid.strip():
+        raise ctx.fail("id", "is empty", "give the class an id, e.g. `id: erfinv`")
     reference = _expect(ctx, data, "reference", str, "name the member whose argument specs are canonical, "
                         "e.g. `reference: torch:torch.erfinv`")
-    members = tuple(_member(ctx, m) for m in _expect(ctx, data, "members", list, "list the members"))
+    rows = _expect(ctx, data, "members", list, "list the members, e.g. [{library: torch, api: torch.sin}, ...]")
+    members = []
+    for j, row in enumerate(rows):
+        ctx.line = _line_of(rows, j, line)
+        members.append(_member(ctx, row))
+    ctx.line = line
     libs = [m.library for m in members]
     if len(set(libs)) != len(libs):
-        raise ctx.fail("members", f"a library appears twice ({libs})", "keep one member per library")
+        raise ctx.fail("members", f"library {_shown(_twice(libs))} appears twice", "keep one member per library")
     if reference not in {m.id for m in members}:
-        raise ctx.fail("reference", f"{reference!r} is not one of the members {[m.id for m in members]}",
+        raise ctx.fail("reference", f"{_shown(reference)} is not one of the members {_shown([m.id for m in members])}",
                        "name a member as library:api")
-    args = _expect(ctx, data, "args", list, "list the canonical arguments every member takes, e.g. [x]")
-    written = [a for a in args if isinstance(a, dict)]
-    specs = tuple(_arg(ctx, a, [str(b.get("name")) for b in written[:k]]) for k, a in enumerate(written))
-    if written and len(written) != len(args):
-        raise ctx.fail("args", "mixes argument names and written-out arguments", "write all as names or all as mappings")
-    names = tuple(a.name for a in specs) if specs else tuple(str(a) for a in args)
-    return EquivalenceClass(cid, reference, names, members, str(data.get("evidence", "")), f"{ctx.path}:{ctx.line}",
-                            specs, str(data.get("why", "")))
+    names, specs = _args_of(ctx, _expect(ctx, data, "args", list,
+                                         "list the canonical arguments every member takes, e.g. [x]"))
+    for j, m in enumerate(members):
+        ctx.line = _line_of(rows, j, line)
+        _check_member(ctx, m, names)
+    ctx.line = line
+    text = {key: _opt(ctx, data, key, key, lambda v: isinstance(v, str), "a string",
+                      f"write `{key}:` as text (quote it if it looks like a number or a date)", "")
+            for key in ("evidence", "why")}
+    return EquivalenceClass(cid, reference, names, tuple(members), text["evidence"], f"{ctx.path}:{ctx.line}",
+                            specs, text["why"])
 
 
 def load_classes(path: Path) -> Tuple[EquivalenceClass, ...]:
@@ -227,8 +337,17 @@ def load_classes(path: Path) -> Tuple[EquivalenceClass, ...]:
     if not path.exists():
         raise ctx.fail("(file)", "does not exist", "derive it with `nablafuzz specs derive-cross` or pass --equivalence FILE")
     data = _read_yaml(ctx, path)
-    rows = _expect(ctx, data if isinstance(data, dict) else {}, "classes", list, "list the classes under `classes:`")
-    classes = [_class(ctx, row) for row in rows]
+    fix = "list the classes under `classes:`"
+    if data is not None and not isinstance(data, dict):
+        raise ctx.fail("classes", f"the file must be a mapping with a `classes:` list, got {_shown(data)}", fix)
+    unknown = set(data or {}) - {"classes", "__line__"}
+    if unknown:
+        raise ctx.fail(", ".join(_keys(unknown)), "unknown top-level key(s)", "use only `classes:`")
+    rows = _expect(ctx, data or {}, "classes", list, fix)
+    classes = []
+    for k, row in enumerate(rows):
+        ctx.line, ctx.api = _line_of(rows, k, 0), ""
+        classes.append(_class(ctx, row, k))
     seen: Dict[str, str] = {}
     for c in classes:
         if c.id in seen:

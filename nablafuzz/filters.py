@@ -16,7 +16,7 @@ import numpy as np
 from .compare import compare, output_scale
 from .generate import records, with_dtype
 from .model import ApiSpec, Aspect, Candidate, FilterOutcome, KnownIssue, Verdict
-from .runtime.runner import Execution, Runner
+from .runtime.runner import BudgetExhausted, Execution, Runner
 from .scenarios import direction, order
 from .tensors import FLOAT_DTYPES, to_array
 
@@ -52,11 +52,18 @@ SLOW_FACTOR = 4
 @instability_filter("slow")
 def slow(ctx: FilterContext, cand: Candidate) -> Optional[FilterOutcome]:
     """A timeout is a hang only if the trial also times out with SLOW_FACTOR times the time: a
-    first compile or a busy machine is slow, not a bug anyone would file."""
+    first compile or a busy machine is slow, not a bug anyone would file.  The re-run gets what
+    is left of the budget if that is less; with no more than the first timeout left it cannot
+    tell, and the trial is abandoned (BudgetExhausted)."""
     if cand.verdict is not Verdict.TIMEOUT:
         return None
-    limit = ctx.runner.timeout_s * SLOW_FACTOR
-    again = ctx.runner.run(ctx.execution.trial, ctx.spec, [r.scenario for r in ctx.execution.results], limit)
+    limit = min(ctx.runner.timeout_s * SLOW_FACTOR, ctx.runner.left())
+    if limit <= ctx.runner.timeout_s:
+        raise BudgetExhausted()
+    try:
+        again = ctx.runner.run(ctx.execution.trial, ctx.spec, [r.scenario for r in ctx.execution.results], limit)
+    except BudgetExhausted:  # it used all the budget left, more than its timeout: still hung
+        return _outcome("slow", False, f"still timed out when given the {limit:.0f} s of budget left")
     if again.death is None:
         took = sum(r.seconds for r in again.results)
         return _outcome("slow", True, f"completes in {took:.1f} s when given {limit:.0f} s: slow, not hung")

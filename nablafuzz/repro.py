@@ -13,7 +13,7 @@ import math
 import re
 import sys
 import textwrap
-from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Container, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 from .errors import NablaError
 from .fingerprint import describe as describe_fingerprint
@@ -600,13 +600,19 @@ def _header(report: BugReport) -> List[str]:
     return ["# " + re.sub(r"\s+", " ", line).strip() for line in lines] + _IMPORTS
 
 
-def render(report: BugReport) -> str:
-    """A self-contained repro script for `report` (differentiated outputs as the trial records)."""
-    trial = report.trial
+def render(report: BugReport, declared: Container[str]) -> str:
+    """A self-contained repro script for `report` (differentiated outputs as the trial records).
+    The script calls the report's API only if a loaded spec declares it: `declared` holds the
+    loaded specs' ids (`library:api`), and the trial must name what its fingerprint names."""
+    trial, fp = report.trial, report.fingerprint
     diff_outputs = trial.diff_outputs
     renderer = RENDERERS.get(trial.library)
     if renderer is None:
         raise ReproError(f"repro: no script renderer for library {trial.library!r} (known: {sorted(RENDERERS)})")
+    if (trial.library, trial.api) != (fp.library, fp.api) or f"{fp.library}:{fp.api}" not in declared:
+        raise ReproError(f"repro: the report names {trial.library}:{trial.api}, which no loaded spec declares "
+                         f"(fingerprint: {fp.library}:{fp.api}); no script calls it (fix: pass its spec file "
+                         "with --specs)")
     if COMPILED in _scenarios(report, _pairs(report)) and not renderer.compiler:
         raise ReproError(f"repro: {trial.library} scripts have no compiled form for the {COMPILED!r} scenario "
                          "(compiled VJP); replay the report with `nablafuzz replay` instead")

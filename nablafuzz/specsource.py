@@ -15,7 +15,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import yaml
 
-from .errors import WorkerError
+from .errors import SpecError, WorkerError
 from .probing import Entry, entry_from_dict, probe_entries
 from .runtime.process import WorkerProcess
 from .runtime.registry import resolve_runtime
@@ -45,6 +45,7 @@ def mirrored(library: str, spec_dir: Path) -> Tuple[List[Dict[str, Any]], List[s
     if not path.exists():
         raise WorkerError(f"{library} specs mirror {source}'s, but {path} is missing; "
                           f"run `nablafuzz specs derive {source}` first")
+    load_file(path)  # valid (a SpecError naming file, line and field otherwise), so the dicts below are too
     specs, skipped = [], []
     for spec in (yaml.safe_load(path.read_text()) or {}).get("apis", []):
         name = spec["name"]
@@ -110,6 +111,7 @@ def _matches(name: str, only: Sequence[str]) -> bool:
 def _keep_others(out: Path, only: Sequence[str], apis: List[Dict[str, Any]],
                  dropped: List[str]) -> Tuple[List[Dict[str, Any]], List[str]]:
     """The new results for the APIs `only` selects, the old file's entries for all others."""
+    load_file(out)  # valid (a SpecError naming file, line and field otherwise), so the dicts below are too
     text = out.read_text()
     old = yaml.safe_load(text) or {}
     kept = [a for a in old.get("apis", []) if not _matches(a["name"], only)]
@@ -120,7 +122,12 @@ def _keep_others(out: Path, only: Sequence[str], apis: List[Dict[str, Any]],
 
 
 def list_specs(spec_dir: Path, library: Optional[str], check_only: bool) -> Iterator[str]:
-    libraries = [library] if library else sorted(p.name for p in spec_dir.iterdir() if p.is_dir())
+    have = sorted(p.name for p in spec_dir.iterdir() if p.is_dir())
+    if library and library not in have:
+        raise SpecError(str(spec_dir / library), "", "library", f"no spec directory for {library!r} under {spec_dir}",
+                        f"name one of {', '.join(have) or '(none)'}, or derive its specs with "
+                        f"`nablafuzz specs derive {library}`")
+    libraries = [library] if library else have
     total = 0
     for lib in libraries:
         for f in sorted((spec_dir / lib).glob("*.yaml")):

@@ -66,6 +66,8 @@ class Summary:
     trials_this_run: int = 0
     invalid_apis: Tuple[str, ...] = ()
     votes: Tuple[Tuple[str, int], ...] = ()  # --cross: "library vote" -> quantities judged so
+    memory_limit_mb: int = 0  # each worker's address-space limit (0: none)
+    stopped: Tuple[str, ...] = ()  # "library: why" for each runtime given up (its worker would not restart)
 
     @property
     def trials_per_s(self) -> float:
@@ -79,6 +81,7 @@ class Summary:
                 "distinct_fingerprints": self.fingerprints, "new_reports": self.new_reports,
                 "deaths": dict(self.deaths), "seconds_this_run": round(self.seconds, 2),
                 "trials_per_s_this_run": round(self.trials_per_s, 2), "apis_without_valid_trial": list(self.invalid_apis),
+                "memory_limit_mb": self.memory_limit_mb, "runtimes_given_up": list(self.stopped),
                 **({"cross_votes": dict(self.votes)} if self.votes else {})}
 
     def lines(self) -> List[str]:
@@ -91,8 +94,9 @@ class Summary:
             f"{self.trials_per_s:.1f} trials/s this run",
             f"candidates: {self.candidates}; dismissed by filter: {dismissed}",
             f"findings: {self.findings} in {self.fingerprints} distinct fingerprints; new reports: {self.new_reports}",
+            f"memory limit per worker: {f'{self.memory_limit_mb} MiB' if self.memory_limit_mb else 'none'}",
         ] + ([f"cross-library votes (library vote: quantities): {', '.join(f'{k}: {v}' for k, v in self.votes)}"]
-             if self.votes else [])
+             if self.votes else []) + [f"runtime given up, its remaining APIs skipped: {s}" for s in self.stopped]
 
 
 def _count(pairs) -> Tuple[Tuple[str, int], ...]:

@@ -5,16 +5,25 @@ atomic (temp file, fsync, rename), so a killed campaign leaves either the old or
 report, never half of one.  Re-finding a bug merges the occurrence into its report; the same
 trial is never counted twice (a resumed campaign may re-run a trial whose report was written
 just before it was killed).  A corrupt report is moved aside, never overwritten.
+
+The store is data that anyone with write access to a repository can edit, so nothing in a
+report decides where a file goes: the path is `report_path` of the fingerprint, each part
+reduced to a safe name, and the file name is the key recomputed from the fingerprint (the
+stored `key` field is never used as a path).  A report whose stored key or file name does not
+match its fingerprint is moved aside with a message, never merged into.  A report file over
+MAX_REPORT_BYTES is refused before it is parsed (a hostile or runaway file must not cost
+minutes and gigabytes); writes summarise the evidence instead of growing past it.
 """
 from __future__ import annotations
 
 import json
 import os
 import re
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Iterator, List, Optional, Sequence, Tuple
+from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 
 from .codec import digest, from_json, to_json
 from .errors import ReportError
@@ -25,6 +34,7 @@ from .model import BugReport, CampaignRecord, Evidence, Finding, ReportStatus, T
 SCHEMA = 1
 CAMPAIGNS = "_campaigns"
 RECENT_TRIALS = 64
+MAX_REPORT_BYTES = 4 << 20
 
 
 def now() -> str:
@@ -32,11 +42,41 @@ def now() -> str:
 
 
 def safe_name(api: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", api)
+    """One path component: letters, digits, `_.-` only, never starting with a dot (so never
+    `..`), at most 200 characters."""
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", api)[:200]
+    return "_" + name if not name or name.startswith(".") else name
 
 
 def report_path(root: Path, library: str, api: str, key: str) -> Path:
-    return root / safe_name(library) / safe_name(api) / f"{key}.json"
+    return root / safe_name(library) / safe_name(api) / f"{safe_name(key)}.json"
+
+
+def path_of(root: Path, report: BugReport) -> Path:
+    """Where a report belongs: from its fingerprint alone (its stored `key` is not trusted)."""
+    fp = report.fingerprint
+    return report_path(root, fp.library, fp.api, fingerprint_key(fp))
+
+
+def mismatch(path: Path, report: BugReport) -> Optional[str]:
+    """Why `report`, read from `path`, is not where its fingerprint puts it (None: it is)."""
+    k = fingerprint_key(report.fingerprint)
+    if report.key != k:
+        return f"its stored key {report.key!r} is not its fingerprint's key {k!r} (edited by hand?)"
+    if path.name != f"{k}.json" or path.parent.name != safe_name(report.fingerprint.api) \
+            or path.parent.parent.name != safe_name(report.fingerprint.library):
+        return f"its fingerprint belongs in {report.fingerprint.library}/{report.fingerprint.api}/{k}.json"
+    return None
+
+
+def set_aside(path: Path, why: str) -> Path:
+    """Rename a report the store cannot use to `<name>.<why>-N` (kept, never overwritten)."""
+    n = 0
+    while path.with_name(f"{path.name}.{why}-{n}").exists():
+        n += 1
+    aside = path.with_name(f"{path.name}.{why}-{n}")
+    os.replace(path, aside)
+    return aside
 
 
 def trial_key(trial: Trial) -> str:
@@ -64,8 +104,15 @@ def encode_report(report: BugReport) -> str:
 def read_report(path: Path) -> BugReport:
     """Load one report; any problem is a ReportError naming the file, the field and the fix."""
     try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise ReportError(f"{path}: cannot be read ({exc.strerror}); fix: check the path") from None
+    if size > MAX_REPORT_BYTES:
+        raise ReportError(f"{path}: {size} bytes, over the {MAX_REPORT_BYTES}-byte limit of a report; not read "
+                          "(fix: delete it; the next campaign that finds the bug re-creates it)")
+    try:
         data = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:
         raise ReportError(f"{path}: not a readable JSON report ({exc}); fix: restore it from version "
                           "control or delete it so the next campaign re-creates it") from None
     if not isinstance(data, dict) or data.get("schema") != SCHEMA or "report" not in data:
@@ -77,9 +124,24 @@ def read_report(path: Path) -> BugReport:
         raise ReportError(f"{path}: invalid report: {exc}; fix: restore the file or delete it") from None
 
 
+def read_checked(path: Path) -> BugReport:
+    """A report that is where its fingerprint says (ReportError otherwise)."""
+    report = read_report(path)
+    why = mismatch(path, report)
+    if why is not None:
+        raise ReportError(f"{path}: {why}; not used (fix: restore the file from version control, or move it to "
+                          "the path its fingerprint gives)")
+    return report
+
+
+def _say(message: str) -> None:
+    print(f"nablafuzz: {message}", file=sys.stderr)
+
+
 class Store:
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, notify: Callable[[str], None] = _say):
         self.root = Path(root)
+        self.notify = notify
 
     def paths(self) -> List[Path]:
         return sorted(p for p in self.root.glob("*/*/*.json") if p.parts[-3] != CAMPAIGNS)
@@ -88,23 +150,28 @@ class Store:
         reports, errors = [], []
         for p in self.paths():
             try:
-                reports.append(read_report(p))
+                reports.append(read_checked(p))
             except ReportError as exc:
                 errors.append(exc)
         return reports, errors
 
     def get(self, library: str, api: str, key: str) -> Optional[BugReport]:
+        """The report at this fingerprint key's path, or None.  One that cannot be read, or that
+        does not belong there, is moved aside (with a message), so a new report takes its place."""
         path = report_path(self.root, library, api, key)
         if not path.exists():
             return None
         try:
-            return read_report(path)
-        except ReportError:
-            n = 0
-            while path.with_name(f"{path.name}.corrupt-{n}").exists():
-                n += 1
-            os.replace(path, path.with_name(f"{path.name}.corrupt-{n}"))  # kept, never overwritten
+            report = read_report(path)
+        except ReportError as exc:
+            self.notify(f"{exc}; moved aside to {set_aside(path, 'corrupt').name}")
             return None
+        why = mismatch(path, report) or (None if report.fingerprint.library == library and report.fingerprint.api == api
+                                         else "its fingerprint names another API")
+        if why is not None:
+            self.notify(f"{path}: {why}; moved aside to {set_aside(path, 'mismatch').name}, not merged into")
+            return None
+        return report
 
     def record(self, finding: Finding, minimised: Trial, versions: Sequence[str], campaign: str) -> Tuple[BugReport, bool]:
         """Merge a finding into its report (creating it if new).  Returns (report, created)."""
@@ -120,12 +187,17 @@ class Store:
         else:
             report = _merge(old, finding, minimised, evidence, versions, campaign, tkey)
         if old is None or report != old:
-            write_atomic(report_path(self.root, fp.library, fp.api, k), encode_report(report))
+            self.save(report)
         return report, old is None
 
     def save(self, report: BugReport) -> None:
-        fp = report.fingerprint
-        write_atomic(report_path(self.root, fp.library, fp.api, report.key), encode_report(report))
+        """Write `report` where its fingerprint puts it, with the key recomputed from it."""
+        report = replace(report, key=fingerprint_key(report.fingerprint))
+        text = encode_report(report)
+        if len(text) > MAX_REPORT_BYTES:  # the other libraries' outputs are not needed to reproduce
+            report = replace(report, evidence=replace(report.evidence, expected=()))
+            text = encode_report(report)
+        write_atomic(path_of(self.root, report), text)
 
     def save_campaign(self, record: CampaignRecord) -> None:
         text = json.dumps({"schema": SCHEMA, "campaign": to_json(record)}, indent=1, sort_keys=True) + "\n"

@@ -1,7 +1,9 @@
 """Tensor records and the framed wire format shared by orchestrator and worker.
 
-A message is one frame: 8-byte big-endian length, then a JSON header (itself length-prefixed)
-and the arrays' raw C-order bytes, each length-prefixed.  The header describes each array as
+A message is one frame: 4 magic bytes (`NBLA`), an 8-byte big-endian length, then a JSON header
+(itself length-prefixed) and the arrays' raw C-order bytes, each length-prefixed.  A frame
+without the magic or longer than MAX_FRAME is a protocol error (`ProtocolError`): the reader
+stops trusting the stream, and the orchestrator restarts the worker.  The header describes each array as
 {"__array__": i, "dtype": "<f8", "shape": [...]}: numpy's dtype strings are identical across
 numpy 1.26 and 2.x, and raw buffers avoid npy header parsing, which dominated the cost of
 the many small arrays a trial sends (bench/overhead.py: round trip per numpy_ref trial 3.6-5.1 ms
@@ -21,7 +23,13 @@ from .model import TensorRecord
 
 FLOAT_DTYPES = ("float64", "float32", "float16")
 _LEN = struct.Struct(">Q")
-MAX_FRAME = 1 << 31
+MAGIC = b"NBLA"
+HEAD = len(MAGIC) + _LEN.size
+MAX_FRAME = 256 << 20  # a trial's messages are kilobytes; anything this large is a corrupt stream
+
+
+class ProtocolError(ValueError):
+    """A frame that is not one of ours: wrong magic, an impossible length, undecodable contents."""
 
 
 def to_array(rec: TensorRecord) -> np.ndarray:
@@ -77,19 +85,35 @@ def encode_message(message: Any) -> bytes:
         data = np.ascontiguousarray(a).tobytes()
         parts += [_LEN.pack(len(data)), data]
     body = b"".join(parts)
-    return _LEN.pack(len(body)) + body
+    return MAGIC + _LEN.pack(len(body)) + body
+
+
+def frame_length(head: bytes) -> int:
+    """The body length announced by a frame's first HEAD bytes; ProtocolError if they are not ours."""
+    if head[:len(MAGIC)] != MAGIC:
+        raise ProtocolError(f"frame starts with {head[:len(MAGIC)]!r}, not {MAGIC!r}: not a nablafuzz frame")
+    (n,) = _LEN.unpack(head[len(MAGIC):HEAD])
+    if n > MAX_FRAME:
+        raise ProtocolError(f"frame of {n} bytes exceeds the {MAX_FRAME}-byte limit: corrupt stream")
+    return n
 
 
 def decode_message(body: bytes) -> Any:
-    view = memoryview(body)
-    (n,) = _LEN.unpack_from(view, 0)
-    header = json.loads(bytes(view[8:8 + n]))
-    pos, arrays = 8 + n, []
-    while pos < len(body):
-        (m,) = _LEN.unpack_from(view, pos)
-        arrays.append(bytes(view[pos + 8:pos + 8 + m]))
-        pos += 8 + m
-    return _unpack_arrays(header, arrays)
+    try:
+        view = memoryview(body)
+        (n,) = _LEN.unpack_from(view, 0)
+        header = json.loads(bytes(view[8:8 + n]))
+        pos, arrays = 8 + n, []
+        while pos < len(body):
+            (m,) = _LEN.unpack_from(view, pos)
+            arrays.append(bytes(view[pos + 8:pos + 8 + m]))
+            pos += 8 + m
+        message = _unpack_arrays(header, arrays)
+    except (ValueError, TypeError, KeyError, IndexError, struct.error) as exc:
+        raise ProtocolError(f"undecodable frame: {type(exc).__name__}: {exc}") from None
+    if not isinstance(message, dict):
+        raise ProtocolError(f"frame holds a {type(message).__name__}, not a message object")
+    return message
 
 
 def write_message(stream: BinaryIO, message: Any) -> None:
@@ -110,13 +134,10 @@ def _read_exact(stream: BinaryIO, n: int) -> Optional[bytes]:
 
 def read_message(stream: BinaryIO) -> Optional[Any]:
     """The next message, or None at end of stream (the peer has gone)."""
-    head = _read_exact(stream, 8)
+    head = _read_exact(stream, HEAD)
     if head is None:
         return None
-    (n,) = _LEN.unpack(head)
-    if n > MAX_FRAME:
-        raise ValueError(f"frame of {n} bytes exceeds the {MAX_FRAME}-byte limit: corrupt stream")
-    body = _read_exact(stream, n)
+    body = _read_exact(stream, frame_length(head))
     return None if body is None else decode_message(body)
 
 

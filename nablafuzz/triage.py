@@ -5,6 +5,10 @@ deep-learning library installed.  Reports are grouped library -> verdict -> API,
 severe first (crash, wrong, accuracy); each says whether it is new, still open, fixed or not
 seen since the previous campaign, and carries its evidence, filter verdicts, replay command and
 repro script.  Unreadable files are named in a Problems section, never fatal.
+
+A repro script calls the report's API only when a loaded spec (the spec directory, `--specs`
+files, or a member of the equivalence map) declares it: report files are data, and a report
+naming `os:system` gets no script.
 """
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ import re
 import shlex
 from collections import defaultdict
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Container, Dict, FrozenSet, Iterable, List, Optional, Sequence, Tuple
 
 from .codec import from_json
 from .fingerprint import describe as describe_fingerprint
@@ -41,7 +45,7 @@ def read_campaigns(store_root: Path) -> Tuple[List[CampaignRecord], List[str]]:
             if not isinstance(data, dict) or data.get("schema") != CAMPAIGN_SCHEMA or "campaign" not in data:
                 raise ValueError(f"field 'schema' must be {CAMPAIGN_SCHEMA} with a 'campaign' object")
             records.append(from_json(CampaignRecord, data["campaign"]))
-        except (OSError, ValueError, TypeError, KeyError) as exc:
+        except (OSError, ValueError, TypeError, KeyError, RecursionError) as exc:
             warnings.append(f"{path}: unreadable campaign record ({exc}); ignored. Fix: restore it or delete it")
     return sorted(records, key=lambda r: (r.started, r.id)), warnings
 
@@ -196,9 +200,18 @@ def _filters(report: BugReport) -> List[str]:
                             for f in report.evidence.filters]
 
 
-def _repro(report: BugReport) -> List[str]:
+def declared_apis(spec_dir: Path, spec_files: Sequence[Path], libraries: Iterable[str]) -> FrozenSet[str]:
+    """The ids (`library:api`) that loaded specs declare: what repro scripts may call."""
+    from .equivalence import EQUIVALENCE_FILE, load_classes
+    from .spec import load_specs
+    specs = load_specs(Path(spec_dir), sorted(set(libraries)), [Path(f) for f in spec_files])
+    members = {m.id for c in load_classes(Path(spec_dir) / EQUIVALENCE_FILE) for m in c.members}
+    return frozenset({s.id for s in specs.specs} | members)
+
+
+def _repro(report: BugReport, declared: Container[str]) -> List[str]:
     try:
-        script = render(report)
+        script = render(report, declared)
     except ReproError as exc:
         return [f"Repro script: not available ({_one_line(str(exc))})."]
     fence = "`" * max(3, 1 + max((len(m) for m in re.findall(r"`+", script)), default=0))
@@ -225,7 +238,7 @@ def _facts(report: BugReport, path: Path, what: str) -> List[str]:
                     f"- Replay: `nablafuzz replay {shlex.quote(str(path))}`"]
 
 
-def _report(report: BugReport, root: Path, what: str) -> List[str]:
+def _report(report: BugReport, root: Path, what: str, declared: Container[str]) -> List[str]:
     fp = report.fingerprint
     what_ran = ", ".join(fp.scenarios) + " vs the other libraries" if fp.oracle else " vs ".join(fp.scenarios)
     title = f"##### {report.evidence.severity}: {what_ran or fp.verdict.value} — `{report.key}`"
@@ -233,10 +246,10 @@ def _report(report: BugReport, root: Path, what: str) -> List[str]:
         title += " (fixed)"
     path = report_path(root, fp.library, fp.api, report.key)
     return ([title, ""] + _facts(report, path, what) + _filters(report) + ["", "Evidence:", ""]
-            + _evidence(report.evidence.disagreements) + [""] + _repro(report) + [""])
+            + _evidence(report.evidence.disagreements) + [""] + _repro(report, declared) + [""])
 
 
-def _groups(reports: Sequence[BugReport], root: Path, changes: Dict[str, str]) -> List[str]:
+def _groups(reports: Sequence[BugReport], root: Path, changes: Dict[str, str], declared: Container[str]) -> List[str]:
     tree: Dict[str, Dict[Verdict, Dict[str, List[BugReport]]]] = defaultdict(
         lambda: defaultdict(lambda: defaultdict(list)))
     for r in reports:
@@ -250,7 +263,7 @@ def _groups(reports: Sequence[BugReport], root: Path, changes: Dict[str, str]) -
             for api in sorted(verdicts[verdict], key=lambda a: _group_order(verdicts[verdict][a], a)):
                 lines += [f"#### `{api}`", ""]
                 for r in sorted(verdicts[verdict][api], key=_report_order):
-                    lines += _report(r, root, changes[r.key])
+                    lines += _report(r, root, changes[r.key], declared)
     return lines
 
 
@@ -258,14 +271,17 @@ def _flat(by_api: Dict[str, List[BugReport]]) -> List[BugReport]:
     return [r for rs in by_api.values() for r in rs]
 
 
-def render_triage(store_root: Path, out: Optional[Path] = None) -> str:
-    """The triage markdown of the store at `store_root`; also written to `out` if given."""
+def render_triage(store_root: Path, out: Optional[Path] = None, spec_dir: Path = Path("api_specs"),
+                  spec_files: Sequence[Path] = ()) -> str:
+    """The triage markdown of the store at `store_root`; also written to `out` if given.  Repro
+    scripts are rendered for the APIs the specs under `spec_dir` and `spec_files` declare."""
     root = Path(store_root)
     reports, errors = Store(root).load_all()
+    declared = declared_apis(spec_dir, spec_files, {r.fingerprint.library for r in reports})
     campaigns, warnings = read_campaigns(root)
     latest = campaigns[-1] if campaigns else None
     changes = {r.key: change(r, latest) for r in reports}
-    body = _groups(reports, root, changes) or ["No bug reports in this store.", ""]
+    body = _groups(reports, root, changes, declared) or ["No bug reports in this store.", ""]
     text = "\n".join(_header(root, reports, campaigns) + _summary(reports, changes)
                      + _problems(errors, warnings) + body + _cross(campaigns) + _conventions(campaigns)
                      ).rstrip("\n") + "\n"

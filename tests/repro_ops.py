@@ -57,6 +57,11 @@ def disagreement(a: str, b: str, dtype="float64", actual=1.0, expected=0.5, aspe
                         "projection <v, J u>", f"{a} vs {b}: derivative {actual} vs {expected}")
 
 
+def declared(report: BugReport) -> set:
+    """The spec ids a test declares for `report`: its own API (as a loaded spec would)."""
+    return {f"{report.fingerprint.library}:{report.fingerprint.api}"}
+
+
 def make_report(library: str, api: str, inputs: Sequence[InputValue], *, dtype="float64", seed=20240607,
                 verdict=Verdict.DERIVATIVE_MISMATCH, scenarios: Tuple[str, ...] = ("rev",),
                 disagreements: Sequence[Disagreement] = (), severity="wrong", status=ReportStatus.NEW,

@@ -122,7 +122,7 @@ def test_float32_scenarios_agree_within_float32(runner, fid):
 def test_unknown_api_is_refused(runner):
     from nablafuzz.errors import WorkerError
     library, r = runner
-    spec = parse_api(_Ctx("conformance"), library, {"name": "os:system", "args": [{"name": "x"}]})
+    spec = parse_api(_Ctx("conformance"), library, {"name": "no_such_module_xyz:fn", "args": [{"name": "x"}]})
     trial = Trial(library, "no_such_module_xyz:fn", SEED, "float64",
                   (InputValue("x", ArgKind.TENSOR, to_record(X), True),))
     with pytest.raises(WorkerError):

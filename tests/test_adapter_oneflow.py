@@ -49,8 +49,8 @@ def test_specs_mirror_torch_by_name(tmp_path):
     (tmp_path / "torch" / "derived.yaml").write_text(
         "library: torch\napis:\n"
         "- {name: torch.sin, args: [{name: input}], dtypes: [float16, float32, float64], capabilities: [rev, fwd]}\n"
-        "- {name: torch.Tensor.abs, args: [{name: self}], unsupported: [fwd]}\n"
-        "- {name: torch.nn.Linear, module: torch.nn.Linear, args: [{name: input}]}\n")
+        "- {name: torch.Tensor.abs, args: [{name: self}], capabilities: [rev], unsupported: [fwd]}\n"
+        "- {name: torch.nn.Linear, module: true, args: [{name: input}]}\n")
     specs, skipped = mirrored("oneflow", tmp_path)
     assert [s["name"] for s in specs] == ["oneflow.sin", "oneflow.Tensor.abs"]
     assert specs[0]["dtypes"] == ["float32", "float64"] and "capabilities" not in specs[0]

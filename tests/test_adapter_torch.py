@@ -143,7 +143,7 @@ def test_repro_script_runs_alone_in_the_torch_runtime(runner, tmp_path):
     (finding,) = [f for f in judge(ex, spec, runner).findings if f.candidate.order == 1]
     report, _ = Store(tmp_path / "store").record(finding, finding.trial, ("torch 2.13.0",), "test")
     script = tmp_path / "repro.py"
-    script.write_text(render(report))
+    script.write_text(render(report, {spec.id}))
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(Path(__file__).parent)}
     done = subprocess.run([load_registry()["torch"]["python"], str(script)], capture_output=True, text=True,
                           env=env, cwd=tmp_path, timeout=300)

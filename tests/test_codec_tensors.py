@@ -132,7 +132,7 @@ NESTED = {
 
 
 def test_message_round_trip_nested():
-    back = tensors.decode_message(tensors.encode_message(NESTED)[8:])
+    back = tensors.decode_message(tensors.encode_message(NESTED)[tensors.HEAD:])
     _assert_same_message(NESTED, back)
 
 
@@ -143,8 +143,8 @@ def test_message_round_trip_nested():
                        max_size=5))
 def test_message_round_trip_property(message):
     frame = tensors.encode_message(message)
-    assert int.from_bytes(frame[:8], "big") == len(frame) - 8
-    _assert_same_message(message, tensors.decode_message(frame[8:]))
+    assert frame[:4] == tensors.MAGIC and tensors.frame_length(frame[:tensors.HEAD]) == len(frame) - tensors.HEAD
+    _assert_same_message(message, tensors.decode_message(frame[tensors.HEAD:]))
 
 
 MESSAGES = [{"op": "hello"}, {"op": "result", "outputs": [np.full((64, 64), 0.5)]}, {"op": "done", "n": 3},
@@ -185,7 +185,7 @@ def test_read_message_truncated_stream_returns_none(cut):
 
 
 def test_read_message_rejects_absurd_frame_length():
-    reader, t = _pipe_with((tensors.MAX_FRAME + 1).to_bytes(8, "big") + b"x" * 16)
+    reader, t = _pipe_with(tensors.MAGIC + (tensors.MAX_FRAME + 1).to_bytes(8, "big") + b"x" * 16)
     with reader, pytest.raises(ValueError, match="corrupt"):
         tensors.read_message(reader)
     t.join()

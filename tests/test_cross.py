@@ -193,7 +193,7 @@ def test_repro_script_checks_against_the_other_libraries_values(campaign, tmp_pa
     exp = next(r for r in reports if r.fingerprint.api == "exp")
     swapped = replace(exp, fingerprint=replace(exp.fingerprint, library="numpy_ref"),
                       trial=replace(exp.trial, library="numpy_ref"))
-    script = render(swapped)
+    script = render(swapped, {"numpy_ref:exp"})
     assert "EXPECTED = {'others': (None, None, [np.array(" in script
     path = tmp_path / "repro.py"
     path.write_text(script)

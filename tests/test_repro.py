@@ -21,7 +21,7 @@ from nablafuzz.scenarios import run_scenarios
 from nablafuzz.tensors import to_record
 
 import repro_ops  # noqa: F401  (tests/ is on sys.path: user ops resolve in-process too)
-from repro_ops import disagreement, make_report, tensor
+from repro_ops import declared, disagreement, make_report, tensor
 
 TESTS = Path(__file__).resolve().parent
 PACKAGE_PARENT = Path(nablafuzz.__file__).resolve().parent.parent
@@ -51,6 +51,11 @@ def pipeline_values(report) -> dict:
     return {r.scenario: r.value for r in results if r.scenario != "direct"}
 
 
+def _declared(report):
+    """(report, the spec ids a test declares for it): `render`'s arguments."""
+    return report, declared(report)
+
+
 def same(a: float, b: float) -> bool:
     return (math.isnan(a) and math.isnan(b)) or a == b
 
@@ -60,7 +65,7 @@ def same(a: float, b: float) -> bool:
 def test_wrong_user_op_prints_disagreement_and_exits_1(tmp_path):
     report = make_report("numpy_ref", "repro_ops:DOUBLE_VJP_SIN", [tensor([0.3, -1.2, 2.5])],
                          disagreements=[disagreement("rev", "fd")])
-    proc = run_script(tmp_path, render(report))
+    proc = run_script(tmp_path, render(report, declared(report)))
     assert proc.returncode == 1, proc.stderr
     last = proc.stdout.strip().splitlines()[-1]
     assert last.startswith("DISAGREEMENT: rev = ") and " vs fd = " in last and "max_abs=" in last
@@ -71,7 +76,7 @@ def test_wrong_user_op_prints_disagreement_and_exits_1(tmp_path):
 def test_correct_op_prints_agreement_and_exits_0(tmp_path):
     report = make_report("numpy_ref", "repro_ops:SIN", [tensor([0.3, -1.2, 2.5])],
                          disagreements=[disagreement("rev", "fd"), disagreement("fwd", "fd")])
-    proc = run_script(tmp_path, render(report))
+    proc = run_script(tmp_path, render(report, declared(report)))
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().splitlines()[-1].startswith("AGREEMENT: ")
     assert "DISAGREEMENT" not in proc.stdout
@@ -80,7 +85,7 @@ def test_correct_op_prints_agreement_and_exits_0(tmp_path):
 def test_wrong_second_derivative_is_reproduced(tmp_path):
     report = make_report("numpy_ref", "repro_ops:TRIPLE_HESS_SIN", [tensor([[0.5, 1.0], [-2.0, 0.25]])],
                          scenarios=("fwd.rev", "rev.rev"), disagreements=[disagreement("fwd.rev", "fd.rev")])
-    proc = run_script(tmp_path, render(report))
+    proc = run_script(tmp_path, render(report, declared(report)))
     assert proc.returncode == 1, proc.stderr
     assert "DISAGREEMENT: fwd.rev = " in proc.stdout
     assert "fwd.rev (JVP of VJP) = " in proc.stdout and "fd.rev (finite differences of VJP) = " in proc.stdout
@@ -106,7 +111,7 @@ def test_script_reproduces_the_pipeline_values_exactly(tmp_path, case):
     api, inputs, dtype = CASES[case]
     report = make_report("numpy_ref", api, inputs, dtype=dtype, scenarios=ALL,
                          disagreements=[disagreement("rev", "fd", dtype)])
-    proc = run_script(tmp_path, render(report))
+    proc = run_script(tmp_path, render(report, declared(report)))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     got, want = printed_values(proc.stdout), pipeline_values(report)
     assert set(got) == set(ALL)
@@ -117,7 +122,7 @@ def test_value_aspect_compares_primal_outputs(tmp_path):
     value = disagreement("rev", "direct", aspect=Aspect.VALUE, tolerance=Tolerance(1e-300, 1e-10))
     report = make_report("numpy_ref", "cos", [tensor([0.1, 0.2])], verdict=Verdict.VALUE_MISMATCH,
                          disagreements=[value])
-    proc = run_script(tmp_path, render(report))
+    proc = run_script(tmp_path, render(report, declared(report)))
     assert proc.returncode == 0, proc.stderr
     assert "AGREEMENT: rev outputs vs direct outputs, max_abs=0" in proc.stdout
 
@@ -125,7 +130,7 @@ def test_value_aspect_compares_primal_outputs(tmp_path):
 def test_status_verdict_calls_the_failing_scenario(tmp_path):
     report = make_report("numpy_ref", "repro_ops:RAISING_VJP", [tensor([0.1, 0.2])], verdict=Verdict.STATUS_MISMATCH,
                          error=ErrorInfo("NotImplementedError", "no VJP"))
-    proc = run_script(tmp_path, render(report))
+    proc = run_script(tmp_path, render(report, declared(report)))
     assert proc.returncode != 0
     assert "NotImplementedError: repro_ops.RAISING_VJP has no VJP" in proc.stderr
 
@@ -133,7 +138,7 @@ def test_status_verdict_calls_the_failing_scenario(tmp_path):
 def test_undeclared_support_runs_to_completion(tmp_path):
     report = make_report("numpy_ref", "sin", [tensor([0.1])], verdict=Verdict.UNDECLARED_SUPPORT,
                          scenarios=("fwd.fwd",))
-    proc = run_script(tmp_path, render(report))
+    proc = run_script(tmp_path, render(report, declared(report)))
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().splitlines()[-1] == "COMPLETED: fwd.fwd ran without an error"
 
@@ -153,7 +158,7 @@ def test_inputs_are_exact_literals_including_nonfinite_and_float32(tmp_path):
     values = np.array([np.nan, np.inf, -np.inf, -0.0, 0.1, 1e-45, 3.4e38, -2.5], dtype="float32")
     report = make_report("numpy_ref", "sin", [tensor(values, "float32")], dtype="float32",
                          disagreements=[disagreement("rev", "fd", "float32")])
-    text = render(report)
+    text = render(report, declared(report))
     assert "float('nan')" in text and "float('-inf')" in text
     inputs = next(n.value for n in ast.parse(text).body if isinstance(n, ast.Assign) and n.targets[0].id == "INPUTS")
     array_call = inputs.values[0].func.value  # np.array([...], dtype=...).reshape(...)
@@ -165,7 +170,7 @@ def test_inputs_are_exact_literals_including_nonfinite_and_float32(tmp_path):
 def test_header_and_no_exec_or_eval():
     report = make_report("numpy_ref", "sin", [tensor([1.0])], message="line one\nline two ```",
                          disagreements=[disagreement("rev", "fd")], versions=("numpy==2.1.0",))
-    text = render(report)
+    text = render(report, declared(report))
     head = text.splitlines()[:6]
     assert all(line.startswith("# ") for line in head)
     assert "numpy_ref:sin derivative_mismatch in rev (order 1)" in head[0]
@@ -210,7 +215,7 @@ LIBRARY_CASES = [
 
 @pytest.mark.parametrize("library,api,inputs,expected", LIBRARY_CASES, ids=[c[1] for c in LIBRARY_CASES])
 def test_library_scripts_parse_and_use_the_public_ad_api(library, api, inputs, expected):
-    text = render(_library_report(library, api, inputs))
+    text = render(*_declared(_library_report(library, api, inputs)))
     ast.parse(text)
     compile(text, f"<repro {api}>", "exec")
     missing = [e for e in expected if e not in text]
@@ -220,7 +225,7 @@ def test_library_scripts_parse_and_use_the_public_ad_api(library, api, inputs, e
 
 
 def test_oneflow_script_has_no_forward_mode_api():
-    text = render(_library_report("oneflow", "oneflow.sin", [tensor([1.0])], ("fwd", "fd")))
+    text = render(*_declared(_library_report("oneflow", "oneflow.sin", [tensor([1.0])], ("fwd", "fd"))))
     assert "forward_ad" not in text and "ForwardAccumulator" not in text and "jax.jvp" not in text
 
 
@@ -234,14 +239,14 @@ def test_oneflow_script_has_no_forward_mode_api():
 ])
 def test_unrenderable_reports_raise_repro_error(library, api, match):
     with pytest.raises(ReproError, match=re.escape(match)):
-        render(_library_report(library, api, [tensor([1.0])]))
+        render(*_declared(_library_report(library, api, [tensor([1.0])])))
 
 
 def test_unsafe_argument_name_stays_a_string_literal():
     # a keyword name that is no identifier (layer parameters are `param:<name>`) is written as a
     # dict key, **{'name': value}: data, never code
     bad = tensor([1.0], name="x=1); import os; f(x", keyword=True)
-    tree = ast.parse(render(_library_report("torch", "torch.sin", [bad])))
+    tree = ast.parse(render(*_declared(_library_report("torch", "torch.sin", [bad]))))
     imported = {a.name for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom)) for a in n.names}
     assert "os" not in imported
     keys = [k.value for n in ast.walk(tree) if isinstance(n, ast.Dict) for k in n.keys if isinstance(k, ast.Constant)]
@@ -249,18 +254,18 @@ def test_unsafe_argument_name_stays_a_string_literal():
 
 
 def test_jit_scenario_needs_a_compiled_form():
-    text = render(_library_report("torch", "torch.sin", [tensor([1.0])], ("jit", "rev")))
+    text = render(*_declared(_library_report("torch", "torch.sin", [tensor([1.0])], ("jit", "rev"))))
     assert "torch.compile(f, dynamic=True)" in text and "'jit': 'compiled VJP'" in text
-    text = render(_library_report("tensorflow", "tf.math.sin", [tensor([1.0])], ("jit", "rev")))
+    text = render(*_declared(_library_report("tensorflow", "tf.math.sin", [tensor([1.0])], ("jit", "rev"))))
     assert "tf.function(f, jit_compile=True)" in text
     for library, api in (("oneflow", "oneflow.sin"), ("numpy_ref", "sin")):
         with pytest.raises(ReproError, match="no compiled form for the 'jit' scenario"):
-            render(_library_report(library, api, [tensor([1.0])], ("rev", "jit")))
+            render(*_declared(_library_report(library, api, [tensor([1.0])], ("rev", "jit"))))
 
 
 def test_jax_api_module_is_imported_from_the_api_name():
     # `import jax` need not load jax.scipy.stats.norm; jnp.* and jax.numpy.* need no extra import
-    imports = {api: [line for line in render(_library_report("jax", api, [tensor([1.0])])).splitlines()
+    imports = {api: [line for line in render(*_declared(_library_report("jax", api, [tensor([1.0])]))).splitlines()
                      if line.startswith("import jax")]
                for api in ("jax.scipy.stats.norm.logpdf", "jax.lax.reduce_max", "jnp.linalg.norm", "jax.numpy.sin",
                            "jax.scipy.spatial.transform.Rotation.from_quat")}
@@ -314,7 +319,7 @@ def test_jax_scipy_script_runs_alone(tmp_path, api):
              disagreement("fwd.rev", "fd.rev", tolerance=Tolerance(1e-10, 1e-6))]
     report = make_report("jax", api, JAX_SCIPY[api], scenarios=("rev", "fwd", "fd", "jit", "fwd.rev"),
                          disagreements=pairs)
-    proc = run_alone(tmp_path, render(report))
+    proc = run_alone(tmp_path, render(report, declared(report)))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     verdicts = [line for line in proc.stdout.splitlines() if "AGREEMENT: " in line]
     assert len(verdicts) == 4 and all(line.startswith("AGREEMENT: ") for line in verdicts), proc.stdout
@@ -329,7 +334,7 @@ def test_jax_complex_outputs_match_the_worker(jax_runner, tmp_path):
                          scenarios=("rev", "fwd", "jit"), disagreements=[disagreement("rev", "fwd"), value])
     spec = parse_api(_Ctx("test"), "jax", {"name": "jax.numpy.fft.fft", "args": [{"name": "a"}]})
     ex = jax_runner.run(report.trial, spec, ("direct", "rev", "fwd", "jit"))
-    proc = run_alone(tmp_path, render(report))
+    proc = run_alone(tmp_path, render(report, declared(report)))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     (want,), (got,) = ex.get("direct").outputs, printed_outputs(proc.stdout)
     assert got.shape == want.shape == (4, 2)
@@ -348,7 +353,7 @@ def test_jax_float32_scenarios_match_the_worker(jax_runner, tmp_path):
                          scenarios=scenarios, disagreements=[disagreement("rev.fwd", "rev.rev", "float32")])
     spec = parse_api(_Ctx("test"), "jax", {"name": "jax.numpy.sin", "args": [{"name": "x"}]})
     ex = jax_runner.run(report.trial, spec, ("direct",) + scenarios)
-    proc = run_alone(tmp_path, render(report))
+    proc = run_alone(tmp_path, render(report, declared(report)))
     assert proc.returncode in (0, 1) and "AGREEMENT: rev.fwd = " in proc.stdout, proc.stdout + proc.stderr
     values = printed_values(proc.stdout)
     for s in scenarios:
@@ -359,7 +364,7 @@ def test_jax_jit_agreement_exits_0(tmp_path):
     value = disagreement("jit", "direct", aspect=Aspect.VALUE, tolerance=Tolerance(1e-300, 1e-12))
     report = make_report("jax", "jax.numpy.sin", [tensor([0.25, -1.5, 3.0])], scenarios=("jit", "rev"),
                          disagreements=[disagreement("jit", "rev"), value])
-    proc = run_alone(tmp_path, render(report))
+    proc = run_alone(tmp_path, render(report, declared(report)))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "jit (compiled VJP) = " in proc.stdout and "DISAGREEMENT" not in proc.stdout
     assert "AGREEMENT: jit = " in proc.stdout and "AGREEMENT: jit outputs vs direct outputs" in proc.stdout
@@ -380,7 +385,7 @@ def test_jax_jit_disagreement_found_by_the_pipeline_is_shown_alone(jax_runner, t
     for finding in findings:  # the compiled VJP and the compiled outputs each disagree with eager
         assert COMPILED in finding.candidate.scenarios
         report, _ = Store(tmp_path / "store").record(finding, finding.trial, ("jax 0.10.2",), "test")
-        text = render(report)
+        text = render(report, declared(report))
         assert "import nablafuzz" not in text and "from nablafuzz" not in text
         proc = run_alone(tmp_path, text, pythonpath=str(TESTS))
         assert proc.returncode == 1, proc.stdout + proc.stderr

@@ -111,7 +111,9 @@ def test_grouped_by_library_verdict_api_most_severe_first(store):
 
 def test_report_entry_has_evidence_filters_replay_and_runnable_repro(store, tmp_path):
     root, reports = store
-    md = render_triage(root)
+    spec = tmp_path / "user.yaml"  # the user op is declared by a spec file, as a campaign had it
+    spec.write_text('library: numpy_ref\napis:\n  - {name: "repro_ops:DOUBLE_VJP_SIN", args: [{name: x}]}\n')
+    md = render_triage(root, spec_files=[spec])
     r = reports["open"]
     entry = section(md, "#### `repro_ops:DOUBLE_VJP_SIN`")
     path = report_path(root, "numpy_ref", r.fingerprint.api, r.key)

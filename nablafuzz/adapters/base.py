@@ -165,6 +165,11 @@ class Adapter:
     def seed(self, seed: int) -> None:
         """Seed the library's own RNG before a trial of a random op."""
 
+    def reset(self) -> None:
+        """Undo the process-wide state a previous trial's function may have left behind (grad
+        mode, default dtype, open forward-mode levels, config flags), before every trial.  What
+        an adapter does not know of is caught by confirming findings in a fresh worker."""
+
     def module_call(self, cls: Any, args: Sequence[Any], kwargs: Dict[str, Any]) -> Any:
         """A layer class as a function of its inputs, with parameters as keyword arguments
         named `param:<name>` (so they are differentiable inputs like any other)."""

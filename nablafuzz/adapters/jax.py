@@ -15,6 +15,9 @@ from typing import Any, Dict, List, Sequence
 
 import jax
 
+# The configuration every trial runs under (reset before each: a function may change it)
+CONFIG = {"jax_enable_x64": True, "jax_disable_jit": False, "jax_debug_nans": False, "jax_debug_infs": False,
+          "jax_numpy_rank_promotion": "allow", "jax_default_matmul_precision": None}
 jax.config.update("jax_enable_x64", True)
 
 import jax.numpy as jnp  # noqa: E402  (after x64 is on)
@@ -129,6 +132,11 @@ class JaxAdapter(ComposableAdapter):
 
     def seed(self, seed: int) -> None:
         """JAX has no global RNG: random APIs take explicit keys, which the spec supplies."""
+
+    def reset(self) -> None:
+        for name, value in CONFIG.items():
+            if getattr(jax.config, name) != value:
+                jax.config.update(name, value)
 
     def dot(self, a: List[Any], b: List[Any]) -> Any:
         return sum((jnp.sum(x * y) for x, y in zip(a, b)), jnp.zeros(()))

@@ -78,6 +78,9 @@ class OneFlowAdapter(ComposableAdapter):
     def seed(self, seed: int) -> None:
         flow.manual_seed(seed & 0xFFFF_FFFF_FFFF)
 
+    def reset(self) -> None:
+        flow.set_grad_enabled(True)
+
     def flatten(self, out: Any) -> List[Any]:
         return _tensors(out)
 

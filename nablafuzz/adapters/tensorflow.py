@@ -21,6 +21,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from tensorflow.python import pywrap_tfe  # noqa: E402
 from tensorflow.python.framework import kernels, op_def_registry, ops  # noqa: E402
 from tensorflow.python.util import tf_decorator  # noqa: E402
 
@@ -84,6 +85,10 @@ class TensorFlowAdapter(ComposableAdapter):
 
     def seed(self, seed: int) -> None:
         tf.random.set_seed(seed & 0x7FFF_FFFF)
+
+    def reset(self) -> None:
+        tf.config.run_functions_eagerly(False)
+        pywrap_tfe.TFE_Py_TapeSetRestartOnThread()  # a `stop_recording` that was never left
 
     def flatten(self, out: Any) -> List[Any]:
         return [_real(t) for t in tf.nest.flatten(out)]

@@ -95,6 +95,13 @@ class TorchAdapter(ComposableAdapter):
     def seed(self, seed: int) -> None:
         torch.manual_seed(seed & 0xFFFF_FFFF_FFFF)
 
+    def reset(self) -> None:
+        torch.set_grad_enabled(True)
+        torch.autograd.set_detect_anomaly(False)
+        torch.set_default_dtype(torch.float32)
+        while torch.autograd.forward_ad._current_level >= 0:  # a dual level entered and never left
+            torch.autograd.forward_ad.exit_dual_level()
+
     def classify(self, exc: BaseException) -> Outcome:
         if isinstance(exc, NotImplementedError):
             return Outcome.UNSUPPORTED

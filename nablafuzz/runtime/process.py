@@ -3,6 +3,13 @@
 A `WorkerProcess` owns one worker subprocess of one runtime.  A native crash or a hang costs
 the trial in flight, never the campaign: the dead worker's last streamed result names the
 scenario that was running, and the next request starts a fresh worker.
+
+Every request carries a sequence number that each answer echoes; a frame without our magic,
+longer than MAX_FRAME, undecodable, or answering another request is a protocol error: the
+worker is killed (`Death("protocol")`), so a stray or forged frame costs one trial and the next
+request starts a fresh worker.  A worker that will not start is retried with backoff
+(RESTART_DELAYS) before the runtime is given up.  Its log is cut to its tail once it passes
+LOG_CAP bytes.
 """
 from __future__ import annotations
 
@@ -18,9 +25,12 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 from ..errors import WorkerError
-from ..tensors import decode_message, encode_message
+from ..tensors import HEAD, ProtocolError, decode_message, encode_message, frame_length
 
 PACKAGE = Path(__file__).resolve().parents[1]
+RESTART_DELAYS = (1.0, 3.0, 9.0)  # seconds before each further try to start a worker
+LOG_CAP = 8 << 20  # a worker log longer than this keeps its last LOG_KEEP bytes
+LOG_KEEP = 1 << 20
 
 
 def worker_path() -> str:
@@ -39,6 +49,14 @@ def worker_path() -> str:
     return str(folder)
 
 
+class RuntimeUnavailable(WorkerError):
+    """A worker that would not start after every retry: its runtime is given up."""
+
+    def __init__(self, library: str, message: str):
+        super().__init__(message)
+        self.library = library
+
+
 @dataclass(frozen=True)
 class Runtime:
     """A library and the interpreter that runs its worker."""
@@ -54,7 +72,7 @@ class Runtime:
 class Death:
     """Why a worker stopped answering: a signal, an exit code, or the timeout."""
 
-    kind: str  # "crashed" or "timeout"
+    kind: str  # "crashed", "timeout" or "protocol"
     detail: str
     log: str
 
@@ -82,6 +100,7 @@ class WorkerProcess:
         self.versions: Dict[str, str] = {}
         self.restarts = 0
         self._buf = b""
+        self._seq = 0
 
     def _env(self) -> Dict[str, str]:
         env = dict(os.environ)
@@ -115,39 +134,71 @@ class WorkerProcess:
         return self.versions
 
     def ensure(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            if self.proc is not None:
-                self.restarts += 1
-            self.start()
+        """A live worker: started (again) if there is none, retried with backoff; WorkerError
+        once every try failed."""
+        if self.proc is not None and self.proc.poll() is None:
+            return
+        if self.proc is not None:
+            self.restarts += 1
+            self.proc = None
+        for delay in RESTART_DELAYS + (None,):
+            try:
+                self.start()
+                return
+            except WorkerError as exc:
+                self.kill()
+                self.proc = None
+                if delay is None:
+                    raise RuntimeUnavailable(self.runtime.library, f"{exc} (tried {len(RESTART_DELAYS) + 1} times)") \
+                        from None
+                time.sleep(delay)
+
+    def restart(self) -> None:
+        """A fresh worker now (state a trial left behind is gone)."""
+        self.close()
+        self.restarts += 1
+        self.ensure()
 
     def request(self, message: Dict[str, Any], timeout: float, until: str) -> Exchange:
-        """Send one request; collect messages until one whose op is `until` (or an error)."""
+        """Send one request; collect its answers until one whose op is `until` (or an error)."""
         assert self.proc is not None and self.proc.stdin is not None
+        self._seq += 1
         ex = Exchange()
         try:
-            self.proc.stdin.write(encode_message(message))
+            self.proc.stdin.write(encode_message(dict(message, id=self._seq)))
             self.proc.stdin.flush()
         except (BrokenPipeError, OSError):
             ex.death = self._death("crashed")
             return ex
         deadline = time.monotonic() + timeout
-        while True:
-            msg = self._read(deadline)
-            if isinstance(msg, Death):
-                ex.death = msg
-                return ex
-            ex.messages.append(msg)
-            if msg.get("op") in (until, "error"):
-                return ex
+        try:
+            while True:
+                msg = self._read(deadline)
+                if isinstance(msg, Death):
+                    ex.death = msg
+                    return ex
+                if msg.get("id") != self._seq:
+                    raise ProtocolError(f"an answer to request {msg.get('id')!r} while request {self._seq} was "
+                                        f"in flight (op {msg.get('op')!r})")
+                ex.messages.append(msg)
+                if msg.get("op") in (until, "error"):
+                    return ex
+        except ProtocolError as exc:
+            self.kill()
+            ex.death = Death("protocol", f"protocol error: {exc}; worker killed", self.log_tail())
+            self.proc = None
+            return ex
+        finally:
+            self.cap_log()
 
     def _read(self, deadline: float) -> Any:
         assert self.proc is not None and self.proc.stdout is not None
         fd = self.proc.stdout.fileno()
         while True:
-            if len(self._buf) >= 8:
-                n = int.from_bytes(self._buf[:8], "big")
-                if len(self._buf) >= 8 + n:
-                    body, self._buf = self._buf[8:8 + n], self._buf[8 + n:]
+            if len(self._buf) >= HEAD:
+                n = frame_length(self._buf[:HEAD])
+                if len(self._buf) >= HEAD + n:
+                    body, self._buf = self._buf[HEAD:HEAD + n], self._buf[HEAD + n:]
                     return decode_message(body)
             left = deadline - time.monotonic()
             if left <= 0:
@@ -174,6 +225,21 @@ class WorkerProcess:
                 detail = "closed its output and did not exit within 10 s; worker killed"
         self.proc = self.proc if self.proc.poll() is not None else None
         return Death(kind, detail, self.log_tail())
+
+    def cap_log(self) -> None:
+        """Keep the log under LOG_CAP: past it, only its last LOG_KEEP bytes stay.  The worker
+        appends (O_APPEND), so its next write lands at the new end."""
+        try:
+            if self.log_path.stat().st_size <= LOG_CAP:
+                return
+            with open(self.log_path, "r+b") as f:
+                f.seek(-LOG_KEEP, os.SEEK_END)
+                tail = f.read()
+                f.seek(0)
+                f.truncate()
+                f.write(b"[nablafuzz: earlier output dropped; the log keeps its last %d bytes]\n" % LOG_KEEP + tail)
+        except OSError:
+            pass
 
     def log_tail(self, lines: int = 15) -> str:
         try:

@@ -1,11 +1,12 @@
 """Runs trials on a worker: `Trial` in, `Execution` out (typed results, or how the worker died)."""
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from ..errors import WorkerError
+from ..errors import RefusedError, WorkerError
 from ..generate import records
 from ..model import ApiSpec, ArgKind, ErrorInfo, InputValue, Outcome, ScenarioResult, TensorRecord, Trial
 from ..tensors import to_array
@@ -33,9 +34,18 @@ def _wire_value(i: InputValue) -> Any:
     return list(i.value) if isinstance(i.value, tuple) else i.value
 
 
+class BudgetExhausted(Exception):
+    """The campaign's budget ran out during a request: the trial is abandoned, not judged."""
+
+
 def trial_request(trial: Trial, spec: ApiSpec, scenarios: Sequence[str]) -> Dict[str, Any]:
+    """The wire request.  The callable is named by the loaded spec, never by the trial (which may
+    come from a report file): a trial that names another API is refused."""
+    if (trial.library, trial.api) != (spec.library, spec.name):
+        raise RefusedError(f"trial names {trial.library}:{trial.api} but runs under the spec of "
+                           f"{spec.library}:{spec.name}; refusing to run it (reports are data, never code)")
     return {
-        "op": "run", "api": trial.api, "seed": trial.seed, "random": spec.random,
+        "op": "run", "api": spec.name, "seed": trial.seed, "random": spec.random,
         "diff_outputs": None if trial.diff_outputs is None else list(trial.diff_outputs),
         "scenarios": list(scenarios),
         "module": {"init": list(spec.init), "kwargs": dict(spec.init_kwargs)} if spec.module else None,
@@ -62,11 +72,30 @@ def _dead(scenario: str, death: Death) -> ScenarioResult:
 
 
 class Runner:
-    """A worker plus the trial encoding; restarts the worker after a crash or timeout."""
+    """A worker plus the trial encoding; restarts the worker after a crash or timeout.
 
-    def __init__(self, runtime: Runtime, log_path: Path, timeout_s: float):
+    `deadline` (time.monotonic) bounds every request: a request is given at most what is left,
+    and one the deadline cut short raises BudgetExhausted instead of reporting a timeout."""
+
+    def __init__(self, runtime: Runtime, log_path: Path, timeout_s: float, deadline: Optional[float] = None):
         self.worker = WorkerProcess(runtime, log_path)
         self.timeout_s = timeout_s
+        self.deadline = deadline
+
+    def left(self) -> float:
+        """Seconds left before the deadline (inf without one)."""
+        return float("inf") if self.deadline is None else self.deadline - time.monotonic()
+
+    def _limit(self, timeout_s: Optional[float]) -> Tuple[float, bool]:
+        want = timeout_s or self.timeout_s
+        left = self.left()
+        if left <= 0:
+            raise BudgetExhausted()
+        return min(want, left), left < want
+
+    def restart(self) -> None:
+        """A fresh worker: nothing a previous trial left in the process survives."""
+        self.worker.restart()
 
     @property
     def versions(self) -> Dict[str, str]:
@@ -76,7 +105,11 @@ class Runner:
     def run(self, trial: Trial, spec: ApiSpec, scenarios: Sequence[str], timeout_s: Optional[float] = None) -> Execution:
         self.worker.ensure()
         order = ["direct"] + [s for s in scenarios if s != "direct"]
-        ex = self.worker.request(trial_request(trial, spec, order), timeout_s or self.timeout_s, until="done")
+        request = trial_request(trial, spec, order)
+        limit, cut = self._limit(timeout_s)
+        ex = self.worker.request(request, limit, until="done")
+        if cut and ex.death is not None and ex.death.kind == "timeout":
+            raise BudgetExhausted()
         errors = [m for m in ex.messages if m.get("op") == "error"]
         if errors:
             raise WorkerError(f"{trial.library} worker refused {trial.api}: {errors[0]['type']}: {errors[0]['message']}")
@@ -91,7 +124,10 @@ class Runner:
         self.worker.ensure()
         request = dict(trial_request(trial, spec, ()), op="probe", function=function,
                        points=[list(p) for p in points])
-        ex = self.worker.request(request, self.timeout_s, until="values")
+        limit, cut = self._limit(None)
+        ex = self.worker.request(request, limit, until="values")
+        if cut and ex.death is not None and ex.death.kind == "timeout":
+            raise BudgetExhausted()
         if ex.death is not None or not ex.messages or ex.messages[-1].get("op") != "values":
             return None
         return [float(v) for v in ex.messages[-1]["values"]]

@@ -15,13 +15,14 @@ import os
 import platform
 import resource
 import sys
+import traceback
 from typing import Any, BinaryIO, Dict, List
 
 from ..adapters import load_adapter
 from ..adapters.base import UnknownApi
 from ..model import ScenarioResult
 from ..scenarios import probe, run_scenarios
-from ..tensors import read_message, write_message
+from ..tensors import ProtocolError, read_message, write_message
 
 
 def _result_message(r: ScenarioResult) -> Dict[str, Any]:
@@ -57,6 +58,11 @@ class Worker:
         self.adapter = load_adapter(library)
         self.out = out
         self.functions: Dict[str, Any] = {}
+        self.request_id: Any = None
+
+    def send(self, message: Dict[str, Any]) -> None:
+        """One answer to the request in hand (it carries that request's id)."""
+        write_message(self.out, dict(message, id=self.request_id))
 
     def resolve(self, api: str, module: Any = None) -> Any:
         """The callable for `api`; a module spec's class is built (once) with its init arguments."""
@@ -68,27 +74,33 @@ class Worker:
 
     def handle(self, request: Dict[str, Any]) -> bool:
         op = request.get("op")
+        self.request_id = request.get("id")
         if op == "exit":
             return False
         if op == "hello":
             versions = dict(self.adapter.versions(), python=platform.python_version())
-            write_message(self.out, {"op": "hello", "versions": versions, "pid": os.getpid()})
+            self.send({"op": "hello", "versions": versions, "pid": os.getpid()})
         elif op == "specs":
-            write_message(self.out, dict(self.adapter.derive_specs(), op="specs"))
+            self.send(dict(self.adapter.derive_specs(), op="specs"))
         elif op == "catalogue":
-            write_message(self.out, dict(self.adapter.catalogue(), op="catalogue"))
+            self.send(dict(self.adapter.catalogue(), op="catalogue"))
         elif op in ("run", "probe"):
             self.answer(op, request)
         else:
-            write_message(self.out, {"op": "error", "type": "ProtocolError", "message": f"unknown op {op!r}"})
+            self.send({"op": "error", "type": "ProtocolError", "message": f"unknown op {op!r}"})
         return True
 
     def answer(self, op: str, request: Dict[str, Any]) -> None:
         request = dict(request, inputs=_inputs(request))
+        self.adapter.reset()
         try:
             fn = self.resolve(request["api"], request.get("module"))
-        except (UnknownApi, ImportError, AttributeError) as exc:
-            write_message(self.out, {"op": "error", "type": type(exc).__name__, "message": str(exc)})
+        except (UnknownApi, AttributeError) as exc:
+            self.send({"op": "error", "type": type(exc).__name__, "message": str(exc)})
+            return
+        except Exception as exc:  # noqa: BLE001 - a user module that fails to import: a configuration error
+            self.send({"op": "error", "type": type(exc).__name__,
+                       "message": f"importing {request['api']!r} failed:\n{traceback.format_exc(limit=8)}"[-4000:]})
             return
         if request.get("layout"):
             fn = laid_out(self.adapter, fn, request["inputs"], request["layout"])
@@ -96,18 +108,18 @@ class Worker:
             try:
                 values = probe(self.adapter, fn, request)
             except Exception as exc:  # noqa: BLE001 - reported to the orchestrator
-                write_message(self.out, {"op": "error", "type": type(exc).__name__, "message": str(exc)[:500]})
+                self.send({"op": "error", "type": type(exc).__name__, "message": str(exc)[:500]})
                 return
-            write_message(self.out, {"op": "values", "values": values})
+            self.send({"op": "values", "values": values})
             return
         try:
             for result in run_scenarios(self.adapter, fn, request):
-                write_message(self.out, _result_message(result))
+                self.send(_result_message(result))
         except Exception as exc:  # noqa: BLE001 - nablafuzz's own failure: an engine error, never a library crash
-            write_message(self.out, {"op": "error", "type": type(exc).__name__,
+            self.send({"op": "error", "type": type(exc).__name__,
                                      "message": f"scenario runner failed: {str(exc)[:500]}"})
             return
-        write_message(self.out, {"op": "done"})
+        self.send({"op": "done"})
 
 
 def _limit_memory() -> None:
@@ -126,7 +138,11 @@ def main() -> int:
     worker = Worker(library, out)
     stdin = sys.stdin.buffer
     while True:
-        request = read_message(stdin)
+        try:
+            request = read_message(stdin)
+        except ProtocolError as exc:  # not our orchestrator's frame: stop; it restarts us
+            print(f"nablafuzz worker: {exc}", file=sys.stderr)
+            return 3
         if request is None or not worker.handle(request):
             return 0
 
