@@ -23,3 +23,9 @@ def jit_differs(x):
     """2x eagerly, 3x under jit (tracers are not concrete arrays): a planted jit-only bug."""
     factor = 3.0 if isinstance(x, jax.core.Tracer) and not hasattr(x, "primal") else 2.0
     return factor * x
+
+
+def leaves_debug_nans_on(x):
+    """sin that switches jax_debug_nans on for whatever runs next (a NaN output then raises)."""
+    jax.config.update("jax_debug_nans", True)
+    return jnp.sin(x)

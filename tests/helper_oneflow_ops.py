@@ -23,3 +23,10 @@ def doubled_sin(x):
 def first(x, y):
     """x alone: y is an input the output does not depend on (OneFlow has no allow_unused)."""
     return x * 3.0
+
+
+def leaves_grad_off(x):
+    """sin, computed with grad on, that leaves grad mode off for whatever runs next."""
+    y = flow.sin(x)
+    flow.set_grad_enabled(False)
+    return y

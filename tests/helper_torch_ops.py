@@ -38,3 +38,16 @@ class _WrongBackward(torch.autograd.Function):
 
 double_no_jvp = _Double.apply
 square_wrong_backward = _WrongBackward.apply
+
+
+def leaves_grad_off(input):
+    """sin, computed with grad on, that leaves grad mode off for whatever runs next."""
+    y = torch.sin(input)
+    torch.set_grad_enabled(False)
+    return y
+
+
+def leaves_dual_level_open(input):
+    """sin that enters a forward-AD level and never leaves it."""
+    torch.autograd.forward_ad.enter_dual_level()
+    return torch.sin(input)

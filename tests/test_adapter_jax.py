@@ -133,3 +133,10 @@ def test_a_trial_without_differentiable_input_runs_the_call_only(runner):
     assert [r.scenario for r in ex.results] == ["direct"]
     j = judge(ex, spec, runner)
     assert not j.valid and j.findings == ()
+
+
+def test_config_a_function_changes_is_reset_before_the_next_trial(runner):
+    _run(runner, {"name": "helper_jax_ops:leaves_debug_nans_on", "args": [{"name": "x"}]}, [_tensor("x", [0.5])])
+    spec, ex = _run(runner, {"name": "jax.numpy.log", "args": [{"name": "x"}]}, [_tensor("x", [-1.0, 2.0])])
+    direct = ex.get("direct")
+    assert direct.outcome is Outcome.OK and np.isnan(direct.outputs[0][0]), direct  # NaN, not FloatingPointError

@@ -10,6 +10,7 @@ from nablafuzz.model import ArgKind, InputValue, Outcome, Verdict
 from nablafuzz.scenarios import ALL
 from nablafuzz.specsource import mirrored
 from nablafuzz.tensors import to_record
+from nablafuzz.verdict import judge
 
 from helper_adapter import library_runner, run_spec, tensor_input
 
@@ -98,3 +99,12 @@ def test_a_zero_derivative_is_emulated_as_zero_not_refused(runner):
                         [tensor_input("input", [0.3, -1.7])], ("direct", "rev", "fwd"), "float64", seed=3)
     assert ex.get("fwd").outcome is Outcome.OK and ex.get("fwd").value == 0.0
     assert compare(ex, spec).candidates == ()
+
+
+def test_grad_mode_a_function_leaves_off_is_reset_before_the_next_trial(runner):
+    run_spec(runner, "oneflow", {"name": "helper_oneflow_ops:leaves_grad_off", "args": [{"name": "x"}]},
+             [tensor_input("x", [0.5])], ALL, "float64", seed=3)
+    spec, ex = run_spec(runner, "oneflow", {"name": "oneflow.sin", "args": [{"name": "x"}]},
+                        [tensor_input("x", [0.5, -1.0])], ALL, "float64", seed=3)
+    assert all(r.outcome is Outcome.OK for r in ex.results), [(r.scenario, r.error) for r in ex.results]
+    assert judge(ex, spec, runner).findings == ()

@@ -118,3 +118,10 @@ def test_tensorflow_specs_cover_the_issue_floor():
     relu = next(s for s in specs if s.name == "tf.nn.relu")
     assert "tf.raw_ops.Relu" in relu.notes and "tf.raw_ops.Relu" not in names
     assert "tf.linalg.logdet" not in names  # dropped by a probe hint (needs symmetric inputs)
+
+
+def test_tape_recording_a_function_stops_is_restarted_before_the_next_trial(runner):
+    _run(runner, {"name": "helper_tf_ops:leaves_recording_stopped", "args": [{"name": "x"}]}, [tensor_input("x", [0.5])])
+    spec, ex = _run(runner, {"name": "tf.math.sin", "args": [{"name": "x"}]}, [tensor_input("x", [0.5, -1.0])])
+    assert all(r.outcome is Outcome.OK for r in ex.results), [(r.scenario, r.error) for r in ex.results]
+    assert judge(ex, spec, runner).findings == ()

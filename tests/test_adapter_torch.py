@@ -173,3 +173,12 @@ def test_derived_specs_include_nn_layers():
     specs = load_specs(ROOT / "api_specs", ["torch"]).specs
     layers = [s for s in specs if s.module]
     assert len(layers) >= 20 and all(any(a.name.startswith("param:") for a in s.args) for s in layers)
+
+
+@pytest.mark.parametrize("polluter", ["helper_torch_ops:leaves_grad_off", "helper_torch_ops:leaves_dual_level_open"])
+def test_global_state_a_function_leaves_is_reset_before_the_next_trial(runner, polluter):
+    # the next, correct function in the same worker must not inherit grad mode off or an open dual level
+    _run(runner, {"name": polluter, "args": [{"name": "input"}]}, [_x([0.5, -1.0])])
+    spec, ex = _run(runner, {"name": "torch.sin", "args": [{"name": "input"}]}, [_x([0.5, -1.0, 2.0])])
+    assert all(r.outcome is Outcome.OK for r in ex.results), [(r.scenario, r.error) for r in ex.results]
+    assert judge(ex, spec, runner).findings == ()
