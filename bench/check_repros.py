@@ -21,13 +21,14 @@ from nablafuzz.fingerprint import describe  # noqa: E402
 from nablafuzz.install import load_registry  # noqa: E402
 from nablafuzz.repro import ReproError, render  # noqa: E402
 from nablafuzz.store import Store  # noqa: E402
+from nablafuzz.triage import declared_apis  # noqa: E402
 
 SEVERITY = {"crash": 0, "wrong": 1, "accuracy": 2}
 
 
-def run_one(report, python: str, env: dict, folder: Path):
+def run_one(report, declared, python: str, env: dict, folder: Path):
     script = folder / f"repro_{report.key}.py"
-    script.write_text(render(report))
+    script.write_text(render(report, declared))
     done = subprocess.run([python, str(script)], capture_output=True, text=True, env=env, cwd=folder, timeout=600)
     tail = (done.stdout + done.stderr).strip().splitlines()[-6:]
     fp = report.fingerprint
@@ -46,7 +47,9 @@ def main() -> int:
     parser.add_argument("library")
     parser.add_argument("--count", type=int, default=5)
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--spec-dir", type=Path, default=Path("api_specs"))
     args = parser.parse_args()
+    declared = declared_apis(args.spec_dir, (), [args.library])
     entry = load_registry()[args.library]
     env = dict(entry.get("env", {}), PATH="/usr/bin:/bin")
     reports, _ = Store(args.store).load_all()
@@ -61,7 +64,7 @@ def main() -> int:
             if ran == args.count:
                 break
             try:
-                ok, rc, tail = run_one(r, entry["python"], env, Path(tmp))
+                ok, rc, tail = run_one(r, declared, entry["python"], env, Path(tmp))
             except ReproError as exc:
                 skipped.append(f"- {describe(r.fingerprint)}: {exc}")
                 continue
