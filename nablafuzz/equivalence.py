@@ -259,7 +259,8 @@ def _args_of(ctx: _Ctx, args: List[Any]) -> Tuple[Tuple[str, ...], Tuple[ArgSpec
                        "write e.g. `args: [x, dim]` or `args: [{name: x, kind: tensor}]`")
     written = [a for a in args if isinstance(a, dict)]
     if written and len(written) != len(args):
-        raise ctx.fail("args", "mixes argument names and written-out arguments", "write all as names or all as mappings")
+        raise ctx.fail("args", "mixes argument names and written-out arguments",
+                       "write all as names or all as mappings")
     specs: List[ArgSpec] = []
     for a in written:
         specs.append(_arg(ctx, a, [b.name for b in specs]))

@@ -533,3 +533,346 @@ def test_bad_spec_file_on_the_command_line_is_an_error_not_a_traceback(tmp_path)
              "--campaign-dir", str(tmp_path / "c"), "--spec-dir", str(ROOT / "api_specs"), cwd=tmp_path)
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert r.stderr.startswith(f"nablafuzz: error: {bad}: field '(file)'") and "binary" in r.stderr
+
+
+# ---- 4. the equivalence map: classes, or a SpecError naming file:line, class, field and fix ------
+
+import re  # noqa: E402
+
+from nablafuzz.equivalence import (_CLASS_FIELDS, _MEMBER_FIELDS, CROSS, EquivalenceClass, Resolved,  # noqa: E402
+                                   load_classes, member_trial)
+from nablafuzz.model import ArgSpec  # noqa: E402
+
+
+def _map(member: str = "", cls: str = "", args: str = "[x]") -> str:
+    """A valid map of one class `c` (line 2) whose second member (jax, line 7 when `cls` is empty)
+    gets `member`'s extra lines."""
+    return ("classes:\n- id: c\n  reference: torch:f\n  args: " + args + "\n" + cls
+            + "  members:\n  - {library: torch, api: f}\n  - library: jax\n    api: g\n" + member)
+
+
+# text -> (line of the error, class named, field)
+WRONG_MAPS = {
+    "class-keys-of-mixed-types": (_map(cls="  1: a\n  null: b\n"), 2, "c", "classes.c"),
+    "class-id-a-mapping": (_map().replace("id: c", "id: {a: 1}"), 2, "classes[0]", "id"),
+    "class-id-empty": (_map().replace("id: c", "id: ''"), 2, "classes[0]", "id"),
+    "evidence-a-mapping": (_map(cls="  evidence: {a: 1}\n"), 2, "c", "evidence"),
+    "why-a-list": (_map(cls="  why: [a]\n"), 2, "c", "why"),
+    "args-a-number": (_map(args="[x, 1]"), 2, "c", "args"),
+    "args-a-null-entry": (_map(args="[x, null]"), 2, "c", "args"),
+    "args-a-nested-list": (_map(args="[[x]]"), 2, "c", "args"),
+    "args-twice": (_map(args="[x, x]"), 2, "c", "args"),
+    "member-keys-of-mixed-types": (_map("    1: a\n    null: b\n"), 7, "c", "members"),
+    "member-library-a-number": (_map().replace("library: jax", "library: 5"), 7, "c", "library"),
+    "rename-keys-of-mixed-types": (_map("    rename: {1: y, x: z}\n"), 7, "c", "members.rename"),
+    "rename-null-name": (_map("    rename: {x: null}\n"), 7, "c", "members.rename"),
+    "rename-two-to-one": (_map("    rename: {x: a, y: a}\n", args="[x, y]"), 7, "c", "members.rename"),
+    "fixed-a-number-key": (_map("    fixed: {1: a, b: 2}\n"), 7, "c", "members.fixed"),
+    "fixed-a-mapping-value": (_map("    fixed: {approximate: {a: 1}}\n"), 7, "c", "members.fixed"),
+    "fixed-a-date": (_map("    fixed: {d: 2024-01-01}\n"), 7, "c", "members.fixed"),
+    "fixed-a-canonical-argument": (_map("    fixed: {x: 1}\n"), 7, "c", "members.fixed"),
+    "fixed-a-list": (_map("    fixed: [ord, fro]\n"), 7, "c", "members.fixed"),
+    "prefix-a-mapping-item": (_map("    prefix: [{a: 1}]\n"), 7, "c", "members.prefix"),
+    "prefix-a-string": (_map("    prefix: ij->i\n"), 7, "c", "members.prefix"),
+    "transpose-keys-of-mixed-types": (_map("    transpose: {1: [0, 1], x: [1, 0]}\n"), 7, "c", "members.transpose"),
+    "transpose-repeated-axis": (_map("    transpose: {x: [0, 0]}\n"), 7, "c", "members.transpose"),
+    "transpose-missing-axis": (_map("    transpose: {x: [0, 2]}\n"), 7, "c", "members.transpose"),
+    "transpose-bools": (_map("    transpose: {x: [true, false]}\n"), 7, "c", "members.transpose"),
+    "transpose-empty": (_map("    transpose: {x: []}\n"), 7, "c", "members.transpose"),
+    "transpose-a-number": (_map("    transpose: {x: 5}\n"), 7, "c", "members.transpose"),
+    "transpose-not-an-argument": (_map("    transpose: {y: [1, 0]}\n"), 7, "c", "members.transpose"),
+    "keyword-not-an-argument": (_map("    keyword: [y]\n"), 7, "c", "members.keyword"),
+    "keyword-a-number": (_map("    keyword: [1]\n"), 7, "c", "members.keyword"),
+    "keyword-and-positional": (_map("    keyword: [x]\n    positional: [x]\n"), 7, "c", "members.keyword"),
+}
+
+
+@pytest.mark.parametrize("name", WRONG_MAPS)
+def test_wrong_map_field_is_a_spec_error_naming_file_line_class_field_and_fix(tmp_path, name):
+    text, line, cls, field = WRONG_MAPS[name]
+    path = tmp_path / "equivalence.yaml"
+    path.write_text(text)
+    with pytest.raises(SpecError) as info:
+        load_classes(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}:{line}: {cls}: field '{field}': ") and "(fix: " in message, message
+    assert "__line__" not in message and len(message) < 600, message
+
+
+def test_the_wrong_map_template_itself_loads(tmp_path):
+    path = tmp_path / "equivalence.yaml"
+    path.write_text(_map("    rename: {x: y}\n    fixed: {approximate: [1, [2]]}\n    prefix: ['i->i']\n"
+                         "    transpose: {x: [1, 0], '': [1, 0]}\n    keyword: [x]\n"))
+    (c,) = load_classes(path)
+    jax = c.member("jax")
+    assert (c.id, c.args, jax.rename, jax.fixed) == ("c", ("x",), (("x", "y"),), (("approximate", (1, (2,))),))
+    assert (jax.prefix, jax.transpose, jax.keyword) == (("i->i",), (("", (1, 0)), ("x", (1, 0))), ("x",))
+
+
+@pytest.mark.parametrize("text, field", [
+    ("- a\n- b\n", "classes"), ("classes: [1]\n", "classes"), ("classes: [x]\nextra: 1\n", "extra"),
+    ("", "classes"), ("classes: null\n", "classes")])
+def test_malformed_map_outside_a_class_names_the_file(tmp_path, text, field):
+    path = tmp_path / "equivalence.yaml"
+    path.write_text(text)
+    with pytest.raises(SpecError) as info:
+        load_classes(path)
+    assert info.value.field == field and str(path) in str(info.value) and "(fix: " in str(info.value)
+
+
+def _equivalence_bases():
+    """A few committed classes, one per document: renames, keyword and positional arguments,
+    written-out arguments, fixed values, an einsum prefix and a transpose."""
+    derived = yaml.safe_load((ROOT / "api_specs" / "equivalence.yaml").read_text())["classes"]
+    manual = yaml.safe_load((ROOT / "api_specs" / "equivalence_manual.yaml").read_text())["classes"]
+    picked = [c for c in derived if c["id"] in {"abs", "cumsum", "avg_pool2d", "bce_with_logits", "einsum_batch_dot"}]
+    picked.append(next(c for c in derived if any("positional" in m for m in c["members"])))
+    picked += [c for c in manual if c["id"] in {"gelu", "var_population"}]
+    assert len(picked) == 8
+    return [{"classes": [c]} for c in picked] + [{"classes": picked[:2]}]
+
+
+EQUIV_BASES = _equivalence_bases()
+EQUIV_WORDS = sorted((_CLASS_FIELDS | _MEMBER_FIELDS | {"classes", "x", "input", "name", "kind", "dims", "torch",
+                                                        "jax", "torch:f", "f", "g", ""}) - {"__line__"})
+EQUIV_SCALARS = SCALARS | st.sampled_from(EQUIV_WORDS)
+EQUIV_KEYS = KEYS | st.sampled_from(EQUIV_WORDS)
+EQUIV_TREES = st.recursive(EQUIV_SCALARS | st.permutations([0, 1, 2]),
+                           lambda c: st.lists(c, max_size=4) | st.dictionaries(EQUIV_KEYS, c, max_size=4),
+                           max_leaves=20)
+def _mostly(valid, trees=EQUIV_TREES):
+    """`valid` three times in four, else any tree (so that later fields are reached as well)."""
+    return st.one_of(valid, valid, valid, trees)
+
+
+def _unique(key):
+    """The first item of each key (mostly distinct libraries and ids: else the map is refused early)."""
+    def first(items):
+        seen = set()
+        return [x for x in items if not (key(x) in seen or seen.add(key(x)))]
+    return first
+
+
+def _library(member):
+    return repr(member.get("library")) if isinstance(member, dict) else repr(member)
+
+
+def _class_id(cls):
+    return repr(cls.get("id")) if isinstance(cls, dict) else repr(cls)
+
+
+def _maps(mostly):
+    """Map-like documents: each field `mostly(a valid value)`."""
+    member = st.fixed_dictionaries(
+        {"library": mostly(st.sampled_from(["torch", "jax", "tensorflow"])),
+         "api": mostly(st.sampled_from(["f", "g"]))},
+        optional={"rename": mostly(st.dictionaries(st.sampled_from(["x", "y"]), st.sampled_from(["a", "b"]))),
+                  "keyword": mostly(st.lists(st.sampled_from(["x", "y"]), max_size=2)),
+                  "positional": mostly(st.lists(st.sampled_from(["x", "y"]), max_size=2)),
+                  "fixed": mostly(st.dictionaries(st.sampled_from(["ord", "dim", "x"]), SCALARS | st.lists(SCALARS))),
+                  "prefix": mostly(st.lists(st.sampled_from(["ij->i", 1]))),
+                  "transpose": mostly(st.dictionaries(st.sampled_from(["x", ""]), st.permutations([0, 1, 2])))})
+    cls = st.fixed_dictionaries(
+        {"id": mostly(st.sampled_from(["c", "d", "e"])),
+         "reference": mostly(st.sampled_from(["torch:f", "jax:g", "tensorflow:f"])),
+         "args": mostly(st.lists(st.sampled_from(["x", "y"]), max_size=2, unique=True) | st.lists(ARGS, max_size=1)),
+         "members": mostly(st.lists(mostly(member), min_size=1, max_size=3).map(_unique(_library)))},
+        optional={"evidence": mostly(st.text(max_size=5)), "why": mostly(st.text(max_size=5))})
+    return st.fixed_dictionaries({"classes": st.lists(mostly(cls), max_size=3).map(_unique(_class_id))})
+
+
+EQUIVLIKE = _maps(_mostly)
+EQUIV_WELL_FORMED = _maps(lambda valid: valid)  # every field of its type: the checks across fields are reached
+
+
+@st.composite
+def _equivalence_text_mutated(draw):
+    """A valid map's bytes with a few bytes or YAML tokens inserted, removed or replaced."""
+    raw = bytearray(_dump(draw(st.sampled_from(EQUIV_BASES))))
+    for _ in range(draw(st.integers(1, 4))):
+        i = draw(st.integers(0, len(raw)))
+        chunk = draw(st.binary(min_size=1, max_size=3) | st.sampled_from(
+            [b":", b"-", b"[", b"{", b"\n", b" ", b"1", b"null", b"&a", b"*a", b"'", b"{a: 1}", b"\t"]))
+        op = draw(st.integers(0, 2))
+        if op == 0:
+            raw[i:i] = chunk
+        elif op == 1:
+            del raw[i:i + len(chunk)]
+        else:
+            raw[i:i + len(chunk)] = chunk
+    return bytes(raw)
+
+
+EQUIV_MUTATED = _mutated(EQUIV_BASES, EQUIV_TREES, EQUIV_KEYS).map(_dump)
+EQUIVALENCE_DOCUMENTS = st.one_of(EQUIVLIKE.map(_dump), EQUIV_WELL_FORMED.map(_dump), EQUIV_MUTATED, EQUIV_MUTATED,
+                                  EQUIV_TREES.map(_dump), _equivalence_text_mutated())
+
+
+def _usable(cls: EquivalenceClass) -> None:
+    """A loaded class is typed all the way down, and each member's call can be built."""
+    hash(cls.members)  # frozen: no list or mapping (nor the loader's `__line__`) left in a member
+    assert isinstance(cls.id, str) and cls.id and cls.reference in {m.id for m in cls.members}
+    assert all(isinstance(a, str) and a for a in cls.args) and len(set(cls.args)) == len(cls.args)
+    assert isinstance(cls.evidence, str) and isinstance(cls.why, str)
+    for a in cls.arg_specs:
+        from_json(ArgSpec, json.loads(json.dumps(to_json(a))))
+    for m in cls.members:
+        assert isinstance(m.library, str) and isinstance(m.api, str)
+        assert all(isinstance(k, str) and isinstance(v, str) for k, v in m.rename)
+        assert all(isinstance(k, str) for k, _ in m.fixed + m.transpose)
+        assert all(sorted(p) == list(range(len(p))) for _, p in m.transpose)
+    x = TensorRecord("float64", (1,), (0.5,))
+    trial = Trial(CROSS, cls.id, 0, "float64", tuple(InputValue(n, ArgKind.TENSOR, x, True) for n in cls.args))
+    r = Resolved(cls, ApiSpec(CROSS, cls.id, cls.arg_specs),
+                 tuple((m.library, ApiSpec(m.library, m.api, cls.arg_specs)) for m in cls.members))
+    for m in cls.members:
+        from_json(Trial, json.loads(json.dumps(to_json(member_trial(r, m.library, trial)))))
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
+@given(EQUIVALENCE_DOCUMENTS)
+@example(_map(cls="  1: a\n  null: b\n").encode())
+@example(_map("    rename: {1: y, x: z}\n").encode())
+@example(_map("    fixed: {approximate: {a: 1}}\n").encode())
+@example(_map("    transpose: {1: [0], x: [0]}\n").encode())
+@example(_map(args="[x, 1.5]").encode())
+@example(b"classes:\n- 5\n")
+def test_random_equivalence_maps_give_a_spec_error_or_usable_classes(tmp_path_factory, raw):
+    path = tmp_path_factory.mktemp("map") / "equivalence.yaml"
+    path.write_bytes(raw)
+    try:
+        classes = load_classes(path)
+    except SpecError as exc:
+        assert str(path) in str(exc) and "(fix: " in str(exc), str(exc)
+        assert "__line__" not in str(exc), str(exc)
+        if exc.api:  # inside a class: the error says where it is
+            assert re.fullmatch(rf"{re.escape(str(path))}:[1-9][0-9]*", exc.source), exc.source
+        return
+    for cls in classes:
+        _usable(cls)
+
+
+def test_every_committed_map_loads_and_is_usable():
+    for name in ("equivalence.yaml", "equivalence_manual.yaml"):
+        classes = load_classes(ROOT / "api_specs" / name)
+        assert classes
+        for cls in classes:
+            _usable(cls)
+
+
+# ---- 5. hand-edited report tensors: a ReportError naming the file, not a numpy traceback later ----
+
+from nablafuzz import codec, tensors  # noqa: E402
+from nablafuzz.codec import TENSOR_DTYPES  # noqa: E402
+
+
+def _numpy_ref_report() -> dict:
+    from repro_ops import disagreement, make_report, tensor
+    report = make_report("numpy_ref", "sin", [tensor([1.0, 2.0])], disagreements=[disagreement("rev", "fd")])
+    return json.loads(encode_report(report))
+
+
+def _x(doc: dict) -> dict:
+    return doc["report"]["trial"]["inputs"][0]["value"]
+
+
+# edit of the report -> what the message names
+TENSOR_EDITS = {
+    "shape-over-values": (lambda d: _x(d).update(shape=[3]), "shape [3] holds 3 values, but 2 are given"),
+    "shape-under-values": (lambda d: _x(d).update(shape=[1]), "shape [1] holds 1 values, but 2 are given"),
+    "negative-dim": (lambda d: _x(d).update(shape=[-2]), "TensorRecord.shape"),
+    "negative-dims-of-the-right-product": (lambda d: _x(d).update(shape=[-1, -2]), "TensorRecord.shape"),
+    "rank-40": (lambda d: _x(d).update(shape=[1] * 40, values=[1.0]), "TensorRecord.shape"),
+    "huge-dim-of-an-empty-tensor": (lambda d: _x(d).update(shape=[0, 2 ** 40], values=[]), "TensorRecord.shape"),
+    "unknown-dtype": (lambda d: _x(d).update(dtype="float8"), "TensorRecord.dtype"),
+    "complex-dtype": (lambda d: _x(d).update(dtype="complex64"), "TensorRecord.dtype"),
+    "object-dtype": (lambda d: _x(d).update(dtype="object"), "TensorRecord.dtype"),
+    "string-value": (lambda d: _x(d).update(values=["1.0", 2.0]), "TensorRecord.values"),
+    "nested-values": (lambda d: _x(d).update(values=[[1.0], [2.0]]), "TensorRecord.values"),
+    "bool-in-a-float-tensor": (lambda d: _x(d).update(values=[True, 2.0]), "TensorRecord.values"),
+    "huge-int-in-a-float-tensor": (lambda d: _x(d).update(values=[10 ** 400, 2.0]), "TensorRecord.values"),
+    "fraction-in-an-int-tensor": (lambda d: _x(d).update(dtype="int64", values=[1.5, 2]), "TensorRecord.values"),
+    "int32-out-of-range": (lambda d: _x(d).update(dtype="int32", values=[2 ** 40, 2]), "TensorRecord.values"),
+    "number-in-a-bool-tensor": (lambda d: _x(d).update(dtype="bool", values=[1, 0]), "TensorRecord.values"),
+    "trial-dtype-int": (lambda d: d["report"]["trial"].update(dtype="int64"), "Trial.dtype"),
+    "trial-dtype-unknown": (lambda d: d["report"]["trial"].update(dtype="float128"), "Trial.dtype"),
+}
+
+
+def _edited_report(tmp_path: Path, name: str) -> Path:
+    doc = _numpy_ref_report()
+    TENSOR_EDITS[name][0](doc)
+    path = tmp_path / "edited.json"
+    path.write_text(json.dumps(doc))
+    return path
+
+
+@pytest.mark.parametrize("name", TENSOR_EDITS)
+def test_hand_edited_tensor_is_a_report_error_naming_file_and_field(tmp_path, name):
+    path = _edited_report(tmp_path, name)
+    with pytest.raises(ReportError) as info:
+        read_report(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: invalid report: ") and TENSOR_EDITS[name][1] in message, message
+    assert "fix: " in message and len(message) < 800, message
+
+
+def test_the_unedited_tensor_report_loads(tmp_path):
+    path = tmp_path / "report.json"
+    path.write_text(json.dumps(_numpy_ref_report()))
+    assert read_report(path).trial.inputs[0].value == TensorRecord("float64", (2,), (1.0, 2.0))
+
+
+@pytest.mark.parametrize("name", ["shape-over-values", "unknown-dtype", "negative-dim", "trial-dtype-int"])
+def test_replay_of_a_hand_edited_tensor_is_an_error_not_a_traceback(tmp_path, name):
+    path = _edited_report(tmp_path, name)
+    r = _run("replay", str(path), cwd=ROOT)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.startswith(f"nablafuzz: error: {path}: invalid report: ") and TENSOR_EDITS[name][1] in r.stderr
+
+
+def test_codec_dtype_tables_match_the_tensor_module():
+    assert codec.FLOAT_DTYPES == tensors.FLOAT_DTYPES
+    assert set(TENSOR_DTYPES) >= set(tensors.FLOAT_DTYPES) | {"int64", "int32", "bool"}
+    import numpy as np
+    for dtype in TENSOR_DTYPES:  # each one to_record writes, and to_array reads back
+        rec = tensors.to_record(np.zeros((2, 1), dtype=dtype))
+        assert rec.dtype == dtype and from_json(TensorRecord, to_json(rec)) == rec
+        assert tensors.to_array(rec).shape == (2, 1)
+
+
+TENSOR_LIKE = st.fixed_dictionaries({
+    "dtype": st.sampled_from(TENSOR_DTYPES + ("float8", "complex64", "object", "", "<f8")) | JSON_SCALARS,
+    "shape": st.lists(st.integers(-2, 3) | st.sampled_from([2 ** 31, 2 ** 40, 2 ** 63]), max_size=4) | JSON_TREES,
+    "values": st.lists(JSON_SCALARS, max_size=6) | JSON_TREES})
+
+
+@st.composite
+def _tensor_records(draw):
+    """Mostly shapes with the right number of values (so the value checks are reached)."""
+    doc = draw(TENSOR_LIKE)
+    if draw(st.booleans()) and isinstance(doc["shape"], list) and all(
+            isinstance(d, int) and not isinstance(d, bool) and 0 <= d <= 3 for d in doc["shape"]):
+        n = 1
+        for d in doc["shape"]:
+            n *= d
+        doc["values"] = draw(st.lists(JSON_SCALARS | st.floats(), min_size=n, max_size=n))
+    return doc
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
+@given(_tensor_records())
+@example({"dtype": "float64", "shape": [-1, -2], "values": [1.0, 2.0]})
+@example({"dtype": "int64", "shape": [1], "values": [2 ** 64]})
+@example({"dtype": "float16", "shape": [0, 2 ** 40], "values": []})
+def test_a_decoded_tensor_record_always_becomes_an_array(doc):
+    try:
+        rec = from_json(TensorRecord, doc)
+    except ValueError as exc:
+        assert len(str(exc)) < 800
+        return
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a float16 overflows to inf, as numpy says
+        arr = tensors.to_array(rec)
+    assert arr.shape == rec.shape and arr.size == len(rec.values)
