@@ -138,7 +138,8 @@ def member_trial(r: Resolved, library: str, trial: Trial) -> Trial:
     after = tuple(InputValue(name, ArgKind.CHOICE, _value(v), keyword=True) for name, v in member.fixed)
     layout = tuple((rename.get(name, name), perm) for name, perm in member.transpose)
     return Trial(library, member.api, trial.seed, trial.dtype, before + inputs + after,
-                 r.spec(library).differentiable_outputs, layout=layout)
+                 r.spec(library).differentiable_outputs, layout=layout,
+                 projections=tuple((rename.get(name, name), p) for name, p in trial.projections))
 
 
 PREFIX = "_prefix"

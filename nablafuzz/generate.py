@@ -13,6 +13,7 @@ import numpy as np
 
 from .domains import sample
 from .model import ApiSpec, ArgKind, ArgSpec, InputValue, TensorRecord, Trial, Value
+from .structures import PROJECTIONS, draw, fit_shape
 from .tensors import FLOAT_DTYPES, to_array, to_record
 
 Shape = Tuple[int, ...]
@@ -23,9 +24,32 @@ def trial_seed(campaign_seed: int, spec_id: str, index: int) -> int:
     return int.from_bytes(h[:8], "big") >> 1
 
 
+# Note [empty trials]: an empty tensor runs only an op's shape handling; no derivative is
+# compared.  Drawn per dimension (as once: 4% per dim, 5% per symbol) about one multi-dimensional
+# input in ten was empty and so were many trials' only differentiable inputs, so it is a
+# trial-level choice instead: EMPTY_TRIALS of the trials (decided by the trial seed, `_TrialRng.empty`) draw zero
+# sizes with probability EMPTY_DIM per dimension and symbol; all others never do.
+EMPTY_TRIALS = 0.03
+EMPTY_DIM = 0.3
+
+
+class _TrialRng(np.random.Generator):
+    """A trial's random source (numpy's default generator for its seed), and whether the trial
+    may draw zero-sized dimensions; see Note [empty trials]."""
+
+    def __init__(self, seed: int):
+        super().__init__(np.random.PCG64(seed))
+        self.empty = seed % 10_000 < EMPTY_TRIALS * 10_000
+
+
 def _dim(rng: np.random.Generator) -> int:
+    """One dimension: never 0 unless the trial draws empty tensors (Note [empty trials])."""
     r = rng.random()
-    return 0 if r < 0.04 else 1 if r < 0.2 else int(rng.integers(2, 5))
+    if getattr(rng, "empty", False):
+        if r < EMPTY_DIM:
+            return 0
+        r = (r - EMPTY_DIM) / (1 - EMPTY_DIM)
+    return 1 if r < 0.2 else int(rng.integers(2, 5))
 
 
 def _cap(shape: List[int], cap: int) -> Shape:
@@ -47,6 +71,7 @@ class _Shapes:
 
     def __init__(self, rng: np.random.Generator, cap: int, max_rank: int):
         self.rng, self.cap, self.max_rank = rng, cap, max_rank
+        self.empty = bool(getattr(rng, "empty", False))  # Note [empty trials]
         self.of: Dict[str, Shape] = {}
         self.symbols: Dict[str, int] = {}
 
@@ -54,7 +79,8 @@ class _Shapes:
         if s.isdigit():
             return int(s)
         if s not in self.symbols:
-            self.symbols[s] = int(self.rng.integers(1, 5)) if self.rng.random() > 0.05 else 0
+            zero = self.rng.random() < EMPTY_DIM and self.empty  # Note [empty trials]
+            self.symbols[s] = 0 if zero else int(self.rng.integers(1, 5))
         return self.symbols[s]
 
     def choose(self, arg: ArgSpec, max_size: int) -> Shape:
@@ -68,6 +94,8 @@ class _Shapes:
             lo, hi = arg.rank
             rank = int(self.rng.integers(lo, max(lo, min(hi, self.max_rank)) + 1))
             shape = _cap([_dim(self.rng) for _ in range(rank)], max_size)
+        if arg.structure:
+            shape = fit_shape(arg.structure, shape)
         self.of[arg.name] = shape
         return shape
 
@@ -81,6 +109,8 @@ def _tensor_dtype(arg: ArgSpec, trial_dtype: str) -> str:
 def _tensor(rng: np.random.Generator, arg: ArgSpec, shape: Shape, dtype: str):
     if dtype in FLOAT_DTYPES and arg.values and len(arg.values) == int(np.prod(shape)) and rng.random() < 0.5:
         return _seeded(rng, arg, shape, dtype)
+    if dtype in FLOAT_DTYPES and arg.structure:
+        return draw(arg.structure, rng, shape, dtype)
     if dtype in FLOAT_DTYPES:
         return sample(arg.domain, rng, shape, dtype)
     if arg.values and len(arg.values) == int(np.prod(shape)):
@@ -157,14 +187,17 @@ def choose_dtype(rng: np.random.Generator, spec: ApiSpec) -> str:
 def generate(spec: ApiSpec, campaign_seed: int, index: int, max_size: int = 64, max_rank: int = 4,
              dtype: Optional[str] = None) -> Trial:
     seed = trial_seed(campaign_seed, spec.id, index)
-    rng = np.random.default_rng(seed)
+    rng = _TrialRng(seed)  # numpy's default generator for `seed`, and the trial's empty choice
     dtype = dtype or choose_dtype(rng, spec)
     shapes = _Shapes(rng, min(max_size, spec.max_size or max_size), max_rank)
     choices = (spec.args,) + spec.overloads
     args = choices[int(rng.integers(0, len(choices)))] if spec.overloads else spec.args
     inputs = tuple(_input(rng, a, dtype, shapes, shapes.cap) for a in args)
     module = (spec.init, spec.init_kwargs) if spec.module else None
-    return Trial(spec.library, spec.name, seed, dtype, inputs, spec.differentiable_outputs, module)
+    projections = tuple((a.name, PROJECTIONS[a.structure]) for a, i in zip(args, inputs)
+                        if a.structure in PROJECTIONS and i.differentiable)
+    return Trial(spec.library, spec.name, seed, dtype, inputs, spec.differentiable_outputs, module,
+                 projections=projections)
 
 
 def records(value: Value) -> Tuple[TensorRecord, ...]:

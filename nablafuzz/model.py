@@ -116,6 +116,7 @@ class ArgSpec:
     of: Optional[str] = None
     optional: bool = False
     values: Tuple[float, ...] = ()
+    structure: str = ""  # structures.STRUCTURES: lower_triangular, spd, sorted, ... ("" none)
 
 
 @dataclass(frozen=True)
@@ -169,6 +170,8 @@ class Trial:
     # axes permuted inside the call: (input name, permutation), and ("", perm) for the output
     # (a cross-library member with another layout: NHWC against the canonical NCHW)
     layout: Tuple[Tuple[str, Tuple[int, ...]], ...] = ()
+    # inputs whose directions keep a structure inside the differentiated call (name, "symmetric")
+    projections: Tuple[Tuple[str, str], ...] = ()
 
     @property
     def spec_id(self) -> str:

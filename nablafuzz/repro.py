@@ -551,13 +551,16 @@ def _composed_bind(trial: Trial, expr: str, permute: str = "") -> str:
     """bind(dtype) -> (f, xs): the call as a function of its differentiable inputs d (inputs
     and output permuted as the trial's layout says)."""
     args, slot = [], 0
-    layout = dict(trial.layout)
-    if layout and not permute:
+    layout, projections = dict(trial.layout), dict(trial.projections)
+    if (layout or projections) and not permute:
         raise ReproError(f"repro: {trial.library} scripts cannot permute axes (layout {layout}); replay the report")
     for i in trial.inputs:
         text, n = _argument(i, slot)
         slot += n
         text = permute.format(x=text, p=list(layout[i.name])) if i.name in layout else text
+        if i.name in projections:  # Note [structured directions]: symmetric directions, as nablafuzz ran it
+            rank = len(_records(i.value)[0].shape)
+            text = f"(({text}) + {permute.format(x=text, p=list(range(rank - 2)) + [rank - 1, rank - 2])}) * 0.5"
         args.append(_keyword(i.name, text) if i.keyword else text)
     call = f"{expr}({', '.join(args)})"
     if len(call) > 80:
@@ -617,6 +620,8 @@ def render(report: BugReport, declared: Container[str]) -> str:
         raise ReproError(f"repro: {trial.library} scripts have no compiled form for the {COMPILED!r} scenario "
                          "(compiled VJP); replay the report with `nablafuzz replay` instead")
     if trial.library == "numpy_ref":
+        if trial.projections:
+            raise ReproError("repro: numpy_ref scripts do not symmetrise structured inputs; replay the report")
         line, op = _user_api(trial.api) if ":" in trial.api else (_OPS, f"OPS[{trial.api!r}]")
         imports, bind = [line, "", f"op = {op}"], _numpy_ref_bind(trial)
     else:

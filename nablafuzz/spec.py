@@ -23,6 +23,7 @@ from .domains import DOMAINS
 from .errors import SpecError
 from .model import ApiSpec, ArgKind, ArgSpec, KnownIssue, Tolerance, Verdict
 from .scenarios import FIRST_ORDER, SECOND_ORDER
+from .structures import STRUCTURES
 from .tensors import FLOAT_DTYPES
 
 CAPABILITIES = FIRST_ORDER + tuple(s for s in SECOND_ORDER if not s.startswith("fd."))
@@ -275,6 +276,7 @@ def _arg(ctx: _Ctx, data: Any, names: List[str]) -> ArgSpec:
         length=_pair(ctx, f"{f}.length", data.get("length"), (1, 3), LENGTH_MAX),
         dims=_dims(ctx, data, f), of=refs["of"], optional=_flag(ctx, data, "optional", f"{f}.optional", False),
         values=_values(ctx, name, data.get("values")),
+        structure=_one_of(ctx, data, "structure", f"{f}.structure", ("",) + STRUCTURES, "", "structure"),
     )
 
 

@@ -182,3 +182,18 @@ def test_global_state_a_function_leaves_is_reset_before_the_next_trial(runner, p
     spec, ex = _run(runner, {"name": "torch.sin", "args": [{"name": "input"}]}, [_x([0.5, -1.0, 2.0])])
     assert all(r.outcome is Outcome.OK for r in ex.results), [(r.scenario, r.error) for r in ex.results]
     assert judge(ex, spec, runner).findings == ()
+
+
+def test_symmetric_input_is_judged_along_symmetric_directions(runner):
+    # eigvalsh reads one triangle and returns the symmetric gradient: along symmetric directions
+    # (the structure's projection) every scenario agrees; along full ones finite differences do not
+    from dataclasses import replace
+
+    from nablafuzz.generate import generate
+    spec = parse_api(_Ctx("test"), "torch", {"name": "torch.linalg.eigvalsh",
+                                              "args": [{"name": "input", "structure": "symmetric", "dims": [3, 3]}]})
+    trial = generate(spec, 5, 0, dtype="float64")
+    assert trial.projections == (("input", "symmetric"),)
+    assert judge(runner.run(trial, spec, ALL), spec, runner).findings == ()
+    unprojected = replace(trial, projections=())
+    assert judge(runner.run(unprojected, spec, ALL), spec, runner).findings != ()

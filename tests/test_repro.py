@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -391,3 +392,19 @@ def test_jax_jit_disagreement_found_by_the_pipeline_is_shown_alone(jax_runner, t
         assert proc.returncode == 1, proc.stdout + proc.stderr
         last = proc.stdout.strip().splitlines()[-1]
         assert last.startswith("DISAGREEMENT: ") and "jit" in last, proc.stdout
+
+
+@pytest.mark.parametrize("library, api, swap", [
+    ("torch", "torch.linalg.eigvalsh", "d[0].permute(*[0, 2, 1])"),
+    ("jax", "jax.numpy.linalg.eigvalsh", "jnp.transpose(d[0], [0, 2, 1])"),
+    ("tensorflow", "tf.linalg.eigvalsh", "tf.transpose(d[0], [0, 2, 1])"),
+])
+def test_symmetric_projection_is_in_the_script(library, api, swap):
+    report = _library_report(library, api, [tensor(np.eye(3)[None].repeat(2, axis=0))])
+    report = replace(report, trial=replace(report.trial, projections=(("x", "symmetric"),)))
+    text = render(*_declared(report))
+    ast.parse(text)
+    assert f"((d[0]) + {swap}) * 0.5" in text
+    with pytest.raises(ReproError, match="symmetrise"):
+        numpy_ref = make_report("numpy_ref", "sin", [tensor(np.eye(2))], disagreements=[disagreement("rev", "fd")])
+        render(*_declared(replace(numpy_ref, trial=replace(numpy_ref.trial, projections=(("x", "symmetric"),)))))

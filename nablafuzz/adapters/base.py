@@ -17,6 +17,7 @@ from typing import Any, Callable, Dict, List, Sequence, Tuple
 import numpy as np
 
 from ..model import Outcome
+from ..structures import symmetrised
 
 Call = Callable[[List[Any]], List[Any]]
 
@@ -164,6 +165,21 @@ class Adapter:
 
     def seed(self, seed: int) -> None:
         """Seed the library's own RNG before a trial of a random op."""
+
+    def projected(self, fn: Any, inputs: Sequence[Tuple[Any, bool, bool, str]], projections: Dict[str, str]) -> Any:
+        """`fn` with the named inputs symmetrised inside the call (Note [structured directions]):
+        every AD mode and finite differences then move those inputs along symmetric directions."""
+        positional = [name for _, _, keyword, name in inputs if not keyword]
+
+        def swap(t: Any) -> Any:
+            n = len(t.shape)
+            return self.permute(t, list(range(n - 2)) + [n - 1, n - 2])
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            args = tuple(symmetrised(a, swap) if n in projections else a for a, n in zip(args, positional))
+            kwargs = {k: symmetrised(v, swap) if k in projections else v for k, v in kwargs.items()}
+            return fn(*args, **kwargs)
+        return call
 
     def reset(self) -> None:
         """Undo the process-wide state a previous trial's function may have left behind (grad

@@ -9,11 +9,12 @@ tested with no deep-learning library.  Each `Op` gives the function, its JVP, it
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
+from ..structures import symmetrised
 from .base import Adapter, BoundCall, FirstOrder, SecondOrder, UnknownApi, project, resolve_user_function
 
 Arrays = List[np.ndarray]
@@ -214,6 +215,19 @@ class NumpyRefAdapter(Adapter):
             raise UnknownApi(f"numpy_ref has no op {api!r} (known: {', '.join(sorted(OPS))}; "
                              "user ops are `module:attribute` naming a numpy_ref.Op)")
         return op
+
+    def projected(self, fn: Op, inputs, projections: Dict[str, str]) -> Op:
+        """The op on symmetrised inputs (Note [structured directions]), its hand-written
+        derivatives composed with the projection (linear and self-adjoint)."""
+        floats = [name for value, _, _, name in inputs if isinstance(value, np.ndarray) and value.dtype.kind == "f"]
+        on = [name in projections for name in floats]
+
+        def sym(arrays):
+            return [symmetrised(a, lambda t: np.swapaxes(t, -1, -2)) if p else a for a, p in zip(arrays, on)]
+        return replace(fn, f=lambda *xs, **p: fn.f(*sym(xs), **p),
+                       jvp=lambda xs, us, **p: fn.jvp(sym(xs), sym(us), **p),
+                       vjp=lambda xs, vs, **p: sym(fn.vjp(sym(xs), vs, **p)),
+                       hess=lambda xs, us, vs, **p: sym(fn.hess(sym(xs), sym(us), vs, **p)))
 
     def derive_specs(self) -> Dict[str, Any]:
         """The spec source of numpy_ref: its own op table."""

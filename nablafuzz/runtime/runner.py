@@ -52,6 +52,7 @@ def trial_request(trial: Trial, spec: ApiSpec, scenarios: Sequence[str]) -> Dict
         "inputs": [{"name": i.name, "value": _wire_value(i), "differentiable": i.differentiable,
                     "keyword": i.keyword} for i in trial.inputs],
         "layout": {name: list(perm) for name, perm in trial.layout},
+        "projections": dict(trial.projections),
     }
 
 

@@ -104,6 +104,8 @@ class Worker:
             return
         if request.get("layout"):
             fn = laid_out(self.adapter, fn, request["inputs"], request["layout"])
+        if request.get("projections"):
+            fn = self.adapter.projected(fn, request["inputs"], request["projections"])
         if op == "probe":
             try:
                 values = probe(self.adapter, fn, request)
