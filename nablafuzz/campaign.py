@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 from .codec import digest
+from .compare import empty_derivative
 from .config import Config, scenarios_for
 from .errors import ConfigError, RefusedError, WorkerError
 from .fingerprint import key as fingerprint_key
@@ -72,7 +73,8 @@ class _Shared:
 
 def campaign_id(config: Config) -> str:
     basis = (config.libraries, config.apis, config.spec_files, config.seed, config.trials_per_api,
-             config.scenarios, config.max_tensor_size, config.profile) + (("cross",) if config.cross else ())
+             config.scenarios, config.max_tensor_size, config.profile) + (("cross",) if config.cross else ()) \
+        + ((("regime_share", config.regime_share),) if config.regime_share != Config.regime_share else ())
     return config.name or f"c-{digest(basis, 10)}"
 
 
@@ -228,7 +230,8 @@ class Campaign:
 
     def run_trial(self, spec: ApiSpec, runner: Runner, index: int) -> TrialResult:
         start = time.monotonic()
-        trial = generate(spec, self.seed, index, self.config.max_tensor_size, self.config.max_rank)
+        trial = generate(spec, self.seed, index, self.config.max_tensor_size, self.config.max_rank,
+                         regime_share=self.config.regime_share)
         scenarios = scenarios_for(self.config, spec.library)
         execution = runner.run(trial, spec, scenarios)
         j = judge(execution, spec, runner)
@@ -240,11 +243,12 @@ class Campaign:
         findings = tuple((f, self._representative(f, spec, runner)) for f in confirmed)
         direct = execution.get("direct")
         why = "" if j.valid or direct is None or direct.error is None else f"{direct.error.type}: {direct.error.message}"
+        empty = not j.valid and empty_derivative(trial, direct.outputs if direct else ())  # nothing non-empty compared
         obs = Observation(spec.id, index, trial_key(trial), trial.dtype, j.valid, j.candidates,
                           with_count(j.dismissed, "not_confirmed", unconfirmed),
                           tuple(fingerprint_key(f.fingerprint) for f in confirmed), (),
                           time.monotonic() - start, execution.death.kind if execution.death else "", why[:160],
-                          j.conventions)
+                          j.conventions, empty=empty, regime=trial.regime)
         return TrialResult(obs, findings, versions_of(runner))
 
     # Note [confirmation]

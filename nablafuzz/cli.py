@@ -64,6 +64,9 @@ def _campaign_parser(sub) -> None:
     p.add_argument("--scenarios", type=_csv_of("--scenarios rev,fwd,fd"),
                    help="comma-separated scenario ids (default: all)")
     p.add_argument("--name", help="campaign name (default: derived from the settings)")
+    p.add_argument("--regime-share", dest="regime_share", type=float,
+                   help="share of trials drawn from a value regime: edges, special points, tiny, large, ties, "
+                        "zeros (default 0.25)")
     p.add_argument("--compiled", action=argparse.BooleanOptionalAction, default=None,
                    help="run the compiled scenario `jit` (default: on for jax, whose jit is cheap; off for torch, "
                         "whose torch.compile takes 20-40 s per API)")
@@ -95,13 +98,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--specs", dest="spec_files", action="append", default=[],
                    help="spec file of your own functions (their reports get repro scripts)")
     p = sub.add_parser("specs", help="derive, list or check API specs")
-    p.add_argument("action", choices=["derive", "derive-cross", "list", "check"])
+    p.add_argument("action", choices=["derive", "derive-cross", "regimes", "list", "check"])
     p.add_argument("library", nargs="?")
     p.add_argument("--spec-dir", default="api_specs")
     p.add_argument("--out", type=Path, help="derive: output file (default api_specs/<library>/derived.yaml)")
     p.add_argument("--apis", type=_csv_of("--apis 'jax.nn.*'"),
                    help="derive: probe only APIs matching these globs (e.g. 'jax.nn.*')")
     p.add_argument("-v", "--verbose", action="store_true", help="derive: print each probed API as it is done")
+    p.add_argument("--specs", dest="spec_files", action="append", default=[],
+                   help="regimes: also probe the APIs of this spec file (your own functions)")
     return parser
 
 
@@ -207,6 +212,12 @@ def cmd_specs(args: argparse.Namespace) -> int:
                    hints_path=Path(args.spec_dir) / HINTS_FILE)
         print(f"wrote {n} specs to {out}")
         return 0
+    if args.action == "regimes":
+        _existing_dir(Path(args.spec_dir), "--spec-dir")
+        n = derive_regimes(Path(args.spec_dir), args.library, args.apis or ("*",), args.verbose,
+                           [Path(f) for f in args.spec_files])
+        print(f"wrote the edges of {n} APIs to {Path(args.spec_dir) / 'regimes.yaml'}")
+        return 0
     if args.action == "derive-cross":
         from .crossderive import derive_classes
         _existing_dir(Path(args.spec_dir), "--spec-dir")
@@ -218,6 +229,38 @@ def cmd_specs(args: argparse.Namespace) -> int:
     for line in list_specs(Path(args.spec_dir), args.library, check_only=args.action == "check"):
         print(line)
     return 0
+
+
+def derive_regimes(spec_dir: Path, library: Optional[str], apis: Sequence[str], verbose: bool,
+                   spec_files: Sequence[Path] = ()) -> int:
+    """`specs regimes [LIBRARY]`: probe the edges of the selected APIs and merge them into
+    `<spec-dir>/regimes.yaml` (the other APIs' edges are kept)."""
+    from .generate import generate
+    from .regimes import REGIMES_FILE, load_edges, probe_edges, write_edges
+    from .runtime.registry import resolve_runtime
+    from .runtime.runner import Runner
+    from .spec import load_specs
+    libraries = [library] if library else installed_libraries(str(spec_dir))
+    specs = load_specs(spec_dir, libraries, spec_files).select(libraries, list(apis))
+    paths = [str(Path.cwd())] + [str(Path(f).parent) for f in spec_files]
+    runners = {}
+
+    def run_for(lib: str):
+        if lib not in runners:
+            runners[lib] = Runner(resolve_runtime(lib, paths), Path(".nablafuzz/logs") / f"regimes-{lib}.log", 30.0)
+        return runners[lib].run
+    try:
+        found = probe_edges(specs, run_for, lambda s, d: generate(s, 0, 0, dtype=d),
+                            print if verbose else (lambda _: None))
+    finally:
+        for r in runners.values():
+            r.close()
+    path = spec_dir / REGIMES_FILE
+    probed = {s.id for s in specs}
+    edges = {k: v for k, v in load_edges(path).items() if k not in probed}
+    edges.update(found)
+    write_edges(path, edges, "nablafuzz specs regimes")
+    return len(found)
 
 
 def cmd_install(args: argparse.Namespace) -> int:

@@ -14,7 +14,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .model import ApiSpec, Aspect, Candidate, Disagreement, Outcome, ScenarioResult, Tolerance, Verdict
+from .generate import records
+from .model import ApiSpec, Aspect, Candidate, Disagreement, Outcome, ScenarioResult, Tolerance, Trial, Verdict
 from .runtime.runner import Execution
 from .scenarios import COMPILED, direction, is_reference, order
 from .tensors import FLOAT_DTYPES
@@ -223,9 +224,23 @@ def compare(execution: Execution, spec: ApiSpec) -> Comparison:
                 out.append(Candidate(Verdict.VALUE_MISMATCH, (r.scenario,), 1, (d,),
                                      message=f"{r.scenario} primal output differs from the direct call at {d.where}"))
     out += _lowest_order(spec, execution, effective_dtype(dtype, direct.outputs), results)
-    # valid: the call worked and something was differentiated (a trial whose draws left no
-    # differentiable input runs the direct call only)
-    return Comparison(len(results) > 1 or bool(out), tuple(out))
+    # valid: the call worked and a derivative with at least one element was compared (a trial
+    # whose draws left no differentiable input runs the direct call only; one whose
+    # differentiable inputs or outputs are all empty compares only zeros: `empty_derivative`)
+    ran = len(results) > 1 or bool(out)
+    return Comparison(ran and not empty_derivative(execution.trial, direct.outputs), tuple(out))
+
+
+def empty_derivative(trial: Trial, outputs: Sequence[np.ndarray] = ()) -> bool:
+    """The trial differentiates nothing with an element: it has differentiable inputs and all
+    of them are empty, or (when its outputs are known) every differentiated output is."""
+    sizes = [r.size for i in trial.inputs if i.differentiable for r in records(i.value)]
+    if not sizes:
+        return False  # nothing differentiable at all: not an empty trial, just not a valid one
+    if not any(sizes):
+        return True
+    outs = [o for j, o in enumerate(outputs) if trial.diff_outputs is None or j in trial.diff_outputs]
+    return bool(outs) and not any(np.size(o) for o in outs)
 
 
 def _lowest_status(cands: List[Candidate]) -> List[Candidate]:

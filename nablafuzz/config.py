@@ -39,6 +39,7 @@ class Config:
     profile: str = "default"
     cross: bool = False  # one trial per equivalence class, run by every member library (crosscampaign)
     equivalence_file: str = ""  # default: <spec_dir>/equivalence.yaml
+    regime_share: float = 0.25  # trials whose float inputs come from a value regime (regimes.py)
 
 
 # Libraries whose compiler is cheap enough to run the `jit` scenario in every trial
@@ -61,6 +62,7 @@ _RULES = [
     ("trial_timeout_s", lambda v: v > 0, "a positive number of seconds"),
     ("memory_limit_mb", lambda v: v == 0 or v >= 256, "0 (no limit) or at least 256"),
     ("budget_s", lambda v: v < 10 ** 9, "below 1e9 seconds"),
+    ("regime_share", lambda v: 0 <= v <= 1, "a fraction between 0 and 1"),
     ("seed", lambda v: 0 <= v < 2 ** 63, "a non-negative integer below 2**63"),
     ("libraries", lambda v: len(v) >= 1, "at least one library"),
 ]

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 from .campaign import Campaign, TrialResult, with_count
+from .compare import empty_derivative
 from .config import Config
 from .crosscheck import CrossJudgement, cross_judge, flush_subnormal
 from .equivalence import CROSS, EQUIVALENCE_FILE, Resolved, canonical_trial, load_classes, member_trial, resolve
@@ -121,7 +122,8 @@ class CrossCampaign(Campaign):
     def run_trial(self, spec: ApiSpec, members: Members, index: int) -> TrialResult:
         start = time.monotonic()
         r = self.classes[spec.name]
-        trial = generate(spec, self.seed, index, self.config.max_tensor_size, self.config.max_rank)
+        trial = generate(spec, self.seed, index, self.config.max_tensor_size, self.config.max_rank,
+                         regime_share=self.config.regime_share)
         j, executions = run_class(r, trial, members, self.config)
 
         def again() -> Tuple[Finding, ...]:  # the deviants' workers fresh (Note [confirmation])
@@ -131,10 +133,12 @@ class CrossCampaign(Campaign):
         confirmed, unconfirmed = self.confirm(j.findings, again)
         findings = tuple(self._cross_representative(f, r, members) for f in confirmed)
         deaths = ", ".join(f"{lib} {ex.death.kind}" for lib, ex in executions.items() if ex.death)
-        obs = Observation(spec.id, index, trial_key(trial), trial.dtype, j.valid, j.candidates,
+        empty = empty_derivative(trial)  # every differentiable input empty: nothing compared
+        obs = Observation(spec.id, index, trial_key(trial), trial.dtype, j.valid and not empty, j.candidates,
                           with_count(j.dismissed, "not_confirmed", unconfirmed),
                           tuple(fingerprint_key(f.fingerprint) for f in confirmed), (), time.monotonic() - start,
-                          deaths, "" if j.valid else "no member library could call it", j.conventions, j.votes)
+                          deaths, "" if j.valid else "no member library could call it", j.conventions, j.votes,
+                          empty, trial.regime)
         return TrialResult(obs, findings, _versions(members, executions))
 
     def _cross_representative(self, finding: Finding, r: Resolved, members: Members) -> Tuple[Finding, Trial]:

@@ -11,6 +11,7 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
+from . import regimes
 from .domains import sample
 from .model import ApiSpec, ArgKind, ArgSpec, InputValue, TensorRecord, Trial, Value
 from .structures import PROJECTIONS, draw, fit_shape
@@ -27,8 +28,9 @@ def trial_seed(campaign_seed: int, spec_id: str, index: int) -> int:
 # Note [empty trials]: an empty tensor runs only an op's shape handling; no derivative is
 # compared.  Drawn per dimension (as once: 4% per dim, 5% per symbol) about one multi-dimensional
 # input in ten was empty and so were many trials' only differentiable inputs, so it is a
-# trial-level choice instead: EMPTY_TRIALS of the trials (decided by the trial seed, `_TrialRng.empty`) draw zero
-# sizes with probability EMPTY_DIM per dimension and symbol; all others never do.
+# trial-level choice instead: EMPTY_TRIALS of the trials (decided by the trial seed,
+# `_TrialRng.empty`) draw zero sizes with probability EMPTY_DIM per dimension, symbol and
+# shape argument; all others never do.
 EMPTY_TRIALS = 0.03
 EMPTY_DIM = 0.3
 
@@ -100,10 +102,13 @@ class _Shapes:
         return shape
 
 
-def _tensor_dtype(arg: ArgSpec, trial_dtype: str) -> str:
+def _tensor_dtype(rng: np.random.Generator, arg: ArgSpec, trial_dtype: str) -> str:
+    """The trial's float dtype where the argument takes it; otherwise one of the argument's
+    dtypes (a predicate declared as bool and uint8 gets each in turn)."""
     if not arg.dtypes or trial_dtype in arg.dtypes:
         return trial_dtype
-    return arg.dtypes[0]
+    other = [d for d in arg.dtypes if d not in FLOAT_DTYPES]
+    return other[int(rng.integers(0, len(other)))] if len(other) > 1 else arg.dtypes[0]
 
 
 def _tensor(rng: np.random.Generator, arg: ArgSpec, shape: Shape, dtype: str):
@@ -114,11 +119,30 @@ def _tensor(rng: np.random.Generator, arg: ArgSpec, shape: Shape, dtype: str):
     if dtype in FLOAT_DTYPES:
         return sample(arg.domain, rng, shape, dtype)
     if arg.values and len(arg.values) == int(np.prod(shape)):
-        return np.array(arg.values).reshape(shape).astype(dtype)  # indices and masks stay valid
-    if dtype == "bool":
-        return rng.random(shape) < 0.5
+        return _moved(rng, np.array(arg.values).reshape(shape), dtype)
+    if dtype == "bool" or (dtype.startswith("uint") and arg.low is None):
+        return (rng.random(shape) < 0.5).astype(dtype)
     low, high = int(arg.low if arg.low is not None else -3), int(arg.high if arg.high is not None else 3)
     return rng.integers(low, high + 1, size=shape).astype(dtype)
+
+
+def _moved(rng: np.random.Generator, base: np.ndarray, dtype: str) -> np.ndarray:
+    """A non-float seed (indices into another input, a mask) moved where the sample shows it is
+    valid: a mask anywhere; indices within the range the sample spans (every value between its
+    smallest and largest is valid where they are), unsorted, at both ends, with duplicates."""
+    r = rng.random()
+    if r < 0.4 or base.size == 0:
+        return base.astype(dtype)
+    if dtype == "bool" or set(np.unique(base)) <= {0, 1} and base.size > 2:
+        return (rng.random(base.shape) < 0.5).astype(dtype)
+    lo, hi = int(base.min()), int(base.max())
+    if r < 0.6:
+        x = rng.permutation(base.ravel())
+    elif r < 0.8:
+        x = rng.choice([lo, hi], base.size)
+    else:
+        x = rng.integers(lo, hi + 1, base.size)
+    return x.reshape(base.shape).astype(dtype)
 
 
 def _seeded(rng: np.random.Generator, arg: ArgSpec, shape: Shape, dtype: str) -> np.ndarray:
@@ -146,6 +170,8 @@ def _scalar(rng: np.random.Generator, arg: ArgSpec, shapes: _Shapes):
         return bool(rng.random() < 0.5)
     if arg.kind in (ArgKind.CHOICE, ArgKind.DTYPE):
         value = arg.choices[int(rng.integers(0, len(arg.choices)))] if arg.choices else arg.default
+        if type(value) is float and value != 0 and rng.random() < 0.25:  # a sampled float parameter moves
+            value = float(np.float32(value * 2 ** rng.uniform(-1, 1)))
         return tuple(value) if isinstance(value, list) else value
     if arg.kind is ArgKind.AXIS:
         rank = len(shapes.of.get(arg.of or "", ()))
@@ -163,13 +189,13 @@ def _scalar(rng: np.random.Generator, arg: ArgSpec, shapes: _Shapes):
 def _input(rng: np.random.Generator, arg: ArgSpec, dtype: str, shapes: _Shapes, cap: int) -> InputValue:
     diff = arg.differentiable
     if arg.kind is ArgKind.TENSOR:
-        dt = _tensor_dtype(arg, dtype)
+        dt = _tensor_dtype(rng, arg, dtype)
         value = to_record(_tensor(rng, arg, shapes.choose(arg, cap), dt))
         return InputValue(arg.name, arg.kind, value, diff and dt in FLOAT_DTYPES, arg.keyword)
     if arg.kind is ArgKind.TENSOR_LIST:
         n = int(rng.integers(arg.length[0], arg.length[1] + 1))
         first = shapes.choose(arg, max(1, cap // max(n, 1)))
-        dt = _tensor_dtype(arg, dtype)
+        dt = _tensor_dtype(rng, arg, dtype)
         size = int(np.prod(first))
         parts = [replace(arg, values=arg.values[k * size:(k + 1) * size]) for k in range(n)]
         value = tuple(to_record(_tensor(rng, part, first, dt)) for part in parts)
@@ -185,7 +211,7 @@ def choose_dtype(rng: np.random.Generator, spec: ApiSpec) -> str:
 
 
 def generate(spec: ApiSpec, campaign_seed: int, index: int, max_size: int = 64, max_rank: int = 4,
-             dtype: Optional[str] = None) -> Trial:
+             dtype: Optional[str] = None, regime_share: float = 0.0) -> Trial:
     seed = trial_seed(campaign_seed, spec.id, index)
     rng = _TrialRng(seed)  # numpy's default generator for `seed`, and the trial's empty choice
     dtype = dtype or choose_dtype(rng, spec)
@@ -196,8 +222,21 @@ def generate(spec: ApiSpec, campaign_seed: int, index: int, max_size: int = 64, 
     module = (spec.init, spec.init_kwargs) if spec.module else None
     projections = tuple((a.name, PROJECTIONS[a.structure]) for a, i in zip(args, inputs)
                         if a.structure in PROJECTIONS and i.differentiable)
+    side = np.random.default_rng([seed, 1])  # its own stream: the other draws stay as they were
+    regime = regimes.choose(side, regime_share, spec.edges)
+    if regime:
+        inputs = tuple(_in_regime(side, regime, spec, a, i) for a, i in zip(args, inputs))
     return Trial(spec.library, spec.name, seed, dtype, inputs, spec.differentiable_outputs, module,
-                 projections=projections)
+                 projections=projections, regime=regime)
+
+
+def _in_regime(rng: np.random.Generator, regime: str, spec: ApiSpec, arg: ArgSpec, value: InputValue) -> InputValue:
+    """A differentiable float tensor's values redrawn in `regime` (structured ones keep theirs)."""
+    if not value.differentiable or arg.structure or not isinstance(value.value, TensorRecord):
+        return value
+    rec = value.value
+    x = regimes.draw(regime, rng, rec.shape, rec.dtype, spec.edges, to_array(rec))
+    return replace(value, value=to_record(x))
 
 
 def records(value: Value) -> Tuple[TensorRecord, ...]:

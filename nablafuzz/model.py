@@ -143,6 +143,8 @@ class ApiSpec:
     # works or fails against them is a finding; "observed": probing saw them on a few trials,
     # and support that varies with the input (OneFlow's broadcast backward paths) is not one
     support: str = "declared"
+    # where the output turns infinite, zero or NaN, per dtype (api_specs/regimes.yaml)
+    edges: Tuple[Tuple[str, Tuple[float, ...]], ...] = ()
 
     @property
     def id(self) -> str:
@@ -172,6 +174,7 @@ class Trial:
     layout: Tuple[Tuple[str, Tuple[int, ...]], ...] = ()
     # inputs whose directions keep a structure inside the differentiated call (name, "symmetric")
     projections: Tuple[Tuple[str, str], ...] = ()
+    regime: str = ""  # regimes.REGIMES: the value regime its float inputs were drawn from ("" the domain's)
 
     @property
     def spec_id(self) -> str:

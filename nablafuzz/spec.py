@@ -22,13 +22,14 @@ from .adapters import ENV as ADAPTERS_ENV, known_adapters
 from .domains import DOMAINS
 from .errors import SpecError
 from .model import ApiSpec, ArgKind, ArgSpec, KnownIssue, Tolerance, Verdict
+from .regimes import REGIMES_FILE, load_edges, with_edges
 from .scenarios import FIRST_ORDER, SECOND_ORDER
 from .structures import STRUCTURES
 from .tensors import FLOAT_DTYPES
 
 CAPABILITIES = FIRST_ORDER + tuple(s for s in SECOND_ORDER if not s.startswith("fd."))
 KINK_POLICIES = ("subgradient", "selection", "none")
-_API_FIELDS = {f.name for f in fields(ApiSpec)} - {"library", "source"}
+_API_FIELDS = {f.name for f in fields(ApiSpec)} - {"library", "source", "edges"}  # edges: regimes.yaml
 _ARG_FIELDS = {f.name for f in fields(ArgSpec)}
 SUPPORT = ("declared", "observed")
 RANK_MAX = 8  # the largest rank a campaign generates (config max_rank)
@@ -316,7 +317,7 @@ def _values(ctx: _Ctx, name: str, values: Any) -> Tuple[float, ...]:
     return tuple(float(v) for v in values)
 
 
-ALL_DTYPES = FLOAT_DTYPES + ("int64", "int32", "bool")
+ALL_DTYPES = FLOAT_DTYPES + ("int64", "int32", "uint8", "uint32", "bool")
 
 
 def _check_dtypes(ctx: _Ctx, field: str, dtypes: Any) -> None:
@@ -602,7 +603,8 @@ def load_specs(spec_dir: Path, libraries: Iterable[str], extra_files: Iterable[P
                                 "keep one definition (a --specs file may not redefine a library API)")
             specs[s.id] = s
     conventions = load_conventions(spec_dir / CONVENTIONS_FILE)
-    return SpecSet(tuple(with_conventions(list(specs.values()), conventions)))
+    edges = load_edges(spec_dir / REGIMES_FILE)
+    return SpecSet(tuple(with_edges(with_conventions(list(specs.values()), conventions), edges)))
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")

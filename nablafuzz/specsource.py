@@ -16,6 +16,8 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 import yaml
 
 from .errors import SpecError, WorkerError
+from .generate import generate, records
+from .model import ApiSpec
 from .probing import Entry, entry_from_dict, probe_entries
 from .runtime.process import WorkerProcess
 from .runtime.registry import resolve_runtime
@@ -141,6 +143,52 @@ def list_specs(spec_dir: Path, library: Optional[str], check_only: bool) -> Iter
     yield f"{total} specs in {len(libraries)} libraries"
     if check_only and not library:
         yield from _check_map(spec_dir, specs, libraries)
+    if check_only:
+        yield from _check_trials(specs.specs, libraries)
+
+
+# Note [trial validity]
+# A trial whose differentiable inputs are all empty compares nothing (its derivatives have no
+# element), so a spec is only as useful as the share of its trials with a non-empty one.  The
+# generator draws empty tensors in a few trials on purpose (Note [empty trials]); a spec below
+# MIN_NON_EMPTY has fixed zero-sized dims (a derived sample that was empty) or no
+# differentiable input at all.  `specs check` measures the share on CHECK_TRIALS trials per spec
+# with a fixed seed (deterministic, so the check is too) and fails naming the specs below it.
+CHECK_TRIALS = 40
+CHECK_SEED = 0
+MIN_NON_EMPTY = 0.9
+
+
+def non_empty_share(spec: ApiSpec, trials: int = CHECK_TRIALS, seed: int = CHECK_SEED) -> float:
+    """The share of `trials` generated trials of `spec` with a non-empty differentiable input."""
+    hits = 0
+    for index in range(trials):
+        trial = generate(spec, seed, index)
+        hits += any(r.size for i in trial.inputs if i.differentiable for r in records(i.value))
+    return hits / trials
+
+
+def _check_trials(specs: Sequence[ApiSpec], libraries: Sequence[str]) -> Iterator[str]:
+    """Per library, the share of generated trials with a non-empty differentiable input, and
+    every spec below MIN_NON_EMPTY; a SpecError naming them if there are any (Note [trial validity])."""
+    low: List[Tuple[ApiSpec, float]] = []
+    for lib in libraries:
+        shares = [(s, non_empty_share(s)) for s in specs if s.library == lib]
+        if not shares:
+            continue
+        under = [(s, v) for s, v in shares if v < MIN_NON_EMPTY]
+        yield (f"{lib}: {sum(v for _, v in shares) / len(shares):.1%} of {CHECK_TRIALS * len(shares)} generated "
+               f"trials have a non-empty differentiable input; {len(under)} specs under {MIN_NON_EMPTY:.0%}")
+        yield from (f"  {s.id}: {v:.0%} ({s.source})" for s, v in under)
+        low += under
+    if low:
+        names = ", ".join(f"{s.id} ({v:.0%})" for s, v in low[:20]) + (f" and {len(low) - 20} more"
+                                                                      if len(low) > 20 else "")
+        raise SpecError(low[0][0].source.rsplit(":", 1)[0], "", "dims",
+                        f"{len(low)} specs give a non-empty differentiable input in fewer than {MIN_NON_EMPTY:.0%} "
+                        f"of {CHECK_TRIALS} generated trials: {names}",
+                        "give each spec's differentiable tensors shapes with elements (no '0' in `dims`); "
+                        "re-derive derived specs with `nablafuzz specs derive <library>`")
 
 
 def _check_map(spec_dir: Path, specs, libraries) -> Iterator[str]:

@@ -49,3 +49,43 @@ sym_sq = Op(f=lambda x: np.sum(_from_lower(x) ** 2, axis=(-1, -2)),
             jvp=lambda xs, us: [np.sum(2 * _from_lower(xs[0]) * us[0], axis=(-1, -2))],
             vjp=lambda xs, vs: [2 * _from_lower(xs[0]) * vs[0][..., None, None]],
             hess=lambda xs, us, vs: [2 * us[0] * vs[0][..., None, None]])
+
+
+def _take_vjp(accumulate: bool):
+    def vjp(xs, vs, idx):
+        g = np.zeros_like(xs[0])
+        if accumulate:
+            np.add.at(g, np.asarray(idx), vs[0])
+        else:
+            g[np.asarray(idx)] = vs[0]  # the classic bug: a duplicated index keeps one contribution
+        return [g]
+    return vjp
+
+
+def _take_op(accumulate: bool) -> Op:
+    return Op(f=lambda x, idx: x[np.asarray(idx)], jvp=lambda xs, us, idx: [us[0][np.asarray(idx)]],
+              vjp=_take_vjp(accumulate), hess=lambda xs, us, vs, idx: [np.zeros_like(xs[0])])
+
+
+# x[idx] whose reverse mode drops repeated contributions of a duplicated index, and its correct twin
+take_dup_bug = _take_op(False)
+take = _take_op(True)
+
+
+def _where_vjp(wrong_for_uint32: bool):
+    def vjp(xs, vs, cond):
+        c = np.asarray(cond).astype(bool)
+        scale = 2.0 if wrong_for_uint32 and np.asarray(cond).dtype == np.uint32 else 1.0
+        return [scale * np.where(c, vs[0], 0.0), np.where(c, 0.0, vs[0])]
+    return vjp
+
+
+def _where_op(wrong: bool) -> Op:
+    return Op(f=lambda x, y, cond: np.where(np.asarray(cond).astype(bool), x, y),
+              jvp=lambda xs, us, cond: [np.where(np.asarray(cond).astype(bool), us[0], us[1])],
+              vjp=_where_vjp(wrong), hess=lambda xs, us, vs, cond: [np.zeros_like(xs[0]), np.zeros_like(xs[1])])
+
+
+# where(cond, x, y) whose reverse mode is wrong only for a uint32 predicate, and its correct twin
+where_uint32_bug = _where_op(True)
+where = _where_op(False)

@@ -117,7 +117,8 @@ def test_tensorflow_specs_cover_the_issue_floor():
     assert not any(n.startswith("tf.compat.") for n in names)
     relu = next(s for s in specs if s.name == "tf.nn.relu")
     assert "tf.raw_ops.Relu" in relu.notes and "tf.raw_ops.Relu" not in names
-    assert "tf.linalg.logdet" not in names  # dropped by a probe hint (needs symmetric inputs)
+    logdet = next(s for s in specs if s.name == "tf.linalg.logdet")  # a probe hint gives it SPD input
+    assert logdet.args[0].structure == "spd" and "hint:" in logdet.notes
 
 
 def test_tape_recording_a_function_stops_is_restarted_before_the_next_trial(runner):

@@ -332,7 +332,9 @@ def test_load_specs_with_user_file(tmp_path):
 def test_the_repository_probe_hints_load_with_reasons():
     from nablafuzz.spec import load_probe_hints
     hints = load_probe_hints(Path(__file__).resolve().parents[1] / "api_specs" / "probe_hints.yaml", "tensorflow")
-    assert hints["tf.linalg.logdet"].drop and "positive-definite" in hints["tf.linalg.logdet"].reason
+    assert hints["tf.nn.softmax_cross_entropy_with_logits"].drop
+    logdet = hints["tf.linalg.logdet"]
+    assert not logdet.drop and dict(logdet.args)["matrix"]["structure"] == "spd" and "positive-definite" in logdet.reason
     assert dict(hints["tf.reverse"].args)["axis"] == {"kind": "choice", "choices": [[0], [-1]]}  # no __line__
     assert hints["tf.image.rgb_to_hsv"].domain == "unit_interval"
     assert all(h.reason and h.url.startswith("https://") for h in hints.values())

@@ -97,3 +97,45 @@ def test_symmetric_directions_keep_an_eigh_like_op_consistent(tmp_path, monkeypa
     assert _campaign(tmp_path, monkeypatch, "sym_sq", "symmetric") == []
     assert _campaign(tmp_path, monkeypatch, "sym_sq", "spd") == []
     assert _campaign(tmp_path, monkeypatch, "sym_sq", "") != []
+
+
+def _user_campaign(tmp_path, monkeypatch, api, args_yaml, trials=12):
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")])))
+    spec = tmp_path / f"{api}.yaml"
+    spec.write_text(f'library: numpy_ref\napis:\n  - name: "helper_structured_ops:{api}"\n    args: {args_yaml}\n')
+    store = tmp_path / f"store-{api}"
+    run_campaign(make_config("default", libraries=["numpy_ref"], apis=["helper_structured_ops:*"],
+                             spec_files=[str(spec)], spec_dir=str(ROOT / "api_specs"), store_dir=str(store),
+                             campaign_dir=str(tmp_path / "c"), workers=1, trials_per_api=trials, budget_s=300,
+                             name=api))
+    reports, errors = Store(store).load_all()
+    assert not errors
+    return reports
+
+
+TAKE = "[{name: x, dims: [5]}, {name: idx, dims: [4], dtypes: [int64], differentiable: false, values: [0, 3, 1, 4]}]"
+WHERE = ("[{name: x, dims: [4]}, {name: y, same_shape_as: x}, "
+         "{name: cond, same_shape_as: x, dtypes: [bool, uint32], differentiable: false}]")
+
+
+def test_index_seeds_move_to_duplicates_within_their_range():
+    spec = parse_api(_Ctx("t"), "numpy_ref", {"name": "f", "args": [
+        {"name": "idx", "dims": [4], "dtypes": ["int64"], "differentiable": False, "values": [0, 3, 1, 4]}]})
+    drawn = [to_array(generate(spec, 2, i).inputs[0].value) for i in range(60)]
+    assert all(a.min() >= 0 and a.max() <= 4 for a in drawn)  # within the sample's range
+    assert any(len(set(a.tolist())) < 4 for a in drawn)  # duplicates
+    assert any(a.tolist() == [0, 3, 1, 4] for a in drawn) and len({tuple(a.tolist()) for a in drawn}) > 10
+
+
+def test_bug_only_duplicate_indices_reach_is_found_and_its_twin_is_not(tmp_path, monkeypatch):
+    (report,) = _user_campaign(tmp_path, monkeypatch, "take_dup_bug", TAKE)
+    assert report.fingerprint.verdict is Verdict.DERIVATIVE_MISMATCH
+    idx = next(i for i in report.trial.inputs if i.name == "idx")
+    assert len(set(idx.value.values)) < len(idx.value.values)  # its trial has a duplicated index
+    assert _user_campaign(tmp_path, monkeypatch, "take", TAKE) == []
+
+
+def test_bug_only_a_uint32_predicate_reaches_is_found_and_its_twin_is_not(tmp_path, monkeypatch):
+    (report,) = _user_campaign(tmp_path, monkeypatch, "where_uint32_bug", WHERE)
+    assert next(i for i in report.trial.inputs if i.name == "cond").value.dtype == "uint32"
+    assert _user_campaign(tmp_path, monkeypatch, "where", WHERE) == []

@@ -241,7 +241,7 @@ class NumpyRefAdapter(Adapter):
             if isinstance(value, np.ndarray) and value.dtype.kind == "f":
                 xs.append(value)
             else:
-                params[name] = value.item() if isinstance(value, np.ndarray) else value
+                params[name] = value.item() if isinstance(value, np.ndarray) and value.ndim == 0 else value
         return BoundCall(_NumpyCall(fn, params), None if diff_outputs is None else tuple(diff_outputs)), xs
 
     def direct(self, call, xs):

@@ -7,14 +7,19 @@ shapes with broadcasting and their value domain; everything else gets up to thre
 structures (`args` + `overloads`) with the samples' literal values as seeds that the
 generator then mutates.  Every kept sample is probed once (call + VJP) so only invocations
 that run and are differentiable become specs; what is dropped is returned with the reason
-and written at the end of the spec file.
+and written at the end of the spec file.  Samples with an empty tensor are used only, grown to
+non-empty sizes, when no other sample probes (Note [grown samples]).  Sample values are drawn
+from torch's generator seeded per op, so a derivation is reproducible.
 """
 from __future__ import annotations
 
+import fnmatch
 import math
 import re
 import warnings
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+import zlib
+from dataclasses import dataclass, field
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -22,6 +27,8 @@ from ..naming import SELECTION
 
 MAX_ELEMENTS = 128
 MAX_OVERLOADS = 3
+GROWN_SIZES = (3, 2, 4)  # what the zero-sized dims of an empty sample become, tried in turn
+GROWN_CAPS = (None, 4, 3, 2)  # the other dims cut to this when the grown sample is too large
 FLOATS = {torch.float64: "float64", torch.float32: "float32", torch.float16: "float16"}
 RANDOM = re.compile(r"dropout|rrelu|bernoulli|normal|multinomial|gumbel|rand|uniform|poisson|exponential|cauchy"
                     r"|geometric|log_normal")
@@ -131,6 +138,8 @@ def _probe(fn: Any, sample: Any) -> Dict[str, Any]:
     leaves = [t for t in _leaves(inputs + list(sample.kwargs.values())) if t.requires_grad]
     if not live or not leaves:
         raise Unusable("no differentiable output")
+    if not any(outs[i].numel() for i in live) or not any(t.numel() for t in leaves):
+        raise Unusable("its derivative is empty (no element in the differentiable inputs or outputs)")
     torch.autograd.grad([_sum(outs[i]) for i in live], leaves, allow_unused=True)
     again = fn(*inputs, **sample.kwargs)
     again = list(again) if isinstance(again, (tuple, list)) else [again]
@@ -150,40 +159,135 @@ def _leaves(xs: List[Any]) -> Iterator[torch.Tensor]:
             yield from _leaves(list(x))
 
 
+def _seed(op: Any) -> None:
+    """Seed torch's generator for this op's samples: the derivation is reproducible."""
+    torch.manual_seed(zlib.crc32(f"{op.name}.{op.variant_test_name}".encode()))
+
+
+def _sample_size(s: Any) -> int:
+    return _size([s.input, list(s.args), list(s.kwargs.values())])
+
+
+def _empty(s: Any) -> bool:
+    """Some tensor of the sample has no element: a test of shape handling, not of derivatives."""
+    return any(t.numel() == 0 for t in _leaves([s.input, list(s.args), list(s.kwargs.values())]))
+
+
+# Note [grown samples]
+# OpInfo lists its smallest samples first, and those are often empty ([5, 0, 10], [0, 0]):
+# kept, every trial of the spec (or of that overload) compares an empty derivative.  So samples
+# whose tensors all have elements come first, and an empty sample is never kept as it is.  When
+# no non-empty sample probes, the empty ones are grown: every zero-sized dim becomes the same
+# small size (GROWN_SIZES, one size per sample so square and matching dims stay so), float
+# tensors get seeded normal values, index tensors zeros and masks True; if that makes the
+# sample larger than MAX_ELEMENTS, every other dim above a cap is cut to it (GROWN_CAPS, the
+# same for every tensor, so equal dims stay equal).  The grown sample is kept only if it probes
+# (call + VJP).  Its float values are not kept as seeds (they are not OpInfo's, only something
+# the probe took), its index and mask values are (they stay valid).
+@dataclass
+class _Grown:
+    """An empty sample with its zero-sized dims grown (the SampleInput fields the probe reads)."""
+
+    input: Any
+    args: Tuple[Any, ...] = ()
+    kwargs: Dict[str, Any] = field(default_factory=dict)
+
+
+def _grown(sample: Any) -> Iterator[_Grown]:
+    """The grown versions of an empty sample to probe in turn: each size of GROWN_SIZES, with
+    the mildest cut of the other dims that brings some of them within MAX_ELEMENTS."""
+    for cap in GROWN_CAPS:
+        fits = [g for g in (_grow(sample, k, cap) for k in GROWN_SIZES) if _sample_size(g) <= MAX_ELEMENTS]
+        if fits:
+            yield from fits
+            return
+
+
+def _grow(sample: Any, k: int, cap: Optional[int]) -> _Grown:
+    gen = torch.Generator().manual_seed(k)
+
+    def grow(x: Any) -> Any:
+        if isinstance(x, torch.Tensor) and x.layout == torch.strided:  # sparse ones: the probe refuses them
+            shape = [min(d, cap) if cap and d else d or k for d in x.shape]
+            if x.numel():
+                cut = x.detach()[tuple(slice(0, d) for d in shape)]
+                return x if list(cut.shape) == list(x.shape) else cut.clone().requires_grad_(x.requires_grad)
+            if x.is_floating_point():
+                new = torch.randn(shape, dtype=x.dtype, generator=gen)
+            else:
+                new = (torch.ones if x.dtype == torch.bool else torch.zeros)(shape, dtype=x.dtype)
+            return new.requires_grad_(x.requires_grad)
+        if isinstance(x, (list, tuple)) and any(isinstance(y, torch.Tensor) for y in x):
+            return type(x)(grow(y) for y in x)
+        return x
+    return _Grown(grow(sample.input), tuple(grow(a) for a in sample.args),
+                  {key: grow(v) for key, v in sample.kwargs.items()})
+
+
+def _without_seeds(args: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """A grown sample's arguments without float values (index and mask values stay)."""
+    return [{k: v for k, v in a.items() if k != "values" or "dtypes" in a} for a in args]
+
+
 def _samples(op: Any, fn: Any) -> Tuple[List[List[Dict[str, Any]]], List[str], Dict[str, Any]]:
     """Up to MAX_OVERLOADS distinct sample structures that probe well, the reasons others
-    failed, and what the first probe learnt (differentiable outputs, randomness)."""
-    structures, reasons, seen, learnt = [], [], set(), {}
+    failed, and what the first probe learnt (differentiable outputs, randomness).  Non-empty
+    samples only; grown empty ones when none of those probes (Note [grown samples])."""
+    _seed(op)
     try:
-        samples = sorted(op.sample_inputs("cpu", torch.float64, requires_grad=True),
-                         key=lambda s: _size([s.input, list(s.args), list(s.kwargs.values())]))
+        samples = sorted(op.sample_inputs("cpu", torch.float64, requires_grad=True), key=_sample_size)
     except Exception as exc:  # noqa: BLE001 - recorded, not fatal
         return [], [f"sample_inputs failed: {exc}"], {}
+    kept = _Kept()
     for s in samples:
-        if len(structures) >= MAX_OVERLOADS or _size([s.input, list(s.args), list(s.kwargs.values())]) > MAX_ELEMENTS:
+        if len(kept.structures) >= MAX_OVERLOADS or _sample_size(s) > MAX_ELEMENTS:
             break
+        if not _empty(s):
+            kept.add(fn, s, "")
+    empties = [s for s in samples if _empty(s)] if not kept.structures else []
+    for s in empties[:4 * MAX_OVERLOADS]:
+        if len(kept.structures) >= MAX_OVERLOADS:
+            break
+        for grown in _grown(s):
+            if kept.add(fn, grown, "grown from an empty sample: "):
+                break
+    return kept.structures, kept.reasons, kept.learnt
+
+
+@dataclass
+class _Kept:
+    """The sample structures kept so far for one op, and why others were not."""
+
+    structures: List[List[Dict[str, Any]]] = field(default_factory=list)
+    reasons: List[str] = field(default_factory=list)
+    seen: set = field(default_factory=set)
+    learnt: Dict[str, Any] = field(default_factory=dict)
+
+    def add(self, fn: Any, s: Any, grown: str) -> bool:
+        """Probe `s` and keep its structure if it works and is new; whether it probed well."""
         try:
             args = _sample_args(s)
             key = repr([(a["name"], a.get("dims"), a.get("choices")) for a in args])
-            if key in seen:
-                continue
+            if key in self.seen:
+                return True
             found = _probe(fn, s)
-            if learnt and found["differentiable_outputs"] != learnt["differentiable_outputs"]:
-                continue  # one spec has one set of differentiable outputs
+            if self.learnt and found["differentiable_outputs"] != self.learnt["differentiable_outputs"]:
+                return False  # one spec has one set of differentiable outputs
         except Exception as exc:  # noqa: BLE001 - the sample is dropped with its reason
-            reasons.append(f"{type(exc).__name__}: {str(exc)[:100]}")
-            continue
-        learnt = learnt or found
-        seen.add(key)
-        structures.append(args)
-    return structures, reasons, learnt
+            self.reasons.append(f"{grown}{type(exc).__name__}: {str(exc)[:100]}")
+            return False
+        self.learnt = self.learnt or found
+        self.seen.add(key)
+        self.structures.append(_without_seeds(args) if grown else args)
+        return True
 
 
 def _probe_any(op: Any, fn: Any) -> Tuple[Dict[str, Any], List[str]]:
     """What the first sample that probes well (of any size) teaches about the op."""
     reasons = []
+    _seed(op)
     try:
-        samples = list(op.sample_inputs("cpu", torch.float64, requires_grad=True))
+        samples = sorted(op.sample_inputs("cpu", torch.float64, requires_grad=True), key=_empty)  # non-empty first
     except Exception as exc:  # noqa: BLE001 - recorded, not fatal
         return {}, [f"sample_inputs failed: {exc}"]
     for s in samples[:5]:
@@ -231,8 +335,9 @@ def _variants(op: Any) -> Iterator[Tuple[str, Any]]:
         yield f"torch.Tensor.{method.__name__}", getattr(torch.Tensor, method.__name__)
 
 
-def derive() -> Dict[str, Any]:
-    """{"apis": specs, "dropped": ["<OpInfo>: <why>", ...]} for every autograd OpInfo."""
+def derive(only: Sequence[str] = ()) -> Dict[str, Any]:
+    """{"apis": specs, "dropped": ["<OpInfo>: <why>", ...]} for every autograd OpInfo (and
+    ModuleInfo); `only` (globs of API names, e.g. "torch.flip") derives just those."""
     from torch.testing._internal.common_methods_invocations import op_db
     warnings.filterwarnings("ignore")
     specs: Dict[str, Dict[str, Any]] = {}
@@ -240,14 +345,16 @@ def derive() -> Dict[str, Any]:
     for op in op_db:
         if not op.supports_autograd:
             continue
-        variants = list(_variants(op))
+        variants = [(n, f) for n, f in _variants(op) if not only or any(fnmatch.fnmatchcase(n, g) for g in only)]
+        if only and not variants:
+            continue
         if not variants:
             dropped.append(f"{op.name}: no public torch.{op.name} and no Tensor method")
         for name, fn in variants:
             why = _merge(specs, name, op, fn)
             if why:
                 dropped.append(f"{name} ({op.name} {op.variant_test_name}): {why}")
-    modules = derive_modules()
+    modules = derive_modules(only)
     return {"apis": [specs[k] for k in sorted(specs)] + modules["apis"], "dropped": dropped + modules["dropped"]}
 
 
@@ -278,13 +385,15 @@ def _merge(specs: Dict[str, Dict[str, Any]], name: str, op: Any, fn: Any) -> str
 MAX_MODULE_ELEMENTS = 1100
 
 
-def derive_modules() -> Dict[str, Any]:
+def derive_modules(only: Sequence[str] = ()) -> Dict[str, Any]:
     """Specs of torch.nn layers with their parameters as differentiable inputs (`param:<name>`),
     from `torch.testing._internal.common_modules.module_db`: one probed sample per layer."""
     from torch.testing._internal.common_modules import module_db
     apis, dropped = [], []
     for info in module_db:
         name = f"torch.nn.{info.module_cls.__name__}"
+        if only and not any(fnmatch.fnmatchcase(name, g) for g in only):
+            continue
         try:
             apis.append(_module_spec(name, info))
         except Exception as exc:  # noqa: BLE001 - recorded with its reason
@@ -293,6 +402,7 @@ def derive_modules() -> Dict[str, Any]:
 
 
 def _module_spec(name: str, info: Any) -> Dict[str, Any]:
+    torch.manual_seed(zlib.crc32(name.encode()))  # samples and initial parameters: reproducible
     samples = info.module_inputs_func(info, device="cpu", dtype=torch.float64, requires_grad=True, training=False)
     errors = []
     for sample in samples[:6]:
