@@ -29,6 +29,7 @@ class Observation:
     votes: Tuple[Tuple[str, str, str], ...] = ()  # --cross: (library, quantity, vote) for this trial
     empty: bool = False  # not valid: every differentiable input (or differentiated output) was empty
     regime: str = ""  # the value regime the trial's inputs were drawn from (regimes.py; "" the domain's)
+    structure: str = ""  # the structures of its structured inputs, comma-separated ("" none)
 
     def with_new(self, new: Tuple[str, ...]) -> "Observation":
         return replace(self, new=new)
@@ -40,7 +41,8 @@ class Observation:
                 "death": self.death, "invalid": self.invalid, "empty": self.empty,
                 **({"conventions": list(self.conventions)} if self.conventions else {}),
                 **({"votes": [list(v) for v in self.votes]} if self.votes else {}),
-                **({"regime": self.regime} if self.regime else {})}
+                **({"regime": self.regime} if self.regime else {}),
+                **({"structure": self.structure} if self.structure else {})}
 
     @staticmethod
     def from_json(d: Dict[str, Any]) -> "Observation":
@@ -49,7 +51,7 @@ class Observation:
                            tuple(d["new"]), float(d["seconds"]), d.get("death", ""), d.get("invalid", ""),
                            tuple(d.get("conventions", ())), tuple(tuple(v) for v in d.get("votes", ())),
                            bool(d.get("empty", False)),  # logs written before `empty` existed: False
-                           str(d.get("regime", "")))
+                           str(d.get("regime", "")), str(d.get("structure", "")))
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,7 @@ class Summary:
     stopped: Tuple[str, ...] = ()  # "library: why" for each runtime given up (its worker would not restart)
     empty: int = 0  # trials that differentiated only empty tensors (not valid)
     regimes: Tuple[Tuple[str, int, int, int], ...] = ()  # (regime, trials, valid, findings); "" the domain's
+    structures: Tuple[Tuple[str, int, int, int], ...] = ()  # (structure, trials, valid, findings) of structured trials
 
     @property
     def trials_per_s(self) -> float:
@@ -91,6 +94,7 @@ class Summary:
                 "trials_per_s_this_run": round(self.trials_per_s, 2), "apis_without_valid_trial": list(self.invalid_apis),
                 "memory_limit_mb": self.memory_limit_mb, "runtimes_given_up": list(self.stopped),
                 "regimes": {r or "domain": {"trials": t, "valid": v, "findings": f} for r, t, v, f in self.regimes},
+                "structures": {s: {"trials": t, "valid": v, "findings": f} for s, t, v, f in self.structures},
                 **({"cross_votes": dict(self.votes)} if self.votes else {})}
 
     def lines(self) -> List[str]:
@@ -107,6 +111,8 @@ class Summary:
             f"memory limit per worker: {f'{self.memory_limit_mb} MiB' if self.memory_limit_mb else 'none'}",
             "value regimes (trials / valid / findings): "
             + (", ".join(f"{r or 'domain'} {t}/{v}/{f}" for r, t, v, f in self.regimes) or "none"),
+            "structured inputs (trials / valid / findings): "
+            + (", ".join(f"{s} {t}/{v}/{f}" for s, t, v, f in self.structures) or "none"),
         ] + ([f"cross-library votes (library vote: quantities): {', '.join(f'{k}: {v}' for k, v in self.votes)}"]
              if self.votes else []) + [f"runtime given up, its remaining APIs skipped: {s}" for s in self.stopped]
 
@@ -116,6 +122,12 @@ def _count(pairs) -> Tuple[Tuple[str, int], ...]:
     for k, n in pairs:
         out[k] = out.get(k, 0) + n
     return tuple(sorted(out.items()))
+
+
+def _per(obs: Sequence[Observation], key) -> Tuple[Tuple[str, int, int, int], ...]:
+    """(key, trials, valid trials, findings) for each value of `key` among the observations."""
+    return tuple((k, sum(key(o) == k for o in obs), sum(o.valid for o in obs if key(o) == k),
+                  sum(len(o.findings) for o in obs if key(o) == k)) for k in sorted({key(o) for o in obs}))
 
 
 def summarise(campaign: str, specs: Sequence[ApiSpec], obs: Sequence[Observation], fresh: int,
@@ -136,6 +148,6 @@ def summarise(campaign: str, specs: Sequence[ApiSpec], obs: Sequence[Observation
         invalid_apis=tuple(f"{api}: {why.get(api, 'no trial ran to completion')}" for api in sorted(tried - valid_apis)),
         votes=_count((f"{lib} {vote}", 1) for o in obs for lib, _, vote in o.votes),
         empty=sum(o.empty for o in obs),
-        regimes=tuple((r, sum(o.regime == r for o in obs), sum(o.valid for o in obs if o.regime == r),
-                       sum(len(o.findings) for o in obs if o.regime == r)) for r in sorted({o.regime for o in obs})),
+        regimes=_per(obs, lambda o: o.regime),
+        structures=tuple(row for row in _per(obs, lambda o: o.structure) if row[0]),
     )

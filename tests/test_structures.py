@@ -139,3 +139,18 @@ def test_bug_only_a_uint32_predicate_reaches_is_found_and_its_twin_is_not(tmp_pa
     (report,) = _user_campaign(tmp_path, monkeypatch, "where_uint32_bug", WHERE)
     assert next(i for i in report.trial.inputs if i.name == "cond").value.dtype == "uint32"
     assert _user_campaign(tmp_path, monkeypatch, "where", WHERE) == []
+
+
+def test_summary_counts_trials_and_findings_per_structure(tmp_path, monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")])))
+    spec = tmp_path / "s.yaml"
+    spec.write_text('library: numpy_ref\napis:\n  - name: "helper_structured_ops:square_wrong_on_lower"\n'
+                    '    args: [{name: x, dims: [4, 4], structure: lower_triangular}]\n'
+                    '  - {name: "helper_structured_ops:square", args: [{name: x, dims: [4, 4]}]}\n')
+    summary = run_campaign(make_config("default", libraries=["numpy_ref"], apis=["helper_structured_ops:*"],
+                                       spec_files=[str(spec)], spec_dir=str(ROOT / "api_specs"),
+                                       store_dir=str(tmp_path / "s"), campaign_dir=str(tmp_path / "c"),
+                                       workers=1, trials_per_api=5))
+    ((name, trials, valid, findings),) = summary.structures
+    assert (name, trials, valid) == ("lower_triangular", 5, 5) and findings >= 1
+    assert "structured inputs (trials / valid / findings): lower_triangular 5/5/" in "\n".join(summary.lines())
