@@ -80,10 +80,17 @@ def known_issue(ctx: FilterContext, cand: Candidate) -> Optional[FilterOutcome]:
     """Known upstream issues, and library conventions that hold at any input (their own name,
     `convention`, in statistics and triage: a convention is a documented choice, not a bug)."""
     for k in ctx.spec.known_issues:
-        if _matches(k, cand, ""):
+        if _matches(k, cand, "") or (_matches(k, cand, "duplicate_indices") and has_duplicate_indices(ctx.execution.trial)):
             kind = "convention" if k.convention else "known_issue"
-            return _outcome(kind, True, f"{kind.replace('_', ' ')}: {k.reason} ({k.url})")
+            why = "; the trial repeats an index" if k.when else ""
+            return _outcome(kind, True, f"{kind.replace('_', ' ')}: {k.reason} ({k.url}){why}")
     return None
+
+
+def has_duplicate_indices(trial) -> bool:
+    """Whether an integer tensor input repeats a value (an index written twice)."""
+    return any(r.dtype.startswith(("int", "uint")) and len(set(r.values)) < len(r.values)
+               for i in trial.inputs for r in records(i.value))
 
 
 def _kink_convention(ctx: FilterContext, cand: Candidate, outcome: FilterOutcome) -> FilterOutcome:

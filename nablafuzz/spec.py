@@ -359,7 +359,7 @@ def _tol(ctx: _Ctx, tol: Mapping[str, Any], key: str, field: str) -> float:
                       f"write e.g. `{key}: 1.0e-4`", 0.0))
 
 
-WHEN = ("", "kink")
+WHEN = ("", "kink", "duplicate_indices")
 ISSUE_FIELDS = {"reason", "url", "scenarios", "verdict", "when", "__line__"}
 VERDICTS = [v.value for v in Verdict]
 

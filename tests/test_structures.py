@@ -154,3 +154,18 @@ def test_summary_counts_trials_and_findings_per_structure(tmp_path, monkeypatch)
     ((name, trials, valid, findings),) = summary.structures
     assert (name, trials, valid) == ("lower_triangular", 5, 5) and findings >= 1
     assert "structured inputs (trials / valid / findings): lower_triangular 5/5/" in "\n".join(summary.lines())
+
+
+def test_a_documented_undefined_result_for_duplicate_indices_is_a_convention(tmp_path, monkeypatch):
+    # the planted take drops repeated contributions; declared (as torch documents index_copy_ and
+    # put_) to be undefined for a repeated index, it is classified, counted and never reported
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")])))
+    spec = tmp_path / "take.yaml"
+    spec.write_text('library: numpy_ref\napis:\n  - name: "helper_structured_ops:take_dup_bug"\n'
+                    f'    args: {TAKE}\n    known_issues: [{{reason: "undefined for a repeated index", '
+                    'url: "https://example.org/docs", when: duplicate_indices}]\n')
+    summary = run_campaign(make_config("default", libraries=["numpy_ref"], apis=["helper_structured_ops:*"],
+                                       spec_files=[str(spec)], spec_dir=str(ROOT / "api_specs"),
+                                       store_dir=str(tmp_path / "s"), campaign_dir=str(tmp_path / "c"),
+                                       workers=1, trials_per_api=12))
+    assert Store(tmp_path / "s").load_all() == ([], []) and dict(summary.dismissed).get("known_issue", 0) >= 1

@@ -308,7 +308,24 @@ def _ufunc_args(op: Any) -> Optional[List[Dict[str, Any]]]:
     return None
 
 
+# OpInfo ops whose first input has a structure their samples are built with (the samples of
+# these come from random_hermitian_pd_matrix / random_hermitian_matrix), and which read one
+# triangle of it: as a spec `structure`, trials keep it and are judged along symmetric
+# directions (Note [structured directions]), as OpInfo's own gradcheck wraps them.
+OPINFO_STRUCTURES = {"cholesky": "spd", "linalg.cholesky": "spd", "linalg.cholesky_ex": "spd",
+                     "linalg.eigh": "symmetric", "linalg.eigvalsh": "symmetric"}
+
+
+def _structured(op: Any, args: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    structure = OPINFO_STRUCTURES.get(op.name)
+    first = next((i for i, a in enumerate(args) if a.get("kind", "tensor") == "tensor"), None)
+    if structure is None or first is None:
+        return args
+    return [dict(a, structure=structure) if i == first else a for i, a in enumerate(args)]
+
+
 def _spec(name: str, op: Any, structures: List[List[Dict[str, Any]]], learnt: Dict[str, Any]) -> Dict[str, Any]:
+    structures = [_structured(op, args) for args in structures]
     caps, unsupported = _capabilities(op)
     backward = getattr(op, "backward_dtypes", None) or op.dtypes
     dtypes = [FLOATS[d] for d in (torch.float64, torch.float32, torch.float16) if d in op.dtypes and d in backward]
