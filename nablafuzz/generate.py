@@ -155,6 +155,8 @@ def _seeded(rng: np.random.Generator, arg: ArgSpec, shape: Shape, dtype: str) ->
         x = base
     elif r < 0.8:
         x = base * (1 + 0.05 * rng.standard_normal(shape))
+    elif arg.structure:  # boundary values would break it: a fresh structured draw instead
+        return draw(arg.structure, rng, shape, dtype)
     else:
         x = sample(arg.domain, rng, shape, "float64")
         keep = rng.random(shape) < 0.7

@@ -82,9 +82,12 @@ def _simpler_values(x: float) -> List[float]:
 
 
 def _value_edits(trial: Trial) -> Iterator[Trial]:
-    recs = [r for i in trial.inputs for r in records(i.value)]
-    for k, rec in enumerate(recs):
-        if rec.dtype not in FLOAT_DTYPES:
+    """Simpler values, one element at a time; never in a symmetrised (structured) input, where
+    one edited element would leave the structure (an SPD matrix no longer positive definite)."""
+    projected = dict(trial.projections)
+    recs = [(r, i.name in projected) for i in trial.inputs for r in records(i.value)]
+    for k, (rec, structured) in enumerate(recs):
+        if rec.dtype not in FLOAT_DTYPES or structured:
             continue
         for e, x in enumerate(rec.values):
             for simpler in _simpler_values(float(x)):
@@ -97,6 +100,14 @@ def _value_edits(trial: Trial) -> Iterator[Trial]:
                 yield _map_records(trial, edit)
 
 
+def keeps_projections(trial: Trial) -> bool:
+    """Whether every input symmetrised inside the call is still a (batch of) square matrices: a
+    shrink of one axis would make the symmetrisation broadcast instead (structures.py)."""
+    projected = dict(trial.projections)
+    return all(len(r.shape) >= 2 and r.shape[-1] == r.shape[-2]
+               for i in trial.inputs if i.name in projected for r in records(i.value))
+
+
 def minimise(trial: Trial, reproduces: Check, max_attempts: int = 150) -> Trial:
     """Greedy first-improvement search; returns the smallest reproducing trial found."""
     attempts = 0
@@ -107,7 +118,8 @@ def minimise(trial: Trial, reproduces: Check, max_attempts: int = 150) -> Trial:
             for cand in moves(trial):
                 if attempts >= max_attempts:
                     break
-                if cand == trial or (moves is not _value_edits and trial_size(cand) >= trial_size(trial)):
+                if cand == trial or (moves is not _value_edits and trial_size(cand) >= trial_size(trial)) \
+                        or not keeps_projections(cand):
                     continue
                 attempts += 1
                 if reproduces(cand):

@@ -31,7 +31,7 @@ GROWN_SIZES = (3, 2, 4)  # what the zero-sized dims of an empty sample become, t
 GROWN_CAPS = (None, 4, 3, 2)  # the other dims cut to this when the grown sample is too large
 FLOATS = {torch.float64: "float64", torch.float32: "float32", torch.float16: "float16"}
 RANDOM = re.compile(r"dropout|rrelu|bernoulli|normal|multinomial|gumbel|rand|uniform|poisson|exponential|cauchy"
-                    r"|geometric|log_normal")
+                    r"|geometric|log_normal|fractional_max_pool")  # fractional pooling draws its regions at random
 DOMAINS = {(0, None): "positive", (-1, 1): "symmetric_unit", (0, 1): "open_unit_interval",
            (-1, None): "above_minus_one", (1, None): "positive"}
 
