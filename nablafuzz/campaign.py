@@ -25,6 +25,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Set, Tuple
 
+import numpy as np
+
 from .codec import digest
 from .compare import empty_derivative
 from .config import Config, scenarios_for
@@ -34,6 +36,7 @@ from .generate import generate, representative_rank, trial_size
 from .lock import exclusive
 from .minimize import minimise
 from .model import ApiSpec, BugReport, CampaignRecord, Finding, Fingerprint, ReportStatus, Trial, Verdict
+from .programs import BlameStopped, alternate, blame, generate_programs, is_program, probe_steps, program_spec
 from .replay import ReplayOutcome, ReplayResult, replay_report, versions_of
 from .runtime.process import RuntimeUnavailable
 from .runtime.runner import BudgetExhausted, Runner
@@ -74,7 +77,8 @@ class _Shared:
 def campaign_id(config: Config) -> str:
     basis = (config.libraries, config.apis, config.spec_files, config.seed, config.trials_per_api,
              config.scenarios, config.max_tensor_size, config.profile) + (("cross",) if config.cross else ()) \
-        + ((("regime_share", config.regime_share),) if config.regime_share != Config.regime_share else ())
+        + ((("regime_share", config.regime_share),) if config.regime_share != Config.regime_share else ()) \
+        + ((("programs", config.max_programs),) if config.programs and not config.cross else ())
     return config.name or f"c-{digest(basis, 10)}"
 
 
@@ -169,6 +173,7 @@ class Campaign:
         self.main_runners: Dict[str, Runner] = {}
         self.started_at = now()
         self.python_path = tuple(sorted({os.getcwd()} | {str(Path(f).parent) for f in config.spec_files}))
+        self.blamed: Dict[str, str] = {}  # program fingerprint key -> what explained it ("": the program)
 
     # ---- worker threads -------------------------------------------------------------------
     def _runner(self, runners: Dict[str, Runner], library: str, n: int) -> Runner:
@@ -245,7 +250,7 @@ class Campaign:
             runner.restart()
             return judge(runner.run(trial, spec, scenarios), spec, runner).findings
         confirmed, unconfirmed = self.confirm(j.findings, again)
-        findings = tuple((f, self._representative(f, spec, runner)) for f in confirmed)
+        findings = tuple(self._reported(f, spec, runner) for f in confirmed)
         direct = execution.get("direct")
         why = "" if j.valid or direct is None or direct.error is None else f"{direct.error.type}: {direct.error.message}"
         empty = not j.valid and empty_derivative(trial, direct.outputs if direct else ())  # nothing non-empty compared
@@ -292,6 +297,51 @@ class Campaign:
             old = self.store.get(fp.library, fp.api, k)
         return old is None or representative_rank(old.minimised_size) > representative_rank(trial_size(finding.trial))
 
+    def _reported(self, finding: Finding, spec: ApiSpec, runner: Runner) -> Tuple[Finding, Trial]:
+        """The finding as it is reported, with its representative trial: a program's finding,
+        once its trial is minimised, goes to the shortest part of the program that explains it
+        (Note [program blame] in programs.py), whose own trial is then minimised in turn."""
+        small = self._representative(finding, spec, runner)
+        if not is_program(spec.name) or finding.fingerprint.verdict is Verdict.TIMEOUT:
+            return finding, small
+        blamed, part = self._blame(replace(finding, trial=small), spec, runner)
+        if part is spec:
+            return finding, small
+        return blamed, self._representative(blamed, part, runner)
+
+    def _blame(self, finding: Finding, spec: ApiSpec, runner: Runner) -> Tuple[Finding, ApiSpec]:
+        key = fingerprint_key(finding.fingerprint)
+        with self.shared.lock:
+            prefer = self.blamed.get(key)
+        if prefer == "":  # nothing shorter explained this fingerprint before
+            return finding, spec
+        scenarios = scenarios_for(self.config, spec.library)
+
+        def run(t: Trial, s: ApiSpec, names: Sequence[str]):
+            try:
+                return runner.run(t, s, names)
+            except BudgetExhausted:
+                raise BlameStopped() from None
+            except WorkerError:  # a part the worker refuses explains nothing
+                return None
+
+        def direct(t: Trial, s: ApiSpec):
+            ex = run(t, s, ("direct",))
+            d = ex.get("direct") if ex is not None else None
+            return None if d is None or d.error is not None or len(d.outputs) != 1 else np.asarray(d.outputs[0])
+
+        def findings_of(t: Trial, s: ApiSpec):
+            ex = run(t, s, scenarios)
+            try:
+                return () if ex is None else judge(ex, s, runner).findings
+            except BudgetExhausted:
+                raise BlameStopped() from None
+        by_id = {s.id: s for s in self.specs}
+        blamed, blamed_spec = blame(finding, spec, by_id, direct, findings_of, prefer or "")
+        with self.shared.lock:
+            self.blamed[key] = "" if blamed_spec is spec else blamed_spec.name
+        return blamed, blamed_spec
+
     def _representative(self, finding: Finding, spec: ApiSpec, runner: Runner) -> Trial:
         fp = finding.fingerprint
         if not self._to_minimise(finding):
@@ -306,6 +356,35 @@ class Campaign:
         return minimise(finding.trial, reproduces)
 
     # ---- main thread ----------------------------------------------------------------------
+    def _with_programs(self, specs: List[ApiSpec]) -> List[ApiSpec]:
+        """Each library's selected specs taking turns with at most `max_programs` programs of
+        them (programs.py): steps are found by a probe in the library's worker, programs are
+        drawn from (campaign seed, index), and every program spec is built by `program_spec`
+        from the selected specs alone."""
+        by_id = {s.id: s for s in specs}
+        out: List[ApiSpec] = []
+        for library in dict.fromkeys(s.library for s in specs):
+            singles = [s for s in specs if s.library == library]
+            runner = self._runner(self.main_runners, library, 0)
+
+            def direct(t: Trial, s: ApiSpec, runner: Runner = runner):
+                try:
+                    ex = runner.run(t, s, ("direct",), min(self.config.trial_timeout_s, 10.0))
+                except (BudgetExhausted, WorkerError):
+                    return None
+                d = ex.get("direct")
+                return None if d is None or d.error is not None or len(d.outputs) != 1 else np.asarray(d.outputs[0])
+            try:
+                steps = probe_steps(singles, direct, self.seed,
+                                    keep_going=lambda runner=runner: runner.left() > self.config.trial_timeout_s)
+            except RuntimeUnavailable as exc:
+                with self.shared.lock:
+                    self.shared.stopped.setdefault(exc.library, str(exc))
+                steps = []
+            names = generate_programs(library, steps, self.seed, self.config.max_programs)
+            out += alternate(singles, [program_spec(library, n, by_id) for n in names])
+        return out
+
     def run(self) -> Summary:
         with exclusive(Path(self.config.store_dir), "report store"):
             return self._run()
@@ -317,9 +396,11 @@ class Campaign:
         previous = read_observations(log_path)
         done = {(o.api, o.index) for o in previous}
         tasks: "queue.Queue" = queue.Queue()
+        deadline = self.deadline = time.monotonic() + self.config.budget_s
+        if self.config.programs and not self.config.cross:
+            self.specs = self._with_programs(self.specs)
         for spec in _interleaved(self.specs):
             tasks.put(spec)
-        deadline = self.deadline = time.monotonic() + self.config.budget_s
         threads = [threading.Thread(target=self._work, args=(tasks, n, done, deadline), daemon=True)
                    for n in range(min(self.config.workers, max(1, len(self.specs))))]
         started, self.started_at = time.monotonic(), now()

@@ -71,6 +71,9 @@ def _campaign_parser(sub) -> None:
                    help="run the compiled scenario `jit` (default: on for jax, whose jit is cheap; off for torch, "
                         "whose torch.compile takes 20-40 s per API)")
     p.add_argument("--no-minimise", dest="minimise", action="store_false", default=None)
+    p.add_argument("--programs", action="store_true", default=None,
+                   help="also fuzz programs of 2-4 ops of each library (chains, where(x > 0, f, g), x*x*f(x)) "
+                        "built from the APIs --api selects; a finding one op explains alone is reported against it")
     p.add_argument("--triage", metavar="FILE", help="also write the triage report to FILE")
     p.add_argument("--cross", action="store_true", default=None,
                    help="cross-library oracle: each trial of an equivalence class runs in every member library")

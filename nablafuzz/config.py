@@ -40,6 +40,8 @@ class Config:
     cross: bool = False  # one trial per equivalence class, run by every member library (crosscampaign)
     equivalence_file: str = ""  # default: <spec_dir>/equivalence.yaml
     regime_share: float = 0.25  # trials whose float inputs come from a value regime (regimes.py)
+    programs: bool = False  # also fuzz programs of 2-4 of each library's selected ops (programs.py)
+    max_programs: int = 100  # programs per library when `programs` is on; each gets trials_per_api trials
 
 
 # Libraries whose compiler is cheap enough to run the `jit` scenario in every trial
@@ -63,6 +65,7 @@ _RULES = [
     ("memory_limit_mb", lambda v: v == 0 or v >= 256, "0 (no limit) or at least 256"),
     ("budget_s", lambda v: v < 10 ** 9, "below 1e9 seconds"),
     ("regime_share", lambda v: 0 <= v <= 1, "a fraction between 0 and 1"),
+    ("max_programs", lambda v: 1 <= v <= 10000, "between 1 and 10000 programs per library"),
     ("seed", lambda v: 0 <= v < 2 ** 63, "a non-negative integer below 2**63"),
     ("libraries", lambda v: len(v) >= 1, "at least one library"),
 ]
@@ -116,6 +119,9 @@ def _validate(config: Config) -> None:
         value = getattr(config, name)
         if not ok(value):
             raise ConfigError(f"setting {name}={value!r} is invalid: it must be {rule}")
+    if config.programs and config.cross:
+        raise ConfigError("setting programs=True needs an in-library campaign: programs are not cross-library "
+                          "classes; drop --cross or --programs")
     unknown = [s for s in config.scenarios if s not in ALL_SCENARIOS + (COMPILED,)]
     if unknown:
         raise ConfigError(f"setting scenarios has unknown id(s) {unknown}: choose from {', '.join(ALL_SCENARIOS)}")

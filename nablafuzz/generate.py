@@ -221,6 +221,7 @@ def generate(spec: ApiSpec, campaign_seed: int, index: int, max_size: int = 64, 
     choices = (spec.args,) + spec.overloads
     args = choices[int(rng.integers(0, len(choices)))] if spec.overloads else spec.args
     inputs = tuple(_input(rng, a, dtype, shapes, shapes.cap) for a in args)
+    args, inputs = _triangles_follow_flag(args, inputs)
     module = (spec.init, spec.init_kwargs) if spec.module else None
     projections = tuple((a.name, PROJECTIONS[a.structure]) for a, i in zip(args, inputs)
                         if a.structure in PROJECTIONS and i.differentiable)
@@ -230,6 +231,26 @@ def generate(spec: ApiSpec, campaign_seed: int, index: int, max_size: int = 64, 
         inputs = tuple(_in_regime(side, regime, spec, a, i) for a, i in zip(args, inputs))
     return Trial(spec.library, spec.name, seed, dtype, inputs, spec.differentiable_outputs, module,
                  projections=projections, regime=regime)
+
+
+TRIANGLES = {"lower_triangular": "upper_triangular", "upper_triangular": "lower_triangular"}
+
+
+def _triangles_follow_flag(args: Tuple[ArgSpec, ...], inputs: Tuple[InputValue, ...]):
+    """A triangular factor follows the call's own `upper=` / `lower=` flag (cholesky_solve,
+    solve_triangular): drawn in the other triangle, it is transposed and its structure swapped."""
+    flags = {i.name: i.value for i in inputs if i.name in ("upper", "lower") and isinstance(i.value, bool)}
+    if not flags:
+        return args, inputs
+    want = "upper_triangular" if flags.get("upper", not flags.get("lower", True)) else "lower_triangular"
+    out_args, out_inputs = [], []
+    for a, i in zip(args, inputs):
+        if a.structure in TRIANGLES and a.structure != want and isinstance(i.value, TensorRecord):
+            a = replace(a, structure=want)
+            i = replace(i, value=to_record(np.swapaxes(to_array(i.value), -1, -2)))
+        out_args.append(a)
+        out_inputs.append(i)
+    return tuple(out_args), tuple(out_inputs)
 
 
 def _in_regime(rng: np.random.Generator, regime: str, spec: ApiSpec, arg: ArgSpec, value: InputValue) -> InputValue:

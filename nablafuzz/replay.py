@@ -15,6 +15,7 @@ from typing import Sequence, Tuple
 from .errors import RefusedError
 from .fingerprint import describe, key as fingerprint_key
 from .model import ApiSpec, BugReport, Finding
+from .programs import is_program, program_spec
 from .runtime.runner import Runner
 from .spec import SpecSet
 from .store import read_report
@@ -46,7 +47,10 @@ class ReplayResult:
 
 def spec_for(report: BugReport, specs: SpecSet) -> ApiSpec:
     fp = report.fingerprint
-    spec = specs.get(fp.library, fp.api)
+    if is_program(fp.api):  # rebuilt from its name; refused unless every step is a loaded spec
+        spec = program_spec(fp.library, fp.api, specs.by_id())
+    else:
+        spec = specs.get(fp.library, fp.api)
     if spec is None or fp.library != report.trial.library or fp.api != report.trial.api:
         raise RefusedError(f"report names API {fp.api!r} of library {fp.library!r}, which no loaded spec "
                            "declares; refusing to run it (reports are data, never code). Fix: if it is your "

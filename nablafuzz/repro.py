@@ -18,6 +18,7 @@ from typing import Container, Dict, List, NamedTuple, Optional, Sequence, Tuple
 from .errors import NablaError
 from .fingerprint import describe as describe_fingerprint
 from .model import Aspect, BugReport, InputValue, TensorRecord, Trial
+from .programs import WHERE, ProgramError, Step, Where, is_program, parse, plain, step_names, terms
 from .scenarios import COMPILED, NAMES, STEP, describe as describe_scenario, direction
 from .tolerance import DERIVATIVE
 
@@ -356,6 +357,7 @@ class Renderer(NamedTuple):
     compiler: str = ""  # what the `jit` scenario compiles with; "" refuses `jit` reports
     submodules: bool = False  # whether `import <root>` may leave an API's module unloaded
     permute: str = ""  # an axis permutation of {x} by {p} (a trial's layout), "" if none
+    triangle: Tuple[str, str] = ("", "")  # the lower and upper triangle of {x} (structured inputs)
 
 
 _OPS = "from nablafuzz.adapters.numpy_ref import OPS"
@@ -363,16 +365,19 @@ _IMPORTS = ["import math", "import sys", "", "import numpy as np"]
 RENDERERS: Dict[str, Renderer] = {
     "numpy_ref": Renderer((), (), _FLATTEN + _NUMPY_REF),
     "torch": Renderer(("import torch", "import torch.autograd.forward_ad as fwAD"), (("torch", "torch"),),
-                      _TENSOR + _TORCH + _COMPOSED, compiler="torch.compile", permute="{x}.permute(*{p})"),
+                      _TENSOR + _TORCH + _COMPOSED, compiler="torch.compile", permute="{x}.permute(*{p})",
+                      triangle=("torch.tril({x})", "torch.triu({x})")),
     "jax": Renderer(("import jax", "import jax.numpy as jnp", "",
                      'jax.config.update("jax_enable_x64", True)  # before any array exists'),
                     (("jax", "jax"), ("jnp", "jnp")), _JAX + _JVP_OF_JVP + _COMPOSED, compiler="jax.jit",
-                    submodules=True, permute="jnp.transpose({x}, {p})"),
+                    submodules=True, permute="jnp.transpose({x}, {p})", triangle=("jnp.tril({x})", "jnp.triu({x})")),
     "tensorflow": Renderer(("import tensorflow as tf",), (("tf", "tf"), ("tensorflow", "tf")),
                            _TENSORFLOW + _JVP_OF_JVP + _COMPOSED, compiler="tf.function(jit_compile=True)",
-                           permute="tf.transpose({x}, {p})"),
+                           permute="tf.transpose({x}, {p})",
+                           triangle=("tf.linalg.band_part({x}, -1, 0)", "tf.linalg.band_part({x}, 0, -1)")),
     "oneflow": Renderer(("import oneflow",), (("oneflow", "oneflow"), ("flow", "oneflow")),
-                        _FLATTEN + _TENSOR + _ONEFLOW + _JVP_OF_JVP + _COMPOSED, permute="{x}.permute(*{p})"),
+                        _FLATTEN + _TENSOR + _ONEFLOW + _JVP_OF_JVP + _COMPOSED, permute="{x}.permute(*{p})",
+                        triangle=("oneflow.tril({x})", "oneflow.triu({x})")),
 }
 
 # Note [repro names]
@@ -547,7 +552,13 @@ def _xs(trial: Trial, numpy_ref: bool) -> str:
                            for i in trial.inputs for k, _ in enumerate(_bound(i, numpy_ref))) + "]"
 
 
-def _composed_bind(trial: Trial, expr: str, permute: str = "") -> str:
+def _projected(kind: str, text: str, rank: int, permute: str, triangle: Tuple[str, str]) -> str:
+    if kind == "symmetric":
+        return f"(({text}) + {permute.format(x=text, p=list(range(rank - 2)) + [rank - 1, rank - 2])}) * 0.5"
+    return triangle[0 if kind == "lower" else 1].format(x=text)
+
+
+def _composed_bind(trial: Trial, expr: str, permute: str = "", triangle: Tuple[str, str] = ("", "")) -> str:
     """bind(dtype) -> (f, xs): the call as a function of its differentiable inputs d (inputs
     and output permuted as the trial's layout says)."""
     args, slot = [], 0
@@ -558,9 +569,8 @@ def _composed_bind(trial: Trial, expr: str, permute: str = "") -> str:
         text, n = _argument(i, slot)
         slot += n
         text = permute.format(x=text, p=list(layout[i.name])) if i.name in layout else text
-        if i.name in projections:  # Note [structured directions]: symmetric directions, as nablafuzz ran it
-            rank = len(_records(i.value)[0].shape)
-            text = f"(({text}) + {permute.format(x=text, p=list(range(rank - 2)) + [rank - 1, rank - 2])}) * 0.5"
+        if i.name in projections:  # Note [structured directions]: directions kept as nablafuzz ran it
+            text = _projected(projections[i.name], text, len(_records(i.value)[0].shape), permute, triangle)
         args.append(_keyword(i.name, text) if i.keyword else text)
     call = f"{expr}({', '.join(args)})"
     if len(call) > 80:
@@ -603,6 +613,67 @@ def _header(report: BugReport) -> List[str]:
     return ["# " + re.sub(r"\s+", " ", line).strip() for line in lines] + _IMPORTS
 
 
+def _declared(library: str, api: str, declared: Container[str]) -> bool:
+    """Whether a loaded spec declares the API; for a program, every one of its steps."""
+    if not is_program(api):
+        return f"{library}:{api}" in declared
+    try:
+        return all(f"{library}:{s}" in declared for s in step_names(parse(api)))
+    except ProgramError:
+        return False
+
+
+def _program(trial: Trial, renderer: Renderer) -> List[str]:
+    """A program (Note [program names]) as plain library code: `def program(x)`, one line per
+    call, each name validated as any API's."""
+    chain = parse(trial.api)
+    names = list(dict.fromkeys(step_names(chain)))
+    if any(isinstance(t, Where) for t in terms(chain)):
+        if trial.library not in WHERE:
+            raise ReproError(f"repro: no `where` is known for {trial.library}; replay the report")
+        names.append(WHERE[trial.library])
+    lines: List[str] = []
+    exprs: Dict[str, str] = {}
+    for name in names:
+        more, exprs[name] = _library_api(name, renderer)
+        lines += [line for line in more if line not in lines and line not in renderer.head]
+    body: List[str] = []
+
+    def emit(part, x: str) -> str:
+        for t in part:
+            if isinstance(t, Step):
+                y = f"{exprs[t.name]}({x})"
+            elif isinstance(t, Where):
+                y = f"{exprs[WHERE[trial.library]]}({x} > 0, {emit(t.taken, x)}, {emit(t.other, x)})"
+            else:
+                y = f"{x} * {x} * {emit(t.inner, x)}"
+            body.append(f"    t{len(body) + 1} = {y}")
+            x = f"t{len(body)}"
+        return x
+    out = emit(chain, "x")
+    return lines + ["", "", "def program(x):", '    """The program nablafuzz fuzzed as one API, as library code."""',
+                    *body, f"    return {out}", ""]
+
+
+def _numpy_ref_program(api: str) -> List[str]:
+    """numpy_ref: the steps' ops composed by nablafuzz.programs (their hand-written derivatives
+    by the chain, product and selection rules), each step imported as a single API's is."""
+    chain = parse(api)
+    names = list(dict.fromkeys(step_names(chain)))
+    lines = ([_OPS] if any(":" not in n for n in names) else []) + ["from nablafuzz.programs import build_program"]
+    table = []
+    for name in names:
+        if ":" in name:
+            line, expr = _user_api(name)
+            lines += [line] if line not in lines else []
+        else:
+            expr = f"OPS[{name!r}]"
+        table.append(f"    {name!r}: {expr},")
+    shown = plain(chain, call=lambda n: n.rpartition(":")[2])
+    return lines + ["", f"# the program: {shown}", "STEPS = {", *table, "}",
+                    f"op = build_program({api!r}, STEPS.__getitem__, 'numpy_ref')"]
+
+
 def render(report: BugReport, declared: Container[str]) -> str:
     """A self-contained repro script for `report` (differentiated outputs as the trial records).
     The script calls the report's API only if a loaded spec declares it: `declared` holds the
@@ -612,7 +683,7 @@ def render(report: BugReport, declared: Container[str]) -> str:
     renderer = RENDERERS.get(trial.library)
     if renderer is None:
         raise ReproError(f"repro: no script renderer for library {trial.library!r} (known: {sorted(RENDERERS)})")
-    if (trial.library, trial.api) != (fp.library, fp.api) or f"{fp.library}:{fp.api}" not in declared:
+    if (trial.library, trial.api) != (fp.library, fp.api) or not _declared(fp.library, fp.api, declared):
         raise ReproError(f"repro: the report names {trial.library}:{trial.api}, which no loaded spec declares "
                          f"(fingerprint: {fp.library}:{fp.api}); no script calls it (fix: pass its spec file "
                          "with --specs)")
@@ -622,8 +693,13 @@ def render(report: BugReport, declared: Container[str]) -> str:
     if trial.library == "numpy_ref":
         if trial.projections:
             raise ReproError("repro: numpy_ref scripts do not symmetrise structured inputs; replay the report")
-        line, op = _user_api(trial.api) if ":" in trial.api else (_OPS, f"OPS[{trial.api!r}]")
-        imports, bind = [line, "", f"op = {op}"], _numpy_ref_bind(trial)
+        if is_program(trial.api):
+            imports, bind = _numpy_ref_program(trial.api), _numpy_ref_bind(trial)
+        else:
+            line, op = _user_api(trial.api) if ":" in trial.api else (_OPS, f"OPS[{trial.api!r}]")
+            imports, bind = [line, "", f"op = {op}"], _numpy_ref_bind(trial)
+    elif is_program(trial.api):
+        imports, bind = list(renderer.head) + _program(trial, renderer), _composed_bind(trial, "program", renderer.permute)
     else:
         lines, expr = _library_api(trial.api, renderer)
         if trial.library == "torch" and trial.module is None and trial.api.split(".")[-1][:1].isupper():
@@ -633,7 +709,7 @@ def render(report: BugReport, declared: Container[str]) -> str:
             if trial.library != "torch":
                 raise ReproError(f"repro: layer specs of {trial.library} have no script renderer yet")
             lines, expr = lines + [""] + _layer(trial, expr), "layer"
-        imports, bind = list(renderer.head) + lines, _composed_bind(trial, expr, renderer.permute)
+        imports, bind = list(renderer.head) + lines, _composed_bind(trial, expr, renderer.permute, renderer.triangle)
     code = re.sub(r"\n+(?=(def |ZERO |to_numpy =|if __name__))", "\n\n\n", _COMMON + renderer.helpers + bind + _MAIN)
     data = _data(report, trial.library == "numpy_ref", diff_outputs)
     return "\n".join(_header(report) + imports + data) + "\n\n\n" + code.lstrip("\n")

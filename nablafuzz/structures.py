@@ -110,7 +110,8 @@ MATRIX: Dict[str, Draw] = {
 VECTOR: Dict[str, Draw] = {"sorted": _sorted, "unique": _unique}
 STRUCTURES = tuple(MATRIX) + tuple(VECTOR)
 SQUARE = ("lower_triangular", "upper_triangular", "symmetric", "spd", "orthogonal", "permutation")
-PROJECTIONS = {"symmetric": "symmetric", "spd": "symmetric"}  # structure -> tangent space kept in the call
+# structure -> the projection kept inside the call: the tangent space the op's contract implies
+PROJECTIONS = {"symmetric": "symmetric", "spd": "symmetric", "lower_triangular": "lower", "upper_triangular": "upper"}
 
 
 def min_rank(structure: str) -> int:
@@ -145,9 +146,16 @@ def draw(structure: str, rng: np.random.Generator, shape: Shape, dtype: str) -> 
 # sym(X) = (X + X^T)/2: reverse mode then gives sym(grad f), forward mode and finite differences
 # move along sym(u), and <sym(grad f), u> = <grad f, sym(u)>: every scenario measures the
 # derivative along a symmetric direction, which the op's contract defines.  X itself is
-# symmetric, so the value is unchanged.  Triangular inputs need nothing: an op that reads
-# one triangle has a zero derivative in the other, and finite differences agree.
+# symmetric, so the value is unchanged.  Triangular factors are masked the same way
+# (f(tril(X))): an op that takes a factor reads one triangle, but a forward rule may still use
+# the tangent of the other (PyTorch's triangular_solve), so directions stay in the triangle.
 def symmetrised(x, swap: Callable) -> object:
     """(x + x^T) / 2 over the last two axes, with `swap` the library's transpose of those axes;
     works on numpy arrays and on any library's tensors (plain arithmetic)."""
     return (x + swap(x)) * 0.5
+
+
+def projected_value(kind: str, x, swap: Callable, triangle: Callable):
+    """`x` projected as `kind` says ("symmetric", "lower", "upper"); `triangle(x, lower)` is the
+    library's tril/triu."""
+    return symmetrised(x, swap) if kind == "symmetric" else triangle(x, kind == "lower")

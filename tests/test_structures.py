@@ -61,7 +61,7 @@ def test_generator_keeps_structure_square_shapes_and_symmetric_projection():
         t = generate(spec, 1, i)
         a, low = (to_array(v.value) for v in t.inputs)
         assert a.ndim >= 2 and a.shape[-1] == a.shape[-2] and low.shape[-1] == low.shape[-2]
-        assert t.projections == (("a", "symmetric"),)  # spd: symmetric directions; triangular: none needed
+        assert t.projections == (("a", "symmetric"), ("l", "lower"))  # directions that keep each structure
         if a.size:
             seen += 1
             assert np.linalg.eigvalsh(a.astype(np.float64)).min() > 0
@@ -186,3 +186,13 @@ def test_minimisation_keeps_symmetrised_inputs_square():
     assert all(s[-1] == s[-2] for s in seen) and to_array(small.inputs[0].value).shape == (1, 1)
     unprojected = replace(trial, projections=())
     assert to_array(minimise(unprojected, lambda t: True).inputs[0].value).shape in ((1, 1), (1,), ())
+
+
+def test_a_triangular_factor_follows_the_calls_upper_flag():
+    spec = parse_api(_Ctx("t"), "numpy_ref", {"name": "f", "args": [
+        {"name": "l", "structure": "lower_triangular", "dims": [3, 3]}, {"name": "upper", "kind": "bool"}]})
+    for i in range(20):
+        t = generate(spec, 0, i)
+        a, upper = to_array(t.inputs[0].value), t.inputs[1].value
+        assert np.array_equal(a, np.triu(a) if upper else np.tril(a))
+        assert t.projections == (("l", "upper" if upper else "lower"),)

@@ -17,7 +17,7 @@ from typing import Any, Callable, Dict, List, Sequence, Tuple
 import numpy as np
 
 from ..model import Outcome
-from ..structures import symmetrised
+from ..structures import projected_value
 
 Call = Callable[[List[Any]], List[Any]]
 
@@ -166,19 +166,26 @@ class Adapter:
     def seed(self, seed: int) -> None:
         """Seed the library's own RNG before a trial of a random op."""
 
+    def triangle(self, t: Any, lower: bool) -> Any:
+        """The lower (upper) triangle of the last two axes of `t`, the rest zero."""
+        return np.tril(t) if lower else np.triu(t)
+
     def projected(self, fn: Any, inputs: Sequence[Tuple[Any, bool, bool, str]], projections: Dict[str, str]) -> Any:
-        """`fn` with the named inputs symmetrised inside the call (Note [structured directions]):
-        every AD mode and finite differences then move those inputs along symmetric directions."""
+        """`fn` with the named inputs projected inside the call (Note [structured directions]):
+        every AD mode and finite differences then move those inputs along directions that keep
+        their structure (symmetric, or within one triangle)."""
         positional = [name for _, _, keyword, name in inputs if not keyword]
 
         def swap(t: Any) -> Any:
             n = len(t.shape)
             return self.permute(t, list(range(n - 2)) + [n - 1, n - 2])
 
+        def project(name: str, t: Any) -> Any:
+            return projected_value(projections[name], t, swap, self.triangle) if name in projections else t
+
         def call(*args: Any, **kwargs: Any) -> Any:
-            args = tuple(symmetrised(a, swap) if n in projections else a for a, n in zip(args, positional))
-            kwargs = {k: symmetrised(v, swap) if k in projections else v for k, v in kwargs.items()}
-            return fn(*args, **kwargs)
+            args = tuple(project(n, a) for a, n in zip(args, positional))
+            return fn(*args, **{k: project(k, v) for k, v in kwargs.items()})
         return call
 
     def reset(self) -> None:

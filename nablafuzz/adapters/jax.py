@@ -133,6 +133,9 @@ class JaxAdapter(ComposableAdapter):
     def seed(self, seed: int) -> None:
         """JAX has no global RNG: random APIs take explicit keys, which the spec supplies."""
 
+    def triangle(self, t: Any, lower: bool) -> Any:
+        return jnp.tril(t) if lower else jnp.triu(t)
+
     def reset(self) -> None:
         for name, value in CONFIG.items():
             if getattr(jax.config, name) != value:

@@ -14,7 +14,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from ..structures import symmetrised
+from ..structures import projected_value
 from .base import Adapter, BoundCall, FirstOrder, SecondOrder, UnknownApi, project, resolve_user_function
 
 Arrays = List[np.ndarray]
@@ -220,10 +220,11 @@ class NumpyRefAdapter(Adapter):
         """The op on symmetrised inputs (Note [structured directions]), its hand-written
         derivatives composed with the projection (linear and self-adjoint)."""
         floats = [name for value, _, _, name in inputs if isinstance(value, np.ndarray) and value.dtype.kind == "f"]
-        on = [name in projections for name in floats]
+        kinds = [projections.get(name) for name in floats]
 
-        def sym(arrays):
-            return [symmetrised(a, lambda t: np.swapaxes(t, -1, -2)) if p else a for a, p in zip(arrays, on)]
+        def sym(arrays):  # the projection: linear and self-adjoint, so it is its own VJP
+            return [projected_value(k, a, lambda t: np.swapaxes(t, -1, -2), self.triangle) if k else a
+                    for a, k in zip(arrays, kinds)]
         return replace(fn, f=lambda *xs, **p: fn.f(*sym(xs), **p),
                        jvp=lambda xs, us, **p: fn.jvp(sym(xs), sym(us), **p),
                        vjp=lambda xs, vs, **p: sym(fn.vjp(sym(xs), vs, **p)),

@@ -78,6 +78,9 @@ class OneFlowAdapter(ComposableAdapter):
     def seed(self, seed: int) -> None:
         flow.manual_seed(seed & 0xFFFF_FFFF_FFFF)
 
+    def triangle(self, t: Any, lower: bool) -> Any:
+        return flow.tril(t) if lower else flow.triu(t)
+
     def reset(self) -> None:
         flow.set_grad_enabled(True)
 

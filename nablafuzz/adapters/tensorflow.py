@@ -86,6 +86,9 @@ class TensorFlowAdapter(ComposableAdapter):
     def seed(self, seed: int) -> None:
         tf.random.set_seed(seed & 0x7FFF_FFFF)
 
+    def triangle(self, t: Any, lower: bool) -> Any:
+        return tf.linalg.band_part(t, -1, 0) if lower else tf.linalg.band_part(t, 0, -1)
+
     def reset(self) -> None:
         tf.config.run_functions_eagerly(False)
         pywrap_tfe.TFE_Py_TapeSetRestartOnThread()  # a `stop_recording` that was never left

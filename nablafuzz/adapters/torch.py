@@ -95,6 +95,9 @@ class TorchAdapter(ComposableAdapter):
     def seed(self, seed: int) -> None:
         torch.manual_seed(seed & 0xFFFF_FFFF_FFFF)
 
+    def triangle(self, t: Any, lower: bool) -> Any:
+        return torch.tril(t) if lower else torch.triu(t)
+
     def reset(self) -> None:
         torch.set_grad_enabled(True)
         torch.autograd.set_detect_anomaly(False)

@@ -308,20 +308,25 @@ def _ufunc_args(op: Any) -> Optional[List[Dict[str, Any]]]:
     return None
 
 
-# OpInfo ops whose first input has a structure their samples are built with (the samples of
-# these come from random_hermitian_pd_matrix / random_hermitian_matrix), and which read one
-# triangle of it: as a spec `structure`, trials keep it and are judged along symmetric
-# directions (Note [structured directions]), as OpInfo's own gradcheck wraps them.
-OPINFO_STRUCTURES = {"cholesky": "spd", "linalg.cholesky": "spd", "linalg.cholesky_ex": "spd",
-                     "linalg.eigh": "symmetric", "linalg.eigvalsh": "symmetric"}
+# OpInfo ops with a tensor input that has a structure their samples are built with (those of
+# the first five come from random_hermitian_pd_matrix / random_hermitian_matrix; the others
+# take a triangular factor, lower by default, upper for triangular_solve) and of which they
+# read one triangle: as a spec `structure` (the n-th tensor argument), trials keep it and are
+# judged along directions that keep it (Note [structured directions]).
+OPINFO_STRUCTURES = {"cholesky": (0, "spd"), "linalg.cholesky": (0, "spd"), "linalg.cholesky_ex": (0, "spd"),
+                     "linalg.eigh": (0, "symmetric"), "linalg.eigvalsh": (0, "symmetric"),
+                     "cholesky_inverse": (0, "lower_triangular"), "cholesky_solve": (1, "lower_triangular"),
+                     "triangular_solve": (1, "upper_triangular")}
 
 
 def _structured(op: Any, args: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
-    structure = OPINFO_STRUCTURES.get(op.name)
-    first = next((i for i, a in enumerate(args) if a.get("kind", "tensor") == "tensor"), None)
-    if structure is None or first is None:
+    if op.name not in OPINFO_STRUCTURES:
         return args
-    return [dict(a, structure=structure) if i == first else a for i, a in enumerate(args)]
+    nth, structure = OPINFO_STRUCTURES[op.name]
+    tensors = [i for i, a in enumerate(args) if a.get("kind", "tensor") == "tensor"]
+    if len(tensors) <= nth:
+        return args
+    return [dict(a, structure=structure) if i == tensors[nth] else a for i, a in enumerate(args)]
 
 
 def _spec(name: str, op: Any, structures: List[List[Dict[str, Any]]], learnt: Dict[str, Any]) -> Dict[str, Any]:

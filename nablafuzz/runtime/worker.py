@@ -21,6 +21,7 @@ from typing import Any, BinaryIO, Dict, List
 from ..adapters import load_adapter
 from ..adapters.base import UnknownApi
 from ..model import ScenarioResult
+from ..programs import build_program, is_program
 from ..scenarios import probe, run_scenarios
 from ..tensors import ProtocolError, read_message, write_message
 
@@ -68,7 +69,10 @@ class Worker:
         """The callable for `api`; a module spec's class is built (once) with its init arguments."""
         key = api if module is None else f"{api}/{json.dumps(module, sort_keys=True)}"
         if key not in self.functions:
-            fn = self.adapter.resolve(api)
+            if is_program(api):  # Note [program names]: built from its steps, each resolved like any API
+                fn = build_program(api, self.adapter.resolve, self.adapter.library)
+            else:
+                fn = self.adapter.resolve(api)
             self.functions[key] = fn if module is None else self.adapter.module_call(fn, module["init"], module["kwargs"])
         return self.functions[key]
 
