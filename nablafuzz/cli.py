@@ -71,6 +71,8 @@ def _campaign_parser(sub) -> None:
                    help="run the compiled scenario `jit` (default: on for jax, whose jit is cheap; off for torch, "
                         "whose torch.compile takes 20-40 s per API)")
     p.add_argument("--no-minimise", dest="minimise", action="store_false", default=None)
+    p.add_argument("--max-programs", dest="max_programs", type=int,
+                   help="--programs: programs per library (default 100)")
     p.add_argument("--programs", action="store_true", default=None,
                    help="also fuzz programs of 2-4 ops of each library (chains, where(x > 0, f, g), x*x*f(x)) "
                         "built from the APIs --api selects; a finding one op explains alone is reported against it")
