@@ -17,7 +17,7 @@ from typing import Container, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 from .errors import NablaError
 from .fingerprint import describe as describe_fingerprint
-from .model import Aspect, BugReport, InputValue, TensorRecord, Trial
+from .model import ArgKind, Aspect, BugReport, InputValue, TensorRecord, Trial
 from .programs import WHERE, ProgramError, Step, Where, is_program, parse, plain, step_names, terms
 from .scenarios import COMPILED, NAMES, STEP, describe as describe_scenario, direction
 from .tolerance import DERIVATIVE
@@ -358,6 +358,7 @@ class Renderer(NamedTuple):
     submodules: bool = False  # whether `import <root>` may leave an API's module unloaded
     permute: str = ""  # an axis permutation of {x} by {p} (a trial's layout), "" if none
     triangle: Tuple[str, str] = ("", "")  # the lower and upper triangle of {x} (structured inputs)
+    dtype: str = "{name!r}"  # a dtype argument named {name}, as the library's dtype object
 
 
 _OPS = "from nablafuzz.adapters.numpy_ref import OPS"
@@ -366,18 +367,20 @@ RENDERERS: Dict[str, Renderer] = {
     "numpy_ref": Renderer((), (), _FLATTEN + _NUMPY_REF),
     "torch": Renderer(("import torch", "import torch.autograd.forward_ad as fwAD"), (("torch", "torch"),),
                       _TENSOR + _TORCH + _COMPOSED, compiler="torch.compile", permute="{x}.permute(*{p})",
-                      triangle=("torch.tril({x})", "torch.triu({x})")),
+                      triangle=("torch.tril({x})", "torch.triu({x})"), dtype="torch.{name}"),
     "jax": Renderer(("import jax", "import jax.numpy as jnp", "",
                      'jax.config.update("jax_enable_x64", True)  # before any array exists'),
                     (("jax", "jax"), ("jnp", "jnp")), _JAX + _JVP_OF_JVP + _COMPOSED, compiler="jax.jit",
-                    submodules=True, permute="jnp.transpose({x}, {p})", triangle=("jnp.tril({x})", "jnp.triu({x})")),
+                    submodules=True, permute="jnp.transpose({x}, {p})", triangle=("jnp.tril({x})", "jnp.triu({x})"),
+                    dtype="jnp.dtype({name!r})"),
     "tensorflow": Renderer(("import tensorflow as tf",), (("tf", "tf"), ("tensorflow", "tf")),
                            _TENSORFLOW + _JVP_OF_JVP + _COMPOSED, compiler="tf.function(jit_compile=True)",
                            permute="tf.transpose({x}, {p})",
-                           triangle=("tf.linalg.band_part({x}, -1, 0)", "tf.linalg.band_part({x}, 0, -1)")),
+                           triangle=("tf.linalg.band_part({x}, -1, 0)", "tf.linalg.band_part({x}, 0, -1)"),
+                           dtype="tf.as_dtype({name!r})"),
     "oneflow": Renderer(("import oneflow",), (("oneflow", "oneflow"), ("flow", "oneflow")),
                         _FLATTEN + _TENSOR + _ONEFLOW + _JVP_OF_JVP + _COMPOSED, permute="{x}.permute(*{p})",
-                        triangle=("oneflow.tril({x})", "oneflow.triu({x})")),
+                        triangle=("oneflow.tril({x})", "oneflow.triu({x})"), dtype="oneflow.{name}"),
 }
 
 # Note [repro names]
@@ -537,9 +540,17 @@ def _scenarios(report: BugReport, pairs: Sequence[tuple]) -> Dict[str, str]:
     return {s: describe_scenario(s) for s in names}
 
 
-def _argument(i: InputValue, first: int) -> Tuple[str, int]:
-    """(expression inside f(d), number of differentiable slots it uses) for one input."""
+DTYPE_NAMES = ("float64", "float32", "float16", "int64", "int32", "uint8", "uint32", "bool")
+
+
+def _argument(i: InputValue, first: int, dtype: str = "{name!r}") -> Tuple[str, int]:
+    """(expression inside f(d), number of differentiable slots it uses) for one input; a dtype
+    argument becomes the library's dtype object (`dtype` formats its name)."""
     n, key = len(_bound(i, False)), f"a[{i.name!r}]"
+    if i.kind is ArgKind.DTYPE and i.value is not None:
+        if i.value not in DTYPE_NAMES:
+            raise ReproError(f"repro: dtype argument {i.name!r} is {i.value!r}, not one of {list(DTYPE_NAMES)}")
+        return dtype.format(name=i.value), 0
     if isinstance(i.value, TensorRecord):
         return (f"d[{first}]" if n else f"native({key})"), n
     if _records(i.value):
@@ -558,7 +569,8 @@ def _projected(kind: str, text: str, rank: int, permute: str, triangle: Tuple[st
     return triangle[0 if kind == "lower" else 1].format(x=text)
 
 
-def _composed_bind(trial: Trial, expr: str, permute: str = "", triangle: Tuple[str, str] = ("", "")) -> str:
+def _composed_bind(trial: Trial, expr: str, permute: str = "", triangle: Tuple[str, str] = ("", ""),
+                   dtype: str = "{name!r}") -> str:
     """bind(dtype) -> (f, xs): the call as a function of its differentiable inputs d (inputs
     and output permuted as the trial's layout says)."""
     args, slot = [], 0
@@ -566,7 +578,7 @@ def _composed_bind(trial: Trial, expr: str, permute: str = "", triangle: Tuple[s
     if (layout or projections) and not permute:
         raise ReproError(f"repro: {trial.library} scripts cannot permute axes (layout {layout}); replay the report")
     for i in trial.inputs:
-        text, n = _argument(i, slot)
+        text, n = _argument(i, slot, dtype)
         slot += n
         text = permute.format(x=text, p=list(layout[i.name])) if i.name in layout else text
         if i.name in projections:  # Note [structured directions]: directions kept as nablafuzz ran it
@@ -709,7 +721,7 @@ def render(report: BugReport, declared: Container[str]) -> str:
             if trial.library != "torch":
                 raise ReproError(f"repro: layer specs of {trial.library} have no script renderer yet")
             lines, expr = lines + [""] + _layer(trial, expr), "layer"
-        imports, bind = list(renderer.head) + lines, _composed_bind(trial, expr, renderer.permute, renderer.triangle)
+        imports, bind = list(renderer.head) + lines, _composed_bind(trial, expr, renderer.permute, renderer.triangle, renderer.dtype)
     code = re.sub(r"\n+(?=(def |ZERO |to_numpy =|if __name__))", "\n\n\n", _COMMON + renderer.helpers + bind + _MAIN)
     data = _data(report, trial.library == "numpy_ref", diff_outputs)
     return "\n".join(_header(report) + imports + data) + "\n\n\n" + code.lstrip("\n")

@@ -408,3 +408,21 @@ def test_symmetric_projection_is_in_the_script(library, api, swap):
     with pytest.raises(ReproError, match="symmetrise"):
         numpy_ref = make_report("numpy_ref", "sin", [tensor(np.eye(2))], disagreements=[disagreement("rev", "fd")])
         render(*_declared(replace(numpy_ref, trial=replace(numpy_ref.trial, projections=(("x", "symmetric"),)))))
+
+
+@pytest.mark.parametrize("library, api, want", [
+    ("torch", "torch._softmax_backward_data", "input_dtype=torch.float64"),
+    ("jax", "jax.numpy.cumsum", "dtype=jnp.dtype('float64')"),
+    ("tensorflow", "tf.math.cumsum", "dtype=tf.as_dtype('float64')"),
+    ("oneflow", "oneflow.cumsum", "dtype=oneflow.float64"),
+])
+def test_dtype_arguments_are_the_librarys_dtype_objects(library, api, want):
+    name = want.split("=")[0]
+    report = _library_report(library, api, [tensor([1.0, 2.0]), InputValue(name, ArgKind.DTYPE, "float64", keyword=True)])
+    text = render(*_declared(report))
+    ast.parse(text)
+    assert want in text.replace(" ", "")
+    bad = replace(report, trial=replace(report.trial, inputs=report.trial.inputs[:1] + (
+        InputValue(name, ArgKind.DTYPE, "__import__('os')", keyword=True),)))
+    with pytest.raises(ReproError, match="not one of"):
+        render(*_declared(bad))
