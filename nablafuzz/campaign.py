@@ -42,7 +42,7 @@ from .runtime.process import RuntimeUnavailable
 from .runtime.runner import BudgetExhausted, Runner
 from .runtime.registry import resolve_runtime
 from .spec import SpecSet, load_specs
-from .stats import Observation, Summary, summarise
+from .stats import Observation, Summary, merge_counts, summarise
 from .store import Store, now, path_of, trial_key
 from .verdict import judge
 
@@ -142,11 +142,7 @@ def structures_of(spec: ApiSpec) -> str:
 
 def with_count(counts: Tuple[Tuple[str, int], ...], name: str, n: int) -> Tuple[Tuple[str, int], ...]:
     """(name, count) pairs with `n` more of `name` (unchanged when n is 0)."""
-    if not n:
-        return counts
-    merged = dict(counts)
-    merged[name] = merged.get(name, 0) + n
-    return tuple(sorted(merged.items()))
+    return merge_counts(counts + ((name, n),)) if n else counts
 
 
 def _interleaved(specs: List[ApiSpec]) -> List[ApiSpec]:

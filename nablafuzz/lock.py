@@ -11,12 +11,12 @@ import fcntl
 import json
 import os
 import sys
-import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
 from .errors import NablaError
+from .store import now
 
 LOCK_FILE = ".lock"
 
@@ -47,8 +47,7 @@ def exclusive(folder: Path, what: str) -> Iterator[None]:
             raise LockedError(f"the {what} {folder} is in use by another nablafuzz campaign: {holder(path)}; "
                               f"fix: wait for it to finish, or give this campaign its own --store") from None
         os.ftruncate(fd, 0)
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        os.write(fd, json.dumps({"pid": os.getpid(), "command": sys.argv, "since": stamp}).encode())
+        os.write(fd, json.dumps({"pid": os.getpid(), "command": sys.argv, "since": now()}).encode())
         yield
     finally:
         os.close(fd)  # closing the descriptor releases the lock

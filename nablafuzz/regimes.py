@@ -29,7 +29,7 @@ import yaml
 
 from .errors import SpecError
 from .model import ApiSpec, ArgKind
-from .tensors import FLOAT_DTYPES
+from .tensors import FLOAT_DTYPES, to_record
 
 REGIMES = ("edge", "special", "tiny", "large", "ties", "zeros")
 REGIMES_FILE = "regimes.yaml"
@@ -178,7 +178,6 @@ def evaluator(spec: ApiSpec, target: int, run: Callable[..., object], trial) -> 
     """`x -> the API's first output at x` (a 1-D float array in the target argument), through
     `run(trial, spec, scenarios)` (a Runner's run); None where the call fails."""
     def evaluate(x: np.ndarray) -> Optional[np.ndarray]:
-        from .tensors import to_record
         name = spec.args[target].name
         inputs = tuple(replace(i, value=to_record(np.asarray(x, dtype=trial.dtype))) if i.name == name else i
                        for i in trial.inputs)

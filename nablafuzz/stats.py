@@ -117,7 +117,8 @@ class Summary:
              if self.votes else []) + [f"runtime given up, its remaining APIs skipped: {s}" for s in self.stopped]
 
 
-def _count(pairs) -> Tuple[Tuple[str, int], ...]:
+def merge_counts(pairs) -> Tuple[Tuple[str, int], ...]:
+    """(name, count) pairs summed by name, sorted."""
     out: Dict[str, int] = {}
     for k, n in pairs:
         out[k] = out.get(k, 0) + n
@@ -142,11 +143,11 @@ def summarise(campaign: str, specs: Sequence[ApiSpec], obs: Sequence[Observation
     return Summary(
         campaign=campaign, complete=complete, apis=len(specs), apis_tried=len(tried), apis_valid=len(valid_apis),
         trials=len(obs), valid=sum(o.valid for o in obs), candidates=sum(o.candidates for o in obs),
-        dismissed=_count(p for o in obs for p in o.dismissed), findings=sum(len(o.findings) for o in obs),
+        dismissed=merge_counts(p for o in obs for p in o.dismissed), findings=sum(len(o.findings) for o in obs),
         fingerprints=len({k for o in obs for k in o.findings}), new_reports=sum(len(o.new) for o in obs),
-        deaths=_count((o.death, 1) for o in obs if o.death), seconds=seconds, trials_this_run=fresh,
+        deaths=merge_counts((o.death, 1) for o in obs if o.death), seconds=seconds, trials_this_run=fresh,
         invalid_apis=tuple(f"{api}: {why.get(api, 'no trial ran to completion')}" for api in sorted(tried - valid_apis)),
-        votes=_count((f"{lib} {vote}", 1) for o in obs for lib, _, vote in o.votes),
+        votes=merge_counts((f"{lib} {vote}", 1) for o in obs for lib, _, vote in o.votes),
         empty=sum(o.empty for o in obs),
         regimes=_per(obs, lambda o: o.regime),
         structures=tuple(row for row in _per(obs, lambda o: o.structure) if row[0]),

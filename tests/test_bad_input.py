@@ -259,14 +259,12 @@ def _mutated(bases, trees, keys):
     return draw_one()
 
 
-@st.composite
-def _text_mutated(draw):
-    """A valid spec file's bytes with a few bytes or YAML tokens inserted, removed or replaced."""
-    raw = bytearray(draw(st.sampled_from([BROKEN.read_bytes(), VALID_SPEC.encode()])))
-    for _ in range(draw(st.integers(1, 5))):
+def _byte_edits(draw, raw: bytes, rounds: int, tokens) -> bytes:
+    """`raw` with 1..rounds chunks (random bytes or YAML tokens) inserted, removed or replaced."""
+    raw = bytearray(raw)
+    for _ in range(draw(st.integers(1, rounds))):
         i = draw(st.integers(0, len(raw)))
-        chunk = draw(st.binary(min_size=1, max_size=3) | st.sampled_from(
-            [b":", b"-", b"[", b"{", b"\n", b" ", b"&a", b"*a", b"!!set", b"'", b'"', b"!!binary", b"\t"]))
+        chunk = draw(st.binary(min_size=1, max_size=3) | st.sampled_from(tokens))
         op = draw(st.integers(0, 2))
         if op == 0:
             raw[i:i] = chunk
@@ -275,6 +273,13 @@ def _text_mutated(draw):
         else:
             raw[i:i + len(chunk)] = chunk
     return bytes(raw)
+
+
+@st.composite
+def _text_mutated(draw):
+    """A valid spec file's bytes with a few bytes or YAML tokens inserted, removed or replaced."""
+    return _byte_edits(draw, draw(st.sampled_from([BROKEN.read_bytes(), VALID_SPEC.encode()])), 5,
+                       [b":", b"-", b"[", b"{", b"\n", b" ", b"&a", b"*a", b"!!set", b"'", b'"', b"!!binary", b"\t"])
 
 
 def _dump(doc) -> bytes:
@@ -688,19 +693,8 @@ EQUIV_WELL_FORMED = _maps(lambda valid: valid)  # every field of its type: the c
 @st.composite
 def _equivalence_text_mutated(draw):
     """A valid map's bytes with a few bytes or YAML tokens inserted, removed or replaced."""
-    raw = bytearray(_dump(draw(st.sampled_from(EQUIV_BASES))))
-    for _ in range(draw(st.integers(1, 4))):
-        i = draw(st.integers(0, len(raw)))
-        chunk = draw(st.binary(min_size=1, max_size=3) | st.sampled_from(
-            [b":", b"-", b"[", b"{", b"\n", b" ", b"1", b"null", b"&a", b"*a", b"'", b"{a: 1}", b"\t"]))
-        op = draw(st.integers(0, 2))
-        if op == 0:
-            raw[i:i] = chunk
-        elif op == 1:
-            del raw[i:i + len(chunk)]
-        else:
-            raw[i:i + len(chunk)] = chunk
-    return bytes(raw)
+    return _byte_edits(draw, _dump(draw(st.sampled_from(EQUIV_BASES))), 4,
+                       [b":", b"-", b"[", b"{", b"\n", b" ", b"1", b"null", b"&a", b"*a", b"'", b"{a: 1}", b"\t"])
 
 
 EQUIV_MUTATED = _mutated(EQUIV_BASES, EQUIV_TREES, EQUIV_KEYS).map(_dump)

@@ -87,12 +87,17 @@ class Runner:
         """Seconds left before the deadline (inf without one)."""
         return float("inf") if self.deadline is None else self.deadline - time.monotonic()
 
-    def _limit(self, timeout_s: Optional[float]) -> Tuple[float, bool]:
+    def _request(self, request: Dict[str, Any], timeout_s: Optional[float], until: str):
+        """One request, given at most what is left before the deadline; BudgetExhausted if
+        none is left, or if the deadline (not the trial's own timeout) cut it short."""
         want = timeout_s or self.timeout_s
         left = self.left()
         if left <= 0:
             raise BudgetExhausted()
-        return min(want, left), left < want
+        ex = self.worker.request(request, min(want, left), until=until)
+        if left < want and ex.death is not None and ex.death.kind == "timeout":
+            raise BudgetExhausted()
+        return ex
 
     def restart(self) -> None:
         """A fresh worker: nothing a previous trial left in the process survives."""
@@ -106,11 +111,7 @@ class Runner:
     def run(self, trial: Trial, spec: ApiSpec, scenarios: Sequence[str], timeout_s: Optional[float] = None) -> Execution:
         self.worker.ensure()
         order = ["direct"] + [s for s in scenarios if s != "direct"]
-        request = trial_request(trial, spec, order)
-        limit, cut = self._limit(timeout_s)
-        ex = self.worker.request(request, limit, until="done")
-        if cut and ex.death is not None and ex.death.kind == "timeout":
-            raise BudgetExhausted()
+        ex = self._request(trial_request(trial, spec, order), timeout_s, "done")
         errors = [m for m in ex.messages if m.get("op") == "error"]
         if errors:
             raise WorkerError(f"{trial.library} worker refused {trial.api}: {errors[0]['type']}: {errors[0]['message']}")
@@ -125,10 +126,7 @@ class Runner:
         self.worker.ensure()
         request = dict(trial_request(trial, spec, ()), op="probe", function=function,
                        points=[list(p) for p in points])
-        limit, cut = self._limit(None)
-        ex = self.worker.request(request, limit, until="values")
-        if cut and ex.death is not None and ex.death.kind == "timeout":
-            raise BudgetExhausted()
+        ex = self._request(request, None, "values")
         if ex.death is not None or not ex.messages or ex.messages[-1].get("op") != "values":
             return None
         return [float(v) for v in ex.messages[-1]["values"]]
