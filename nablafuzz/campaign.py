@@ -135,9 +135,11 @@ def _conventions(observations: List[Observation]) -> Tuple[Tuple[str, str, int],
     return tuple((api, why, n) for (api, why), n in sorted(counts.items()))
 
 
-def structures_of(spec: ApiSpec) -> str:
-    """The structures a spec's inputs take, comma-separated (for the per-structure counts)."""
-    return ",".join(sorted({a.structure for args in (spec.args,) + spec.overloads for a in args if a.structure}))
+def structures_of(spec: ApiSpec, trial: Trial) -> str:
+    """The structures a trial's inputs take, comma-separated (for the per-structure counts);
+    a batch broadcast across its operands counts as `batched`."""
+    kinds = {a.structure for args in (spec.args,) + spec.overloads for a in args if a.structure}
+    return ",".join(sorted(kinds | ({"batched"} if trial.batched else set())))
 
 
 def with_count(counts: Tuple[Tuple[str, int], ...], name: str, n: int) -> Tuple[Tuple[str, int], ...]:
@@ -254,7 +256,7 @@ class Campaign:
                           with_count(j.dismissed, "not_confirmed", unconfirmed),
                           tuple(fingerprint_key(f.fingerprint) for f in confirmed), (),
                           time.monotonic() - start, execution.death.kind if execution.death else "", why[:160],
-                          j.conventions, empty=empty, regime=trial.regime, structure=structures_of(spec))
+                          j.conventions, empty=empty, regime=trial.regime, structure=structures_of(spec, trial))
         return TrialResult(obs, findings, versions_of(runner))
 
     # Note [confirmation]

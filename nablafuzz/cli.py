@@ -103,7 +103,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--specs", dest="spec_files", action="append", default=[],
                    help="spec file of your own functions (their reports get repro scripts)")
     p = sub.add_parser("specs", help="derive, list or check API specs")
-    p.add_argument("action", choices=["derive", "derive-cross", "regimes", "list", "check"])
+    p.add_argument("action", choices=["derive", "derive-cross", "regimes", "batching", "list", "check"])
     p.add_argument("library", nargs="?")
     p.add_argument("--spec-dir", default="api_specs")
     p.add_argument("--out", type=Path, help="derive: output file (default api_specs/<library>/derived.yaml)")
@@ -111,7 +111,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="derive: probe only APIs matching these globs (e.g. 'jax.nn.*')")
     p.add_argument("-v", "--verbose", action="store_true", help="derive: print each probed API as it is done")
     p.add_argument("--specs", dest="spec_files", action="append", default=[],
-                   help="regimes: also probe the APIs of this spec file (your own functions)")
+                   help="regimes, batching: also probe the APIs of this spec file (your own functions)")
     return parser
 
 
@@ -223,6 +223,12 @@ def cmd_specs(args: argparse.Namespace) -> int:
                            [Path(f) for f in args.spec_files])
         print(f"wrote the edges of {n} APIs to {Path(args.spec_dir) / 'regimes.yaml'}")
         return 0
+    if args.action == "batching":
+        _existing_dir(Path(args.spec_dir), "--spec-dir")
+        n = derive_batching(Path(args.spec_dir), args.library, args.apis or ("*",), args.verbose,
+                            [Path(f) for f in args.spec_files])
+        print(f"{n} APIs map over a batch; wrote {Path(args.spec_dir) / 'batching.yaml'}")
+        return 0
     if args.action == "derive-cross":
         from .crossderive import derive_classes
         _existing_dir(Path(args.spec_dir), "--spec-dir")
@@ -236,36 +242,65 @@ def cmd_specs(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Probe:
+    """The selected specs and one Runner per library, for the `specs regimes` and `specs
+    batching` probes (a probe sends a few direct calls per API to the library's worker)."""
+
+    def __init__(self, spec_dir: Path, library: Optional[str], apis: Sequence[str], spec_files: Sequence[Path],
+                 name: str):
+        from .spec import load_specs
+        libraries = [library] if library else installed_libraries(str(spec_dir))
+        self.specs = load_specs(spec_dir, libraries, spec_files).select(libraries, list(apis))
+        self.paths = [str(Path.cwd())] + [str(Path(f).parent) for f in spec_files]
+        self.name, self.runners = name, {}
+
+    def run_for(self, lib: str):
+        from .runtime.registry import resolve_runtime
+        from .runtime.runner import Runner
+        if lib not in self.runners:
+            log = Path(".nablafuzz/logs") / f"{self.name}-{lib}.log"
+            self.runners[lib] = Runner(resolve_runtime(lib, self.paths), log, 30.0)
+        return self.runners[lib].run
+
+    def __enter__(self) -> "_Probe":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for r in self.runners.values():
+            r.close()
+
+
 def derive_regimes(spec_dir: Path, library: Optional[str], apis: Sequence[str], verbose: bool,
                    spec_files: Sequence[Path] = ()) -> int:
     """`specs regimes [LIBRARY]`: probe the edges of the selected APIs and merge them into
     `<spec-dir>/regimes.yaml` (the other APIs' edges are kept)."""
     from .generate import generate
     from .regimes import REGIMES_FILE, load_edges, probe_edges, write_edges
-    from .runtime.registry import resolve_runtime
-    from .runtime.runner import Runner
-    from .spec import load_specs
-    libraries = [library] if library else installed_libraries(str(spec_dir))
-    specs = load_specs(spec_dir, libraries, spec_files).select(libraries, list(apis))
-    paths = [str(Path.cwd())] + [str(Path(f).parent) for f in spec_files]
-    runners = {}
-
-    def run_for(lib: str):
-        if lib not in runners:
-            runners[lib] = Runner(resolve_runtime(lib, paths), Path(".nablafuzz/logs") / f"regimes-{lib}.log", 30.0)
-        return runners[lib].run
-    try:
-        found = probe_edges(specs, run_for, lambda s, d: generate(s, 0, 0, dtype=d),
+    with _Probe(spec_dir, library, apis, spec_files, "regimes") as probe:
+        found = probe_edges(probe.specs, probe.run_for, lambda s, d: generate(s, 0, 0, dtype=d),
                             print if verbose else (lambda _: None))
-    finally:
-        for r in runners.values():
-            r.close()
     path = spec_dir / REGIMES_FILE
-    probed = {s.id for s in specs}
+    probed = {s.id for s in probe.specs}
     edges = {k: v for k, v in load_edges(path).items() if k not in probed}
     edges.update(found)
     write_edges(path, edges, "nablafuzz specs regimes")
     return len(found)
+
+
+def derive_batching(spec_dir: Path, library: Optional[str], apis: Sequence[str], verbose: bool,
+                    spec_files: Sequence[Path] = ()) -> int:
+    """`specs batching [LIBRARY]`: probe which selected APIs map over a batch and merge them
+    into `<spec-dir>/batching.yaml` (the other APIs' entries are kept)."""
+    from .batching import BATCHING_FILE, load_batched, probe_batching, write_batched
+    from .generate import first_nonempty
+    with _Probe(spec_dir, library, apis, spec_files, "batching") as probe:
+        found = probe_batching(probe.specs, probe.run_for, lambda s: first_nonempty(s, "float64"),
+                               print if verbose else (lambda _: None))
+    path = spec_dir / BATCHING_FILE
+    probed = {s.id for s in probe.specs}
+    ids = [k for k in load_batched(path) if k not in probed] + [k for k, ok in found.items() if ok]
+    write_batched(path, ids, "nablafuzz specs batching")
+    return sum(found.values())
 
 
 def cmd_install(args: argparse.Namespace) -> int:

@@ -12,6 +12,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 from . import regimes
+from .batching import BATCH_SHARE, batched
 from .domains import sample
 from .model import ApiSpec, ArgKind, ArgSpec, InputValue, TensorRecord, Trial, Value
 from .structures import PROJECTIONS, draw, fit_shape
@@ -222,15 +223,18 @@ def generate(spec: ApiSpec, campaign_seed: int, index: int, max_size: int = 64, 
     args = choices[int(rng.integers(0, len(choices)))] if spec.overloads else spec.args
     inputs = tuple(_input(rng, a, dtype, shapes, shapes.cap) for a in args)
     args, inputs = _triangles_follow_flag(args, inputs)
+    side = np.random.default_rng([seed, 1])  # its own stream: the other draws stay as they were
+    batch = spec.batched and side.random() < BATCH_SHARE
+    if batch:
+        inputs = batched(side, args, inputs)
     module = (spec.init, spec.init_kwargs) if spec.module else None
     projections = tuple((a.name, PROJECTIONS[a.structure]) for a, i in zip(args, inputs)
                         if a.structure in PROJECTIONS and i.differentiable)
-    side = np.random.default_rng([seed, 1])  # its own stream: the other draws stay as they were
     regime = regimes.choose(side, regime_share, spec.edges)
     if regime:
         inputs = tuple(_in_regime(side, regime, spec, a, i) for a, i in zip(args, inputs))
     return Trial(spec.library, spec.name, seed, dtype, inputs, spec.differentiable_outputs, module,
-                 projections=projections, regime=regime)
+                 projections=projections, regime=regime, batched=batch)
 
 
 TRIANGLES = {"lower_triangular": "upper_triangular", "upper_triangular": "lower_triangular"}
@@ -295,3 +299,18 @@ def representative_rank(size: int) -> float:
     """How good a report's representative of `size` elements is (lower is better): the
     smallest non-empty trial wins; an all-empty one only when nothing else reproduces."""
     return size if size > 0 else float("inf")
+
+
+def non_empty(trial: Trial) -> bool:
+    """Whether the trial has a non-empty differentiable input (Note [trial validity])."""
+    return any(r.size for i in trial.inputs if i.differentiable for r in records(i.value))
+
+
+def first_nonempty(spec: ApiSpec, dtype: str, seed: int = 0, tries: int = 10) -> Trial:
+    """The first of `tries` trials of `spec` (campaign seed `seed`) with a non-empty
+    differentiable input, or the last one tried: what a probe varies."""
+    for index in range(tries):
+        trial = generate(spec, seed, index, dtype=dtype)
+        if non_empty(trial):
+            break
+    return trial

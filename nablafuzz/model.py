@@ -145,6 +145,8 @@ class ApiSpec:
     support: str = "declared"
     # where the output turns infinite, zero or NaN, per dtype (api_specs/regimes.yaml)
     edges: Tuple[Tuple[str, Tuple[float, ...]], ...] = ()
+    # maps over leading batch axes of its tensor arguments, broadcasting them (batching.py)
+    batched: bool = False
 
     @property
     def id(self) -> str:
@@ -175,6 +177,7 @@ class Trial:
     # inputs whose directions keep a structure inside the differentiated call (name, "symmetric")
     projections: Tuple[Tuple[str, str], ...] = ()
     regime: str = ""  # regimes.REGIMES: the value regime its float inputs were drawn from ("" the domain's)
+    batched: bool = False  # its tensor arguments carry a batch, broadcast against each other (batching.py)
 
     @property
     def spec_id(self) -> str:

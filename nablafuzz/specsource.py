@@ -16,7 +16,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 import yaml
 
 from .errors import SpecError, WorkerError
-from .generate import generate, records
+from .generate import generate, non_empty
 from .model import ApiSpec
 from .probing import Entry, entry_from_dict, probe_entries
 from .runtime.process import WorkerProcess
@@ -161,11 +161,7 @@ MIN_NON_EMPTY = 0.9
 
 def non_empty_share(spec: ApiSpec, trials: int = CHECK_TRIALS, seed: int = CHECK_SEED) -> float:
     """The share of `trials` generated trials of `spec` with a non-empty differentiable input."""
-    hits = 0
-    for index in range(trials):
-        trial = generate(spec, seed, index)
-        hits += any(r.size for i in trial.inputs if i.differentiable for r in records(i.value))
-    return hits / trials
+    return sum(non_empty(generate(spec, seed, index)) for index in range(trials)) / trials
 
 
 def _check_trials(specs: Sequence[ApiSpec], libraries: Sequence[str]) -> Iterator[str]:

@@ -126,9 +126,13 @@ def merge_counts(pairs) -> Tuple[Tuple[str, int], ...]:
 
 
 def _per(obs: Sequence[Observation], key) -> Tuple[Tuple[str, int, int, int], ...]:
-    """(key, trials, valid trials, findings) for each value of `key` among the observations."""
-    return tuple((k, sum(key(o) == k for o in obs), sum(o.valid for o in obs if key(o) == k),
-                  sum(len(o.findings) for o in obs if key(o) == k)) for k in sorted({key(o) for o in obs}))
+    """(key, trials, valid trials, findings) for each value of `key` among the observations;
+    a comma-separated key counts under each of its parts (a trial with two structures)."""
+    def has(o: Observation, k: str) -> bool:
+        return k in key(o).split(",") if k else key(o) == k
+    keys = sorted({k for o in obs for k in (key(o).split(",") if key(o) else [""])})
+    return tuple((k, sum(has(o, k) for o in obs), sum(o.valid for o in obs if has(o, k)),
+                  sum(len(o.findings) for o in obs if has(o, k))) for k in keys)
 
 
 def summarise(campaign: str, specs: Sequence[ApiSpec], obs: Sequence[Observation], fresh: int,

@@ -89,3 +89,36 @@ def _where_op(wrong: bool) -> Op:
 # where(cond, x, y) whose reverse mode is wrong only for a uint32 predicate, and its correct twin
 where_uint32_bug = _where_op(True)
 where = _where_op(False)
+
+
+def _reduced(g: np.ndarray, shape, first_only: bool) -> np.ndarray:
+    """A gradient of a broadcast operand brought back to its shape: summed over the batch (right)
+    or, as a rule that forgets the broadcast does, the first batch element's alone."""
+    while g.ndim > len(shape):
+        g = g[0] if first_only else g.sum(axis=0)
+    for k, d in enumerate(shape):
+        if d == 1 and g.shape[k] != 1:
+            g = np.take(g, [0], axis=k) if first_only else g.sum(axis=k, keepdims=True)
+    return g
+
+
+def _matmul_op(first_only: bool) -> Op:
+    def vjp(xs, vs):
+        a, b = xs
+        v = vs[0]
+        return [_reduced(v @ np.swapaxes(b, -1, -2), a.shape, first_only),
+                _reduced(np.swapaxes(a, -1, -2) @ v, b.shape, first_only)]
+
+    def hess(xs, us, vs):
+        a, b = xs
+        ua, ub = us
+        v = vs[0]
+        return [_reduced(v @ np.swapaxes(ub, -1, -2), a.shape, False), _reduced(np.swapaxes(ua, -1, -2) @ v, b.shape, False)]
+    return Op(f=lambda a, b: a @ b, jvp=lambda xs, us: [us[0] @ xs[1] + xs[0] @ us[1]], vjp=vjp, hess=hess,
+              args=({"name": "a"}, {"name": "b"}))
+
+
+# a @ b (batched, broadcasting) whose reverse mode keeps only the first batch element's
+# contribution to a broadcast operand: right whenever the two batches agree; and its twin
+matmul_bcast_bug = _matmul_op(True)
+matmul = _matmul_op(False)

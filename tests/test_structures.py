@@ -13,7 +13,7 @@ from nablafuzz.config import make_config
 from nablafuzz.errors import SpecError
 from nablafuzz.generate import generate
 from nablafuzz.model import Verdict
-from nablafuzz.spec import _Ctx, parse_api
+from nablafuzz.spec import _Ctx, load_specs, parse_api
 from nablafuzz.store import Store
 from nablafuzz.structures import STRUCTURES, draw, fit_shape
 from nablafuzz.tensors import to_array
@@ -196,3 +196,48 @@ def test_a_triangular_factor_follows_the_calls_upper_flag():
         a, upper = to_array(t.inputs[0].value), t.inputs[1].value
         assert np.array_equal(a, np.triu(a) if upper else np.tril(a))
         assert t.projections == (("l", "upper" if upper else "lower"),)
+
+
+MATMUL = "[{name: a, dims: [3, 3]}, {name: b, dims: [3, 2]}]"
+
+
+def test_batched_operands_broadcast_on_either_side():
+    spec = parse_api(_Ctx("t"), "numpy_ref", {"name": "f", "batched": True, "args": [
+        {"name": "a", "dims": [3, 3], "structure": "spd"}, {"name": "b", "dims": [3, 2]}]})
+    shapes = [[to_array(i.value).shape for i in generate(spec, 4, k).inputs] for k in range(200)]
+    batched = [s for s in shapes if s != [(3, 3), (3, 2)]]
+    assert 0.15 < len(batched) / len(shapes) < 0.45
+    assert all(a[-2:] == (3, 3) and b[-2:] == (3, 2) and len(np.broadcast_shapes(a[:-2], b[:-2])) >= 1
+               for a, b in batched)
+    assert any(len(a) == 2 for a, b in batched) and any(len(b) == 2 for a, b in batched)  # either side unbatched
+    assert any(a[:-2] != b[:-2] and len(a) == len(b) for a, b in batched)  # size-1 axes broadcast
+    for k in range(40):  # every batch element of a structured operand keeps its structure
+        a = to_array(generate(spec, 4, k).inputs[0].value)
+        assert np.allclose(a, np.swapaxes(a, -1, -2)) and np.linalg.eigvalsh(a).min() > 0
+
+
+def test_bug_only_a_broadcast_batch_reaches_is_found_and_its_twin_is_not(tmp_path, monkeypatch):
+    batched = MATMUL + "\n    batched: true"
+    (report,) = _user_campaign(tmp_path, monkeypatch, "matmul_bcast_bug", batched)
+    a, b = (to_array(i.value) for i in report.trial.inputs)
+    assert a.shape[:-2] != b.shape[:-2]  # its trial broadcasts one operand's batch
+    unbatched = tmp_path / "unbatched"
+    unbatched.mkdir()
+    assert _user_campaign(unbatched, monkeypatch, "matmul_bcast_bug", MATMUL) == []  # never reached unbatched
+    assert _user_campaign(tmp_path, monkeypatch, "matmul", batched) == []
+
+
+def test_batching_probe_learns_which_real_apis_map_over_a_batch(tmp_path):
+    from nablafuzz.batching import load_batched
+    from nablafuzz.cli import derive_batching
+    for library, solve, conv in (
+            ("torch", "torch.linalg.solve", "torch.nn.functional.conv2d"),
+            ("jax", "jax.numpy.linalg.solve", "jax.scipy.signal.convolve2d")):
+        spec = tmp_path / f"{library}.yaml"
+        spec.write_text(f"library: {library}\napis:\n"
+                        f"  - {{name: {solve}, args: [{{name: a, dims: [3, 3]}}, {{name: b, dims: [3, 2]}}]}}\n"
+                        f"  - {{name: {conv}, args: [{{name: x, dims: [1, 1, 4, 4]}}, {{name: w, dims: [1, 1, 2, 2]}}]}}\n")
+        assert derive_batching(tmp_path, library, ("*",), False, [spec]) == 1
+    assert set(load_batched(tmp_path / "batching.yaml")) == {"torch:torch.linalg.solve", "jax:jax.numpy.linalg.solve"}
+    specs = load_specs(tmp_path, ["torch"], [tmp_path / "torch.yaml"])
+    assert [s.name for s in specs.specs if s.batched] == ["torch.linalg.solve"]
