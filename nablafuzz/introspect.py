@@ -12,6 +12,8 @@ import inspect
 import re
 from typing import Any, Dict, List, Optional, Pattern, Sequence, Tuple, Union
 
+from .structures import doc_structures
+
 
 def _default(value: Any) -> Any:
     if value is None or isinstance(value, (bool, int, float, str)):
@@ -71,8 +73,9 @@ def catalogue(modules: Sequence[Union[str, Tuple[str, Any]]], skip: Optional[Pat
             except (TypeError, ValueError) as exc:
                 dropped.append(f"{name}: no signature ({exc})")
                 continue
-            doc = (inspect.getdoc(obj) or "").strip().split("\n")[0][:160]
-            entries[id(obj)] = {"name": name, "module": module, "params": params, "doc": doc, "aliases": []}
+            full = (inspect.getdoc(obj) or "").strip()
+            entries[id(obj)] = {"name": name, "module": module, "params": params, "doc": full.split("\n")[0][:160],
+                                "aliases": [], "structures": doc_structures(full, [p["name"] for p in params])}
     for module, mod in alias_modules:
         for attr in sorted(dir(mod)) if mod is not None else ():
             obj = getattr(mod, attr, None)

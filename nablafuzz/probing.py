@@ -76,13 +76,14 @@ class Entry:
     doc: str = ""
     aliases: Tuple[str, ...] = ()
     dtypes: Tuple[str, ...] = ()  # the float dtypes the API takes, where its library says (else both)
+    structures: Tuple[Tuple[str, str], ...] = ()  # parameter -> structure its docstring states
 
 
 def entry_from_dict(d: Dict[str, Any]) -> Entry:
     params = tuple(Param(p["name"], p["kind"], p.get("annotation", ""), bool(p["required"]), p.get("default"),
                          "default" in p) for p in d["params"])
     return Entry(d["name"], d["module"], params, d.get("doc", ""), tuple(d.get("aliases", ())),
-                 tuple(d.get("dtypes", ())))
+                 tuple(d.get("dtypes", ())), tuple(sorted(d.get("structures", {}).items())))
 
 
 def probe_dtype(spec: Dict[str, Any]) -> str:
@@ -274,6 +275,14 @@ def by_hand_args(args: List[Dict[str, Any]], by_hand: Dict[str, Dict[str, Any]])
             if a["name"] in by_hand else a for a in args]
 
 
+def with_structures(args: List[Dict[str, Any]], structures: Tuple[Tuple[str, str], ...]) -> List[Dict[str, Any]]:
+    """Template arguments with the structures the docstring states (Note [structures from
+    docstrings]), on tensor arguments that have none yet."""
+    stated = dict(structures)
+    return [dict(a, structure=stated[a["name"]]) if a["name"] in stated and not a.get("structure")
+            and a.get("kind", "tensor") == "tensor" else a for a in args]
+
+
 def with_hint(spec: Dict[str, Any], hint: Optional[ProbeHint]) -> Dict[str, Any]:
     """A mirrored spec as its hint lays out its arguments (overloads included)."""
     if hint is None or not hint.args:
@@ -321,28 +330,32 @@ class Prober:
         domains = DOMAIN_FALLBACK if hint is None or not hint.domain else (hint.domain,) + tuple(
             d for d in DOMAIN_FALLBACK if d != hint.domain)
         by_hand = dict(hint.args) if hint is not None else {}
-        best: Optional[Attempt] = None
         whys: List[str] = []
         deadline = time.monotonic() + ENTRY_BUDGET_S
-        for family in families(entry, rs):
-            for optional in ([True, False] if any(r == "opt_tensor" for _, r in rs) else [False]):
-                for domain in domains:
-                    if time.monotonic() > deadline:
-                        whys.append(f"probing took over {ENTRY_BUDGET_S:.0f} s")
-                        break
-                    args = by_hand_args(template(rs, family, domain, optional), by_hand)
-                    base = {"name": entry.name, "args": args, **({"dtypes": list(entry.dtypes)} if entry.dtypes else {})}
-                    a = self.attempt(entry, f"{family}/{domain}" + ("/all-arrays" if optional else ""), base)
-                    if a.why:
-                        whys.append(a.why)
-                    if best is None or a.ok > best.ok:
-                        best = a
-                    if a.ok == PROBE_TRIALS:
-                        return self.finish(entry, a, hint), ""
-                    if not a.nonfinite:
-                        break  # another domain only helps when values were the problem
-        if best is not None and best.ok:
-            return self.finish(entry, best, hint), ""
+        # the docstring's structures first; without them if no template works with them (a
+        # statement about another argument than the one it was tied to)
+        for stated in ([entry.structures, ()] if entry.structures else [()]):
+            best: Optional[Attempt] = None
+            for family in families(entry, rs):
+                for optional in ([True, False] if any(r == "opt_tensor" for _, r in rs) else [False]):
+                    for domain in domains:
+                        if time.monotonic() > deadline:
+                            whys.append(f"probing took over {ENTRY_BUDGET_S:.0f} s")
+                            break
+                        args = by_hand_args(with_structures(template(rs, family, domain, optional), stated), by_hand)
+                        base = {"name": entry.name, "args": args,
+                                **({"dtypes": list(entry.dtypes)} if entry.dtypes else {})}
+                        a = self.attempt(entry, f"{family}/{domain}" + ("/all-arrays" if optional else ""), base)
+                        if a.why:
+                            whys.append(a.why)
+                        if best is None or a.ok > best.ok:
+                            best = a
+                        if a.ok == PROBE_TRIALS:
+                            return self.finish(entry, a, hint), ""
+                        if not a.nonfinite:
+                            break  # another domain only helps when values were the problem
+            if best is not None and best.ok:
+                return self.finish(entry, best, hint), ""
         return None, (whys[0] if whys else "outputs or VJPs are non-finite in every domain tried")
 
     def confirm(self, entry: Entry, spec: Dict[str, Any],

@@ -15,7 +15,8 @@ the argument's domain:
 Every observation records the regime its trial drew, so the summary shows findings per regime.
 Edges are found by `nablafuzz specs regimes`: each elementwise API with one float tensor
 input is evaluated on a signed logarithmic grid per dtype, and every change of the output's
-class (finite, zero, infinite, NaN) between neighbours is refined by bisection.
+class (finite, zero, infinite, NaN) or of its branch (flat, rising, falling) between
+neighbours is refined by bisection.
 """
 from __future__ import annotations
 
@@ -140,29 +141,68 @@ def grid(dtype: str) -> np.ndarray:
     return np.concatenate([-mags[::-1], [0.0], mags])
 
 
+STEP = 2.0 ** -20  # the step (relative, and at least absolute) a branch change is seen over
+MAX_BRANCH_CHANGES = 8  # per sign: more is an oscillating function, not branches
+
+
+def _branch_classes(evaluate: Callable[[np.ndarray], Optional[np.ndarray]], x: np.ndarray,
+                    y: np.ndarray, dtype: str) -> Optional[np.ndarray]:
+    """0 flat (the output does not move over a step away from 0), 1 moving away from 0 with
+    x... rising on the positive side, 2 the other way, 3 NaN; None where the call fails."""
+    with np.errstate(over="ignore"):
+        moved = np.asarray(x + np.sign(x + (x == 0)) * np.maximum(np.abs(x) * STEP, STEP), dtype=dtype)
+        stepped = evaluate(moved)
+    if stepped is None or np.shape(stepped) != x.shape:
+        return None
+    with np.errstate(invalid="ignore", over="ignore"):
+        d = (np.asarray(stepped, dtype=np.float64) - np.asarray(y, dtype=np.float64)) * np.sign(x + (x == 0))
+    return np.where(np.isnan(d), 3, np.where(d == 0, 0, np.where(d > 0, 1, 2)))
+
+
+def _refine(classify: Callable[[np.ndarray], Optional[np.ndarray]], x: np.ndarray, c: np.ndarray,
+            pairs: Sequence[int], dtype: str, steps: int) -> Tuple[float, ...]:
+    """The change of class inside each grid pair (x[i], x[i+1]), by bisection from x[i]."""
+    if not pairs:
+        return ()
+    lo, hi = x[list(pairs)], x[[i + 1 for i in pairs]]
+    c_lo = c[list(pairs)]
+    for _ in range(steps):
+        mid = np.sign(lo) * np.sqrt(np.abs(lo)) * np.sqrt(np.abs(hi))  # the geometric mean, without overflow
+        got = classify(mid)
+        if got is None:
+            break
+        same = got == c_lo
+        lo, hi = np.where(same, mid, lo), np.where(same, hi, mid)
+    with np.errstate(over="ignore"):
+        return tuple(float(np.asarray(v, dtype=dtype)) for v in lo)
+
+
 def find_edges(evaluate: Callable[[np.ndarray], Optional[np.ndarray]], dtype: str, steps: int = 36) -> Tuple[float, ...]:
-    """Points where the output's class changes between neighbours of the grid, refined by
+    """Points where the output's class changes between neighbours of the grid, and where its
+    branch does among finite outputs (it turns flat, or from rising to falling: hardtanh's
+    corners, where tanh saturates; only where there are few, not an oscillation), refined by
     bisection (in log scale away from 0); `evaluate` maps a 1-D array to the op's output."""
+    def out_class(x: np.ndarray) -> Optional[np.ndarray]:
+        y = evaluate(x)
+        return None if y is None or np.shape(y) != x.shape else _classes(y, dtype)
+
+    def branch_class(x: np.ndarray) -> Optional[np.ndarray]:
+        y = evaluate(x)
+        return None if y is None or np.shape(y) != x.shape else _branch_classes(evaluate, x, y, dtype)
+
     x = grid(dtype)
     y = evaluate(x)
     if y is None or np.shape(y) != x.shape:
         return ()
     c = _classes(y, dtype)
-    pairs = [(x[i], x[i + 1]) for i in range(len(x) - 1) if c[i] != c[i + 1] and np.sign(x[i]) == np.sign(x[i + 1])]
-    if not pairs:
-        return ()
-    lo = np.array([p[0] for p in pairs])
-    hi = np.array([p[1] for p in pairs])
-    c_lo = _classes(evaluate(lo), dtype)
-    for _ in range(steps):
-        mid = np.sign(lo) * np.sqrt(np.abs(lo)) * np.sqrt(np.abs(hi))  # the geometric mean, without overflow
-        got = evaluate(mid)
-        if got is None:
-            break
-        same = _classes(got, dtype) == c_lo
-        lo, hi = np.where(same, mid, lo), np.where(same, hi, mid)
-    with np.errstate(over="ignore"):
-        return tuple(sorted({float(np.asarray(v, dtype=dtype)) for v in lo} - {math.inf, -math.inf}))
+    same_sign = [i for i in range(len(x) - 1) if np.sign(x[i]) == np.sign(x[i + 1])]
+    points = set(_refine(out_class, x, c, [i for i in same_sign if c[i] != c[i + 1]], dtype, steps))
+    b = _branch_classes(evaluate, x, y, dtype)
+    if b is not None:
+        turns = [i for i in same_sign if c[i] == c[i + 1] == 0 and b[i] != b[i + 1]]
+        if all(sum(np.sign(x[i]) == s for i in turns) <= MAX_BRANCH_CHANGES for s in (-1.0, 1.0)):
+            points |= set(_refine(branch_class, x, b, turns, dtype, steps))
+    return tuple(sorted(points - {math.inf, -math.inf}))
 
 
 def probe_target(spec: ApiSpec) -> Optional[int]:

@@ -14,7 +14,8 @@ differences all see directions that keep the structure.  Worker-safe: numpy only
 """
 from __future__ import annotations
 
-from typing import Callable, Dict, Tuple
+import re
+from typing import Callable, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -159,3 +160,82 @@ def projected_value(kind: str, x, swap: Callable, triangle: Callable):
     """`x` projected as `kind` says ("symmetric", "lower", "upper"); `triangle(x, lower)` is the
     library's tril/triu."""
     return symmetrised(x, swap) if kind == "symmetric" else triangle(x, kind == "lower")
+
+
+# ---- structures a docstring states -------------------------------------------------------------
+
+# Note [structures from docstrings]
+# What an API documents about its input's structure ("a symmetric positive-definite matrix A",
+# "`b` must be upper triangular") is what a probe cannot learn: a random matrix works in the
+# call and gives a derivative the op's contract never promised (a Cholesky factor of a
+# non-symmetric matrix).  A phrase counts for a parameter only where the sentence ties it to one:
+# the phrase then "matrix P" / "matrices P", or "P is (a) <phrase>", or, in the summary
+# sentence, "of a <phrase> matrix" (the op's first parameter).  Sentences about what the op
+# returns ("Returns the lower triangular part") never count, nor do conditional ones ("A is
+# assumed to be Hermitian if hermitian=True": a flag's contract, not the input's) but for a
+# triangle, whose side a flag picks (the generator follows `upper=`/`lower=`).  Strongest
+# structure first.  On PyTorch's operators it finds the structures of the hand-kept OpInfo
+# table (torch_specs.OPINFO_STRUCTURES) but for the deprecated torch.cholesky spellings.
+_PHRASES = (
+    ("spd", r"(?:(?:symmetric|hermitian)[ -]+)?positive[ -]+definite"),
+    ("lower_triangular", r"lower[ -]+triangular"),
+    ("upper_triangular", r"upper[ -]+triangular"),
+    ("symmetric", r"(?:real[ -]+)?(?:symmetric|hermitian)"),
+)
+# the phrase describes what the op returns: "Returns the lower triangular part", "output is ..."
+_ABOUT_OUTPUT = re.compile(r"\b(?:returns?|returned|outputs?|results?|gives|computes?)\s+(?:(?:the|a|an|is)\s+)?"
+                           r"(?:[\w-]+\s+)?$", re.I)
+# "A is assumed to be Hermitian if hermitian=True": a structure a flag switches on, not the input's;
+# but "A is upper triangular if upper is True" ("whether L is lower or upper triangular") names
+# the side of a triangle the input always is
+_CONDITIONAL = re.compile(r"\b(?:if|when|whether|unless)\b", re.I)
+_SIDE_FLAG = re.compile(r"\b(?:if|when)\s+(?:upper|lower|uplo)\b|\blower\b[\s\S]*\bupper\b|\bupper\b[\s\S]*\blower\b", re.I)
+TRIANGLES = ("lower_triangular", "upper_triangular")
+# "a Hermitian tridiagonal matrix" (given by its diagonals), "a symmetric banded matrix": other inputs
+_NOT_DENSE = r"(?!(?:tridiagonal|banded|band|sparse|block|toeplitz|circulant)\b)"
+_SUMMARY = r"\b(?:of|for|on|given)\s+(?:a|an|the)\s+(?:batch(?:es)?\s+of\s+)?(?:[\w-]+\s+){{0,3}}?{phrase}\s+{not_dense}(?:[\w-]+\s+)?matri"
+
+
+def _sentences(doc: str) -> Sequence[str]:
+    text = re.sub(r"[`*]|:\w+:", "", doc)
+    return [s.strip() for s in re.split(r"(?<=[.;:])\s+|\n\s*\n", text) if s.strip()]
+
+
+def doc_structures(doc: str, params: Sequence[str]) -> Dict[str, str]:
+    """Parameter name -> the structure the docstring states for it (Note [structures from
+    docstrings]); `params` in signature order, the first taken by the summary sentence."""
+    out: Dict[str, str] = {}
+    names = [p for p in params if p]
+    alt = "|".join(re.escape(p) for p in sorted(names, key=len, reverse=True))
+    sentences = _sentences(doc)
+    for k, sentence in enumerate(sentences):
+        for structure, phrase in _PHRASES:
+            for m in re.finditer(phrase, sentence, re.I):
+                flagged = _CONDITIONAL.search(sentence)
+                if _ABOUT_OUTPUT.search(sentence[:m.start()]) or flagged and not (
+                        structure in TRIANGLES and _SIDE_FLAG.search(sentence)):
+                    continue
+                who = _tied(sentence, m, alt) if alt else None
+                if who is None and k == 0 and names and re.search(_SUMMARY.format(phrase=phrase, not_dense=_NOT_DENSE), sentence, re.I):
+                    who = names[0]
+                if who is not None and who not in out:
+                    out[who] = structure
+    return out
+
+
+def signature_params(doc: str) -> Sequence[str]:
+    """Parameter names of a docstring that starts with its signature (`linalg.cholesky(A, *,
+    upper=False, out=None) -> Tensor`, as PyTorch's builtins document themselves)."""
+    m = re.match(r"[\w.]+\(([^)]*)\)", doc.strip())
+    names = [p.split("=")[0].strip() for p in m.group(1).split(",")] if m else []
+    return [n for n in names if n.isidentifier()]
+
+
+def _tied(sentence: str, m: "re.Match[str]", alt: str) -> Optional[str]:
+    """The parameter the sentence ties the phrase at `m` to, or None."""
+    after = re.match(rf"\s*{_NOT_DENSE}(?:[\w-]+\s+)?matri(?:x|ces)\s+\(?({alt})\b", sentence[m.end():])
+    if after:
+        return after.group(1)
+    before = re.search(rf"\b({alt})\s+(?:is|are|must be|should be|is assumed to be|is expected to be)\s+"
+                       rf"(?:(?:a|an)\s+)?(?:batch(?:es)? of\s+)?$", sentence[:m.start()])
+    return before.group(1) if before else None

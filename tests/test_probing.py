@@ -177,3 +177,30 @@ def test_a_probe_hint_drops_an_api_or_lays_out_its_arguments(tmp_path):
         assert "hint: axis is the first" in spec["notes"]
     finally:
         runner.close()
+
+
+@pytest.mark.parametrize("doc, params, want", [
+    ("Factor of a symmetric positive-definite matrix.", ["m"], {"m": "spd"}),
+    ("Solves x @ t = y where t is a lower triangular matrix.", ["y", "t"], {"t": "lower_triangular"}),
+    ("Solves with a square upper-triangular matrix t.\n\nflag: whether t is lower or upper triangular.", ["t", "flag"],
+     {"t": "upper_triangular"}),
+    ("Spectrum of a real symmetric matrix.", ["h"], {"h": "symmetric"}),
+    ("Returns the lower triangular part of x.", ["x"], {}),  # about the output
+    ("Pseudo-inverse. m is assumed to be symmetric if sym is True.", ["m", "sym"], {}),  # a flag's contract
+    ("band: if True, then assume that m is upper-triangular.", ["m", "band"], {}),
+    ("Eigenvalues of a symmetric tridiagonal matrix.", ["d", "e"], {}),  # given by its diagonals
+    ("Applies symmetric padding to x.", ["x"], {}),
+])
+def test_structures_stated_by_a_docstring(doc, params, want):
+    from nablafuzz.structures import doc_structures
+    assert doc_structures(doc, params) == want
+
+
+def test_real_docstrings_give_their_structures(jax_catalogue, tmp_path):
+    # JAX's catalogue carries what each docstring states; the probe applies it to the template
+    assert jax_catalogue["jax.numpy.linalg.eigh"]["structures"] == {"a": "symmetric"}
+    assert jax_catalogue["jax.numpy.linalg.solve"]["structures"] == {}
+    assert not jax_catalogue["jax.scipy.linalg.expm"]["structures"]  # only a flag says "upper-triangular"
+    entry = entry_from_dict(jax_catalogue["jax.numpy.linalg.eigh"])
+    ((_, spec, why),) = probe_entries(resolve_runtime("jax"), [entry], tmp_path, workers=1)
+    assert spec is not None and spec["args"][0]["structure"] == "symmetric", why

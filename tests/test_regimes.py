@@ -31,7 +31,10 @@ def _numpy(f, dtype):
 @pytest.mark.parametrize("f, dtype, want", [
     (np.exp, "float64", (-708.3964, 709.7827)),
     (np.exp, "float32", (-87.3365, 88.7228)),
-    (lambda x: 1 / (1 + np.exp(-x)), "float64", (-708.3964,)),
+    (lambda x: 1 / (1 + np.exp(-x)), "float64", (-708.3964, 26.2826)),  # and where it saturates (a flat branch)
+    (lambda x: np.clip(x, -1, 1), "float64", (-1.0, 1.0)),  # hardtanh's corners: branch changes
+    (lambda x: np.minimum(np.maximum(x, 0), 6), "float32", (6.0,)),  # relu6 (its corner at 0 is a special point)
+    (np.sin, "float64", ()),  # an oscillation, not branches
     (np.log1p, "float64", (-1.0,)),
     (np.sqrt, "float64", ()),  # NaN below 0 at 0 itself: no edge between grid neighbours of one sign
 ])

@@ -24,6 +24,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 import torch
 
 from ..naming import SELECTION
+from ..structures import doc_structures, signature_params
 
 MAX_ELEMENTS = 128
 MAX_OVERLOADS = 3
@@ -320,13 +321,18 @@ OPINFO_STRUCTURES = {"cholesky": (0, "spd"), "linalg.cholesky": (0, "spd"), "lin
 
 
 def _structured(op: Any, args: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
-    if op.name not in OPINFO_STRUCTURES:
-        return args
-    nth, structure = OPINFO_STRUCTURES[op.name]
-    tensors = [i for i, a in enumerate(args) if a.get("kind", "tensor") == "tensor"]
-    if len(tensors) <= nth:
-        return args
-    return [dict(a, structure=structure) if i == tensors[nth] else a for i, a in enumerate(args)]
+    """The sample's arguments with the structure the op's inputs need: the hand-kept table
+    first, else what the public function's docstring states (by position in its signature)."""
+    if op.name in OPINFO_STRUCTURES:
+        nth, structure = OPINFO_STRUCTURES[op.name]
+        tensors = [i for i, a in enumerate(args) if a.get("kind", "tensor") == "tensor"]
+        return [dict(a, structure=structure) if tensors[nth:nth + 1] == [i] else a for i, a in enumerate(args)]
+    public = _public(op.name)
+    doc = (getattr(public[1], "__doc__", None) or "") if public else ""
+    params = list(signature_params(doc))
+    stated = {params.index(p): st for p, st in doc_structures(doc, params).items()}
+    return [dict(a, structure=stated[i]) if i in stated and a.get("kind", "tensor") == "tensor" else a
+            for i, a in enumerate(args)]
 
 
 def _spec(name: str, op: Any, structures: List[List[Dict[str, Any]]], learnt: Dict[str, Any]) -> Dict[str, Any]:
