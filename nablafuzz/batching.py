@@ -150,13 +150,16 @@ def maps_over_batch(spec: ApiSpec, run: Callable[..., object], trial: Trial, rng
     base = _outputs(run, trial, spec)
     if base is None:
         return False
-    args = {a.name: a for a in spec.args}
+    names = [i.name for i in trial.inputs]
+    signature = next((sig for sig in (spec.args,) + spec.overloads if [a.name for a in sig] == names), spec.args)
+    args = {a.name: a for a in signature}
     for t in range(tries):
         batch = (2,)
         tensors = [k for k, i in enumerate(trial.inputs) if i.kind is ArgKind.TENSOR]
         prefixes = [batch] * len(tensors) if t == 0 else roles(rng, batch, len(tensors))
         by_k = dict(zip(tensors, prefixes))
-        inputs = tuple(replace(i, value=_batched_value(rng, args[i.name], i.value, by_k[k])) if k in by_k else i
+        inputs = tuple(replace(i, value=_batched_value(rng, args.get(i.name, ArgSpec(i.name, ArgKind.TENSOR)), i.value, by_k[k]))
+                       if k in by_k else i
                        for k, i in enumerate(trial.inputs))
         got = _outputs(run, replace(trial, inputs=inputs), spec)
         if got is None or len(got) != len(base):
