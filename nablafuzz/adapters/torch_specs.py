@@ -309,14 +309,12 @@ def _ufunc_args(op: Any) -> Optional[List[Dict[str, Any]]]:
     return None
 
 
-# OpInfo ops with a tensor input that has a structure their samples are built with (those of
-# the first five come from random_hermitian_pd_matrix / random_hermitian_matrix; the others
-# take a triangular factor, lower by default, upper for triangular_solve) and of which they
-# read one triangle: as a spec `structure` (the n-th tensor argument), trials keep it and are
-# judged along directions that keep it (Note [structured directions]).
-OPINFO_STRUCTURES = {"cholesky": (0, "spd"), "linalg.cholesky": (0, "spd"), "linalg.cholesky_ex": (0, "spd"),
-                     "linalg.eigh": (0, "symmetric"), "linalg.eigvalsh": (0, "symmetric"),
-                     "cholesky_inverse": (0, "lower_triangular"), "cholesky_solve": (1, "lower_triangular"),
+# OpInfo ops whose tensor input has a structure (the n-th tensor argument) that their docstrings
+# do not state (Note [structures from docstrings]; the docstrings give the others: eigh,
+# cholesky_solve, ...): the deprecated Cholesky spellings, and triangular_solve's default side
+# (its summary names both; upper=True).  Trials keep it and are judged along directions that
+# keep it (Note [structured directions]).
+OPINFO_STRUCTURES = {"cholesky": (0, "spd"), "linalg.cholesky_ex": (0, "spd"),
                      "triangular_solve": (1, "upper_triangular")}
 
 
