@@ -161,6 +161,7 @@ class Campaign:
     def __init__(self, config: Config, specs: SpecSet, progress=None):
         self.config = config
         self.specs = specs.select(config.libraries, config.apis)
+        self.loaded, self.conventions = specs.by_id(), specs.conventions  # what programs are built from
         self.store = Store(Path(config.store_dir))
         self.id, self.dir, n = campaign_dir(config)
         self.seed = config.seed + n - 1
@@ -334,8 +335,7 @@ class Campaign:
                 return () if ex is None else judge(ex, s, runner).findings
             except BudgetExhausted:
                 raise BlameStopped() from None
-        by_id = {s.id: s for s in self.specs}
-        blamed, blamed_spec = blame(finding, spec, by_id, direct, findings_of, prefer or "")
+        blamed, blamed_spec = blame(finding, spec, self.loaded, direct, findings_of, prefer or "", self.conventions)
         with self.shared.lock:
             self.blamed[key] = "" if blamed_spec is spec else blamed_spec.name
         return blamed, blamed_spec
@@ -359,7 +359,6 @@ class Campaign:
         them (programs.py): steps are found by a probe in the library's worker, programs are
         drawn from (campaign seed, index), and every program spec is built by `program_spec`
         from the selected specs alone."""
-        by_id = {s.id: s for s in specs}
         out: List[ApiSpec] = []
         for library in dict.fromkeys(s.library for s in specs):
             singles = [s for s in specs if s.library == library]
@@ -380,7 +379,7 @@ class Campaign:
                     self.shared.stopped.setdefault(exc.library, str(exc))
                 steps = []
             names = generate_programs(library, steps, self.seed, self.config.max_programs)
-            out += alternate(singles, [program_spec(library, n, by_id) for n in names])
+            out += alternate(singles, [program_spec(library, n, self.loaded, self.conventions) for n in names])
         return out
 
     def run(self) -> Summary:

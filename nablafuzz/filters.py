@@ -100,6 +100,15 @@ def _kink_convention(ctx: FilterContext, cand: Candidate, outcome: FilterOutcome
     return outcome if k is None else _outcome("convention", True, f"convention: {k.reason} ({k.url}); {outcome.reason}")
 
 
+# Note [non-finite derivatives]
+# A NaN or infinite derivative where the function's own output is finite and a reference (the
+# finite differences, or the other mode) is finite is a bug to report (0 * inf inside a
+# derivative rule, an empty segment's 0/0), not float64 overflow.  `project` tells the two
+# apart: its scale is NaN when a derivative element is non-finite and +inf only when finite
+# terms overflow their sum.  Dismissed: a non-finite function output (no agreed derivative),
+# an overflowing sum, derivatives near the dtype's overflow or underflow, and every compared
+# mode non-finite alike (the derivative itself is infinite, sqrt at 0).  Conventions such as
+# the where-NaN rule (the untaken branch's NaN gradient times a zero mask) stay convention rows.
 @instability_filter("nonfinite")
 def nonfinite(ctx: FilterContext, cand: Candidate) -> Optional[FilterOutcome]:
     if cand.verdict not in NUMERIC:
@@ -111,9 +120,13 @@ def nonfinite(ctx: FilterContext, cand: Candidate) -> Optional[FilterOutcome]:
                         "so its derivative there has no agreed value")
     for d in cand.disagreements:
         rs = [ctx.execution.get(s) for s in d.scenarios]
-        if any(r is not None and r.scale is not None and not math.isfinite(r.scale) for r in rs):
+        if any(r is not None and r.scale is not None and math.isinf(r.scale) for r in rs):
             return _outcome("nonfinite", True, f"the projection of {d.scenarios[0]} overflows float64 "
                             "(terms are finite, their sum is not)")
+        broken = [r.scenario for r in rs if r is not None and r.scale is not None and math.isnan(r.scale)]
+        if broken and len(broken) == len(rs):
+            return _outcome("nonfinite", True, f"every mode compared ({', '.join(broken)}) has a non-finite "
+                            "derivative here: the derivative itself is infinite or undefined")
         big = max(abs(d.actual or 0.0), abs(d.expected or 0.0))
         if big > float(np.finfo(d.dtype).max) ** 0.8:
             return _outcome("nonfinite", True, f"derivatives near {d.dtype} overflow ({d.actual:.3g} vs "
@@ -121,6 +134,9 @@ def nonfinite(ctx: FilterContext, cand: Candidate) -> Optional[FilterOutcome]:
         if 0 < big < float(np.finfo(d.dtype).tiny) ** 0.5:
             return _outcome("nonfinite", True, f"derivatives near {d.dtype} underflow ({d.actual:.3g} vs "
                             f"{d.expected:.3g}): intermediate products underflow differently in each mode")
+    if cand.verdict is Verdict.NONFINITE_DERIVATIVE:
+        return _outcome("nonfinite", False, "the function's output and the reference are finite, the "
+                        "derivative is not: a non-finite derivative at a point where the function is smooth")
     return _outcome("nonfinite", False, "function output and projection terms are finite")
 
 

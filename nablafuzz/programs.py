@@ -349,16 +349,17 @@ def _poly_op(e: Op) -> Op:
 
 # ---- orchestrator side: specs -----------------------------------------------------------------
 
-def program_spec(library: str, name: str, specs: Mapping[str, ApiSpec]) -> ApiSpec:
+def program_spec(library: str, name: str, specs: Mapping[str, ApiSpec], conventions: Sequence[Any] = ()) -> ApiSpec:
     """The synthetic spec of program `name` of `library`, from the loaded specs (`library:api` ->
-    spec).  RefusedError unless the name is a program whose every step is a loaded spec of that
+    spec) and the convention table (spec.Convention rows).  RefusedError unless the name is a program whose every step is a loaded spec of that
     library taking one tensor first: this is the only way a program reaches a worker.
 
     The spec takes one float tensor `x` (the first step's domain; nonzero for where(...)).  Its
     dtypes are those every step takes; capabilities those every step declares, unsupported what
     any step declares unsupported, with support `observed` (a mode one step lacks is that op's
     status finding, not the program's); known issues, conventions and tolerances of every step
-    apply; its kinks policy is the strictest of its steps'."""
+    (and of the library's where op, for a where(...) program) apply; its kinks policy is the
+    strictest of its steps'."""
     from .errors import RefusedError  # orchestrator only
     try:
         chain = parse(name)
@@ -379,6 +380,11 @@ def program_spec(library: str, name: str, specs: Mapping[str, ApiSpec]) -> ApiSp
     caps = tuple(c for c in steps[0].capabilities if all(c in s.capabilities for s in steps))
     unsupported = tuple(dict.fromkeys(c for s in steps for c in s.unsupported if c not in caps))
     issues = tuple(dict.fromkeys(k for s in steps for k in s.known_issues))
+    if any(isinstance(t, Where) for t in terms(chain)) and library in WHERE:
+        # the where op's own conventions: its gradient multiplies the untaken branch's by a zero
+        # mask, so a non-finite derivative there gives NaN (api_specs/conventions.yaml)
+        where = ApiSpec(library, WHERE[library], ())
+        issues += tuple(c.issue for c in conventions if c.covers(where) and c.issue not in issues)
     kinks = next((k for k in ("selection", "subgradient") if any(s.kinks == k for s in steps)), "none")
     if any(isinstance(t, Where) for t in terms(chain)):
         kinks = "selection" if kinks == "selection" else "subgradient"  # where(x > 0, ...) may jump at 0
@@ -606,7 +612,7 @@ def _match(found: Fingerprint, wanted: Fingerprint) -> int:
 def blame(finding: Finding, spec: ApiSpec, specs: Mapping[str, ApiSpec],
           direct: Callable[[Trial, ApiSpec], Optional[np.ndarray]],
           findings_of: Callable[[Trial, ApiSpec], Sequence[Finding]],
-          prefer: str = "") -> Tuple[Finding, ApiSpec]:
+          prefer: str = "", conventions: Sequence[Any] = ()) -> Tuple[Finding, ApiSpec]:
     """Note [program blame]: the shortest part of a program that explains its finding.  Each
     step re-runs alone on the input it received inside the program (the intermediate value,
     computed by running the program's prefix directly): if one alone gives the same verdict, the
@@ -625,7 +631,7 @@ def blame(finding: Finding, spec: ApiSpec, specs: Mapping[str, ApiSpec],
 
     def input_of(pre: Chain) -> Optional[TensorRecord]:
         if pre not in inputs:
-            pre_spec = program_spec(spec.library, name_of(pre), specs)
+            pre_spec = program_spec(spec.library, name_of(pre), specs, conventions)
             y = direct(replace(trial, api=pre_spec.name, inputs=(InputValue("x", ArgKind.TENSOR, x, True, False),),
                                diff_outputs=None), pre_spec)
             inputs[pre] = None if y is None or y.dtype.kind != "f" else to_record(np.ascontiguousarray(y))
@@ -644,7 +650,7 @@ def blame(finding: Finding, spec: ApiSpec, specs: Mapping[str, ApiSpec],
         return max(scored, key=lambda p: p[0], default=(0, None))
 
     steps = [(specs[f"{spec.library}:{s}"], pre) for s, pre in leaves(chain)]
-    groups = [steps] + [[(program_spec(spec.library, name_of(part), specs), pre) for part, pre in sub_chains(chain)
+    groups = [steps] + [[(program_spec(spec.library, name_of(part), specs, conventions), pre) for part, pre in sub_chains(chain)
                          if len(step_names(part)) == n] for n in range(1, len(step_names(chain)))]
     try:
         first = next((p for group in groups for p in group if p[0].name == prefer), None) if prefer else None

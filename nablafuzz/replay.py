@@ -48,7 +48,7 @@ class ReplayResult:
 def spec_for(report: BugReport, specs: SpecSet) -> ApiSpec:
     fp = report.fingerprint
     if is_program(fp.api):  # rebuilt from its name; refused unless every step is a loaded spec
-        spec = program_spec(fp.library, fp.api, specs.by_id())
+        spec = program_spec(fp.library, fp.api, specs.by_id(), specs.conventions)
     else:
         spec = specs.get(fp.library, fp.api)
     if spec is None or fp.library != report.trial.library or fp.api != report.trial.api:

@@ -166,6 +166,7 @@ def _one_of(ctx: "_Ctx", data: Mapping[str, Any], key: str, field: str, allowed:
 @dataclass(frozen=True)
 class SpecSet:
     specs: Tuple[ApiSpec, ...]
+    conventions: Tuple["Convention", ...] = ()  # the convention table (programs take rows from it)
 
     def by_id(self) -> Dict[str, ApiSpec]:
         return {s.id: s for s in self.specs}
@@ -608,7 +609,7 @@ def load_specs(spec_dir: Path, libraries: Iterable[str], extra_files: Iterable[P
     edges = load_edges(spec_dir / REGIMES_FILE)
     batched = load_batched(spec_dir / BATCHING_FILE)
     return SpecSet(tuple(with_batching(with_edges(with_conventions(list(specs.values()), conventions), edges),
-                                       batched)))
+                                       batched)), conventions)
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")

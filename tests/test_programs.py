@@ -253,3 +253,24 @@ def test_torch_program_repro_is_plain_library_code(torch_runner, tmp_path):
     run = subprocess.run([torch_runner.worker.runtime.python, "-c", script], capture_output=True, text=True,
                          timeout=120)
     assert run.returncode in (0, 1) and "rev (VJP) = nan" in run.stdout, run.stdout + run.stderr
+
+
+def _where_trial(spec, values):
+    from nablafuzz.tensors import to_record
+    trial = generate(spec, 0, 0, 16, dtype="float64")
+    x = to_record(np.array(values, dtype=np.float64))
+    return dataclasses.replace(trial, inputs=(dataclasses.replace(trial.inputs[0], value=x),))
+
+
+def test_a_nan_gradient_from_where_s_untaken_branch_is_the_where_convention(torch_runner):
+    # sqrt below 0 is NaN on the untaken side; torch.where's backward multiplies its NaN
+    # gradient by the zero mask: NaN where the function and finite differences are finite
+    loaded = load_specs(ROOT / "api_specs", ["torch"])
+    name = "program:where(torch.sqrt|torch.sin)"
+    trial_values = [0.5, -1.0, 2.0]
+    plain = program_spec("torch", name, loaded.by_id())  # without the convention table
+    bare = judge(torch_runner.run(_where_trial(plain, trial_values), plain, ALL), plain, torch_runner)
+    assert [f.fingerprint.verdict for f in bare.findings][:1] == [Verdict.NONFINITE_DERIVATIVE]  # not filtered away
+    spec = program_spec("torch", name, loaded.by_id(), loaded.conventions)
+    judged = judge(torch_runner.run(_where_trial(spec, trial_values), spec, ALL), spec, torch_runner)
+    assert judged.findings == () and any("torch.where" in c for c in judged.conventions)

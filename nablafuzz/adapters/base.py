@@ -11,6 +11,7 @@ Worker-safe: Python 3.10, numpy 1.26, no orchestrator imports.
 from __future__ import annotations
 
 import importlib
+import math
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Sequence, Tuple
 
@@ -41,14 +42,24 @@ class SecondOrder:
 
 
 def project(a: Sequence[np.ndarray], b: Sequence[np.ndarray]) -> Tuple[float, float]:
-    """(<a, b>, sum |a||b|) in float64; the second number scales tolerances."""
-    value, scale = 0.0, 0.0
-    for x, y in zip(a, b):
-        x = np.asarray(x, dtype=np.float64)
-        y = np.asarray(y, dtype=np.float64)
-        value += float(np.sum(x * y))
-        scale += float(np.sum(np.abs(x) * np.abs(y)))
-    return value, scale
+    """(<a, b>, sum |a||b|) in float64; the second number scales tolerances.  The scale is NaN
+    when an element of a or b is non-finite (a NaN or infinite derivative), and +inf when only
+    the sum of finite terms overflows (Note [non-finite derivatives])."""
+    value, scale, finite = 0.0, 0.0, True
+    with np.errstate(over="ignore", invalid="ignore"):
+        for x, y in zip(a, b):
+            x = np.asarray(x, dtype=np.float64)
+            y = np.asarray(y, dtype=np.float64)
+            finite = finite and bool(np.isfinite(x).all() and np.isfinite(y).all())
+            value += float(np.sum(x * y))
+            scale += float(np.sum(np.abs(x) * np.abs(y)))
+    return value, (scale if finite else math.nan)
+
+
+def point_scale(value: float) -> float:
+    """The scale of a single-number derivative (a JVP of a scalar): |value|, NaN if it is not
+    finite (Note [non-finite derivatives])."""
+    return abs(value) if math.isfinite(value) else math.nan
 
 
 def resolve_user_function(api: str) -> Any:
@@ -307,4 +318,4 @@ class ComposableAdapter(Adapter):
             return SecondOrder(value, scale)
         _, tans = self.jvp(q, nx, self._native(ws, xs))
         value = float(self.to_numpy(tans[0]))
-        return SecondOrder(value, abs(value))
+        return SecondOrder(value, point_scale(value))

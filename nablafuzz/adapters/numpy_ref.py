@@ -15,7 +15,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import numpy as np
 
 from ..structures import projected_value
-from .base import Adapter, BoundCall, FirstOrder, SecondOrder, UnknownApi, project, resolve_user_function
+from .base import Adapter, BoundCall, FirstOrder, SecondOrder, UnknownApi, point_scale, project, resolve_user_function
 
 Arrays = List[np.ndarray]
 
@@ -262,7 +262,7 @@ class NumpyRefAdapter(Adapter):
     def second_order(self, outer, inner, call, xs, us, vs, ws):
         op, p = _numpy_call(call).op, _numpy_call(call).params
         value, scale = project(op.hess(xs, us, vs, **p), ws)
-        return SecondOrder(value, scale if outer == "rev" else abs(value))
+        return SecondOrder(value, scale if outer == "rev" else point_scale(value))
 
 
 def make_adapter() -> NumpyRefAdapter:

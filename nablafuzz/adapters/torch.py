@@ -18,7 +18,7 @@ import torch
 import torch.autograd.forward_ad as fwAD
 
 from ..model import Outcome
-from .base import ComposableAdapter, SecondOrder, attribute_path, resolve_library_api
+from .base import ComposableAdapter, SecondOrder, attribute_path, point_scale, resolve_library_api
 from .torch_messages import classify_message
 
 # Note [complex outputs]
@@ -147,7 +147,7 @@ class TorchAdapter(ComposableAdapter):
         def q(*d: Any) -> Any:
             return self.dot(nv, list(torch.func.jvp(lambda *e: tuple(f(list(e))), d, tuple(nu))[1]))
         value = float(torch.func.jvp(q, tuple(nx), tuple(nw))[1])
-        return SecondOrder(value, abs(value))
+        return SecondOrder(value, point_scale(value))
 
     def derive_specs(self) -> List[Dict[str, Any]]:
         from .torch_specs import derive
