@@ -66,6 +66,13 @@ def _scale(*rs: ScenarioResult) -> float:
     return max(finite, default=0.0)
 
 
+# Note [undeclared modes]
+# Each adapter classifies its library's "this derivative is not implemented" errors as
+# UNSUPPORTED (a table of messages per library, one test per row); any other error is RAISED.
+# A RAISED mode while the direct call works is a status mismatch whether or not the spec
+# declares the mode: an internal shape or dtype error in the library's own derivative code is a
+# bug even where no one promised the mode works.  Only UNSUPPORTED depends on the declaration
+# (missing_support where declared, nothing where not).
 def _status(spec: ApiSpec, r: ScenarioResult, dtype: str) -> Optional[Candidate]:
     declared = r.scenario in spec.capabilities and not (dtype == "float16" and r.outcome is Outcome.UNSUPPORTED)
     err = r.error.type if r.error else ""
@@ -79,9 +86,11 @@ def _status(spec: ApiSpec, r: ScenarioResult, dtype: str) -> Optional[Candidate]
     if r.outcome is Outcome.UNSUPPORTED and declared:
         return Candidate(Verdict.MISSING_SUPPORT, (r.scenario,), order(r.scenario), error_type=err,
                          message=f"{r.scenario} is declared supported but raised {err}: {r.error.message if r.error else ''}")
-    if r.outcome is Outcome.RAISED and declared:
+    if r.outcome is Outcome.RAISED:  # declared or not (Note [undeclared modes])
+        undeclared = "" if declared else " (a mode the spec does not declare supported)"
         return Candidate(Verdict.STATUS_MISMATCH, (r.scenario,), order(r.scenario), error_type=err,
-                         message=f"direct call succeeded but {r.scenario} raised {err}: {r.error.message if r.error else ''}")
+                         message=f"direct call succeeded but {r.scenario}{undeclared} raised {err}: "
+                                 f"{r.error.message if r.error else ''}")
     if r.outcome is Outcome.OK and r.scenario in spec.unsupported:
         return Candidate(Verdict.UNDECLARED_SUPPORT, (r.scenario,), order(r.scenario),
                          message=f"{r.scenario} works although the spec declares it unsupported")
@@ -149,8 +158,8 @@ def _derivative_candidate(spec: ApiSpec, dtype: str, group: List[ScenarioResult]
 def _majority(ads: List[ScenarioResult], tol, scale: float) -> Tuple[ScenarioResult, List[ScenarioResult], bool]:
     """Without a reference: the largest agreeing cluster is the reference.
 
-    Returns (reference, culprits, ambiguous); ambiguous when two clusters tie, in which case
-    the reference itself is as suspect as the culprits.
+    Returns (reference, culprits, ambiguous); ambiguous when two finite clusters tie, in which
+    case the reference itself is as suspect as the culprits.
     """
     clusters: List[List[ScenarioResult]] = []
     for r in ads:
@@ -159,8 +168,10 @@ def _majority(ads: List[ScenarioResult], tol, scale: float) -> Tuple[ScenarioRes
             clusters.append([r])
         else:
             home.append(r)
-    clusters.sort(key=len, reverse=True)
-    ambiguous = len(clusters) > 1 and len(clusters[0]) == len(clusters[1])
+    # a finite cluster before a non-finite one (Note [non-finite derivatives]): where the function
+    # is finite, a NaN derivative is the suspect, not the finite one beside it
+    clusters.sort(key=lambda c: (math.isfinite(c[0].value), len(c)), reverse=True)
+    ambiguous = len(clusters) > 1 and len(clusters[0]) == len(clusters[1]) and math.isfinite(clusters[1][0].value)
     return clusters[0][0], [r for c in clusters[1:] for r in c], ambiguous
 
 

@@ -6,7 +6,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nablafuzz.adapters.torch_messages import UNSUPPORTED_PATTERNS, classify_message
 from nablafuzz.compare import compare
 from nablafuzz.model import ArgKind, InputValue, Outcome, Trial, Verdict
 from nablafuzz.runtime.registry import resolve_runtime
@@ -17,27 +16,6 @@ from nablafuzz.tensors import to_record
 from nablafuzz.verdict import judge
 
 ROOT = Path(__file__).resolve().parents[1]
-
-# one real PyTorch message per row of the table (collected from torch 2.13)
-MESSAGES = {
-    "derivative_not_implemented": "derivative for aten::hardsigmoid_backward is not implemented",
-    "forward_ad_not_implemented": "Trying to use forward AD with cholesky that does not support it because it has "
-                                  "not been implemented yet. Please file an issue to PyTorch",
-    "custom_function_without_jvp": "You must implement the jvp function for custom autograd.Function to use it "
-                                   "with forward mode AD.",
-    "custom_function_in_torch_func": "In order to use an autograd.Function with functorch transforms (vmap, grad, "
-                                     "jvp, jacrev, ...), it must override the setup_context staticmethod.",
-}
-
-
-@pytest.mark.parametrize("row", [name for name, _ in UNSUPPORTED_PATTERNS])
-def test_each_message_pattern_row(row):
-    assert classify_message(MESSAGES[row]) is Outcome.UNSUPPORTED
-
-
-def test_other_runtime_errors_are_raised_not_unsupported():
-    assert classify_message("Function ScatterAddBackward0 returned an invalid gradient at index 1") is Outcome.RAISED
-
 
 @pytest.fixture(scope="module")
 def runner(tmp_path_factory):

@@ -19,6 +19,7 @@ import numpy as np
 
 from ..model import Outcome
 from ..structures import projected_value
+from .messages import classify_message
 
 Call = Callable[[List[Any]], List[Any]]
 
@@ -171,8 +172,11 @@ class Adapter:
         raise NotImplementedError
 
     def classify(self, exc: BaseException) -> Outcome:
-        """UNSUPPORTED for 'this derivative is not implemented', RAISED for anything else."""
-        return Outcome.UNSUPPORTED if isinstance(exc, NotImplementedError) else Outcome.RAISED
+        """UNSUPPORTED for 'this derivative is not implemented' (NotImplementedError, or a row of
+        the library's message table), RAISED for anything else."""
+        if isinstance(exc, NotImplementedError):
+            return Outcome.UNSUPPORTED
+        return classify_message(self.library, str(exc))
 
     def seed(self, seed: int) -> None:
         """Seed the library's own RNG before a trial of a random op."""

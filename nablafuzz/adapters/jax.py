@@ -24,7 +24,6 @@ import jax.numpy as jnp  # noqa: E402  (after x64 is on)
 import numpy as np  # noqa: E402
 
 from ..introspect import catalogue  # noqa: E402
-from ..model import Outcome  # noqa: E402
 from .base import ComposableAdapter, attribute_path, resolve_library_api  # noqa: E402
 
 MODULES = ("jax.numpy", "jax.numpy.linalg", "jax.numpy.fft", "jax.lax", "jax.lax.linalg", "jax.nn",
@@ -123,12 +122,6 @@ class JaxAdapter(ComposableAdapter):
                 cache[key] = (fn, jax.jit(inner))
             return cache[key][1](*(leaves[i] for i in arrays))
         return call
-
-    def classify(self, exc: BaseException) -> Outcome:
-        """Forward mode through a `custom_vjp` rule is unsupported by design, not an error."""
-        if isinstance(exc, NotImplementedError) or "can't apply forward-mode autodiff (jvp) to a custom_vjp" in str(exc):
-            return Outcome.UNSUPPORTED
-        return Outcome.RAISED
 
     def seed(self, seed: int) -> None:
         """JAX has no global RNG: random APIs take explicit keys, which the spec supplies."""

@@ -10,7 +10,6 @@ an emulated mode and reverse mode counts only when finite differences side with 
 from __future__ import annotations
 
 import os
-import re
 from typing import Any, Dict, List, Sequence
 
 os.environ.setdefault("GLOG_minloglevel", "3")  # OneFlow's driver warnings
@@ -18,12 +17,7 @@ os.environ.setdefault("GLOG_minloglevel", "3")  # OneFlow's driver warnings
 import numpy as np  # noqa: E402
 import oneflow as flow  # noqa: E402
 
-from ..model import Outcome  # noqa: E402
 from .base import ComposableAdapter, attribute_path, resolve_library_api  # noqa: E402
-
-
-UNSUPPORTED = re.compile(r"gradient function for op \S+ is not found|not implemented|"
-                         r"does not support (backward|grad)", re.IGNORECASE)
 
 
 def _tensors(out: Any) -> List[Any]:
@@ -146,13 +140,6 @@ class OneFlowAdapter(ComposableAdapter):
                 tans[i] = t
         return outs, tans
 
-    def classify(self, exc: BaseException) -> Outcome:
-        """Unsupported: a derivative OneFlow does not implement (most second derivatives: "The
-        gradient function for op truncdiv_x_grad is not found"), not an error in one."""
-        text = str(exc)
-        if isinstance(exc, NotImplementedError) or UNSUPPORTED.search(text):
-            return Outcome.UNSUPPORTED
-        return Outcome.RAISED
 
 
 def _moves(f, xs, cts, grads) -> bool:

@@ -26,7 +26,6 @@ from tensorflow.python.framework import kernels, op_def_registry, ops  # noqa: E
 from tensorflow.python.util import tf_decorator  # noqa: E402
 
 from ..introspect import catalogue  # noqa: E402
-from ..model import Outcome  # noqa: E402
 from .base import ComposableAdapter, attribute_path, resolve_library_api  # noqa: E402
 
 ZERO = tf.UnconnectedGradients.ZERO
@@ -153,13 +152,6 @@ class TensorFlowAdapter(ComposableAdapter):
     def compiled(self, fn: Any) -> Any:
         """`tf.function(jit_compile=True)`, once per API (retraced per shape and Python values)."""
         return self.compiled_once(fn, lambda f: tf.function(f, jit_compile=True))
-
-    def classify(self, exc: BaseException) -> Outcome:
-        text = str(exc)
-        if isinstance(exc, NotImplementedError) or (isinstance(exc, LookupError) and (
-                "No gradient defined" in text or "gradient registry has no entry" in text)):
-            return Outcome.UNSUPPORTED
-        return Outcome.RAISED
 
 
 def _raw_ops_by_wrapper() -> Dict[Tuple[str, str], str]:

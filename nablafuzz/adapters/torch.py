@@ -17,9 +17,7 @@ import numpy as np
 import torch
 import torch.autograd.forward_ad as fwAD
 
-from ..model import Outcome
 from .base import ComposableAdapter, SecondOrder, attribute_path, point_scale, resolve_library_api
-from .torch_messages import classify_message
 
 # Note [complex outputs]
 # A complex output z is compared as the real pair (Re z, Im z) (torch.view_as_real), so every
@@ -104,11 +102,6 @@ class TorchAdapter(ComposableAdapter):
         torch.set_default_dtype(torch.float32)
         while torch.autograd.forward_ad._current_level >= 0:  # a dual level entered and never left
             torch.autograd.forward_ad.exit_dual_level()
-
-    def classify(self, exc: BaseException) -> Outcome:
-        if isinstance(exc, NotImplementedError):
-            return Outcome.UNSUPPORTED
-        return classify_message(str(exc)) if isinstance(exc, RuntimeError) else Outcome.RAISED
 
     def flatten(self, out: Any) -> List[Any]:
         return _tensors(out)
