@@ -17,7 +17,7 @@ from .compare import compare, output_scale
 from .generate import records, with_dtype
 from .model import ApiSpec, Aspect, Candidate, FilterOutcome, KnownIssue, Verdict
 from .runtime.runner import BudgetExhausted, Execution, Runner
-from .scenarios import direction, order
+from .scenarios import direction, is_reference, order
 from .tensors import FLOAT_DTYPES, to_array
 
 NUMERIC = (Verdict.DERIVATIVE_MISMATCH, Verdict.NONFINITE_DERIVATIVE, Verdict.VALUE_MISMATCH)
@@ -101,9 +101,12 @@ def _kink_convention(ctx: FilterContext, cand: Candidate, outcome: FilterOutcome
 
 
 # Note [non-finite derivatives]
-# A NaN or infinite derivative where the function's own output is finite and a reference (the
-# finite differences, or the other mode) is finite is a bug to report (0 * inf inside a
-# derivative rule, an empty segment's 0/0), not float64 overflow.  `project` tells the two
+# A NaN or infinite derivative where the function's own output is finite and converged finite
+# differences are finite is a bug to report (0 * inf inside a derivative rule, an empty
+# segment's 0/0), not float64 overflow.  Converged differences are what show the function is
+# smooth there: with only another AD mode finite (no reference converged: atan2 at (0, 0),
+# copysign's kink at 0, 0 ** x at base 0, steps absorbed by huge or tiny inputs) the point may be
+# singular, and a NaN there has no agreed value.  `project` tells the two
 # apart: its scale is NaN when a derivative element is non-finite and +inf only when finite
 # terms overflow their sum.  Dismissed: a non-finite function output (no agreed derivative),
 # an overflowing sum, derivatives near the dtype's overflow or underflow, and every compared
@@ -111,13 +114,15 @@ def _kink_convention(ctx: FilterContext, cand: Candidate, outcome: FilterOutcome
 # the where-NaN rule (the untaken branch's NaN gradient times a zero mask) stay convention rows.
 @instability_filter("nonfinite")
 def nonfinite(ctx: FilterContext, cand: Candidate) -> Optional[FilterOutcome]:
-    if cand.verdict not in NUMERIC:
+    if cand.verdict not in NUMERIC + (Verdict.STATUS_MISMATCH,):
         return None
     direct = ctx.execution.get("direct")
     outs = [np.asarray(o, dtype=np.float64) for o in (direct.outputs if direct else ())]
     if any(not np.isfinite(o).all() for o in outs):
         return _outcome("nonfinite", True, "the function's own output is non-finite at this input, "
                         "so its derivative there has no agreed value")
+    if cand.verdict is Verdict.STATUS_MISMATCH:
+        return None  # a derivative mode failing where the output is finite is judged as it is
     for d in cand.disagreements:
         rs = [ctx.execution.get(s) for s in d.scenarios]
         if any(r is not None and r.scale is not None and math.isinf(r.scale) for r in rs):
@@ -135,8 +140,12 @@ def nonfinite(ctx: FilterContext, cand: Candidate) -> Optional[FilterOutcome]:
             return _outcome("nonfinite", True, f"derivatives near {d.dtype} underflow ({d.actual:.3g} vs "
                             f"{d.expected:.3g}): intermediate products underflow differently in each mode")
     if cand.verdict is Verdict.NONFINITE_DERIVATIVE:
-        return _outcome("nonfinite", False, "the function's output and the reference are finite, the "
-                        "derivative is not: a non-finite derivative at a point where the function is smooth")
+        unproven = [d.scenarios[1] for d in cand.disagreements if not is_reference(d.scenarios[1])]
+        if unproven:
+            return _outcome("nonfinite", True, f"only another AD mode ({unproven[0]}) is finite; no finite-"
+                            "difference reference converged, so the function may not be differentiable here")
+        return _outcome("nonfinite", False, "the function's output and the converged finite differences are "
+                        "finite, the derivative is not: a non-finite derivative where the function is smooth")
     return _outcome("nonfinite", False, "function output and projection terms are finite")
 
 
@@ -247,6 +256,9 @@ def precision(ctx: FilterContext, cand: Candidate) -> Optional[FilterOutcome]:
     kept = [c for c in compare(ex64, ctx.spec).candidates if not _dismissed(run_filters(ctx64, c))]
     if any(same_disagreement(c, cand) for c in kept):
         return _outcome("precision", False, "the same disagreement persists in float64")
+    if cand.verdict is Verdict.NONFINITE_DERIVATIVE and trial.dtype == "float16":
+        return _outcome("precision", True, "float64 re-run is finite: float16 intermediates overflow its range "
+                        "(6.5e4) where the function's own value does not")
     lower = [c for c in kept if c.order < cand.order and c.verdict in NUMERIC]
     if lower:
         return _outcome("precision", True, f"in float64 the disagreement shows at order {lower[0].order} "

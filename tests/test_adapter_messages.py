@@ -21,6 +21,8 @@ MESSAGES = {
                                         "static start/stop.",
     ("jax", "callback_without_jvp"): "Pure callbacks do not support JVP. Please use `jax.custom_jvp` to use callbacks "
                                      "while taking gradients.",
+    ("jax", "needs_concrete_value"): "jax.errors.TracerIntegerConversionError: The __index__() method was called on "
+                                     "traced array with shape int32[]",
     ("tensorflow", "no_gradient_defined"): "No gradient defined for operation 'IdentityN' (op type: Bucketize).",
     ("tensorflow", "gradient_registry_no_entry"): "gradient registry has no entry for: Bucketize",
     ("oneflow", "gradient_function_not_found"): "The gradient function for op truncdiv_x_grad is not found. Please check "

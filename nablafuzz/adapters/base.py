@@ -176,7 +176,7 @@ class Adapter:
         the library's message table), RAISED for anything else."""
         if isinstance(exc, NotImplementedError):
             return Outcome.UNSUPPORTED
-        return classify_message(self.library, str(exc))
+        return classify_message(self.library, f"{type(exc).__name__}: {exc}")
 
     def seed(self, seed: int) -> None:
         """Seed the library's own RNG before a trial of a random op."""

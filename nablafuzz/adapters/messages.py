@@ -26,6 +26,9 @@ UNSUPPORTED_PATTERNS: Dict[str, Rows] = {
         ("custom_vjp_forward_mode", r"can't apply forward-mode autodiff \(jvp\) to a custom_vjp"),
         ("while_loop_reverse_mode", r"Reverse-mode differentiation does not work for lax\.while_loop"),
         ("callback_without_jvp", r"Pure callbacks do not support JVP"),
+        # jit traces array arguments: an API that needs a concrete value (an index, a shape)
+        # cannot be compiled so, which is the compiled scenario's limit, not a derivative bug
+        ("needs_concrete_value", r"TracerIntegerConversionError|ConcretizationTypeError|TracerBoolConversionError"),
     ),
     "tensorflow": (
         ("no_gradient_defined", r"No gradient defined for operation"),
