@@ -217,17 +217,12 @@ def cmd_specs(args: argparse.Namespace) -> int:
                    hints_path=Path(args.spec_dir) / HINTS_FILE)
         print(f"wrote {n} specs to {out}")
         return 0
-    if args.action == "regimes":
+    if args.action in ("regimes", "batching"):  # probes whose results merge into one file
         _existing_dir(Path(args.spec_dir), "--spec-dir")
-        n = derive_regimes(Path(args.spec_dir), args.library, args.apis or ("*",), args.verbose,
-                           [Path(f) for f in args.spec_files])
-        print(f"wrote the edges of {n} APIs to {Path(args.spec_dir) / 'regimes.yaml'}")
-        return 0
-    if args.action == "batching":
-        _existing_dir(Path(args.spec_dir), "--spec-dir")
-        n = derive_batching(Path(args.spec_dir), args.library, args.apis or ("*",), args.verbose,
-                            [Path(f) for f in args.spec_files])
-        print(f"{n} APIs map over a batch; wrote {Path(args.spec_dir) / 'batching.yaml'}")
+        probe, said = ((derive_regimes, "wrote the edges of {n} APIs to {file}") if args.action == "regimes" else
+                       (derive_batching, "{n} APIs map over a batch; wrote {file}"))
+        n = probe(Path(args.spec_dir), args.library, args.apis or ("*",), args.verbose, [Path(f) for f in args.spec_files])
+        print(said.format(n=n, file=Path(args.spec_dir) / f"{args.action}.yaml"))
         return 0
     if args.action == "derive-cross":
         from .crossderive import derive_classes
