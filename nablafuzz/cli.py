@@ -70,6 +70,9 @@ def _campaign_parser(sub) -> None:
     p.add_argument("--compiled", action=argparse.BooleanOptionalAction, default=None,
                    help="run the compiled scenario `jit` (default: on for jax, whose jit is cheap; off for torch, "
                         "whose torch.compile takes 20-40 s per API)")
+    p.add_argument("--entry-points", dest="entry_points", action="store_true", default=None,
+                   help="also the transforms users call, compared with the plain modes: jacrev, jacfwd, vmap of "
+                        "the VJP, hessian (torch.func, jax; on in the nightly profile)")
     p.add_argument("--no-minimise", dest="minimise", action="store_false", default=None)
     p.add_argument("--max-programs", dest="max_programs", type=int,
                    help="--programs: programs per library (default 100)")

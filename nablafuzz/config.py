@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, Optional, Tuple
 
 from .errors import ConfigError
-from .scenarios import ALL as ALL_SCENARIOS, COMPILED
+from .scenarios import ALL as ALL_SCENARIOS, COMPILED, ENTRY
 
 
 @dataclass(frozen=True)
@@ -42,16 +42,21 @@ class Config:
     regime_share: float = 0.25  # trials whose float inputs come from a value regime (regimes.py)
     programs: bool = False  # also fuzz programs of 2-4 of each library's selected ops (programs.py)
     max_programs: int = 100  # programs per library when `programs` is on; each gets trials_per_api trials
+    entry_points: bool = False  # also the transforms users call: jacrev, jacfwd, vmap, hessian (ENTRY)
 
 
 # Libraries whose compiler is cheap enough to run the `jit` scenario in every trial
 # (jax.jit: ~50 ms per new shape, then microseconds); torch.compile takes 20-40 s per API.
 COMPILED_BY_DEFAULT = ("jax",)
 
+# Libraries whose adapters give the functional transforms of the entry-point scenarios
+ENTRY_LIBRARIES = ("torch", "jax")
+
 PROFILES: Dict[str, Dict[str, Any]] = {
     "default": {},
     "smoke": {"trials_per_api": 12, "budget_s": 300.0, "api_budget_s": 20.0},
-    "nightly": {"trials_per_api": 400, "budget_s": 6 * 3600.0, "api_budget_s": 300.0, "compiled": True},
+    "nightly": {"trials_per_api": 400, "budget_s": 6 * 3600.0, "api_budget_s": 300.0, "compiled": True,
+                "entry_points": True},
 }
 
 _RULES = [
@@ -110,8 +115,9 @@ def scenarios_for(config: Config, library: str) -> Tuple[str, ...]:
     want = config.compiled
     if want is None:
         want = COMPILED in config.scenarios or (library in COMPILED_BY_DEFAULT and config.scenarios == ALL_SCENARIOS)
-    base = tuple(s for s in config.scenarios if s != COMPILED)
-    return base + (COMPILED,) if want else base
+    base = tuple(s for s in config.scenarios if s != COMPILED and s not in ENTRY)
+    entry = tuple(s for s in ENTRY if (config.entry_points or s in config.scenarios) and library in ENTRY_LIBRARIES)
+    return base + ((COMPILED,) if want else ()) + entry
 
 
 def _validate(config: Config) -> None:
@@ -122,6 +128,6 @@ def _validate(config: Config) -> None:
     if config.programs and config.cross:
         raise ConfigError("setting programs=True needs an in-library campaign: programs are not cross-library "
                           "classes; drop --cross or --programs")
-    unknown = [s for s in config.scenarios if s not in ALL_SCENARIOS + (COMPILED,)]
+    unknown = [s for s in config.scenarios if s not in ALL_SCENARIOS + (COMPILED,) + ENTRY]
     if unknown:
         raise ConfigError(f"setting scenarios has unknown id(s) {unknown}: choose from {', '.join(ALL_SCENARIOS)}")

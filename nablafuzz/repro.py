@@ -8,6 +8,7 @@ failing scenario.  Nothing from a report is executed here; names are validated (
 """
 from __future__ import annotations
 
+import inspect
 import keyword
 import math
 import re
@@ -15,6 +16,7 @@ import sys
 import textwrap
 from typing import Container, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
+from .adapters.entry_points import ENTRY_POINTS, entry_value
 from .errors import NablaError
 from .fingerprint import describe as describe_fingerprint
 from .model import ArgKind, Aspect, BugReport, InputValue, TensorRecord, Trial
@@ -137,6 +139,9 @@ def run(name, f, xs, vs):
         return first_order("rev", compiled(f), xs, US, vs)
     if name.split(".")[0] == "fd":
         return fd(name, vs)
+    if name in ("jacrev", "jacfwd", "vmap", "hessian"):  # the transforms users call (entry_value)
+        return entry_value(name, ENTRY, lambda *a: tuple(f(list(a))), [native(x) for x in xs], US, vs, WS,
+                           project) + (None,)
     if "." not in name:
         return first_order(name, f, xs, US, vs)
     return second_order(*name.split("."), f, xs, US, vs, WS) + (None,)
@@ -359,6 +364,7 @@ class Renderer(NamedTuple):
     permute: str = ""  # an axis permutation of {x} by {p} (a trial's layout), "" if none
     triangle: Tuple[str, str] = ("", "")  # the lower and upper triangle of {x} (structured inputs)
     dtype: str = "{name!r}"  # a dtype argument named {name}, as the library's dtype object
+    entry: str = ""  # the library's functional transforms for the entry-point scenarios ("" none)
 
 
 _OPS = "from nablafuzz.adapters.numpy_ref import OPS"
@@ -367,12 +373,18 @@ RENDERERS: Dict[str, Renderer] = {
     "numpy_ref": Renderer((), (), _FLATTEN + _NUMPY_REF),
     "torch": Renderer(("import torch", "import torch.autograd.forward_ad as fwAD"), (("torch", "torch"),),
                       _TENSOR + _TORCH + _COMPOSED, compiler="torch.compile", permute="{x}.permute(*{p})",
-                      triangle=("torch.tril({x})", "torch.triu({x})"), dtype="torch.{name}"),
+                      triangle=("torch.tril({x})", "torch.triu({x})"), dtype="torch.{name}",
+                      entry="types.SimpleNamespace(jacrev=torch.func.jacrev, jacfwd=torch.func.jacfwd, "
+                            "hessian=torch.func.hessian, vmap=torch.func.vmap, vjp=torch.func.vjp, stack=torch.stack, "
+                            "to_numpy=to_numpy, native=lambda v, o: torch.as_tensor(v).to(o.dtype))"),
     "jax": Renderer(("import jax", "import jax.numpy as jnp", "",
                      'jax.config.update("jax_enable_x64", True)  # before any array exists'),
                     (("jax", "jax"), ("jnp", "jnp")), _JAX + _JVP_OF_JVP + _COMPOSED, compiler="jax.jit",
                     submodules=True, permute="jnp.transpose({x}, {p})", triangle=("jnp.tril({x})", "jnp.triu({x})"),
-                    dtype="jnp.dtype({name!r})"),
+                    dtype="jnp.dtype({name!r})",
+                    entry="types.SimpleNamespace(jacrev=jax.jacrev, jacfwd=jax.jacfwd, hessian=jax.hessian, "
+                          "vmap=jax.vmap, vjp=jax.vjp, stack=jnp.stack, to_numpy=np.asarray, "
+                          "native=lambda v, o: jnp.asarray(v, dtype=o.dtype))"),
     "tensorflow": Renderer(("import tensorflow as tf",), (("tf", "tf"), ("tensorflow", "tf")),
                            _TENSORFLOW + _JVP_OF_JVP + _COMPOSED, compiler="tf.function(jit_compile=True)",
                            permute="tf.transpose({x}, {p})",
@@ -722,6 +734,12 @@ def render(report: BugReport, declared: Container[str]) -> str:
                 raise ReproError(f"repro: layer specs of {trial.library} have no script renderer yet")
             lines, expr = lines + [""] + _layer(trial, expr), "layer"
         imports, bind = list(renderer.head) + lines, _composed_bind(trial, expr, renderer.permute, renderer.triangle, renderer.dtype)
-    code = re.sub(r"\n+(?=(def |ZERO |to_numpy =|if __name__))", "\n\n\n", _COMMON + renderer.helpers + bind + _MAIN)
+    helpers = renderer.helpers
+    if set(_scenarios(report, _pairs(report))) & set(ENTRY_POINTS):
+        if not renderer.entry:
+            raise ReproError(f"repro: {trial.library} scripts have no entry-point transforms; replay the report")
+        imports = ["import types"] + imports
+        helpers += "\n" + inspect.getsource(entry_value) + f"\nENTRY = {renderer.entry}\n"
+    code = re.sub(r"\n+(?=(def |ZERO |to_numpy =|ENTRY =|if __name__))", "\n\n\n", _COMMON + helpers + bind + _MAIN)
     data = _data(report, trial.library == "numpy_ref", diff_outputs)
     return "\n".join(_header(report) + imports + data) + "\n\n\n" + code.lstrip("\n")

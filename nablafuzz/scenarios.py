@@ -15,6 +15,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tupl
 import numpy as np
 
 from .adapters.base import Adapter, BoundCall, project
+from .adapters.entry_points import ENTRY_POINTS
 from .model import ErrorInfo, Outcome, ScenarioResult
 
 FIRST_ORDER = ("rev", "fwd")
@@ -23,10 +24,14 @@ SECOND_ORDER = tuple(f"{outer}.{inner}" for outer in ("rev", "fwd", "fd") for in
 ALL = ("direct",) + FIRST_ORDER + (REFERENCE,) + SECOND_ORDER
 COMPILED = "jit"  # opt-in: the VJP of the library's compiled function (torch.compile, jax.jit, ...)
 NAMES = {"rev": "VJP", "fwd": "JVP", "fd": "finite differences", "direct": "direct call",
-         COMPILED: "compiled VJP"}
+         COMPILED: "compiled VJP", "jacrev": "jacrev Jacobian", "jacfwd": "jacfwd Jacobian",
+         "vmap": "per-sample VJP under vmap", "hessian": "hessian of <v, f>"}
+ENTRY = tuple(ENTRY_POINTS)  # opt-in (--entry-points): the transforms users call (adapters/entry_points.py)
 
 
 def order(scenario: str) -> int:
+    if scenario in ENTRY_POINTS:
+        return ENTRY_POINTS[scenario]
     return 0 if scenario == "direct" else scenario.count(".") + 1
 
 
@@ -146,6 +151,11 @@ def second_order(adapter: Adapter, tc: TrialCall, scenario: str) -> ScenarioResu
     so = adapter.second_order(outer, inner, tc.call, tc.xs, tc.us, tc.vs, tc.ws)
     return ScenarioResult(scenario, Outcome.OK, so.value, so.scale,
                           emulated=adapter.emulated_fwd and "fwd" in (outer, inner))
+
+
+def entry_point(adapter: Adapter, tc: TrialCall, scenario: str) -> ScenarioResult:
+    value, scale = adapter.entry_point(scenario, tc.call, tc.xs, tc.us, tc.vs, tc.ws)
+    return ScenarioResult(scenario, Outcome.OK, value, scale)
 
 
 STEP = 2.0 ** -10
@@ -276,6 +286,8 @@ def run_scenarios(adapter: Adapter, fn: Any, request: Dict[str, Any]) -> Iterato
             yield timed(adapter, s, lambda: compiled_first_order(adapter, fn, request, list(direct.outputs)))
         elif is_reference(s):
             yield timed(adapter, s, lambda: reference(s))
+        elif s in ENTRY_POINTS:
+            yield timed(adapter, s, lambda: entry_point(adapter, tc, s))
         elif order(s) == 1:
             yield timed(adapter, s, lambda: first_order(adapter, tc, s))
         else:
@@ -301,6 +313,8 @@ def probe(adapter: Adapter, fn: Any, request: Dict[str, Any]) -> List[float]:
             got = adapter.direct(tc.call, xs)
             picked = got if tc.call.diff_outputs is None else [got[j] for j in tc.call.diff_outputs]
             values.append(project(tc.vs, picked)[0])
+        elif fname in ENTRY_POINTS:
+            values.append(adapter.entry_point(fname, tc.call, xs, tc.us, tc.vs, tc.ws)[0])
         elif order(fname) == 1:
             values.append(adapter.first_order(fname, tc.call, xs, tc.us, tc.vs).value)
         else:

@@ -51,3 +51,69 @@ def leaves_dual_level_open(input):
     """sin that enters a forward-AD level and never leaves it."""
     torch.autograd.forward_ad.enter_dual_level()
     return torch.sin(input)
+
+
+def _cube_function(vmap_scale: float):
+    class _CubeGrad(torch.autograd.Function):
+        """(x, g) -> 3 x^2 g, the cube's backward as an op of its own, with derivatives in both
+        modes and a vmap rule that scales its batched result by `vmap_scale`."""
+
+        @staticmethod
+        def forward(x, g):
+            return 3 * x * x * g
+
+        @staticmethod
+        def setup_context(ctx, inputs, output):
+            ctx.save_for_backward(*inputs)
+            ctx.save_for_forward(*inputs)
+
+        @staticmethod
+        def backward(ctx, gy):
+            x, g = ctx.saved_tensors
+            return 6 * x * g * gy, 3 * x * x * gy
+
+        @staticmethod
+        def jvp(ctx, tx, tg):
+            x, g = ctx.saved_tensors
+            return 6 * x * g * tx + 3 * x * x * tg
+
+        @staticmethod
+        def vmap(info, in_dims, x, g):
+            size = info.batch_size
+            x = x.movedim(in_dims[0], 0) if in_dims[0] is not None else x.expand(size, *x.shape)
+            g = g.movedim(in_dims[1], 0) if in_dims[1] is not None else g.expand(size, *g.shape)
+            return vmap_scale * _CubeGrad.apply(x, g), 0
+
+    class _Cube(torch.autograd.Function):
+        """x**3 whose backward is _CubeGrad (so it runs batched under the torch.func transforms
+        that vmap over cotangents or points: jacrev, vmap, hessian)."""
+
+        generate_vmap_rule = True
+
+        @staticmethod
+        def forward(x):
+            return x * x * x
+
+        @staticmethod
+        def setup_context(ctx, inputs, output):
+            (x,) = inputs
+            ctx.save_for_backward(x)
+            ctx.save_for_forward(x)
+
+        @staticmethod
+        def backward(ctx, g):
+            (x,) = ctx.saved_tensors
+            return _CubeGrad.apply(x, g)
+
+        @staticmethod
+        def jvp(ctx, t):
+            (x,) = ctx.saved_tensors
+            return 3 * x * x * t
+
+    return _Cube.apply
+
+
+# a custom op whose backward's batching rule is wrong (1.5x): every plain mode is right, only the
+# torch.func transforms that batch its backward see it; and its correct twin
+cube_wrong_vmap = _cube_function(1.5)
+cube = _cube_function(1.0)

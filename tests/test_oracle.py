@@ -3,6 +3,7 @@ undeclared modes are found, their correct twins are not."""
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 from nablafuzz.campaign import run_campaign
@@ -44,3 +45,65 @@ def test_an_internal_error_in_an_undeclared_mode_is_one_report(tmp_path, monkeyp
     assert "does not declare" in report.evidence.message
     # "not implemented" in the library's own words, where the spec says unsupported: nothing
     assert _campaign(tmp_path / "twin", monkeypatch, "square_fwd_not_implemented", DECLARED)[0] == []
+
+
+# the plain modes the planted custom function gets right (its jvp is not differentiable again)
+PLAIN = ("direct", "rev", "fwd", "fd", "rev.rev", "fwd.rev", "fd.rev")
+
+
+def _entry_campaign(tmp_path, monkeypatch, library, api, args="[{name: x}]", trials=6):
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")])))
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    spec = tmp_path / "s.yaml"
+    spec.write_text(f'library: {library}\napis:\n  - name: "{api}"\n    args: {args}\n'
+                    '    capabilities: [rev, fwd, rev.rev, fwd.rev, rev.fwd, fwd.fwd]\n    dtypes: [float64]\n')
+    store = tmp_path / "store"
+    summary = run_campaign(make_config("default", libraries=[library], apis=[api],
+                                       spec_files=[str(spec)] if ":" in api else [],
+                                       spec_dir=str(ROOT / "api_specs"), store_dir=str(store),
+                                       campaign_dir=str(tmp_path / "c"), workers=1, trials_per_api=trials,
+                                       budget_s=300, name="entry", entry_points=True, regime_share=0.0,
+                                       scenarios=PLAIN))
+    reports, errors = Store(store).load_all()
+    assert not errors
+    return reports, summary
+
+
+def test_a_bug_only_the_torch_func_transforms_reach_is_one_report(tmp_path, monkeypatch):
+    (report,), _ = _entry_campaign(tmp_path, monkeypatch, "torch", "helper_torch_ops:cube_wrong_vmap")
+    assert report.fingerprint.verdict is Verdict.DERIVATIVE_MISMATCH
+    assert set(report.fingerprint.scenarios) <= {"jacrev", "jacfwd", "vmap", "hessian"}  # no plain mode
+    # its repro script replays the transform in plain torch.func code and shows the disagreement
+    from nablafuzz.repro import render
+    from nablafuzz.runtime.registry import resolve_runtime
+    script = render(report, {"torch:helper_torch_ops:cube_wrong_vmap"})
+    assert "torch.func.jacrev" in script and "def entry_value" in script
+    run = subprocess.run([resolve_runtime("torch").python, "-c", script], capture_output=True, text=True, timeout=300,
+                         env=dict(os.environ, PYTHONPATH=str(TESTS)))
+    assert run.returncode == 1 and "DISAGREEMENT" in run.stdout, run.stdout + run.stderr
+    assert _entry_campaign(tmp_path / "twin", monkeypatch, "torch", "helper_torch_ops:cube")[0] == []
+
+
+def test_entry_points_agree_with_the_plain_modes_on_real_apis(tmp_path, monkeypatch):
+    for library, api in (("torch", "torch.linalg.det"), ("torch", "torch.nn.functional.softplus"),
+                         ("jax", "jax.numpy.linalg.det"), ("jax", "jax.nn.softplus")):  # their derived specs
+        reports, summary = _entry_campaign(tmp_path / api, monkeypatch, library, api, trials=4)
+        assert reports == [] and summary.valid >= 3, (api, summary.lines())
+
+
+def test_each_entry_point_runs_and_matches_its_plain_mode_in_torch_and_jax(tmp_path):
+    from helper_adapter import library_runner
+
+    from nablafuzz.generate import generate
+    from nablafuzz.scenarios import ALL, ENTRY
+    from nablafuzz.spec import load_specs
+    for library, api in (("torch", "torch.linalg.det"), ("jax", "jax.numpy.linalg.det")):
+        spec = load_specs(ROOT / "api_specs", [library]).get(library, api)
+        runner = library_runner(library, tmp_path / f"{library}.log")
+        try:
+            ex = runner.run(generate(spec, 0, 1, dtype="float64"), spec, ALL + ENTRY)
+        finally:
+            runner.close()
+        for name, plain in (("jacrev", "rev"), ("jacfwd", "fwd"), ("vmap", "rev"), ("hessian", "rev.rev")):
+            got, want = ex.get(name), ex.get(plain)
+            assert got.error is None and abs(got.value - want.value) <= 1e-9 * max(1.0, want.scale), (library, name, got)

@@ -19,6 +19,7 @@ import numpy as np
 
 from ..model import Outcome
 from ..structures import projected_value
+from .entry_points import entry_value
 from .messages import classify_message
 
 Call = Callable[[List[Any]], List[Any]]
@@ -171,6 +172,11 @@ class Adapter:
                      us: List[np.ndarray], vs: List[np.ndarray], ws: List[np.ndarray]) -> SecondOrder:
         raise NotImplementedError
 
+    def entry_point(self, name: str, call: "BoundCall", xs: List[np.ndarray], us: List[np.ndarray],
+                    vs: List[np.ndarray], ws: List[np.ndarray]) -> Tuple[float, float]:
+        """(value, scale) of a transform users call (entry_points.py: jacrev, jacfwd, vmap, hessian)."""
+        raise NotImplementedError(f"{self.library} has no {name} entry point")
+
     def classify(self, exc: BaseException) -> Outcome:
         """UNSUPPORTED for 'this derivative is not implemented' (NotImplementedError, or a row of
         the library's message table), RAISED for anything else."""
@@ -312,6 +318,14 @@ class ComposableAdapter(Adapter):
             _, tans = self.jvp(f, xs, us)
             return [self.dot(vs, tans)]
         return q
+
+    def entry_library(self) -> Any:
+        """The library's functional transforms, as entry_points.entry_value takes them."""
+        raise NotImplementedError(f"{self.library} has no functional transforms")
+
+    def entry_point(self, name, call, xs, us, vs, ws):
+        lib, f = self.entry_library(), self._outputs(call)
+        return entry_value(name, lib, lambda *a: tuple(f(list(a))), self._native(xs, xs), us, vs, ws, project)
 
     def second_order(self, outer, inner, call, xs, us, vs, ws):
         nx = self._native(xs, xs, grad=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import re
+import types
 from typing import Any, Dict, List, Sequence
 
 import jax
@@ -122,6 +123,11 @@ class JaxAdapter(ComposableAdapter):
                 cache[key] = (fn, jax.jit(inner))
             return cache[key][1](*(leaves[i] for i in arrays))
         return call
+
+    def entry_library(self) -> Any:
+        return types.SimpleNamespace(jacrev=jax.jacrev, jacfwd=jax.jacfwd, hessian=jax.hessian, vmap=jax.vmap,
+                                     vjp=jax.vjp, stack=jnp.stack, to_numpy=np.asarray,
+                                     native=lambda v, o: jnp.asarray(v, dtype=o.dtype))
 
     def seed(self, seed: int) -> None:
         """JAX has no global RNG: random APIs take explicit keys, which the spec supplies."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any, Dict, List, Sequence
 
 import copy
+import types
 
 import numpy as np
 import torch
@@ -92,6 +93,11 @@ class TorchAdapter(ComposableAdapter):
 
     def seed(self, seed: int) -> None:
         torch.manual_seed(seed & 0xFFFF_FFFF_FFFF)
+
+    def entry_library(self) -> Any:
+        return types.SimpleNamespace(jacrev=torch.func.jacrev, jacfwd=torch.func.jacfwd, hessian=torch.func.hessian,
+                                     vmap=torch.func.vmap, vjp=torch.func.vjp, stack=torch.stack,
+                                     to_numpy=self.to_numpy, native=lambda v, o: torch.as_tensor(v).to(o.dtype))
 
     def triangle(self, t: Any, lower: bool) -> Any:
         return torch.tril(t) if lower else torch.triu(t)
