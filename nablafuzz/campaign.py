@@ -241,7 +241,7 @@ class Campaign:
         start = time.monotonic()
         trial = generate(spec, self.seed, index, self.config.max_tensor_size, self.config.max_rank,
                          regime_share=self.config.regime_share)
-        scenarios = scenarios_for(self.config, spec.library)
+        scenarios = scenarios_for(self.config, spec.library, spec.capabilities)
         execution = runner.run(trial, spec, scenarios)
         j = judge(execution, spec, runner)
 
@@ -314,7 +314,7 @@ class Campaign:
             prefer = self.blamed.get(key)
         if prefer == "":  # nothing shorter explained this fingerprint before
             return finding, spec
-        scenarios = scenarios_for(self.config, spec.library)
+        scenarios = scenarios_for(self.config, spec.library, spec.capabilities)
 
         def run(t: Trial, s: ApiSpec, names: Sequence[str]):
             try:
@@ -347,7 +347,8 @@ class Campaign:
 
         def reproduces(t: Trial) -> bool:
             try:
-                verdict = judge(runner.run(t, spec, scenarios_for(self.config, spec.library)), spec, runner)
+                scenarios = scenarios_for(self.config, spec.library, spec.capabilities)
+                verdict = judge(runner.run(t, spec, scenarios), spec, runner)
             except BudgetExhausted:  # the smallest trial found so far stands
                 return False
             return any(f.fingerprint == fp for f in verdict.findings)
@@ -490,7 +491,7 @@ class Campaign:
         if spec is None:
             return None
         runner = self._runner(self.main_runners, spec.library, 0)
-        return replay_report(report, spec, runner, scenarios_for(self.config, spec.library))
+        return replay_report(report, spec, runner, scenarios_for(self.config, spec.library, spec.capabilities))
 
     def _record(self, result: TrialResult, log) -> Observation:
         new = []

@@ -73,6 +73,9 @@ def _campaign_parser(sub) -> None:
     p.add_argument("--entry-points", dest="entry_points", action="store_true", default=None,
                    help="also the transforms users call, compared with the plain modes: jacrev, jacfwd, vmap of "
                         "the VJP, hessian (torch.func, jax; on in the nightly profile)")
+    p.add_argument("--third-order", dest="third_order", action="store_true", default=None,
+                   help="also third derivatives by composition (rev.rev.rev, fwd.rev.rev, rev.fwd.rev, fwd.fwd.fwd "
+                        "against finite differences of rev.rev), for specs with second order (on in nightly)")
     p.add_argument("--no-minimise", dest="minimise", action="store_false", default=None)
     p.add_argument("--max-programs", dest="max_programs", type=int,
                    help="--programs: programs per library (default 100)")

@@ -9,10 +9,10 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 from .errors import ConfigError
-from .scenarios import ALL as ALL_SCENARIOS, COMPILED, ENTRY
+from .scenarios import ALL as ALL_SCENARIOS, COMPILED, ENTRY, SECOND_ORDER, THIRD_ORDER
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,7 @@ class Config:
     programs: bool = False  # also fuzz programs of 2-4 of each library's selected ops (programs.py)
     max_programs: int = 100  # programs per library when `programs` is on; each gets trials_per_api trials
     entry_points: bool = False  # also the transforms users call: jacrev, jacfwd, vmap, hessian (ENTRY)
+    third_order: bool = False  # also third order by composition, for specs with second order (THIRD_ORDER)
 
 
 # Libraries whose compiler is cheap enough to run the `jit` scenario in every trial
@@ -56,7 +57,7 @@ PROFILES: Dict[str, Dict[str, Any]] = {
     "default": {},
     "smoke": {"trials_per_api": 12, "budget_s": 300.0, "api_budget_s": 20.0},
     "nightly": {"trials_per_api": 400, "budget_s": 6 * 3600.0, "api_budget_s": 300.0, "compiled": True,
-                "entry_points": True},
+                "entry_points": True, "third_order": True},
 }
 
 _RULES = [
@@ -108,16 +109,19 @@ def default_memory_limit(workers: int) -> int:
     return max(MEMORY_FLOOR_MB, total // (workers + 2))
 
 
-def scenarios_for(config: Config, library: str) -> Tuple[str, ...]:
+def scenarios_for(config: Config, library: str, capabilities: Sequence[str] = SECOND_ORDER) -> Tuple[str, ...]:
     """The scenarios a trial of `library` runs: the configured ones, with `jit` when compiled is
     on, without it when off; unset, `jit` runs when listed, or by default for a library that
-    compiles cheaply unless the scenarios were narrowed."""
+    compiles cheaply unless the scenarios were narrowed.  Entry points and third order when
+    switched on (or listed); third order only for a spec whose `capabilities` have second order."""
     want = config.compiled
     if want is None:
         want = COMPILED in config.scenarios or (library in COMPILED_BY_DEFAULT and config.scenarios == ALL_SCENARIOS)
-    base = tuple(s for s in config.scenarios if s != COMPILED and s not in ENTRY)
+    base = tuple(s for s in config.scenarios if s != COMPILED and s not in ENTRY + THIRD_ORDER)
     entry = tuple(s for s in ENTRY if (config.entry_points or s in config.scenarios) and library in ENTRY_LIBRARIES)
-    return base + ((COMPILED,) if want else ()) + entry
+    third = tuple(s for s in THIRD_ORDER if (config.third_order or s in config.scenarios)
+                  and any(c in SECOND_ORDER for c in capabilities))
+    return base + ((COMPILED,) if want else ()) + entry + third
 
 
 def _validate(config: Config) -> None:
@@ -128,6 +132,6 @@ def _validate(config: Config) -> None:
     if config.programs and config.cross:
         raise ConfigError("setting programs=True needs an in-library campaign: programs are not cross-library "
                           "classes; drop --cross or --programs")
-    unknown = [s for s in config.scenarios if s not in ALL_SCENARIOS + (COMPILED,) + ENTRY]
+    unknown = [s for s in config.scenarios if s not in ALL_SCENARIOS + (COMPILED,) + ENTRY + THIRD_ORDER]
     if unknown:
         raise ConfigError(f"setting scenarios has unknown id(s) {unknown}: choose from {', '.join(ALL_SCENARIOS)}")

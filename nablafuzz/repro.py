@@ -99,6 +99,17 @@ def q_function(inner, f, us, vs):
         return [dot(vs, jvp(f, xs, us)[1])]
     return q
 
+def third_order(outer, middle, inner, f, xs, us, vs, ws, zs):
+    """`outer` mode along z of Q2(x) = the `middle` mode of Q along w: v^T D3f [u, w, z]."""
+    nx = [native(x, True) for x in xs]
+    nu, nv, nw, nz = ([native(a) for a in arrays] for arrays in (us, vs, ws, zs))
+    one = [native(np.ones((), dtype=xs[0].dtype))]
+    q2 = q_function(middle, q_function(inner, f, nu, nv), nw, one)
+    if outer == "rev":
+        return project([to_numpy(g) for g in vjp(q2, nx, one, False)[1]], zs)
+    tangent = float(to_numpy(jvp(q2, nx, nz)[1][0]))
+    return tangent, abs(tangent)
+
 def second_order(outer, inner, f, xs, us, vs, ws):
     """`outer` mode of Q along w, e.g. fwd.rev = JVP (along w) of the VJP-based Q."""
     nx = [native(x, True) for x in xs]
@@ -117,16 +128,21 @@ def jvp_of_jvp(f, xs, us, vs, ws):
 
 _MAIN = '''
 def fd(name, vs):
-    """Central differences (absolute step STEP) in float64 of <v, f> along u, or of Q along w."""
+    """Central differences (absolute step STEP) in float64 of <v, f> along u, of Q along w, or
+    (fd.rev.rev) of the second-order Q2 along z."""
     f, xs = bind("float64")
-    us, ws, vs = cast(US, "float64"), cast(WS, "float64"), cast(vs, "float64")
+    us, ws, zs, vs = cast(US, "float64"), cast(WS, "float64"), cast(ZS, "float64"), cast(vs, "float64")
     inner = name.partition(".")[2]
-    if not (step_fits(xs, ws if inner else us, STEP / 4) and step_fits(xs, ws if inner else us, STEP)):
+    along = zs if "." in inner else ws if inner else us
+    if not (step_fits(xs, along, STEP / 4) and step_fits(xs, along, STEP)):
         return float("nan"), float("nan"), None  # an input so large that it absorbs the step
     def scalar(h):
+        moved = [x + h * d for x, d in zip(xs, along)]
+        if "." in inner:
+            return second_order(*inner.split("."), f, moved, us, vs, ws)[0]
         if inner:
-            return first_order(inner, f, [x + h * d for x, d in zip(xs, ws)], us, vs)[0]
-        return project(vs, direct(f, [x + h * d for x, d in zip(xs, us)]))[0]
+            return first_order(inner, f, moved, us, vs)[0]
+        return project(vs, direct(f, moved))[0]
     value, error, scale = richardson(scalar, STEP)
     print(f"  ({name}: finite-difference error estimate {error:.3g})")
     return value, scale, None
@@ -144,6 +160,8 @@ def run(name, f, xs, vs):
                            project) + (None,)
     if "." not in name:
         return first_order(name, f, xs, US, vs)
+    if name.count(".") == 2:
+        return third_order(*name.split("."), f, xs, US, vs, WS, ZS) + (None,)
     return second_order(*name.split("."), f, xs, US, vs, WS) + (None,)
 
 def outputs_close(got, want, atol, rtol):
@@ -512,7 +530,7 @@ def _expected(report: BugReport) -> str:
 
 
 def _data(report: BugReport, numpy_ref: bool, diff_outputs: Optional[Sequence[int]]) -> List[str]:
-    """SEED, STEP, DIFF_OUTPUTS, SCENARIOS, PAIRS, INPUTS and the tangents US, WS as literals."""
+    """SEED, STEP, DIFF_OUTPUTS, SCENARIOS, PAIRS, INPUTS and the tangents US, WS, ZS as literals."""
     t, pairs = report.trial, _pairs(report)
     inputs = [f"    {i.name!r}: " + (_array(i.value, 4) if isinstance(i.value, TensorRecord) else
                                      "[" + ", ".join(_array(r, 8) for r in _records(i.value)) + "]") + ","
@@ -522,8 +540,8 @@ def _data(report: BugReport, numpy_ref: bool, diff_outputs: Optional[Sequence[in
     return ["", f"SEED = {int(t.seed)}", f"STEP = {STEP!r}  # finite-difference step", f"DIFF_OUTPUTS = {outs!r}",
             f"SCENARIOS = {_scenarios(report, pairs)!r}", f"PAIRS = {pairs!r}  # (a, b, aspect, atol, rtol)",
             "INPUTS = {  # the trial's inputs, exact", *inputs, "}", _expected(report),
-            "# tangents u and w, one per differentiable input, as nablafuzz derived them from SEED",
-            _tangents("US", "u", recs, t.seed), _tangents("WS", "w", recs, t.seed)]
+            "# tangents u, w and z, one per differentiable input, as nablafuzz derived them from SEED",
+            _tangents("US", "u", recs, t.seed), _tangents("WS", "w", recs, t.seed), _tangents("ZS", "z", recs, t.seed)]
 
 
 def _tangents(name: str, tag: str, recs: Sequence[TensorRecord], seed: int) -> str:

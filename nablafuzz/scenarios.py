@@ -22,6 +22,9 @@ FIRST_ORDER = ("rev", "fwd")
 REFERENCE = "fd"
 SECOND_ORDER = tuple(f"{outer}.{inner}" for outer in ("rev", "fwd", "fd") for inner in FIRST_ORDER)
 ALL = ("direct",) + FIRST_ORDER + (REFERENCE,) + SECOND_ORDER
+# opt-in (--third-order, on in the nightly profile for specs with second order): third order by
+# composition, judged against finite differences of the VJP of VJP along a fourth direction z
+THIRD_ORDER = ("rev.rev.rev", "fwd.rev.rev", "rev.fwd.rev", "fwd.fwd.fwd", "fd.rev.rev")
 COMPILED = "jit"  # opt-in: the VJP of the library's compiled function (torch.compile, jax.jit, ...)
 NAMES = {"rev": "VJP", "fwd": "JVP", "fd": "finite differences", "direct": "direct call",
          COMPILED: "compiled VJP", "jacrev": "jacrev Jacobian", "jacfwd": "jacfwd Jacobian",
@@ -67,6 +70,7 @@ class TrialCall:
     us: List[np.ndarray]
     ws: List[np.ndarray]
     vs: List[np.ndarray]
+    zs: List[np.ndarray]  # the outer direction of third order
 
 
 def _cast_inputs(inputs: Sequence[Tuple[Any, bool, bool, str]], dtype: Optional[str]) -> list:
@@ -89,8 +93,9 @@ def bind_trial(adapter: Adapter, fn: Any, request: Dict[str, Any], dtype: Option
         call = BoundCall(_Seeded(adapter, seed, call.fn), call.diff_outputs)
     us = [direction(seed, "u", i, x.shape, str(x.dtype)) for i, x in enumerate(xs)]
     ws = [direction(seed, "w", i, x.shape, str(x.dtype)) for i, x in enumerate(xs)]
+    zs = [direction(seed, "z", i, x.shape, str(x.dtype)) for i, x in enumerate(xs)]
     vs = cotangents(seed, outputs or [], call.diff_outputs, dtype)
-    return TrialCall(call, xs, us, ws, vs)
+    return TrialCall(call, xs, us, ws, vs, zs)
 
 
 @dataclass(frozen=True)
@@ -151,6 +156,13 @@ def second_order(adapter: Adapter, tc: TrialCall, scenario: str) -> ScenarioResu
     so = adapter.second_order(outer, inner, tc.call, tc.xs, tc.us, tc.vs, tc.ws)
     return ScenarioResult(scenario, Outcome.OK, so.value, so.scale,
                           emulated=adapter.emulated_fwd and "fwd" in (outer, inner))
+
+
+def third_order(adapter: Adapter, tc: TrialCall, scenario: str) -> ScenarioResult:
+    outer, middle, inner = scenario.split(".")
+    to = adapter.third_order(outer, middle, inner, tc.call, tc.xs, tc.us, tc.vs, tc.ws, tc.zs)
+    return ScenarioResult(scenario, Outcome.OK, to.value, to.scale,
+                          emulated=adapter.emulated_fwd and "fwd" in (outer, middle, inner))
 
 
 def entry_point(adapter: Adapter, tc: TrialCall, scenario: str) -> ScenarioResult:
@@ -239,7 +251,11 @@ def finite_difference(adapter: Adapter, tc: TrialCall, scenario: str, eps: float
     the step, the reference is reported unusable (NaN, infinite error) rather than wrong.
     """
     inner = scenario.partition(".")[2]
-    if inner:
+    if "." in inner:  # fd.rev.rev: of the second-order Q2 along z
+        def scalar(h: float) -> float:
+            return adapter.second_order(*inner.split("."), tc.call, perturbed(tc.xs, tc.zs, h), tc.us, tc.vs,
+                                        tc.ws).value
+    elif inner:
         def scalar(h: float) -> float:
             return adapter.first_order(inner, tc.call, perturbed(tc.xs, tc.ws, h), tc.us, tc.vs).value
     else:
@@ -247,7 +263,7 @@ def finite_difference(adapter: Adapter, tc: TrialCall, scenario: str, eps: float
             outs = adapter.direct(tc.call, perturbed(tc.xs, tc.us, h))
             picked = outs if tc.call.diff_outputs is None else [outs[j] for j in tc.call.diff_outputs]
             return project(tc.vs, picked)[0]
-    along = tc.ws if inner else tc.us
+    along = tc.zs if "." in inner else tc.ws if inner else tc.us
     if not step_fits(tc.xs, along, STEP / 4) or not step_fits(tc.xs, along, STEP):
         return ScenarioResult(scenario, Outcome.OK, float("nan"), float("nan"), float("inf"))
     value, err, scale = richardson(scalar, STEP, eps)
@@ -290,8 +306,10 @@ def run_scenarios(adapter: Adapter, fn: Any, request: Dict[str, Any]) -> Iterato
             yield timed(adapter, s, lambda: entry_point(adapter, tc, s))
         elif order(s) == 1:
             yield timed(adapter, s, lambda: first_order(adapter, tc, s))
-        else:
+        elif order(s) == 2:
             yield timed(adapter, s, lambda: second_order(adapter, tc, s))
+        else:
+            yield timed(adapter, s, lambda: third_order(adapter, tc, s))
 
 
 def probe(adapter: Adapter, fn: Any, request: Dict[str, Any]) -> List[float]:
@@ -317,9 +335,11 @@ def probe(adapter: Adapter, fn: Any, request: Dict[str, Any]) -> List[float]:
             values.append(adapter.entry_point(fname, tc.call, xs, tc.us, tc.vs, tc.ws)[0])
         elif order(fname) == 1:
             values.append(adapter.first_order(fname, tc.call, xs, tc.us, tc.vs).value)
-        else:
+        elif order(fname) == 2:
             outer, inner = fname.split(".")
             values.append(adapter.second_order(outer, inner, tc.call, xs, tc.us, tc.vs, tc.ws).value)
+        else:
+            values.append(adapter.third_order(*fname.split("."), tc.call, xs, tc.us, tc.vs, tc.ws, tc.zs).value)
     return values
 
 

@@ -117,3 +117,75 @@ def _cube_function(vmap_scale: float):
 # torch.func transforms that batch its backward see it; and its correct twin
 cube_wrong_vmap = _cube_function(1.5)
 cube = _cube_function(1.0)
+
+
+def _quartic(third: float):
+    """x**4 built from custom ops whose derivatives are ops of their own (4x^3, then 12x^2), the
+    last with derivative `third` * 24x: right up to second order, its third derivative off by
+    the factor `third` in every AD mode."""
+    class _D2(torch.autograd.Function):  # 12 x^2
+        @staticmethod
+        def forward(x):
+            return 12 * x * x
+
+        @staticmethod
+        def setup_context(ctx, inputs, output):
+            ctx.save_for_backward(inputs[0])
+            ctx.save_for_forward(inputs[0])
+
+        @staticmethod
+        def backward(ctx, g):
+            (x,) = ctx.saved_tensors
+            return third * 24 * x * g
+
+        @staticmethod
+        def jvp(ctx, t):
+            (x,) = ctx.saved_tensors
+            return third * 24 * x * t
+
+    class _D1(torch.autograd.Function):  # 4 x^3
+        @staticmethod
+        def forward(x):
+            return 4 * x * x * x
+
+        @staticmethod
+        def setup_context(ctx, inputs, output):
+            ctx.save_for_backward(inputs[0])
+            ctx.save_for_forward(inputs[0])
+
+        @staticmethod
+        def backward(ctx, g):
+            (x,) = ctx.saved_tensors
+            return _D2.apply(x) * g
+
+        @staticmethod
+        def jvp(ctx, t):
+            (x,) = ctx.saved_tensors
+            return _D2.apply(x) * t
+
+    class _Quartic(torch.autograd.Function):
+        @staticmethod
+        def forward(x):
+            return x * x * x * x
+
+        @staticmethod
+        def setup_context(ctx, inputs, output):
+            ctx.save_for_backward(inputs[0])
+            ctx.save_for_forward(inputs[0])
+
+        @staticmethod
+        def backward(ctx, g):
+            (x,) = ctx.saved_tensors
+            return _D1.apply(x) * g
+
+        @staticmethod
+        def jvp(ctx, t):
+            (x,) = ctx.saved_tensors
+            return _D1.apply(x) * t
+
+    return _Quartic.apply
+
+
+# x**4 whose third derivative is 1.25x too large (first and second order right), and its twin
+quartic_wrong_third = _quartic(1.25)
+quartic = _quartic(1.0)

@@ -15,6 +15,7 @@ MESSAGES = {
                                               "it with forward mode AD.",
     ("torch", "custom_function_in_torch_func"): "In order to use an autograd.Function with functorch transforms (vmap, "
                                                 "grad, jvp, jacrev, ...), it must override the setup_context staticmethod.",
+    ("torch", "nested_forward_ad"): "Nested forward mode AD is not supported at the moment",
     ("jax", "custom_vjp_forward_mode"): "can't apply forward-mode autodiff (jvp) to a custom_vjp function.",
     ("jax", "while_loop_reverse_mode"): "Reverse-mode differentiation does not work for lax.while_loop or lax.fori_loop "
                                         "with dynamic start/stop values. Try using lax.scan, or using fori_loop with "

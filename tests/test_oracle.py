@@ -107,3 +107,52 @@ def test_each_entry_point_runs_and_matches_its_plain_mode_in_torch_and_jax(tmp_p
         for name, plain in (("jacrev", "rev"), ("jacfwd", "fwd"), ("vmap", "rev"), ("hessian", "rev.rev")):
             got, want = ex.get(name), ex.get(plain)
             assert got.error is None and abs(got.value - want.value) <= 1e-9 * max(1.0, want.scale), (library, name, got)
+
+
+def test_a_wrong_third_derivative_is_one_report(tmp_path, monkeypatch):
+    def campaign(path, api):
+        monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")])))
+        path.mkdir(parents=True, exist_ok=True)
+        spec = path / "s.yaml"
+        spec.write_text(f'library: torch\napis:\n  - name: "{api}"\n    args: [{{name: x}}]\n    dtypes: [float64]\n')
+        run_campaign(make_config("default", libraries=["torch"], apis=[api], spec_files=[str(spec)],
+                                 spec_dir=str(ROOT / "api_specs"), store_dir=str(path / "store"),
+                                 campaign_dir=str(path / "c"), workers=1, trials_per_api=6, budget_s=300,
+                                 name="third", third_order=True, regime_share=0.0,
+                                 scenarios=("direct", "rev", "fwd", "fd", "rev.rev", "fwd.rev", "rev.fwd", "fd.rev")))
+        reports, errors = Store(path / "store").load_all()
+        assert not errors
+        return reports
+    (report,) = campaign(tmp_path / "bug", "helper_torch_ops:quartic_wrong_third")
+    assert report.fingerprint.verdict is Verdict.DERIVATIVE_MISMATCH and report.fingerprint.order == 3
+    assert set(report.fingerprint.scenarios) <= {"rev.rev.rev", "fwd.rev.rev", "rev.fwd.rev"}
+    assert campaign(tmp_path / "twin", "helper_torch_ops:quartic") == []
+    from nablafuzz.repro import render
+    from nablafuzz.runtime.registry import resolve_runtime
+    script = render(report, {"torch:helper_torch_ops:quartic_wrong_third"})
+    run = subprocess.run([resolve_runtime("torch").python, "-c", script], capture_output=True, text=True, timeout=300,
+                         env=dict(os.environ, PYTHONPATH=str(TESTS)))
+    assert run.returncode == 1 and "DISAGREEMENT" in run.stdout, run.stdout + run.stderr
+
+
+def test_third_order_agrees_with_finite_differences_in_all_four_libraries(tmp_path):
+    from helper_adapter import library_runner
+
+    from nablafuzz.generate import generate
+    from nablafuzz.scenarios import THIRD_ORDER
+    from nablafuzz.spec import load_specs
+    for library, api in (("torch", "torch.sin"), ("jax", "jax.numpy.sin"), ("tensorflow", "tf.experimental.numpy.sin"),
+                         ("oneflow", "oneflow.sin")):
+        spec = load_specs(ROOT / "api_specs", [library]).get(library, api)
+        runner = library_runner(library, tmp_path / f"{library}.log")
+        try:
+            ex = runner.run(generate(spec, 0, 1, dtype="float64"), spec, ("direct",) + THIRD_ORDER)
+        finally:
+            runner.close()
+        ref = ex.get("fd.rev.rev")
+        for name in THIRD_ORDER[:-1]:
+            got = ex.get(name)
+            if library == "torch" and name == "fwd.fwd.fwd":  # nested forward AD: unsupported, in torch's words
+                assert got.outcome.value == "unsupported"
+                continue
+            assert abs(got.value - ref.value) <= 1e-6 * max(1.0, abs(ref.value)), (library, name, got, ref)

@@ -172,6 +172,12 @@ class Adapter:
                      us: List[np.ndarray], vs: List[np.ndarray], ws: List[np.ndarray]) -> SecondOrder:
         raise NotImplementedError
 
+    def third_order(self, outer: str, middle: str, inner: str, call: "BoundCall", xs: List[np.ndarray],
+                    us: List[np.ndarray], vs: List[np.ndarray], ws: List[np.ndarray],
+                    zs: List[np.ndarray]) -> SecondOrder:
+        """v^T D3f [u, w, z] by composition: `outer` mode along z of the second-order Q2."""
+        raise NotImplementedError(f"{self.library} has no third-order composition")
+
     def entry_point(self, name: str, call: "BoundCall", xs: List[np.ndarray], us: List[np.ndarray],
                     vs: List[np.ndarray], ws: List[np.ndarray]) -> Tuple[float, float]:
         """(value, scale) of a transform users call (entry_points.py: jacrev, jacfwd, vmap, hessian)."""
@@ -318,6 +324,18 @@ class ComposableAdapter(Adapter):
             _, tans = self.jvp(f, xs, us)
             return [self.dot(vs, tans)]
         return q
+
+    def third_order(self, outer, middle, inner, call, xs, us, vs, ws, zs):
+        nx = self._native(xs, xs, grad=True)
+        one = [self.from_numpy(np.ones(()), str(xs[0].dtype))]
+        q1 = self._inner(inner, self._outputs(call), self._native(us, xs), self._native(vs, vs))
+        q2 = self._inner(middle, q1, self._native(ws, xs), one)
+        if outer == "rev":
+            _, grads = self.vjp(q2, nx, one, create_graph=False)
+            return SecondOrder(*project([self.to_numpy(g) for g in grads], zs))
+        _, tans = self.jvp(q2, nx, self._native(zs, xs))
+        value = float(self.to_numpy(tans[0]))
+        return SecondOrder(value, point_scale(value))
 
     def entry_library(self) -> Any:
         """The library's functional transforms, as entry_points.entry_value takes them."""

@@ -107,6 +107,13 @@ class OneFlowAdapter(ComposableAdapter):
         finally:
             self.nested = False
 
+    def third_order(self, outer, middle, inner, call, xs, us, vs, ws, zs):
+        self.nested = True
+        try:
+            return super().third_order(outer, middle, inner, call, xs, us, vs, ws, zs)
+        finally:
+            self.nested = False
+
     # Note [double-VJP]
     # J u is the derivative of the linear map w -> <w, J^T ...> = J^T w with respect to a dummy
     # cotangent w, taken along u: grad_w <J^T w, u> = J u.  Exact (no finite step), and it
