@@ -17,7 +17,7 @@ import numpy as np
 from .generate import records
 from .model import ApiSpec, Aspect, Candidate, Disagreement, Outcome, ScenarioResult, Tolerance, Trial, Verdict
 from .runtime.runner import Execution
-from .scenarios import COMPILED, direction, is_reference, order
+from .scenarios import COMPILED, KERNELS, direction, is_reference, order
 from .tensors import FLOAT_DTYPES
 from .tolerance import tolerance, within
 
@@ -229,7 +229,7 @@ def compare(execution: Execution, spec: ApiSpec) -> Comparison:
         return Comparison(bool(crashed), tuple(crashed))
     out: List[Candidate] = list(status)
     for r in results:
-        if r.scenario in ("rev", "fwd", COMPILED) and r.outcome is Outcome.OK:
+        if r.scenario in ("rev", "fwd", COMPILED, KERNELS) and r.outcome is Outcome.OK:
             d = _value_disagreement(spec, dtype, direct, r)
             if d is not None:
                 out.append(Candidate(Verdict.VALUE_MISMATCH, (r.scenario,), 1, (d,),

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, Optional, Sequence, Tuple
 
 from .errors import ConfigError
-from .scenarios import ALL as ALL_SCENARIOS, COMPILED, ENTRY, SECOND_ORDER, THIRD_ORDER
+from .scenarios import ALL as ALL_SCENARIOS, COMPILED, ENTRY, KERNELS, SECOND_ORDER, THIRD_ORDER
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,7 @@ class Config:
     max_programs: int = 100  # programs per library when `programs` is on; each gets trials_per_api trials
     entry_points: bool = False  # also the transforms users call: jacrev, jacfwd, vmap, hessian (ENTRY)
     third_order: bool = False  # also third order by composition, for specs with second order (THIRD_ORDER)
+    kernels: bool = False  # also the call and VJP with the library's other kernels (KERNELS: oneDNN, mkldnn)
 
 
 # Libraries whose compiler is cheap enough to run the `jit` scenario in every trial
@@ -57,7 +58,7 @@ PROFILES: Dict[str, Dict[str, Any]] = {
     "default": {},
     "smoke": {"trials_per_api": 12, "budget_s": 300.0, "api_budget_s": 20.0},
     "nightly": {"trials_per_api": 400, "budget_s": 6 * 3600.0, "api_budget_s": 300.0, "compiled": True,
-                "entry_points": True, "third_order": True},
+                "entry_points": True, "third_order": True, "kernels": True},
 }
 
 _RULES = [
@@ -117,11 +118,12 @@ def scenarios_for(config: Config, library: str, capabilities: Sequence[str] = SE
     want = config.compiled
     if want is None:
         want = COMPILED in config.scenarios or (library in COMPILED_BY_DEFAULT and config.scenarios == ALL_SCENARIOS)
-    base = tuple(s for s in config.scenarios if s != COMPILED and s not in ENTRY + THIRD_ORDER)
+    base = tuple(s for s in config.scenarios if s not in (COMPILED, KERNELS) + ENTRY + THIRD_ORDER)
+    kernels = (KERNELS,) if config.kernels or KERNELS in config.scenarios else ()
     entry = tuple(s for s in ENTRY if (config.entry_points or s in config.scenarios) and library in ENTRY_LIBRARIES)
     third = tuple(s for s in THIRD_ORDER if (config.third_order or s in config.scenarios)
                   and any(c in SECOND_ORDER for c in capabilities))
-    return base + ((COMPILED,) if want else ()) + entry + third
+    return base + ((COMPILED,) if want else ()) + kernels + entry + third
 
 
 def _validate(config: Config) -> None:
@@ -132,6 +134,6 @@ def _validate(config: Config) -> None:
     if config.programs and config.cross:
         raise ConfigError("setting programs=True needs an in-library campaign: programs are not cross-library "
                           "classes; drop --cross or --programs")
-    unknown = [s for s in config.scenarios if s not in ALL_SCENARIOS + (COMPILED,) + ENTRY + THIRD_ORDER]
+    unknown = [s for s in config.scenarios if s not in ALL_SCENARIOS + (COMPILED, KERNELS) + ENTRY + THIRD_ORDER]
     if unknown:
         raise ConfigError(f"setting scenarios has unknown id(s) {unknown}: choose from {', '.join(ALL_SCENARIOS)}")

@@ -350,15 +350,18 @@ class CoordinateProbe:
 
 
 def coordinate_probe(ctx: FilterContext, cand: Candidate) -> Optional[CoordinateProbe]:
-    """Probe P = <v, f> (first order) or the inner Q (second order) coordinate by coordinate,
-    with the direction (u, or w for second order) the candidate's projections used."""
-    inner = "direct" if cand.order == 1 else cand.disagreements[0].scenarios[0].split(".")[1]
+    """Probe P = <v, f> (first order), the inner Q (second order) or Q2 (third order) coordinate
+    by coordinate, with the direction (u, w or z) the candidate's projections used; an entry
+    point (hessian) is probed through the plain modes' Q."""
+    name = cand.disagreements[0].scenarios[0]
+    parts = name.split(".") if "." in name else ["rev"] * cand.order
+    inner = "direct" if cand.order == 1 else ".".join(parts[1:])
     key = (cand.order, inner)
     if key not in ctx.probes:  # the kink and step-scale filters and the tie-break share it
         xs = _diff_inputs(ctx.execution.trial)
         points = _kink_points(xs)
         values = ctx.runner.probe(ctx.execution.trial, ctx.spec, inner, points)
-        tag = "u" if cand.order == 1 else "w"
+        tag = {1: "u", 2: "w"}.get(cand.order, "z")
         dirs = [direction(ctx.execution.trial.seed, tag, i, x.shape, "float64").ravel() for i, x in enumerate(xs)]
         ctx.probes[key] = None if values is None else CoordinateProbe(points, values, dirs)
     return ctx.probes[key]

@@ -21,7 +21,7 @@ from .errors import NablaError
 from .fingerprint import describe as describe_fingerprint
 from .model import ArgKind, Aspect, BugReport, InputValue, TensorRecord, Trial
 from .programs import WHERE, ProgramError, Step, Where, is_program, parse, plain, step_names, terms
-from .scenarios import COMPILED, NAMES, STEP, describe as describe_scenario, direction
+from .scenarios import COMPILED, KERNELS, NAMES, STEP, describe as describe_scenario, direction
 from .tolerance import DERIVATIVE
 
 
@@ -729,6 +729,10 @@ def render(report: BugReport, declared: Container[str]) -> str:
         raise ReproError(f"repro: the report names {trial.library}:{trial.api}, which no loaded spec declares "
                          f"(fingerprint: {fp.library}:{fp.api}); no script calls it (fix: pass its spec file "
                          "with --specs)")
+    if KERNELS in _scenarios(report, _pairs(report)):
+        raise ReproError(f"repro: the {KERNELS!r} scenario runs a second worker with other kernels (environment "
+                         "set before the library loads), which one script cannot; replay the report with "
+                         "`nablafuzz replay` instead")
     if COMPILED in _scenarios(report, _pairs(report)) and not renderer.compiler:
         raise ReproError(f"repro: {trial.library} scripts have no compiled form for the {COMPILED!r} scenario "
                          "(compiled VJP); replay the report with `nablafuzz replay` instead")

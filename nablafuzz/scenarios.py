@@ -26,8 +26,11 @@ ALL = ("direct",) + FIRST_ORDER + (REFERENCE,) + SECOND_ORDER
 # composition, judged against finite differences of the VJP of VJP along a fourth direction z
 THIRD_ORDER = ("rev.rev.rev", "fwd.rev.rev", "rev.fwd.rev", "fwd.fwd.fwd", "fd.rev.rev")
 COMPILED = "jit"  # opt-in: the VJP of the library's compiled function (torch.compile, jax.jit, ...)
+# opt-in (--kernels): the call and its VJP in a second worker running the library's other kernels
+# (TensorFlow with oneDNN on, as users run it; torch with mkldnn off); runtime/runner.py
+KERNELS = "kernels"
 NAMES = {"rev": "VJP", "fwd": "JVP", "fd": "finite differences", "direct": "direct call",
-         COMPILED: "compiled VJP", "jacrev": "jacrev Jacobian", "jacfwd": "jacfwd Jacobian",
+         COMPILED: "compiled VJP", KERNELS: "VJP with the other kernels", "jacrev": "jacrev Jacobian", "jacfwd": "jacfwd Jacobian",
          "vmap": "per-sample VJP under vmap", "hessian": "hessian of <v, f>"}
 ENTRY = tuple(ENTRY_POINTS)  # opt-in (--entry-points): the transforms users call (adapters/entry_points.py)
 

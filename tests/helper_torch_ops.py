@@ -189,3 +189,25 @@ def _quartic(third: float):
 # x**4 whose third derivative is 1.25x too large (first and second order right), and its twin
 quartic_wrong_third = _quartic(1.25)
 quartic = _quartic(1.0)
+
+
+def _kernel_sensitive(off_scale: float):
+    class _Square(torch.autograd.Function):
+        """x**2 whose backward is scaled by `off_scale` when mkldnn is off (a kernel-variant bug)."""
+
+        @staticmethod
+        def forward(ctx, x):
+            ctx.save_for_backward(x)
+            return x * x
+
+        @staticmethod
+        def backward(ctx, g):
+            (x,) = ctx.saved_tensors
+            return (1.0 if torch.backends.mkldnn.enabled else off_scale) * 2 * x * g
+
+    return _Square.apply
+
+
+# a backward that is wrong only with the other kernels (mkldnn off), and its twin
+square_wrong_without_mkldnn = _kernel_sensitive(1.3)
+square_kernel_neutral = _kernel_sensitive(1.0)

@@ -156,3 +156,40 @@ def test_third_order_agrees_with_finite_differences_in_all_four_libraries(tmp_pa
                 assert got.outcome.value == "unsupported"
                 continue
             assert abs(got.value - ref.value) <= 1e-6 * max(1.0, abs(ref.value)), (library, name, got, ref)
+
+
+def test_a_kernel_variant_disagreement_is_one_report(tmp_path, monkeypatch):
+    def campaign(path, api):
+        monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")])))
+        path.mkdir(parents=True, exist_ok=True)
+        spec = path / "s.yaml"
+        spec.write_text(f'library: torch\napis:\n  - name: "{api}"\n    args: [{{name: x}}]\n    dtypes: [float64]\n'
+                        '    capabilities: [rev]\n    unsupported: [fwd, rev.rev, fwd.rev]\n')
+        run_campaign(make_config("default", libraries=["torch"], apis=[api], spec_files=[str(spec)],
+                                 spec_dir=str(ROOT / "api_specs"), store_dir=str(path / "store"),
+                                 campaign_dir=str(path / "c"), workers=1, trials_per_api=4, budget_s=300,
+                                 name="kernels", kernels=True, regime_share=0.0,
+                                 scenarios=("direct", "rev", "fd")))
+        reports, errors = Store(path / "store").load_all()
+        assert not errors
+        return reports
+    (report,) = campaign(tmp_path / "bug", "helper_torch_ops:square_wrong_without_mkldnn")
+    assert report.fingerprint.verdict is Verdict.DERIVATIVE_MISMATCH and report.fingerprint.scenarios == ("kernels",)
+    assert campaign(tmp_path / "twin", "helper_torch_ops:square_kernel_neutral") == []
+
+
+def test_tensorflow_with_onednn_on_runs_as_the_kernels_scenario(tmp_path):
+    from helper_adapter import library_runner
+
+    from nablafuzz.generate import generate
+    from nablafuzz.spec import load_specs
+    spec = load_specs(ROOT / "api_specs", ["tensorflow"]).get("tensorflow", "tf.matmul")
+    runner = library_runner("tensorflow", tmp_path / "tf.log")
+    try:
+        ex = runner.run(generate(spec, 0, 1, dtype="float32"), spec, ("direct", "rev", "kernels"))
+        versions = runner.variant.versions
+    finally:
+        runner.close()
+    assert versions.get("TF_ENABLE_ONEDNN_OPTS") == "1" and runner.worker.versions.get("TF_ENABLE_ONEDNN_OPTS") == "0"
+    got, want = ex.get("kernels"), ex.get("rev")
+    assert got.outcome.value == "ok" and abs(got.value - want.value) <= 1e-4 * max(1.0, want.scale)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any, Dict, List, Sequence
 
 import copy
+import os
 import types
 
 import numpy as np
@@ -39,6 +40,11 @@ def _tensors(out: Any) -> List[Any]:
     if isinstance(out, (int, float, bool)):
         return [torch.tensor(out)]
     raise TypeError(f"unsupported output type {type(out).__name__}")
+
+
+# the `kernels` scenario's second worker runs with mkldnn off (runtime/runner.py KERNEL_VARIANTS)
+if os.environ.get("NABLAFUZZ_MKLDNN") == "0":
+    torch.backends.mkldnn.enabled = False
 
 
 class TorchAdapter(ComposableAdapter):

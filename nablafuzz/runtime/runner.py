@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ..errors import RefusedError, WorkerError
 from ..generate import records
 from ..model import ApiSpec, ArgKind, ErrorInfo, InputValue, Outcome, ScenarioResult, TensorRecord, Trial
+from ..scenarios import KERNELS
 from ..tensors import to_array
 from .process import Death, Runtime, WorkerProcess
 
@@ -72,6 +73,15 @@ def _dead(scenario: str, death: Death) -> ScenarioResult:
     return ScenarioResult(scenario, outcome, error=ErrorInfo(death.kind, death.detail))
 
 
+# The other kernels of a library, as environment settings of a second worker (the `kernels`
+# scenario): TensorFlow's workers run with oneDNN off for reproducible numerics, users run it on;
+# PyTorch's run mkldnn on (its default), the variant off (the adapter reads NABLAFUZZ_MKLDNN).
+KERNEL_VARIANTS: Dict[str, Tuple[Tuple[str, str], ...]] = {
+    "tensorflow": (("TF_ENABLE_ONEDNN_OPTS", "1"),),
+    "torch": (("NABLAFUZZ_MKLDNN", "0"),),
+}
+
+
 class Runner:
     """A worker plus the trial encoding; restarts the worker after a crash or timeout.
 
@@ -82,19 +92,22 @@ class Runner:
         self.worker = WorkerProcess(runtime, log_path)
         self.timeout_s = timeout_s
         self.deadline = deadline
+        self.runtime, self.log_path = runtime, log_path
+        self.variant: Optional[WorkerProcess] = None  # the other kernels' worker, started on first use
 
     def left(self) -> float:
         """Seconds left before the deadline (inf without one)."""
         return float("inf") if self.deadline is None else self.deadline - time.monotonic()
 
-    def _request(self, request: Dict[str, Any], timeout_s: Optional[float], until: str):
+    def _request(self, request: Dict[str, Any], timeout_s: Optional[float], until: str,
+                 worker: Optional[WorkerProcess] = None):
         """One request, given at most what is left before the deadline; BudgetExhausted if
         none is left, or if the deadline (not the trial's own timeout) cut it short."""
         want = timeout_s or self.timeout_s
         left = self.left()
         if left <= 0:
             raise BudgetExhausted()
-        ex = self.worker.request(request, min(want, left), until=until)
+        ex = (worker or self.worker).request(request, min(want, left), until=until)
         if left < want and ex.death is not None and ex.death.kind == "timeout":
             raise BudgetExhausted()
         return ex
@@ -102,6 +115,8 @@ class Runner:
     def restart(self) -> None:
         """A fresh worker: nothing a previous trial left in the process survives."""
         self.worker.restart()
+        if self.variant is not None:
+            self.variant.restart()
 
     @property
     def versions(self) -> Dict[str, str]:
@@ -110,7 +125,7 @@ class Runner:
 
     def run(self, trial: Trial, spec: ApiSpec, scenarios: Sequence[str], timeout_s: Optional[float] = None) -> Execution:
         self.worker.ensure()
-        order = ["direct"] + [s for s in scenarios if s != "direct"]
+        order = ["direct"] + [s for s in scenarios if s not in ("direct", KERNELS)]
         ex = self._request(trial_request(trial, spec, order), timeout_s, "done")
         errors = [m for m in ex.messages if m.get("op") == "error"]
         if errors:
@@ -118,7 +133,32 @@ class Runner:
         results = [_result(m) for m in ex.messages if m.get("op") == "result"]
         if ex.death is not None:
             results.append(_dead(order[len(results)], ex.death))
+        elif KERNELS in scenarios:
+            results.append(self._kernels(trial, spec, timeout_s))
         return Execution(trial, tuple(results), ex.death)
+
+    def _kernels(self, trial: Trial, spec: ApiSpec, timeout_s: Optional[float]) -> ScenarioResult:
+        """The `kernels` scenario: the call and its VJP in a worker that runs the library's other
+        kernels (KERNEL_VARIANTS), as one result: the VJP's value, the call's outputs."""
+        env = KERNEL_VARIANTS.get(trial.library)
+        if env is None:
+            return ScenarioResult(KERNELS, Outcome.UNSUPPORTED, error=ErrorInfo(
+                "NotImplementedError", f"{trial.library} has no kernel variant to compare (KERNEL_VARIANTS)"))
+        if self.variant is None:
+            self.variant = WorkerProcess(replace(self.runtime, env=self.runtime.env + env),
+                                         self.log_path.with_name(self.log_path.stem + "-kernels.log"))
+        self.variant.ensure()
+        ex = self._request(trial_request(trial, spec, ["direct", "rev"]), timeout_s, "done", self.variant)
+        got = {r.scenario: r for r in (_result(m) for m in ex.messages if m.get("op") == "result")}
+        if ex.death is not None:
+            return _dead(KERNELS, ex.death)
+        direct, rev = got.get("direct"), got.get("rev")
+        failed = next((r for r in (direct, rev) if r is not None and r.outcome is not Outcome.OK), None)
+        if failed is not None:
+            return ScenarioResult(KERNELS, failed.outcome, error=failed.error)
+        if direct is None or rev is None:
+            return ScenarioResult(KERNELS, Outcome.UNSUPPORTED, error=ErrorInfo("RuntimeError", "no VJP ran"))
+        return ScenarioResult(KERNELS, Outcome.OK, rev.value, rev.scale, outputs=direct.outputs)
 
     def probe(self, trial: Trial, spec: ApiSpec, function: str,
               points: Sequence[Tuple[int, int, float]]) -> Optional[List[float]]:
@@ -133,3 +173,5 @@ class Runner:
 
     def close(self) -> None:
         self.worker.close()
+        if self.variant is not None:
+            self.variant.close()
