@@ -52,7 +52,7 @@ class Config:
 COMPILED_BY_DEFAULT = ("jax",)
 
 # Libraries whose adapters give the functional transforms of the entry-point scenarios
-ENTRY_LIBRARIES = ("torch", "jax")
+ENTRY_LIBRARIES = ("torch", "jax", "tensorflow")
 
 PROFILES: Dict[str, Dict[str, Any]] = {
     "default": {},

@@ -155,7 +155,7 @@ def run(name, f, xs, vs):
         return first_order("rev", compiled(f), xs, US, vs)
     if name.split(".")[0] == "fd":
         return fd(name, vs)
-    if name in ("jacrev", "jacfwd", "vmap", "hessian"):  # the transforms users call (entry_value)
+    if name in ("jacrev", "jacfwd", "vmap", "graph", "hessian"):  # the transforms users call (entry_value)
         return entry_value(name, ENTRY, lambda *a: tuple(f(list(a))), [native(x) for x in xs], US, vs, WS,
                            project) + (None,)
     if "." not in name:
@@ -393,7 +393,8 @@ RENDERERS: Dict[str, Renderer] = {
                       _TENSOR + _TORCH + _COMPOSED, compiler="torch.compile", permute="{x}.permute(*{p})",
                       triangle=("torch.tril({x})", "torch.triu({x})"), dtype="torch.{name}",
                       entry="types.SimpleNamespace(jacrev=torch.func.jacrev, jacfwd=torch.func.jacfwd, "
-                            "hessian=torch.func.hessian, vmap=torch.func.vmap, vjp=torch.func.vjp, stack=torch.stack, "
+                            "hessian=torch.func.hessian, vmap=torch.func.vmap, vjp=torch.func.vjp, stack=torch.stack, sum=torch.sum, "
+                            "graph=None, "
                             "to_numpy=to_numpy, native=lambda v, o: torch.as_tensor(v).to(o.dtype))"),
     "jax": Renderer(("import jax", "import jax.numpy as jnp", "",
                      'jax.config.update("jax_enable_x64", True)  # before any array exists'),
@@ -401,7 +402,7 @@ RENDERERS: Dict[str, Renderer] = {
                     submodules=True, permute="jnp.transpose({x}, {p})", triangle=("jnp.tril({x})", "jnp.triu({x})"),
                     dtype="jnp.dtype({name!r})",
                     entry="types.SimpleNamespace(jacrev=jax.jacrev, jacfwd=jax.jacfwd, hessian=jax.hessian, "
-                          "vmap=jax.vmap, vjp=jax.vjp, stack=jnp.stack, to_numpy=np.asarray, "
+                          "vmap=jax.vmap, vjp=jax.vjp, stack=jnp.stack, sum=jnp.sum, to_numpy=np.asarray, graph=None, "
                           "native=lambda v, o: jnp.asarray(v, dtype=o.dtype))"),
     "tensorflow": Renderer(("import tensorflow as tf",), (("tf", "tf"), ("tensorflow", "tf")),
                            _TENSORFLOW + _JVP_OF_JVP + _COMPOSED, compiler="tf.function(jit_compile=True)",

@@ -31,7 +31,7 @@ COMPILED = "jit"  # opt-in: the VJP of the library's compiled function (torch.co
 KERNELS = "kernels"
 NAMES = {"rev": "VJP", "fwd": "JVP", "fd": "finite differences", "direct": "direct call",
          COMPILED: "compiled VJP", KERNELS: "VJP with the other kernels", "jacrev": "jacrev Jacobian", "jacfwd": "jacfwd Jacobian",
-         "vmap": "per-sample VJP under vmap", "hessian": "hessian of <v, f>"}
+         "vmap": "per-sample VJP under vmap", "graph": "VJP of the graph function", "hessian": "hessian of <v, f>"}
 ENTRY = tuple(ENTRY_POINTS)  # opt-in (--entry-points): the transforms users call (adapters/entry_points.py)
 
 

@@ -1,11 +1,14 @@
 """Entry points as scenarios: the transforms users call, each with its own code path upstream.
 
 `jacrev` and `jacfwd` build the full Jacobian (torch.func.jacrev / jax.jacrev, vmapped VJPs or
-JVPs), `vmap` computes per-sample VJPs (vmap over a batch of primal points, the op's batching
-rule and its backward), and `hessian` is the Hessian of <v, f> (jacfwd of jacrev).  Each gives the same projection as the plain modes of its order, so
+JVPs; TensorFlow's GradientTape.jacobian, vectorised by pfor), `vmap` computes per-sample VJPs
+(vmap over a batch of primal points: the op's batching rule and its backward; TensorFlow's
+vectorized_map), `graph` is the VJP of the graph-compiled function (tf.function without XLA),
+and `hessian` is the Hessian of <v, f> (jacfwd of jacrev; nested tapes in TensorFlow).  A
+library without one of them leaves it None: unsupported.  Each gives the same projection as the plain modes of its order, so
 the comparator judges it like any other mode: jacrev/jacfwd/vmap against <v, J u>, hessian
 against v^T D2f [u, w].  One implementation serves every library whose transforms share the
-functional API (`lib`: jacrev, jacfwd, hessian, vmap, vjp, stack, to_numpy, native); repro
+functional API (`lib`: jacrev, jacfwd, hessian, vmap, vjp, graph, stack, sum, to_numpy, native); repro
 scripts include this function's source unchanged (repro.py), so a report is replayed by the
 same code in plain library terms.  Worker-safe: numpy only.
 """
@@ -13,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-ENTRY_POINTS = {"jacrev": 1, "jacfwd": 1, "vmap": 1, "hessian": 2}  # name -> derivative order
+ENTRY_POINTS = {"jacrev": 1, "jacfwd": 1, "vmap": 1, "graph": 1, "hessian": 2}  # name -> derivative order
 
 
 def entry_value(name, lib, g, xs, us, vs, ws, project):
@@ -22,6 +25,8 @@ def entry_value(name, lib, g, xs, us, vs, ws, project):
     as the plain modes use it.  No annotations: repro scripts include this source as it is."""
     if not all(np.size(u) for u in us) or not all(np.size(v) for v in vs):
         raise NotImplementedError("entry points are compared on non-empty inputs and outputs only")
+    if getattr(lib, name, None) is None:
+        raise NotImplementedError(f"no {name} transform in this library")
     argnums = tuple(range(len(xs)))
     outs = g(*xs)
     cts = tuple(lib.native(v, o) for v, o in zip(vs, outs))
@@ -44,9 +49,12 @@ def entry_value(name, lib, g, xs, us, vs, ws, project):
         rows = lib.vmap(per_point)(*(lib.stack([x, x]) for x in xs))
         grads = [flat(r, 2).sum(axis=0).reshape(np.shape(u)) / 2 for r, u in zip(rows, us)]
         return project(grads, us)
+    if name == "graph":  # the VJP of the library's graph-compiled function (tf.function without XLA)
+        grads = [flat(t, 1).reshape(np.shape(u)) for t, u in zip(lib.vjp(lib.graph(g), *xs)[1](cts), us)]
+        return project(grads, us)
     if name == "hessian":  # H of <v, f>, then sum_ij w_i H_ij u_j
         def h(*a):
-            return sum((o * c).sum() for o, c in zip(g(*a), cts))
+            return sum(lib.sum(o * c) for o, c in zip(g(*a), cts))
         hess = lib.hessian(h, argnums=argnums)(*xs)  # hess[i][j]: x_i.shape + x_j.shape
         hu = [sum(flat(hess[i][j], np.size(w)) @ np.ravel(u).astype(np.float64) for j, u in enumerate(us))
               for i, w in enumerate(ws)]

@@ -126,7 +126,7 @@ class JaxAdapter(ComposableAdapter):
 
     def entry_library(self) -> Any:
         return types.SimpleNamespace(jacrev=jax.jacrev, jacfwd=jax.jacfwd, hessian=jax.hessian, vmap=jax.vmap,
-                                     vjp=jax.vjp, stack=jnp.stack, to_numpy=np.asarray,
+                                     vjp=jax.vjp, stack=jnp.stack, sum=jnp.sum, to_numpy=np.asarray, graph=None,
                                      native=lambda v, o: jnp.asarray(v, dtype=o.dtype))
 
     def seed(self, seed: int) -> None:

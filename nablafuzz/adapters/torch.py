@@ -102,7 +102,7 @@ class TorchAdapter(ComposableAdapter):
 
     def entry_library(self) -> Any:
         return types.SimpleNamespace(jacrev=torch.func.jacrev, jacfwd=torch.func.jacfwd, hessian=torch.func.hessian,
-                                     vmap=torch.func.vmap, vjp=torch.func.vjp, stack=torch.stack,
+                                     vmap=torch.func.vmap, vjp=torch.func.vjp, stack=torch.stack, sum=torch.sum, graph=None,
                                      to_numpy=self.to_numpy, native=lambda v, o: torch.as_tensor(v).to(o.dtype))
 
     def triangle(self, t: Any, lower: bool) -> Any:
