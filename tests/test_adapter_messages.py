@@ -16,6 +16,8 @@ MESSAGES = {
     ("torch", "custom_function_in_torch_func"): "In order to use an autograd.Function with functorch transforms (vmap, "
                                                 "grad, jvp, jacrev, ...), it must override the setup_context staticmethod.",
     ("torch", "nested_forward_ad"): "Nested forward mode AD is not supported at the moment",
+    ("torch", "no_batching_rule"): "Error: aten::as_strided_scatter requires special handling, and does not yet have "
+                                   "a batching rule. Feel free to file a github issue!",
     ("jax", "custom_vjp_forward_mode"): "can't apply forward-mode autodiff (jvp) to a custom_vjp function.",
     ("jax", "while_loop_reverse_mode"): "Reverse-mode differentiation does not work for lax.while_loop or lax.fori_loop "
                                         "with dynamic start/stop values. Try using lax.scan, or using fori_loop with "

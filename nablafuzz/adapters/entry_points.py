@@ -29,6 +29,13 @@ def entry_value(name, lib, g, xs, us, vs, ws, project):
         raise NotImplementedError(f"no {name} transform in this library")
     argnums = tuple(range(len(xs)))
     outs = g(*xs)
+
+    def runs(call, what):  # a transform that cannot run the function itself is unsupported for it
+        try:
+            call()
+        except Exception as exc:  # noqa: BLE001 - the library's own error, reported as the reason
+            raise NotImplementedError(f"the call itself does not run under {what}: {type(exc).__name__}: "
+                                      f"{str(exc)[:300]}") from None
     cts = tuple(lib.native(v, o) for v, o in zip(vs, outs))
 
     def flat(t, rows):
@@ -46,10 +53,13 @@ def entry_value(name, lib, g, xs, us, vs, ws, project):
     if name == "vmap":  # per-sample VJPs: vmap over a batch of two copies of the point, averaged
         def per_point(*a):
             return lib.vjp(g, *a)[1](cts)
-        rows = lib.vmap(per_point)(*(lib.stack([x, x]) for x in xs))
+        batch = [lib.stack([x, x]) for x in xs]
+        runs(lambda: lib.vmap(g)(*batch), "vmap")
+        rows = lib.vmap(per_point)(*batch)
         grads = [flat(r, 2).sum(axis=0).reshape(np.shape(u)) / 2 for r, u in zip(rows, us)]
         return project(grads, us)
     if name == "graph":  # the VJP of the library's graph-compiled function (tf.function without XLA)
+        runs(lambda: lib.graph(g)(*xs), "graph")
         grads = [flat(t, 1).reshape(np.shape(u)) for t, u in zip(lib.vjp(lib.graph(g), *xs)[1](cts), us)]
         return project(grads, us)
     if name == "hessian":  # H of <v, f>, then sum_ij w_i H_ij u_j

@@ -22,6 +22,7 @@ UNSUPPORTED_PATTERNS: Dict[str, Rows] = {
         ("custom_function_without_jvp", r"must implement the jvp function for custom autograd\.Function"),
         ("custom_function_in_torch_func", r"autograd\.Function with functorch transforms .* must override the setup_context"),
         ("nested_forward_ad", r"Nested forward mode AD is not supported"),
+        ("no_batching_rule", r"does not yet have a batching rule"),
     ),
     "jax": (
         ("custom_vjp_forward_mode", r"can't apply forward-mode autodiff \(jvp\) to a custom_vjp"),
