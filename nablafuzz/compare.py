@@ -15,10 +15,11 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from .generate import records
-from .model import ApiSpec, Aspect, Candidate, Disagreement, Outcome, ScenarioResult, Tolerance, Trial, Verdict
+from .model import (ApiSpec, Aspect, Candidate, Disagreement, Outcome, ScenarioResult, TensorRecord, Tolerance, Trial,
+                    Verdict)
 from .runtime.runner import Execution
 from .scenarios import COMPILED, KERNELS, direction, is_reference, order
-from .tensors import FLOAT_DTYPES
+from .tensors import FLOAT_DTYPES, to_array
 from .tolerance import tolerance, within
 
 
@@ -281,18 +282,45 @@ def _lowest_status(cands: List[Candidate]) -> List[Candidate]:
 # A wrong first derivative also makes every composition built on it wrong, so a trial reports
 # derivative candidates of its lowest disagreeing order only; the higher-order ones are
 # consequences, and reporting them would file one bug several times.
+# Note [exact reference]
+# For an elementwise API with a 50-digit reference (reference.py), the first and second
+# derivative projections are computed exactly from the trial's inputs and directions, and the
+# AD modes are judged against them alone, with the dtype's relative tolerance and no roundoff
+# floor: finite differences in float64 round to 0 or noise in a tail (tanh at 20, sigmoid at
+# 30), where the exact value still has all its digits.  Where an element has no real finite
+# reference (outside the domain), the trial falls back to finite differences.
+def _exact(spec: ApiSpec, execution: Execution) -> Optional[Tuple[ScenarioResult, ScenarioResult]]:
+    from .reference import projections  # orchestrator only: mpmath
+    trial, direct = execution.trial, execution.get("direct")
+    x = next((to_array(i.value) for i in trial.inputs if i.differentiable and isinstance(i.value, TensorRecord)), None)
+    if x is None or direct is None or len(direct.outputs) != 1 or np.shape(direct.outputs[0]) != x.shape or not x.size:
+        return None
+    tags = [direction(trial.seed, tag, 0, x.shape, trial.dtype) for tag in ("u", "v", "w")]
+    got = projections(spec.reference, x.astype(np.float64), *tags)
+    if got is None:
+        return None
+    (p1, s1), (p2, s2) = got
+    return (ScenarioResult("mp", Outcome.OK, p1, s1, 0.0), ScenarioResult("mp.mp", Outcome.OK, p2, s2, 0.0))
+
+
 def _lowest_order(spec: ApiSpec, execution: Execution, dtype: str,
                   results: Sequence[ScenarioResult]) -> List[Candidate]:
     by_order: Dict[int, List[ScenarioResult]] = {}
     for r in results:
         if r.scenario != "direct" and r.outcome is Outcome.OK and r.value is not None:
             by_order.setdefault(order(r.scenario), []).append(r)
+    exact = _exact(spec, execution) if spec.reference else None
     for k in sorted(by_order):
         if k > 1 and dtype == "float16":
             break  # Note [half precision]
         base = tolerance(spec, dtype, Aspect.DERIVATIVE, k)
-        tol = Tolerance(max(base.atol, roundoff_floor(execution, dtype, k)), base.rtol)
-        c = _derivative_candidate(spec, dtype, by_order[k], k, tol)
+        group = by_order[k]
+        if exact is not None and k <= 2:  # Note [exact reference]: it replaces finite differences
+            group = [r for r in group if not is_reference(r.scenario)] + [exact[k - 1]]
+            c = _derivative_candidate(spec, dtype, group, k, base)
+        else:
+            tol = Tolerance(max(base.atol, roundoff_floor(execution, dtype, k)), base.rtol)
+            c = _derivative_candidate(spec, dtype, group, k, tol)
         if c is not None:
             return [c]
     return []

@@ -147,6 +147,8 @@ class ApiSpec:
     edges: Tuple[Tuple[str, Tuple[float, ...]], ...] = ()
     # maps over leading batch axes of its tensor arguments, broadcasting them (batching.py)
     batched: bool = False
+    # the elementwise function of reference.FUNCTIONS it computes ("" none): a 50-digit reference
+    reference: str = ""
 
     @property
     def id(self) -> str:

@@ -30,7 +30,7 @@ COMPILED = "jit"  # opt-in: the VJP of the library's compiled function (torch.co
 # (TensorFlow with oneDNN on, as users run it; torch with mkldnn off); runtime/runner.py
 KERNELS = "kernels"
 NAMES = {"rev": "VJP", "fwd": "JVP", "fd": "finite differences", "direct": "direct call",
-         COMPILED: "compiled VJP", KERNELS: "VJP with the other kernels", "jacrev": "jacrev Jacobian", "jacfwd": "jacfwd Jacobian",
+         "mp": "50-digit mpmath reference", COMPILED: "compiled VJP", KERNELS: "VJP with the other kernels", "jacrev": "jacrev Jacobian", "jacfwd": "jacfwd Jacobian",
          "vmap": "per-sample VJP under vmap", "graph": "VJP of the graph function", "hessian": "hessian of <v, f>"}
 ENTRY = tuple(ENTRY_POINTS)  # opt-in (--entry-points): the transforms users call (adapters/entry_points.py)
 
@@ -47,7 +47,8 @@ def describe(scenario: str) -> str:
 
 
 def is_reference(scenario: str) -> bool:
-    return scenario.split(".")[0] == REFERENCE
+    """Finite differences, or the 50-digit reference of an elementwise function ("mp", reference.py)."""
+    return scenario.split(".")[0] in (REFERENCE, "mp")
 
 
 def direction(seed: int, tag: str, index: int, shape: Tuple[int, ...], dtype: str) -> np.ndarray:

@@ -23,6 +23,7 @@ from .domains import DOMAINS
 from .errors import SpecError
 from .model import ApiSpec, ArgKind, ArgSpec, KnownIssue, Tolerance, Verdict
 from .batching import BATCHING_FILE, load_batched, with_batching
+from .reference import FUNCTIONS, REFERENCES_FILE, load_references, with_references
 from .regimes import REGIMES_FILE, load_edges, with_edges
 from .scenarios import FIRST_ORDER, SECOND_ORDER
 from .structures import STRUCTURES
@@ -551,6 +552,7 @@ def _api(ctx: _Ctx, library: str, name: str, data: Dict[str, Any], args: Tuple[A
         init=init, init_kwargs=init_kwargs, differentiable_outputs=None if outs is None else tuple(outs),
         random=_flag(ctx, data, "random", "random", False),
         batched=_flag(ctx, data, "batched", "batched", False),
+        reference=_one_of(ctx, data, "reference", "reference", ("",) + tuple(FUNCTIONS), "", "function"),
         kinks=_one_of(ctx, data, "kinks", "kinks", KINK_POLICIES, "subgradient", "policy"), max_size=max_size,
         source=source,
         notes=_opt(ctx, data, "notes", "notes", lambda v: isinstance(v, str), "a string", "quote the note", ""),
@@ -608,8 +610,9 @@ def load_specs(spec_dir: Path, libraries: Iterable[str], extra_files: Iterable[P
     conventions = load_conventions(spec_dir / CONVENTIONS_FILE)
     edges = load_edges(spec_dir / REGIMES_FILE)
     batched = load_batched(spec_dir / BATCHING_FILE)
-    return SpecSet(tuple(with_batching(with_edges(with_conventions(list(specs.values()), conventions), edges),
-                                       batched)), conventions)
+    references = load_references(spec_dir / REFERENCES_FILE)
+    loaded = with_edges(with_conventions(list(specs.values()), conventions), edges)
+    return SpecSet(tuple(with_references(with_batching(loaded, batched), references)), conventions)
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")

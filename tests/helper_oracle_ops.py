@@ -40,3 +40,20 @@ def _jvp_unsupported(xs, us):
 # twin that declares it unsupported in the library's own words
 square_fwd_internal_error = _square(_sq_vjp(False), _jvp_raises)
 square_fwd_not_implemented = _square(_sq_vjp(False), _jvp_unsupported)
+
+
+def _tanh_op(tail_error: float) -> Op:
+    """tanh whose derivative is right for |x| < 10 and `tail_error` relative off beyond: in the
+    tail (1e-8 and below) float64 finite differences round to noise and cannot tell."""
+    def d1(x):
+        d = 1 / np.cosh(x) ** 2
+        return np.where(np.abs(x) < 10, d, d * (1 + tail_error))
+
+    def d2(x):
+        return -2 * np.tanh(x) * d1(x)
+    return Op(f=np.tanh, jvp=lambda xs, us: [d1(xs[0]) * us[0]], vjp=lambda xs, vs: [d1(xs[0]) * vs[0]],
+              hess=lambda xs, us, vs: [vs[0] * d2(xs[0]) * us[0]])
+
+
+tanh_tail_bug = _tanh_op(1e-3)
+tanh_exact = _tanh_op(0.0)

@@ -7,6 +7,9 @@ import os
 import subprocess
 from pathlib import Path
 
+import numpy as np
+import pytest
+
 from nablafuzz.campaign import run_campaign
 from nablafuzz.config import make_config
 from nablafuzz.model import Verdict
@@ -199,3 +202,42 @@ def test_tensorflow_with_onednn_on_runs_as_the_kernels_scenario(tmp_path):
     assert versions.get("TF_ENABLE_ONEDNN_OPTS") == "1" and runner.worker.versions.get("TF_ENABLE_ONEDNN_OPTS") == "0"
     got, want = ex.get("kernels"), ex.get("rev")
     assert got.outcome.value == "ok" and abs(got.value - want.value) <= 1e-4 * max(1.0, want.scale)
+
+
+
+
+TAIL_ARGS = "[{name: x, dims: [4], values: [12.5, -15.0, 20.0, 25.5]}]"
+
+
+def test_a_tail_only_wrong_derivative_is_found_against_the_50_digit_reference(tmp_path, monkeypatch):
+    def campaign(path, api, reference):
+        monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")])))
+        path.mkdir(parents=True, exist_ok=True)
+        spec = path / "s.yaml"
+        spec.write_text(f'library: numpy_ref\napis:\n  - name: "helper_oracle_ops:{api}"\n    args: {TAIL_ARGS}\n'
+                        f'    dtypes: [float64]\n{"    reference: tanh" if reference else ""}\n')
+        run_campaign(make_config("default", libraries=["numpy_ref"], apis=["helper_oracle_ops:*"],
+                                 spec_files=[str(spec)], spec_dir=str(ROOT / "api_specs"), store_dir=str(path / "s"),
+                                 campaign_dir=str(path / "c"), workers=1, trials_per_api=12, budget_s=300,
+                                 name=api, regime_share=0.0))
+        reports, errors = Store(path / "s").load_all()
+        assert not errors
+        return reports
+    (report,) = campaign(tmp_path / "bug", "tanh_tail_bug", True)
+    assert report.fingerprint.verdict is Verdict.DERIVATIVE_MISMATCH and report.evidence.severity in ("tail", "accuracy")
+    assert any(d.scenarios[1].startswith("mp") for d in report.evidence.disagreements)
+    assert campaign(tmp_path / "fd-only", "tanh_tail_bug", False) == []  # float64 differences cannot see it
+    assert campaign(tmp_path / "twin", "tanh_exact", True) == []
+
+
+def test_the_reference_table_covers_real_elementwise_apis_and_its_values_are_exact():
+    from nablafuzz.reference import derivatives, projections
+    from nablafuzz.spec import load_specs
+    loaded = load_specs(ROOT / "api_specs", ["torch", "jax", "tensorflow", "oneflow"]).specs
+    by_lib = {lib: [s for s in loaded if s.library == lib and s.reference] for lib in ("torch", "jax", "tensorflow", "oneflow")}
+    assert all(len(v) >= 50 for v in by_lib.values()), {k: len(v) for k, v in by_lib.items()}
+    assert next(s for s in loaded if s.id == "jax:jax.nn.gelu").reference == ""  # approximate=True: excluded
+    assert derivatives("tanh", 20.0)[1] == pytest.approx(4 * math.exp(-40) / (1 + math.exp(-40)) ** 2, rel=1e-15)
+    assert derivatives("log", -1.0) is None  # outside the real domain
+    (p1, _), (p2, _) = projections("exp", np.array([1.0, 2.0]), np.ones(2), np.ones(2), np.ones(2))
+    assert p1 == pytest.approx(math.e + math.e ** 2, rel=1e-15) and p2 == pytest.approx(p1, rel=1e-15)
