@@ -21,6 +21,7 @@ import yaml
 
 from .errors import SpecError
 from .model import ApiSpec, ArgKind, ArgSpec, InputValue, TensorRecord, Trial
+from .sidefiles import MISSING, read_section
 from .structures import draw
 from .tensors import FLOAT_DTYPES, to_array, to_record
 
@@ -85,14 +86,10 @@ def batched(rng: np.random.Generator, args: Sequence[ArgSpec], inputs: Tuple[Inp
 
 def load_batched(path: Path) -> Tuple[str, ...]:
     """The `library:api` ids of `api_specs/batching.yaml` (missing file: none)."""
-    if not path.exists():
-        return ()
     fix = "regenerate it with `nablafuzz specs batching`"
-    try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise SpecError(str(path), "", "(file)", f"cannot be read as YAML: {exc}", fix) from None
-    rows = data.get("batched") if isinstance(data, dict) else None
+    rows = read_section(path, "batched", fix)
+    if rows is MISSING:
+        return ()
     if not isinstance(rows, list) or not all(isinstance(r, str) and ":" in r for r in rows):
         raise SpecError(str(path), "", "batched", "expected a list of `library:api` names", fix)
     return tuple(rows)

@@ -21,10 +21,9 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import mpmath as mp
 import numpy as np
-import yaml
-
 from .errors import SpecError
 from .model import ApiSpec, ArgKind
+from .sidefiles import MISSING, read_section
 
 REFERENCES_FILE = "references.yaml"
 DIGITS = 50
@@ -68,14 +67,10 @@ FUNCTIONS: Dict[str, Callable] = {
 
 def load_references(path: Path) -> Dict[str, Tuple[Tuple[str, ...], Tuple[str, ...]]]:
     """function -> (API globs, excluded globs) from `api_specs/references.yaml` (missing: none)."""
-    if not path.exists():
-        return {}
     fix = "write `references: [{function: tanh, apis: ['*.tanh'], exclude: []}]` with functions of reference.FUNCTIONS"
-    try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise SpecError(str(path), "", "(file)", f"cannot be read as YAML: {exc}", fix) from None
-    rows = data.get("references") if isinstance(data, dict) else None
+    rows = read_section(path, "references", fix)
+    if rows is MISSING:
+        return {}
     if not isinstance(rows, list):
         raise SpecError(str(path), "", "references", "expected a list of rows", fix)
     out = {}

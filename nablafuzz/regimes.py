@@ -30,6 +30,7 @@ import yaml
 
 from .errors import SpecError
 from .model import ApiSpec, ArgKind
+from .sidefiles import MISSING, read_section
 from .tensors import FLOAT_DTYPES, to_record
 
 REGIMES = ("edge", "special", "tiny", "large", "ties", "zeros")
@@ -85,14 +86,9 @@ def draw(regime: str, rng: np.random.Generator, shape: Tuple[int, ...], dtype: s
 
 def load_edges(path: Path) -> Dict[str, Edges]:
     """`library:api` -> edges per dtype, from `api_specs/regimes.yaml` (missing file: none)."""
-    if not path.exists():
+    rows = read_section(path, "edges", "regenerate it with `nablafuzz specs regimes`")
+    if rows is MISSING:
         return {}
-    try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise SpecError(str(path), "", "(file)", f"cannot be read as YAML: {exc}", "regenerate it with "
-                        "`nablafuzz specs regimes`") from None
-    rows = data.get("edges") if isinstance(data, dict) else None
     if not isinstance(rows, dict):
         raise SpecError(str(path), "", "edges", "expected a mapping `library:api` -> {dtype: [points]}",
                         "regenerate it with `nablafuzz specs regimes`")

@@ -119,71 +119,38 @@ cube_wrong_vmap = _cube_function(1.5)
 cube = _cube_function(1.0)
 
 
+def _elementwise(f, df):
+    """A custom op f whose derivative (backward and jvp) is the op df: nesting them builds a
+    function whose every order runs through custom rules."""
+    class _Fn(torch.autograd.Function):
+        @staticmethod
+        def forward(x):
+            return f(x)
+
+        @staticmethod
+        def setup_context(ctx, inputs, output):
+            ctx.save_for_backward(inputs[0])
+            ctx.save_for_forward(inputs[0])
+
+        @staticmethod
+        def backward(ctx, g):
+            (x,) = ctx.saved_tensors
+            return df(x) * g
+
+        @staticmethod
+        def jvp(ctx, t):
+            (x,) = ctx.saved_tensors
+            return df(x) * t
+
+    return _Fn.apply
+
+
 def _quartic(third: float):
-    """x**4 built from custom ops whose derivatives are ops of their own (4x^3, then 12x^2), the
-    last with derivative `third` * 24x: right up to second order, its third derivative off by
-    the factor `third` in every AD mode."""
-    class _D2(torch.autograd.Function):  # 12 x^2
-        @staticmethod
-        def forward(x):
-            return 12 * x * x
-
-        @staticmethod
-        def setup_context(ctx, inputs, output):
-            ctx.save_for_backward(inputs[0])
-            ctx.save_for_forward(inputs[0])
-
-        @staticmethod
-        def backward(ctx, g):
-            (x,) = ctx.saved_tensors
-            return third * 24 * x * g
-
-        @staticmethod
-        def jvp(ctx, t):
-            (x,) = ctx.saved_tensors
-            return third * 24 * x * t
-
-    class _D1(torch.autograd.Function):  # 4 x^3
-        @staticmethod
-        def forward(x):
-            return 4 * x * x * x
-
-        @staticmethod
-        def setup_context(ctx, inputs, output):
-            ctx.save_for_backward(inputs[0])
-            ctx.save_for_forward(inputs[0])
-
-        @staticmethod
-        def backward(ctx, g):
-            (x,) = ctx.saved_tensors
-            return _D2.apply(x) * g
-
-        @staticmethod
-        def jvp(ctx, t):
-            (x,) = ctx.saved_tensors
-            return _D2.apply(x) * t
-
-    class _Quartic(torch.autograd.Function):
-        @staticmethod
-        def forward(x):
-            return x * x * x * x
-
-        @staticmethod
-        def setup_context(ctx, inputs, output):
-            ctx.save_for_backward(inputs[0])
-            ctx.save_for_forward(inputs[0])
-
-        @staticmethod
-        def backward(ctx, g):
-            (x,) = ctx.saved_tensors
-            return _D1.apply(x) * g
-
-        @staticmethod
-        def jvp(ctx, t):
-            (x,) = ctx.saved_tensors
-            return _D1.apply(x) * t
-
-    return _Quartic.apply
+    """x**4 as nested custom ops (4x^3, then 12x^2, then `third` * 24x): right up to second
+    order, its third derivative off by the factor `third` in every AD mode."""
+    d2 = _elementwise(lambda x: 12 * x * x, lambda x: third * 24 * x)
+    d1 = _elementwise(lambda x: 4 * x * x * x, d2)
+    return _elementwise(lambda x: x * x * x * x, d1)
 
 
 # x**4 whose third derivative is 1.25x too large (first and second order right), and its twin
