@@ -79,6 +79,9 @@ def _campaign_parser(sub) -> None:
     p.add_argument("--kernels", action="store_true", default=None,
                    help="also run each trial's call and VJP in a second worker with the library's other kernels "
                         "(TensorFlow with oneDNN on, as users run it; torch with mkldnn off) and compare (on in nightly)")
+    p.add_argument("--reference", action="store_true", default=None,
+                   help="judge elementwise APIs against their 50-digit mpmath reference (api_specs/references.yaml) "
+                        "instead of finite differences, tails included (on in nightly)")
     p.add_argument("--no-minimise", dest="minimise", action="store_false", default=None)
     p.add_argument("--max-programs", dest="max_programs", type=int,
                    help="--programs: programs per library (default 100)")

@@ -45,6 +45,7 @@ class Config:
     entry_points: bool = False  # also the transforms users call: jacrev, jacfwd, vmap, hessian (ENTRY)
     third_order: bool = False  # also third order by composition, for specs with second order (THIRD_ORDER)
     kernels: bool = False  # also the call and VJP with the library's other kernels (KERNELS: oneDNN, mkldnn)
+    reference: bool = False  # judge elementwise APIs against their 50-digit reference (reference.py)
 
 
 # Libraries whose compiler is cheap enough to run the `jit` scenario in every trial
@@ -58,7 +59,7 @@ PROFILES: Dict[str, Dict[str, Any]] = {
     "default": {},
     "smoke": {"trials_per_api": 12, "budget_s": 300.0, "api_budget_s": 20.0},
     "nightly": {"trials_per_api": 400, "budget_s": 6 * 3600.0, "api_budget_s": 300.0, "compiled": True,
-                "entry_points": True, "third_order": True, "kernels": True},
+                "entry_points": True, "third_order": True, "kernels": True, "reference": True},
 }
 
 _RULES = [

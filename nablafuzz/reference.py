@@ -103,11 +103,11 @@ def with_references(specs: Sequence[ApiSpec], table: Dict[str, Tuple[Tuple[str, 
 
 # ---- the values ----------------------------------------------------------------------------
 
-def derivatives(function: str, x: float) -> Optional[Tuple[float, float, float]]:
-    """(f, f', f'') at the exact binary value x, to DIGITS digits, rounded to float64; None
-    where the function is not real there (log of a negative number) or not finite."""
-    f = FUNCTIONS[function]
-    with mp.workdps(DIGITS):
+PRECISIONS = (DIGITS, 3 * DIGITS, 8 * DIGITS)  # working digits, raised until two levels agree
+
+
+def _at(f: Callable, x: float, dps: int) -> Optional[Tuple[float, float, float]]:
+    with mp.workdps(dps):
         try:
             xm = mp.mpf(float(x))
             values = [f(xm), mp.diff(f, xm, 1), mp.diff(f, xm, 2)]
@@ -115,8 +115,25 @@ def derivatives(function: str, x: float) -> Optional[Tuple[float, float, float]]
             return None
         if any(not isinstance(v, mp.mpf) or not mp.isfinite(v) for v in values):
             return None
-        out = tuple(float(v) for v in values)
-    return out if all(math.isfinite(v) for v in out) else None
+        return tuple(float(v) for v in values)
+
+
+def derivatives(function: str, x: float) -> Optional[Tuple[float, float, float]]:
+    """(f, f', f'') at the exact binary value x, rounded to float64; None where the function is
+    not real there (log of a negative number) or not finite.  Differentiation at DIGITS digits
+    cannot resolve a tail where f is constant to 50 digits (erf at 16: f' ~ 1e-112): the working
+    precision rises until two levels agree to 1e-25 relative, else there is no reference."""
+    f = FUNCTIONS[function]
+    last = _at(f, x, PRECISIONS[0])
+    for dps in PRECISIONS[1:]:
+        if last is None:
+            return None
+        now = _at(f, x, dps)
+        if now is not None and all(abs(a - b) <= 1e-25 * max(abs(a), abs(b)) for a, b in zip(now, last)):
+            # a derivative of exactly 0 is a tail no level resolved (erf at 26), not a stationary point
+            return now if all(math.isfinite(v) for v in now) and now[1] != 0 and now[2] != 0 else None
+        last = now
+    return None
 
 
 def projections(function: str, x: np.ndarray, u: np.ndarray, v: np.ndarray,

@@ -219,7 +219,7 @@ def test_a_tail_only_wrong_derivative_is_found_against_the_50_digit_reference(tm
         run_campaign(make_config("default", libraries=["numpy_ref"], apis=["helper_oracle_ops:*"],
                                  spec_files=[str(spec)], spec_dir=str(ROOT / "api_specs"), store_dir=str(path / "s"),
                                  campaign_dir=str(path / "c"), workers=1, trials_per_api=12, budget_s=300,
-                                 name=api, regime_share=0.0))
+                                 name=api, regime_share=0.0, reference=True))
         reports, errors = Store(path / "s").load_all()
         assert not errors
         return reports
