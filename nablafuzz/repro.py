@@ -16,7 +16,7 @@ import sys
 import textwrap
 from typing import Container, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
-from .adapters.entry_points import ENTRY_POINTS, entry_value
+from .adapters.entry_points import ENTRY_POINTS, entry_value, tensorflow_transforms
 from .errors import NablaError
 from .fingerprint import describe as describe_fingerprint
 from .model import ArgKind, Aspect, BugReport, InputValue, TensorRecord, Trial
@@ -408,7 +408,7 @@ RENDERERS: Dict[str, Renderer] = {
                            _TENSORFLOW + _JVP_OF_JVP + _COMPOSED, compiler="tf.function(jit_compile=True)",
                            permute="tf.transpose({x}, {p})",
                            triangle=("tf.linalg.band_part({x}, -1, 0)", "tf.linalg.band_part({x}, 0, -1)"),
-                           dtype="tf.as_dtype({name!r})"),
+                           dtype="tf.as_dtype({name!r})", entry="tensorflow_transforms(tf, to_numpy)"),
     "oneflow": Renderer(("import oneflow",), (("oneflow", "oneflow"), ("flow", "oneflow")),
                         _FLATTEN + _TENSOR + _ONEFLOW + _JVP_OF_JVP + _COMPOSED, permute="{x}.permute(*{p})",
                         triangle=("oneflow.tril({x})", "oneflow.triu({x})"), dtype="oneflow.{name}"),
@@ -762,7 +762,10 @@ def render(report: BugReport, declared: Container[str]) -> str:
         if not renderer.entry:
             raise ReproError(f"repro: {trial.library} scripts have no entry-point transforms; replay the report")
         imports = ["import types"] + imports
-        helpers += "\n" + inspect.getsource(entry_value) + f"\nENTRY = {renderer.entry}\n"
+        helpers += "\n" + inspect.getsource(entry_value)
+        if renderer.entry.startswith("tensorflow_transforms("):
+            helpers += "\n" + inspect.getsource(tensorflow_transforms)
+        helpers += f"\nENTRY = {renderer.entry}\n"
     code = re.sub(r"\n+(?=(def |ZERO |to_numpy =|ENTRY =|if __name__))", "\n\n\n", _COMMON + helpers + bind + _MAIN)
     data = _data(report, trial.library == "numpy_ref", diff_outputs)
     return "\n".join(_header(report) + imports + data) + "\n\n\n" + code.lstrip("\n")

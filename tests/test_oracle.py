@@ -241,3 +241,17 @@ def test_the_reference_table_covers_real_elementwise_apis_and_its_values_are_exa
     assert derivatives("log", -1.0) is None  # outside the real domain
     (p1, _), (p2, _) = projections("exp", np.array([1.0, 2.0]), np.ones(2), np.ones(2), np.ones(2))
     assert p1 == pytest.approx(math.e + math.e ** 2, rel=1e-15) and p2 == pytest.approx(p1, rel=1e-15)
+
+
+def test_entry_point_repro_scripts_run_in_torch_jax_and_tensorflow(tmp_path):
+    from repro_ops import disagreement, make_report, tensor
+
+    from nablafuzz.repro import render
+    from nablafuzz.runtime.registry import resolve_runtime
+    for library, api, names in (("torch", "torch.sin", ("jacrev", "jacfwd", "vmap", "hessian")),
+                                ("jax", "jax.numpy.sin", ("jacrev", "jacfwd", "vmap", "hessian")),
+                                ("tensorflow", "tf.experimental.numpy.sin", ("jacrev", "vmap", "graph", "hessian"))):
+        pairs = [disagreement(n, "rev.rev" if n == "hessian" else "rev") for n in names]
+        script = render(make_report(library, api, [tensor([0.5, -1.0])], disagreements=pairs), {f"{library}:{api}"})
+        run = subprocess.run([resolve_runtime(library).python, "-c", script], capture_output=True, text=True, timeout=300)
+        assert run.returncode == 0 and run.stdout.count("AGREEMENT") == len(names), (library, run.stdout + run.stderr)

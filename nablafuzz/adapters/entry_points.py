@@ -70,3 +70,56 @@ def entry_value(name, lib, g, xs, us, vs, ws, project):
               for i, w in enumerate(ws)]
         return project([t.reshape(np.shape(w)) for t, w in zip(hu, ws)], ws)
     raise ValueError(f"unknown entry point {name!r}")
+
+
+def tensorflow_transforms(tf, to_numpy):
+    """TensorFlow's own transforms in the functional form entry_value takes: jacobians by
+    GradientTape.jacobian (pfor), per-sample VJPs by vectorized_map, the hessian by nested
+    tapes, the graph by tf.function without XLA; no jacfwd.  `tf` is passed in (this module
+    imports no library), so repro scripts include this source unchanged too."""
+    import types
+
+    zero = tf.UnconnectedGradients.ZERO
+
+    def dense(d, x):
+        return tf.zeros_like(x) if d is None else tf.convert_to_tensor(d)
+
+    def watched(xs, persistent):
+        tape = tf.GradientTape(persistent=persistent, watch_accessed_variables=False)
+        tape.__enter__()
+        for x in xs:
+            tape.watch(x)
+        return tape
+
+    def vjp(g, *xs):
+        tape = watched(xs, True)
+        outs = g(*xs)
+        tape.__exit__(None, None, None)
+        return outs, lambda cts: tuple(dense(d, x) for d, x in zip(
+            tape.gradient(list(outs), list(xs), output_gradients=list(cts), unconnected_gradients=zero), xs))
+
+    def jacrev(g, argnums):
+        def jac(*xs):
+            tape = watched(xs, True)
+            outs = g(*xs)
+            tape.__exit__(None, None, None)
+            return tuple(tuple(tape.jacobian(o, x, unconnected_gradients=zero) for x in xs) for o in outs)
+        return jac
+
+    def hessian(h, argnums):
+        def hess(*xs):
+            outer = watched(xs, True)
+            inner = watched(xs, False)
+            y = h(*xs)
+            inner.__exit__(None, None, None)
+            grads = inner.gradient(y, list(xs), unconnected_gradients=zero)
+            outer.__exit__(None, None, None)
+            return tuple(tuple(outer.jacobian(gi, x, unconnected_gradients=zero) for x in xs) for gi in grads)
+        return hess
+
+    def vmap(fn):
+        return lambda *batched: tf.vectorized_map(lambda a: fn(*a), tuple(batched))
+
+    return types.SimpleNamespace(jacrev=jacrev, jacfwd=None, hessian=hessian, vmap=vmap, vjp=vjp, stack=tf.stack,
+                                 sum=tf.reduce_sum, to_numpy=to_numpy, graph=tf.function,
+                                 native=lambda v, o: tf.constant(np.asarray(v), dtype=o.dtype))

@@ -13,7 +13,6 @@ import functools
 import inspect
 import os
 import re
-import types
 from typing import Any, Dict, List, Sequence, Set, Tuple
 
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
@@ -28,6 +27,7 @@ from tensorflow.python.util import tf_decorator  # noqa: E402
 
 from ..introspect import catalogue  # noqa: E402
 from .base import ComposableAdapter, attribute_path, resolve_library_api  # noqa: E402
+from .entry_points import tensorflow_transforms  # noqa: E402
 
 ZERO = tf.UnconnectedGradients.ZERO
 
@@ -115,45 +115,7 @@ class TensorFlowAdapter(ComposableAdapter):
         return list(outs), [_none_to_zero(acc.jvp(o, unconnected_gradients=ZERO), o) for o in outs]
 
     def entry_library(self) -> Any:
-        """TensorFlow's own transforms in the functional form entry_value takes: jacobians by
-        GradientTape.jacobian (pfor), per-sample VJPs by vectorized_map, the hessian by nested
-        tapes, the graph by tf.function without XLA; no jacfwd."""
-        def vjp(g: Any, *xs: Any) -> Any:
-            with tf.GradientTape(persistent=True, watch_accessed_variables=False) as tape:
-                for x in xs:
-                    tape.watch(x)
-                outs = g(*xs)
-            return outs, lambda cts: tuple(_none_to_zero(d, x) for d, x in zip(
-                tape.gradient(list(outs), list(xs), output_gradients=list(cts), unconnected_gradients=ZERO), xs))
-
-        def jacrev(g: Any, argnums: Any) -> Any:
-            def jac(*xs: Any) -> Any:
-                with tf.GradientTape(persistent=True, watch_accessed_variables=False) as tape:
-                    for x in xs:
-                        tape.watch(x)
-                    outs = g(*xs)
-                return tuple(tuple(tape.jacobian(o, x, unconnected_gradients=ZERO) for x in xs) for o in outs)
-            return jac
-
-        def hessian(h: Any, argnums: Any) -> Any:
-            def hess(*xs: Any) -> Any:
-                with tf.GradientTape(persistent=True, watch_accessed_variables=False) as outer:
-                    for x in xs:
-                        outer.watch(x)
-                    with tf.GradientTape(watch_accessed_variables=False) as inner:
-                        for x in xs:
-                            inner.watch(x)
-                        y = h(*xs)
-                    grads = inner.gradient(y, list(xs), unconnected_gradients=ZERO)
-                return tuple(tuple(outer.jacobian(gi, x, unconnected_gradients=ZERO) for x in xs) for gi in grads)
-            return hess
-
-        def vmap(fn: Any) -> Any:
-            return lambda *batched: tf.vectorized_map(lambda a: fn(*a), tuple(batched))
-
-        return types.SimpleNamespace(jacrev=jacrev, jacfwd=None, hessian=hessian, vmap=vmap, vjp=vjp,
-                                     stack=tf.stack, sum=tf.reduce_sum, to_numpy=self.to_numpy, graph=tf.function,
-                                     native=lambda v, o: tf.constant(np.asarray(v), dtype=o.dtype))
+        return tensorflow_transforms(tf, self.to_numpy)
 
     def catalogue(self) -> Dict[str, Any]:
         """The public Python APIs, plus every `tf.raw_ops` op with a registered gradient that no
