@@ -282,12 +282,23 @@ def _lowest_status(cands: List[Candidate]) -> List[Candidate]:
 # A wrong first derivative also makes every composition built on it wrong, so a trial reports
 # derivative candidates of its lowest disagreeing order only; the higher-order ones are
 # consequences, and reporting them would file one bug several times.
+def _needs_exact(group: Sequence[ScenarioResult], floor: float) -> bool:
+    """Whether finite differences cannot judge this order (Note [exact reference]): none
+    converged, or every AD result lies below the roundoff floor (a tail)."""
+    refs = [r for r in group if is_reference(r.scenario) and converged(r)]
+    ads = [abs(r.value) for r in group if not is_reference(r.scenario) and math.isfinite(r.value)]
+    return not refs or (bool(ads) and max(ads) <= floor)
+
+
 # Note [exact reference]
 # For an elementwise API with a 50-digit reference (reference.py), the first and second
-# derivative projections are computed exactly from the trial's inputs and directions, and the
-# AD modes are judged against them alone, with the dtype's relative tolerance and no roundoff
-# floor: finite differences in float64 round to 0 or noise in a tail (tanh at 20, sigmoid at
-# 30), where the exact value still has all its digits.  Where an element has no real finite
+# derivative projections are computed exactly from the trial's inputs and directions where
+# finite differences cannot judge (none converged, or every AD result is below the roundoff
+# floor), and the AD modes are judged against them alone, with the dtype's relative tolerance
+# and no roundoff floor: finite differences in float64 round to 0 or noise in a tail (tanh at
+# 20, sigmoid at 30), where the exact value still has all its digits.  Elsewhere finite
+# differences judge as before (and the 50-digit values are not computed: they cost up to a
+# tenth of a second per element in a tail).  Where an element has no real finite
 # reference (outside the domain), the trial falls back to finite differences.
 def _exact(spec: ApiSpec, execution: Execution) -> Optional[Tuple[ScenarioResult, ScenarioResult]]:
     from .reference import projections  # orchestrator only: mpmath
@@ -309,18 +320,21 @@ def _lowest_order(spec: ApiSpec, execution: Execution, dtype: str,
     for r in results:
         if r.scenario != "direct" and r.outcome is Outcome.OK and r.value is not None:
             by_order.setdefault(order(r.scenario), []).append(r)
-    exact = _exact(spec, execution) if spec.reference else None
+    exact: List[Optional[Tuple[ScenarioResult, ScenarioResult]]] = []  # computed once, when first needed
     for k in sorted(by_order):
         if k > 1 and dtype == "float16":
             break  # Note [half precision]
         base = tolerance(spec, dtype, Aspect.DERIVATIVE, k)
         group = by_order[k]
-        if exact is not None and k <= 2:  # Note [exact reference]: it replaces finite differences
-            group = [r for r in group if not is_reference(r.scenario)] + [exact[k - 1]]
+        floor = roundoff_floor(execution, dtype, k)
+        if spec.reference and k <= 2 and _needs_exact(group, floor):
+            if not exact:
+                exact.append(_exact(spec, execution))
+        if exact and exact[0] is not None and k <= 2:  # Note [exact reference]: it replaces finite differences
+            group = [r for r in group if not is_reference(r.scenario)] + [exact[0][k - 1]]
             c = _derivative_candidate(spec, dtype, group, k, base)
         else:
-            tol = Tolerance(max(base.atol, roundoff_floor(execution, dtype, k)), base.rtol)
-            c = _derivative_candidate(spec, dtype, group, k, tol)
+            c = _derivative_candidate(spec, dtype, group, k, Tolerance(max(base.atol, floor), base.rtol))
         if c is not None:
             return [c]
     return []
