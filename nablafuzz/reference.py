@@ -60,6 +60,8 @@ FUNCTIONS: Dict[str, Callable] = {
     "y0": lambda x: mp.bessely(0, x), "y1": lambda x: mp.bessely(1, x),
     "k0": lambda x: mp.besselk(0, x), "k1": lambda x: mp.besselk(1, x),
     "dawsn": lambda x: mp.sqrt(mp.pi) / 2 * mp.exp(-x * x) * mp.erfi(x),
+    "neg": lambda x: -x, "positive": lambda x: +x, "deg2rad": lambda x: x * mp.pi / 180,
+    "rad2deg": lambda x: x * 180 / mp.pi, "tanhshrink": lambda x: x - mp.tanh(x),
 }
 
 
@@ -130,8 +132,9 @@ def derivatives(function: str, x: float) -> Optional[Tuple[float, float, float]]
             return None
         now = _at(f, x, dps)
         if now is not None and all(abs(a - b) <= 1e-25 * max(abs(a), abs(b)) for a, b in zip(now, last)):
-            # a derivative of exactly 0 is a tail no level resolved (erf at 26), not a stationary point
-            return now if all(math.isfinite(v) for v in now) and now[1] != 0 and now[2] != 0 else None
+            # a first derivative of exactly 0 is a tail no level resolved (erf at 26); a stationary
+            # point (cosh at 0) is left to finite differences as well; f'' = 0 is a linear function
+            return now if all(math.isfinite(v) for v in now) and now[1] != 0 else None
         last = now
     return None
 

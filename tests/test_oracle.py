@@ -239,6 +239,8 @@ def test_the_reference_table_covers_real_elementwise_apis_and_its_values_are_exa
     assert next(s for s in loaded if s.id == "jax:jax.nn.gelu").reference == ""  # approximate=True: excluded
     assert derivatives("tanh", 20.0)[1] == pytest.approx(4 * math.exp(-40) / (1 + math.exp(-40)) ** 2, rel=1e-15)
     assert derivatives("log", -1.0) is None  # outside the real domain
+    assert derivatives("erf", 26.0) is None  # f' ~ 1e-295: no working precision resolves it
+    assert derivatives("deg2rad", 3.0)[1:] == pytest.approx((math.pi / 180, 0.0))  # linear: f'' = 0
     (p1, _), (p2, _) = projections("exp", np.array([1.0, 2.0]), np.ones(2), np.ones(2), np.ones(2))
     assert p1 == pytest.approx(math.e + math.e ** 2, rel=1e-15) and p2 == pytest.approx(p1, rel=1e-15)
 
