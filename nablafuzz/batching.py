@@ -150,9 +150,9 @@ def maps_over_batch(spec: ApiSpec, run: Callable[..., object], trial: Trial, rng
     names = [i.name for i in trial.inputs]
     signature = next((sig for sig in (spec.args,) + spec.overloads if [a.name for a in sig] == names), spec.args)
     args = {a.name: a for a in signature}
+    batch = (2,)
+    tensors = [k for k, i in enumerate(trial.inputs) if i.kind is ArgKind.TENSOR]
     for t in range(tries):
-        batch = (2,)
-        tensors = [k for k, i in enumerate(trial.inputs) if i.kind is ArgKind.TENSOR]
         prefixes = [batch] * len(tensors) if t == 0 else roles(rng, batch, len(tensors))
         by_k = dict(zip(tensors, prefixes))
         inputs = tuple(replace(i, value=_batched_value(rng, args.get(i.name, ArgSpec(i.name, ArgKind.TENSOR)), i.value, by_k[k]))

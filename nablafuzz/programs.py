@@ -193,16 +193,26 @@ def sub_chains(chain: Chain) -> List[Tuple[Chain, Chain]]:
     return out
 
 
-def plain(chain: Chain, x: str = "x", call: Callable[[str], str] = lambda s: s) -> str:
-    """The program as one expression, e.g. `tanh(exp(x))`; `call` renders a step's name."""
+def expression(chain: Chain, x: str, call: Callable[[str], str], where: str = "where",
+               bind: Callable[[str], str] = lambda e: e) -> str:
+    """The program applied to `x` as code: `call` renders a step's name, `where` the library's
+    where; `bind` receives each term's expression and returns what the next term reads (the
+    expression itself, or a variable it was assigned to)."""
     for t in chain:
         if isinstance(t, Step):
-            x = f"{call(t.name)}({x})"
+            y = f"{call(t.name)}({x})"
         elif isinstance(t, Where):
-            x = f"where({x} > 0, {plain(t.taken, x, call)}, {plain(t.other, x, call)})"
+            taken, other = (expression(part, x, call, where, bind) for part in (t.taken, t.other))
+            y = f"{where}({x} > 0, {taken}, {other})"
         else:
-            x = f"{x} * {x} * {plain(t.inner, x, call)}"
+            y = f"{x} * {x} * {expression(t.inner, x, call, where, bind)}"
+        x = bind(y)
     return x
+
+
+def plain(chain: Chain, x: str = "x", call: Callable[[str], str] = lambda s: s) -> str:
+    """The program as one expression, e.g. `tanh(exp(x))`; `call` renders a step's name."""
+    return expression(chain, x, call)
 
 
 # ---- worker side: the program as a callable ---------------------------------------------------

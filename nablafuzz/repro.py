@@ -14,13 +14,13 @@ import math
 import re
 import sys
 import textwrap
-from typing import Container, Dict, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Callable, Container, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 from .adapters.entry_points import ENTRY_POINTS, entry_value, tensorflow_transforms
 from .errors import NablaError
 from .fingerprint import describe as describe_fingerprint
 from .model import ArgKind, Aspect, BugReport, InputValue, TensorRecord, Trial
-from .programs import WHERE, ProgramError, Step, Where, is_program, parse, plain, step_names, terms
+from .programs import WHERE, ProgramError, Where, expression, is_program, parse, plain, step_names, terms
 from .scenarios import COMPILED, KERNELS, NAMES, STEP, describe as describe_scenario, direction
 from .tolerance import DERIVATIVE
 
@@ -383,6 +383,7 @@ class Renderer(NamedTuple):
     triangle: Tuple[str, str] = ("", "")  # the lower and upper triangle of {x} (structured inputs)
     dtype: str = "{name!r}"  # a dtype argument named {name}, as the library's dtype object
     entry: str = ""  # the library's functional transforms for the entry-point scenarios ("" none)
+    entry_helpers: Tuple[Callable, ...] = ()  # functions `entry` calls, whose source the script includes
 
 
 _OPS = "from nablafuzz.adapters.numpy_ref import OPS"
@@ -408,7 +409,8 @@ RENDERERS: Dict[str, Renderer] = {
                            _TENSORFLOW + _JVP_OF_JVP + _COMPOSED, compiler="tf.function(jit_compile=True)",
                            permute="tf.transpose({x}, {p})",
                            triangle=("tf.linalg.band_part({x}, -1, 0)", "tf.linalg.band_part({x}, 0, -1)"),
-                           dtype="tf.as_dtype({name!r})", entry="tensorflow_transforms(tf, to_numpy)"),
+                           dtype="tf.as_dtype({name!r})", entry="tensorflow_transforms(tf, to_numpy)",
+                           entry_helpers=(tensorflow_transforms,)),
     "oneflow": Renderer(("import oneflow",), (("oneflow", "oneflow"), ("flow", "oneflow")),
                         _FLATTEN + _TENSOR + _ONEFLOW + _JVP_OF_JVP + _COMPOSED, permute="{x}.permute(*{p})",
                         triangle=("oneflow.tril({x})", "oneflow.triu({x})"), dtype="oneflow.{name}"),
@@ -682,18 +684,10 @@ def _program(trial: Trial, renderer: Renderer) -> List[str]:
         lines += [line for line in more if line not in lines and line not in renderer.head]
     body: List[str] = []
 
-    def emit(part, x: str) -> str:
-        for t in part:
-            if isinstance(t, Step):
-                y = f"{exprs[t.name]}({x})"
-            elif isinstance(t, Where):
-                y = f"{exprs[WHERE[trial.library]]}({x} > 0, {emit(t.taken, x)}, {emit(t.other, x)})"
-            else:
-                y = f"{x} * {x} * {emit(t.inner, x)}"
-            body.append(f"    t{len(body) + 1} = {y}")
-            x = f"t{len(body)}"
-        return x
-    out = emit(chain, "x")
+    def assign(y: str) -> str:  # one line per call
+        body.append(f"    t{len(body) + 1} = {y}")
+        return f"t{len(body)}"
+    out = expression(chain, "x", exprs.__getitem__, exprs.get(WHERE.get(trial.library, ""), "where"), assign)
     return lines + ["", "", "def program(x):", '    """The program nablafuzz fuzzed as one API, as library code."""',
                     *body, f"    return {out}", ""]
 
@@ -762,9 +756,7 @@ def render(report: BugReport, declared: Container[str]) -> str:
         if not renderer.entry:
             raise ReproError(f"repro: {trial.library} scripts have no entry-point transforms; replay the report")
         imports = ["import types"] + imports
-        helpers += "\n" + inspect.getsource(entry_value)
-        if renderer.entry.startswith("tensorflow_transforms("):
-            helpers += "\n" + inspect.getsource(tensorflow_transforms)
+        helpers += "".join("\n" + inspect.getsource(fn) for fn in (entry_value,) + renderer.entry_helpers)
         helpers += f"\nENTRY = {renderer.entry}\n"
     code = re.sub(r"\n+(?=(def |ZERO |to_numpy =|ENTRY =|if __name__))", "\n\n\n", _COMMON + helpers + bind + _MAIN)
     data = _data(report, trial.library == "numpy_ref", diff_outputs)

@@ -15,7 +15,6 @@ from nablafuzz.generate import generate
 from nablafuzz.regimes import REGIMES, draw, find_edges, load_edges
 from nablafuzz.spec import _Ctx, load_specs, parse_api
 from nablafuzz.store import Store
-from nablafuzz.tensors import to_array
 
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = ROOT / "tests"
