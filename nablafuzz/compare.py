@@ -291,27 +291,38 @@ def _needs_exact(group: Sequence[ScenarioResult], floor: float) -> bool:
 
 
 # Note [exact reference]
-# For an elementwise API with a 50-digit reference (reference.py), the first and second
+# For an elementwise API with a 50-digit reference (reference.py: functions of one or two
+# numbers, broadcast), the first and second
 # derivative projections are computed exactly from the trial's inputs and directions where
 # finite differences cannot judge (none converged, or every AD result is below the roundoff
 # floor), and the AD modes are judged against them alone, with the dtype's relative tolerance
-# and no roundoff floor: finite differences in float64 round to 0 or noise in a tail (tanh at
-# 20, sigmoid at 30), where the exact value still has all its digits.  Elsewhere finite
+# and, instead of the roundoff floor, the floor that rounding the output implies (Note [rounding
+# floor] in reference.py): finite differences in float64 round to 0 or noise in a tail (erfc at
+# 27, log_ndtr at 40), where the exact value still has all its digits.  Elsewhere finite
 # differences judge as before (and the 50-digit values are not computed: they cost up to a
 # tenth of a second per element in a tail).  Where an element has no real finite
 # reference (outside the domain), the trial falls back to finite differences.
 def _exact(spec: ApiSpec, execution: Execution) -> Optional[Tuple[ScenarioResult, ScenarioResult]]:
-    from .reference import projections  # orchestrator only: mpmath
+    from .reference import NUMBERS, projections  # orchestrator only: mpmath
     trial, direct = execution.trial, execution.get("direct")
-    x = next((to_array(i.value) for i in trial.inputs if i.differentiable and isinstance(i.value, TensorRecord)), None)
-    if x is None or direct is None or len(direct.outputs) != 1 or np.shape(direct.outputs[0]) != x.shape or not x.size:
+    args = [i for i in trial.inputs if i.kind in NUMBERS]
+    xs = [to_array(i.value) if isinstance(i.value, TensorRecord) else np.asarray(i.value, dtype=np.float64) for i in args]
+    wrt = [k for k, i in enumerate(args) if i.differentiable and isinstance(i.value, TensorRecord)]
+    if direct is None or len(direct.outputs) != 1 or not wrt:
         return None
-    tags = [direction(trial.seed, tag, 0, x.shape, trial.dtype) for tag in ("u", "v", "w")]
-    got = projections(spec.reference, x.astype(np.float64), *tags)
+    try:
+        shape = np.broadcast_shapes(*(x.shape for x in xs))
+    except ValueError:
+        return None
+    if np.shape(direct.outputs[0]) != shape or not np.prod(shape):
+        return None
+    us, ws = ([direction(trial.seed, tag, j, xs[k].shape, trial.dtype) for j, k in enumerate(wrt)] for tag in ("u", "w"))
+    v = direction(trial.seed, "v", 0, shape, trial.dtype)
+    got = projections(spec.reference, [x.astype(np.float64) for x in xs], wrt, us, v, ws, float(np.finfo(trial.dtype).eps))
     if got is None:
         return None
-    (p1, s1), (p2, s2) = got
-    return (ScenarioResult("mp", Outcome.OK, p1, s1, 0.0), ScenarioResult("mp.mp", Outcome.OK, p2, s2, 0.0))
+    (p1, s1, f1), (p2, s2, f2) = got  # Note [rounding floor]: the floor rides as the error estimate
+    return (ScenarioResult("mp", Outcome.OK, p1, s1, f1), ScenarioResult("mp.mp", Outcome.OK, p2, s2, f2))
 
 
 def _lowest_order(spec: ApiSpec, execution: Execution, dtype: str,
@@ -331,8 +342,9 @@ def _lowest_order(spec: ApiSpec, execution: Execution, dtype: str,
             if not exact:
                 exact.append(_exact(spec, execution))
         if exact and exact[0] is not None and k <= 2:  # Note [exact reference]: it replaces finite differences
-            group = [r for r in group if not is_reference(r.scenario)] + [exact[0][k - 1]]
-            c = _derivative_candidate(spec, dtype, group, k, base)
+            mp_result = exact[0][k - 1]
+            group = [r for r in group if not is_reference(r.scenario)] + [mp_result]
+            c = _derivative_candidate(spec, dtype, group, k, Tolerance(max(base.atol, mp_result.error_estimate), base.rtol))
         else:
             c = _derivative_candidate(spec, dtype, group, k, Tolerance(max(base.atol, floor), base.rtol))
         if c is not None:

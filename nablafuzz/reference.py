@@ -14,8 +14,7 @@ Nothing in the table is executed: a row names a function of FUNCTIONS (code) and
 from __future__ import annotations
 
 import fnmatch
-import math
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -39,7 +38,7 @@ def _softplus(x):
 
 
 # function -> f(x) on mpf; derivatives by mpmath's high-precision differentiation
-FUNCTIONS: Dict[str, Callable] = {
+UNARY: Dict[str, Callable] = {
     "exp": mp.exp, "exp2": lambda x: mp.power(2, x), "expm1": mp.expm1, "log": mp.log, "log2": lambda x: mp.log(x, 2),
     "log10": mp.log10, "log1p": mp.log1p, "sqrt": mp.sqrt, "rsqrt": lambda x: 1 / mp.sqrt(x),
     "cbrt": mp.cbrt, "reciprocal": lambda x: 1 / x, "square": lambda x: x * x,
@@ -62,7 +61,52 @@ FUNCTIONS: Dict[str, Callable] = {
     "dawsn": lambda x: mp.sqrt(mp.pi) / 2 * mp.exp(-x * x) * mp.erfi(x),
     "neg": lambda x: -x, "positive": lambda x: +x, "deg2rad": lambda x: x * mp.pi / 180,
     "rad2deg": lambda x: x * 180 / mp.pi, "tanhshrink": lambda x: x - mp.tanh(x),
+    "identity": lambda x: +x, "exp1": mp.e1, "expi": mp.ei, "fresnel_cos": mp.fresnelc, "fresnel_sin": mp.fresnels,
+    "k0e": lambda x: mp.exp(x) * mp.besselk(0, x), "k1e": lambda x: mp.exp(x) * mp.besselk(1, x),
+    "erfcinv": lambda x: mp.erfinv(1 - x), "log1mexp": lambda x: mp.log(-mp.expm1(-x)),
+    "loggamma": lambda x: mp.loggamma(x) if x > 0 else mp.nan,
+    "elu": lambda x: x if x > 0 else mp.expm1(x),  # alpha = 1: continuous to the first derivative
 }
+
+
+def _lower_gamma(a, x):
+    return mp.gammainc(a, 0, x, regularized=True)
+
+
+def _upper_gamma(a, x):
+    return mp.gammainc(a, x, mp.inf, regularized=True)
+
+
+# function -> f(x, y) on mpf for elementwise functions of two numbers, in the argument order
+# the libraries share (atan2(y, x), polygamma(n, x), zeta(x, q), igamma(a, x))
+BINARY: Dict[str, Callable] = {
+    "add": lambda x, y: x + y, "sub": lambda x, y: x - y, "mul": lambda x, y: x * y, "div": lambda x, y: x / y,
+    "pow": lambda x, y: mp.power(x, y) if x > 0 or y == int(y) else mp.nan,
+    "atan2": mp.atan2, "hypot": mp.hypot,
+    "xlogy": lambda x, y: mp.mpf(0) if x == 0 else x * mp.log(y),
+    "xlog1py": lambda x, y: mp.mpf(0) if x == 0 else x * mp.log1p(y),
+    "logaddexp": lambda x, y: max(x, y) + mp.log1p(mp.exp(-abs(x - y))),
+    "logaddexp2": lambda x, y: max(x, y) + mp.log(1 + mp.power(2, -abs(x - y)), 2),
+    "polygamma": lambda n, x: mp.polygamma(int(n), x) if n == int(n) and n >= 0 else mp.nan,
+    "zeta": lambda x, q: mp.zeta(x, q) if x > 1 else mp.nan,
+    "igamma": _lower_gamma, "igammac": _upper_gamma,
+    "squared_difference": lambda x, y: (x - y) ** 2,
+    "rsub": lambda x, y: y - x, "rdiv": lambda x, y: y / x, "xdivy": lambda x, y: mp.mpf(0) if x == 0 else x / y,
+    "beta": lambda a, b: mp.beta(a, b), "betaln": lambda a, b: mp.log(abs(mp.beta(a, b))),
+    "poch": lambda z, m: mp.rf(z, m), "expn": lambda n, x: mp.expint(int(n), x) if n == int(n) and n >= 0 else mp.nan,
+    "rel_entr": lambda x, y: (mp.mpf(0) if x == 0 and y >= 0 else x * mp.log(x / y)) if x >= 0 and y > 0 else mp.nan,
+    "kl_div": lambda x, y: (y if x == 0 and y >= 0 else x * mp.log(x / y) - x + y) if x >= 0 and y > 0 else mp.nan,
+    "boxcox": lambda x, lm: mp.log(x) if lm == 0 else mp.expm1(lm * mp.log(x)) / lm,
+    "multigammaln": lambda a, d: (d * (d - 1) / 4 * mp.log(mp.pi) + mp.fsum(mp.loggamma(a - mp.mpf(j) / 2) for j in range(int(d))))
+    if d == int(d) and d >= 1 and a > (d - 1) / 2 else mp.nan,
+    "boxcox1p": lambda x, lm: mp.log1p(x) if lm == 0 else mp.expm1(lm * mp.log1p(x)) / lm,
+}
+
+
+# of three numbers
+TERNARY: Dict[str, Callable] = {"hyp1f1": mp.hyp1f1}
+
+FUNCTIONS: Dict[str, Callable] = {**UNARY, **BINARY, **TERNARY}
 
 
 # ---- the table -----------------------------------------------------------------------------
@@ -82,23 +126,36 @@ def load_references(path: Path) -> Dict[str, Tuple[Tuple[str, ...], Tuple[str, .
         if not ok:
             raise SpecError(str(path), str(row)[:80], "references", "each row needs a function of reference.FUNCTIONS "
                             "and lists of API globs (apis, exclude)", fix)
+        if row["function"] in out:
+            raise SpecError(str(path), row["function"], "references", "the function has two rows", "merge them into one row")
         out[row["function"]] = (tuple(row["apis"]), tuple(row.get("exclude", [])))
     return out
 
 
-def unary(spec: ApiSpec) -> bool:
-    """One float tensor argument and nothing else: what an elementwise reference covers."""
-    return (len(spec.args) == 1 and spec.args[0].kind is ArgKind.TENSOR and not spec.args[0].structure
-            and not spec.overloads and not spec.module and not spec.random)
+NUMBERS = (ArgKind.TENSOR, ArgKind.FLOAT, ArgKind.INT)
+
+
+def arity(function: str) -> int:
+    return 3 if function in TERNARY else 2 if function in BINARY else 1
+
+
+def numbers(spec: ApiSpec) -> int:
+    """How many numbers an elementwise function of this spec takes: its arguments are all tensors
+    or scalars (at least one tensor), none structured; 0 for any other spec."""
+    ok = (all(a.kind in NUMBERS and not a.structure for a in spec.args) and any(a.kind is ArgKind.TENSOR for a in spec.args)
+          and not spec.overloads and not spec.module and not spec.random)
+    return len(spec.args) if ok else 0
 
 
 def with_references(specs: Sequence[ApiSpec], table: Dict[str, Tuple[Tuple[str, ...], Tuple[str, ...]]]) -> List[ApiSpec]:
-    """Each unary spec whose name a row covers gets that row's function as `reference`."""
+    """Each elementwise spec whose name a row covers, with the row function's arity, gets that
+    row's function as `reference`."""
     def covers(apis: Tuple[str, ...], exclude: Tuple[str, ...], name: str) -> bool:
         return any(fnmatch.fnmatchcase(name, g) for g in apis) and not any(fnmatch.fnmatchcase(name, g) for g in exclude)
     out = []
     for s in specs:
-        hit = next((f for f, (apis, exclude) in table.items() if unary(s) and covers(apis, exclude, s.name)), "")
+        n = numbers(s)
+        hit = next((f for f, (apis, exclude) in table.items() if n == arity(f) and covers(apis, exclude, s.name)), "")
         out.append(replace(s, reference=hit) if hit and not s.reference else s)  # a spec's own word first
     return out
 
@@ -108,48 +165,114 @@ def with_references(specs: Sequence[ApiSpec], table: Dict[str, Tuple[Tuple[str, 
 PRECISIONS = (DIGITS, 3 * DIGITS, 8 * DIGITS)  # working digits, raised until two levels agree
 
 
-def _at(f: Callable, x: float, dps: int) -> Optional[Tuple[float, float, float]]:
+@dataclass(frozen=True)
+class Local:
+    """f and its partial derivatives at one point, rounded to float64: the gradient and Hessian
+    over the differentiated arguments, and (one argument only) the third derivative, for the
+    rounding floor."""
+
+    value: float
+    gradient: Tuple[float, ...]
+    hessian: Tuple[Tuple[float, ...], ...]
+    third: float = 0.0
+
+    def flat(self) -> Tuple[float, ...]:
+        return (self.value, *self.gradient, *(h for row in self.hessian for h in row), self.third)
+
+
+def _at(f: Callable, xs: Sequence[float], wrt: Sequence[int], dps: int) -> Optional[Local]:
     with mp.workdps(dps):
         try:
-            xm = mp.mpf(float(x))
-            values = [f(xm), mp.diff(f, xm, 1), mp.diff(f, xm, 2)]
-        except (ValueError, ZeroDivisionError, OverflowError):
+            ms = [mp.mpf(float(x)) for x in xs]
+            if len(ms) == 1:
+                f0, f1, f2, f3 = mp.diffs(f, ms[0], 3)
+                got = [f0, (f1,), ((f2,),), f3]
+            else:
+                def d(*at: int):
+                    return mp.diff(f, ms, tuple(sum(1 for a in at if a == i) for i in range(len(ms))))
+                got = [f(*ms), tuple(d(i) for i in wrt), tuple(tuple(d(i, j) for j in wrt) for i in wrt), mp.mpf(0)]
+        except (ValueError, ZeroDivisionError, OverflowError, TypeError):
             return None
+        values = [got[0], *got[1], *(h for row in got[2] for h in row), got[3]]
         if any(not isinstance(v, mp.mpf) or not mp.isfinite(v) for v in values):
             return None
-        return tuple(float(v) for v in values)
+        return Local(float(got[0]), tuple(float(g) for g in got[1]),
+                     tuple(tuple(float(h) for h in row) for row in got[2]), float(got[3]))
 
 
-def derivatives(function: str, x: float) -> Optional[Tuple[float, float, float]]:
-    """(f, f', f'') at the exact binary value x, rounded to float64; None where the function is
-    not real there (log of a negative number) or not finite.  Differentiation at DIGITS digits
-    cannot resolve a tail where f is constant to 50 digits (erf at 16: f' ~ 1e-112): the working
-    precision rises until two levels agree to 1e-25 relative, else there is no reference."""
+def local(function: str, xs: Sequence[float], wrt: Sequence[int] = (0,)) -> Optional[Local]:
+    """f and its derivatives in the arguments `wrt` at the exact binary values xs; None where
+    the function is not real there (log of a negative number) or not finite.  Differentiation
+    at DIGITS digits cannot resolve a tail where f is constant to 50 digits (erf at 16: f' ~
+    1e-112): the working precision rises until two levels agree to 1e-25 relative, and a result
+    with a zero derivative must agree at the highest level too (erf' at 26 is 0 to 150 digits,
+    1e-294 at 400), else there is no reference."""
     f = FUNCTIONS[function]
-    last = _at(f, x, PRECISIONS[0])
+    last = _at(f, xs, wrt, PRECISIONS[0])
     for dps in PRECISIONS[1:]:
         if last is None:
             return None
-        now = _at(f, x, dps)
-        if now is not None and all(abs(a - b) <= 1e-25 * max(abs(a), abs(b)) for a, b in zip(now, last)):
-            # a first derivative of exactly 0 is a tail no level resolved (erf at 26); a stationary
-            # point (cosh at 0) is left to finite differences as well; f'' = 0 is a linear function
-            return now if all(math.isfinite(v) for v in now) and now[1] != 0 else None
+        now = _at(f, xs, wrt, dps)
+        agree = now is not None and all(abs(a - b) <= 1e-25 * max(abs(a), abs(b)) for a, b in zip(now.flat(), last.flat()))
+        if agree and (dps == PRECISIONS[-1] or all(now.flat()[1:-1])):
+            return now
         last = now
     return None
 
 
-def projections(function: str, x: np.ndarray, u: np.ndarray, v: np.ndarray,
-                w: np.ndarray) -> Optional[Tuple[Tuple[float, float], Tuple[float, float]]]:
-    """((<v, f'(x) u>, sum |v f' u|), (<v, f''(x) u w>, sum |v f'' u w|)) of an elementwise
-    function, summed in 50 digits; None where any element has no real finite reference."""
-    d1, d2, s1, s2 = mp.mpf(0), mp.mpf(0), mp.mpf(0), mp.mpf(0)
+def derivatives(function: str, x: float) -> Optional[Tuple[float, float, float]]:
+    """(f, f', f'') of a function of one number at x (see `local`)."""
+    got = local(function, (x,))
+    return None if got is None else (got.value, got.gradient[0], got.hessian[0][0])
+
+
+# Note [rounding floor]
+# A library computes a derivative from the rounded output more often than not (tanh' = 1 - y^2,
+# sigmoid' = s (1 - s), expm1' = y + 1): where f is flat to the dtype's resolution, the output
+# does not carry the derivative, and tanh'(20) = 0 against the exact 1.7e-17 is the honest
+# float64 answer, not a bug.  The floor is the change in the k-th derivative that a rounding of
+# f(x) by a few units in the last place implies, to first order: C eps |f| |f^(k+1) / f'|, capped
+# at |f^(k)| so that a derivative off by more than its own size (a wrong sign, an inf) is always
+# a finding.  Functions of two numbers get no floor.
+ROUNDING_ULPS = 4.0
+
+
+def _floor(got: Local, k: int, eps: float) -> float:
+    if len(got.gradient) != 1 or got.gradient[0] == 0:
+        return 0.0
+    higher, own = (got.hessian[0][0], got.gradient[0]) if k == 1 else (got.third, got.hessian[0][0])
+    return min(ROUNDING_ULPS * eps * abs(got.value) * abs(higher / got.gradient[0]), abs(own))
+
+
+MAX_POINTS = 256
+Projection = Tuple[float, float, float]  # (value, sum of |terms|, rounding floor)
+
+
+def projections(function: str, xs: Sequence[np.ndarray], wrt: Sequence[int], us: Sequence[np.ndarray],
+                v: np.ndarray, ws: Sequence[np.ndarray], eps: float) -> Optional[Tuple[Projection, Projection]]:
+    """(<v, J u>, v D2f [u, w]) of an elementwise function of the arrays xs (broadcast against
+    each other), differentiated in the arguments `wrt` along us and ws (one per `wrt`), summed in
+    50 digits, each with the sum of its terms' magnitudes and its rounding floor (Note [rounding
+    floor]); None where any element has no real finite reference, or where there are more than
+    MAX_POINTS elements (a tail costs up to a tenth of a second per element)."""
+    shape = np.broadcast_shapes(*(np.shape(x) for x in xs))
+    if int(np.prod(shape)) > MAX_POINTS:
+        return None
+    cols = [np.broadcast_to(np.asarray(a, dtype=np.float64), shape).ravel() for a in (*xs, v, *us, *ws)]
+    n, m = len(xs), len(wrt)
+    sums = [mp.mpf(0)] * 6
+    cache: Dict[Tuple[float, ...], Optional[Local]] = {}
     with mp.workdps(DIGITS):
-        for xi, ui, vi, wi in zip(np.ravel(x), np.ravel(u), np.ravel(v), np.ravel(w)):
-            got = derivatives(function, float(xi))
+        for row in zip(*cols):
+            point, vi, ui, wi = row[:n], row[n], row[n + 1:n + 1 + m], row[n + 1 + m:]
+            got = cache[point] if point in cache else cache.setdefault(point, local(function, point, wrt))
             if got is None:
                 return None
-            _, g1, g2 = (mp.mpf(g) for g in got)
-            t1, t2 = mp.mpf(float(vi)) * g1 * mp.mpf(float(ui)), mp.mpf(float(vi)) * g2 * mp.mpf(float(ui)) * mp.mpf(float(wi))
-            d1, d2, s1, s2 = d1 + t1, d2 + t2, s1 + abs(t1), s2 + abs(t2)
-        return (float(d1), float(s1)), (float(d2), float(s2))
+            t1 = mp.fsum(mp.mpf(vi) * mp.mpf(g) * mp.mpf(u) for g, u in zip(got.gradient, ui))
+            t2 = mp.fsum(mp.mpf(vi) * mp.mpf(got.hessian[a][b]) * mp.mpf(ui[a]) * mp.mpf(wi[b])
+                         for a in range(m) for b in range(m))
+            f1 = abs(vi * ui[0]) * _floor(got, 1, eps) if m == 1 else 0.0
+            f2 = abs(vi * ui[0] * wi[0]) * _floor(got, 2, eps) if m == 1 else 0.0
+            for j, t in enumerate((t1, abs(t1), f1, t2, abs(t2), f2)):
+                sums[j] += t
+        return (float(sums[0]), float(sums[1]), float(sums[2])), (float(sums[3]), float(sums[4]), float(sums[5]))

@@ -239,10 +239,24 @@ def test_the_reference_table_covers_real_elementwise_apis_and_its_values_are_exa
     assert next(s for s in loaded if s.id == "jax:jax.nn.gelu").reference == ""  # approximate=True: excluded
     assert derivatives("tanh", 20.0)[1] == pytest.approx(4 * math.exp(-40) / (1 + math.exp(-40)) ** 2, rel=1e-15)
     assert derivatives("log", -1.0) is None  # outside the real domain
-    assert derivatives("erf", 26.0) is None  # f' ~ 1e-295: no working precision resolves it
+    # f' ~ 3e-294: 0 to 50 digits, resolved by the precision ladder
+    assert derivatives("erf", 26.0)[1] == pytest.approx(2 / math.sqrt(math.pi) * math.exp(-676), rel=1e-12)
     assert derivatives("deg2rad", 3.0)[1:] == pytest.approx((math.pi / 180, 0.0))  # linear: f'' = 0
-    (p1, _), (p2, _) = projections("exp", np.array([1.0, 2.0]), np.ones(2), np.ones(2), np.ones(2))
+    (p1, _, _), (p2, _, _) = projections("exp", [np.array([1.0, 2.0])], [0], [np.ones(2)], np.ones(2), [np.ones(2)], 2e-16)
     assert p1 == pytest.approx(math.e + math.e ** 2, rel=1e-15) and p2 == pytest.approx(p1, rel=1e-15)
+    # two numbers, broadcast: atan2(y, x) in both arguments, the scalar x shared by every y
+    (q1, _, _), (q2, _, _) = projections("atan2", [np.array([1.0, -2.0]), np.array(3.0)], [0, 1],
+                                         [np.ones(2), np.array(1.0)], np.ones(2), [np.ones(2), np.array(1.0)], 2e-16)
+    grad = [(x / (x * x + y * y), -y / (x * x + y * y)) for y, x in ((1.0, 3.0), (-2.0, 3.0))]
+    assert q1 == pytest.approx(sum(a + b for a, b in grad), rel=1e-14)
+    hess = [(-2 * x * y, y * y - x * x, y * y - x * x, 2 * x * y) for y, x in ((1.0, 3.0), (-2.0, 3.0))]
+    assert q2 == pytest.approx(sum(sum(h) / (x * x + y * y) ** 2 for h, (y, x) in zip(hess, ((1.0, 3.0), (-2.0, 3.0)))), rel=1e-14)
+    # Note [rounding floor]: tanh' at 20 is below what the rounded output resolves; erfc' at 25 is not
+    (t1, _, floor), _ = projections("tanh", [np.array([20.0])], [0], [np.ones(1)], np.ones(1), [np.ones(1)], 2.2e-16)
+    assert floor == pytest.approx(t1) and t1 > 0
+    (e1, _, floor), _ = projections("erfc", [np.array([25.0])], [0], [np.ones(1)], np.ones(1), [np.ones(1)], 2.2e-16)
+    assert e1 < 0 and floor < 1e-12 * abs(e1)
+    assert derivatives("cosh", 0.0) is None  # a stationary point: 0 to no precision, left to finite differences
 
 
 def test_entry_point_repro_scripts_run_in_torch_jax_and_tensorflow(tmp_path):
