@@ -302,7 +302,7 @@ def _needs_exact(group: Sequence[ScenarioResult], floor: float) -> bool:
 # differences judge as before (and the 50-digit values are not computed: they cost up to a
 # tenth of a second per element in a tail).  Where an element has no real finite
 # reference (outside the domain), the trial falls back to finite differences.
-def _exact(spec: ApiSpec, execution: Execution) -> Optional[Tuple[ScenarioResult, ScenarioResult]]:
+def exact_reference(spec: ApiSpec, execution: Execution) -> Optional[Tuple[ScenarioResult, ScenarioResult]]:
     from .reference import NUMBERS, projections  # orchestrator only: mpmath
     trial, direct = execution.trial, execution.get("direct")
     args = [i for i in trial.inputs if i.kind in NUMBERS]
@@ -340,7 +340,7 @@ def _lowest_order(spec: ApiSpec, execution: Execution, dtype: str,
         floor = roundoff_floor(execution, dtype, k)
         if spec.reference and k <= 2 and _needs_exact(group, floor):
             if not exact:
-                exact.append(_exact(spec, execution))
+                exact.append(exact_reference(spec, execution))
         if exact and exact[0] is not None and k <= 2:  # Note [exact reference]: it replaces finite differences
             mp_result = exact[0][k - 1]
             group = [r for r in group if not is_reference(r.scenario)] + [mp_result]

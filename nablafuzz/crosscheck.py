@@ -8,7 +8,8 @@ float64 finite-difference reference, computed by a library of the majority, side
 majority and not with it, or three other libraries agree without a usable reference; and
 (outputs, which have no finite-difference reference) when at least two others agree.  Two
 libraries alone are judged only by the reference.  Anything else (a split, a lone library) is
-counted as "no verdict", never reported.  As in one library (Note [lowest order]), a deviant
+counted as "no verdict", never reported.  For an elementwise function with a 50-digit reference,
+that reference is the referee instead of finite differences (Note [cross-library referee]).  As in one library (Note [lowest order]), a deviant
 output hides that library's derivative findings, and a deviant first order its second.
 Candidates then pass the in-library filters that apply to a single library's value (known
 issues and conventions, non-finite semantics, kinks), run in the deviant's own worker, so a
@@ -22,7 +23,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple, TypeVar
 
 import numpy as np
 
-from .compare import agree, converged, roundoff_floor
+from .compare import agree, converged, exact_reference, roundoff_floor
 from .equivalence import Resolved
 from .generate import records
 from .filters import FilterContext, coordinate_reference, run_filters
@@ -163,6 +164,29 @@ def recorded(executions: Dict[str, Execution]) -> Refer:
     return lambda lib, scenario: executions[lib].get(scenario)
 
 
+# Note [cross-library referee]
+# Where the members of a class compute a function with a 50-digit reference (reference.py:
+# elementwise functions of one to three numbers), that reference, not finite differences, decides
+# which side of a cross-library disagreement of the first or second order is wrong: it is
+# exact where float64 differences are noise (tails, tiny and huge inputs), and it judges two
+# libraries alone.  It is computed from the inputs of the library asked (all members share the
+# canonical trial's values), only when a deviation needs a referee.
+def refereed(r: Resolved, executions: Dict[str, Execution], refer: Refer) -> Refer:
+    """`refer`, with the 50-digit reference first where the member's spec has one."""
+    cache: Dict[str, object] = {}
+
+    def get(lib: str, scenario: str) -> Optional[ScenarioResult]:
+        k = order(scenario)
+        if r.spec(lib).reference and k <= 2 and lib in executions:
+            if lib not in cache:
+                cache[lib] = exact_reference(r.spec(lib), executions[lib])
+            got = cache[lib]
+            if got is not None:
+                return got[k - 1]  # type: ignore[index]
+        return refer(lib, scenario)
+    return get
+
+
 def _derivative_deviation(executions: Dict[str, Execution], quantity: str, dtype: str, votes: List,
                           refer: Refer) -> Optional[_Deviation]:
     k = order(quantity)
@@ -205,7 +229,8 @@ def _derivative_disagreement(results: Dict[str, ScenarioResult], lib: str, other
     diff = abs(got.value - want.value) if math.isfinite(got.value) and math.isfinite(want.value) else math.inf
     rel = diff / scale if scale else (0.0 if diff == 0 else math.inf)
     said = ", ".join(f"{o} {results[o].value:.10g}" for o in others)
-    fd = (f"; finite differences ({ref[1].scenario}, {ref[0]}) = {ref[1].value:.10g} ± {ref[1].error_estimate:.2g}"
+    what = "the 50-digit reference" if ref and ref[1].scenario.startswith("mp") else "finite differences"
+    fd = (f"; {what} ({ref[1].scenario}, {ref[0]}) = {ref[1].value:.10g} ± {ref[1].error_estimate:.2g}"
           if ref else "; finite differences unusable here")
     detail = (f"{quantity} = {got.value:.10g} in {lib}, where {said}{fd}: max_abs={diff:.2g} max_rel={rel:.2g} > "
               f"atol={tol.atol:.1g} rtol={tol.rtol:.1g} ({dtype})")
@@ -340,7 +365,7 @@ def cross_judge(r: Resolved, executions: Dict[str, Execution], runners: Dict[str
                 refer: Optional[Refer] = None) -> CrossJudgement:
     """Compare the members' executions of one canonical trial (Note [cross-library verdict]);
     `refer` gives finite-difference references on demand (default: those already run)."""
-    refer = refer or recorded(executions)
+    refer = refereed(r, executions, refer or recorded(executions))
     dtype = next(iter(executions.values())).trial.dtype
     votes: List[Tuple[str, str, str]] = []
     devs = [d for d in [_value_deviation(r, executions, dtype, votes)] if d is not None]

@@ -271,3 +271,33 @@ def test_entry_point_repro_scripts_run_in_torch_jax_and_tensorflow(tmp_path):
         script = render(make_report(library, api, [tensor([0.5, -1.0])], disagreements=pairs), {f"{library}:{api}"})
         run = subprocess.run([resolve_runtime(library).python, "-c", script], capture_output=True, text=True, timeout=300)
         assert run.returncode == 0 and run.stdout.count("AGREEMENT") == len(names), (library, run.stdout + run.stderr)
+
+
+def test_the_50_digit_reference_referees_two_libraries_that_disagree():
+    """Note [cross-library referee]: two libraries alone get no verdict from each other; where the
+    function has a 50-digit reference, it says which one is wrong, even in a tail."""
+    from nablafuzz.compare import exact_reference
+    from nablafuzz.crosscheck import DEVIATE, NO_VERDICT, _derivative_deviation, recorded, refereed
+    from nablafuzz.equivalence import EquivalenceClass, Resolved
+    from nablafuzz.model import ArgKind, InputValue, Outcome, ScenarioResult, Trial
+    from nablafuzz.runtime.runner import Execution
+    from nablafuzz.spec import load_specs
+    from nablafuzz.tensors import to_record
+    specs = load_specs(ROOT / "api_specs", ["torch", "jax"])
+    members = (("torch", specs.get("torch", "torch.tanh")), ("jax", specs.get("jax", "jax.numpy.tanh")))
+    assert all(s.reference == "tanh" for _, s in members)
+    x = np.array([1.5, -7.25, 9.0])
+    trial = Trial("torch", "torch.tanh", 11, "float64", (InputValue("input", ArgKind.TENSOR, to_record(x), True),))
+    direct = ScenarioResult("direct", Outcome.OK, outputs=(np.tanh(x),))
+    exact = exact_reference(members[0][1], Execution(trial, (direct,)))[0].value
+    executions = {lib: Execution(trial, (direct, ScenarioResult("rev", Outcome.OK, exact * (1 + 1e-3 * (lib == "jax")), abs(exact))))
+                  for lib, _ in members}
+    r = Resolved(EquivalenceClass("tanh", "torch:torch.tanh", ("input",), ()), members[0][1], members)
+    votes: list = []
+    assert _derivative_deviation(executions, "rev", "float64", votes, recorded(executions)) is None
+    assert {v for _, _, v in votes} == {NO_VERDICT}
+    votes = []
+    found = _derivative_deviation(executions, "rev", "float64", votes, refereed(r, executions, recorded(executions)))
+    assert found.library == "jax" and ("jax", "rev", DEVIATE) in votes and "50-digit reference" in found.disagreement.detail
+    executions["jax"] = executions["torch"]  # the correct twin: both right
+    assert _derivative_deviation(executions, "rev", "float64", [], refereed(r, executions, recorded(executions))) is None
