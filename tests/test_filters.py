@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 import sys
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -218,6 +219,23 @@ def test_nonfinite_finite_output_is_kept(runner):
     assert finding.candidate.scenarios == ("rev",)
     nf = outcome_of(j, "nonfinite")
     assert nf is not None and not nf.dismissed and "finite" in nf.reason
+
+
+def test_a_nan_projection_beside_a_reference_beyond_float32_is_overflow(runner):
+    # float32 log at a subnormal input: 1/x is 1e44, beyond float32; the projection's terms overflow
+    # and the sum is NaN while the 50-digit reference is finite in float64: overflow, not a bug
+    trial = make_trial("log", [1e-45, 1.0], dtype="float32")
+    results = (ScenarioResult("direct", Outcome.OK, outputs=(np.array([-103.3, 0.0], dtype=np.float32),)),
+               ScenarioResult("rev", Outcome.OK, math.nan, math.nan), ScenarioResult("mp", Outcome.OK, 9.8e44, 9.8e44, 0.0))
+    d = Disagreement(Aspect.DERIVATIVE, ("rev", "mp"), 1, "float32", Tolerance(1e-35, 2e-3), actual=math.nan,
+                     expected=9.8e44, max_abs=math.inf, max_rel=math.inf)
+    cand = Candidate(Verdict.NONFINITE_DERIVATIVE, ("rev",), 1, (d,))
+    o = filters.nonfinite(filters.FilterContext(Execution(trial, results), make_spec("log"), runner), cand)
+    assert o.dismissed and "overflow" in o.reason
+    small = replace(d, expected=2.5, max_abs=math.inf)  # the same NaN beside a modest reference is a finding
+    results = results[:2] + (ScenarioResult("mp", Outcome.OK, 2.5, 2.5, 0.0),)
+    o = filters.nonfinite(filters.FilterContext(Execution(trial, results), make_spec("log"), runner), replace(cand, disagreements=(small,)))
+    assert not o.dismissed
 
 
 # ---- known issues -------------------------------------------------------------------------------
