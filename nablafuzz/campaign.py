@@ -302,13 +302,13 @@ class Campaign:
         """The finding as it is reported, with its representative trial: a program's finding,
         once its trial is minimised, goes to the shortest part of the program that explains it
         (Note [program blame] in programs.py), whose own trial is then minimised in turn."""
-        small = self._representative(finding, spec, runner)
+        found, small = self._representative(finding, spec, runner)
         if not is_program(spec.name) or finding.fingerprint.verdict is Verdict.TIMEOUT:
-            return finding, small
-        blamed, part = self._blame(replace(finding, trial=small), spec, runner)
+            return found, small
+        blamed, part = self._blame(replace(found, trial=small), spec, runner)
         if part is spec:
-            return finding, small
-        return blamed, self._representative(blamed, part, runner)
+            return found, small
+        return self._representative(blamed, part, runner)
 
     def _blame(self, finding: Finding, spec: ApiSpec, runner: Runner) -> Tuple[Finding, ApiSpec]:
         key = fingerprint_key(finding.fingerprint)
@@ -342,10 +342,14 @@ class Campaign:
             self.blamed[key] = "" if blamed_spec is spec else blamed_spec.name
         return blamed, blamed_spec
 
-    def _representative(self, finding: Finding, spec: ApiSpec, runner: Runner) -> Trial:
+    def _representative(self, finding: Finding, spec: ApiSpec, runner: Runner) -> Tuple[Finding, Trial]:
+        """The minimised trial, and the finding with the evidence judged on it: the report's
+        numbers are then the ones its repro script prints (the finding keeps its original trial,
+        which the report counts as seen)."""
         fp = finding.fingerprint
         if not self._to_minimise(finding):
-            return finding.trial
+            return finding, finding.trial
+        judged: List[Tuple[Trial, Finding]] = []
 
         def reproduces(t: Trial) -> bool:
             try:
@@ -353,8 +357,13 @@ class Campaign:
                 verdict = judge(runner.run(t, spec, scenarios), spec, runner)
             except BudgetExhausted:  # the smallest trial found so far stands
                 return False
-            return any(f.fingerprint == fp for f in verdict.findings)
-        return minimise(finding.trial, reproduces)
+            match = next((f for f in verdict.findings if f.fingerprint == fp), None)
+            if match is not None:
+                judged.append((t, match))
+            return match is not None
+        small = minimise(finding.trial, reproduces)
+        again = next((f for t, f in reversed(judged) if t == small), None)
+        return (finding if again is None else replace(again, trial=finding.trial)), small
 
     # ---- main thread ----------------------------------------------------------------------
     def _with_programs(self, specs: List[ApiSpec]) -> List[ApiSpec]:

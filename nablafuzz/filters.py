@@ -324,6 +324,9 @@ def kink(ctx: FilterContext, cand: Candidate) -> Optional[FilterOutcome]:
     if cand.verdict is not Verdict.DERIVATIVE_MISMATCH or ctx.spec.kinks == "none":
         return None
     d = cand.disagreements[0]
+    narrow = _sub_ulp_pieces(ctx, cand)
+    if narrow:
+        return _outcome("kink", True, narrow)
     probe = coordinate_probe(ctx, cand)
     if probe is None:
         return _outcome("kink", False, "one-sided difference probe failed; kept")
@@ -342,6 +345,32 @@ def kink(ctx: FilterContext, cand: Candidate) -> Optional[FilterOutcome]:
             f"derivatives' hull [{lo:.6g}, {hi:.6g}] (a subgradient convention)"))
     return _outcome("kink", False, f"kink at {where}, but {d.scenarios[0]} = {d.actual:.6g} is outside the "
                     f"one-sided derivatives' hull [{lo:.6g}, {hi:.6g}]: no convention explains it")
+
+
+# Note [sub-ulp pieces]
+# fmod(x, y) in y is linear with slope -trunc(x / y) between jumps y / trunc(x / y) apart: at
+# x / y = 1e150 its derivative is 1e150 and its pieces are far narrower than one unit in the
+# last place of y, so no difference of representable inputs can check that derivative, and
+# differences over the jumps converge to noise.  Where a derivative moves the output by more than
+# the output's whole size over one ulp of the inputs, a difference reference is no reference.
+def _sub_ulp_pieces(ctx: FilterContext, cand: Candidate) -> str:
+    d = cand.disagreements[0]
+    if (not is_reference(d.scenarios[1]) or d.scenarios[1].split(".")[0] == "mp"
+            or ctx.execution.trial.dtype not in FLOAT_DTYPES):
+        return ""
+    xs = _diff_inputs(ctx.execution.trial)
+    size = max((float(np.max(np.abs(x), initial=0.0)) for x in xs), default=0.0)
+    # the first derivative's size, whatever the candidate's order: where the function itself
+    # jumps within an ulp, differences of any order have nothing to measure
+    firsts = [r.value for r in ctx.execution.results
+              if order(r.scenario) == 1 and not is_reference(r.scenario) and r.value is not None]
+    steep = max((abs(v) for v in firsts if math.isfinite(v)), default=0.0)
+    move = steep * size * float(np.finfo(ctx.execution.trial.dtype).eps)
+    out = output_scale(ctx.execution)
+    if not out or move <= out:
+        return ""
+    return (f"pieces narrower than an ulp: the derivative {steep:.3g} moves the output by {move:.3g} over one ulp "
+            f"of inputs as large as {size:.3g}, more than the output's size {out:.3g} (Note [sub-ulp pieces])")
 
 
 @dataclass(frozen=True)

@@ -523,6 +523,12 @@ def _expected(report: BugReport) -> str:
     """EXPECTED: for a cross-library report, the other libraries' value (value, scale, outputs)
     as literals, since those libraries are not imported here; empty otherwise."""
     ds = [d for d in report.evidence.disagreements if d.scenarios[1:] == (OTHERS,)]
+    exact = {d.scenarios[1]: float(d.expected) for d in report.evidence.disagreements
+             if d.scenarios[1].split(".")[0] == "mp" and d.expected is not None}
+    if exact:  # mpmath is not a library of the runtimes: the reference as computed for the report
+        items = ", ".join(f"{k!r}: ({v!r}, None, None)" for k, v in exact.items())
+        return (f"EXPECTED = {{{items}}}  # the 50-digit mpmath reference of these inputs and directions, "
+                f"as computed for the report (mpmath.diff of {report.fingerprint.api.split('.')[-1]})")
     if not ds:
         return "EXPECTED = {}"
     who = "# computed by the other libraries of the class (see the finding above)"
@@ -561,12 +567,14 @@ def _pairs(report: BugReport) -> List[Tuple[str, str, str, float, float]]:
     if not pairs and "derivative" in fp.verdict.value and len(fp.scenarios) > 1:
         tol = DERIVATIVE.get(report.trial.dtype, DERIVATIVE["float64"])
         pairs = [(fp.scenarios[0], fp.scenarios[1], Aspect.DERIVATIVE.value, tol.atol, tol.rtol)]
-    return pairs
+    # the kernels scenario needs a second worker: a script checks the pairs that show the bug without it
+    return [p for p in pairs if KERNELS not in p[:2]] or pairs
 
 
 def _scenarios(report: BugReport, pairs: Sequence[tuple]) -> Dict[str, str]:
+    paired = {s for p in pairs for s in p[:2]}
     names = dict.fromkeys(s for s in list(report.fingerprint.scenarios) + [s for p in pairs for s in p[:2]]
-                          if s != OTHERS)
+                          if s != OTHERS and s.split(".")[0] != "mp" and (s != KERNELS or KERNELS in paired))
     unknown = [s for s in names if any(part not in NAMES for part in s.split("."))]
     if unknown:
         raise ReproError(f"repro: report {report.key} names unknown scenario(s) {unknown}")

@@ -74,3 +74,9 @@ median = Op(f=lambda x: np.median(x.reshape(-1)) if x.size % 2 else np.sort(x.re
             jvp=lambda xs, us: [np.sum(_median_onehot(xs[0]) * us[0])],
             vjp=lambda xs, vs: [_median_onehot(xs[0]) * vs[0]],
             hess=lambda xs, us, vs: [np.zeros_like(xs[0])])
+
+# fmod(1e150, y) in y: slope -trunc(1e150 / y), right, between jumps y * 1e-150 apart, far below
+# one ulp of y: finite differences over the jumps converge to noise (Note [sub-ulp pieces])
+fmod_huge_numerator = Op(f=lambda y: np.fmod(1e150, y), jvp=lambda xs, us: [-np.trunc(1e150 / xs[0]) * us[0]],
+                         vjp=lambda xs, vs: [-np.trunc(1e150 / xs[0]) * vs[0]],
+                         hess=lambda xs, us, vs: [np.zeros_like(xs[0])])

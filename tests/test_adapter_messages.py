@@ -18,6 +18,11 @@ MESSAGES = {
     ("torch", "nested_forward_ad"): "Nested forward mode AD is not supported at the moment",
     ("torch", "no_batching_rule"): "Error: aten::as_strided_scatter requires special handling, and does not yet have "
                                    "a batching rule. Feel free to file a github issue!",
+    ("torch", "batching_rule_not_implemented"): "Batching rule not implemented for aten::_neg_view; the fallback path "
+                                                "doesn't work on out= or view ops.",
+    ("torch", "vmap_randomness"): "vmap: called random operation while in randomness error mode. Please either use the "
+                                  "'same' or 'different' randomness flags on vmap or perform the randomness operation "
+                                  "out of vmap",
     ("jax", "custom_vjp_forward_mode"): "can't apply forward-mode autodiff (jvp) to a custom_vjp function.",
     ("jax", "while_loop_reverse_mode"): "Reverse-mode differentiation does not work for lax.while_loop or lax.fori_loop "
                                         "with dynamic start/stop values. Try using lax.scan, or using fori_loop with "

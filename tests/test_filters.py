@@ -61,6 +61,11 @@ def test_kink_abs_at_zero_yields_no_finding(runner, x):
     assert j.valid and j.findings == ()
 
 
+def test_a_derivative_whose_pieces_are_narrower_than_an_ulp_is_not_judged_by_differences(runner):
+    j = run_judge(runner, "helper_ops:fmod_huge_numerator", [1.0, 3.0])
+    assert j.candidates and j.findings == () and dict(j.dismissed).get("kink")
+
+
 @pytest.mark.parametrize("x", [[0.0, 1.0, -2.0], [[0.0, 0.0], [0.5, 1.5]]], ids=["one-zero", "zeros"])
 def test_kink_filter_dismisses_subgradient_conventions(runner, x):
     # rev uses sign(0)=0 and fwd +1 at 0: they disagree, fd is unusable across the kink, and both

@@ -23,6 +23,9 @@ UNSUPPORTED_PATTERNS: Dict[str, Rows] = {
         ("custom_function_in_torch_func", r"autograd\.Function with functorch transforms .* must override the setup_context"),
         ("nested_forward_ad", r"Nested forward mode AD is not supported"),
         ("no_batching_rule", r"does not yet have a batching rule"),
+        ("batching_rule_not_implemented", r"Batching rule not implemented for"),
+        # vmap's default randomness="error" refuses a random op by design (torch.func docs)
+        ("vmap_randomness", r"called random operation while in randomness error mode"),
     ),
     "jax": (
         ("custom_vjp_forward_mode", r"can't apply forward-mode autodiff \(jvp\) to a custom_vjp"),
