@@ -26,12 +26,12 @@ import numpy as np
 from .compare import agree, converged, exact_reference, roundoff_floor
 from .equivalence import Resolved
 from .generate import records
-from .filters import FilterContext, coordinate_reference, run_filters
+from .filters import FilterContext, coordinate_reference, run_filters, subnormal_inputs
 from .model import (Aspect, Candidate, Disagreement, FilterOutcome, Finding, Outcome, ScenarioResult,
                     TensorRecord, Tolerance, Trial, Verdict)
 from .runtime.runner import Execution, Runner
 from .scenarios import FIRST_ORDER, order
-from .tensors import to_record
+from .tensors import near_subnormal, to_record
 from .tolerance import CROSS_VALUE, table_tolerance
 from .verdict import severity
 
@@ -265,20 +265,13 @@ def _candidates(r: Resolved, devs: Sequence[_Deviation],
     return out
 
 
-SUBNORMAL_MARGIN = 1024.0
-
-
-def _near_subnormal(dtype: str) -> float:
-    return SUBNORMAL_MARGIN * float(np.finfo(dtype).tiny) if dtype in ("float64", "float32", "float16") else 0.0
-
-
 def flush_subnormal(trial: Trial) -> Trial:
     """The trial with values at or near the subnormal range, and negative zeros, set to +0:
     libraries that flush subnormals and libraries that do not compute different functions
     there by design, and the sign of a zero is a convention they do not share (angle(-0.0) is
     pi in JAX and NumPy, 0 in PyTorch and TensorFlow), while +0 is a point every library must
     get right."""
-    limit = _near_subnormal(trial.dtype)
+    limit = near_subnormal(trial.dtype)
 
     def flush(rec: TensorRecord) -> TensorRecord:
         if rec.dtype != trial.dtype:
@@ -292,25 +285,10 @@ def flush_subnormal(trial: Trial) -> Trial:
     return replace(trial, inputs=tuple(replace(i, value=value(i.value)) for i in trial.inputs))
 
 
-def _subnormal(trial) -> FilterOutcome:
-    """Some libraries' kernels flush subnormal numbers to zero (XLA, TensorFlow's CPU kernels
-    with their denormal guard), others do not: at a subnormal input, or one so close to the
-    subnormal range that intermediates fall into it (i1e(x) ~ x / 2 at the smallest normal x),
-    they compute different functions by design, so no library is judged there."""
-    tiny = _near_subnormal(trial.dtype)
-    for i in trial.inputs:
-        for rec in records(i.value):
-            a = np.abs(np.asarray(rec.values, dtype=np.float64))
-            if rec.dtype == trial.dtype and np.any((a > 0) & (a < tiny)):
-                return FilterOutcome("subnormal", True, f"input {i.name} holds subnormal {trial.dtype} values (or "
-                                     "values within 2^10 of them), which some libraries flush to zero")
-    return FilterOutcome("subnormal", False, "no subnormal input")
-
-
 def _subnormal_values(cand: Candidate, dtype: str) -> FilterOutcome:
     """Results that differ only below the normal range (a subnormal output flushed to 0)."""
     d = cand.disagreements[0]
-    if d.actual is not None and d.expected is not None and max(abs(d.actual), abs(d.expected)) < _near_subnormal(dtype):
+    if d.actual is not None and d.expected is not None and max(abs(d.actual), abs(d.expected)) < near_subnormal(dtype):
         return FilterOutcome("subnormal", True, f"{d.actual:.3g} against {d.expected:.3g}: both at or below the "
                              f"subnormal range of {dtype}, which some libraries flush to zero")
     return FilterOutcome("subnormal", False, "values in the normal range")
@@ -345,7 +323,7 @@ def _coordinate_check(ctx: FilterContext, cand: Candidate) -> FilterOutcome:
 def _filter(ctx: FilterContext, cand: Candidate, referenced: bool) -> Tuple[FilterOutcome, ...]:
     """The cross-library filter chain, in the deviant's own worker; it ends at the first dismissal."""
     trial = ctx.execution.trial
-    checks: List[Callable[[], Tuple[FilterOutcome, ...]]] = [lambda: (_subnormal(trial),),
+    checks: List[Callable[[], Tuple[FilterOutcome, ...]]] = [lambda: (subnormal_inputs(trial),),
                                                             lambda: (_subnormal_values(cand, trial.dtype),)]
     if cand.order == 0:
         checks += [lambda: (_both_nonfinite(cand),), lambda: run_filters(ctx, cand, VALUE_FILTERS)]

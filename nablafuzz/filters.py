@@ -18,7 +18,7 @@ from .generate import records, with_dtype
 from .model import ApiSpec, Aspect, Candidate, FilterOutcome, KnownIssue, Verdict
 from .runtime.runner import BudgetExhausted, Execution, Runner
 from .scenarios import direction, is_reference, order
-from .tensors import FLOAT_DTYPES, to_array
+from .tensors import FLOAT_DTYPES, near_subnormal, to_array
 
 NUMERIC = (Verdict.DERIVATIVE_MISMATCH, Verdict.NONFINITE_DERIVATIVE, Verdict.VALUE_MISMATCH)
 
@@ -150,6 +150,27 @@ def nonfinite(ctx: FilterContext, cand: Candidate) -> Optional[FilterOutcome]:
         return _outcome("nonfinite", False, "the function's output and the converged finite differences are "
                         "finite, the derivative is not: a non-finite derivative where the function is smooth")
     return _outcome("nonfinite", False, "function output and projection terms are finite")
+
+
+def subnormal_inputs(trial) -> FilterOutcome:
+    """Some libraries' kernels flush subnormal numbers to zero (XLA, TensorFlow's CPU kernels
+    with their denormal guard), others do not, and a direction or a difference step at a
+    subnormal value is quantised (a tangent at 5e-324 has one bit): at a subnormal input, or one
+    so close to the subnormal range that intermediates fall into it (i1e(x) ~ x / 2 at the
+    smallest normal x), neither libraries nor modes are compared, in one library or across."""
+    tiny = near_subnormal(trial.dtype)
+    for i in trial.inputs:
+        for rec in records(i.value):
+            a = np.abs(np.asarray(rec.values, dtype=np.float64))
+            if rec.dtype == trial.dtype and np.any((a > 0) & (a < tiny)):
+                return FilterOutcome("subnormal", True, f"input {i.name} holds subnormal {trial.dtype} values (or "
+                                     "values within 2^10 of them), which some libraries flush to zero")
+    return FilterOutcome("subnormal", False, "no subnormal input")
+
+
+@instability_filter("subnormal")
+def subnormal(ctx: FilterContext, cand: Candidate) -> Optional[FilterOutcome]:
+    return subnormal_inputs(ctx.execution.trial) if cand.verdict in NUMERIC else None
 
 
 @instability_filter("nondeterminism")

@@ -7,7 +7,8 @@ the argument's domain:
   infinite, underflows to 0 or becomes NaN (learnt by probing, `api_specs/regimes.yaml`);
 - `special`: exact 0, +-1, integers and half-integers (poles and branch points of the gamma
   family, removable singularities such as sinc(0), x*log(x) at 0);
-- `tiny`: magnitudes from the smallest normal number of the dtype up to 1e-8;
+- `tiny`: magnitudes from 2^10 times the smallest normal number of the dtype (below it the
+  `subnormal` filter judges nothing) up to 1e-8;
 - `large`: magnitudes up to the API's overflow edge (or the dtype's square root of max);
 - `ties`: every element equal (selection ops, sorting, max/min);
 - `zeros`: exact zero factors among ordinary values.
@@ -31,7 +32,7 @@ import yaml
 from .errors import SpecError
 from .model import ApiSpec, ArgKind
 from .sidefiles import MISSING, read_section
-from .tensors import FLOAT_DTYPES, to_record
+from .tensors import FLOAT_DTYPES, near_subnormal, to_record
 
 REGIMES = ("edge", "special", "tiny", "large", "ties", "zeros")
 REGIMES_FILE = "regimes.yaml"
@@ -68,7 +69,8 @@ def draw(regime: str, rng: np.random.Generator, shape: Tuple[int, ...], dtype: s
     elif regime == "special":
         x = np.array([0.0, 1.0, -1.0, 0.5, -0.5, 2.0, -2.0, 3.0, -3.5, 10.0])[rng.integers(0, 10, n)]
     elif regime == "tiny":
-        x = sign * 10.0 ** rng.uniform(math.log10(float(info.tiny)), -8, n)
+        lo = math.log10(near_subnormal(dtype))  # never judged below
+        x = sign * 10.0 ** rng.uniform(lo, max(-8.0, lo + 1.0), n)
     elif regime == "large":
         top = max((abs(p) for p in points), default=float(info.max) ** 0.5)
         x = sign * 10.0 ** rng.uniform(1, max(1.5, math.log10(top)), n)

@@ -22,6 +22,14 @@ import numpy as np
 from .model import TensorRecord
 
 FLOAT_DTYPES = ("float64", "float32", "float16")
+SUBNORMAL_MARGIN = 1024.0  # values within 2^10 of the subnormal range: intermediates fall into it
+
+
+def near_subnormal(dtype: str) -> float:
+    """The magnitude below which a value of `dtype` is subnormal or close enough to be judged so."""
+    return SUBNORMAL_MARGIN * float(np.finfo(dtype).tiny) if dtype in FLOAT_DTYPES else 0.0
+
+
 _LEN = struct.Struct(">Q")
 MAGIC = b"NBLA"
 HEAD = len(MAGIC) + _LEN.size

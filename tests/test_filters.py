@@ -243,6 +243,13 @@ def test_a_nan_projection_beside_a_reference_beyond_float32_is_overflow(runner):
     assert not o.dismissed
 
 
+def test_a_subnormal_input_is_not_judged_in_one_library_either(runner):
+    # a tangent or a difference step at 5e-324 has one significant bit (the rule --cross applies)
+    j = run_judge(runner, "helper_ops:square_bad_vjp", [5e-324, 1.0])
+    assert j.candidates == 1 and j.findings == () and j.dismissed == (("subnormal", 1),)
+    assert run_judge(runner, "helper_ops:square_bad_vjp", [1e-300, 1.0]).findings  # normal, if tiny: judged
+
+
 # ---- known issues -------------------------------------------------------------------------------
 
 URL = "https://github.com/example/lib/issues/4242"
