@@ -266,6 +266,8 @@ def finite_difference(adapter: Adapter, tc: TrialCall, scenario: str, eps: float
         def scalar(h: float) -> float:
             outs = adapter.direct(tc.call, perturbed(tc.xs, tc.us, h))
             picked = outs if tc.call.diff_outputs is None else [outs[j] for j in tc.call.diff_outputs]
+            if [np.shape(o) for o in picked] != [np.shape(v) for v in tc.vs]:
+                return float("nan")  # the output's shape changes within a step (a set op at a tie): no derivative
             return project(tc.vs, picked)[0]
     along = tc.zs if "." in inner else tc.ws if inner else tc.us
     if not step_fits(tc.xs, along, STEP / 4) or not step_fits(tc.xs, along, STEP):

@@ -80,3 +80,20 @@ median = Op(f=lambda x: np.median(x.reshape(-1)) if x.size % 2 else np.sort(x.re
 fmod_huge_numerator = Op(f=lambda y: np.fmod(1e150, y), jvp=lambda xs, us: [-np.trunc(1e150 / xs[0]) * us[0]],
                          vjp=lambda xs, vs: [-np.trunc(1e150 / xs[0]) * vs[0]],
                          hess=lambda xs, us, vs: [np.zeros_like(xs[0])])
+
+
+def _first_of_each(x: np.ndarray) -> np.ndarray:
+    return np.unique(x.reshape(-1), return_index=True)[1]
+
+
+def _unique_vjp(xs, vs):
+    g = np.zeros(xs[0].size)
+    g[_first_of_each(xs[0])] = vs[0]
+    return [g.reshape(xs[0].shape)]
+
+
+# the sorted distinct values: at a tie the output has fewer elements than after any step that
+# splits it, so finite differences there compare outputs of other shapes (a size-1 output even
+# broadcasts against two); AD follows the first of the tied elements
+unique_values = Op(f=lambda x: np.unique(x), jvp=lambda xs, us: [us[0].reshape(-1)[_first_of_each(xs[0])]],
+                   vjp=_unique_vjp, hess=lambda xs, us, vs: [np.zeros_like(xs[0])])

@@ -250,6 +250,16 @@ def test_a_subnormal_input_is_not_judged_in_one_library_either(runner):
     assert run_judge(runner, "helper_ops:square_bad_vjp", [1e-300, 1.0]).findings  # normal, if tiny: judged
 
 
+def test_differences_across_an_output_shape_change_are_no_reference(runner):
+    # unique([1, 1]) has one element; one step away it has two: that point is not differentiable
+    # by differences (the size-1 base direction would even broadcast against the new output)
+    assert run_judge(runner, "helper_ops:unique_values", [1.0, 1.0]).findings == ()
+    ex = runner.run(make_trial("helper_ops:unique_values", [1.0, 1.0]), make_spec("helper_ops:unique_values"), ALL)
+    assert math.isnan(ex.get("fd").value) and math.isinf(ex.get("fd").error_estimate)
+    assert not math.isnan(runner.run(make_trial("helper_ops:unique_values", [1.0, 2.0]),
+                                     make_spec("helper_ops:unique_values"), ALL).get("fd").value)
+
+
 # ---- known issues -------------------------------------------------------------------------------
 
 URL = "https://github.com/example/lib/issues/4242"
