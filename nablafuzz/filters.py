@@ -79,12 +79,30 @@ def _matches(k: KnownIssue, cand: Candidate, when: str) -> bool:
 def known_issue(ctx: FilterContext, cand: Candidate) -> Optional[FilterOutcome]:
     """Known upstream issues, and library conventions that hold at any input (their own name,
     `convention`, in statistics and triage: a convention is a documented choice, not a bug)."""
+    holds = {"": lambda: True, "duplicate_indices": lambda: has_duplicate_indices(ctx.execution.trial),
+             "rank_deficient": lambda: has_rank_deficient_matrix(ctx.execution.trial)}
+    why = {"duplicate_indices": "; the trial repeats an index", "rank_deficient": "; a matrix input is rank-deficient"}
     for k in ctx.spec.known_issues:
-        if _matches(k, cand, "") or (_matches(k, cand, "duplicate_indices") and has_duplicate_indices(ctx.execution.trial)):
+        if k.when in holds and _matches(k, cand, k.when) and holds[k.when]():
             kind = "convention" if k.convention else "known_issue"
-            why = "; the trial repeats an index" if k.when else ""
-            return _outcome(kind, True, f"{kind.replace('_', ' ')}: {k.reason} ({k.url}){why}")
+            return _outcome(kind, True, f"{kind.replace('_', ' ')}: {k.reason} ({k.url}){why.get(k.when, '')}")
     return None
+
+
+def has_rank_deficient_matrix(trial) -> bool:
+    """Whether a differentiable float input of rank >= 2 holds a matrix (its last two axes) that
+    is numerically rank-deficient: smallest singular value <= max(m, n) eps times the largest."""
+    for i in trial.inputs:
+        for r in records(i.value):
+            if not i.differentiable or r.dtype not in FLOAT_DTYPES or len(r.shape) < 2 or not np.prod(r.shape):
+                continue
+            a = to_array(r).astype(np.float64)
+            if not np.isfinite(a).all():
+                continue
+            s = np.linalg.svd(a.reshape((-1,) + a.shape[-2:]), compute_uv=False)
+            if np.any(s[..., -1] <= max(a.shape[-2:]) * float(np.finfo(r.dtype).eps) * s[..., 0]):
+                return True
+    return False
 
 
 def has_duplicate_indices(trial) -> bool:

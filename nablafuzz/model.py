@@ -44,6 +44,7 @@ class Verdict(str, enum.Enum):
     VALUE_MISMATCH = "value_mismatch"
     DERIVATIVE_MISMATCH = "derivative_mismatch"
     NONFINITE_DERIVATIVE = "nonfinite_derivative"
+    WRONG_SHAPE = "wrong_shape"
     UNDECLARED_SUPPORT = "undeclared_support"
     MISSING_SUPPORT = "missing_support"
     NONDETERMINISTIC = "nondeterministic"

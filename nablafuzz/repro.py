@@ -56,6 +56,9 @@ def cotangents(outs):  # one cotangent v per differentiated output, from its sha
 def project(a, b):
     """(<a, b>, sum |a||b|) in float64: every scenario is such a projection."""
     pairs = [(np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)) for x, y in zip(a, b)]
+    for k, (x, y) in enumerate(pairs):
+        if x.shape != y.shape:  # a gradient has its input's shape, a tangent its output's
+            raise ValueError(f"WrongShape: derivative and direction {k} have shapes {x.shape} and {y.shape}")
     return sum((float(np.sum(x * y)) for x, y in pairs), 0.0), sum((float(np.sum(abs(x * y))) for x, y in pairs), 0.0)
 
 def step_fits(xs, ds, h):  # whether x + h*d moves x by h*d (huge inputs absorb the step)

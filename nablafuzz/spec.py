@@ -362,7 +362,7 @@ def _tol(ctx: _Ctx, tol: Mapping[str, Any], key: str, field: str) -> float:
                       f"write e.g. `{key}: 1.0e-4`", 0.0))
 
 
-WHEN = ("", "kink", "duplicate_indices")
+WHEN = ("", "kink", "duplicate_indices", "rank_deficient")
 ISSUE_FIELDS = {"reason", "url", "scenarios", "verdict", "when", "__line__"}
 VERDICTS = [v.value for v in Verdict]
 

@@ -30,7 +30,7 @@ CAMPAIGNS_DIR = "_campaigns"
 CAMPAIGN_SCHEMA = 1
 SEVERITY_RANK = {"crash": 0, "wrong": 1, "accuracy": 2}
 VERDICT_RANK = {v: i for i, v in enumerate((
-    Verdict.CRASH, Verdict.TIMEOUT, Verdict.NONFINITE_DERIVATIVE, Verdict.DERIVATIVE_MISMATCH,
+    Verdict.CRASH, Verdict.TIMEOUT, Verdict.NONFINITE_DERIVATIVE, Verdict.DERIVATIVE_MISMATCH, Verdict.WRONG_SHAPE,
     Verdict.VALUE_MISMATCH, Verdict.STATUS_MISMATCH, Verdict.MISSING_SUPPORT, Verdict.NONDETERMINISTIC,
     Verdict.UNDECLARED_SUPPORT))}
 CHANGES = ("new", "still open", "fixed", "not seen")

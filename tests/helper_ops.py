@@ -97,3 +97,9 @@ def _unique_vjp(xs, vs):
 # broadcasts against two); AD follows the first of the tied elements
 unique_values = Op(f=lambda x: np.unique(x), jvp=lambda xs, us: [us[0].reshape(-1)[_first_of_each(xs[0])]],
                    vjp=_unique_vjp, hess=lambda xs, us, vs: [np.zeros_like(xs[0])])
+
+# sin whose VJP returns a column (n, 1) for an input of shape (n,): projecting it broadcasts to
+# (n, n) without an error, so only a shape check sees it
+sin_column_vjp = Op(f=np.sin, jvp=lambda xs, us: [np.cos(xs[0]) * us[0]],
+                    vjp=lambda xs, vs: [(np.cos(xs[0]) * vs[0])[:, None]],
+                    hess=lambda xs, us, vs: [-vs[0] * np.sin(xs[0]) * us[0]])

@@ -260,6 +260,15 @@ def test_differences_across_an_output_shape_change_are_no_reference(runner):
                                      make_spec("helper_ops:unique_values"), ALL).get("fd").value)
 
 
+def test_a_gradient_of_the_wrong_shape_is_its_own_finding(runner):
+    from nablafuzz.model import Verdict
+    j = run_judge(runner, "helper_ops:sin_column_vjp", [0.5, 1.0, -2.0])
+    (finding,) = j.findings
+    assert finding.candidate.verdict is Verdict.WRONG_SHAPE and finding.candidate.scenarios == ("rev",)
+    assert "(3, 1) and (3,)" in finding.message
+    assert run_judge(runner, "sin", [0.5, 1.0, -2.0]).findings == ()  # the right shape: nothing
+
+
 # ---- known issues -------------------------------------------------------------------------------
 
 URL = "https://github.com/example/lib/issues/4242"
@@ -284,6 +293,20 @@ def test_known_issue(runner, issue, dismissed):
         (finding,) = j.findings
         assert finding.candidate.scenarios == ("fwd",)
         assert all(o.filter != "known_issue" for o in finding.filters)
+
+
+def test_a_rank_deficient_row_applies_only_at_a_rank_deficient_matrix():
+    issue = {"reason": "not differentiable at singular matrices", "url": URL, "when": "rank_deficient"}
+    spec = make_spec("x", known_issues=[issue])
+    cand = Candidate(Verdict.NONFINITE_DERIVATIVE, ("rev",), 1)
+
+    def outcome(rows):
+        trial = make_trial("x", rows)
+        return filters.known_issue(filters.FilterContext(Execution(trial, ()), spec, None), cand)
+    assert outcome([[1.0, 2.0], [2.0, 4.0]]).dismissed  # rank 1
+    assert outcome([[0.0, 0.0], [0.0, 0.0]]).dismissed
+    assert outcome([[1.0, 2.0], [3.0, 4.0]]) is None  # full rank: judged
+    assert outcome([1.0, 2.0]) is None  # no matrix
 
 
 def test_filter_chain_stops_at_first_dismissal(runner):

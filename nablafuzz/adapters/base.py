@@ -43,15 +43,24 @@ class SecondOrder:
     scale: float
 
 
+class WrongShape(ValueError):
+    """A gradient or tangent whose shape is not its input's or output's (a `wrong_shape` finding:
+    projecting it would broadcast silently)."""
+
+
 def project(a: Sequence[np.ndarray], b: Sequence[np.ndarray]) -> Tuple[float, float]:
     """(<a, b>, sum |a||b|) in float64; the second number scales tolerances.  The scale is NaN
     when an element of a or b is non-finite (a NaN or infinite derivative), and +inf when only
-    the sum of finite terms overflows (Note [non-finite derivatives])."""
+    the sum of finite terms overflows (Note [non-finite derivatives]).  Each pair must have one
+    shape (a derivative and the direction of its input or output): WrongShape otherwise."""
     value, scale, finite = 0.0, 0.0, True
     with np.errstate(over="ignore", invalid="ignore"):
-        for x, y in zip(a, b):
+        for k, (x, y) in enumerate(zip(a, b)):
             x = np.asarray(x, dtype=np.float64)
             y = np.asarray(y, dtype=np.float64)
+            if x.shape != y.shape:
+                raise WrongShape(f"derivative and direction {k} have shapes {x.shape} and {y.shape}: a "
+                                 "gradient has its input's shape, a tangent its output's")
             finite = finite and bool(np.isfinite(x).all() and np.isfinite(y).all())
             value += float(np.sum(x * y))
             scale += float(np.sum(np.abs(x) * np.abs(y)))
