@@ -18,7 +18,7 @@ from .generate import records
 from .model import (ApiSpec, Aspect, Candidate, Disagreement, Outcome, ScenarioResult, TensorRecord, Tolerance, Trial,
                     Verdict)
 from .runtime.runner import Execution
-from .scenarios import COMPILED, KERNELS, direction, is_reference, order
+from .scenarios import COMPILED, KERNELS, direction, implementation, is_reference, order
 from .tensors import FLOAT_DTYPES, to_array
 from .tolerance import tolerance, within
 
@@ -137,7 +137,7 @@ def _derivative_candidate(spec: ApiSpec, dtype: str, group: List[ScenarioResult]
     # which finite differences of re-seeded draws need not match: AD modes are compared only
     refs = [] if spec.random else [r for r in group if is_reference(r.scenario) and converged(r)]
     ads = [r for r in group if not is_reference(r.scenario)]
-    if not ads:
+    if not ads or _inherited(refs, k, tol):
         return None
     # one scale for the whole order: the projection's magnitude is a property of the function,
     # not of the mode that computed it, so every mode is held to the same absolute bound
@@ -159,6 +159,29 @@ def _derivative_candidate(spec: ApiSpec, dtype: str, group: List[ScenarioResult]
     return Candidate(verdict, names, k, ds, message=ds[0].detail, ambiguous=ambiguous)
 
 
+# Note [one vote per implementation]
+# jacrev, vmap of the VJP, the compiled VJP and the other kernels' VJP all run the library's
+# reverse-mode rule; jacfwd runs its forward-mode rule.  Without a finite-difference reference,
+# a wrong VJP rule outvoting the right JVP rule four to two is no majority: a cluster's weight is
+# the number of distinct rules in it (the plain scenario each one shadows), so a rev-against-fwd
+# split stays a tie, settled by the tie-break as it would be by a reference.
+def _votes(cluster: Sequence[ScenarioResult]) -> int:
+    return len({implementation(r.scenario) for r in cluster})
+
+
+# Note [inherited reference]
+# fd.rev differentiates the VJP, fd.fwd the JVP.  Where they disagree, the two first-order rules
+# differ as functions around this input though they may agree at it (a VJP off by a factor is
+# right at x = 0): the second-order gap is the first-order bug seen through a contaminated
+# reference, which trials away from that point report at first order.  No candidate here.
+def _inherited(refs: Sequence[ScenarioResult], k: int, tol) -> bool:
+    if k < 2 or len(refs) < 2:
+        return False
+    scale = _scale(*refs)
+    return any(abs(a.value - b.value) > tol.atol + tol.rtol * scale + 4 * (a.error_estimate + b.error_estimate)
+               for a, b in zip(refs, refs[1:]))
+
+
 def _majority(ads: List[ScenarioResult], tol, scale: float) -> Tuple[ScenarioResult, List[ScenarioResult], bool]:
     """Without a reference: the largest agreeing cluster is the reference.
 
@@ -173,9 +196,10 @@ def _majority(ads: List[ScenarioResult], tol, scale: float) -> Tuple[ScenarioRes
         else:
             home.append(r)
     # a finite cluster before a non-finite one (Note [non-finite derivatives]): where the function
-    # is finite, a NaN derivative is the suspect, not the finite one beside it
-    clusters.sort(key=lambda c: (math.isfinite(c[0].value), len(c)), reverse=True)
-    ambiguous = len(clusters) > 1 and len(clusters[0]) == len(clusters[1]) and math.isfinite(clusters[1][0].value)
+    # is finite, a NaN derivative is the suspect, not the finite one beside it; a cluster weighs
+    # as many votes as it holds derivative implementations (Note [one vote per implementation])
+    clusters.sort(key=lambda c: (math.isfinite(c[0].value), _votes(c)), reverse=True)
+    ambiguous = len(clusters) > 1 and _votes(clusters[0]) == _votes(clusters[1]) and math.isfinite(clusters[1][0].value)
     return clusters[0][0], [r for c in clusters[1:] for r in c], ambiguous
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Optional, Tuple, Union
+from typing import Optional, Sequence, Tuple, Union
 
 
 class ArgKind(str, enum.Enum):
@@ -271,8 +271,16 @@ class Finding:
     @property
     def fingerprint(self) -> Fingerprint:
         c = self.candidate
-        return Fingerprint(self.trial.library, self.trial.api, c.verdict, c.scenarios, c.order, c.error_type,
-                           c.oracle)
+        return Fingerprint(self.trial.library, self.trial.api, c.verdict, culprit_key(c.scenarios), c.order,
+                           c.error_type, c.oracle)
+
+
+def culprit_key(scenarios: Sequence[str]) -> Tuple[str, ...]:
+    """The scenarios a fingerprint names: the plain modes among the culprits (compositions of
+    rev and fwd), else all of them.  A wrong VJP rule is one entry whether or not the campaign
+    also ran the transforms and kernels that share it (jacrev, vmap, jit, kernels)."""
+    plain = tuple(sorted(s for s in scenarios if all(p in ("rev", "fwd") for p in s.split("."))))
+    return plain or tuple(sorted(scenarios))
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,16 @@ NAMES = {"rev": "VJP", "fwd": "JVP", "fd": "finite differences", "direct": "dire
 ENTRY = tuple(ENTRY_POINTS)  # opt-in (--entry-points): the transforms users call (adapters/entry_points.py)
 
 
+# the plain mode whose derivative rule each shadowing scenario runs (Note [one vote per
+# implementation] in compare.py)
+IMPLEMENTS = {"jacrev": "rev", "vmap": "rev", "graph": "rev", COMPILED: "rev", KERNELS: "rev", "jacfwd": "fwd",
+              "hessian": "fwd.rev"}
+
+
+def implementation(scenario: str) -> str:
+    return IMPLEMENTS.get(scenario, scenario)
+
+
 def order(scenario: str) -> int:
     if scenario in ENTRY_POINTS:
         return ENTRY_POINTS[scenario]

@@ -53,6 +53,11 @@ def _nondeterministic(outcome: FilterOutcome) -> Candidate:
 # (rev against fwd), the candidate is ambiguous.  Coordinate-wise central differences (steps
 # relative to each element, so a huge element does not absorb them) usually settle which side
 # is right; the fingerprint then names only the culprit, as it would have with a reference.
+# Note [unresolved tie]
+# A tie that neither finite differences nor the coordinate-wise tie-break settles (tiny or huge
+# inputs, where no difference converges) names no culprit: reported, it would be a second entry
+# ("rev or fwd") for the bug that trials with a reference report as "rev".  It is counted as
+# `unresolved_tie` and the trials that can judge it report it.
 def break_tie(ctx: FilterContext, cand: Candidate) -> Candidate:
     ref = coordinate_reference(ctx, cand)
     if ref is None:
@@ -85,6 +90,9 @@ def judge(execution: Execution, spec: ApiSpec, runner: Runner) -> Judgement:
             if last.filter == "nondeterminism" and not spec.random:
                 nd = _nondeterministic(last)
                 findings.append(Finding(execution.trial, nd, outcomes, "wrong", nd.message))
+            continue
+        if cand.ambiguous:  # Note [unresolved tie]
+            dismissed["unresolved_tie"] = dismissed.get("unresolved_tie", 0) + 1
             continue
         findings.append(Finding(execution.trial, cand, outcomes, severity(cand), cand.message))
     unique = {f.fingerprint: f for f in findings}

@@ -57,3 +57,6 @@ def _tanh_op(tail_error: float) -> Op:
 
 tanh_tail_bug = _tanh_op(1e-3)
 tanh_exact = _tanh_op(0.0)
+
+# x*x whose VJP is 2.5 x: wrong everywhere, in first order and in every composition built on it
+square_vjp_off = _square(lambda xs, vs: [2.5 * xs[0] * vs[0]])

@@ -18,6 +18,8 @@ MESSAGES = {
     ("torch", "nested_forward_ad"): "Nested forward mode AD is not supported at the moment",
     ("torch", "no_batching_rule"): "Error: aten::as_strided_scatter requires special handling, and does not yet have "
                                    "a batching rule. Feel free to file a github issue!",
+    ("tensorflow", "pfor_control_flow"): "ValueError: in user code: ValueError: Required handle data not set for "
+                                         "<tf.Tensor 'loop_body/cond/pfor/cond/PartitionedCall:1' shape=() dtype=resource>",
     ("torch", "batching_rule_not_implemented"): "Batching rule not implemented for aten::_neg_view; the fallback path "
                                                 "doesn't work on out= or view ops.",
     ("torch", "vmap_randomness"): "vmap: called random operation while in randomness error mode. Please either use the "

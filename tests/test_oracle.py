@@ -301,3 +301,28 @@ def test_the_50_digit_reference_referees_two_libraries_that_disagree():
     assert found.library == "jax" and ("jax", "rev", DEVIATE) in votes and "50-digit reference" in found.disagreement.detail
     executions["jax"] = executions["torch"]  # the correct twin: both right
     assert _derivative_deviation(executions, "rev", "float64", [], refereed(r, executions, recorded(executions))) is None
+
+
+def test_one_vote_per_derivative_rule_and_one_key_whatever_the_scenarios_run():
+    """Note [one vote per implementation]: four scenarios running the reverse rule do not outvote
+    the two running the forward rule; and the fingerprint names the plain modes among the culprits,
+    so a wrong VJP is one entry with or without the transforms that share it."""
+    from nablafuzz.compare import _majority
+    from nablafuzz.model import Outcome, ScenarioResult, Tolerance, culprit_key
+    rs = [ScenarioResult(s, Outcome.OK, 1.0, 1.0) for s in ("rev", "jacrev", "vmap", "kernels")]
+    rs += [ScenarioResult(s, Outcome.OK, 2.0, 2.0) for s in ("fwd", "jacfwd")]
+    _, culprits, ambiguous = _majority(rs, Tolerance(0.0, 1e-7), 2.0)
+    assert ambiguous
+    _, culprits, ambiguous = _majority(rs + [ScenarioResult("jvp2", Outcome.OK, 2.0, 2.0)], Tolerance(0.0, 1e-7), 2.0)
+    assert not ambiguous and {r.scenario for r in culprits} == {"rev", "jacrev", "vmap", "kernels"}
+    assert culprit_key(("jacrev", "kernels", "rev", "vmap")) == ("rev",)
+    assert culprit_key(("hessian", "rev.fwd", "rev.rev")) == ("rev.fwd", "rev.rev")
+    assert culprit_key(("jacrev",)) == ("jacrev",) and culprit_key(("kernels", "jit")) == ("jit", "kernels")
+
+
+def test_a_planted_wrong_vjp_is_one_report_over_many_trials_and_regimes(tmp_path, monkeypatch):
+    # tiny, huge, tie and zero inputs leave finite differences unconverged in some trials: the
+    # culprit must not flip to the forward mode there (Note [one vote per implementation])
+    reports, summary = _campaign(tmp_path, monkeypatch, "square_vjp_off", trials=60, regime_share=0.25)
+    assert len(reports) == 1 and reports[0].fingerprint.scenarios == ("rev",), [r.fingerprint for r in reports]
+    assert summary.findings >= 30

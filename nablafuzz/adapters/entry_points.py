@@ -91,8 +91,8 @@ def tensorflow_transforms(tf, to_numpy):
             tape.watch(x)
         return tape
 
-    def vjp(g, *xs):
-        tape = watched(xs, True)
+    def vjp(g, *xs):  # one gradient call: a persistent tape breaks vectorized_map over tf.cond
+        tape = watched(xs, False)
         outs = g(*xs)
         tape.__exit__(None, None, None)
         return outs, lambda cts: tuple(dense(d, x) for d, x in zip(

@@ -38,6 +38,8 @@ UNSUPPORTED_PATTERNS: Dict[str, Rows] = {
     "tensorflow": (
         ("no_gradient_defined", r"No gradient defined for operation"),
         ("gradient_registry_no_entry", r"gradient registry has no entry"),
+        # vectorized_map (pfor) of a function with tf.cond: documented as unsupported control flow
+        ("pfor_control_flow", r"Required handle data not set for <tf\.Tensor 'loop_body/"),
     ),
     "oneflow": (
         ("gradient_function_not_found", r"gradient function for op \S+ is not found"),
