@@ -311,10 +311,13 @@ def _lowest_status(cands: List[Candidate]) -> List[Candidate]:
 # consequences, and reporting them would file one bug several times.
 def _needs_exact(group: Sequence[ScenarioResult], floor: float) -> bool:
     """Whether finite differences cannot judge this order (Note [exact reference]): none
-    converged, or every AD result lies below the roundoff floor (a tail)."""
+    converged, every AD result lies below the roundoff floor (a tail), or the differences are
+    exactly 0 where an AD result is not (a function flat to float64 beyond the step: logsigmoid
+    at 50 moves by 1e-25 over it)."""
     refs = [r for r in group if is_reference(r.scenario) and converged(r)]
     ads = [abs(r.value) for r in group if not is_reference(r.scenario) and math.isfinite(r.value)]
-    return not refs or (bool(ads) and max(ads) <= floor)
+    flat = bool(refs) and all(r.value == 0 for r in refs) and any(ads)
+    return not refs or flat or (bool(ads) and max(ads) <= floor)
 
 
 # Note [exact reference]

@@ -326,3 +326,12 @@ def test_a_planted_wrong_vjp_is_one_report_over_many_trials_and_regimes(tmp_path
     reports, summary = _campaign(tmp_path, monkeypatch, "square_vjp_off", trials=60, regime_share=0.25)
     assert len(reports) == 1 and reports[0].fingerprint.scenarios == ("rev",), [r.fingerprint for r in reports]
     assert summary.findings >= 30
+
+
+def test_differences_of_exactly_zero_beside_a_nonzero_derivative_call_for_the_exact_reference():
+    from nablafuzz.compare import _needs_exact
+    from nablafuzz.model import Outcome, ScenarioResult
+    fd = ScenarioResult("fd", Outcome.OK, 0.0, 0.0, 0.0)  # "converged": every difference was 0
+    assert _needs_exact([fd, ScenarioResult("rev", Outcome.OK, 1.3e-22, 1.3e-22)], 1e-300)
+    assert not _needs_exact([fd, ScenarioResult("rev", Outcome.OK, 0.0, 0.0)], 1e-300)
+    assert not _needs_exact([ScenarioResult("fd", Outcome.OK, 2.0, 2.0, 1e-9), ScenarioResult("rev", Outcome.OK, 2.0, 2.0)], 1e-12)
