@@ -267,6 +267,30 @@ def _groups(reports: Sequence[BugReport], root: Path, changes: Dict[str, str], d
     return lines
 
 
+# Note [metadata drift]
+# `undeclared_support` (a mode works that the spec's source, OpInfo or a probe, says it does not)
+# and `missing_support` (a mode the source claims raises "not implemented") say that test
+# metadata is stale or conservative, not that users get a wrong derivative: they are listed for
+# the test-suite owners in their own section, one line each, never among the bugs.
+METADATA = (Verdict.UNDECLARED_SUPPORT, Verdict.MISSING_SUPPORT)
+
+
+def _metadata_drift(reports: Sequence[BugReport]) -> List[str]:
+    drift = sorted((r for r in reports if r.fingerprint.verdict in METADATA),
+                   key=lambda r: (r.fingerprint.library, r.fingerprint.api, r.key))
+    if not drift:
+        return []
+    lines = ["## Metadata drift (for the test-suite owners, not bugs)", "",
+             "A mode that works although the spec's source says it does not (`undeclared_support`), or that the "
+             "source claims but the library refuses as not implemented (`missing_support`).", "",
+             "| library | API | verdict | modes | occurrences | report |", "|---|---|---|---|---:|---|"]
+    for r in drift:
+        fp = r.fingerprint
+        lines.append(f"| {fp.library} | `{fp.api}` | {fp.verdict.value} | {', '.join(fp.scenarios)} | {r.occurrences} | "
+                     f"`{r.key}` |")
+    return lines + [""]
+
+
 def _flat(by_api: Dict[str, List[BugReport]]) -> List[BugReport]:
     return [r for rs in by_api.values() for r in rs]
 
@@ -281,9 +305,11 @@ def render_triage(store_root: Path, out: Optional[Path] = None, spec_dir: Path =
     campaigns, warnings = read_campaigns(root)
     latest = campaigns[-1] if campaigns else None
     changes = {r.key: change(r, latest) for r in reports}
-    body = _groups(reports, root, changes, declared) or ["No bug reports in this store.", ""]
-    text = "\n".join(_header(root, reports, campaigns) + _summary(reports, changes)
+    bugs = [r for r in reports if r.fingerprint.verdict not in METADATA]
+    body = _groups(bugs, root, changes, declared) or ["No bug reports in this store.", ""]
+    text = "\n".join(_header(root, reports, campaigns) + _summary(bugs, changes)
                      + _problems(errors, warnings) + body + _cross(campaigns) + _conventions(campaigns)
+                     + _metadata_drift(reports)
                      ).rstrip("\n") + "\n"
     if out is not None:
         write_atomic(Path(out), text)

@@ -188,3 +188,17 @@ def test_fixed_via_campaign_record_even_if_status_open(store):
     campaigns, _ = read_campaigns(root)
     still_marked_open = replace(reports["fixed"], status=ReportStatus.OPEN)
     assert change(still_marked_open, campaigns[-1]) == "fixed"
+
+
+def test_stale_test_metadata_is_its_own_section_not_a_bug(tmp_path):
+    # Note [metadata drift]: a mode that works though OpInfo says it does not is for the test-suite owners
+    root = tmp_path / "bug_reports"
+    s = Store(root)
+    s.save(make_report("torch", "torch.sin", [tensor([0.5], name="input")], verdict=Verdict.UNDECLARED_SUPPORT,
+                       scenarios=("fwd",), severity="metadata", message="fwd works although the spec declares it unsupported"))
+    s.save(make_report("torch", "torch.cos", [tensor([0.5], name="input")], disagreements=[disagreement("rev", "fd")]))
+    md = render_triage(root)
+    drift = section(md, "## Metadata drift (for the test-suite owners, not bugs)")
+    assert "| torch | `torch.sin` | undeclared_support | fwd | 1 |" in drift
+    assert "torch.sin" not in section(md, "## torch") and "`torch.cos`" in section(md, "## torch")
+    assert "undeclared_support" not in section(md, "## Summary")
