@@ -110,7 +110,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--equivalence", help="cross-library reports: the equivalence map (default: <spec-dir>/equivalence.yaml)")
     p = sub.add_parser("triage", help="render the report store as markdown")
     p.add_argument("--store", default="bug_reports")
-    p.add_argument("--out", type=Path, help="write to this file instead of standard output")
+    p.add_argument("--out", type=Path, help="write the index to this file (and one page per root cause in "
+                   "triage/ beside it) instead of printing the index")
+    p.add_argument("--issue", metavar="ROOT_CAUSE", help="print one root cause (its id, or an unambiguous prefix) "
+                   "as a ready-to-paste upstream issue")
     p.add_argument("--spec-dir", default="api_specs", help="repro scripts call only APIs the specs here declare")
     p.add_argument("--specs", dest="spec_files", action="append", default=[],
                    help="spec file of your own functions (their reports get repro scripts)")
@@ -210,6 +213,14 @@ def cmd_triage(args: argparse.Namespace) -> int:
         problem = "is not a directory" if store.exists() else "does not exist"
         raise ReportError(f"report store {store} {problem}; fix: pass --store naming the store a campaign "
                           "wrote (default: bug_reports)")
+    if args.issue:
+        from .triage import render_issue
+        try:
+            sys.stdout.write(render_issue(store, args.issue, Path(args.spec_dir), [Path(f) for f in args.spec_files]))
+        except KeyError as exc:
+            raise ReportError(f"triage --issue: {exc.args[0]} in {store}; fix: pass an id from the index's "
+                              "'root cause' column") from None
+        return 0
     text = render_triage(store, args.out, Path(args.spec_dir), [Path(f) for f in args.spec_files])
     if args.out is None:
         sys.stdout.write(text)

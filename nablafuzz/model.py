@@ -50,6 +50,10 @@ class Verdict(str, enum.Enum):
     NONDETERMINISTIC = "nondeterministic"
 
 
+# severities, most severe first (verdict.severity assigns them; triage and root causes rank by it)
+SEVERITIES = ("crash", "wrong", "tail", "accuracy", "metadata")
+
+
 class ReportStatus(str, enum.Enum):
     NEW = "new"
     OPEN = "open"

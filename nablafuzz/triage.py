@@ -23,12 +23,12 @@ from .codec import from_json
 from .fingerprint import describe as describe_fingerprint
 from .model import BugReport, CampaignRecord, Disagreement, ReportStatus, Verdict
 from .repro import ReproError, render, summarise_input
+from .rootcause import RootCause, root_causes, severity_rank
 from .scenarios import describe as describe_scenario
 from .store import Store, now, report_path, write_atomic
 
 CAMPAIGNS_DIR = "_campaigns"
 CAMPAIGN_SCHEMA = 1
-SEVERITY_RANK = {"crash": 0, "wrong": 1, "accuracy": 2}
 VERDICT_RANK = {v: i for i, v in enumerate((
     Verdict.CRASH, Verdict.TIMEOUT, Verdict.NONFINITE_DERIVATIVE, Verdict.DERIVATIVE_MISMATCH, Verdict.WRONG_SHAPE,
     Verdict.VALUE_MISMATCH, Verdict.STATUS_MISMATCH, Verdict.MISSING_SUPPORT, Verdict.NONDETERMINISTIC,
@@ -64,15 +64,11 @@ def change(report: BugReport, latest: Optional[CampaignRecord]) -> str:
 
 
 def _severity(report: BugReport) -> int:
-    return SEVERITY_RANK.get(report.evidence.severity, len(SEVERITY_RANK))
+    return severity_rank(report.evidence.severity)
 
 
 def _report_order(report: BugReport) -> tuple:
     return (report.status is ReportStatus.FIXED, _severity(report), -report.occurrences, report.key)
-
-
-def _group_order(reports: Sequence[BugReport], name: str) -> tuple:
-    return (min(_severity(r) for r in reports), name)
 
 
 def _cell(x) -> str:
@@ -249,22 +245,54 @@ def _report(report: BugReport, root: Path, what: str, declared: Container[str]) 
             + _evidence(report.evidence.disagreements) + [""] + _repro(report, declared) + [""])
 
 
-def _groups(reports: Sequence[BugReport], root: Path, changes: Dict[str, str], declared: Container[str]) -> List[str]:
-    tree: Dict[str, Dict[Verdict, Dict[str, List[BugReport]]]] = defaultdict(
-        lambda: defaultdict(lambda: defaultdict(list)))
-    for r in reports:
-        tree[r.fingerprint.library][r.fingerprint.verdict][r.fingerprint.api].append(r)
-    lines: List[str] = []
-    for lib in sorted(tree):
-        lines += [f"## {lib}", ""]
-        verdicts = tree[lib]
-        for verdict in sorted(verdicts, key=lambda v: (_group_order(_flat(verdicts[v]), ""), VERDICT_RANK.get(v, 99))):
-            lines += [f"### {verdict.value} ({len(_flat(verdicts[verdict]))})", ""]
-            for api in sorted(verdicts[verdict], key=lambda a: _group_order(verdicts[verdict][a], a)):
-                lines += [f"#### `{api}`", ""]
-                for r in sorted(verdicts[verdict][api], key=_report_order):
-                    lines += _report(r, root, changes[r.key], declared)
-    return lines
+PAGES_DIR = "triage"  # beside the index: one page per root cause
+
+
+def _status(members: Sequence[BugReport], changes: Dict[str, str]) -> str:
+    seen = {changes[r.key] for r in members}
+    return next(iter(seen)) if len(seen) == 1 else "open"
+
+
+def _what(report: BugReport) -> str:
+    ds = report.evidence.disagreements
+    if ds:
+        d = ds[0]
+        return f"{d.scenarios[0]} {_cell(d.actual)} vs {d.scenarios[-1]} {_cell(d.expected)} (max_rel {d.max_rel:.2g}, {d.dtype})"
+    return _cell(_one_line(report.evidence.message)[:160])
+
+
+def _index(causes: Sequence[RootCause], by_key: Dict[str, BugReport], changes: Dict[str, str],
+           pages: Optional[str]) -> List[str]:
+    """One line per root cause, the most severe first (Note [triage index])."""
+    if not causes:
+        return ["No bug reports in this store.", ""]
+    lines = ["## Root causes", "",
+             f"{len(causes)} root cause(s) over {sum(len(c.members) for c in causes)} report(s); "
+             "each line: severity, library, the API(s), what is wrong (the best witness's evidence), status, "
+             "and the page with every member report, its evidence, filters and repro "
+             "(`nablafuzz triage --issue ID` prints it as an upstream issue).", "",
+             "| severity | library | API(s) | what is wrong | reports | status | root cause |",
+             "|---|---|---|---|---:|---|---|"]
+    for c in causes:
+        w = by_key[c.witness]
+        apis = ", ".join(f"`{a}`" for a in c.apis[:3]) + (f" +{len(c.apis) - 3}" if len(c.apis) > 3 else "")
+        verdict = w.fingerprint.verdict.value
+        link = f"[`{c.id}`]({pages}/{c.id}.md)" if pages else f"`{c.id}`"
+        lines.append(f"| {c.severity} | {c.library} | {apis} | {verdict}: {_what(w)} | {len(c.members)} | "
+                     f"{_status([by_key[k] for k in c.members], changes)} | {link} |")
+    return lines + [""]
+
+
+def _page(c: RootCause, by_key: Dict[str, BugReport], root: Path, changes: Dict[str, str],
+          declared: Container[str]) -> str:
+    members = [by_key[k] for k in c.members]
+    lines = [f"# {c.title}", "", f"Root cause `{c.id}`; severity {c.severity}; {len(members)} report(s); best "
+             f"witness `{c.witness}` (most severe, then smallest trial, then most occurrences). Members are grouped "
+             "because they name one operation with the same verdict and modes, or raise the same normalised error "
+             "(nablafuzz/rootcause.py).", ""]
+    for r in members:
+        lines += [f"## `{r.fingerprint.api}`", ""] + _report(r, root, changes[r.key], declared)
+    return "\n".join(lines).rstrip("\n") + "\n"
 
 
 # Note [metadata drift]
@@ -291,26 +319,97 @@ def _metadata_drift(reports: Sequence[BugReport]) -> List[str]:
     return lines + [""]
 
 
-def _flat(by_api: Dict[str, List[BugReport]]) -> List[BugReport]:
-    return [r for rs in by_api.values() for r in rs]
-
-
 def render_triage(store_root: Path, out: Optional[Path] = None, spec_dir: Path = Path("api_specs"),
                   spec_files: Sequence[Path] = ()) -> str:
-    """The triage markdown of the store at `store_root`; also written to `out` if given.  Repro
-    scripts are rendered for the APIs the specs under `spec_dir` and `spec_files` declare."""
+    """The triage index of the store at `store_root` (Note [triage index]); written to `out` if
+    given, with one page per root cause in `triage/` beside it.  Repro scripts are rendered for
+    the APIs the specs under `spec_dir` and `spec_files` declare."""
     root = Path(store_root)
     reports, errors = Store(root).load_all()
-    declared = declared_apis(spec_dir, spec_files, {r.fingerprint.library for r in reports})
     campaigns, warnings = read_campaigns(root)
     latest = campaigns[-1] if campaigns else None
     changes = {r.key: change(r, latest) for r in reports}
     bugs = [r for r in reports if r.fingerprint.verdict not in METADATA]
-    body = _groups(bugs, root, changes, declared) or ["No bug reports in this store.", ""]
-    text = "\n".join(_header(root, reports, campaigns) + _summary(bugs, changes)
-                     + _problems(errors, warnings) + body + _cross(campaigns) + _conventions(campaigns)
-                     + _metadata_drift(reports)
-                     ).rstrip("\n") + "\n"
+    causes = root_causes(bugs)
+    by_key = {r.key: r for r in reports}
+    text = "\n".join(_header(root, reports, campaigns) + _summary(bugs, changes) + _problems(errors, warnings)
+                     + _index(causes, by_key, changes, PAGES_DIR if out is not None else None) + _cross(campaigns)
+                     + _conventions(campaigns) + _metadata_drift(reports)).rstrip("\n") + "\n"
     if out is not None:
+        declared = declared_apis(spec_dir, spec_files, {r.fingerprint.library for r in reports})
+        pages = Path(out).parent / PAGES_DIR
+        for c in causes:
+            write_atomic(pages / f"{c.id}.md", _page(c, by_key, root, changes, declared))
         write_atomic(Path(out), text)
     return text
+
+
+# Note [triage index]
+# The index is what people read: one line per root cause (rootcause.py), ranked by severity,
+# with the campaign summary, cross-library agreement, conventions and metadata drift in their own
+# short sections; everything else (each member report's evidence table, filter verdicts, replay
+# command and repro script) lives on the root cause's own page, so the index stays small however
+# many reports the store holds.
+def find_root_cause(store_root: Path, wanted: str) -> Tuple[RootCause, List[BugReport]]:
+    """The root cause whose id starts with `wanted`, and its member reports (witness first)."""
+    reports, _ = Store(Path(store_root)).load_all()
+    causes = [c for c in root_causes([r for r in reports if r.fingerprint.verdict not in METADATA])
+              if c.id.startswith(wanted)]
+    if len(causes) != 1:
+        raise KeyError(f"{len(causes)} root causes match {wanted!r}")
+    by_key = {r.key: r for r in reports}
+    return causes[0], [by_key[k] for k in causes[0].members]
+
+
+def render_issue(store_root: Path, wanted: str, spec_dir: Path = Path("api_specs"),
+                 spec_files: Sequence[Path] = ()) -> str:
+    """A ready-to-paste upstream issue for one root cause: title, versions, a minimal repro with
+    literal inputs, expected against actual, and why the expected value is right."""
+    cause, members = find_root_cause(store_root, wanted)
+    w = members[0]
+    declared = declared_apis(spec_dir, spec_files, {cause.library})
+    lines = [f"# {ISSUE_TITLE.get(w.fingerprint.verdict, 'AD bug')}: {', '.join(f'`{a}`' for a in cause.apis[:4])}"
+             f"{' and more' if len(cause.apis) > 4 else ''} ({'+'.join(w.fingerprint.scenarios)}, order "
+             f"{w.fingerprint.order})", "",
+             "## Versions", "", ", ".join(w.versions_seen) or "unknown",
+             f"(for the full environment: {ENV_REPORT.get(cause.library, 'pip list')})", "",
+             "## What happens", "", _one_line(w.evidence.message), ""]
+    if w.evidence.disagreements:
+        lines += ["## Expected vs actual", ""] + _evidence(w.evidence.disagreements) + [""]
+    lines += ["## Why the expected value is right", "", _justification(w), ""]
+    repro = _repro(w, declared)
+    lines += ["## Reproduction", "", "Self-contained: the inputs are literal; it prints each value and exits 1 "
+              "on the disagreement (or raises the error).", ""] + [line for line in repro if "details>" not in line]
+    if len(members) > 1:
+        lines += ["", "## Also affected", ""] + [f"- `{m.fingerprint.api}`: {_one_line(m.evidence.message)[:200]}"
+                                                 for m in members[1:]]
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+ISSUE_TITLE = {Verdict.DERIVATIVE_MISMATCH: "Wrong derivative", Verdict.NONFINITE_DERIVATIVE: "NaN/inf derivative",
+               Verdict.STATUS_MISMATCH: "Derivative raises where the function works", Verdict.CRASH: "Crash",
+               Verdict.TIMEOUT: "Hang", Verdict.VALUE_MISMATCH: "Wrong value", Verdict.WRONG_SHAPE: "Wrong-shaped gradient",
+               Verdict.NONDETERMINISTIC: "Nondeterministic result"}
+ENV_REPORT = {"torch": "`python -m torch.utils.collect_env`", "tensorflow": "`tf.sysconfig.get_build_info()`",
+              "jax": "`jax.print_environment_info()`", "oneflow": "`python -m oneflow --doctor`"}
+
+
+def _justification(report: BugReport) -> str:
+    ds = report.evidence.disagreements
+    fp = report.fingerprint
+    if fp.oracle:
+        return (f"The other libraries of the equivalence class `{fp.oracle.partition(':')[2]}` compute the same "
+                "function on the same inputs and agree with each other: " + _one_line(report.evidence.message))
+    if not ds:
+        return ("The direct call succeeds on these inputs, and the other derivative modes compute a value; an error "
+                "(or crash) in this mode alone is not documented behaviour.")
+    ref = ds[0].scenarios[-1]
+    if ref.split(".")[0] == "mp":
+        return ("The expected value is the derivative of the function's exact mathematical definition, computed "
+                "with mpmath at 50 significant digits (rising until two precisions agree) from the same binary inputs.")
+    if ref.split(".")[0] == "fd":
+        return ("The expected value is central finite differences in float64 extrapolated twice (Richardson), "
+                "converged (error estimate below 1 % of the value), and agrees with the library's other modes: "
+                + ", ".join(f"`{f.filter}`: {_one_line(f.reason)}" for f in report.evidence.filters))
+    return (f"Two of the library's own derivative modes disagree ({ds[0].scenarios[0]} against {ref}); "
+            "coordinate-wise finite differences side with the expected one.")

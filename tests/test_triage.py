@@ -9,6 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from typing import List, Tuple
 
 import nablafuzz
 from nablafuzz.codec import to_json
@@ -97,25 +98,35 @@ def test_change_classification(store):
                    "no renderer": "not covered"}
 
 
-def test_grouped_by_library_verdict_api_most_severe_first(store):
+def with_pages(root: Path, tmp_path: Path, **kwargs) -> Tuple[str, str]:
+    """(index, every root cause page concatenated) of a triage written to tmp_path."""
+    out = tmp_path / "out" / "triage.md"
+    md = render_triage(root, out, **kwargs)
+    assert out.read_text() == md
+    return md, "\n".join(p.read_text() for p in sorted((out.parent / "triage").glob("*.md")))
+
+
+def rows(md: str) -> List[str]:
+    return [line for line in section(md, "## Root causes").splitlines() if line.startswith("| ")][1:]
+
+
+def test_index_has_one_line_per_root_cause_most_severe_first_and_a_page_each(store, tmp_path):
     root, _ = store
-    md = render_triage(root)
-    libs = [m.group(1) for m in re.finditer(r"^## (\S+)$", md, re.M)]
-    assert libs == ["Summary", "jax", "mxnet", "numpy_ref", "torch"]
-    numpy_ref = section(md, "## numpy_ref")
-    assert numpy_ref.index("### crash (1)") < numpy_ref.index("### derivative_mismatch (1)")
-    assert "#### `repro_ops:DOUBLE_VJP_SIN`" in numpy_ref and "#### `sin`" in numpy_ref
-    assert "##### crash: fwd.rev" in numpy_ref and "##### wrong: rev" in numpy_ref
-    assert "(fixed)" in section(md, "## torch")
+    md, pages = with_pages(root, tmp_path)
+    lines = rows(md)
+    assert len(lines) == 5 and lines[0].startswith("| crash | numpy_ref | `sin` | crash: fwd.rev: killed by SIGSEGV")
+    assert "| wrong | numpy_ref | `repro_ops:DOUBLE_VJP_SIN` | derivative_mismatch: rev -0.98 vs fd -0.49" in md
+    assert all("](triage/" in line for line in lines)
+    assert "##### crash: fwd.rev" in pages and "##### wrong: rev" in pages and "(fixed)" in pages
 
 
 def test_report_entry_has_evidence_filters_replay_and_runnable_repro(store, tmp_path):
     root, reports = store
     spec = tmp_path / "user.yaml"  # the user op is declared by a spec file, as a campaign had it
     spec.write_text('library: numpy_ref\napis:\n  - {name: "repro_ops:DOUBLE_VJP_SIN", args: [{name: x}]}\n')
-    md = render_triage(root, spec_files=[spec])
+    _, pages = with_pages(root, tmp_path, spec_files=[spec])
     r = reports["open"]
-    entry = section(md, "#### `repro_ops:DOUBLE_VJP_SIN`")
+    entry = section(pages, "## `repro_ops:DOUBLE_VJP_SIN`")
     path = report_path(root, "numpy_ref", r.fingerprint.api, r.key)
     assert f"numpy_ref:repro_ops:DOUBLE_VJP_SIN derivative_mismatch in rev (order 1) (key `{r.key}`)" in entry
     assert "Status: open; since the previous campaign: **still open**; severity: wrong; occurrences: 4" in entry
@@ -136,13 +147,13 @@ def test_report_entry_has_evidence_filters_replay_and_runnable_repro(store, tmp_
     assert proc.returncode == 1 and "DISAGREEMENT: rev = " in proc.stdout, proc.stderr
 
 
-def test_status_report_and_unrenderable_library(store):
+def test_status_report_and_unrenderable_library(store, tmp_path):
     root, _ = store
-    md = render_triage(root)
-    crash = section(md, "#### `sin`")
+    _, pages = with_pages(root, tmp_path)
+    crash = section(pages, "## `sin`")
     assert "Error: `crashed`: killed by SIGSEGV" in crash and "No numeric evidence (a status verdict)." in crash
     assert "Minimisation: not shrunk (3 elements)" in crash
-    assert "Repro script: not available (repro: no script renderer for library 'mxnet'" in section(md, "## mxnet")
+    assert "Repro script: not available (repro: no script renderer for library 'mxnet'" in section(pages, "## `mxnet.nd.sin`")
 
 
 def test_corrupt_files_are_listed_under_problems(store):
@@ -158,7 +169,7 @@ def test_corrupt_files_are_listed_under_problems(store):
     assert str(bad_report) in problems and str(wrong_schema) in problems
     assert f"warning: {bad_campaign}: unreadable campaign record" in problems
     assert "Latest campaign `c2`" in md  # the readable records still count
-    assert md.count("#### `") == len(reports)
+    assert len(rows(md)) == len(reports)
 
 
 def test_no_campaign_records_uses_report_status(tmp_path):
@@ -200,5 +211,41 @@ def test_stale_test_metadata_is_its_own_section_not_a_bug(tmp_path):
     md = render_triage(root)
     drift = section(md, "## Metadata drift (for the test-suite owners, not bugs)")
     assert "| torch | `torch.sin` | undeclared_support | fwd | 1 |" in drift
-    assert "torch.sin" not in section(md, "## torch") and "`torch.cos`" in section(md, "## torch")
+    assert "torch.sin" not in section(md, "## Root causes") and "`torch.cos`" in section(md, "## Root causes")
     assert "undeclared_support" not in section(md, "## Summary")
+
+
+def test_one_root_cause_for_aliases_and_for_one_error_across_apis_and_an_issue_for_it(tmp_path):
+    from nablafuzz.triage import render_issue
+    root = tmp_path / "bug_reports"
+    s = Store(root)
+    s.save(make_report("torch", "torch.Tensor.scatter", [tensor([0.5], name="input")], disagreements=[disagreement("rev", "fd")]))
+    s.save(make_report("torch", "torch.scatter", [tensor([0.5], name="input")], disagreements=[disagreement("rev", "fd")]))
+    for api, shape in (("torch.logsumexp", "[5, 5]"), ("torch.log_softmax", "[3]")):
+        s.save(make_report("torch", api, [tensor([0.5], name="input")], verdict=Verdict.STATUS_MISMATCH,
+                           scenarios=("rev.fwd",), message=f"direct call succeeded but rev.fwd raised RuntimeError: one "
+                           f"of the variables needed for gradient computation has been modified by an inplace operation: "
+                           f"[torch.DoubleTensor {shape}], which is output 0 of ExpBackward0, is at version 1"))
+    s.save(make_report("torch", "torch.cos", [tensor([0.5], name="input")], disagreements=[disagreement("fwd", "fd")],
+                       scenarios=("fwd",)))
+    md = render_triage(root)
+    got = {line.split(" | ")[2]: line.split(" | ")[4] for line in rows(md)}
+    assert got == {"`torch.Tensor.scatter`, `torch.scatter`": "2", "`torch.log_softmax`, `torch.logsumexp`": "2",
+                   "`torch.cos`": "1"}
+    cid = next(line for line in rows(md) if "logsumexp" in line).split("`")[-2]
+    issue = render_issue(root, cid[:8])
+    assert issue.startswith("# Derivative raises where the function works: `torch.log_softmax`, `torch.logsumexp`")
+    assert "torch.utils.collect_env" in issue and "## Reproduction" in issue and "## Also affected" in issue
+    with pytest.raises(KeyError):
+        render_issue(root, "zzzz")
+
+
+def test_the_index_stays_small_however_many_reports(tmp_path):
+    root = tmp_path / "bug_reports"
+    s = Store(root)
+    for i in range(400):
+        s.save(make_report("torch", f"torch.op{i}", [tensor([0.5] * 50, name="input")],
+                           disagreements=[disagreement("rev", "fd")], message="rev vs fd: " + "long evidence " * 40))
+    md, _ = with_pages(root, tmp_path)
+    assert len(rows(md)) == 400 and len(md.encode()) < 100_000
+
