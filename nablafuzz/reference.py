@@ -231,17 +231,22 @@ def derivatives(function: str, x: float) -> Optional[Tuple[float, float, float]]
 # sigmoid' = s (1 - s), expm1' = y + 1): where f is flat to the dtype's resolution, the output
 # does not carry the derivative, and tanh'(20) = 0 against the exact 1.7e-17 is the honest
 # float64 answer, not a bug.  The floor is the change in the k-th derivative that a rounding of
-# f(x) by a few units in the last place implies, to first order: C eps |f| |f^(k+1) / f'|, capped
-# at |f^(k)| so that a derivative off by more than its own size (a wrong sign, an inf) is always
+# f(x) by a few units in the last place implies, to first order: C eps |f| |f^(k+1) / f'|; or
+# that rounding an intermediate as large as the lower derivative implies, C eps |f^(k-1)| / |x|
+# (silu'' = s'(x) (2 + x (1 - 2 s)) with s = sigmoid(40) rounded to 1: 0 against 8e-17).  Capped
+# at |f^(k)|, so that a derivative off by more than its own size (a wrong sign, an inf) is always
 # a finding.  Functions of two numbers get no floor.
 ROUNDING_ULPS = 4.0
 
 
-def _floor(got: Local, k: int, eps: float) -> float:
+def _floor(got: Local, k: int, eps: float, x: float) -> float:
     if len(got.gradient) != 1 or got.gradient[0] == 0:
         return 0.0
-    higher, own = (got.hessian[0][0], got.gradient[0]) if k == 1 else (got.third, got.hessian[0][0])
-    return min(ROUNDING_ULPS * eps * abs(got.value) * abs(higher / got.gradient[0]), abs(own))
+    higher, own, lower = ((got.hessian[0][0], got.gradient[0], got.value) if k == 1
+                          else (got.third, got.hessian[0][0], got.gradient[0]))
+    output = abs(got.value) * abs(higher / got.gradient[0])
+    intermediate = abs(lower) / max(1.0, abs(x))  # sigmoid(40) rounded to 1 inside silu''
+    return min(ROUNDING_ULPS * eps * max(output, intermediate), abs(own))
 
 
 MAX_POINTS = 256
@@ -271,8 +276,8 @@ def projections(function: str, xs: Sequence[np.ndarray], wrt: Sequence[int], us:
             t1 = mp.fsum(mp.mpf(vi) * mp.mpf(g) * mp.mpf(u) for g, u in zip(got.gradient, ui))
             t2 = mp.fsum(mp.mpf(vi) * mp.mpf(got.hessian[a][b]) * mp.mpf(ui[a]) * mp.mpf(wi[b])
                          for a in range(m) for b in range(m))
-            f1 = abs(vi * ui[0]) * _floor(got, 1, eps) if m == 1 else 0.0
-            f2 = abs(vi * ui[0] * wi[0]) * _floor(got, 2, eps) if m == 1 else 0.0
+            f1 = abs(vi * ui[0]) * _floor(got, 1, eps, point[wrt[0]]) if m == 1 else 0.0
+            f2 = abs(vi * ui[0] * wi[0]) * _floor(got, 2, eps, point[wrt[0]]) if m == 1 else 0.0
             for j, t in enumerate((t1, abs(t1), f1, t2, abs(t2), f2)):
                 sums[j] += t
         return (float(sums[0]), float(sums[1]), float(sums[2])), (float(sums[3]), float(sums[4]), float(sums[5]))

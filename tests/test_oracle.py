@@ -334,3 +334,17 @@ def test_differences_of_exactly_zero_beside_a_nonzero_derivative_call_for_the_ex
     fd = ScenarioResult("fd", Outcome.OK, 0.0, 0.0, 0.0)  # "converged": every difference was 0
     assert _needs_exact([fd, ScenarioResult("rev", Outcome.OK, 1.3e-22, 1.3e-22)], 1e-300)
     assert not _needs_exact([ScenarioResult("fd", Outcome.OK, 2.0, 2.0, 1e-9), ScenarioResult("rev", Outcome.OK, 2.0, 2.0)], 1e-12)
+
+
+def test_a_crash_of_finite_differences_is_not_the_library_s_and_an_intermediate_s_rounding_is_allowed():
+    from nablafuzz.compare import _status
+    from nablafuzz.model import ApiSpec, ErrorInfo, Outcome, ScenarioResult
+    from nablafuzz.reference import projections
+    spec = ApiSpec(library="oneflow", name="oneflow.bernoulli", args=())
+    crashed = ScenarioResult("fd", Outcome.CRASHED, error=ErrorInfo("crashed", "killed by SIGABRT"))
+    assert _status(spec, crashed, "float64") is None  # the step moved p past 1
+    assert _status(spec, ScenarioResult("rev", Outcome.CRASHED, error=ErrorInfo("crashed", "killed by SIGABRT")),
+                   "float64").verdict is Verdict.CRASH
+    # silu'' at 40 in float32: sigmoid(40) rounds to 1 inside the formula, so 0 is float32's honest answer
+    _, (f2, _, floor) = projections("silu", [np.array([40.0])], [0], [np.ones(1)], np.ones(1), [np.ones(1)], 1.2e-7)
+    assert floor == pytest.approx(abs(f2))
