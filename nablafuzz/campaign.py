@@ -35,6 +35,7 @@ from .fingerprint import key as fingerprint_key
 from .generate import generate, representative_rank, trial_size
 from .lock import exclusive
 from .minimize import minimise
+from .vetting import with_vetted
 from .model import ApiSpec, BugReport, CampaignRecord, Finding, Fingerprint, ReportStatus, Trial, Verdict
 from .programs import BlameStopped, alternate, blame, generate_programs, is_program, probe_steps, program_spec
 from .replay import ReplayOutcome, ReplayResult, replay_report, versions_of
@@ -520,6 +521,7 @@ class Campaign:
 
 def run_campaign(config: Config, progress=None) -> Summary:
     specs = load_specs(Path(config.spec_dir), config.libraries, [Path(f) for f in config.spec_files])
+    specs = replace(specs, specs=tuple(with_vetted(specs.specs, Path(config.store_dir))))  # vetting.py
     if config.cross:
         from .crosscampaign import CrossCampaign
         campaign: Campaign = CrossCampaign(config, specs, progress)

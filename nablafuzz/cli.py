@@ -1,4 +1,4 @@
-"""Command line: `nablafuzz install | campaign | replay | triage | specs`.
+"""Command line: `nablafuzz install | campaign | replay | triage | vet | specs`.
 
 Imports stay light: no deep-learning library is ever imported here (workers do that), so
 `nablafuzz --help`, `triage` and `replay` of numpy_ref reports work with none installed.
@@ -117,6 +117,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--spec-dir", default="api_specs", help="repro scripts call only APIs the specs here declare")
     p.add_argument("--specs", dest="spec_files", action="append", default=[],
                    help="spec file of your own functions (their reports get repro scripts)")
+    p = sub.add_parser("vet", help="record a human verdict in a report: bug, convention or false_positive "
+                       "(a convention or false positive is never reported again)")
+    p.add_argument("report", type=Path, help="the report file (bug_reports/<library>/<api>/<key>.json)")
+    p.add_argument("--as", dest="verdict", required=True, choices=["bug", "convention", "false_positive"])
+    p.add_argument("--note", required=True, help="one line: why (the upstream issue or documentation)")
     p = sub.add_parser("specs", help="derive, list or check API specs")
     p.add_argument("action", choices=["derive", "derive-cross", "regimes", "batching", "list", "check"])
     p.add_argument("library", nargs="?")
@@ -229,6 +234,13 @@ def cmd_triage(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_vet(args: argparse.Namespace) -> int:
+    from .vetting import vet
+    report = vet(args.report, args.verdict, args.note)
+    print(f"{args.report}: vetted {report.vetted.verdict} ({report.vetted.note})")
+    return 0
+
+
 def cmd_specs(args: argparse.Namespace) -> int:
     from .spec import HINTS_FILE
     from .specsource import derive, list_specs
@@ -327,7 +339,7 @@ def cmd_install(args: argparse.Namespace) -> int:
     return install_main(argv)
 
 
-COMMANDS = {"campaign": cmd_campaign, "replay": cmd_replay, "triage": cmd_triage, "specs": cmd_specs,
+COMMANDS = {"campaign": cmd_campaign, "replay": cmd_replay, "triage": cmd_triage, "vet": cmd_vet, "specs": cmd_specs,
             "install": cmd_install}
 
 

@@ -297,6 +297,19 @@ class Evidence:
     expected: Tuple[TensorRecord, ...] = ()  # cross-library value mismatch: the other libraries' outputs
 
 
+VETTING = ("bug", "convention", "false_positive")
+
+
+@dataclass(frozen=True)
+class Vetting:
+    """A person's verdict on a report (`nablafuzz vet`): a convention or a false positive is never
+    reported again (campaigns read it as a known issue with the note)."""
+
+    verdict: str  # one of VETTING
+    note: str
+    when: str
+
+
 @dataclass(frozen=True)
 class BugReport:
     fingerprint: Fingerprint
@@ -313,6 +326,7 @@ class BugReport:
     campaigns: Tuple[str, ...] = ()
     notes: str = ""
     history: Tuple[str, ...] = field(default=())
+    vetted: Optional[Vetting] = None
 
 
 @dataclass(frozen=True)

@@ -21,11 +21,12 @@ from typing import Container, Dict, FrozenSet, Iterable, List, Optional, Sequenc
 
 from .codec import from_json
 from .fingerprint import describe as describe_fingerprint
-from .model import BugReport, CampaignRecord, Disagreement, ReportStatus, Verdict
+from .model import VETTING, BugReport, CampaignRecord, Disagreement, ReportStatus, Verdict
 from .repro import ReproError, render, summarise_input
 from .rootcause import RootCause, root_causes, severity_rank
 from .scenarios import describe as describe_scenario
 from .store import Store, now, report_path, write_atomic
+from .vetting import dismissed
 
 CAMPAIGNS_DIR = "_campaigns"
 CAMPAIGN_SCHEMA = 1
@@ -93,6 +94,10 @@ def _header(root: Path, reports: Sequence[BugReport], campaigns: Sequence[Campai
                   f"Library versions (latest campaign): {', '.join(latest.versions) or 'unknown'}."]
     else:
         lines.append("No campaign records: new / still open are taken from each report's status.")
+    vetted = [r.vetted.verdict for r in reports if r.vetted is not None]
+    lines.append(f"Vetted by hand (`nablafuzz vet`): {len(vetted)} of {len(reports)} report(s)"
+                 + (": " + ", ".join(f"{vetted.count(v)} {v.replace('_', ' ')}" for v in VETTING if v in vetted) if vetted else "")
+                 + "; conventions and false positives are left out of the root causes.")
     seen: Dict[str, set] = defaultdict(set)
     for r in reports:
         seen[r.fingerprint.library].update(r.versions_seen)
@@ -329,7 +334,7 @@ def render_triage(store_root: Path, out: Optional[Path] = None, spec_dir: Path =
     campaigns, warnings = read_campaigns(root)
     latest = campaigns[-1] if campaigns else None
     changes = {r.key: change(r, latest) for r in reports}
-    bugs = [r for r in reports if r.fingerprint.verdict not in METADATA]
+    bugs = [r for r in reports if r.fingerprint.verdict not in METADATA and not dismissed(r)]
     causes = root_causes(bugs)
     by_key = {r.key: r for r in reports}
     text = "\n".join(_header(root, reports, campaigns) + _summary(bugs, changes) + _problems(errors, warnings)
@@ -353,7 +358,7 @@ def render_triage(store_root: Path, out: Optional[Path] = None, spec_dir: Path =
 def find_root_cause(store_root: Path, wanted: str) -> Tuple[RootCause, List[BugReport]]:
     """The root cause whose id starts with `wanted`, and its member reports (witness first)."""
     reports, _ = Store(Path(store_root)).load_all()
-    causes = [c for c in root_causes([r for r in reports if r.fingerprint.verdict not in METADATA])
+    causes = [c for c in root_causes([r for r in reports if r.fingerprint.verdict not in METADATA and not dismissed(r)])
               if c.id.startswith(wanted)]
     if len(causes) != 1:
         raise KeyError(f"{len(causes)} root causes match {wanted!r}")

@@ -348,3 +348,18 @@ def test_a_crash_of_finite_differences_is_not_the_library_s_and_an_intermediate_
     # silu'' at 40 in float32: sigmoid(40) rounds to 1 inside the formula, so 0 is float32's honest answer
     _, (f2, _, floor) = projections("silu", [np.array([40.0])], [0], [np.ones(1)], np.ones(1), [np.ones(1)], 1.2e-7)
     assert floor == pytest.approx(abs(f2))
+
+
+def test_a_report_vetted_as_a_false_positive_is_never_reported_again(tmp_path, monkeypatch):
+    from nablafuzz.cli import main
+    from nablafuzz.triage import render_triage
+    (report,), _ = _campaign(tmp_path, monkeypatch, "square_vjp_off", trials=8, regime_share=0.0)
+    path = next((tmp_path / "store-square_vjp_off").rglob(f"{report.key}.json"))
+    assert main(["vet", str(path), "--as", "false_positive", "--note", "planted: the VJP is 2.5 x on purpose"]) == 0
+    with pytest.raises(SystemExit):  # refused by the parser, the file unchanged
+        main(["vet", str(path), "--as", "maybe", "--note", "x"])
+    (again,), summary = _campaign(tmp_path, monkeypatch, "square_vjp_off", trials=8, regime_share=0.0)
+    assert again.vetted.verdict == "false_positive" and again.occurrences == report.occurrences
+    assert summary.findings == 0 and dict(summary.dismissed).get("known_issue", 0) >= 1
+    md = render_triage(tmp_path / "store-square_vjp_off")
+    assert "1 false positive" in md and "No bug reports in this store." in md
