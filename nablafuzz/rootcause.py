@@ -6,7 +6,8 @@ function and its `Tensor` method, the raw op and its wrapper (`torch.X`, `torch.
 Two reports belong to one root cause when:
 
 - they name the same operation of one library (the API's last name, lower-cased, leading
-  underscores and the namespace dropped) with the same verdict, order and culprit modes; or
+  underscores and the namespace dropped) with the same verdict, order and culprit modes, whether
+  the in-library or the cross-library oracle found it; or
 - they are errors of one library (a status mismatch: not a crash, whose "killed by SIGSEGV"
   says nothing of its cause) with the same error type and the
   same normalised message (numbers, shapes, hex addresses and quoted names blanked).
@@ -65,7 +66,8 @@ def normalised(message: str) -> str:
 
 def _keys(r: BugReport) -> List[Tuple]:
     fp = r.fingerprint
-    keys: List[Tuple] = [("op", fp.library, fp.oracle or op_name(fp.api), fp.verdict, fp.order, fp.scenarios)]
+    # a cross-library finding and the in-library one of the same operation are one defect
+    keys: List[Tuple] = [("op", fp.library, op_name(fp.api), fp.verdict, fp.order, fp.scenarios)]
     if fp.verdict in ERRORS and r.evidence.message:
         keys.append(("error", fp.library, fp.verdict, fp.error_type, normalised(r.evidence.message)))
     return keys

@@ -229,3 +229,9 @@ def test_values_near_the_subnormal_range_become_zero_in_cross_trials():
     values = t.inputs[0].value.values
     assert values[:2] == (0.0, 0.0) and str(values[1]) == "0.0" and values[2:] == (1e-300, 0.5)
     assert t.inputs[1].value == 3
+
+
+def test_general_eigenvalues_are_never_a_class_their_order_is_unspecified():
+    from nablafuzz.crossderive import SYNONYMS
+    classes = load_classes(ROOT / "api_specs" / "equivalence.yaml")
+    assert SYNONYMS["eigvals"] == "" and not any(c.id == "eigvals" for c in classes)
