@@ -362,7 +362,7 @@ class Campaign:
             if match is not None:
                 judged.append((t, match))
             return match is not None
-        small = minimise(finding.trial, reproduces)
+        small = minimise(finding.trial, reproduces, spec=spec)
         again = next((f for t, f in reversed(judged) if t == small), None)
         return (finding if again is None else replace(again, trial=finding.trial)), small
 

@@ -154,7 +154,7 @@ class CrossCampaign(Campaign):
             if same:
                 found[trial_key(t)] = same[0]
             return bool(same)
-        small = minimise(canonical_trial(r, finding.trial), reproduces)
+        small = minimise(canonical_trial(r, finding.trial), reproduces, spec=r.canonical)
         again = found.get(trial_key(small))
         if again is None:  # nothing smaller reproduced
             return finding, finding.trial

@@ -8,12 +8,12 @@ same fingerprint; attempts are bounded.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Callable, Iterator, List
+from typing import Callable, Dict, Iterator, List, Optional
 
 import numpy as np
 
 from .generate import records, trial_size
-from .model import TensorRecord, Trial
+from .model import ApiSpec, ArgSpec, TensorRecord, Trial
 from .tensors import FLOAT_DTYPES, to_array, to_record
 
 Check = Callable[[Trial], bool]
@@ -81,16 +81,17 @@ def _simpler_values(x: float) -> List[float]:
     return [v for v in dict.fromkeys(out) if v != x]
 
 
-def _value_edits(trial: Trial) -> Iterator[Trial]:
-    """Simpler values, one element at a time; never in a symmetrised (structured) input, where
-    one edited element would leave the structure (an SPD matrix no longer positive definite)."""
+def _value_edits(trial: Trial, args: Dict[str, ArgSpec]) -> Iterator[Trial]:
+    """Simpler values inside the argument's domain (Note [valid witness]), one element at a
+    time; never in a symmetrised (structured) input, where one edited element would leave the
+    structure (an SPD matrix no longer positive definite)."""
     projected = dict(trial.projections)
-    recs = [(r, i.name in projected) for i in trial.inputs for r in records(i.value)]
-    for k, (rec, structured) in enumerate(recs):
+    recs = [(r, i.name in projected, args.get(i.name)) for i in trial.inputs for r in records(i.value)]
+    for k, (rec, structured, arg) in enumerate(recs):
         if rec.dtype not in FLOAT_DTYPES or structured:
             continue
         for e, x in enumerate(rec.values):
-            for simpler in _simpler_values(float(x)):
+            for simpler in (v for v in _simpler_values(float(x)) if inside(arg, v)):
                 def edit(j, r, k=k, e=e, simpler=simpler):
                     if j != k:
                         return r
@@ -108,18 +109,53 @@ def keeps_projections(trial: Trial) -> bool:
                for i in trial.inputs if i.name in projected for r in records(i.value))
 
 
-def minimise(trial: Trial, reproduces: Check, max_attempts: int = 150) -> Trial:
-    """Greedy first-improvement search; returns the smallest reproducing trial found."""
+# Note [valid witness]
+# A shrink or a simpler value can leave the inputs the spec allows, and an API's fast path for the
+# new input may skip its own validation: a gather whose data shrank below an index it still holds
+# reads out of bounds, an igamma whose a became 0 leaves the domain a > 0.  Such a trial
+# reproduces something, but not the bug the report is about, and no maintainer would file it.
+# So a candidate never makes an axis shorter than an index the trial holds (an integer tensor's
+# value, counted from either end), and a simpler value stays inside its argument's domain and
+# bounds.
+_INSIDE = {"nonzero": lambda x: x != 0, "positive": lambda x: x > 0, "nonnegative": lambda x: x >= 0,
+           "unit_interval": lambda x: 0 <= x <= 1, "open_unit_interval": lambda x: 0 < x < 1,
+           "symmetric_unit": lambda x: -1 < x < 1, "above_minus_one": lambda x: x > -1,
+           "integer_valued": lambda x: x == round(x)}
+
+
+def inside(arg: Optional[ArgSpec], x: float) -> bool:
+    """Whether x belongs to the argument's domain and bounds (Note [valid witness])."""
+    if arg is None:
+        return True
+    return (_INSIDE.get(arg.domain, lambda _: True)(x) and (arg.low is None or x >= arg.low)
+            and (arg.high is None or x <= arg.high))
+
+
+def keeps_indices(before: Trial, after: Trial) -> bool:
+    """Whether every axis the shrink shortened stays longer than each index the trial holds."""
+    ints = [v for i in after.inputs for r in records(i.value) if r.dtype.startswith(("int", "uint")) for v in r.values]
+    if not ints:
+        return True
+    top = max(max(int(v) for v in ints), -min(int(v) for v in ints) - 1)
+    old = [r.shape for i in before.inputs for r in records(i.value) if r.dtype in FLOAT_DTYPES]
+    new = [r.shape for i in after.inputs for r in records(i.value) if r.dtype in FLOAT_DTYPES]
+    return all(not (b > top >= a) for s, t in zip(old, new) for b, a in zip(s, t))
+
+
+def minimise(trial: Trial, reproduces: Check, max_attempts: int = 150, spec: Optional[ApiSpec] = None) -> Trial:
+    """Greedy first-improvement search; returns the smallest reproducing trial found whose inputs
+    the spec still allows (Note [valid witness])."""
     attempts = 0
+    args = {a.name: a for a in spec.args} if spec is not None else {}
     for moves in (_joint_shrinks, _single_shrinks, _list_drops, _value_edits):
         improved = True
         while improved and attempts < max_attempts:
             improved = False
-            for cand in moves(trial):
+            for cand in moves(trial, args) if moves is _value_edits else moves(trial):
                 if attempts >= max_attempts:
                     break
                 if cand == trial or (moves is not _value_edits and trial_size(cand) >= trial_size(trial)) \
-                        or not keeps_projections(cand):
+                        or not keeps_projections(cand) or not keeps_indices(trial, cand):
                     continue
                 attempts += 1
                 if reproduces(cand):

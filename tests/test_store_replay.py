@@ -301,3 +301,18 @@ def test_minimise_cube_at_zero(runner, zero_at):
     assert fp in fingerprints(small)  # still reproduces
     assert 0.0 in values
     assert all(v == float(f"{v:.3g}") for v in values), values  # simpler than the 10-digit originals
+
+
+def test_minimisation_keeps_indices_in_range_and_values_in_their_domain():
+    # Note [valid witness]: "reproduces" accepts anything, so only validity limits the shrinking
+    from nablafuzz.model import ApiSpec, ArgSpec
+    data = InputValue("input", ArgKind.TENSOR, to_record(np.array([0.5, 2.0, 3.0, 4.0, 5.0])), True)
+    index = InputValue("index", ArgKind.TENSOR, to_record(np.array([3], dtype=np.int64)), False)
+    gather = Trial("numpy_ref", "gather", 1, "float64", (data, index))
+    small = minimise(gather, lambda t: True)
+    assert small.inputs[0].value.shape[0] >= 4  # never shorter than index 3 needs (without the rule: 1)
+    a = InputValue("a", ArgKind.TENSOR, to_record(np.array([0.37, 2.5])), True)
+    spec = ApiSpec("numpy_ref", "igamma", (ArgSpec("a", ArgKind.TENSOR, domain="positive"),))
+    kept = minimise(Trial("numpy_ref", "igamma", 1, "float64", (a,)), lambda t: True, spec=spec)
+    assert all(v > 0 for v in kept.inputs[0].value.values)  # never simplified to a = 0
+    assert 0.0 in minimise(Trial("numpy_ref", "igamma", 1, "float64", (a,)), lambda t: True).inputs[0].value.values
