@@ -72,7 +72,7 @@ def slow(ctx: FilterContext, cand: Candidate) -> Optional[FilterOutcome]:
 
 def _matches(k: KnownIssue, cand: Candidate, when: str) -> bool:
     return k.when == when and (not k.verdict or k.verdict == cand.verdict.value) and (
-        not k.scenarios or bool(set(k.scenarios) & set(cand.scenarios)))
+        not k.scenarios or bool(set(k.scenarios) & set(cand.scenarios))) and (k.order is None or k.order == cand.order)
 
 
 @instability_filter("known_issue")

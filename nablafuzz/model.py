@@ -99,6 +99,7 @@ class KnownIssue:
     verdict: Optional[str] = None
     convention: bool = False
     when: str = ""
+    order: Optional[int] = None  # only candidates of this derivative order (a vetted report's; vetting.py)
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 The verdict is written into the report file itself (`vetted`), so it travels with the store.
 A report vetted as a convention or a false positive is never reported again: campaigns read
-every such report as a known issue of its API (same verdict, same culprit modes) whose reason
+every such report as a known issue of its API (same verdict, order and culprit modes) whose reason
 is the note, dismissed as `convention` or `known_issue` like a row of the convention table.
 Triage counts vetted reports and keeps the non-bugs out of the root-cause index.
 """
@@ -40,7 +40,7 @@ def vetted_issues(reports: Sequence[BugReport]) -> Dict[Tuple[str, str], Tuple[K
         if dismissed(r):
             fp, v = r.fingerprint, r.vetted
             issue = KnownIssue(f"vetted {v.verdict.replace('_', ' ')} ({v.when}): {v.note}", f"report {r.key}",
-                               fp.scenarios, fp.verdict.value, v.verdict == "convention")
+                               fp.scenarios, fp.verdict.value, v.verdict == "convention", order=fp.order)
             out.setdefault((fp.library, fp.api), []).append(issue)
     return {k: tuple(v) for k, v in out.items()}
 
