@@ -351,10 +351,10 @@ class Campaign:
         if not self._to_minimise(finding):
             return finding, finding.trial
         judged: List[Tuple[Trial, Finding]] = []
+        scenarios = scenarios_for(self.config, spec.library, spec.capabilities)
 
         def reproduces(t: Trial) -> bool:
             try:
-                scenarios = scenarios_for(self.config, spec.library, spec.capabilities)
                 verdict = judge(runner.run(t, spec, scenarios), spec, runner)
             except BudgetExhausted:  # the smallest trial found so far stands
                 return False

@@ -307,10 +307,7 @@ def _lowest_status(cands: List[Candidate]) -> List[Candidate]:
 # half-precision kernel coverage is knowingly partial.  float16 trials therefore check first
 # order only, and a half kernel that is "not implemented" is not a missing-support finding.
 
-# Note [lowest order]
-# A wrong first derivative also makes every composition built on it wrong, so a trial reports
-# derivative candidates of its lowest disagreeing order only; the higher-order ones are
-# consequences, and reporting them would file one bug several times.
+
 def _needs_exact(group: Sequence[ScenarioResult], floor: float) -> bool:
     """Whether finite differences cannot judge this order (Note [exact reference]): none
     converged, every AD result lies below the roundoff floor (a tail), or the differences are
@@ -323,11 +320,10 @@ def _needs_exact(group: Sequence[ScenarioResult], floor: float) -> bool:
 
 
 # Note [exact reference]
-# For an elementwise API with a 50-digit reference (reference.py: functions of one or two
-# numbers, broadcast), the first and second
-# derivative projections are computed exactly from the trial's inputs and directions where
-# finite differences cannot judge (none converged, or every AD result is below the roundoff
-# floor), and the AD modes are judged against them alone, with the dtype's relative tolerance
+# For an elementwise API with a 50-digit reference (reference.py: functions of one to three
+# numbers, broadcast), the first and second derivative projections are computed exactly from
+# the trial's inputs and directions where finite differences cannot judge (_needs_exact), and
+# the AD modes are judged against them alone, with the dtype's relative tolerance
 # and, instead of the roundoff floor, the floor that rounding the output implies (Note [rounding
 # floor] in reference.py): finite differences in float64 round to 0 or noise in a tail (erfc at
 # 27, log_ndtr at 40), where the exact value still has all its digits.  Elsewhere finite
@@ -357,24 +353,28 @@ def exact_reference(spec: ApiSpec, execution: Execution) -> Optional[Tuple[Scena
     return (ScenarioResult("mp", Outcome.OK, p1, s1, f1), ScenarioResult("mp.mp", Outcome.OK, p2, s2, f2))
 
 
+# Note [lowest order]
+# A wrong first derivative also makes every composition built on it wrong, so a trial reports
+# derivative candidates of its lowest disagreeing order only; the higher-order ones are
+# consequences, and reporting them would file one bug several times.
 def _lowest_order(spec: ApiSpec, execution: Execution, dtype: str,
                   results: Sequence[ScenarioResult]) -> List[Candidate]:
     by_order: Dict[int, List[ScenarioResult]] = {}
     for r in results:
         if r.scenario != "direct" and r.outcome is Outcome.OK and r.value is not None:
             by_order.setdefault(order(r.scenario), []).append(r)
-    exact: List[Optional[Tuple[ScenarioResult, ScenarioResult]]] = []  # computed once, when first needed
+    exact: Optional[Tuple[ScenarioResult, ScenarioResult]] = None  # computed once, when first needed
+    tried = False
     for k in sorted(by_order):
         if k > 1 and dtype == "float16":
             break  # Note [half precision]
         base = tolerance(spec, dtype, Aspect.DERIVATIVE, k)
         group = by_order[k]
         floor = roundoff_floor(execution, dtype, k)
-        if spec.reference and k <= 2 and _needs_exact(group, floor):
-            if not exact:
-                exact.append(exact_reference(spec, execution))
-        if exact and exact[0] is not None and k <= 2:  # Note [exact reference]: it replaces finite differences
-            mp_result = exact[0][k - 1]
+        if spec.reference and k <= 2 and not tried and _needs_exact(group, floor):
+            exact, tried = exact_reference(spec, execution), True
+        if exact is not None and k <= 2:  # Note [exact reference]: it replaces finite differences
+            mp_result = exact[k - 1]
             group = [r for r in group if not is_reference(r.scenario)] + [mp_result]
             c = _derivative_candidate(spec, dtype, group, k, Tolerance(max(base.atol, mp_result.error_estimate), base.rtol))
         else:

@@ -308,6 +308,11 @@ def _page(c: RootCause, by_key: Dict[str, BugReport], root: Path, changes: Dict[
 METADATA = (Verdict.UNDECLARED_SUPPORT, Verdict.MISSING_SUPPORT)
 
 
+def _bugs(reports: Sequence[BugReport]) -> List[BugReport]:
+    """The reports that may be bugs: neither metadata drift nor vetted as not a bug."""
+    return [r for r in reports if r.fingerprint.verdict not in METADATA and not dismissed(r)]
+
+
 def _metadata_drift(reports: Sequence[BugReport]) -> List[str]:
     drift = sorted((r for r in reports if r.fingerprint.verdict in METADATA),
                    key=lambda r: (r.fingerprint.library, r.fingerprint.api, r.key))
@@ -334,7 +339,7 @@ def render_triage(store_root: Path, out: Optional[Path] = None, spec_dir: Path =
     campaigns, warnings = read_campaigns(root)
     latest = campaigns[-1] if campaigns else None
     changes = {r.key: change(r, latest) for r in reports}
-    bugs = [r for r in reports if r.fingerprint.verdict not in METADATA and not dismissed(r)]
+    bugs = _bugs(reports)
     causes = root_causes(bugs)
     by_key = {r.key: r for r in reports}
     text = "\n".join(_header(root, reports, campaigns) + _summary(bugs, changes) + _problems(errors, warnings)
@@ -358,8 +363,7 @@ def render_triage(store_root: Path, out: Optional[Path] = None, spec_dir: Path =
 def find_root_cause(store_root: Path, wanted: str) -> Tuple[RootCause, List[BugReport]]:
     """The root cause whose id starts with `wanted`, and its member reports (witness first)."""
     reports, _ = Store(Path(store_root)).load_all()
-    causes = [c for c in root_causes([r for r in reports if r.fingerprint.verdict not in METADATA and not dismissed(r)])
-              if c.id.startswith(wanted)]
+    causes = [c for c in root_causes(_bugs(reports)) if c.id.startswith(wanted)]
     if len(causes) != 1:
         raise KeyError(f"{len(causes)} root causes match {wanted!r}")
     by_key = {r.key: r for r in reports}
