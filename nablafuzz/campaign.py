@@ -30,7 +30,9 @@ import numpy as np
 from .codec import digest
 from .compare import empty_derivative
 from .config import Config, scenarios_for
+from .equivalence import EQUIVALENCE_FILE, Resolved, canonical_trial, load_classes, member_trial, resolve
 from .errors import ConfigError, RefusedError, WorkerError
+from .filters import Peers
 from .fingerprint import key as fingerprint_key
 from .generate import generate, representative_rank, trial_size
 from .lock import exclusive
@@ -40,7 +42,7 @@ from .model import ApiSpec, BugReport, CampaignRecord, Finding, Fingerprint, Rep
 from .programs import BlameStopped, alternate, blame, generate_programs, is_program, probe_steps, program_spec
 from .replay import ReplayOutcome, ReplayResult, replay_report, versions_of
 from .runtime.process import RuntimeUnavailable
-from .runtime.runner import BudgetExhausted, Runner
+from .runtime.runner import BudgetExhausted, Execution, Runner
 from .runtime.registry import resolve_runtime
 from .spec import SpecSet, load_specs
 from .stats import Observation, Summary, merge_counts, summarise
@@ -73,6 +75,19 @@ class _Shared:
                 return False
             self.claimed.add(key)
             return True
+
+
+def equivalence_path(config: Config) -> Path:
+    return Path(config.equivalence_file or Path(config.spec_dir) / EQUIVALENCE_FILE)
+
+
+def peer_classes(config: Config, specs: SpecSet) -> Dict[str, Resolved]:
+    """Spec id -> its equivalence class, over every loaded library (Note [float32 formula])."""
+    path = equivalence_path(config)
+    if not path.is_file():
+        return {}
+    resolved = resolve(load_classes(path), specs, sorted({s.library for s in specs.specs}))
+    return {f"{lib}:{s.name}": r for r in resolved for lib, s in r.specs}
 
 
 def campaign_id(config: Config) -> str:
@@ -176,6 +191,8 @@ class Campaign:
         self.started_at = now()
         self.python_path = tuple(sorted({os.getcwd()} | {str(Path(f).parent) for f in config.spec_files}))
         self.blamed: Dict[str, str] = {}  # program fingerprint key -> what explained it ("": the program)
+        self.peer_classes = peer_classes(config, specs) if config.libraries and not config.cross else {}
+        self.local = threading.local()  # a worker thread's runners, for its peers
 
     # ---- worker threads -------------------------------------------------------------------
     def _runner(self, runners: Dict[str, Runner], library: str, n: int) -> Runner:
@@ -187,6 +204,7 @@ class Campaign:
 
     def _work(self, tasks: "queue.Queue", n: int, done: Set[Tuple[str, int]], deadline: float) -> None:
         runners: Dict[str, Runner] = {}
+        self.local.runners, self.local.n = runners, n
         try:
             while not self.shared.stop.is_set():
                 try:
@@ -240,17 +258,38 @@ class Campaign:
                               f"{type(exc).__name__}: {exc}"[:160])
             return TrialResult(obs, (), ())
 
+    def _peers(self, spec: ApiSpec) -> Optional[Peers]:
+        """The other members of the spec's equivalence class, run in this thread's runners."""
+        r = self.peer_classes.get(spec.id)
+        if r is None or not hasattr(self.local, "runners"):
+            return None
+
+        def run(trial: Trial, scenarios: Tuple[str, ...]) -> Dict[str, Execution]:
+            canonical, out = canonical_trial(r, trial), {}
+            for library in r.libraries:
+                member = r.spec(library)
+                if library == spec.library or library in self.shared.stopped or trial.dtype not in member.dtypes:
+                    continue
+                try:
+                    runner = self._runner(self.local.runners, library, self.local.n)
+                    out[library] = runner.run(member_trial(r, library, canonical), member, scenarios)
+                except RuntimeUnavailable:  # a peer is a second opinion: none is no verdict
+                    continue
+            return out
+        return run
+
     def run_trial(self, spec: ApiSpec, runner: Runner, index: int) -> TrialResult:
         start = time.monotonic()
         trial = generate(spec, self.seed, index, self.config.max_tensor_size, self.config.max_rank,
                          regime_share=self.config.regime_share)
         scenarios = scenarios_for(self.config, spec.library, spec.capabilities)
         execution = runner.run(trial, spec, scenarios)
-        j = judge(execution, spec, runner)
+        peers = self._peers(spec)
+        j = judge(execution, spec, runner, peers)
 
         def again() -> Tuple[Finding, ...]:
             runner.restart()
-            return judge(runner.run(trial, spec, scenarios), spec, runner).findings
+            return judge(runner.run(trial, spec, scenarios), spec, runner, peers).findings
         confirmed, unconfirmed = self.confirm(j.findings, again)
         findings = tuple(self._reported(f, spec, runner) for f in confirmed)
         direct = execution.get("direct")

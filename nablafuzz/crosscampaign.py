@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Set, Tuple
 
-from .campaign import Campaign, TrialResult, with_count
+from .campaign import Campaign, TrialResult, equivalence_path, with_count
 from .compare import empty_derivative
 from .config import Config
 from .crosscheck import CrossJudgement, cross_judge, flush_subnormal
@@ -33,10 +33,6 @@ from .runtime.runner import Execution, Runner
 from .spec import SpecSet
 from .stats import Observation
 from .store import trial_key
-
-
-def equivalence_path(config: Config) -> Path:
-    return Path(config.equivalence_file or Path(config.spec_dir) / EQUIVALENCE_FILE)
 
 
 @dataclass

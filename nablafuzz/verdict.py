@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from .compare import compare
-from .filters import FilterContext, coordinate_reference, run_filters
+from .filters import FilterContext, Peers, coordinate_reference, run_filters
 from .model import ApiSpec, Candidate, FilterOutcome, Finding, Verdict
 from .runtime.runner import Execution, Runner
 
@@ -72,9 +72,11 @@ def break_tie(ctx: FilterContext, cand: Candidate) -> Candidate:
                    message=f"{cand.message}; coordinate-wise finite differences ({ref:.6g}) side with {side}")
 
 
-def judge(execution: Execution, spec: ApiSpec, runner: Runner) -> Judgement:
+def judge(execution: Execution, spec: ApiSpec, runner: Runner, peers: Optional[Peers] = None) -> Judgement:
+    """`peers` runs the trial in the other libraries of the spec's equivalence class, where the
+    campaign has them (Note [float32 formula])."""
     comparison = compare(execution, spec)
-    ctx = FilterContext(execution, spec, runner)
+    ctx = FilterContext(execution, spec, runner, peers=peers)
     dismissed: Dict[str, int] = {}
     findings: List[Finding] = []
     conventions: List[str] = []
