@@ -8,10 +8,11 @@ same fingerprint; attempts are bounded.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Callable, Dict, Iterator, List, Optional
+from typing import Callable, Dict, FrozenSet, Iterator, List, Optional, Set, Tuple
 
 import numpy as np
 
+from . import counterpart
 from .generate import records, trial_size
 from .model import ApiSpec, ArgSpec, TensorRecord, Trial
 from .tensors import FLOAT_DTYPES, to_array, to_record
@@ -115,8 +116,11 @@ def keeps_projections(trial: Trial) -> bool:
 # reads out of bounds, an igamma whose a became 0 leaves the domain a > 0.  Such a trial
 # reproduces something, but not the bug the report is about, and no maintainer would file it.
 # So a candidate never makes an axis shorter than an index the trial holds (an integer tensor's
-# value, counted from either end), and a simpler value stays inside its argument's domain and
-# bounds.
+# value, counted from either end), keeps every shape relation the spec declares that the trial
+# held (same shape, broadcast partner, symbolic dimensions, one shape per tensor list), and a
+# simpler value stays inside its argument's domain and bounds.  Where numpy has the same
+# function and accepts the trial, it must accept the candidate too (counterpart.py): numpy
+# validates what a library's fast path may skip (flipud of a 0-d array, an FFT of length 0).
 _INSIDE = {"nonzero": lambda x: x != 0, "positive": lambda x: x > 0, "nonnegative": lambda x: x >= 0,
            "unit_interval": lambda x: 0 <= x <= 1, "open_unit_interval": lambda x: 0 < x < 1,
            "symmetric_unit": lambda x: -1 < x < 1, "above_minus_one": lambda x: x > -1,
@@ -142,11 +146,52 @@ def keeps_indices(before: Trial, after: Trial) -> bool:
     return all(not (b > top >= a) for s, t in zip(old, new) for b, a in zip(s, t))
 
 
+def _args_of(spec: Optional[ApiSpec], trial: Trial) -> Dict[str, ArgSpec]:
+    """The spec's arguments of the overload the trial was drawn from (by their names)."""
+    if spec is None:
+        return {}
+    names = {i.name for i in trial.inputs}
+    args = next((a for a in (spec.args,) + spec.overloads if {x.name for x in a} <= names), spec.args)
+    return {a.name: a for a in args}
+
+
+def shape_facts(args: Dict[str, ArgSpec], trial: Trial) -> FrozenSet[str]:
+    """The shape relations the spec declares that hold in the trial: equal shapes, broadcasting
+    onto a partner, one size per symbolic dimension (trailing axes, under a batch), one shape
+    across a tensor list (Note [valid witness])."""
+    shapes = {i.name: [r.shape for r in records(i.value)] for i in trial.inputs}
+    one = {n: s[0] for n, s in shapes.items() if len(s) == 1}
+    facts: Set[str] = {f"list {n}" for n, s in shapes.items() if len(s) > 1 and len(set(s)) == 1}
+    sizes: Dict[str, Set[int]] = {}
+    for name, a in args.items():
+        if name not in one:
+            continue
+        other = one.get(a.same_shape_as or a.broadcast_with or "")
+        if a.same_shape_as and other == one[name]:
+            facts.add(f"same {name}")
+        if a.broadcast_with and other is not None and _broadcasts(one[name], other):
+            facts.add(f"broadcast {name}")
+        if a.dims and len(one[name]) >= len(a.dims):
+            for sym, d in zip(a.dims, one[name][len(one[name]) - len(a.dims):]):
+                sizes.setdefault(sym, set()).add(d)
+    facts |= {f"dim {sym}" for sym, ds in sizes.items() if len(ds) == 1 and (not sym.isdigit() or ds == {int(sym)})}
+    return frozenset(facts)
+
+
+def _broadcasts(shape: Tuple[int, ...], onto: Tuple[int, ...]) -> bool:
+    try:
+        return np.broadcast_shapes(shape, onto) == tuple(onto)
+    except ValueError:
+        return False
+
+
 def minimise(trial: Trial, reproduces: Check, max_attempts: int = 150, spec: Optional[ApiSpec] = None) -> Trial:
     """Greedy first-improvement search; returns the smallest reproducing trial found whose inputs
-    the spec still allows (Note [valid witness])."""
+    the spec still allows and numpy's counterpart still accepts (Note [valid witness])."""
     attempts = 0
-    args = {a.name: a for a in spec.args} if spec is not None else {}
+    args = _args_of(spec, trial)
+    facts = shape_facts(args, trial)
+    judged = spec is not None and not counterpart.rejects(spec, trial)  # numpy accepts where we start
     for moves in (_joint_shrinks, _single_shrinks, _list_drops, _value_edits):
         improved = True
         while improved and attempts < max_attempts:
@@ -155,7 +200,8 @@ def minimise(trial: Trial, reproduces: Check, max_attempts: int = 150, spec: Opt
                 if attempts >= max_attempts:
                     break
                 if cand == trial or (moves is not _value_edits and trial_size(cand) >= trial_size(trial)) \
-                        or not keeps_projections(cand) or not keeps_indices(trial, cand):
+                        or not keeps_projections(cand) or not keeps_indices(trial, cand) \
+                        or not facts <= shape_facts(args, cand) or (judged and counterpart.rejects(spec, cand)):
                     continue
                 attempts += 1
                 if reproduces(cand):

@@ -109,3 +109,14 @@ def test_a_float32_gap_another_library_shares_is_the_formulas_accuracy(tmp_path,
     assert not kept.dismissed and "float32-only bug" in kept.reason
     j = judge(ex, spec, runner, campaign._peers(spec))
     assert j.findings == () and dict(j.dismissed) == {"precision": 1}
+
+
+def test_a_float32_attribute_used_in_float64_is_graded_accuracy(resolved, members):
+    """tf.nn.leaky_relu keeps alpha as a 32-bit attribute: in float64 its negative outputs are
+    off by float32's rounding of 0.2 (1.5e-8 relative).  A real difference, reported, but an
+    accuracy finding, never `wrong`."""
+    r = resolved[1]["leaky_relu_0.2"]
+    j, _ = run_class(r, _at(r, x=[0.09, -9.795618302705286, 0.04]), members, CONFIG)
+    (finding,) = j.findings
+    assert finding.trial.library == "tensorflow" and finding.candidate.verdict.value == "value_mismatch"
+    assert finding.severity == "accuracy"

@@ -316,3 +316,32 @@ def test_minimisation_keeps_indices_in_range_and_values_in_their_domain():
     kept = minimise(Trial("numpy_ref", "igamma", 1, "float64", (a,)), lambda t: True, spec=spec)
     assert all(v > 0 for v in kept.inputs[0].value.values)  # never simplified to a = 0
     assert 0.0 in minimise(Trial("numpy_ref", "igamma", 1, "float64", (a,)), lambda t: True).inputs[0].value.values
+
+
+def test_minimisation_keeps_the_shape_relations_the_spec_declares():
+    # Note [valid witness]: y must have x's shape; the "bug" needs all of x, so without the rule
+    # a shrink of y alone (to an element that broadcasts) would be kept
+    from nablafuzz.model import ApiSpec, ArgSpec
+    spec = ApiSpec("numpy_ref", "mul", (ArgSpec("x", ArgKind.TENSOR), ArgSpec("y", ArgKind.TENSOR, same_shape_as="x")))
+    x = InputValue("x", ArgKind.TENSOR, to_record(np.arange(12.0).reshape(3, 4) + 0.5), True)
+    y = InputValue("y", ArgKind.TENSOR, to_record(np.arange(12.0).reshape(3, 4) - 0.5), True)
+    needs_x = lambda t: t.inputs[0].value.shape == (3, 4)  # noqa: E731
+    small = minimise(Trial("numpy_ref", "mul", 1, "float64", (x, y)), needs_x, spec=spec)
+    assert small.inputs[1].value.shape == (3, 4)
+    loose = minimise(Trial("numpy_ref", "mul", 1, "float64", (x, y)), needs_x)
+    assert loose.inputs[1].value.shape != (3, 4)  # what the spec rules out
+
+
+def test_minimisation_stays_inside_what_numpys_counterpart_accepts():
+    # JAX inverts a singular matrix to infinities without a word; numpy.linalg.inv refuses it.
+    # "reproduces" accepts anything, so without the counterpart the witness simplifies to [[0]]
+    from nablafuzz import counterpart
+    from nablafuzz.model import ApiSpec, ArgSpec
+    spec = ApiSpec("numpy_ref", "linalg.inv", (ArgSpec("a", ArgKind.TENSOR, dims=("n", "n")),))
+    a = InputValue("a", ArgKind.TENSOR, to_record(np.array([[0.37, 1.2], [2.5, -0.7]])), True)
+    trial = Trial("numpy_ref", "linalg.inv", 1, "float64", (a,))
+    assert counterpart.judge_of(spec) is np.linalg.inv and counterpart.rejects(spec, trial) == ""
+    small = minimise(trial, lambda t: True, spec=spec)
+    assert small.inputs[0].value.shape == (1, 1) and counterpart.rejects(spec, small) == ""
+    loose = minimise(trial, lambda t: True)
+    assert loose.inputs[0].value.values == (0.0,) and "Singular matrix" in counterpart.rejects(spec, loose)
