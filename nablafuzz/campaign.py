@@ -47,7 +47,7 @@ from .runtime.registry import resolve_runtime
 from .spec import SpecSet, load_specs
 from .stats import Observation, Summary, merge_counts, summarise
 from .store import Store, now, path_of, trial_key
-from .verdict import judge
+from .verdict import judge, uninitialised
 
 _DONE = object()
 
@@ -286,11 +286,15 @@ class Campaign:
         execution = runner.run(trial, spec, scenarios)
         peers = self._peers(spec)
         j = judge(execution, spec, runner, peers)
+        fresh: List[Execution] = []
 
         def again() -> Tuple[Finding, ...]:
             runner.restart()
-            return judge(runner.run(trial, spec, scenarios), spec, runner, peers).findings
+            fresh.append(runner.run(trial, spec, scenarios))
+            return judge(fresh[0], spec, runner, peers).findings
         confirmed, unconfirmed = self.confirm(j.findings, again)
+        if fresh and not spec.random:
+            confirmed = self._uninitialised(confirmed, execution, fresh[0])
         findings = tuple(self._reported(f, spec, runner) for f in confirmed)
         direct = execution.get("direct")
         why = "" if j.valid or direct is None or direct.error is None else f"{direct.error.type}: {direct.error.message}"
@@ -324,14 +328,28 @@ class Campaign:
         kept = tuple(f for f in findings if f.fingerprint not in todo or f.fingerprint in seen)
         return kept, len(findings) - len(kept)
 
+    def _uninitialised(self, findings: Tuple[Finding, ...], first: Execution, fresh: Execution) -> Tuple[Finding, ...]:
+        """Findings whose results a fresh process changed, as uninitialised reads (Note
+        [uninitialised read]); their own fingerprints stay unconfirmed, so that every later
+        occurrence is checked in a fresh worker too."""
+        out = []
+        for f in findings:
+            read = uninitialised(first, fresh, f)
+            if read is not None:
+                with self.shared.lock:
+                    self.shared.confirmed.discard(f.fingerprint)
+                    self.shared.confirmed.add(read.fingerprint)
+            out.append(read or f)
+        return tuple(out)
+
     def _to_minimise(self, finding: Finding) -> bool:
         """Whether this thread minimises the finding: the first occurrence of its fingerprint
         (claimed once) whose trial would beat the stored representative.  A timeout is never
-        minimised: each step would wait for the hang again."""
+        minimised (each step would wait for the hang again), nor what only a second process shows."""
         fp = finding.fingerprint
         k = fingerprint_key(fp)
         claim = k if trial_size(finding.trial) else f"{k}/empty"  # a non-empty example still gets its turn
-        if not self.config.minimise or fp.verdict in (Verdict.NONDETERMINISTIC, Verdict.TIMEOUT) \
+        if not self.config.minimise or fp.verdict in (Verdict.NONDETERMINISTIC, Verdict.TIMEOUT, Verdict.UNINITIALISED_READ) \
                 or not self.shared.claim(claim):
             return False
         with self.shared.lock:

@@ -204,7 +204,7 @@ def nondeterminism(ctx: FilterContext, cand: Candidate) -> Optional[FilterOutcom
     # the 50-digit reference ("mp") is computed here, not by the worker: nothing to re-run
     names = sorted({s for d in cand.disagreements for s in d.scenarios if s.split(".")[0] != "mp"} | {"direct"})
     again = ctx.runner.run(ctx.execution.trial, ctx.spec, names)
-    changed = [s for s in names if not _same_result(ctx.execution.get(s), again.get(s))]
+    changed = [s for s in names if not same_result(ctx.execution.get(s), again.get(s))]
     if not changed:
         return _outcome("nondeterminism", False, f"re-run of {', '.join(names)} is bitwise identical")
     why = "declared random, seeded re-run differs" if ctx.spec.random else "NOT declared random"
@@ -212,7 +212,8 @@ def nondeterminism(ctx: FilterContext, cand: Candidate) -> Optional[FilterOutcom
                          tuple(changed))
 
 
-def _same_result(a, b) -> bool:
+def same_result(a, b) -> bool:
+    """Whether two runs of a scenario gave the same outcome and the same bits."""
     if a is None or b is None or a.outcome != b.outcome:
         return a is None and b is None
     if a.value is not None and not (a.value == b.value or (math.isnan(a.value) and math.isnan(b.value))):

@@ -48,6 +48,7 @@ class Verdict(str, enum.Enum):
     UNDECLARED_SUPPORT = "undeclared_support"
     MISSING_SUPPORT = "missing_support"
     NONDETERMINISTIC = "nondeterministic"
+    UNINITIALISED_READ = "uninitialised_read"
 
 
 # severities, most severe first (verdict.severity assigns them; triage and root causes rank by it)

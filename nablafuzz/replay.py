@@ -14,12 +14,12 @@ from typing import Sequence, Tuple
 
 from .errors import RefusedError
 from .fingerprint import describe, key as fingerprint_key
-from .model import ApiSpec, BugReport, Finding
+from .model import ApiSpec, BugReport, Finding, Verdict
 from .programs import is_program, program_spec
 from .runtime.runner import Runner
 from .spec import SpecSet
 from .store import read_report
-from .verdict import judge
+from .verdict import judge, uninitialised
 from .scenarios import ALL
 
 
@@ -63,9 +63,14 @@ def spec_for(report: BugReport, specs: SpecSet) -> ApiSpec:
 
 def replay_report(report: BugReport, spec: ApiSpec, runner: Runner, scenarios: Sequence[str] = ALL) -> ReplayResult:
     """Re-run the report's trial; the scenarios its fingerprint names (e.g. `jit`) always run."""
-    extra = tuple(s for s in report.fingerprint.scenarios if s not in scenarios)
-    verdict = judge(runner.run(report.trial, spec, tuple(scenarios) + extra), spec, runner)
-    return replay_result(report, verdict.findings, versions_of(runner))
+    names = tuple(scenarios) + tuple(s for s in report.fingerprint.scenarios if s not in scenarios)
+    first = runner.run(report.trial, spec, names)
+    findings = judge(first, spec, runner).findings
+    if report.fingerprint.verdict is Verdict.UNINITIALISED_READ:  # Note [uninitialised read]: a fresh process
+        runner.restart()
+        fresh = runner.run(report.trial, spec, names)
+        findings = tuple(uninitialised(first, fresh, f) or f for f in findings)
+    return replay_result(report, findings, versions_of(runner))
 
 
 def versions_of(runner: Runner) -> Tuple[str, ...]:

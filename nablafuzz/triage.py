@@ -31,7 +31,8 @@ from .vetting import dismissed
 CAMPAIGNS_DIR = "_campaigns"
 CAMPAIGN_SCHEMA = 1
 VERDICT_RANK = {v: i for i, v in enumerate((
-    Verdict.CRASH, Verdict.TIMEOUT, Verdict.NONFINITE_DERIVATIVE, Verdict.DERIVATIVE_MISMATCH, Verdict.WRONG_SHAPE,
+    Verdict.CRASH, Verdict.TIMEOUT, Verdict.UNINITIALISED_READ, Verdict.NONFINITE_DERIVATIVE,
+    Verdict.DERIVATIVE_MISMATCH, Verdict.WRONG_SHAPE,
     Verdict.VALUE_MISMATCH, Verdict.STATUS_MISMATCH, Verdict.MISSING_SUPPORT, Verdict.NONDETERMINISTIC,
     Verdict.UNDECLARED_SUPPORT))}
 CHANGES = ("new", "still open", "fixed", "not seen")
@@ -398,7 +399,8 @@ def render_issue(store_root: Path, wanted: str, spec_dir: Path = Path("api_specs
 ISSUE_TITLE = {Verdict.DERIVATIVE_MISMATCH: "Wrong derivative", Verdict.NONFINITE_DERIVATIVE: "NaN/inf derivative",
                Verdict.STATUS_MISMATCH: "Derivative raises where the function works", Verdict.CRASH: "Crash",
                Verdict.TIMEOUT: "Hang", Verdict.VALUE_MISMATCH: "Wrong value", Verdict.WRONG_SHAPE: "Wrong-shaped gradient",
-               Verdict.NONDETERMINISTIC: "Nondeterministic result"}
+               Verdict.NONDETERMINISTIC: "Nondeterministic result",
+               Verdict.UNINITIALISED_READ: "Result reads uninitialised memory"}
 ENV_REPORT = {"torch": "`python -m torch.utils.collect_env`", "tensorflow": "`tf.sysconfig.get_build_info()`",
               "jax": "`jax.print_environment_info()`", "oneflow": "`python -m oneflow --doctor`"}
 

@@ -6,9 +6,10 @@ from dataclasses import dataclass, replace
 from typing import Dict, List, Optional, Tuple
 
 from .compare import compare
-from .filters import FilterContext, Peers, coordinate_reference, run_filters
+from .filters import FilterContext, Peers, coordinate_reference, run_filters, same_result
 from .model import ApiSpec, Candidate, FilterOutcome, Finding, Verdict
 from .runtime.runner import Execution, Runner
+from .scenarios import is_reference
 
 
 @dataclass(frozen=True)
@@ -100,3 +101,26 @@ def judge(execution: Execution, spec: ApiSpec, runner: Runner, peers: Optional[P
     unique = {f.fingerprint: f for f in findings}
     return Judgement(comparison.valid, len(comparison.candidates), tuple(sorted(dismissed.items())),
                      tuple(unique.values()), tuple(conventions))
+
+
+# Note [uninitialised read]
+# The nondeterminism filter re-runs a trial in the same process, where memory a kernel forgot to
+# write holds the same leftovers each time: the garbage repeats bitwise and passes for a wrong
+# but stable derivative.  A finding's confirmation re-runs the trial in a fresh worker
+# (Note [confirmation]); where the finding's own results (the call, or its AD modes) come out
+# with other bits there, the finding is an `uninitialised_read` of its own: a real bug, whatever
+# its values, which are left out of the evidence (they are garbage, and another run prints others).
+def uninitialised(first: Execution, fresh: Execution, finding: Finding) -> Optional[Finding]:
+    """The finding as an uninitialised read where the fresh process changed its results, else None."""
+    c = finding.candidate
+    if c.verdict not in (Verdict.DERIVATIVE_MISMATCH, Verdict.NONFINITE_DERIVATIVE, Verdict.VALUE_MISMATCH):
+        return None
+    names = ("direct",) + tuple(s for s in c.scenarios if not is_reference(s) and s != "direct")
+    changed = tuple(s for s in names if first.get(s) is not None and not same_result(first.get(s), fresh.get(s)))
+    if not changed:
+        return None
+    culprit = ("direct",) if "direct" in changed else changed
+    message = (f"re-running the same inputs in a fresh process changes {', '.join(changed)}, while re-running in "
+               "the same process repeats it bitwise: the result reads memory nothing wrote (Note [uninitialised read])")
+    cand = Candidate(Verdict.UNINITIALISED_READ, culprit, 0 if culprit == ("direct",) else c.order, message=message)
+    return Finding(first.trial, cand, finding.filters, "wrong", message)

@@ -178,3 +178,23 @@ def _kernel_sensitive(off_scale: float):
 # a backward that is wrong only with the other kernels (mkldnn off), and its twin
 square_wrong_without_mkldnn = _kernel_sensitive(1.3)
 square_kernel_neutral = _kernel_sensitive(1.0)
+
+
+class _SquareReadsLeftovers(torch.autograd.Function):
+    """x**2 whose backward adds what a kernel that forgot to write its output would: a value
+    that stays the same within one process and changes from one process to the next (here the
+    process id stands for the leftover memory)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x * x
+
+    @staticmethod
+    def backward(ctx, g):
+        import os
+        (x,) = ctx.saved_tensors
+        return (2 * x + 0.25 + (os.getpid() % 9973) / 997.0) * g
+
+
+square_reads_leftovers = _SquareReadsLeftovers.apply

@@ -363,3 +363,33 @@ def test_a_report_vetted_as_a_false_positive_is_never_reported_again(tmp_path, m
     assert summary.findings == 0 and dict(summary.dismissed).get("known_issue", 0) >= 1
     md = render_triage(tmp_path / "store-square_vjp_off")
     assert "1 false positive" in md and "No bug reports in this store." in md
+
+
+def test_a_result_that_changes_only_between_processes_is_an_uninitialised_read(tmp_path, monkeypatch):
+    # Note [uninitialised read]: the backward's leftover repeats bitwise in one process, so the
+    # in-process nondeterminism check sees a stable wrong derivative; the fresh worker of the
+    # confirmation does not
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")])))
+    api = "helper_torch_ops:square_reads_leftovers"
+    spec = tmp_path / "s.yaml"
+    spec.write_text(f'library: torch\napis:\n  - name: "{api}"\n    args: [{{name: x}}]\n    dtypes: [float64]\n'
+                    '    capabilities: [rev]\n')
+    store = tmp_path / "store"
+    run_campaign(make_config("default", libraries=["torch"], apis=[api], spec_files=[str(spec)],
+                             spec_dir=str(ROOT / "api_specs"), store_dir=str(store), campaign_dir=str(tmp_path / "c"),
+                             workers=1, trials_per_api=4, budget_s=300, name="leftovers", regime_share=0.0,
+                             scenarios=("direct", "rev", "fd")))
+    (report,), errors = Store(store).load_all()
+    assert not errors and report.fingerprint.verdict is Verdict.UNINITIALISED_READ
+    assert report.fingerprint.scenarios == ("rev",) and report.evidence.disagreements == ()
+    assert report.occurrences >= 2  # each trial with a candidate (one subnormal draw is dismissed), one report
+    from nablafuzz.replay import replay_report, spec_for
+    from nablafuzz.runtime.registry import resolve_runtime
+    from nablafuzz.runtime.runner import Runner
+    from nablafuzz.spec import load_specs
+    runner = Runner(resolve_runtime("torch", (str(TESTS),)), tmp_path / "replay.log", 60.0)
+    try:
+        replayed = replay_report(report, spec_for(report, load_specs(ROOT / "api_specs", ["torch"], [str(spec)])), runner)
+    finally:
+        runner.close()
+    assert replayed.outcome.name == "REPRODUCED", replayed.found
