@@ -176,6 +176,25 @@ def nonfinite(ctx: FilterContext, cand: Candidate) -> Optional[FilterOutcome]:
     return _outcome("nonfinite", False, "function output and projection terms are finite")
 
 
+# Note [invalid input]
+# A derivative mode that raises where the call returned is judged as it is (Note [non-finite
+# derivatives]), except on integer indices into a tensor with an axis of length 0: every index
+# is out of range there, and index_add of index 0 into an empty tensor returns from the
+# forward's empty fast path before the bounds check its backward makes.  The call's silence,
+# not the derivative's error, is the oddity, and no maintainer would file it as an AD bug.
+@instability_filter("invalid_input")
+def invalid_input(ctx: FilterContext, cand: Candidate) -> Optional[FilterOutcome]:
+    if cand.verdict is not Verdict.STATUS_MISMATCH:
+        return None
+    recs = [(i.name, r) for i in ctx.execution.trial.inputs for r in records(i.value)]
+    empty = next((n for n, r in recs if r.dtype in FLOAT_DTYPES and 0 in r.shape), None)
+    index = next((n for n, r in recs if r.dtype.startswith(("int", "uint")) and r.values), None)
+    if empty is not None and index is not None:
+        return _outcome("invalid_input", True, f"input {index} indexes into {empty}, which is empty: every index is out "
+                        "of range, which the call's empty fast path does not check (Note [invalid input])")
+    return _outcome("invalid_input", False, "no index into an empty tensor")
+
+
 def subnormal_inputs(trial) -> FilterOutcome:
     """Some libraries' kernels flush subnormal numbers to zero (XLA, TensorFlow's CPU kernels
     with their denormal guard), others do not, and a direction or a difference step at a

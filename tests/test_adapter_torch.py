@@ -175,3 +175,19 @@ def test_symmetric_input_is_judged_along_symmetric_directions(runner):
     assert judge(runner.run(trial, spec, ALL), spec, runner).findings == ()
     unprojected = replace(trial, projections=())
     assert judge(runner.run(unprojected, spec, ALL), spec, runner).findings != ()
+
+
+def test_a_mode_refusing_an_index_into_an_empty_tensor_is_not_a_finding(runner):
+    # Note [invalid input]: index_add's forward returns on an empty tensor before checking
+    # index 0, its backward does not
+    spec = load_specs(ROOT / "api_specs", ["torch"]).get("torch", "torch.Tensor.index_add")
+    empty = Trial("torch", spec.name, 1, "float64", (
+        InputValue("input", ArgKind.TENSOR, to_record(np.zeros((0, 1))), True),
+        InputValue("arg1", ArgKind.CHOICE, 0, False),
+        InputValue("arg2", ArgKind.TENSOR, to_record(np.array([0], dtype=np.int64)), False),
+        InputValue("arg3", ArgKind.TENSOR, to_record(np.zeros((1, 1))), True),
+        InputValue("alpha", ArgKind.CHOICE, -1, False, True)))
+    ex = runner.run(empty, spec, ALL)
+    assert any(c.verdict is Verdict.STATUS_MISMATCH for c in compare(ex, spec).candidates)
+    j = judge(ex, spec, runner)
+    assert j.findings == () and dict(j.dismissed) == {"invalid_input": 1}, j
