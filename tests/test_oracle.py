@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TESTS = ROOT / "tests"
 
 
-def _campaign(tmp_path, monkeypatch, api, extra="", trials=12, regime_share=0.25):
+def _campaign(tmp_path, monkeypatch, api, extra="", trials=12, regime_share=0.25, seed=None):
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")])))
     tmp_path.mkdir(parents=True, exist_ok=True)
     spec = tmp_path / f"{api}.yaml"
@@ -28,7 +28,7 @@ def _campaign(tmp_path, monkeypatch, api, extra="", trials=12, regime_share=0.25
     summary = run_campaign(make_config("default", libraries=["numpy_ref"], apis=["helper_oracle_ops:*"],
                                        spec_files=[str(spec)], spec_dir=str(ROOT / "api_specs"), store_dir=str(store),
                                        campaign_dir=str(tmp_path / "c"), workers=1, trials_per_api=trials,
-                                       budget_s=300, name=api, regime_share=regime_share))
+                                       budget_s=300, name=api, regime_share=regime_share, seed=seed))
     reports, errors = Store(store).load_all()
     assert not errors
     return reports, summary
@@ -320,12 +320,13 @@ def test_one_vote_per_derivative_rule_and_one_key_whatever_the_scenarios_run():
     assert culprit_key(("jacrev",)) == ("jacrev",) and culprit_key(("kernels", "jit")) == ("jit", "kernels")
 
 
-def test_a_planted_wrong_vjp_is_one_report_over_many_trials_and_regimes(tmp_path, monkeypatch):
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_a_planted_wrong_vjp_is_one_report_over_many_trials_and_regimes(tmp_path, monkeypatch, seed):
     # tiny, huge, tie and zero inputs leave finite differences unconverged in some trials: the
     # culprit must not flip to the forward mode there (Note [one vote per implementation])
-    reports, summary = _campaign(tmp_path, monkeypatch, "square_vjp_off", trials=60, regime_share=0.25)
+    reports, summary = _campaign(tmp_path, monkeypatch, "square_vjp_off", trials=40, regime_share=0.25, seed=seed)
     assert len(reports) == 1 and reports[0].fingerprint.scenarios == ("rev",), [r.fingerprint for r in reports]
-    assert summary.findings >= 30
+    assert summary.findings >= 20
 
 
 def test_differences_of_exactly_zero_beside_a_nonzero_derivative_call_for_the_exact_reference():
