@@ -17,11 +17,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from nablafuzz.fingerprint import describe  # noqa: E402
-from nablafuzz.install import load_registry  # noqa: E402
-from nablafuzz.repro import ReproError, render  # noqa: E402
-from nablafuzz.store import Store  # noqa: E402
-from nablafuzz.triage import declared_apis  # noqa: E402
+from nablafuzz.core.fingerprint import describe  # noqa: E402
+from nablafuzz.reports.repro import ReproError, render  # noqa: E402
+from nablafuzz.reports.store import Store  # noqa: E402
+from nablafuzz.reports.triage import declared_apis  # noqa: E402
+from nablafuzz.runtime.install import load_registry  # noqa: E402
+
+
 
 SEVERITY = {"crash": 0, "wrong": 1, "accuracy": 2}
 

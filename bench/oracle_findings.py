@@ -20,10 +20,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from nablafuzz.adapters.entry_points import ENTRY_POINTS  # noqa: E402
-from nablafuzz.model import Verdict  # noqa: E402
-from nablafuzz.scenarios import KERNELS  # noqa: E402
-from nablafuzz.store import Store  # noqa: E402
+from nablafuzz.core.model import Verdict  # noqa: E402
+from nablafuzz.core.quantities import ENTRY_POINTS, KERNELS  # noqa: E402
+from nablafuzz.reports.store import Store  # noqa: E402
+
+
 
 CLASSES = ("entry point", "third order", "kernels", "reference", "undeclared mode", "non-finite derivative", "other")
 

@@ -17,12 +17,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from nablafuzz.generate import generate  # noqa: E402
+from nablafuzz.core.quantities import ALL  # noqa: E402
+from nablafuzz.oracle.verdict import judge  # noqa: E402
 from nablafuzz.runtime.process import Runtime  # noqa: E402
 from nablafuzz.runtime.runner import Runner  # noqa: E402
-from nablafuzz.scenarios import ALL  # noqa: E402
-from nablafuzz.spec import load_specs  # noqa: E402
-from nablafuzz.verdict import judge  # noqa: E402
+from nablafuzz.specs.generate import generate  # noqa: E402
+from nablafuzz.specs.spec import load_specs  # noqa: E402
+
+
 
 
 def measure(spec, runner: Runner, trials: int) -> dict:

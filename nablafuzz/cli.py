@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import List, Optional, Sequence
 
-from .errors import NablaError, ReportError, SpecError
+from .core.errors import NablaError, ReportError, SpecError
 
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130
@@ -138,20 +138,20 @@ def _parser() -> argparse.ArgumentParser:
 def installed_libraries(spec_dir: str = "api_specs") -> List[str]:
     """Libraries with an adapter, an installed runtime and derived specs: what a campaign
     without --libraries covers."""
-    from .install import InstallError, load_registry
+    from .runtime.install import InstallError, load_registry
     try:
         registry = load_registry()
     except InstallError:
         registry = {}
     return ["numpy_ref"] + [lib for lib in ("torch", "jax", "tensorflow", "oneflow")
-                            if lib in registry and importlib.util.find_spec(f"nablafuzz.adapters.{lib}") is not None
+                            if lib in registry and importlib.util.find_spec(f"nablafuzz.libraries.{lib}") is not None
                             and any((Path(spec_dir) / lib).glob("*.yaml"))]
 
 
 def cmd_campaign(args: argparse.Namespace) -> int:
-    from .campaign import run_campaign
-    from .config import make_config
-    from .progress import ProgressView
+    from .campaign.config import make_config
+    from .campaign.loop import run_campaign
+    from .campaign.progress import ProgressView
     settings = {k: v for k, v in vars(args).items() if k not in ("command", "profile", "triage")}
     if args.spec_dir is not None:
         _existing_dir(Path(args.spec_dir), "--spec-dir")
@@ -162,7 +162,7 @@ def cmd_campaign(args: argparse.Namespace) -> int:
     for line in summary.lines():
         print(line)
     if args.triage:
-        from .triage import render_triage
+        from .reports.triage import render_triage
         render_triage(Path(config.store_dir), Path(args.triage), Path(config.spec_dir),
                       [Path(f) for f in config.spec_files])
         print(f"triage report: {args.triage}")
@@ -170,12 +170,12 @@ def cmd_campaign(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from .replay import load_for_replay, replay_report
+    from .campaign.cross import CrossReplayer
+    from .reports.replay import load_for_replay, replay_report
+    from .reports.store import read_report
     from .runtime.registry import resolve_runtime
     from .runtime.runner import Runner
-    from .spec import load_specs
-    from .crosscampaign import CrossReplayer
-    from .store import read_report
+    from .specs.spec import load_specs
     worst, runners, specs = 0, {}, {}
     paths = [str(Path.cwd())] + [str(Path(f).parent) for f in args.spec_files]
     cross = CrossReplayer(Path(args.spec_dir), args.spec_files, args.equivalence, paths)
@@ -212,14 +212,14 @@ def _existing_dir(path: Path, option: str, fix: str = SPEC_DIR_FIX) -> None:
 
 
 def cmd_triage(args: argparse.Namespace) -> int:
-    from .triage import render_triage
+    from .reports.triage import render_triage
     store = Path(args.store)
     if not store.is_dir():
         problem = "is not a directory" if store.exists() else "does not exist"
         raise ReportError(f"report store {store} {problem}; fix: pass --store naming the store a campaign "
                           "wrote (default: bug_reports)")
     if args.issue:
-        from .triage import render_issue
+        from .reports.triage import render_issue
         try:
             sys.stdout.write(render_issue(store, args.issue, Path(args.spec_dir), [Path(f) for f in args.spec_files]))
         except KeyError as exc:
@@ -235,15 +235,15 @@ def cmd_triage(args: argparse.Namespace) -> int:
 
 
 def cmd_vet(args: argparse.Namespace) -> int:
-    from .vetting import vet
+    from .reports.vetting import vet
     report = vet(args.report, args.verdict, args.note)
     print(f"{args.report}: vetted {report.vetted.verdict} ({report.vetted.note})")
     return 0
 
 
 def cmd_specs(args: argparse.Namespace) -> int:
-    from .spec import HINTS_FILE
-    from .specsource import derive, list_specs
+    from .derive.specsource import derive, list_specs
+    from .specs.spec import HINTS_FILE
     if args.action == "derive":
         if not args.library:
             raise NablaError("specs derive needs a library, e.g. `nablafuzz specs derive numpy_ref`")
@@ -260,7 +260,7 @@ def cmd_specs(args: argparse.Namespace) -> int:
         print(said.format(n=n, file=Path(args.spec_dir) / f"{args.action}.yaml"))
         return 0
     if args.action == "derive-cross":
-        from .crossderive import derive_classes
+        from .derive.crossderive import derive_classes
         _existing_dir(Path(args.spec_dir), "--spec-dir")
         out = args.out or Path(args.spec_dir) / "equivalence.yaml"
         n = derive_classes(Path(args.spec_dir), out, verbose=args.verbose, only=args.apis or ())
@@ -278,7 +278,7 @@ class _Probe:
 
     def __init__(self, spec_dir: Path, library: Optional[str], apis: Sequence[str], spec_files: Sequence[Path],
                  name: str):
-        from .spec import load_specs
+        from .specs.spec import load_specs
         libraries = [library] if library else installed_libraries(str(spec_dir))
         self.specs = load_specs(spec_dir, libraries, spec_files).select(libraries, list(apis))
         self.paths = [str(Path.cwd())] + [str(Path(f).parent) for f in spec_files]
@@ -304,8 +304,8 @@ def derive_regimes(spec_dir: Path, library: Optional[str], apis: Sequence[str], 
                    spec_files: Sequence[Path] = ()) -> int:
     """`specs regimes [LIBRARY]`: probe the edges of the selected APIs and merge them into
     `<spec-dir>/regimes.yaml` (the other APIs' edges are kept)."""
-    from .generate import generate
-    from .regimes import REGIMES_FILE, load_edges, probe_edges, write_edges
+    from .specs.generate import generate
+    from .specs.regimes import REGIMES_FILE, load_edges, probe_edges, write_edges
     with _Probe(spec_dir, library, apis, spec_files, "regimes") as probe:
         found = probe_edges(probe.specs, probe.run_for, lambda s, d: generate(s, 0, 0, dtype=d),
                             print if verbose else (lambda _: None))
@@ -321,8 +321,8 @@ def derive_batching(spec_dir: Path, library: Optional[str], apis: Sequence[str],
                     spec_files: Sequence[Path] = ()) -> int:
     """`specs batching [LIBRARY]`: probe which selected APIs map over a batch and merge them
     into `<spec-dir>/batching.yaml` (the other APIs' entries are kept)."""
-    from .batching import BATCHING_FILE, load_batched, probe_batching, write_batched
-    from .generate import first_nonempty
+    from .specs.batching import BATCHING_FILE, load_batched, probe_batching, write_batched
+    from .specs.generate import first_nonempty
     with _Probe(spec_dir, library, apis, spec_files, "batching") as probe:
         found = probe_batching(probe.specs, probe.run_for, lambda s: first_nonempty(s, "float64"),
                                print if verbose else (lambda _: None))
@@ -334,7 +334,7 @@ def derive_batching(spec_dir: Path, library: Optional[str], apis: Sequence[str],
 
 
 def cmd_install(args: argparse.Namespace) -> int:
-    from .install import main as install_main
+    from .runtime.install import main as install_main
     argv = (["--only", ",".join(args.only)] if args.only else []) + (["--force"] if args.force else [])
     return install_main(argv)
 

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import numpy as np
 
-from nablafuzz.model import ArgKind, InputValue, Trial
+from nablafuzz.core.model import ArgKind, InputValue, Trial
+from nablafuzz.core.tensors import to_record
 from nablafuzz.runtime.registry import resolve_runtime
 from nablafuzz.runtime.runner import Runner
-from nablafuzz.spec import spec_from_dict
-from nablafuzz.tensors import to_record
+from nablafuzz.specs.spec import spec_from_dict
 
 TESTS = Path(__file__).resolve().parent
 

@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 
-from nablafuzz.adapters.numpy_ref import OPS, Op
+from nablafuzz.libraries.numpy_ref.adapter import OPS, Op
 
 _SIN = OPS["sin"]
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from nablafuzz.adapters.numpy_ref import OPS, NumpyRefAdapter, Op
-from nablafuzz.tensors import encode_message
+from nablafuzz.core.tensors import encode_message
+from nablafuzz.libraries.numpy_ref.adapter import OPS, NumpyRefAdapter, Op
 
 _SIN = OPS["sin"]
 POISONED = False  # global state the adapter knows nothing of

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from nablafuzz.adapters.numpy_ref import Op
+from nablafuzz.libraries.numpy_ref.adapter import Op
 
 
 def _tanh_d1(x: np.ndarray) -> np.ndarray:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from nablafuzz.adapters.numpy_ref import Op
+from nablafuzz.libraries.numpy_ref.adapter import Op
 
 
 def _sq_vjp(nan_at_smooth_points: bool):

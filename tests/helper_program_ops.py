@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from nablafuzz.adapters.numpy_ref import Op, unary
+from nablafuzz.libraries.numpy_ref.adapter import Op, unary
 
 clamp0 = unary(lambda x: np.maximum(x, 0), lambda x: (x >= 0).astype(x.dtype), np.zeros_like)
 

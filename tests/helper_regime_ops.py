@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from nablafuzz.adapters.numpy_ref import unary
+from nablafuzz.libraries.numpy_ref.adapter import unary
 
 
 def _f(x):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from nablafuzz.adapters.numpy_ref import Op
+from nablafuzz.libraries.numpy_ref.adapter import Op
 
 
 def _is_lower_factor(x: np.ndarray) -> bool:

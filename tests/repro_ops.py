@@ -8,11 +8,11 @@ from typing import Sequence, Tuple
 
 import numpy as np
 
-from nablafuzz.adapters.numpy_ref import Op, unary
-from nablafuzz.fingerprint import key
-from nablafuzz.model import (ArgKind, Aspect, BugReport, Disagreement, ErrorInfo, Evidence, FilterOutcome,
-                             Fingerprint, InputValue, ReportStatus, Tolerance, Trial, Verdict)
-from nablafuzz.tensors import to_record
+from nablafuzz.core.fingerprint import key
+from nablafuzz.core.model import (ArgKind, Aspect, BugReport, Disagreement, ErrorInfo, Evidence, FilterOutcome,
+                                  Fingerprint, InputValue, ReportStatus, Tolerance, Trial, Verdict)
+from nablafuzz.core.tensors import to_record
+from nablafuzz.libraries.numpy_ref.adapter import Op, unary
 
 SIN: Op = unary(np.sin, np.cos, lambda x: -np.sin(x))
 

@@ -12,13 +12,13 @@ from typing import Dict
 import numpy as np
 import pytest
 
-from nablafuzz.compare import compare
-from nablafuzz.model import ArgKind, InputValue, Outcome, Trial
+from nablafuzz.core.model import ArgKind, InputValue, Outcome, Trial
+from nablafuzz.core.quantities import ALL, SECOND_ORDER, direction
+from nablafuzz.core.tensors import to_record
+from nablafuzz.oracle.compare import compare
 from nablafuzz.runtime.registry import resolve_runtime
 from nablafuzz.runtime.runner import Runner
-from nablafuzz.scenarios import ALL, SECOND_ORDER, direction
-from nablafuzz.spec import _Ctx, parse_api
-from nablafuzz.tensors import to_record
+from nablafuzz.specs.spec import _Ctx, parse_api
 
 # per library: our function id -> (API name, {our argument name: the library's})
 LIBRARIES: Dict[str, Dict[str, tuple]] = {
@@ -120,7 +120,7 @@ def test_float32_scenarios_agree_within_float32(runner, fid):
 
 
 def test_unknown_api_is_refused(runner):
-    from nablafuzz.errors import WorkerError
+    from nablafuzz.core.errors import WorkerError
     library, r = runner
     spec = parse_api(_Ctx("conformance"), library, {"name": "no_such_module_xyz:fn", "args": [{"name": "x"}]})
     trial = Trial(library, "no_such_module_xyz:fn", SEED, "float64",

@@ -6,15 +6,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from nablafuzz.compare import compare
-from nablafuzz.config import make_config, scenarios_for
-from nablafuzz.model import ArgKind, InputValue, Outcome, Verdict
-from nablafuzz.scenarios import ALL, COMPILED
-from nablafuzz.spec import load_specs
-from nablafuzz.verdict import judge
-
 from helper_adapter import library_runner, run_spec, tensor_input
+
+from nablafuzz.campaign.config import make_config, scenarios_for
+from nablafuzz.core.model import ArgKind, InputValue, Outcome, Verdict
+from nablafuzz.core.quantities import ALL, COMPILED
+from nablafuzz.oracle.compare import compare
+from nablafuzz.oracle.verdict import judge
+from nablafuzz.specs.spec import load_specs
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from nablafuzz.adapters.messages import UNSUPPORTED_PATTERNS, classify_message
-from nablafuzz.model import Outcome
+from nablafuzz.core.model import Outcome
+from nablafuzz.libraries.messages import UNSUPPORTED_PATTERNS, classify_message
 
 MESSAGES = {
     ("torch", "derivative_not_implemented"): "derivative for aten::hardsigmoid_backward is not implemented",

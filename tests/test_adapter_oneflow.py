@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from nablafuzz.compare import compare
-from nablafuzz.model import ArgKind, InputValue, Outcome, Verdict
-from nablafuzz.scenarios import ALL
-from nablafuzz.specsource import mirrored
-from nablafuzz.tensors import to_record
-from nablafuzz.verdict import judge
-
 from helper_adapter import library_runner, run_spec, tensor_input
+
+from nablafuzz.core.model import ArgKind, InputValue, Outcome, Verdict
+from nablafuzz.core.quantities import ALL
+from nablafuzz.core.tensors import to_record
+from nablafuzz.derive.specsource import mirrored
+from nablafuzz.oracle.compare import compare
+from nablafuzz.oracle.verdict import judge
 
 
 @pytest.fixture(scope="module")

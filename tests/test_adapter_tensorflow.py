@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from nablafuzz.model import ArgKind, InputValue, Outcome, Verdict
-from nablafuzz.scenarios import ALL, COMPILED
-from nablafuzz.verdict import judge
-
 from helper_adapter import library_runner, run_spec, tensor_input, worker_catalogue
+
+from nablafuzz.core.model import ArgKind, InputValue, Outcome, Verdict
+from nablafuzz.core.quantities import ALL, COMPILED
+from nablafuzz.oracle.verdict import judge
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +107,8 @@ def test_catalogue_lists_a_wrapper_and_its_raw_op_once(tf_catalogue):
 
 def test_tensorflow_specs_cover_the_issue_floor():
     from pathlib import Path
-    from nablafuzz.spec import load_specs
+
+    from nablafuzz.specs.spec import load_specs
     specs = load_specs(Path(__file__).resolve().parents[1] / "api_specs", ["tensorflow"]).specs
     names = {s.name for s in specs}
     assert len(names) == len(specs) >= 500  # aliases are notes of one spec, never specs of their own

@@ -6,14 +6,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nablafuzz.compare import compare
-from nablafuzz.model import ArgKind, InputValue, Outcome, Trial, Verdict
+from nablafuzz.core.model import ArgKind, InputValue, Outcome, Trial, Verdict
+from nablafuzz.core.quantities import ALL
+from nablafuzz.core.tensors import to_record
+from nablafuzz.oracle.compare import compare
+from nablafuzz.oracle.verdict import judge
 from nablafuzz.runtime.registry import resolve_runtime
 from nablafuzz.runtime.runner import Runner
-from nablafuzz.scenarios import ALL
-from nablafuzz.spec import _Ctx, load_specs, parse_api
-from nablafuzz.tensors import to_record
-from nablafuzz.verdict import judge
+from nablafuzz.specs.spec import _Ctx, load_specs, parse_api
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -112,9 +112,9 @@ def test_repro_script_runs_alone_in_the_torch_runtime(runner, tmp_path):
     interpreter with nothing of nablafuzz importable, prints the disagreement it claims."""
     import subprocess
 
-    from nablafuzz.install import load_registry
-    from nablafuzz.repro import render
-    from nablafuzz.store import Store
+    from nablafuzz.reports.repro import render
+    from nablafuzz.reports.store import Store
+    from nablafuzz.runtime.install import load_registry
 
     spec, ex = _run(runner, {"name": "helper_torch_ops:square_wrong_backward", "args": [{"name": "input"}],
                              "capabilities": ["rev", "fwd"]}, [_x([0.5, -1.0, 2.0])])
@@ -167,7 +167,7 @@ def test_symmetric_input_is_judged_along_symmetric_directions(runner):
     # (the structure's projection) every scenario agrees; along full ones finite differences do not
     from dataclasses import replace
 
-    from nablafuzz.generate import generate
+    from nablafuzz.specs.generate import generate
     spec = parse_api(_Ctx("test"), "torch", {"name": "torch.linalg.eigvalsh",
                                               "args": [{"name": "input", "structure": "symmetric", "dims": [3, 3]}]})
     trial = generate(spec, 5, 0, dtype="float64")

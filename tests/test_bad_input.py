@@ -12,6 +12,7 @@ import copy
 import errno
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -19,15 +20,19 @@ from pathlib import Path
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, example, given, settings, strategies as st
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 
 from nablafuzz.cli import main
-from nablafuzz.codec import from_json, to_json
-from nablafuzz.errors import ReportError, SpecError
-from nablafuzz.model import (ApiSpec, ArgKind, Aspect, BugReport, Disagreement, Evidence, FilterOutcome, Fingerprint,
-                             InputValue, ReportStatus, TensorRecord, Tolerance, Trial, Verdict)
-from nablafuzz.spec import _API_FIELDS, _ARG_FIELDS, load_conventions, load_file, load_probe_hints
-from nablafuzz.store import encode_report, read_report
+from nablafuzz.core import codec, tensors
+from nablafuzz.core.codec import TENSOR_DTYPES, from_json, to_json
+from nablafuzz.core.errors import ReportError, SpecError
+from nablafuzz.core.model import (ApiSpec, ArgKind, ArgSpec, Aspect, BugReport, Disagreement, Evidence, FilterOutcome,
+                                  Fingerprint, InputValue, ReportStatus, TensorRecord, Tolerance, Trial, Verdict)
+from nablafuzz.reports.store import encode_report, read_report
+from nablafuzz.specs.equivalence import (_CLASS_FIELDS, _MEMBER_FIELDS, CROSS, EquivalenceClass, Resolved, load_classes,
+                                         member_trial)
+from nablafuzz.specs.spec import _API_FIELDS, _ARG_FIELDS, load_conventions, load_file, load_probe_hints
 
 ROOT = Path(__file__).resolve().parents[1]
 BROKEN = ROOT / "tests" / "specs" / "broken.yaml"
@@ -494,7 +499,7 @@ def test_triage_write_failure_names_file_reason_and_fix(capsys, tmp_path, monkey
 
     def fail(path, text):
         raise OSError(number, os.strerror(number), str(path))
-    monkeypatch.setattr("nablafuzz.triage.write_atomic", fail)
+    monkeypatch.setattr("nablafuzz.reports.triage.write_atomic", fail)
     code, _, err = _main(capsys, "triage", "--store", str(_empty_store(tmp_path)), "--out", str(out))
     assert code == 2
     assert err == f"nablafuzz: error: cannot write {out}: {os.strerror(number)}; fix: " + err.split("; fix: ", 1)[1]
@@ -521,7 +526,7 @@ def test_campaign_into_an_unwritable_store_is_a_clear_error(tmp_path):
 def test_campaign_on_a_full_disk_is_a_clear_error(capsys, tmp_path, monkeypatch):
     def full(path, text):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
-    monkeypatch.setattr("nablafuzz.store.write_atomic", full)
+    monkeypatch.setattr("nablafuzz.reports.store.write_atomic", full)
     code, _, err = _main(capsys, "campaign", "-l", "numpy_ref", "--api", "sin", "--trials", "2", "--workers", "1",
                          "--store", str(tmp_path / "store"), "--campaign-dir", str(tmp_path / "campaigns"),
                          "--spec-dir", str(ROOT / "api_specs"))
@@ -542,11 +547,7 @@ def test_bad_spec_file_on_the_command_line_is_an_error_not_a_traceback(tmp_path)
 
 # ---- 4. the equivalence map: classes, or a SpecError naming file:line, class, field and fix ------
 
-import re  # noqa: E402
 
-from nablafuzz.equivalence import (_CLASS_FIELDS, _MEMBER_FIELDS, CROSS, EquivalenceClass, Resolved,  # noqa: E402
-                                   load_classes, member_trial)
-from nablafuzz.model import ArgSpec  # noqa: E402
 
 
 def _map(member: str = "", cls: str = "", args: str = "[x]") -> str:
@@ -756,8 +757,6 @@ def test_every_committed_map_loads_and_is_usable():
 
 # ---- 5. hand-edited report tensors: a ReportError naming the file, not a numpy traceback later ----
 
-from nablafuzz import codec, tensors  # noqa: E402
-from nablafuzz.codec import TENSOR_DTYPES  # noqa: E402
 
 
 def _numpy_ref_report() -> dict:

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from nablafuzz.campaign import run_campaign
-from nablafuzz.config import make_config
-from nablafuzz.store import Store
+from nablafuzz.campaign.config import make_config
+from nablafuzz.campaign.loop import run_campaign
+from nablafuzz.reports.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
 BROKEN = ROOT / "tests" / "specs" / "broken.yaml"
@@ -116,8 +116,8 @@ def test_sigkill_then_rerun_loses_nothing_and_duplicates_nothing(tmp_path):
 
 
 def test_libraries_take_turns_so_a_short_budget_covers_each():
-    from nablafuzz.campaign import _interleaved
-    from nablafuzz.spec import spec_from_dict
+    from nablafuzz.campaign.loop import _interleaved
+    from nablafuzz.specs.spec import spec_from_dict
     specs = [spec_from_dict(lib, {"name": n, "args": [{"name": "x"}]}, "test")
              for lib, names in (("torch", "abc"), ("jax", "de"), ("numpy_ref", "f")) for n in names]
     assert [s.id for s in _interleaved(specs)] == ["torch:a", "jax:d", "numpy_ref:f", "torch:b", "jax:e", "torch:c"]

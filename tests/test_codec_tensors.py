@@ -12,9 +12,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from nablafuzz import codec, scenarios, tensors
-from nablafuzz.model import (ArgKind, BugReport, Disagreement, ErrorInfo, Evidence, FilterOutcome, Fingerprint,
-                             InputValue, ReportStatus, Tolerance, Trial, Verdict, Aspect)
+from nablafuzz.core import codec, quantities, tensors
+from nablafuzz.core.model import (ArgKind, Aspect, BugReport, Disagreement, ErrorInfo, Evidence, FilterOutcome,
+                                  Fingerprint, InputValue, ReportStatus, Tolerance, Trial, Verdict)
 
 FLOATS = ("float64", "float32", "float16")
 INTS = ("int64", "int32", "int16", "int8", "uint8", "uint64")
@@ -319,21 +319,21 @@ def test_canonical_hash_stable_through_json(arr, seed):
 def test_direction_is_pinned():
     # Regression pin computed once: worker (numpy 1.26) and orchestrator (numpy 2.x) must derive
     # bit-identical directions, so the stream behind them may never change.
-    assert scenarios.direction(7, "u", 0, (4,), "float64").tolist() == [
+    assert quantities.direction(7, "u", 0, (4,), "float64").tolist() == [
         -0.87890625, 0.5654296875, -0.57421875, -0.953125]
 
 
 @settings(max_examples=150, deadline=None)
 @given(st.integers(0, 2 ** 63 - 1), st.sampled_from(["u", "v", "w"]), st.integers(0, 7), SHAPES)
 def test_direction_reproducible_bounded_exact(seed, tag, index, shape):
-    d64 = scenarios.direction(seed, tag, index, shape, "float64")
+    d64 = quantities.direction(seed, tag, index, shape, "float64")
     assert d64.shape == shape and d64.dtype == np.float64
-    assert np.array_equal(d64, scenarios.direction(seed, tag, index, shape, "float64"))
+    assert np.array_equal(d64, quantities.direction(seed, tag, index, shape, "float64"))
     mag = np.abs(d64)
     assert np.all((mag >= 0.5) & (mag < 1.5))
     assert np.all(d64 * 1024 == np.round(d64 * 1024))  # multiples of 2^-10
     for dt in ("float32", "float16"):
-        low = scenarios.direction(seed, tag, index, shape, dt)
+        low = quantities.direction(seed, tag, index, shape, dt)
         assert low.dtype == np.dtype(dt)
         assert np.array_equal(low.astype(np.float64), d64)  # exact in every float dtype
 
@@ -341,11 +341,11 @@ def test_direction_reproducible_bounded_exact(seed, tag, index, shape):
 @pytest.mark.parametrize("other", [(8, "u", 0), (7, "w", 0), (7, "u", 1), (2 ** 40 + 7, "u", 0)],
                          ids=["seed", "tag", "index", "high-seed-bits"])
 def test_direction_depends_on_seed_tag_index(other):
-    base = scenarios.direction(7, "u", 0, (64,), "float64")
-    assert not np.array_equal(scenarios.direction(*other, (64,), "float64"), base)
+    base = quantities.direction(7, "u", 0, (64,), "float64")
+    assert not np.array_equal(quantities.direction(*other, (64,), "float64"), base)
 
 
 def test_direction_has_both_signs_and_spread():
-    d = scenarios.direction(3, "v", 0, (4096,), "float64")
+    d = quantities.direction(3, "v", 0, (4096,), "float64")
     assert 0.4 < np.mean(d > 0) < 0.6
     assert np.abs(d).min() < 0.51 and np.abs(d).max() > 1.49

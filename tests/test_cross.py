@@ -12,19 +12,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nablafuzz.campaign import run_campaign
-from nablafuzz.config import make_config
-from nablafuzz.crosscampaign import Members, run_class
-from nablafuzz.crosscheck import deviant
-from nablafuzz.equivalence import load_classes, member_trial, resolve
-from nablafuzz.errors import SpecError
-from nablafuzz.model import ArgKind, InputValue, Trial
+from nablafuzz.campaign.config import make_config
+from nablafuzz.campaign.cross import Members, run_class
+from nablafuzz.campaign.loop import run_campaign
+from nablafuzz.core.errors import SpecError
+from nablafuzz.core.model import ArgKind, InputValue, Trial
+from nablafuzz.core.tensors import to_record
+from nablafuzz.oracle.cross import deviant
+from nablafuzz.reports.store import Store
+from nablafuzz.reports.triage import render_triage
 from nablafuzz.runtime.registry import resolve_runtime
 from nablafuzz.runtime.runner import Runner
-from nablafuzz.spec import load_specs
-from nablafuzz.store import Store
-from nablafuzz.tensors import to_record
-from nablafuzz.triage import render_triage
+from nablafuzz.specs.equivalence import load_classes, member_trial, resolve
+from nablafuzz.specs.spec import load_specs
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "tests" / "specs" / "cross"
@@ -188,7 +188,7 @@ def test_repro_script_checks_against_the_other_libraries_values(campaign, tmp_pa
     (here they agree; the planted library has no script renderer)."""
     from dataclasses import replace
 
-    from nablafuzz.repro import render
+    from nablafuzz.reports.repro import render
     _, reports, _, _ = campaign
     exp = next(r for r in reports if r.fingerprint.api == "exp")
     swapped = replace(exp, fingerprint=replace(exp.fingerprint, library="numpy_ref"),
@@ -206,7 +206,7 @@ def test_repro_script_checks_against_the_other_libraries_values(campaign, tmp_pa
 
 def test_repro_permutes_axes_as_the_trial_layout_says():
     """A member with another layout (TensorFlow's NHWC conv) gets its transposes in the script."""
-    from nablafuzz.repro import RENDERERS, _composed_bind
+    from nablafuzz.reports.repro import RENDERERS, _composed_bind
     x = InputValue("input", ArgKind.TENSOR, to_record([[[[1.0]]]]), True)
     w = InputValue("filters", ArgKind.TENSOR, to_record([[[[2.0]]]]), True)
     trial = Trial("tensorflow", "tf.nn.conv2d", 1, "float64", (x, w),
@@ -221,7 +221,7 @@ def test_repro_permutes_axes_as_the_trial_layout_says():
 def test_values_near_the_subnormal_range_become_zero_in_cross_trials():
     """Libraries that flush subnormals and libraries that do not compute different functions
     there; an exact zero is a point all must get right."""
-    from nablafuzz.crosscheck import flush_subnormal
+    from nablafuzz.oracle.cross import flush_subnormal
     x = InputValue("x", ArgKind.TENSOR, to_record(np.array([5e-324, -2.2250738585072014e-308, 1e-300, 0.5])), True)
     assert str(flush_subnormal(Trial("cross", "abs", 1, "float64", (
         InputValue("x", ArgKind.TENSOR, to_record(np.array([-0.0])), True),))).inputs[0].value.values[0]) == "0.0"
@@ -232,6 +232,6 @@ def test_values_near_the_subnormal_range_become_zero_in_cross_trials():
 
 
 def test_general_eigenvalues_are_never_a_class_their_order_is_unspecified():
-    from nablafuzz.crossderive import SYNONYMS
+    from nablafuzz.derive.crossderive import SYNONYMS
     classes = load_classes(ROOT / "api_specs" / "equivalence.yaml")
     assert SYNONYMS["eigvals"] == "" and not any(c.id == "eigvals" for c in classes)

@@ -2,24 +2,24 @@
 from __future__ import annotations
 
 import math
-from dataclasses import replace
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import numpy as np
 import pytest
 
-from nablafuzz import filters
-from nablafuzz.compare import compare
-from nablafuzz.model import (ApiSpec, ArgKind, Aspect, Candidate, Disagreement, InputValue, Outcome, ScenarioResult,
-                             Tolerance, Trial, Verdict)
+from nablafuzz.core.model import (ApiSpec, ArgKind, Aspect, Candidate, Disagreement, InputValue, Outcome,
+                                  ScenarioResult, Tolerance, Trial, Verdict)
+from nablafuzz.core.quantities import ALL
+from nablafuzz.core.tensors import to_record
+from nablafuzz.oracle import filters
+from nablafuzz.oracle.compare import compare
+from nablafuzz.oracle.verdict import Judgement, judge
 from nablafuzz.runtime.process import Runtime
 from nablafuzz.runtime.runner import Execution, Runner
-from nablafuzz.scenarios import ALL
-from nablafuzz.spec import _Ctx, parse_api
-from nablafuzz.tensors import to_record
-from nablafuzz.verdict import Judgement, judge
+from nablafuzz.specs.spec import _Ctx, parse_api
 
 TESTS = Path(__file__).resolve().parent
 
@@ -261,7 +261,7 @@ def test_differences_across_an_output_shape_change_are_no_reference(runner):
 
 
 def test_a_gradient_of_the_wrong_shape_is_its_own_finding(runner):
-    from nablafuzz.model import Verdict
+    from nablafuzz.core.model import Verdict
     j = run_judge(runner, "helper_ops:sin_column_vjp", [0.5, 1.0, -2.0])
     (finding,) = j.findings
     assert finding.candidate.verdict is Verdict.WRONG_SHAPE and finding.candidate.scenarios == ("rev",)
@@ -372,7 +372,7 @@ def test_three_way_tie_of_a_selection_op(runner, kinks, dismissed):
 # ---- the convention table -----------------------------------------------------------------------
 
 def _with_convention(spec: ApiSpec, **row: Any) -> ApiSpec:
-    from nablafuzz.spec import Convention, KnownIssue, with_conventions
+    from nablafuzz.specs.spec import Convention, KnownIssue, with_conventions
     issue = KnownIssue(row.get("reason", "ties split 0.5/0.5 by design"), URL, (), row.get("verdict"), True,
                        row.get("when", ""))
     (out,) = with_conventions([spec], [Convention("numpy_ref", (spec.name,), issue)])
@@ -406,7 +406,7 @@ def test_unconditional_convention_names_itself(runner):
 
 
 def test_convention_table_is_attached_by_api_glob(tmp_path):
-    from nablafuzz.spec import load_specs
+    from nablafuzz.specs.spec import load_specs
     (tmp_path / "numpy_ref").mkdir()
     (tmp_path / "numpy_ref" / "s.yaml").write_text("library: numpy_ref\napis:\n- {name: maximum, args: [{name: x}]}\n"
                                                   "- {name: exp, args: [{name: x}]}\n")
@@ -424,8 +424,8 @@ def test_convention_table_is_attached_by_api_glob(tmp_path):
     ("{apis: [exp], reason: r, url: 'https://x'}", "conventions"),
 ])
 def test_malformed_convention_table_names_file_field_and_fix(tmp_path, row, field):
-    from nablafuzz.errors import SpecError
-    from nablafuzz.spec import load_conventions
+    from nablafuzz.core.errors import SpecError
+    from nablafuzz.specs.spec import load_conventions
     path = tmp_path / "conventions.yaml"
     path.write_text(f"conventions:\n- {row}\n")
     with pytest.raises(SpecError) as err:
@@ -436,7 +436,7 @@ def test_malformed_convention_table_names_file_field_and_fix(tmp_path, row, fiel
 
 def test_a_disagreement_seen_between_more_scenarios_in_float64_is_the_same():
     # tf.raw_ops.BesselI0: float32 lined up rev.rev+fd.rev, float64 rev.rev+fd.rev+fd.fwd
-    from nablafuzz.filters import same_disagreement
+    from nablafuzz.oracle.filters import same_disagreement
     f32 = Candidate(Verdict.DERIVATIVE_MISMATCH, ("rev.rev", "fd.rev"), 2)
     f64 = Candidate(Verdict.DERIVATIVE_MISMATCH, ("rev.rev", "fd.fwd", "fd.rev"), 2)
     assert same_disagreement(f64, f32)

@@ -14,23 +14,22 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from repro_ops import disagreement, make_report, tensor
 
-from nablafuzz.campaign import campaign_dir, run_campaign
-from nablafuzz.config import make_config
-from nablafuzz.errors import RefusedError, ReportError
-from nablafuzz.fingerprint import key
-from nablafuzz.model import ArgKind, InputValue, Trial, Verdict
-from nablafuzz.repro import ReproError, render
+from nablafuzz.campaign.config import make_config
+from nablafuzz.campaign.loop import campaign_dir, run_campaign
+from nablafuzz.core.errors import RefusedError, ReportError
+from nablafuzz.core.fingerprint import key
+from nablafuzz.core.model import ArgKind, InputValue, Trial, Verdict
+from nablafuzz.core.quantities import ALL
+from nablafuzz.core.tensors import to_record
+from nablafuzz.reports.repro import ReproError, render
+from nablafuzz.reports.store import Store, encode_report, read_report, report_path
+from nablafuzz.reports.triage import render_triage
 from nablafuzz.runtime import process
 from nablafuzz.runtime.process import Runtime
 from nablafuzz.runtime.runner import Runner
-from nablafuzz.scenarios import ALL
-from nablafuzz.spec import _Ctx, parse_api
-from nablafuzz.store import Store, encode_report, read_report, report_path
-from nablafuzz.tensors import to_record
-from nablafuzz.triage import render_triage
-
-from repro_ops import disagreement, make_report, tensor
+from nablafuzz.specs.spec import _Ctx, parse_api
 
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = ROOT / "tests"
@@ -79,7 +78,7 @@ def _planted(api_in_trial: str):
 
 def test_campaign_finish_never_runs_what_a_report_names(hostile):
     (hostile / "evil.py").write_text("from pathlib import Path\nPath('IMPORTED').write_text('ran')\n"
-                                     "from nablafuzz.adapters.numpy_ref import OPS\nrun = OPS['sin']\n")
+                                     "from nablafuzz.libraries.numpy_ref.adapter import OPS\nrun = OPS['sin']\n")
     report = _planted("evil:run")
     path = report_path(hostile / "store", "numpy_ref", "sin", report.key)
     path.parent.mkdir(parents=True)
@@ -133,7 +132,7 @@ def test_report_fields_never_leave_the_store(tmp_path):
 
 
 def test_hand_edited_fingerprint_is_moved_aside_not_merged_into(tmp_path):
-    from nablafuzz.model import Finding, Candidate, FilterOutcome
+    from nablafuzz.core.model import Candidate, FilterOutcome, Finding
     store = Store(tmp_path / "store", notify=lambda m: notes.append(m))
     notes = []
     genuine = make_report("numpy_ref", "sin", [tensor([1.0])], disagreements=[disagreement("rev", "fd")])
@@ -151,7 +150,7 @@ def test_hand_edited_fingerprint_is_moved_aside_not_merged_into(tmp_path):
     assert len(aside) == 1 and json.loads(aside[0].read_text())["report"]["fingerprint"]["verdict"] == "status_mismatch"
     assert notes and "moved aside" in notes[0]
     with pytest.raises(ReportError, match="fingerprint"):
-        from nablafuzz.store import read_checked
+        from nablafuzz.reports.store import read_checked
         bad = path.parent / "0000000000000000.json"
         bad.write_text(encode_report(genuine))
         read_checked(bad)
@@ -200,7 +199,7 @@ def test_a_hang_costs_about_one_trial_and_the_budget_holds(hostile):
 
 def test_memory_limit_is_on_by_default_and_stops_a_chunked_allocation(hostile):
     assert make_config("smoke").memory_limit_mb >= 4096
-    from nablafuzz.config import default_memory_limit
+    from nablafuzz.campaign.config import default_memory_limit
     assert make_config("smoke").memory_limit_mb == default_memory_limit(2)
     assert make_config("smoke", memory_limit_mb=0).memory_limit_mb == 0  # overridable
     spec = spec_file(hostile, "numpy_ref", "helper_hostile_ops:hog_chunks_sin")
@@ -274,7 +273,7 @@ def test_forged_frame_costs_one_trial_and_the_worker_recovers(tmp_path):
 
 
 def test_worker_exits_on_a_frame_that_is_not_ours(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "nablafuzz.runtime.worker", "numpy_ref"], input=b"GARBAGE" * 10,
+    proc = subprocess.run([sys.executable, "-m", "nablafuzz.worker.main", "numpy_ref"], input=b"GARBAGE" * 10,
                           capture_output=True, timeout=60, env=dict(os.environ, PYTHONPATH=str(ROOT)))
     assert proc.returncode == 3 and b"not a nablafuzz frame" in proc.stderr
 

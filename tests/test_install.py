@@ -1,4 +1,4 @@
-"""nablafuzz.install without network: plan selection, interpreter lookup, idempotence."""
+"""nablafuzz.runtime.install without network: plan selection, interpreter lookup, idempotence."""
 
 import json
 import os
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from nablafuzz import install as inst
+from nablafuzz.runtime import install as inst
 
 ONEFLOW = next(p for p in inst.PLANS if p.name == "oneflow")
 

@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nablafuzz.campaign import run_campaign
-from nablafuzz.config import make_config
-from nablafuzz.model import Verdict
-from nablafuzz.store import Store
+from nablafuzz.campaign.config import make_config
+from nablafuzz.campaign.loop import run_campaign
+from nablafuzz.core.model import Verdict
+from nablafuzz.reports.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = ROOT / "tests"
@@ -78,7 +78,7 @@ def test_a_bug_only_the_torch_func_transforms_reach_is_one_report(tmp_path, monk
     assert report.fingerprint.verdict is Verdict.DERIVATIVE_MISMATCH
     assert set(report.fingerprint.scenarios) <= {"jacrev", "jacfwd", "vmap", "hessian"}  # no plain mode
     # its repro script replays the transform in plain torch.func code and shows the disagreement
-    from nablafuzz.repro import render
+    from nablafuzz.reports.repro import render
     from nablafuzz.runtime.registry import resolve_runtime
     script = render(report, {"torch:helper_torch_ops:cube_wrong_vmap"})
     assert "torch.func.jacrev" in script and "def entry_value" in script
@@ -98,9 +98,9 @@ def test_entry_points_agree_with_the_plain_modes_on_real_apis(tmp_path, monkeypa
 def test_each_entry_point_runs_and_matches_its_plain_mode_in_torch_and_jax(tmp_path):
     from helper_adapter import library_runner
 
-    from nablafuzz.generate import generate
-    from nablafuzz.scenarios import ALL, ENTRY
-    from nablafuzz.spec import load_specs
+    from nablafuzz.core.quantities import ALL, ENTRY
+    from nablafuzz.specs.generate import generate
+    from nablafuzz.specs.spec import load_specs
     for library, api in (("torch", "torch.linalg.det"), ("jax", "jax.numpy.linalg.det"), ("tensorflow", "tf.linalg.det")):
         spec = load_specs(ROOT / "api_specs", [library]).get(library, api)
         runner = library_runner(library, tmp_path / f"{library}.log")
@@ -136,7 +136,7 @@ def test_a_wrong_third_derivative_is_one_report(tmp_path, monkeypatch):
     assert report.fingerprint.verdict is Verdict.DERIVATIVE_MISMATCH and report.fingerprint.order == 3
     assert set(report.fingerprint.scenarios) <= {"rev.rev.rev", "fwd.rev.rev", "rev.fwd.rev"}
     assert campaign(tmp_path / "twin", "helper_torch_ops:quartic") == []
-    from nablafuzz.repro import render
+    from nablafuzz.reports.repro import render
     from nablafuzz.runtime.registry import resolve_runtime
     script = render(report, {"torch:helper_torch_ops:quartic_wrong_third"})
     run = subprocess.run([resolve_runtime("torch").python, "-c", script], capture_output=True, text=True, timeout=300,
@@ -147,9 +147,9 @@ def test_a_wrong_third_derivative_is_one_report(tmp_path, monkeypatch):
 def test_third_order_agrees_with_finite_differences_in_all_four_libraries(tmp_path):
     from helper_adapter import library_runner
 
-    from nablafuzz.generate import generate
-    from nablafuzz.scenarios import THIRD_ORDER
-    from nablafuzz.spec import load_specs
+    from nablafuzz.core.quantities import THIRD_ORDER
+    from nablafuzz.specs.generate import generate
+    from nablafuzz.specs.spec import load_specs
     for library, api in (("torch", "torch.sin"), ("jax", "jax.numpy.sin"), ("tensorflow", "tf.experimental.numpy.sin"),
                          ("oneflow", "oneflow.sin")):
         spec = load_specs(ROOT / "api_specs", [library]).get(library, api)
@@ -190,8 +190,8 @@ def test_a_kernel_variant_disagreement_is_one_report(tmp_path, monkeypatch):
 def test_tensorflow_with_onednn_on_runs_as_the_kernels_scenario(tmp_path):
     from helper_adapter import library_runner
 
-    from nablafuzz.generate import generate
-    from nablafuzz.spec import load_specs
+    from nablafuzz.specs.generate import generate
+    from nablafuzz.specs.spec import load_specs
     spec = load_specs(ROOT / "api_specs", ["tensorflow"]).get("tensorflow", "tf.matmul")
     runner = library_runner("tensorflow", tmp_path / "tf.log")
     try:
@@ -231,8 +231,8 @@ def test_a_tail_only_wrong_derivative_is_found_against_the_50_digit_reference(tm
 
 
 def test_the_reference_table_covers_real_elementwise_apis_and_its_values_are_exact():
-    from nablafuzz.reference import derivatives, projections
-    from nablafuzz.spec import load_specs
+    from nablafuzz.specs.reference import derivatives, projections
+    from nablafuzz.specs.spec import load_specs
     loaded = load_specs(ROOT / "api_specs", ["torch", "jax", "tensorflow", "oneflow"]).specs
     by_lib = {lib: [s for s in loaded if s.library == lib and s.reference] for lib in ("torch", "jax", "tensorflow", "oneflow")}
     assert all(len(v) >= 50 for v in by_lib.values()), {k: len(v) for k, v in by_lib.items()}
@@ -262,7 +262,7 @@ def test_the_reference_table_covers_real_elementwise_apis_and_its_values_are_exa
 def test_entry_point_repro_scripts_run_in_torch_jax_and_tensorflow(tmp_path):
     from repro_ops import disagreement, make_report, tensor
 
-    from nablafuzz.repro import render
+    from nablafuzz.reports.repro import render
     from nablafuzz.runtime.registry import resolve_runtime
     for library, api, names in (("torch", "torch.sin", ("jacrev", "jacfwd", "vmap", "hessian")),
                                 ("jax", "jax.numpy.sin", ("jacrev", "jacfwd", "vmap", "hessian")),
@@ -276,13 +276,13 @@ def test_entry_point_repro_scripts_run_in_torch_jax_and_tensorflow(tmp_path):
 def test_the_50_digit_reference_referees_two_libraries_that_disagree():
     """Note [cross-library referee]: two libraries alone get no verdict from each other; where the
     function has a 50-digit reference, it says which one is wrong, even in a tail."""
-    from nablafuzz.compare import exact_reference
-    from nablafuzz.crosscheck import DEVIATE, NO_VERDICT, _derivative_deviation, recorded, refereed
-    from nablafuzz.equivalence import EquivalenceClass, Resolved
-    from nablafuzz.model import ArgKind, InputValue, Outcome, ScenarioResult, Trial
+    from nablafuzz.core.model import ArgKind, InputValue, Outcome, ScenarioResult, Trial
+    from nablafuzz.core.tensors import to_record
+    from nablafuzz.oracle.compare import exact_reference
+    from nablafuzz.oracle.cross import DEVIATE, NO_VERDICT, _derivative_deviation, recorded, refereed
     from nablafuzz.runtime.runner import Execution
-    from nablafuzz.spec import load_specs
-    from nablafuzz.tensors import to_record
+    from nablafuzz.specs.equivalence import EquivalenceClass, Resolved
+    from nablafuzz.specs.spec import load_specs
     specs = load_specs(ROOT / "api_specs", ["torch", "jax"])
     members = (("torch", specs.get("torch", "torch.tanh")), ("jax", specs.get("jax", "jax.numpy.tanh")))
     assert all(s.reference == "tanh" for _, s in members)
@@ -307,8 +307,8 @@ def test_one_vote_per_derivative_rule_and_one_key_whatever_the_scenarios_run():
     """Note [one vote per implementation]: four scenarios running the reverse rule do not outvote
     the two running the forward rule; and the fingerprint names the plain modes among the culprits,
     so a wrong VJP is one entry with or without the transforms that share it."""
-    from nablafuzz.compare import _majority
-    from nablafuzz.model import Outcome, ScenarioResult, Tolerance, culprit_key
+    from nablafuzz.core.model import Outcome, ScenarioResult, Tolerance, culprit_key
+    from nablafuzz.oracle.compare import _majority
     rs = [ScenarioResult(s, Outcome.OK, 1.0, 1.0) for s in ("rev", "jacrev", "vmap", "kernels")]
     rs += [ScenarioResult(s, Outcome.OK, 2.0, 2.0) for s in ("fwd", "jacfwd")]
     _, culprits, ambiguous = _majority(rs, Tolerance(0.0, 1e-7), 2.0)
@@ -330,17 +330,17 @@ def test_a_planted_wrong_vjp_is_one_report_over_many_trials_and_regimes(tmp_path
 
 
 def test_differences_of_exactly_zero_beside_a_nonzero_derivative_call_for_the_exact_reference():
-    from nablafuzz.compare import _needs_exact
-    from nablafuzz.model import Outcome, ScenarioResult
+    from nablafuzz.core.model import Outcome, ScenarioResult
+    from nablafuzz.oracle.compare import _needs_exact
     fd = ScenarioResult("fd", Outcome.OK, 0.0, 0.0, 0.0)  # "converged": every difference was 0
     assert _needs_exact([fd, ScenarioResult("rev", Outcome.OK, 1.3e-22, 1.3e-22)], 1e-300)
     assert not _needs_exact([ScenarioResult("fd", Outcome.OK, 2.0, 2.0, 1e-9), ScenarioResult("rev", Outcome.OK, 2.0, 2.0)], 1e-12)
 
 
 def test_a_crash_of_finite_differences_is_not_the_library_s_and_an_intermediate_s_rounding_is_allowed():
-    from nablafuzz.compare import _status
-    from nablafuzz.model import ApiSpec, ErrorInfo, Outcome, ScenarioResult
-    from nablafuzz.reference import projections
+    from nablafuzz.core.model import ApiSpec, ErrorInfo, Outcome, ScenarioResult
+    from nablafuzz.oracle.compare import _status
+    from nablafuzz.specs.reference import projections
     spec = ApiSpec(library="oneflow", name="oneflow.bernoulli", args=())
     crashed = ScenarioResult("fd", Outcome.CRASHED, error=ErrorInfo("crashed", "killed by SIGABRT"))
     assert _status(spec, crashed, "float64") is None  # the step moved p past 1
@@ -353,7 +353,7 @@ def test_a_crash_of_finite_differences_is_not_the_library_s_and_an_intermediate_
 
 def test_a_report_vetted_as_a_false_positive_is_never_reported_again(tmp_path, monkeypatch):
     from nablafuzz.cli import main
-    from nablafuzz.triage import render_triage
+    from nablafuzz.reports.triage import render_triage
     (report,), _ = _campaign(tmp_path, monkeypatch, "square_vjp_off", trials=8, regime_share=0.0)
     path = next((tmp_path / "store-square_vjp_off").rglob(f"{report.key}.json"))
     assert main(["vet", str(path), "--as", "false_positive", "--note", "planted: the VJP is 2.5 x on purpose"]) == 0
@@ -384,10 +384,10 @@ def test_a_result_that_changes_only_between_processes_is_an_uninitialised_read(t
     assert not errors and report.fingerprint.verdict is Verdict.UNINITIALISED_READ
     assert report.fingerprint.scenarios == ("rev",) and report.evidence.disagreements == ()
     assert report.occurrences >= 2  # each trial with a candidate (one subnormal draw is dismissed), one report
-    from nablafuzz.replay import replay_report, spec_for
+    from nablafuzz.reports.replay import replay_report, spec_for
     from nablafuzz.runtime.registry import resolve_runtime
     from nablafuzz.runtime.runner import Runner
-    from nablafuzz.spec import load_specs
+    from nablafuzz.specs.spec import load_specs
     runner = Runner(resolve_runtime("torch", (str(TESTS),)), tmp_path / "replay.log", 60.0)
     try:
         replayed = replay_report(report, spec_for(report, load_specs(ROOT / "api_specs", ["torch"], [str(spec)])), runner)

@@ -1,14 +1,13 @@
 """The probing spec source: parameter roles, templates, and probing real JAX functions."""
 from __future__ import annotations
 
-
 import pytest
-
-from nablafuzz.probing import Entry, NoTemplate, Param, entry_from_dict, families, probe_entries, role, roles, template
-from nablafuzz.runtime.registry import resolve_runtime
-from nablafuzz.spec import spec_from_dict
-
 from helper_adapter import worker_catalogue
+
+from nablafuzz.derive.probing import (Entry, NoTemplate, Param, entry_from_dict, families, probe_entries, role, roles,
+                                      template)
+from nablafuzz.runtime.registry import resolve_runtime
+from nablafuzz.specs.spec import spec_from_dict
 
 
 def P(name, annotation="ArrayLike", required=True, kind="positional_or_keyword", **default):
@@ -106,8 +105,8 @@ def test_probing_real_jax_functions(jax_catalogue, tmp_path):
 
 
 def test_reprobing_a_few_apis_keeps_the_rest_of_the_file(tmp_path):
-    from nablafuzz.spec import load_file, write_specs
-    from nablafuzz.specsource import _keep_others
+    from nablafuzz.derive.specsource import _keep_others
+    from nablafuzz.specs.spec import load_file, write_specs
     out = tmp_path / "derived.yaml"
     old = [{"name": "lib.a", "args": [{"name": "x"}]}, {"name": "lib.b", "args": [{"name": "x"}]}]
     write_specs(out, "jax", old, "test", ["lib.c: no floating-point output", "lib.d: has no array argument"])
@@ -149,7 +148,7 @@ def test_keyword_only_axis_is_passed_by_keyword():
 
 
 def test_an_api_taking_only_float32_is_probed_in_float32():
-    from nablafuzz.probing import probe_dtype
+    from nablafuzz.derive.probing import probe_dtype
     entry = entry_from_dict({"name": "tf.raw_ops.FusedBatchNorm", "module": "tf.raw_ops", "dtypes": ["float32"],
                              "params": [{"name": "x", "kind": "keyword_only", "annotation": "Tensor", "required": True}]})
     assert entry.dtypes == ("float32",)
@@ -158,9 +157,9 @@ def test_an_api_taking_only_float32_is_probed_in_float32():
 
 
 def test_a_probe_hint_drops_an_api_or_lays_out_its_arguments(tmp_path):
-    from nablafuzz.probing import Prober
+    from nablafuzz.derive.probing import Prober
     from nablafuzz.runtime.runner import Runner
-    from nablafuzz.spec import ProbeHint
+    from nablafuzz.specs.spec import ProbeHint
     runtime = resolve_runtime("numpy_ref")
     runner = Runner(runtime, tmp_path / "w.log", 30.0)
     try:
@@ -192,7 +191,7 @@ def test_a_probe_hint_drops_an_api_or_lays_out_its_arguments(tmp_path):
     ("Applies symmetric padding to x.", ["x"], {}),
 ])
 def test_structures_stated_by_a_docstring(doc, params, want):
-    from nablafuzz.structures import doc_structures
+    from nablafuzz.core.structures import doc_structures
     assert doc_structures(doc, params) == want
 
 

@@ -12,25 +12,25 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from repro_ops import disagreement, make_report, tensor
 
 from nablafuzz import cli
-from nablafuzz.adapters.numpy_ref import OPS
-from nablafuzz.campaign import run_campaign
-from nablafuzz.config import make_config
-from nablafuzz.errors import ConfigError, RefusedError
-from nablafuzz.generate import generate
-from nablafuzz.model import Verdict
-from nablafuzz.programs import (ProgramError, StepInfo, build_program, generate_programs, name_of, parse,
-                                probe_steps, program_spec, step_names)
-from nablafuzz.repro import ReproError, render
+from nablafuzz.campaign.config import make_config
+from nablafuzz.campaign.loop import run_campaign
+from nablafuzz.core.errors import ConfigError, RefusedError
+from nablafuzz.core.model import Verdict
+from nablafuzz.core.quantities import ALL
+from nablafuzz.core.tensors import to_array
+from nablafuzz.libraries.numpy_ref.adapter import OPS
+from nablafuzz.oracle.verdict import judge
+from nablafuzz.reports.repro import ReproError, render
+from nablafuzz.reports.store import Store
 from nablafuzz.runtime.registry import resolve_runtime
 from nablafuzz.runtime.runner import Runner
-from nablafuzz.scenarios import ALL
-from nablafuzz.spec import load_specs
-from nablafuzz.store import Store
-from nablafuzz.tensors import to_array
-from nablafuzz.verdict import judge
-from repro_ops import disagreement, make_report, tensor
+from nablafuzz.specs.generate import generate
+from nablafuzz.specs.spec import load_specs
+from nablafuzz.worker.programs import (ProgramError, StepInfo, build_program, generate_programs, name_of, parse,
+                                       probe_steps, program_spec, step_names)
 
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = ROOT / "tests"
@@ -256,7 +256,7 @@ def test_torch_program_repro_is_plain_library_code(torch_runner, tmp_path):
 
 
 def _where_trial(spec, values):
-    from nablafuzz.tensors import to_record
+    from nablafuzz.core.tensors import to_record
     trial = generate(spec, 0, 0, 16, dtype="float64")
     x = to_record(np.array(values, dtype=np.float64))
     return dataclasses.replace(trial, inputs=(dataclasses.replace(trial.inputs[0], value=x),))

@@ -7,14 +7,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nablafuzz.campaign import run_campaign
+from nablafuzz.campaign.config import make_config
+from nablafuzz.campaign.loop import run_campaign
 from nablafuzz.cli import derive_regimes
-from nablafuzz.config import make_config
-from nablafuzz.errors import SpecError
-from nablafuzz.generate import generate
-from nablafuzz.regimes import REGIMES, draw, find_edges, load_edges
-from nablafuzz.spec import _Ctx, load_specs, parse_api
-from nablafuzz.store import Store
+from nablafuzz.core.errors import SpecError
+from nablafuzz.reports.store import Store
+from nablafuzz.specs.generate import generate
+from nablafuzz.specs.regimes import REGIMES, draw, find_edges, load_edges
+from nablafuzz.specs.spec import _Ctx, load_specs, parse_api
 
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = ROOT / "tests"

@@ -11,18 +11,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-import nablafuzz
-from nablafuzz import repro
-from nablafuzz.adapters.numpy_ref import NumpyRefAdapter
-from nablafuzz.model import ApiSpec, ArgKind, Aspect, ErrorInfo, InputValue, Tolerance, Verdict
-from nablafuzz.repro import ReproError, render
-from nablafuzz.runtime.runner import trial_request
-from nablafuzz.scenarios import run_scenarios
-from nablafuzz.tensors import to_record
-
 import repro_ops  # noqa: F401  (tests/ is on sys.path: user ops resolve in-process too)
 from repro_ops import declared, disagreement, make_report, tensor
+
+import nablafuzz
+from nablafuzz.core.model import ApiSpec, ArgKind, Aspect, ErrorInfo, InputValue, Tolerance, Verdict
+from nablafuzz.core.tensors import to_record
+from nablafuzz.libraries.numpy_ref.adapter import NumpyRefAdapter
+from nablafuzz.reports import repro
+from nablafuzz.reports.repro import ReproError, render
+from nablafuzz.runtime.runner import trial_request
+from nablafuzz.worker.scenarios import run_scenarios
 
 TESTS = Path(__file__).resolve().parent
 PACKAGE_PARENT = Path(nablafuzz.__file__).resolve().parent.parent
@@ -290,7 +289,7 @@ def jax_runner(tmp_path_factory):
 
 def run_alone(tmp_path: Path, text: str, library: str = "jax", pythonpath: str = "") -> subprocess.CompletedProcess:
     """As a maintainer runs a script: the runtime's own interpreter, nothing of nablafuzz importable."""
-    from nablafuzz.install import load_registry
+    from nablafuzz.runtime.install import load_registry
     entry = load_registry()[library]
     path = tmp_path / "repro_alone.py"
     path.write_text(text)
@@ -329,7 +328,7 @@ def test_jax_scipy_script_runs_alone(tmp_path, api):
 
 def test_jax_complex_outputs_match_the_worker(jax_runner, tmp_path):
     """fft's complex output is flattened to (Re, Im) pairs by the script exactly as by the adapter."""
-    from nablafuzz.spec import _Ctx, parse_api
+    from nablafuzz.specs.spec import _Ctx, parse_api
     value = disagreement("jit", "direct", aspect=Aspect.VALUE, tolerance=Tolerance(1e-12, 1e-12))
     report = make_report("jax", "jax.numpy.fft.fft", [tensor([1.0, -2.0, 0.5, 3.0], name="a")],
                          scenarios=("rev", "fwd", "jit"), disagreements=[disagreement("rev", "fwd"), value])
@@ -348,7 +347,7 @@ def test_jax_complex_outputs_match_the_worker(jax_runner, tmp_path):
 def test_jax_float32_scenarios_match_the_worker(jax_runner, tmp_path):
     """float32 inputs: Q = <v, J u> is float64 as in the adapter, and each cotangent takes its
     output's dtype (rev.rev's float32 cotangent of the float64 Q is cast), so every value is the worker's."""
-    from nablafuzz.spec import _Ctx, parse_api
+    from nablafuzz.specs.spec import _Ctx, parse_api
     scenarios = ("rev", "fwd", "jit", "rev.rev", "rev.fwd", "fwd.rev", "fwd.fwd")
     report = make_report("jax", "jax.numpy.sin", [tensor([0.3, 0.8, -2.5], "float32")], dtype="float32",
                          scenarios=scenarios, disagreements=[disagreement("rev.fwd", "rev.rev", "float32")])
@@ -374,10 +373,10 @@ def test_jax_jit_agreement_exits_0(tmp_path):
 def test_jax_jit_disagreement_found_by_the_pipeline_is_shown_alone(jax_runner, tmp_path):
     """A planted jit-only bug (tests/helper_jax_ops.py: 3x under jit, 2x eagerly) found by the real
     pipeline renders a script that, run alone, prints the disagreement against `jit`."""
-    from nablafuzz.scenarios import COMPILED
-    from nablafuzz.spec import _Ctx, parse_api
-    from nablafuzz.store import Store
-    from nablafuzz.verdict import judge
+    from nablafuzz.core.quantities import COMPILED
+    from nablafuzz.oracle.verdict import judge
+    from nablafuzz.reports.store import Store
+    from nablafuzz.specs.spec import _Ctx, parse_api
     spec = parse_api(_Ctx("test"), "jax", {"name": "helper_jax_ops:jit_differs", "args": [{"name": "x"}]})
     report = make_report("jax", spec.name, [tensor([0.5, 1.5])])
     ex = jax_runner.run(report.trial, spec, ALL + (COMPILED,))

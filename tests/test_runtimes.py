@@ -13,12 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nablafuzz.generate import generate
-from nablafuzz.install import load_registry
+from nablafuzz.core.quantities import ALL
+from nablafuzz.runtime.install import load_registry
 from nablafuzz.runtime.process import Runtime
 from nablafuzz.runtime.runner import Runner
-from nablafuzz.scenarios import ALL
-from nablafuzz.spec import load_specs
+from nablafuzz.specs.generate import generate
+from nablafuzz.specs.spec import load_specs
 
 ROOT = Path(__file__).resolve().parents[1]
 LIBRARIES = {"torch": "2.13.0", "jax": "0.10.2", "tensorflow": "2.21.0", "oneflow": "0.9.0"}

@@ -1,6 +1,6 @@
 """Every execution scenario of the numpy reference backend against hand-computed derivatives.
 
-For f with tangents u, w and cotangent v (all from `scenarios.direction`), the first-order
+For f with tangents u, w and cotangent v (all from `quantities.direction`), the first-order
 scenarios must equal <v, J u> and all six second-order ones v^T D^2 f [u, w].
 """
 from __future__ import annotations
@@ -12,9 +12,10 @@ from typing import Callable, Dict, Tuple
 import numpy as np
 import pytest
 
-from nablafuzz import scenarios
-from nablafuzz.adapters.numpy_ref import OPS, NumpyRefAdapter
-from nablafuzz.model import Outcome
+from nablafuzz.core import quantities
+from nablafuzz.core.model import Outcome
+from nablafuzz.libraries.numpy_ref.adapter import OPS, NumpyRefAdapter
+from nablafuzz.worker import scenarios
 
 SEED = 7
 SECOND = ("rev.rev", "rev.fwd", "fwd.rev", "fwd.fwd", "fd.rev", "fd.fwd")
@@ -68,15 +69,15 @@ CASES = {
 def _request(case: Case) -> Dict:
     inputs = [(x, True, False, f"x{i}") for i, x in enumerate(case.xs)]
     inputs += [(v, False, True, name) for name, v in case.params]
-    return {"inputs": inputs, "seed": SEED, "scenarios": list(scenarios.ALL), "diff_outputs": None}
+    return {"inputs": inputs, "seed": SEED, "scenarios": list(quantities.ALL), "diff_outputs": None}
 
 
 def _expected(case: Case) -> Tuple[float, float, np.ndarray]:
     xs = list(case.xs)
     out = np.asarray(case.f(*xs))
-    us = [scenarios.direction(SEED, "u", i, x.shape, "float64") for i, x in enumerate(xs)]
-    ws = [scenarios.direction(SEED, "w", i, x.shape, "float64") for i, x in enumerate(xs)]
-    v = scenarios.direction(SEED, "v", 0, out.shape, "float64")
+    us = [quantities.direction(SEED, "u", i, x.shape, "float64") for i, x in enumerate(xs)]
+    ws = [quantities.direction(SEED, "w", i, x.shape, "float64") for i, x in enumerate(xs)]
+    v = quantities.direction(SEED, "v", 0, out.shape, "float64")
     first = float(np.sum(v * case.jvp(xs, us)))
     second = float(np.sum(v * case.hvp(xs, us, ws)))
     return first, second, out
@@ -92,7 +93,7 @@ def results() -> Dict[str, Dict[str, object]]:
 @pytest.mark.parametrize("name", CASES)
 def test_all_scenarios_ran_ok(name, results):
     got = results[name]
-    assert list(got) == list(scenarios.ALL)
+    assert list(got) == list(quantities.ALL)
     assert all(r.outcome is Outcome.OK for r in got.values()), {s: r.error for s, r in got.items()}
 
 
@@ -119,7 +120,7 @@ def test_rev_gradient_is_vjp(name, results):
     """The full gradient (not just its projection) of <v, f> for the elementwise/broadcast cases."""
     case = CASES[name]
     r = results[name]["rev"]
-    us = [scenarios.direction(SEED, "u", i, x.shape, "float64") for i, x in enumerate(case.xs)]
+    us = [quantities.direction(SEED, "u", i, x.shape, "float64") for i, x in enumerate(case.xs)]
     assert len(r.gradient) == len(case.xs)
     assert [g.shape for g in r.gradient] == [x.shape for x in case.xs]
     assert sum(float(np.sum(g * u)) for g, u in zip(r.gradient, us)) == pytest.approx(r.value, rel=1e-12, abs=1e-14)
@@ -138,7 +139,7 @@ def test_finite_differences_match_within_error_estimate(name, results):
 def test_second_order_matches_analytic(name, scenario, results):
     _, second, _ = _expected(CASES[name])
     r = results[name][scenario]
-    if scenarios.is_reference(scenario):
+    if quantities.is_reference(scenario):
         assert math.isfinite(r.value) and 0 <= r.error_estimate < 1e-8
         assert abs(r.value - second) <= r.error_estimate + 1e-15 * abs(second)
     else:
@@ -157,8 +158,8 @@ def test_diff_outputs_selects_outputs():
     x = np.array([0.2, -0.4])
     req = {"inputs": [(x, True, False, "x")], "seed": SEED, "scenarios": ["rev", "fwd"], "diff_outputs": [0]}
     got = {r.scenario: r for r in scenarios.run_scenarios(adapter, OPS["tanh"], req)}
-    v = scenarios.direction(SEED, "v", 0, x.shape, "float64")
-    u = scenarios.direction(SEED, "u", 0, x.shape, "float64")
+    v = quantities.direction(SEED, "v", 0, x.shape, "float64")
+    u = quantities.direction(SEED, "u", 0, x.shape, "float64")
     want = float(np.sum(v * (1 - np.tanh(x) ** 2) * u))
     assert got["rev"].value == pytest.approx(want, rel=1e-13)
     assert got["fwd"].value == pytest.approx(want, rel=1e-13)
@@ -168,7 +169,7 @@ def test_failed_direct_call_stops_the_trial():
     adapter = NumpyRefAdapter()
     a, b = np.ones((2, 3)), np.ones((2, 3))  # inner dimensions do not match
     req = {"inputs": [(a, True, False, "a"), (b, True, False, "b")], "seed": SEED,
-           "scenarios": list(scenarios.ALL), "diff_outputs": None}
+           "scenarios": list(quantities.ALL), "diff_outputs": None}
     got = list(scenarios.run_scenarios(adapter, OPS["matmul"], req))
     assert [r.scenario for r in got] == ["direct"]
     assert got[0].outcome is Outcome.RAISED and got[0].error.type == "ValueError"
@@ -187,14 +188,14 @@ def test_failed_direct_call_stops_the_trial():
     ("fd.rev", "finite differences of VJP", 2),
 ])
 def test_describe_and_order(scenario, words, order):
-    assert scenarios.describe(scenario) == words
-    assert scenarios.order(scenario) == order
+    assert quantities.describe(scenario) == words
+    assert quantities.order(scenario) == order
 
 
 def test_all_compositions_up_to_order_two_are_listed():
-    assert set(SECOND) == set(scenarios.SECOND_ORDER)
-    assert scenarios.ALL[:4] == ("direct", "rev", "fwd", "fd")
-    assert [s for s in scenarios.ALL if scenarios.is_reference(s)] == ["fd", "fd.rev", "fd.fwd"]
+    assert set(SECOND) == set(quantities.SECOND_ORDER)
+    assert quantities.ALL[:4] == ("direct", "rev", "fwd", "fd")
+    assert [s for s in quantities.ALL if quantities.is_reference(s)] == ["fd", "fd.rev", "fd.fwd"]
 
 
 # ---- Richardson extrapolation and unusable references -------------------------------------------
@@ -206,7 +207,7 @@ def test_all_compositions_up_to_order_two_are_listed():
     (lambda t: 1e-18 * math.tanh(t + 0.3), 1e-18 * (1 - math.tanh(0.3) ** 2)),
 ], ids=["sin", "exp", "poly", "tiny-scale"])
 def test_richardson_smooth(fn, deriv):
-    value, err, scale = scenarios.richardson(fn, scenarios.STEP)
+    value, err, scale = scenarios.richardson(fn, quantities.STEP)
     assert abs(value - deriv) <= 1e-9 * max(1.0, abs(deriv)) and abs(value - deriv) <= 1e-6 * abs(deriv)
     assert 0 <= err <= 1e-8 * max(1.0, abs(deriv)) and err < abs(deriv)
     assert abs(value - deriv) <= err + 1e-15 * abs(deriv)  # the estimate covers the actual error
@@ -216,11 +217,11 @@ def test_richardson_smooth(fn, deriv):
 @pytest.mark.parametrize("fn", [
     lambda t: abs(t),
     lambda t: max(t, 0.0),
-    lambda t: abs(t - scenarios.STEP / 8),  # kink inside the smallest step, not at 0
+    lambda t: abs(t - quantities.STEP / 8),  # kink inside the smallest step, not at 0
     lambda t: 2.0 * t + abs(t),
 ], ids=["abs", "relu", "off-centre-kink", "kink-plus-linear"])
 def test_richardson_kink_within_step_is_unusable(fn):
-    value, err, _ = scenarios.richardson(fn, scenarios.STEP)
+    value, err, _ = scenarios.richardson(fn, quantities.STEP)
     assert math.isnan(value) and math.isinf(err)
 
 
@@ -241,6 +242,6 @@ def test_finite_differences_unusable_when_input_absorbs_step(xs, scenario_list):
 
 def test_step_fits_boundary():
     d = [np.array([1.0])]
-    assert scenarios.step_fits([np.array([1.0])], d, scenarios.STEP)
-    assert not scenarios.step_fits([np.array([1e300])], d, scenarios.STEP)
-    assert scenarios.step_fits([np.zeros(0)], [np.zeros(0)], scenarios.STEP)  # empty input: nothing moves
+    assert scenarios.step_fits([np.array([1.0])], d, quantities.STEP)
+    assert not scenarios.step_fits([np.array([1e300])], d, quantities.STEP)
+    assert scenarios.step_fits([np.zeros(0)], [np.zeros(0)], quantities.STEP)  # empty input: nothing moves

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from nablafuzz.errors import SpecError
-from nablafuzz.model import ArgKind, KnownIssue, Tolerance
-from nablafuzz.spec import load_file, load_specs
+from nablafuzz.core.errors import SpecError
+from nablafuzz.core.model import ArgKind, KnownIssue, Tolerance
+from nablafuzz.specs.spec import load_file, load_specs
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -330,7 +330,7 @@ def test_load_specs_with_user_file(tmp_path):
 # ---- probe hints ----------------------------------------------------------------------------------
 
 def test_the_repository_probe_hints_load_with_reasons():
-    from nablafuzz.spec import load_probe_hints
+    from nablafuzz.specs.spec import load_probe_hints
     hints = load_probe_hints(Path(__file__).resolve().parents[1] / "api_specs" / "probe_hints.yaml", "tensorflow")
     assert hints["tf.nn.softmax_cross_entropy_with_logits"].drop
     logdet = hints["tf.linalg.logdet"]
@@ -346,7 +346,7 @@ def test_the_repository_probe_hints_load_with_reasons():
     ("{api: tf.reverse, reason: r, shape: [2]}", "shape"),
 ], ids=["no-reason", "unknown-domain", "unknown-key"])
 def test_malformed_probe_hint_names_file_field_and_fix(tmp_path, row, field):
-    from nablafuzz.spec import load_probe_hints
+    from nablafuzz.specs.spec import load_probe_hints
     path = tmp_path / "probe_hints.yaml"
     path.write_text(f"hints:\n  tensorflow:\n  - {row}\n")
     with pytest.raises(SpecError) as info:
@@ -356,7 +356,7 @@ def test_malformed_probe_hint_names_file_field_and_fix(tmp_path, row, field):
 
 def test_dropped_reasons_are_written_as_plain_one_line_comments(tmp_path):
     # OneFlow's error messages carry terminal colour codes, which YAML refuses even in comments
-    from nablafuzz.spec import write_specs
+    from nablafuzz.specs.spec import write_specs
     out = tmp_path / "derived.yaml"
     write_specs(out, "numpy_ref", [{"name": "sin", "args": [{"name": "x"}]}], "test",
                 ["oneflow.f: call fails: \x1b[1m\x1b[31mCheck failed\x1b[0m\n  at line 3"])
@@ -367,10 +367,10 @@ def test_dropped_reasons_are_written_as_plain_one_line_comments(tmp_path):
 def test_observed_support_makes_no_support_findings():
     # probed specs only saw support on a few trials: a mode that works or refuses against them
     # is not a finding (declared support, from OpInfo, still is)
-    from nablafuzz.compare import compare
-    from nablafuzz.model import Outcome, ScenarioResult, Trial
+    from nablafuzz.core.model import Outcome, ScenarioResult, Trial
+    from nablafuzz.oracle.compare import compare
     from nablafuzz.runtime.runner import Execution
-    from nablafuzz.spec import spec_from_dict
+    from nablafuzz.specs.spec import spec_from_dict
     base = {"name": "sin", "args": [{"name": "x"}], "capabilities": ["rev"], "unsupported": ["fwd"]}
     results = (ScenarioResult("direct", Outcome.OK, outputs=()), ScenarioResult("rev", Outcome.UNSUPPORTED),
                ScenarioResult("fwd", Outcome.OK, 1.0, 1.0))

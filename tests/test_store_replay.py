@@ -10,19 +10,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nablafuzz import cli, fingerprint
-from nablafuzz.errors import ReportError
-from nablafuzz.generate import trial_size
-from nablafuzz.minimize import minimise
-from nablafuzz.model import (ArgKind, Candidate, FilterOutcome, Finding, Fingerprint, InputValue, ReportStatus, Trial,
-                             Verdict)
+from nablafuzz import cli
+from nablafuzz.campaign.minimize import minimise
+from nablafuzz.core import fingerprint
+from nablafuzz.core.errors import ReportError
+from nablafuzz.core.model import (ArgKind, Candidate, FilterOutcome, Finding, Fingerprint, InputValue, ReportStatus,
+                                  Trial, Verdict)
+from nablafuzz.core.quantities import ALL
+from nablafuzz.core.tensors import to_record
+from nablafuzz.oracle.verdict import judge
+from nablafuzz.reports.store import Store, encode_report, read_report, report_path
 from nablafuzz.runtime.process import Runtime
 from nablafuzz.runtime.runner import Runner
-from nablafuzz.scenarios import ALL
-from nablafuzz.spec import _Ctx, parse_api
-from nablafuzz.store import Store, encode_report, read_report, report_path
-from nablafuzz.tensors import to_record
-from nablafuzz.verdict import judge
+from nablafuzz.specs.generate import trial_size
+from nablafuzz.specs.spec import _Ctx, parse_api
 
 REPO = Path(__file__).resolve().parents[1]
 SPECS = REPO / "tests" / "specs"
@@ -305,7 +306,7 @@ def test_minimise_cube_at_zero(runner, zero_at):
 
 def test_minimisation_keeps_indices_in_range_and_values_in_their_domain():
     # Note [valid witness]: "reproduces" accepts anything, so only validity limits the shrinking
-    from nablafuzz.model import ApiSpec, ArgSpec
+    from nablafuzz.core.model import ApiSpec, ArgSpec
     data = InputValue("input", ArgKind.TENSOR, to_record(np.array([0.5, 2.0, 3.0, 4.0, 5.0])), True)
     index = InputValue("index", ArgKind.TENSOR, to_record(np.array([3], dtype=np.int64)), False)
     gather = Trial("numpy_ref", "gather", 1, "float64", (data, index))
@@ -321,7 +322,7 @@ def test_minimisation_keeps_indices_in_range_and_values_in_their_domain():
 def test_minimisation_keeps_the_shape_relations_the_spec_declares():
     # Note [valid witness]: y must have x's shape; the "bug" needs all of x, so without the rule
     # a shrink of y alone (to an element that broadcasts) would be kept
-    from nablafuzz.model import ApiSpec, ArgSpec
+    from nablafuzz.core.model import ApiSpec, ArgSpec
     spec = ApiSpec("numpy_ref", "mul", (ArgSpec("x", ArgKind.TENSOR), ArgSpec("y", ArgKind.TENSOR, same_shape_as="x")))
     x = InputValue("x", ArgKind.TENSOR, to_record(np.arange(12.0).reshape(3, 4) + 0.5), True)
     y = InputValue("y", ArgKind.TENSOR, to_record(np.arange(12.0).reshape(3, 4) - 0.5), True)
@@ -335,8 +336,8 @@ def test_minimisation_keeps_the_shape_relations_the_spec_declares():
 def test_minimisation_stays_inside_what_numpys_counterpart_accepts():
     # JAX inverts a singular matrix to infinities without a word; numpy.linalg.inv refuses it.
     # "reproduces" accepts anything, so without the counterpart the witness simplifies to [[0]]
-    from nablafuzz import counterpart
-    from nablafuzz.model import ApiSpec, ArgSpec
+    from nablafuzz.core.model import ApiSpec, ArgSpec
+    from nablafuzz.specs import counterpart
     spec = ApiSpec("numpy_ref", "linalg.inv", (ArgSpec("a", ArgKind.TENSOR, dims=("n", "n")),))
     a = InputValue("a", ArgKind.TENSOR, to_record(np.array([[0.37, 1.2], [2.5, -0.7]])), True)
     trial = Trial("numpy_ref", "linalg.inv", 1, "float64", (a,))

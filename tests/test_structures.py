@@ -8,15 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nablafuzz.campaign import run_campaign
-from nablafuzz.config import make_config
-from nablafuzz.errors import SpecError
-from nablafuzz.generate import generate
-from nablafuzz.model import Verdict
-from nablafuzz.spec import _Ctx, load_specs, parse_api
-from nablafuzz.store import Store
-from nablafuzz.structures import STRUCTURES, draw, fit_shape
-from nablafuzz.tensors import to_array
+from nablafuzz.campaign.config import make_config
+from nablafuzz.campaign.loop import run_campaign
+from nablafuzz.core.errors import SpecError
+from nablafuzz.core.model import Verdict
+from nablafuzz.core.structures import STRUCTURES, draw, fit_shape
+from nablafuzz.core.tensors import to_array
+from nablafuzz.reports.store import Store
+from nablafuzz.specs.generate import generate
+from nablafuzz.specs.spec import _Ctx, load_specs, parse_api
 
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = ROOT / "tests"
@@ -174,7 +174,7 @@ def test_a_documented_undefined_result_for_duplicate_indices_is_a_convention(tmp
 def test_minimisation_keeps_symmetrised_inputs_square():
     from dataclasses import replace
 
-    from nablafuzz.minimize import minimise
+    from nablafuzz.campaign.minimize import minimise
     spec = parse_api(_Ctx("t"), "numpy_ref", {"name": "f", "args": [{"name": "a", "structure": "spd", "dims": [4, 4]}]})
     trial = generate(spec, 0, 0)
     seen = []
@@ -228,8 +228,8 @@ def test_bug_only_a_broadcast_batch_reaches_is_found_and_its_twin_is_not(tmp_pat
 
 
 def test_batching_probe_learns_which_real_apis_map_over_a_batch(tmp_path):
-    from nablafuzz.batching import load_batched
     from nablafuzz.cli import derive_batching
+    from nablafuzz.specs.batching import load_batched
     for library, solve, conv in (
             ("torch", "torch.linalg.solve", "torch.nn.functional.conv2d"),
             ("jax", "jax.numpy.linalg.solve", "jax.scipy.signal.convolve2d")):

@@ -7,17 +7,16 @@ import subprocess
 import sys
 from dataclasses import replace
 from pathlib import Path
-
-import pytest
 from typing import List, Tuple
 
-import nablafuzz
-from nablafuzz.codec import to_json
-from nablafuzz.model import CampaignRecord, ErrorInfo, FilterOutcome, ReportStatus, Verdict
-from nablafuzz.store import Store, report_path
-from nablafuzz.triage import change, read_campaigns, render_triage
-
+import pytest
 from repro_ops import disagreement, make_report, tensor
+
+import nablafuzz
+from nablafuzz.core.codec import to_json
+from nablafuzz.core.model import CampaignRecord, ErrorInfo, FilterOutcome, ReportStatus, Verdict
+from nablafuzz.reports.store import Store, report_path
+from nablafuzz.reports.triage import change, read_campaigns, render_triage
 
 TESTS = Path(__file__).resolve().parent
 PACKAGE_PARENT = Path(nablafuzz.__file__).resolve().parent.parent
@@ -216,7 +215,7 @@ def test_stale_test_metadata_is_its_own_section_not_a_bug(tmp_path):
 
 
 def test_one_root_cause_for_aliases_and_for_one_error_across_apis_and_an_issue_for_it(tmp_path):
-    from nablafuzz.triage import render_issue
+    from nablafuzz.reports.triage import render_issue
     root = tmp_path / "bug_reports"
     s = Store(root)
     s.save(make_report("torch", "torch.Tensor.scatter", [tensor([0.5], name="input")], disagreements=[disagreement("rev", "fd")]))

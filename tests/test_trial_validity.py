@@ -12,16 +12,16 @@ from pathlib import Path
 
 import pytest
 
+from nablafuzz.campaign.config import make_config
+from nablafuzz.campaign.loop import run_campaign
+from nablafuzz.campaign.stats import Observation
 from nablafuzz.cli import main
-from nablafuzz.campaign import run_campaign
-from nablafuzz.config import make_config
-from nablafuzz.errors import SpecError
-from nablafuzz.generate import EMPTY_TRIALS, generate, records
-from nablafuzz.model import ArgKind, ArgSpec, ApiSpec
+from nablafuzz.core.errors import SpecError
+from nablafuzz.core.model import ApiSpec, ArgKind, ArgSpec
+from nablafuzz.derive.specsource import MIN_NON_EMPTY, list_specs, non_empty_share
 from nablafuzz.runtime.process import WorkerProcess
 from nablafuzz.runtime.registry import resolve_runtime
-from nablafuzz.specsource import MIN_NON_EMPTY, list_specs, non_empty_share
-from nablafuzz.stats import Observation
+from nablafuzz.specs.generate import EMPTY_TRIALS, generate, records
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -93,7 +93,7 @@ def test_specs_check_fails_naming_the_spec_whose_only_sample_is_empty(tmp_path, 
 
 EMPTY_OPS = """\
 import numpy as np
-from nablafuzz.adapters.numpy_ref import unary
+from nablafuzz.libraries.numpy_ref.adapter import unary
 
 square = unary(np.square, lambda x: 2 * x, lambda x: 2 + 0 * x)
 """
@@ -140,7 +140,7 @@ def _derive_in_torch(apis) -> dict:
     """torch_specs.derive for these API globs, run in the torch runtime's interpreter."""
     runtime = resolve_runtime("torch")
     env = WorkerProcess(runtime, Path(os.devnull))._env()
-    code = ("import json, sys; from nablafuzz.adapters.torch_specs import derive; "
+    code = ("import json, sys; from nablafuzz.libraries.torch.specs import derive; "
             f"print(json.dumps(derive({list(apis)!r})))")
     proc = subprocess.run([runtime.python, "-c", code], env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -9,17 +9,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nablafuzz.campaign import run_campaign
-from nablafuzz.compare import compare
-from nablafuzz.config import make_config
-from nablafuzz.model import ArgKind, InputValue, Outcome, Trial, Verdict
+from nablafuzz.campaign.config import make_config
+from nablafuzz.campaign.loop import run_campaign
+from nablafuzz.core.model import ArgKind, InputValue, Outcome, Trial, Verdict
+from nablafuzz.core.quantities import ALL, direction
+from nablafuzz.core.tensors import to_record
+from nablafuzz.oracle.compare import compare
+from nablafuzz.oracle.verdict import judge
+from nablafuzz.reports.store import Store
 from nablafuzz.runtime.process import Runtime
 from nablafuzz.runtime.runner import Runner
-from nablafuzz.scenarios import ALL, direction
-from nablafuzz.spec import _Ctx, parse_api
-from nablafuzz.store import Store
-from nablafuzz.tensors import to_record
-from nablafuzz.verdict import judge
+from nablafuzz.specs.spec import _Ctx, parse_api
 
 TESTS = Path(__file__).resolve().parent
 X = [0.5, -1.0, 2.0]

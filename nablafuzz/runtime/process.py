@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-from ..errors import WorkerError
-from ..tensors import HEAD, ProtocolError, decode_message, encode_message, frame_length
+from ..core.errors import WorkerError
+from ..core.tensors import HEAD, ProtocolError, decode_message, encode_message, frame_length
 
 PACKAGE = Path(__file__).resolve().parents[1]
 RESTART_DELAYS = (1.0, 3.0, 9.0)  # seconds before each further try to start a worker
@@ -115,7 +115,7 @@ class WorkerProcess:
     def start(self, timeout: float = 120.0) -> Dict[str, str]:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
-        cmd = [self.runtime.python, "-m", "nablafuzz.runtime.worker", self.runtime.library]
+        cmd = [self.runtime.python, "-m", "nablafuzz.worker.main", self.runtime.library]
         try:
             self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
                                          env=self._env(), start_new_session=True)

@@ -5,9 +5,9 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from ..adapters import extra_adapters, known_adapters
-from ..errors import ConfigError
-from ..install import InstallError, load_registry
+from ..core.errors import ConfigError
+from ..libraries import extra_adapters, known_adapters
+from .install import InstallError, load_registry
 from .process import Runtime
 
 

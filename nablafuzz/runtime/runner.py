@@ -6,11 +6,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from ..errors import RefusedError, WorkerError
-from ..generate import records
-from ..model import ApiSpec, ArgKind, ErrorInfo, InputValue, Outcome, ScenarioResult, TensorRecord, Trial
-from ..scenarios import KERNELS
-from ..tensors import to_array
+from ..core.errors import RefusedError, WorkerError
+from ..core.model import ApiSpec, ArgKind, ErrorInfo, InputValue, Outcome, ScenarioResult, TensorRecord, Trial
+from ..core.quantities import KERNELS
+from ..core.tensors import to_array
+from ..specs.generate import records
 from .process import Death, Runtime, WorkerProcess
 
 

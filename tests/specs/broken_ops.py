@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from nablafuzz.adapters.numpy_ref import Op, unary
+from nablafuzz.libraries.numpy_ref.adapter import Op, unary
 
 # d/dx sin is wrong for x > 2 (in both modes: one wrong formula, caught by finite differences).
 sin_tail = unary(np.sin, lambda x: np.where(x > 2, 1.1 * np.cos(x), np.cos(x)), lambda x: -np.sin(x))

@@ -10,7 +10,7 @@ deviates on purpose:
 """
 import numpy as np
 
-from nablafuzz.adapters.numpy_ref import OPS, NumpyRefAdapter, _sech2, _sum_t, linear, unary
+from nablafuzz.libraries.numpy_ref.adapter import OPS, NumpyRefAdapter, _sech2, _sum_t, linear, unary
 
 PLANTED = dict(OPS)
 PLANTED["tanh"] = unary(np.tanh, lambda x: 1.05 * _sech2(x), lambda x: -2.1 * np.tanh(x) * _sech2(x))

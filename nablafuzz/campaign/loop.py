@@ -1,0 +1,599 @@
+"""`nablafuzz campaign`: many trials over many APIs, unattended, resumable.
+
+Worker threads (one runner per thread and library) generate, run and judge trials and
+minimise the first occurrence of each fingerprint; the main thread is the only writer of the
+report store and of the campaign's observation log (`observations.jsonl`, one JSON line per
+trial).  A trial's report is written before its observation line, so after Ctrl-C or SIGKILL
+re-running the same command skips what is logged and re-runs at most the trials in flight,
+whose occurrences the store recognises and does not count twice.
+
+One campaign writes to a store at a time (`lock.exclusive`, held for the campaign's
+lifetime).  `--budget` bounds every request to a worker (`Runner.deadline`): what the budget
+cuts short is abandoned, never reported as a timeout.  A finding is reported only once its
+fingerprint has come out again in a fresh worker (Note [confirmation]); a runtime whose
+worker will not restart ends its own queue, not the campaign.
+"""
+from __future__ import annotations
+
+import json
+import os
+import queue
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence, Set, Tuple
+
+import numpy as np
+
+from ..core.codec import digest
+from ..core.errors import ConfigError, RefusedError, WorkerError
+from ..core.fingerprint import key as fingerprint_key
+from ..core.model import ApiSpec, BugReport, CampaignRecord, Finding, Fingerprint, ReportStatus, Trial, Verdict
+from ..oracle.compare import empty_derivative
+from ..oracle.filters import Peers
+from ..oracle.verdict import judge, uninitialised
+from ..reports.lock import exclusive
+from ..reports.replay import ReplayOutcome, ReplayResult, replay_report, versions_of
+from ..reports.store import Store, now, path_of, trial_key
+from ..reports.vetting import with_vetted
+from ..runtime.process import RuntimeUnavailable
+from ..runtime.registry import resolve_runtime
+from ..runtime.runner import BudgetExhausted, Execution, Runner
+from ..specs.equivalence import EQUIVALENCE_FILE, Resolved, canonical_trial, load_classes, member_trial, resolve
+from ..specs.generate import generate, representative_rank, trial_size
+from ..specs.spec import SpecSet, load_specs
+from ..worker.programs import BlameStopped, alternate, blame, generate_programs, is_program, probe_steps, program_spec
+from .config import Config, scenarios_for
+from .minimize import minimise
+from .stats import Observation, Summary, merge_counts, summarise
+
+_DONE = object()
+
+
+@dataclass(frozen=True)
+class TrialResult:
+    observation: Observation
+    findings: Tuple[Tuple[Finding, Trial], ...]
+    versions: Tuple[str, ...]
+
+
+@dataclass
+class _Shared:
+    """State the worker threads share, guarded by one lock."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    claimed: Set[str] = field(default_factory=set)
+    confirmed: Set[Fingerprint] = field(default_factory=set)
+    stopped: Dict[str, str] = field(default_factory=dict)  # library -> why its runtime was given up
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def claim(self, key: str) -> bool:
+        with self.lock:
+            if key in self.claimed:
+                return False
+            self.claimed.add(key)
+            return True
+
+
+def equivalence_path(config: Config) -> Path:
+    return Path(config.equivalence_file or Path(config.spec_dir) / EQUIVALENCE_FILE)
+
+
+def peer_classes(config: Config, specs: SpecSet) -> Dict[str, Resolved]:
+    """Spec id -> its equivalence class, over every loaded library (Note [float32 formula])."""
+    path = equivalence_path(config)
+    if not path.is_file():
+        return {}
+    resolved = resolve(load_classes(path), specs, sorted({s.library for s in specs.specs}))
+    return {f"{lib}:{s.name}": r for r in resolved for lib, s in r.specs}
+
+
+def campaign_id(config: Config) -> str:
+    basis = (config.libraries, config.apis, config.spec_files, config.seed, config.trials_per_api,
+             config.scenarios, config.max_tensor_size, config.profile) + (("cross",) if config.cross else ()) \
+        + ((("regime_share", config.regime_share),) if config.regime_share != Config.regime_share else ()) \
+        + ((("programs", config.max_programs),) if config.programs and not config.cross else ())
+    return config.name or f"c-{digest(basis, 10)}"
+
+
+def campaign_dir(config: Config) -> Tuple[str, Path, int]:
+    """The unfinished campaign of this configuration, or a new round after a finished one:
+    (its id, its directory, its round number)."""
+    base = campaign_id(config)
+    root = Path(config.campaign_dir)
+    n = 1
+    while (root / _round(base, n) / "complete").exists():
+        n += 1
+    return _round(base, n), root / _round(base, n), n
+
+
+def _round(base: str, n: int) -> str:
+    return base if n == 1 else f"{base}-r{n}"
+
+
+def repair_log(path: Path) -> None:
+    """Cut a last line that a kill or a power loss left without its newline, so the next
+    record starts on a line of its own (that trial re-runs)."""
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    with open(path, "r+b") as f:
+        f.seek(-1, os.SEEK_END)
+        if f.read(1) == b"\n":
+            return
+        f.seek(0)
+        data = f.read()
+        f.seek(data.rfind(b"\n") + 1)
+        f.truncate()
+
+
+def read_observations(path: Path) -> List[Observation]:
+    """Logged observations; a line cut short by a kill is ignored (its trial simply re-runs)."""
+    out = []
+    if path.exists():
+        for line in path.read_text(errors="replace").splitlines():
+            try:
+                out.append(Observation.from_json(json.loads(line)))
+            except (ValueError, KeyError, TypeError, AttributeError):
+                continue
+    return out
+
+
+def _conventions(observations: List[Observation]) -> Tuple[Tuple[str, str, int], ...]:
+    """(api, convention, candidates it classified) over the campaign; the reason's first
+    clause (up to the first ';') names the convention."""
+    counts: Dict[Tuple[str, str], int] = {}
+    for o in observations:
+        for why in o.conventions:
+            key = (o.api, why.split("; ")[0])
+            counts[key] = counts.get(key, 0) + 1
+    return tuple((api, why, n) for (api, why), n in sorted(counts.items()))
+
+
+def structures_of(spec: ApiSpec, trial: Trial) -> str:
+    """The structures a trial's inputs take, comma-separated (for the per-structure counts);
+    a batch broadcast across its operands counts as `batched`."""
+    kinds = {a.structure for args in (spec.args,) + spec.overloads for a in args if a.structure}
+    return ",".join(sorted(kinds | ({"batched"} if trial.batched else set())))
+
+
+def with_count(counts: Tuple[Tuple[str, int], ...], name: str, n: int) -> Tuple[Tuple[str, int], ...]:
+    """(name, count) pairs with `n` more of `name` (unchanged when n is 0)."""
+    return merge_counts(counts + ((name, n),)) if n else counts
+
+
+def _interleaved(specs: List[ApiSpec]) -> List[ApiSpec]:
+    """Specs taking turns across libraries (each library's own order kept), so a budget that
+    runs out still leaves every library a fair share of APIs."""
+    by_library: Dict[str, List[ApiSpec]] = {}
+    for s in specs:
+        by_library.setdefault(s.library, []).append(s)
+    queues = list(by_library.values())
+    return [q[i] for i in range(max(map(len, queues), default=0)) for q in queues if i < len(q)]
+
+
+class Campaign:
+    def __init__(self, config: Config, specs: SpecSet, progress=None):
+        self.config = config
+        # the 50-digit reference only where switched on (its reports are not vetted at scale yet)
+        self.specs = [s if config.reference else replace(s, reference="")
+                      for s in specs.select(config.libraries, config.apis)]
+        self.loaded, self.conventions = specs.by_id(), specs.conventions  # what programs are built from
+        self.store = Store(Path(config.store_dir))
+        self.id, self.dir, n = campaign_dir(config)
+        self.seed = config.seed + n - 1
+        self.deadline: Optional[float] = None  # time.monotonic() when the budget is spent
+        self.shared = _Shared()
+        self.results: "queue.Queue" = queue.Queue()
+        self.progress = progress
+        self.main_runners: Dict[str, Runner] = {}
+        self.started_at = now()
+        self.python_path = tuple(sorted({os.getcwd()} | {str(Path(f).parent) for f in config.spec_files}))
+        self.blamed: Dict[str, str] = {}  # program fingerprint key -> what explained it ("": the program)
+        self.peer_classes = peer_classes(config, specs) if config.libraries and not config.cross else {}
+        self.local = threading.local()  # a worker thread's runners, for its peers
+
+    # ---- worker threads -------------------------------------------------------------------
+    def _runner(self, runners: Dict[str, Runner], library: str, n: int) -> Runner:
+        if library not in runners:
+            rt = resolve_runtime(library, self.python_path, self.config.memory_limit_mb)
+            log = self.dir / "logs" / f"{library}-{n}.log"
+            runners[library] = Runner(rt, log, self.config.trial_timeout_s, self.deadline)
+        return runners[library]
+
+    def _work(self, tasks: "queue.Queue", n: int, done: Set[Tuple[str, int]], deadline: float) -> None:
+        runners: Dict[str, Runner] = {}
+        self.local.runners, self.local.n = runners, n
+        try:
+            while not self.shared.stop.is_set():
+                try:
+                    spec = tasks.get_nowait()
+                except queue.Empty:
+                    return
+                if self._stopped(spec):
+                    continue
+                try:
+                    self._fuzz_api(spec, self._runner(runners, spec.library, n), done, deadline)
+                except RuntimeUnavailable as exc:  # that runtime's queue ends here, not the campaign
+                    with self.shared.lock:
+                        self.shared.stopped.setdefault(exc.library, str(exc))
+                    gone = runners.pop(spec.library, None)
+                    if gone is not None:
+                        gone.close()
+        except Exception as exc:  # noqa: BLE001 - reported by the main thread, campaign ends cleanly
+            self.results.put(exc)
+        finally:
+            for r in runners.values():
+                r.close()
+            self.results.put(_DONE)
+
+    def _stopped(self, spec: ApiSpec) -> bool:
+        """Whether the runtime this spec needs was given up (its worker would not restart)."""
+        return spec.library in self.shared.stopped
+
+    def _fuzz_api(self, spec: ApiSpec, runner: Runner, done: Set[Tuple[str, int]], deadline: float) -> None:
+        api_deadline = min(deadline, time.monotonic() + self.config.api_budget_s)
+        for index in range(self.config.trials_per_api):
+            if self.shared.stop.is_set() or time.monotonic() > api_deadline:
+                return
+            if (spec.id, index) not in done:
+                result = self._guarded_trial(spec, runner, index)
+                if result is None:  # the budget ran out during the trial: it is abandoned
+                    return
+                self.results.put(result)
+
+    def _guarded_trial(self, spec: ApiSpec, runner: Runner, index: int) -> Optional[TrialResult]:
+        """An engine error on one trial is logged with its traceback and costs that trial only."""
+        try:
+            return self.run_trial(spec, runner, index)
+        except BudgetExhausted:
+            return None
+        except WorkerError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - recorded; the campaign goes on
+            with open(self.dir / "engine-errors.log", "a") as log:
+                log.write(f"{spec.id} #{index}\n{traceback.format_exc()}\n")
+            obs = Observation(spec.id, index, "", "", False, 0, (), (), (), 0.0, "engine-error",
+                              f"{type(exc).__name__}: {exc}"[:160])
+            return TrialResult(obs, (), ())
+
+    def _peers(self, spec: ApiSpec) -> Optional[Peers]:
+        """The other members of the spec's equivalence class, run in this thread's runners."""
+        r = self.peer_classes.get(spec.id)
+        if r is None or not hasattr(self.local, "runners"):
+            return None
+
+        def run(trial: Trial, scenarios: Tuple[str, ...]) -> Dict[str, Execution]:
+            canonical, out = canonical_trial(r, trial), {}
+            for library in r.libraries:
+                member = r.spec(library)
+                if library == spec.library or library in self.shared.stopped or trial.dtype not in member.dtypes:
+                    continue
+                try:
+                    runner = self._runner(self.local.runners, library, self.local.n)
+                    out[library] = runner.run(member_trial(r, library, canonical), member, scenarios)
+                except RuntimeUnavailable:  # a peer is a second opinion: none is no verdict
+                    continue
+            return out
+        return run
+
+    def run_trial(self, spec: ApiSpec, runner: Runner, index: int) -> TrialResult:
+        start = time.monotonic()
+        trial = generate(spec, self.seed, index, self.config.max_tensor_size, self.config.max_rank,
+                         regime_share=self.config.regime_share)
+        scenarios = scenarios_for(self.config, spec.library, spec.capabilities)
+        execution = runner.run(trial, spec, scenarios)
+        peers = self._peers(spec)
+        j = judge(execution, spec, runner, peers)
+        fresh: List[Execution] = []
+
+        def again() -> Tuple[Finding, ...]:
+            runner.restart()
+            fresh.append(runner.run(trial, spec, scenarios))
+            return judge(fresh[0], spec, runner, peers).findings
+        confirmed, unconfirmed = self.confirm(j.findings, again)
+        if fresh and not spec.random:
+            confirmed = self._uninitialised(confirmed, execution, fresh[0])
+        findings = tuple(self._reported(f, spec, runner) for f in confirmed)
+        direct = execution.get("direct")
+        why = "" if j.valid or direct is None or direct.error is None else f"{direct.error.type}: {direct.error.message}"
+        empty = not j.valid and empty_derivative(trial, direct.outputs if direct else ())  # nothing non-empty compared
+        obs = Observation(spec.id, index, trial_key(trial), trial.dtype, j.valid, j.candidates,
+                          with_count(j.dismissed, "not_confirmed", unconfirmed),
+                          tuple(fingerprint_key(f.fingerprint) for f in confirmed), (),
+                          time.monotonic() - start, execution.death.kind if execution.death else "", why[:160],
+                          j.conventions, empty=empty, regime=trial.regime, structure=structures_of(spec, trial))
+        return TrialResult(obs, findings, versions_of(runner))
+
+    # Note [confirmation]
+    # A finding counts only if its fingerprint comes out again when the same trial runs in a
+    # fresh worker.  What a previous trial's function left in the process (grad mode switched
+    # off, a patched module), a kill from outside, or a stray frame on the pipe does not survive
+    # a restart, so such a finding is counted as `not_confirmed` and never reported.  A
+    # fingerprint is confirmed once per campaign; later occurrences are taken as they come.  A
+    # timeout needs no second run: the slow filter has re-run it, after the kill, in a fresh
+    # worker with more time.  The restart also leaves the next trial a clean worker.
+    def confirm(self, findings: Sequence[Finding], again: Callable[[], Sequence[Finding]]) -> Tuple[Tuple[Finding, ...], int]:
+        """(the findings that are confirmed, how many were not); `again` re-runs the trial in a
+        fresh worker and returns its findings."""
+        with self.shared.lock:
+            todo = {f.fingerprint for f in findings
+                    if f.fingerprint not in self.shared.confirmed and f.fingerprint.verdict is not Verdict.TIMEOUT}
+        if not todo:
+            return tuple(findings), 0
+        seen = {f.fingerprint for f in again()} & todo
+        with self.shared.lock:
+            self.shared.confirmed |= seen
+        kept = tuple(f for f in findings if f.fingerprint not in todo or f.fingerprint in seen)
+        return kept, len(findings) - len(kept)
+
+    def _uninitialised(self, findings: Tuple[Finding, ...], first: Execution, fresh: Execution) -> Tuple[Finding, ...]:
+        """Findings whose results a fresh process changed, as uninitialised reads (Note
+        [uninitialised read]); their own fingerprints stay unconfirmed, so that every later
+        occurrence is checked in a fresh worker too."""
+        out = []
+        for f in findings:
+            read = uninitialised(first, fresh, f)
+            if read is not None:
+                with self.shared.lock:
+                    self.shared.confirmed.discard(f.fingerprint)
+                    self.shared.confirmed.add(read.fingerprint)
+            out.append(read or f)
+        return tuple(out)
+
+    def _to_minimise(self, finding: Finding) -> bool:
+        """Whether this thread minimises the finding: the first occurrence of its fingerprint
+        (claimed once) whose trial would beat the stored representative.  A timeout is never
+        minimised (each step would wait for the hang again), nor what only a second process shows."""
+        fp = finding.fingerprint
+        k = fingerprint_key(fp)
+        claim = k if trial_size(finding.trial) else f"{k}/empty"  # a non-empty example still gets its turn
+        if not self.config.minimise or fp.verdict in (Verdict.NONDETERMINISTIC, Verdict.TIMEOUT, Verdict.UNINITIALISED_READ) \
+                or not self.shared.claim(claim):
+            return False
+        with self.shared.lock:
+            old = self.store.get(fp.library, fp.api, k)
+        return old is None or representative_rank(old.minimised_size) > representative_rank(trial_size(finding.trial))
+
+    def _reported(self, finding: Finding, spec: ApiSpec, runner: Runner) -> Tuple[Finding, Trial]:
+        """The finding as it is reported, with its representative trial: a program's finding,
+        once its trial is minimised, goes to the shortest part of the program that explains it
+        (Note [program blame] in programs.py), whose own trial is then minimised in turn."""
+        found, small = self._representative(finding, spec, runner)
+        if not is_program(spec.name) or finding.fingerprint.verdict is Verdict.TIMEOUT:
+            return found, small
+        blamed, part = self._blame(replace(found, trial=small), spec, runner)
+        if part is spec:
+            return found, small
+        return self._representative(blamed, part, runner)
+
+    def _blame(self, finding: Finding, spec: ApiSpec, runner: Runner) -> Tuple[Finding, ApiSpec]:
+        key = fingerprint_key(finding.fingerprint)
+        with self.shared.lock:
+            prefer = self.blamed.get(key)
+        if prefer == "":  # nothing shorter explained this fingerprint before
+            return finding, spec
+        scenarios = scenarios_for(self.config, spec.library, spec.capabilities)
+
+        def run(t: Trial, s: ApiSpec, names: Sequence[str]):
+            try:
+                return runner.run(t, s, names)
+            except BudgetExhausted:
+                raise BlameStopped() from None
+            except WorkerError:  # a part the worker refuses explains nothing
+                return None
+
+        def direct(t: Trial, s: ApiSpec):
+            ex = run(t, s, ("direct",))
+            d = ex.get("direct") if ex is not None else None
+            return None if d is None or d.error is not None or len(d.outputs) != 1 else np.asarray(d.outputs[0])
+
+        def findings_of(t: Trial, s: ApiSpec):
+            ex = run(t, s, scenarios)
+            try:
+                return () if ex is None else judge(ex, s, runner).findings
+            except BudgetExhausted:
+                raise BlameStopped() from None
+        blamed, blamed_spec = blame(finding, spec, self.loaded, direct, findings_of, prefer or "", self.conventions)
+        with self.shared.lock:
+            self.blamed[key] = "" if blamed_spec is spec else blamed_spec.name
+        return blamed, blamed_spec
+
+    def _representative(self, finding: Finding, spec: ApiSpec, runner: Runner) -> Tuple[Finding, Trial]:
+        """The minimised trial, and the finding with the evidence judged on it: the report's
+        numbers are then the ones its repro script prints (the finding keeps its original trial,
+        which the report counts as seen)."""
+        fp = finding.fingerprint
+        if not self._to_minimise(finding):
+            return finding, finding.trial
+        judged: List[Tuple[Trial, Finding]] = []
+        scenarios = scenarios_for(self.config, spec.library, spec.capabilities)
+
+        def reproduces(t: Trial) -> bool:
+            try:
+                verdict = judge(runner.run(t, spec, scenarios), spec, runner)
+            except BudgetExhausted:  # the smallest trial found so far stands
+                return False
+            match = next((f for f in verdict.findings if f.fingerprint == fp), None)
+            if match is not None:
+                judged.append((t, match))
+            return match is not None
+        small = minimise(finding.trial, reproduces, spec=spec)
+        again = next((f for t, f in reversed(judged) if t == small), None)
+        return (finding if again is None else replace(again, trial=finding.trial)), small
+
+    # ---- main thread ----------------------------------------------------------------------
+    def _with_programs(self, specs: List[ApiSpec]) -> List[ApiSpec]:
+        """Each library's selected specs taking turns with at most `max_programs` programs of
+        them (programs.py): steps are found by a probe in the library's worker, programs are
+        drawn from (campaign seed, index), and every program spec is built by `program_spec`
+        from the selected specs alone."""
+        out: List[ApiSpec] = []
+        for library in dict.fromkeys(s.library for s in specs):
+            singles = [s for s in specs if s.library == library]
+            runner = self._runner(self.main_runners, library, 0)
+
+            def direct(t: Trial, s: ApiSpec, runner: Runner = runner):
+                try:
+                    ex = runner.run(t, s, ("direct",), min(self.config.trial_timeout_s, 10.0))
+                except (BudgetExhausted, WorkerError):
+                    return None
+                d = ex.get("direct")
+                return None if d is None or d.error is not None or len(d.outputs) != 1 else np.asarray(d.outputs[0])
+            try:
+                steps = probe_steps(singles, direct, self.seed,
+                                    keep_going=lambda runner=runner: runner.left() > self.config.trial_timeout_s)
+            except RuntimeUnavailable as exc:
+                with self.shared.lock:
+                    self.shared.stopped.setdefault(exc.library, str(exc))
+                steps = []
+            names = generate_programs(library, steps, self.seed, self.config.max_programs)
+            out += alternate(singles, [program_spec(library, n, self.loaded, self.conventions) for n in names])
+        return out
+
+    def run(self) -> Summary:
+        with exclusive(Path(self.config.store_dir), "report store"):
+            return self._run()
+
+    def _run(self) -> Summary:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        log_path = self.dir / "observations.jsonl"
+        repair_log(log_path)
+        previous = read_observations(log_path)
+        done = {(o.api, o.index) for o in previous}
+        tasks: "queue.Queue" = queue.Queue()
+        deadline = self.deadline = time.monotonic() + self.config.budget_s
+        if self.config.programs and not self.config.cross:
+            self.specs = self._with_programs(self.specs)
+        for spec in _interleaved(self.specs):
+            tasks.put(spec)
+        threads = [threading.Thread(target=self._work, args=(tasks, n, done, deadline), daemon=True)
+                   for n in range(min(self.config.workers, max(1, len(self.specs))))]
+        started, self.started_at = time.monotonic(), now()
+        for t in threads:
+            t.start()
+        fresh, versions, error = self._collect(log_path, len(threads))
+        complete = error is None and not self.shared.stop.is_set() and not self.shared.stopped
+        observations = previous + fresh
+        if complete:
+            self._finish(observations, versions)
+            (self.dir / "complete").write_text(now() + "\n")
+        summary = summarise(self.id, self.specs, observations, len(fresh), time.monotonic() - started, complete)
+        summary = replace(summary, memory_limit_mb=self.config.memory_limit_mb,
+                          stopped=tuple(sorted(f"{lib}: {why}" for lib, why in self.shared.stopped.items())))
+        (self.dir / "summary.json").write_text(json.dumps(summary.to_json(), indent=1) + "\n")
+        if error is not None:
+            raise error
+        return summary
+
+    def _collect(self, log_path: Path, running: int):
+        fresh: List[Observation] = []
+        versions: Set[str] = set()
+        error: Optional[BaseException] = None
+        with open(log_path, "a") as log:
+            while running:
+                try:
+                    item = self.results.get()
+                except KeyboardInterrupt:
+                    self.shared.stop.set()  # threads finish their trial in flight, then stop
+                    continue
+                if item is _DONE:
+                    running -= 1
+                elif isinstance(item, BaseException):
+                    error = error or item
+                    self.shared.stop.set()
+                else:
+                    fresh.append(self._record(item, log))
+                    versions |= set(item.versions)
+        return fresh, versions, error
+
+    def _finish(self, observations: List[Observation], versions: Set[str]) -> None:
+        """Replay every report of the covered APIs: those this campaign did not see and that no
+        longer reproduce are fixed; those it saw whose representative does not replay are
+        flaky (with what the replay found).  Then record the campaign."""
+        seen = {k for o in observations for k in o.findings}
+        covered = {o.api for o in observations if o.valid}
+        fixed = []
+        # Note [finishing budget]: the replays get their own time, a tenth of --budget (at least
+        # one trial timeout); a report they cannot replay in time keeps its status.  A hang this
+        # campaign saw again was just confirmed, and is not waited for once more.
+        self.deadline = time.monotonic() + max(self.config.budget_s / 10, self.config.trial_timeout_s)
+        for runner in self.main_runners.values():
+            runner.deadline = self.deadline
+        for r in self.store:
+            if not self._covers(r, covered) or r.status is ReportStatus.FIXED:
+                continue
+            if r.key in seen and r.fingerprint.verdict is Verdict.TIMEOUT:
+                continue
+            try:
+                result = self._replay(r)
+            except (BudgetExhausted, RuntimeUnavailable):
+                continue
+            except RefusedError as exc:  # report data naming what no loaded spec declares: never run
+                self.store.notify(f"{path_of(self.store.root, r)}: {exc}")
+                continue
+            if result is None or result.outcome is ReplayOutcome.REPRODUCED:
+                continue
+            if r.key in seen:
+                self.store.save(replace(r, status=ReportStatus.FLAKY, notes=f"campaign {self.id}: replay of the "
+                                        f"representative gave {result.message()}"))
+            else:
+                fixed.append(r)
+                self.store.save(replace(r, status=ReportStatus.FIXED, notes=f"not reproduced by campaign {self.id}"))
+        libs = tuple(self.config.libraries)
+        self.store.save_campaign(CampaignRecord(self.id, self.started_at, now(), libs, tuple(sorted(versions)),
+                                                tuple(sorted(covered)), tuple(sorted(seen)),
+                                                tuple(r.key for r in fixed), True, _conventions(observations),
+                                                self._agreement(observations)))
+
+    def _covers(self, report: BugReport, covered: Set[str]) -> bool:
+        """Whether this campaign tried what the report is about (in-library reports only here)."""
+        fp = report.fingerprint
+        return not fp.oracle and f"{fp.library}:{fp.api}" in covered
+
+    def _agreement(self, observations: List[Observation]) -> tuple:
+        return ()
+
+    def _replay(self, report: BugReport) -> Optional[ReplayResult]:
+        spec = next((s for s in self.specs if s.id == f"{report.fingerprint.library}:{report.fingerprint.api}"), None)
+        if spec is None:
+            return None
+        runner = self._runner(self.main_runners, spec.library, 0)
+        return replay_report(report, spec, runner, scenarios_for(self.config, spec.library, spec.capabilities))
+
+    def _record(self, result: TrialResult, log) -> Observation:
+        new = []
+        for finding, representative in result.findings:
+            report, created = self.store.record(finding, representative, result.versions, self.id)
+            if created:
+                new.append(report.key)
+        obs = result.observation.with_new(tuple(new))
+        log.write(json.dumps(obs.to_json()) + "\n")
+        log.flush()
+        if self.progress is not None:
+            self.progress(obs)
+        return obs
+
+
+def run_campaign(config: Config, progress=None) -> Summary:
+    specs = load_specs(Path(config.spec_dir), config.libraries, [Path(f) for f in config.spec_files])
+    specs = replace(specs, specs=tuple(with_vetted(specs.specs, Path(config.store_dir))))  # vetting.py
+    if config.cross:
+        from .cross import CrossCampaign
+        campaign: Campaign = CrossCampaign(config, specs, progress)
+    else:
+        campaign = Campaign(config, specs, progress)
+    for library in config.libraries:
+        resolve_runtime(library)  # fail fast, before any thread starts, if a runtime is missing
+    if not campaign.specs:
+        raise ConfigError(f"no API spec matches libraries {', '.join(config.libraries)} and API globs "
+                          f"{', '.join(config.apis)} (spec dir {config.spec_dir}); derive specs with "
+                          "`nablafuzz specs derive <library>` or pass --specs FILE"
+                          + ("; --cross needs classes with two or more members among these libraries "
+                             "(api_specs/equivalence.yaml, `nablafuzz specs derive-cross`)" if config.cross else ""))
+    try:
+        return campaign.run()
+    finally:
+        for r in campaign.main_runners.values():
+            r.close()

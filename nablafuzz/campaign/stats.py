@@ -1,0 +1,158 @@
+"""Campaign statistics: one `Observation` per trial, and the `Summary` computed from them all.
+
+The summary is recomputed from the observation log, so a resumed campaign reports totals for
+the whole campaign, not only for the last stretch.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any, Dict, List, Sequence, Tuple
+
+from ..core.model import ApiSpec
+
+
+@dataclass(frozen=True)
+class Observation:
+    api: str
+    index: int
+    trial: str
+    dtype: str
+    valid: bool
+    candidates: int
+    dismissed: Tuple[Tuple[str, int], ...]
+    findings: Tuple[str, ...]
+    new: Tuple[str, ...]
+    seconds: float
+    death: str = ""
+    invalid: str = ""
+    conventions: Tuple[str, ...] = ()
+    votes: Tuple[Tuple[str, str, str], ...] = ()  # --cross: (library, quantity, vote) for this trial
+    empty: bool = False  # not valid: every differentiable input (or differentiated output) was empty
+    regime: str = ""  # the value regime the trial's inputs were drawn from (regimes.py; "" the domain's)
+    structure: str = ""  # the structures of its structured inputs, comma-separated ("" none)
+
+    def with_new(self, new: Tuple[str, ...]) -> "Observation":
+        return replace(self, new=new)
+
+    def to_json(self) -> Dict[str, Any]:
+        return {"api": self.api, "index": self.index, "trial": self.trial, "dtype": self.dtype,
+                "valid": self.valid, "candidates": self.candidates, "dismissed": dict(self.dismissed),
+                "findings": list(self.findings), "new": list(self.new), "seconds": round(self.seconds, 6),
+                "death": self.death, "invalid": self.invalid, "empty": self.empty,
+                **({"conventions": list(self.conventions)} if self.conventions else {}),
+                **({"votes": [list(v) for v in self.votes]} if self.votes else {}),
+                **({"regime": self.regime} if self.regime else {}),
+                **({"structure": self.structure} if self.structure else {})}
+
+    @staticmethod
+    def from_json(d: Dict[str, Any]) -> "Observation":
+        return Observation(d["api"], int(d["index"]), d["trial"], d["dtype"], bool(d["valid"]),
+                           int(d["candidates"]), tuple(sorted(d["dismissed"].items())), tuple(d["findings"]),
+                           tuple(d["new"]), float(d["seconds"]), d.get("death", ""), d.get("invalid", ""),
+                           tuple(d.get("conventions", ())), tuple(tuple(v) for v in d.get("votes", ())),
+                           bool(d.get("empty", False)),  # logs written before `empty` existed: False
+                           str(d.get("regime", "")), str(d.get("structure", "")))
+
+
+@dataclass(frozen=True)
+class Summary:
+    campaign: str
+    complete: bool
+    apis: int
+    apis_tried: int
+    apis_valid: int
+    trials: int
+    valid: int
+    candidates: int
+    dismissed: Tuple[Tuple[str, int], ...]
+    findings: int
+    fingerprints: int
+    new_reports: int
+    deaths: Tuple[Tuple[str, int], ...]
+    seconds: float
+    trials_this_run: int = 0
+    invalid_apis: Tuple[str, ...] = ()
+    votes: Tuple[Tuple[str, int], ...] = ()  # --cross: "library vote" -> quantities judged so
+    memory_limit_mb: int = 0  # each worker's address-space limit (0: none)
+    stopped: Tuple[str, ...] = ()  # "library: why" for each runtime given up (its worker would not restart)
+    empty: int = 0  # trials that differentiated only empty tensors (not valid)
+    regimes: Tuple[Tuple[str, int, int, int], ...] = ()  # (regime, trials, valid, findings); "" the domain's
+    structures: Tuple[Tuple[str, int, int, int], ...] = ()  # (structure, trials, valid, findings) of structured trials
+
+    @property
+    def trials_per_s(self) -> float:
+        return self.trials_this_run / self.seconds if self.seconds else 0.0
+
+    def to_json(self) -> Dict[str, Any]:
+        return {"campaign": self.campaign, "complete": self.complete, "apis": self.apis,
+                "apis_tried": self.apis_tried, "apis_with_valid_trial": self.apis_valid, "trials": self.trials,
+                "valid_trials": self.valid, "valid_rate": round(self.valid / self.trials, 4) if self.trials else 0,
+                "empty_trials": self.empty,
+                "candidates": self.candidates, "dismissed": dict(self.dismissed), "findings": self.findings,
+                "distinct_fingerprints": self.fingerprints, "new_reports": self.new_reports,
+                "deaths": dict(self.deaths), "seconds_this_run": round(self.seconds, 2),
+                "trials_per_s_this_run": round(self.trials_per_s, 2), "apis_without_valid_trial": list(self.invalid_apis),
+                "memory_limit_mb": self.memory_limit_mb, "runtimes_given_up": list(self.stopped),
+                "regimes": {r or "domain": {"trials": t, "valid": v, "findings": f} for r, t, v, f in self.regimes},
+                "structures": {s: {"trials": t, "valid": v, "findings": f} for s, t, v, f in self.structures},
+                **({"cross_votes": dict(self.votes)} if self.votes else {})}
+
+    def lines(self) -> List[str]:
+        d = self.to_json()
+        dismissed = ", ".join(f"{k} {v}" for k, v in self.dismissed) or "none"
+        return [
+            f"campaign {self.campaign} ({'complete' if self.complete else 'incomplete: re-run to resume'})",
+            f"APIs: {self.apis} selected, {self.apis_tried} tried, {self.apis_valid} with a valid trial",
+            f"trials: {self.trials} ({self.valid} valid, rate {d['valid_rate']:.1%}); "
+            f"{self.trials_per_s:.1f} trials/s this run",
+            f"empty trials (every differentiable input or output empty, nothing compared): {self.empty}",
+            f"candidates: {self.candidates}; dismissed by filter: {dismissed}",
+            f"findings: {self.findings} in {self.fingerprints} distinct fingerprints; new reports: {self.new_reports}",
+            f"memory limit per worker: {f'{self.memory_limit_mb} MiB' if self.memory_limit_mb else 'none'}",
+            "value regimes (trials / valid / findings): "
+            + (", ".join(f"{r or 'domain'} {t}/{v}/{f}" for r, t, v, f in self.regimes) or "none"),
+            "structured inputs (trials / valid / findings): "
+            + (", ".join(f"{s} {t}/{v}/{f}" for s, t, v, f in self.structures) or "none"),
+        ] + ([f"cross-library votes (library vote: quantities): {', '.join(f'{k}: {v}' for k, v in self.votes)}"]
+             if self.votes else []) + [f"runtime given up, its remaining APIs skipped: {s}" for s in self.stopped]
+
+
+def merge_counts(pairs) -> Tuple[Tuple[str, int], ...]:
+    """(name, count) pairs summed by name, sorted."""
+    out: Dict[str, int] = {}
+    for k, n in pairs:
+        out[k] = out.get(k, 0) + n
+    return tuple(sorted(out.items()))
+
+
+def _per(obs: Sequence[Observation], key) -> Tuple[Tuple[str, int, int, int], ...]:
+    """(key, trials, valid trials, findings) for each value of `key` among the observations;
+    a comma-separated key counts under each of its parts (a trial with two structures)."""
+    def has(o: Observation, k: str) -> bool:
+        return k in key(o).split(",") if k else key(o) == k
+    keys = sorted({k for o in obs for k in (key(o).split(",") if key(o) else [""])})
+    return tuple((k, sum(has(o, k) for o in obs), sum(o.valid for o in obs if has(o, k)),
+                  sum(len(o.findings) for o in obs if has(o, k))) for k in keys)
+
+
+def summarise(campaign: str, specs: Sequence[ApiSpec], obs: Sequence[Observation], fresh: int,
+              seconds: float, complete: bool) -> Summary:
+    """Totals over all observations; `fresh` of them were made in this run, in `seconds`."""
+    tried = {o.api for o in obs}
+    valid_apis = {o.api for o in obs if o.valid}
+    why: Dict[str, str] = {}
+    for o in obs:
+        if o.api not in valid_apis and (o.invalid or o.empty):
+            why.setdefault(o.api, o.invalid or "only empty derivatives (zero-sized inputs or outputs) were compared")
+    return Summary(
+        campaign=campaign, complete=complete, apis=len(specs), apis_tried=len(tried), apis_valid=len(valid_apis),
+        trials=len(obs), valid=sum(o.valid for o in obs), candidates=sum(o.candidates for o in obs),
+        dismissed=merge_counts(p for o in obs for p in o.dismissed), findings=sum(len(o.findings) for o in obs),
+        fingerprints=len({k for o in obs for k in o.findings}), new_reports=sum(len(o.new) for o in obs),
+        deaths=merge_counts((o.death, 1) for o in obs if o.death), seconds=seconds, trials_this_run=fresh,
+        invalid_apis=tuple(f"{api}: {why.get(api, 'no trial ran to completion')}" for api in sorted(tried - valid_apis)),
+        votes=merge_counts((f"{lib} {vote}", 1) for o in obs for lib, _, vote in o.votes),
+        empty=sum(o.empty for o in obs),
+        regimes=_per(obs, lambda o: o.regime),
+        structures=tuple(row for row in _per(obs, lambda o: o.structure) if row[0]),
+    )

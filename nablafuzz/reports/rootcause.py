@@ -1,0 +1,115 @@
+"""Root causes: the reports of a store grouped by what their evidence says, above fingerprints.
+
+A fingerprint is one (API, verdict, culprit modes, order); one defect often has several: the
+function and its `Tensor` method, the raw op and its wrapper (`torch.X`, `torch.special.X`,
+`torch.nn.functional.X`), or one error raised by a shared backward formula under a dozen APIs.
+Two reports belong to one root cause when:
+
+- they name the same operation of one library (the API's last name, lower-cased, leading
+  underscores and the namespace dropped) with the same verdict, order and culprit modes, whether
+  the in-library or the cross-library oracle found it; or
+- they are errors of one library (a status mismatch: not a crash, whose "killed by SIGSEGV"
+  says nothing of its cause) with the same error type and the
+  same normalised message (numbers, shapes, hex addresses and quoted names blanked).
+
+The groups are the connected components of those two relations.  Each root cause has a title,
+its member reports, a best witness (most severe, then smallest trial, then most occurrences)
+and a severity (model.SEVERITIES, most severe first).  Pure functions of the reports: nothing
+is stored, so a new campaign regroups what it finds.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Dict, List, Sequence, Tuple
+
+from ..core.codec import digest
+from ..core.model import SEVERITIES, BugReport, ReportStatus, Verdict
+
+# verdicts whose message is the library's own error text; a crash says only "killed by SIGSEGV",
+# which two unrelated defects share, so crashes group by operation alone
+ERRORS = (Verdict.STATUS_MISMATCH, Verdict.MISSING_SUPPORT, Verdict.WRONG_SHAPE)
+
+
+@dataclass(frozen=True)
+class RootCause:
+    id: str
+    title: str
+    library: str
+    verdict: Verdict
+    severity: str
+    members: Tuple[str, ...]  # report keys, the witness first
+    apis: Tuple[str, ...]
+
+    @property
+    def witness(self) -> str:
+        return self.members[0]
+
+
+def op_name(api: str) -> str:
+    """`torch.Tensor.scatter_add` and `torch.scatter_add` -> 'scatter_add'; `tf.raw_ops.Mul` -> 'mul'."""
+    return api.rpartition(".")[2].rpartition(":")[2].lstrip("_").lower()
+
+
+_NOISE = [(re.compile(r"0x[0-9a-fA-F]+"), "<addr>"), (re.compile(r"\[[^\]]*\]"), "[…]"),
+          (re.compile(r"'[^']*'|\"[^\"]*\""), "<name>"), (re.compile(r"\d+(\.\d+)?([eE][-+]?\d+)?"), "<n>"),
+          (re.compile(r"\s+"), " ")]
+
+
+def normalised(message: str) -> str:
+    """An error message with what varies between inputs blanked, for grouping across APIs."""
+    text = message.partition(" raised ")[2] or message  # after "direct call succeeded but rev raised"
+    for pattern, blank in _NOISE:
+        text = pattern.sub(blank, text)
+    return text.strip()[:200]
+
+
+def _keys(r: BugReport) -> List[Tuple]:
+    fp = r.fingerprint
+    # a cross-library finding and the in-library one of the same operation are one defect
+    keys: List[Tuple] = [("op", fp.library, op_name(fp.api), fp.verdict, fp.order, fp.scenarios)]
+    if fp.verdict in ERRORS and r.evidence.message:
+        keys.append(("error", fp.library, fp.verdict, fp.error_type, normalised(r.evidence.message)))
+    return keys
+
+
+def severity_rank(severity: str) -> int:
+    return SEVERITIES.index(severity) if severity in SEVERITIES else len(SEVERITIES)
+
+
+def _witness_order(r: BugReport) -> tuple:
+    return (r.status is ReportStatus.FIXED, severity_rank(r.evidence.severity), r.minimised_size, -r.occurrences, r.key)
+
+
+def root_causes(reports: Sequence[BugReport]) -> List[RootCause]:
+    """The connected components of the same-operation and same-error relations, most severe first."""
+    parent = list(range(len(reports)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+    first: Dict[Tuple, int] = {}
+    for i, r in enumerate(reports):
+        for k in _keys(r):
+            j = first.setdefault(k, i)
+            parent[find(i)] = find(j)
+    groups: Dict[int, List[BugReport]] = {}
+    for i, r in enumerate(reports):
+        groups.setdefault(find(i), []).append(r)
+    out = [_root_cause(sorted(g, key=_witness_order)) for g in groups.values()]
+    return sorted(out, key=lambda c: (severity_rank(c.severity), c.library, c.apis, c.id))
+
+
+def _root_cause(members: List[BugReport]) -> RootCause:
+    w = members[0]
+    fp = w.fingerprint
+    apis = tuple(sorted({m.fingerprint.api for m in members}))
+    shown = ", ".join(f"`{a}`" for a in apis[:3]) + (f" and {len(apis) - 3} more" if len(apis) > 3 else "")
+    what = fp.verdict.value.replace("_", " ")
+    modes = "+".join(fp.scenarios)
+    title = f"{fp.library}: {what} in {modes} (order {fp.order}) of {shown}"
+    return RootCause(digest(tuple(sorted(m.key for m in members)), 12), title, fp.library, fp.verdict,
+                     min((m.evidence.severity for m in members), key=severity_rank),
+                     tuple(m.key for m in members), apis)

@@ -1,0 +1,53 @@
+"""Human verdicts on reports: `nablafuzz vet REPORT --as bug|convention|false_positive --note ...`.
+
+The verdict is written into the report file itself (`vetted`), so it travels with the store.
+A report vetted as a convention or a false positive is never reported again: campaigns read
+every such report as a known issue of its API (same verdict, order and culprit modes) whose reason
+is the note, dismissed as `convention` or `known_issue` like a row of the convention table.
+Triage counts vetted reports and keeps the non-bugs out of the root-cause index.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Dict, List, Sequence, Tuple
+
+from ..core.errors import ReportError
+from ..core.model import VETTING, ApiSpec, BugReport, KnownIssue, Vetting
+from .store import Store, encode_report, now, read_report, write_atomic
+
+
+def vet(path: Path, verdict: str, note: str) -> BugReport:
+    """Record `verdict` with `note` in the report at `path` (rewritten in place)."""
+    if verdict not in VETTING:
+        raise ReportError(f"vet: --as {verdict!r} is not a verdict; fix: use one of {', '.join(VETTING)}")
+    if not note.strip():
+        raise ReportError("vet: the note is empty; fix: say in one line why (e.g. --note 'documented: ...')")
+    report = replace(read_report(Path(path)), vetted=Vetting(verdict, note.strip(), now()))
+    write_atomic(Path(path), encode_report(report))
+    return report
+
+
+def dismissed(report: BugReport) -> bool:
+    """Whether a person vetted the report as not a bug."""
+    return report.vetted is not None and report.vetted.verdict != "bug"
+
+
+def vetted_issues(reports: Sequence[BugReport]) -> Dict[Tuple[str, str], Tuple[KnownIssue, ...]]:
+    """(library, api) -> the known issues the reports vetted as conventions or false positives say."""
+    out: Dict[Tuple[str, str], List[KnownIssue]] = {}
+    for r in reports:
+        if dismissed(r):
+            fp, v = r.fingerprint, r.vetted
+            issue = KnownIssue(f"vetted {v.verdict.replace('_', ' ')} ({v.when}): {v.note}", f"report {r.key}",
+                               fp.scenarios, fp.verdict.value, v.verdict == "convention", order=fp.order)
+            out.setdefault((fp.library, fp.api), []).append(issue)
+    return {k: tuple(v) for k, v in out.items()}
+
+
+def with_vetted(specs: Sequence[ApiSpec], store_dir: Path) -> List[ApiSpec]:
+    """The specs, each with the known issues its store's vetted reports add."""
+    reports, _ = Store(Path(store_dir)).load_all()
+    issues = vetted_issues(reports)
+    return [replace(s, known_issues=s.known_issues + issues[(s.library, s.name)]) if (s.library, s.name) in issues
+            else s for s in specs]

@@ -1,0 +1,307 @@
+"""Execution scenarios: the same derivative computed several ways (runs inside the worker).
+
+First order, for cotangent v and tangent u:  rev = <vjp(v), u>,  fwd = <v, jvp(u)>,
+fd = <v, (f(x+hu) - f(x-hu)) / 2h> in float64 with Richardson extrapolation.  Second order
+composes them (Note [second order by composition] in adapters/base.py): "fwd.rev" is the JVP
+of the VJP-based Q(x) = <v, J(x) u> along w, "fd.rev" its finite difference.
+Worker-safe: Python 3.10, numpy 1.26.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from ..core.model import ErrorInfo, Outcome, ScenarioResult
+from ..core.quantities import COMPILED, ENTRY_POINTS, STEP, direction, is_reference, order
+from ..libraries.base import Adapter, BoundCall, project
+
+
+@dataclass(frozen=True)
+class TrialCall:
+    """A trial bound in one dtype: the call, its differentiable inputs and the directions."""
+
+    call: BoundCall
+    xs: List[np.ndarray]
+    us: List[np.ndarray]
+    ws: List[np.ndarray]
+    vs: List[np.ndarray]
+    zs: List[np.ndarray]  # the outer direction of third order
+
+
+def _cast_inputs(inputs: Sequence[Tuple[Any, bool, bool, str]], dtype: Optional[str]) -> list:
+    def cast(v: Any) -> Any:
+        if isinstance(v, list):
+            return [cast(x) for x in v]
+        if dtype and isinstance(v, np.ndarray) and v.dtype.kind == "f":
+            return v.astype(dtype)
+        return v
+    return [(cast(v), d, k, n) for v, d, k, n in inputs]
+
+
+def bind_trial(adapter: Adapter, fn: Any, request: Dict[str, Any], dtype: Optional[str],
+               outputs: Optional[List[np.ndarray]]) -> TrialCall:
+    """Bind the request's inputs (cast to `dtype` if given) and derive u, w (and v from outputs)."""
+    inputs = _cast_inputs(request["inputs"], dtype)
+    call, xs = adapter.bind(fn, inputs, request.get("diff_outputs"))
+    seed = request["seed"]
+    if request.get("random"):
+        call = BoundCall(_Seeded(adapter, seed, call.fn), call.diff_outputs)
+    us = [direction(seed, "u", i, x.shape, str(x.dtype)) for i, x in enumerate(xs)]
+    ws = [direction(seed, "w", i, x.shape, str(x.dtype)) for i, x in enumerate(xs)]
+    zs = [direction(seed, "z", i, x.shape, str(x.dtype)) for i, x in enumerate(xs)]
+    vs = cotangents(seed, outputs or [], call.diff_outputs, dtype)
+    return TrialCall(call, xs, us, ws, vs, zs)
+
+
+@dataclass(frozen=True)
+class _Seeded:
+    """A random op's call, re-seeded before every evaluation: each scenario and every finite-
+    difference step sees the same random draws, so randomness never looks like a bug."""
+
+    adapter: Adapter
+    seed: int
+    fn: Callable[..., Any]
+
+    def __call__(self, *xs: Any) -> Any:
+        self.adapter.seed(self.seed)
+        return self.fn(*xs)
+
+
+def cotangents(seed: int, outputs: Sequence[np.ndarray], diff_outputs: Optional[Sequence[int]],
+               dtype: Optional[str]) -> List[np.ndarray]:
+    if not outputs:
+        return []
+    picked = range(len(outputs)) if diff_outputs is None else diff_outputs
+    return [direction(seed, "v", j, outputs[j].shape, dtype or str(outputs[j].dtype)) for j in picked]
+
+
+def _error(adapter: Adapter, exc: BaseException) -> Tuple[Outcome, ErrorInfo]:
+    name = f"{type(exc).__module__}.{type(exc).__qualname__}".replace("builtins.", "")
+    return adapter.classify(exc), ErrorInfo(name, str(exc)[:500])
+
+
+def timed(adapter: Adapter, scenario: str, body: Callable[[], ScenarioResult]) -> ScenarioResult:
+    start = time.perf_counter()
+    try:
+        r = body()
+    except Exception as exc:  # noqa: BLE001 - every library error is an observation
+        outcome, err = _error(adapter, exc)
+        return ScenarioResult(scenario, outcome, error=err, seconds=time.perf_counter() - start)
+    return ScenarioResult(r.scenario, r.outcome, r.value, r.scale, r.error_estimate, r.outputs,
+                          r.gradient, r.error, time.perf_counter() - start, r.emulated)
+
+
+def first_order(adapter: Adapter, tc: TrialCall, mode: str) -> ScenarioResult:
+    fo = adapter.first_order(mode, tc.call, tc.xs, tc.us, tc.vs)
+    emulated = mode == "fwd" and adapter.emulated_fwd
+    return ScenarioResult(mode, Outcome.OK, fo.value, fo.scale, None, fo.outputs, fo.gradient,
+                          emulated=emulated)
+
+
+def compiled_first_order(adapter: Adapter, fn: Any, request: Dict[str, Any],
+                         outputs: List[np.ndarray]) -> ScenarioResult:
+    """The VJP of the compiled function, with its primal outputs (compared with eager ones)."""
+    tc = bind_trial(adapter, adapter.compiled(fn), request, None, outputs)
+    fo = adapter.first_order("rev", tc.call, tc.xs, tc.us, tc.vs)
+    return ScenarioResult(COMPILED, Outcome.OK, fo.value, fo.scale, None, fo.outputs, fo.gradient)
+
+
+def second_order(adapter: Adapter, tc: TrialCall, scenario: str) -> ScenarioResult:
+    outer, inner = scenario.split(".")
+    so = adapter.second_order(outer, inner, tc.call, tc.xs, tc.us, tc.vs, tc.ws)
+    return ScenarioResult(scenario, Outcome.OK, so.value, so.scale,
+                          emulated=adapter.emulated_fwd and "fwd" in (outer, inner))
+
+
+def third_order(adapter: Adapter, tc: TrialCall, scenario: str) -> ScenarioResult:
+    outer, middle, inner = scenario.split(".")
+    to = adapter.third_order(outer, middle, inner, tc.call, tc.xs, tc.us, tc.vs, tc.ws, tc.zs)
+    return ScenarioResult(scenario, Outcome.OK, to.value, to.scale,
+                          emulated=adapter.emulated_fwd and "fwd" in (outer, middle, inner))
+
+
+def entry_point(adapter: Adapter, tc: TrialCall, scenario: str) -> ScenarioResult:
+    value, scale = adapter.entry_point(scenario, tc.call, tc.xs, tc.us, tc.vs, tc.ws)
+    return ScenarioResult(scenario, Outcome.OK, value, scale)
+
+
+
+
+def step_fits(xs: Sequence[np.ndarray], ds: Sequence[np.ndarray], h: float) -> bool:
+    """Whether x + h*d moves every element by h*d to within 1e-6 (huge inputs absorb the step)."""
+    for x, d in zip(xs, ds):
+        with np.errstate(invalid="ignore", over="ignore"):
+            moved = (x + h * d) - x
+            if not np.all(np.abs(moved - h * d) <= 1e-6 * np.abs(h * d)):
+                return False
+    return True
+
+
+# Note [finite differences]
+# Central differences at h, h/2, h/4 are extrapolated twice (Richardson); the error estimate is
+# the gap between the two extrapolations plus roundoff.  A kink or jump within reach of the
+# step (|x| near 0 with h larger than |x|) makes central differences converge to a wrong
+# value with a small error estimate, so we also watch the second difference
+# (P(x+h) - 2 P(x) + P(x-h)) / h: it halves with h at a smooth point, and does not (it stays
+# put, or vanishes abruptly) when a kink is within reach of the larger steps.
+# Then the reference is reported unusable (infinite error).  And when the
+# gaps between D(h), D(h/2), D(h/4) do not shrink by about 4 (the h^2 law Richardson relies
+# on), the error estimate falls back to the spread of the raw differences.
+def richardson(scalar: Callable[[float], float], h: float, eps: float = float(np.finfo(np.float64).eps)
+               ) -> Tuple[float, float, float]:
+    """Finite-difference derivative of scalar(t) at t=0: (value, error estimate, scale);
+    `eps` is the unit roundoff of the values scalar(t) is computed from."""
+    p0 = scalar(0.0)
+    ds, ps, curv = [], [p0], []
+    for k in (1.0, 0.5, 0.25):
+        plus, minus = scalar(h * k), scalar(-h * k)
+        ps += [plus, minus]
+        ds.append((plus - minus) / (2 * h * k))
+        curv.append((plus - 2 * p0 + minus) / (h * k))
+    r1 = (4 * ds[1] - ds[0]) / 3
+    r2 = (4 * ds[2] - ds[1]) / 3
+    roundoff = 8 * eps * max(abs(p) for p in ps) / (h * 0.25)
+    err = abs(r2 - r1) + roundoff
+    if not _asymptotic(ds, roundoff):
+        err = max(err, abs(ds[0] - ds[2]))
+    kinked = not _curvature_scales(curv, roundoff, max(abs(d) for d in ds))
+    if kinked or not np.isfinite(r2) or not np.isfinite(err):
+        return float("nan"), float("inf"), float("nan")
+    return float(r2), float(err), float(max(abs(d) for d in ds))
+
+
+def _curvature_scales(curv: Sequence[float], noise: float, size: float) -> bool:
+    """Whether each second difference is about half the previous one (curv(h) ~ h P'' at a
+    smooth point); a kink or jump within reach of the larger steps breaks that."""
+    floor = 4 * noise + 1e-9 * size
+    for big, small in zip(curv, curv[1:]):
+        if abs(big) <= floor:
+            if abs(small) > floor:
+                return False
+        elif not 0.3 <= small / big <= 0.7:
+            return False
+    return True
+
+
+def _asymptotic(ds: Sequence[float], noise: float) -> bool:
+    """Whether D(h), D(h/2), D(h/4) shrink their gaps by about 4 (error ~ h^2), as Richardson
+    assumes; a kink crossed only at the larger steps breaks that pattern."""
+    d01, d12 = ds[0] - ds[1], ds[1] - ds[2]
+    if abs(d01) <= 4 * noise and abs(d12) <= 4 * noise:
+        return True
+    if abs(d12) <= noise:
+        return False
+    return 2.0 <= d01 / d12 <= 8.0
+
+
+def perturbed(xs: Sequence[np.ndarray], ds: Sequence[np.ndarray], h: float) -> List[np.ndarray]:
+    return [x + h * d for x, d in zip(xs, ds)]
+
+
+def finite_difference(adapter: Adapter, tc: TrialCall, scenario: str, eps: float) -> ScenarioResult:
+    """fd (of <v, f>) along u, or fd.rev / fd.fwd (of Q) along w; `tc` is bound in float64.
+
+    The step is absolute (like gradcheck's eps); where an input is so large that it absorbs
+    the step, the reference is reported unusable (NaN, infinite error) rather than wrong.
+    """
+    inner = scenario.partition(".")[2]
+    if "." in inner:  # fd.rev.rev: of the second-order Q2 along z
+        def scalar(h: float) -> float:
+            return adapter.second_order(*inner.split("."), tc.call, perturbed(tc.xs, tc.zs, h), tc.us, tc.vs,
+                                        tc.ws).value
+    elif inner:
+        def scalar(h: float) -> float:
+            return adapter.first_order(inner, tc.call, perturbed(tc.xs, tc.ws, h), tc.us, tc.vs).value
+    else:
+        def scalar(h: float) -> float:
+            outs = adapter.direct(tc.call, perturbed(tc.xs, tc.us, h))
+            picked = outs if tc.call.diff_outputs is None else [outs[j] for j in tc.call.diff_outputs]
+            if [np.shape(o) for o in picked] != [np.shape(v) for v in tc.vs]:
+                return float("nan")  # the output's shape changes within a step (a set op at a tie): no derivative
+            return project(tc.vs, picked)[0]
+    along = tc.zs if "." in inner else tc.ws if inner else tc.us
+    if not step_fits(tc.xs, along, STEP / 4) or not step_fits(tc.xs, along, STEP):
+        return ScenarioResult(scenario, Outcome.OK, float("nan"), float("nan"), float("inf"))
+    value, err, scale = richardson(scalar, STEP, eps)
+    return ScenarioResult(scenario, Outcome.OK, value, scale, err)
+
+
+def _output_eps(adapter: Adapter, tc: TrialCall) -> float:
+    """The roundoff of the outputs: an op that returns float32 from float64 inputs (a cast)
+    gives finite differences only float32 resolution."""
+    outs = adapter.direct(tc.call, tc.xs)
+    eps = [float(np.finfo(o.dtype).eps) for o in outs if np.asarray(o).dtype.kind == "f"]
+    return max(eps, default=float(np.finfo(np.float64).eps))
+
+
+def run_scenarios(adapter: Adapter, fn: Any, request: Dict[str, Any]) -> Iterator[ScenarioResult]:
+    """Run `direct` then the requested scenarios; stop after a failed direct call."""
+    wanted = [s for s in request["scenarios"] if s != "direct"]
+    base = bind_trial(adapter, fn, request, None, None)
+    direct = timed(adapter, "direct", lambda: ScenarioResult(
+        "direct", Outcome.OK, outputs=tuple(adapter.direct(base.call, base.xs))))
+    yield direct
+    if direct.outcome is not Outcome.OK or not base.xs:
+        return  # a failed call, or nothing to differentiate (e.g. only integer arguments drawn)
+    tc = replace(base, vs=cotangents(request["seed"], list(direct.outputs), base.call.diff_outputs, None))
+    at64: List[Tuple[TrialCall, float]] = []  # the float64 call and its output roundoff, made once
+
+    def reference(s: str) -> ScenarioResult:
+        # inside `timed`: an op without float64 kernels makes the references fail, not the worker
+        if not at64:
+            tc64 = bind_trial(adapter, fn, request, "float64", list(direct.outputs))
+            at64.append((tc64, _output_eps(adapter, tc64)))
+        return finite_difference(adapter, at64[0][0], s, at64[0][1])
+
+    for s in wanted:
+        if s == COMPILED:
+            yield timed(adapter, s, lambda: compiled_first_order(adapter, fn, request, list(direct.outputs)))
+        elif is_reference(s):
+            yield timed(adapter, s, lambda: reference(s))
+        elif s in ENTRY_POINTS:
+            yield timed(adapter, s, lambda: entry_point(adapter, tc, s))
+        elif order(s) == 1:
+            yield timed(adapter, s, lambda: first_order(adapter, tc, s))
+        elif order(s) == 2:
+            yield timed(adapter, s, lambda: second_order(adapter, tc, s))
+        else:
+            yield timed(adapter, s, lambda: third_order(adapter, tc, s))
+
+
+def probe(adapter: Adapter, fn: Any, request: Dict[str, Any]) -> List[float]:
+    """Scalar values at perturbed points, in float64, for the filters.
+
+    `request["function"]` is "direct" (P = <v, f>), a first-order mode (Q) or a second-order
+    AD scenario; each point is (input index, flat element index, step) and (-1, 0, 0.0) means
+    the unperturbed input.
+    """
+    outs = adapter.direct(*_direct_args(adapter, fn, request))
+    tc = bind_trial(adapter, fn, request, "float64", outs)
+    fname = request["function"]
+    values = []
+    for i, k, h in request["points"]:
+        xs = [x.copy() for x in tc.xs]
+        if i >= 0:
+            xs[i].reshape(-1)[k] += h
+        if fname == "direct":
+            got = adapter.direct(tc.call, xs)
+            picked = got if tc.call.diff_outputs is None else [got[j] for j in tc.call.diff_outputs]
+            values.append(project(tc.vs, picked)[0])
+        elif fname in ENTRY_POINTS:
+            values.append(adapter.entry_point(fname, tc.call, xs, tc.us, tc.vs, tc.ws)[0])
+        elif order(fname) == 1:
+            values.append(adapter.first_order(fname, tc.call, xs, tc.us, tc.vs).value)
+        elif order(fname) == 2:
+            outer, inner = fname.split(".")
+            values.append(adapter.second_order(outer, inner, tc.call, xs, tc.us, tc.vs, tc.ws).value)
+        else:
+            values.append(adapter.third_order(*fname.split("."), tc.call, xs, tc.us, tc.vs, tc.ws, tc.zs).value)
+    return values
+
+
+def _direct_args(adapter: Adapter, fn: Any, request: Dict[str, Any]) -> Tuple[BoundCall, List[np.ndarray]]:
+    tc = bind_trial(adapter, fn, request, "float64", None)
+    return tc.call, tc.xs
