@@ -23,8 +23,6 @@ from nablafuzz.reports.store import Store  # noqa: E402
 from nablafuzz.reports.triage import declared_apis  # noqa: E402
 from nablafuzz.runtime.install import load_registry  # noqa: E402
 
-
-
 SEVERITY = {"crash": 0, "wrong": 1, "accuracy": 2}
 
 

@@ -23,11 +23,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from nablafuzz.campaign.config import make_config  # noqa: E402
-from nablafuzz.campaign.loop import run_campaign  # noqa: E402
+from nablafuzz.campaign import run_campaign  # noqa: E402
+from nablafuzz.core.config import make_config  # noqa: E402
 from nablafuzz.reports.store import Store  # noqa: E402
-
-
 
 CASES = [(2.0, 10.0), (5.0, 20.0), (5.0, 60.0)]
 

@@ -24,8 +24,6 @@ from nablafuzz.core.model import Verdict  # noqa: E402
 from nablafuzz.core.quantities import ENTRY_POINTS, KERNELS  # noqa: E402
 from nablafuzz.reports.store import Store  # noqa: E402
 
-
-
 CLASSES = ("entry point", "third order", "kernels", "reference", "undeclared mode", "non-finite derivative", "other")
 
 

@@ -25,8 +25,6 @@ from nablafuzz.specs.generate import generate  # noqa: E402
 from nablafuzz.specs.spec import load_specs  # noqa: E402
 
 
-
-
 def measure(spec, runner: Runner, trials: int) -> dict:
     gen, rtt, backend, judged = [], [], [], []
     for i in range(trials):

@@ -149,9 +149,9 @@ def installed_libraries(spec_dir: str = "api_specs") -> List[str]:
 
 
 def cmd_campaign(args: argparse.Namespace) -> int:
-    from .campaign.config import make_config
-    from .campaign.loop import run_campaign
+    from .campaign import run_campaign
     from .campaign.progress import ProgressView
+    from .core.config import make_config
     settings = {k: v for k, v in vars(args).items() if k not in ("command", "profile", "triage")}
     if args.spec_dir is not None:
         _existing_dir(Path(args.spec_dir), "--spec-dir")

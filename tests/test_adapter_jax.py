@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from helper_adapter import library_runner, run_spec, tensor_input
 
-from nablafuzz.campaign.config import make_config, scenarios_for
+from nablafuzz.core.config import make_config, scenarios_for
 from nablafuzz.core.model import ArgKind, InputValue, Outcome, Verdict
 from nablafuzz.core.quantities import ALL, COMPILED
 from nablafuzz.oracle.compare import compare

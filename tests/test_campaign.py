@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from nablafuzz.campaign.config import make_config
-from nablafuzz.campaign.loop import run_campaign
+from nablafuzz.campaign import run_campaign
+from nablafuzz.core.config import make_config
 from nablafuzz.reports.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -12,15 +12,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nablafuzz.campaign.config import make_config
-from nablafuzz.campaign.cross import Members, run_class
-from nablafuzz.campaign.loop import run_campaign
+from nablafuzz.campaign import run_campaign
+from nablafuzz.core.config import make_config
 from nablafuzz.core.errors import SpecError
 from nablafuzz.core.model import ArgKind, InputValue, Trial
 from nablafuzz.core.tensors import to_record
-from nablafuzz.oracle.cross import deviant
+from nablafuzz.oracle.cross import deviant, run_class
 from nablafuzz.reports.store import Store
 from nablafuzz.reports.triage import render_triage
+from nablafuzz.runtime.pool import Members
 from nablafuzz.runtime.registry import resolve_runtime
 from nablafuzz.runtime.runner import Runner
 from nablafuzz.specs.equivalence import load_classes, member_trial, resolve

@@ -9,10 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nablafuzz.campaign.config import make_config
-from nablafuzz.campaign.cross import Members, run_class
+from nablafuzz.core.config import make_config
 from nablafuzz.core.model import ArgKind, InputValue, Trial
 from nablafuzz.core.tensors import to_record
+from nablafuzz.oracle.cross import run_class
+from nablafuzz.runtime.pool import Members
 from nablafuzz.runtime.registry import resolve_runtime
 from nablafuzz.runtime.runner import Runner
 from nablafuzz.specs.equivalence import EQUIVALENCE_FILE, load_classes, resolve
@@ -91,13 +92,14 @@ def test_a_float32_gap_another_library_shares_is_the_formulas_accuracy(tmp_path,
     """sinc'(1e-3) cancels cos(pi x) - sinc(x) in float32: torch is 1.4% off its float64
     value, JAX 0.8%.  Judged alone the gap is a float32-only bug; with the class's other
     libraries at hand the precision filter names it the formula's accuracy (Note [float32 formula])."""
+    from nablafuzz.campaign.inlib import InLibrary
     from nablafuzz.campaign.loop import Campaign
     from nablafuzz.oracle.verdict import judge
 
     config = make_config("default", libraries=["torch"], apis=["torch.sinc"], store_dir=str(tmp_path / "store"),
                          scenarios=["direct", "rev", "fwd", "fd"])
     specs = load_specs(ROOT / "api_specs", LIBS)
-    campaign = Campaign(config, specs)
+    campaign = Campaign(config, specs, InLibrary)
     campaign.local.runners, campaign.local.n = members.runners, 0  # this thread's runners
     spec = specs.get("torch", "torch.sinc")
     trial = Trial("torch", "torch.sinc", 5, "float32",
@@ -107,7 +109,7 @@ def test_a_float32_gap_another_library_shares_is_the_formulas_accuracy(tmp_path,
     (alone,) = judge(ex, spec, runner).findings
     (kept,) = [o for o in alone.filters if o.filter == "precision"]
     assert not kept.dismissed and "float32-only bug" in kept.reason
-    j = judge(ex, spec, runner, campaign._peers(spec))
+    j = judge(ex, spec, runner, campaign.oracle._peers(spec))
     assert j.findings == () and dict(j.dismissed) == {"precision": 1}
 
 

@@ -10,7 +10,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import pytest
 
-from nablafuzz.core.model import (ApiSpec, ArgKind, Aspect, Candidate, Disagreement, InputValue, Outcome,
+from nablafuzz.core.model import (ApiSpec, ArgKind, Aspect, Candidate, Disagreement, Execution, InputValue, Outcome,
                                   ScenarioResult, Tolerance, Trial, Verdict)
 from nablafuzz.core.quantities import ALL
 from nablafuzz.core.tensors import to_record
@@ -18,7 +18,7 @@ from nablafuzz.oracle import filters
 from nablafuzz.oracle.compare import compare
 from nablafuzz.oracle.verdict import Judgement, judge
 from nablafuzz.runtime.process import Runtime
-from nablafuzz.runtime.runner import Execution, Runner
+from nablafuzz.runtime.runner import Runner
 from nablafuzz.specs.spec import _Ctx, parse_api
 
 TESTS = Path(__file__).resolve().parent

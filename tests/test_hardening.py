@@ -16,8 +16,9 @@ import numpy as np
 import pytest
 from repro_ops import disagreement, make_report, tensor
 
-from nablafuzz.campaign.config import make_config
-from nablafuzz.campaign.loop import campaign_dir, run_campaign
+from nablafuzz.campaign import run_campaign
+from nablafuzz.campaign.loop import campaign_dir
+from nablafuzz.core.config import make_config
 from nablafuzz.core.errors import RefusedError, ReportError
 from nablafuzz.core.fingerprint import key
 from nablafuzz.core.model import ArgKind, InputValue, Trial, Verdict
@@ -199,7 +200,7 @@ def test_a_hang_costs_about_one_trial_and_the_budget_holds(hostile):
 
 def test_memory_limit_is_on_by_default_and_stops_a_chunked_allocation(hostile):
     assert make_config("smoke").memory_limit_mb >= 4096
-    from nablafuzz.campaign.config import default_memory_limit
+    from nablafuzz.core.config import default_memory_limit
     assert make_config("smoke").memory_limit_mb == default_memory_limit(2)
     assert make_config("smoke", memory_limit_mb=0).memory_limit_mb == 0  # overridable
     spec = spec_file(hostile, "numpy_ref", "helper_hostile_ops:hog_chunks_sin")

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nablafuzz.campaign.config import make_config
-from nablafuzz.campaign.loop import run_campaign
+from nablafuzz.campaign import run_campaign
+from nablafuzz.core.config import make_config
 from nablafuzz.core.model import Verdict
 from nablafuzz.reports.store import Store
 
@@ -276,11 +276,10 @@ def test_entry_point_repro_scripts_run_in_torch_jax_and_tensorflow(tmp_path):
 def test_the_50_digit_reference_referees_two_libraries_that_disagree():
     """Note [cross-library referee]: two libraries alone get no verdict from each other; where the
     function has a 50-digit reference, it says which one is wrong, even in a tail."""
-    from nablafuzz.core.model import ArgKind, InputValue, Outcome, ScenarioResult, Trial
+    from nablafuzz.core.model import ArgKind, Execution, InputValue, Outcome, ScenarioResult, Trial
     from nablafuzz.core.tensors import to_record
     from nablafuzz.oracle.compare import exact_reference
     from nablafuzz.oracle.cross import DEVIATE, NO_VERDICT, _derivative_deviation, recorded, refereed
-    from nablafuzz.runtime.runner import Execution
     from nablafuzz.specs.equivalence import EquivalenceClass, Resolved
     from nablafuzz.specs.spec import load_specs
     specs = load_specs(ROOT / "api_specs", ["torch", "jax"])

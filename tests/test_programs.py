@@ -15,8 +15,8 @@ import pytest
 from repro_ops import disagreement, make_report, tensor
 
 from nablafuzz import cli
-from nablafuzz.campaign.config import make_config
-from nablafuzz.campaign.loop import run_campaign
+from nablafuzz.campaign import run_campaign
+from nablafuzz.core.config import make_config
 from nablafuzz.core.errors import ConfigError, RefusedError
 from nablafuzz.core.model import Verdict
 from nablafuzz.core.quantities import ALL

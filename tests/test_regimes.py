@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nablafuzz.campaign.config import make_config
-from nablafuzz.campaign.loop import run_campaign
+from nablafuzz.campaign import run_campaign
 from nablafuzz.cli import derive_regimes
+from nablafuzz.core.config import make_config
 from nablafuzz.core.errors import SpecError
 from nablafuzz.reports.store import Store
 from nablafuzz.specs.generate import generate

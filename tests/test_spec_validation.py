@@ -367,9 +367,8 @@ def test_dropped_reasons_are_written_as_plain_one_line_comments(tmp_path):
 def test_observed_support_makes_no_support_findings():
     # probed specs only saw support on a few trials: a mode that works or refuses against them
     # is not a finding (declared support, from OpInfo, still is)
-    from nablafuzz.core.model import Outcome, ScenarioResult, Trial
+    from nablafuzz.core.model import Execution, Outcome, ScenarioResult, Trial
     from nablafuzz.oracle.compare import compare
-    from nablafuzz.runtime.runner import Execution
     from nablafuzz.specs.spec import spec_from_dict
     base = {"name": "sin", "args": [{"name": "x"}], "capabilities": ["rev"], "unsupported": ["fwd"]}
     results = (ScenarioResult("direct", Outcome.OK, outputs=()), ScenarioResult("rev", Outcome.UNSUPPORTED),

@@ -17,12 +17,11 @@ from nablafuzz.core.errors import ReportError
 from nablafuzz.core.model import (ArgKind, Candidate, FilterOutcome, Finding, Fingerprint, InputValue, ReportStatus,
                                   Trial, Verdict)
 from nablafuzz.core.quantities import ALL
-from nablafuzz.core.tensors import to_record
+from nablafuzz.core.tensors import to_record, trial_size
 from nablafuzz.oracle.verdict import judge
 from nablafuzz.reports.store import Store, encode_report, read_report, report_path
 from nablafuzz.runtime.process import Runtime
 from nablafuzz.runtime.runner import Runner
-from nablafuzz.specs.generate import trial_size
 from nablafuzz.specs.spec import _Ctx, parse_api
 
 REPO = Path(__file__).resolve().parents[1]

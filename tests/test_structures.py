@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nablafuzz.campaign.config import make_config
-from nablafuzz.campaign.loop import run_campaign
+from nablafuzz.campaign import run_campaign
+from nablafuzz.core.config import make_config
 from nablafuzz.core.errors import SpecError
 from nablafuzz.core.model import Verdict
 from nablafuzz.core.structures import STRUCTURES, draw, fit_shape

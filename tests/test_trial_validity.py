@@ -12,16 +12,16 @@ from pathlib import Path
 
 import pytest
 
-from nablafuzz.campaign.config import make_config
-from nablafuzz.campaign.loop import run_campaign
+from nablafuzz.campaign import run_campaign
 from nablafuzz.campaign.stats import Observation
 from nablafuzz.cli import main
+from nablafuzz.core.config import make_config
 from nablafuzz.core.errors import SpecError
-from nablafuzz.core.model import ApiSpec, ArgKind, ArgSpec
+from nablafuzz.core.model import ApiSpec, ArgKind, ArgSpec, records
 from nablafuzz.derive.specsource import MIN_NON_EMPTY, list_specs, non_empty_share
 from nablafuzz.runtime.process import WorkerProcess
 from nablafuzz.runtime.registry import resolve_runtime
-from nablafuzz.specs.generate import EMPTY_TRIALS, generate, records
+from nablafuzz.specs.generate import EMPTY_TRIALS, generate
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nablafuzz.campaign.config import make_config
-from nablafuzz.campaign.loop import run_campaign
+from nablafuzz.campaign import run_campaign
+from nablafuzz.core.config import make_config
 from nablafuzz.core.model import ArgKind, InputValue, Outcome, Trial, Verdict
 from nablafuzz.core.quantities import ALL, direction
 from nablafuzz.core.tensors import to_record

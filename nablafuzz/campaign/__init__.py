@@ -1,0 +1,35 @@
+"""`nablafuzz campaign`: the loop (loop.py) around one of two oracles, in-library (inlib.py)
+or cross-library (cross.py); this entry is the one module that knows both."""
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from ..core.config import Config
+from ..core.errors import ConfigError
+from ..reports.vetting import with_vetted
+from ..runtime.registry import resolve_runtime
+from ..specs.spec import load_specs
+from .cross import CrossLibrary
+from .inlib import InLibrary
+from .loop import Campaign
+from .stats import Summary
+
+
+def run_campaign(config: Config, progress=None) -> Summary:
+    specs = load_specs(Path(config.spec_dir), config.libraries, [Path(f) for f in config.spec_files])
+    specs = replace(specs, specs=tuple(with_vetted(specs.specs, Path(config.store_dir))))  # vetting.py
+    campaign = Campaign(config, specs, CrossLibrary if config.cross else InLibrary, progress)
+    for library in config.libraries:
+        resolve_runtime(library)  # fail fast, before any thread starts, if a runtime is missing
+    if not campaign.oracle.specs:
+        raise ConfigError(f"no API spec matches libraries {', '.join(config.libraries)} and API globs "
+                          f"{', '.join(config.apis)} (spec dir {config.spec_dir}); derive specs with "
+                          "`nablafuzz specs derive <library>` or pass --specs FILE"
+                          + ("; --cross needs classes with two or more members among these libraries "
+                             "(api_specs/equivalence.yaml, `nablafuzz specs derive-cross`)" if config.cross else ""))
+    try:
+        return campaign.run()
+    finally:
+        for r in campaign.main_runners.values():
+            r.close()

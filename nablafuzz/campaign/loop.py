@@ -23,40 +23,24 @@ import time
 import traceback
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Set, Tuple
-
-import numpy as np
+from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence, Set, Tuple
 
 from ..core.codec import digest
-from ..core.errors import ConfigError, RefusedError, WorkerError
+from ..core.config import Config
+from ..core.errors import BudgetExhausted, RefusedError, WorkerError
 from ..core.fingerprint import key as fingerprint_key
-from ..core.model import ApiSpec, BugReport, CampaignRecord, Finding, Fingerprint, ReportStatus, Trial, Verdict
-from ..oracle.compare import empty_derivative
-from ..oracle.filters import Peers
-from ..oracle.verdict import judge, uninitialised
+from ..core.model import ApiSpec, BugReport, CampaignRecord, Finding, Fingerprint, ReportStatus, Verdict
+from ..core.tensors import representative_rank, trial_size
 from ..reports.lock import exclusive
-from ..reports.replay import ReplayOutcome, ReplayResult, replay_report, versions_of
-from ..reports.store import Store, now, path_of, trial_key
-from ..reports.vetting import with_vetted
+from ..reports.replay import ReplayOutcome, ReplayResult
+from ..reports.store import Store, now, path_of
 from ..runtime.process import RuntimeUnavailable
 from ..runtime.registry import resolve_runtime
-from ..runtime.runner import BudgetExhausted, Execution, Runner
-from ..specs.equivalence import EQUIVALENCE_FILE, Resolved, canonical_trial, load_classes, member_trial, resolve
-from ..specs.generate import generate, representative_rank, trial_size
-from ..specs.spec import SpecSet, load_specs
-from ..worker.programs import BlameStopped, alternate, blame, generate_programs, is_program, probe_steps, program_spec
-from .config import Config, scenarios_for
-from .minimize import minimise
-from .stats import Observation, Summary, merge_counts, summarise
+from ..runtime.runner import Runner
+from ..specs.spec import SpecSet
+from .stats import Observation, Summary, TrialResult, summarise
 
 _DONE = object()
-
-
-@dataclass(frozen=True)
-class TrialResult:
-    observation: Observation
-    findings: Tuple[Tuple[Finding, Trial], ...]
-    versions: Tuple[str, ...]
 
 
 @dataclass
@@ -75,19 +59,6 @@ class _Shared:
                 return False
             self.claimed.add(key)
             return True
-
-
-def equivalence_path(config: Config) -> Path:
-    return Path(config.equivalence_file or Path(config.spec_dir) / EQUIVALENCE_FILE)
-
-
-def peer_classes(config: Config, specs: SpecSet) -> Dict[str, Resolved]:
-    """Spec id -> its equivalence class, over every loaded library (Note [float32 formula])."""
-    path = equivalence_path(config)
-    if not path.is_file():
-        return {}
-    resolved = resolve(load_classes(path), specs, sorted({s.library for s in specs.specs}))
-    return {f"{lib}:{s.name}": r for r in resolved for lib, s in r.specs}
 
 
 def campaign_id(config: Config) -> str:
@@ -151,18 +122,6 @@ def _conventions(observations: List[Observation]) -> Tuple[Tuple[str, str, int],
     return tuple((api, why, n) for (api, why), n in sorted(counts.items()))
 
 
-def structures_of(spec: ApiSpec, trial: Trial) -> str:
-    """The structures a trial's inputs take, comma-separated (for the per-structure counts);
-    a batch broadcast across its operands counts as `batched`."""
-    kinds = {a.structure for args in (spec.args,) + spec.overloads for a in args if a.structure}
-    return ",".join(sorted(kinds | ({"batched"} if trial.batched else set())))
-
-
-def with_count(counts: Tuple[Tuple[str, int], ...], name: str, n: int) -> Tuple[Tuple[str, int], ...]:
-    """(name, count) pairs with `n` more of `name` (unchanged when n is 0)."""
-    return merge_counts(counts + ((name, n),)) if n else counts
-
-
 def _interleaved(specs: List[ApiSpec]) -> List[ApiSpec]:
     """Specs taking turns across libraries (each library's own order kept), so a budget that
     runs out still leaves every library a fair share of APIs."""
@@ -173,13 +132,32 @@ def _interleaved(specs: List[ApiSpec]) -> List[ApiSpec]:
     return [q[i] for i in range(max(map(len, queues), default=0)) for q in queues if i < len(q)]
 
 
+class Oracle(Protocol):
+    """What the loop asks of the in-library (campaign/inlib.py) and the cross-library
+    (campaign/cross.py) oracle: its tasks, a trial of one, and the campaign's end."""
+
+    specs: List[ApiSpec]  # the tasks, one API (or equivalence class) each
+
+    def prepare(self) -> None: ...  # before the threads start: more tasks (programs)
+
+    def runner(self, runners: Dict[str, Any], library: str, n: int) -> Any: ...  # what run_trial takes
+
+    def run_trial(self, spec: ApiSpec, runner: Any, index: int) -> TrialResult: ...
+
+    def covers(self, report: BugReport, covered: Set[str]) -> bool: ...  # a report this campaign tried
+
+    def agreement(self, observations: List[Observation]) -> tuple: ...  # the campaign record's votes
+
+    def replay(self, report: BugReport) -> Optional[ReplayResult]: ...
+
+
 class Campaign:
-    def __init__(self, config: Config, specs: SpecSet, progress=None):
+    """The loop: worker threads, the observation log, resuming, the store and the replays at
+    the end, around the oracle that `oracle(campaign, specs)` builds."""
+
+    def __init__(self, config: Config, specs: SpecSet, oracle: Callable[["Campaign", SpecSet], Oracle],
+                 progress=None):
         self.config = config
-        # the 50-digit reference only where switched on (its reports are not vetted at scale yet)
-        self.specs = [s if config.reference else replace(s, reference="")
-                      for s in specs.select(config.libraries, config.apis)]
-        self.loaded, self.conventions = specs.by_id(), specs.conventions  # what programs are built from
         self.store = Store(Path(config.store_dir))
         self.id, self.dir, n = campaign_dir(config)
         self.seed = config.seed + n - 1
@@ -190,12 +168,12 @@ class Campaign:
         self.main_runners: Dict[str, Runner] = {}
         self.started_at = now()
         self.python_path = tuple(sorted({os.getcwd()} | {str(Path(f).parent) for f in config.spec_files}))
-        self.blamed: Dict[str, str] = {}  # program fingerprint key -> what explained it ("": the program)
-        self.peer_classes = peer_classes(config, specs) if config.libraries and not config.cross else {}
         self.local = threading.local()  # a worker thread's runners, for its peers
+        self.oracle = oracle(self, specs)
 
     # ---- worker threads -------------------------------------------------------------------
-    def _runner(self, runners: Dict[str, Runner], library: str, n: int) -> Runner:
+    def runner(self, runners: Dict[str, Runner], library: str, n: int) -> Runner:
+        """This thread's runner of `library`, started on first use."""
         if library not in runners:
             rt = resolve_runtime(library, self.python_path, self.config.memory_limit_mb)
             log = self.dir / "logs" / f"{library}-{n}.log"
@@ -214,7 +192,7 @@ class Campaign:
                 if self._stopped(spec):
                     continue
                 try:
-                    self._fuzz_api(spec, self._runner(runners, spec.library, n), done, deadline)
+                    self._fuzz_api(spec, self.oracle.runner(runners, spec.library, n), done, deadline)
                 except RuntimeUnavailable as exc:  # that runtime's queue ends here, not the campaign
                     with self.shared.lock:
                         self.shared.stopped.setdefault(exc.library, str(exc))
@@ -246,7 +224,7 @@ class Campaign:
     def _guarded_trial(self, spec: ApiSpec, runner: Runner, index: int) -> Optional[TrialResult]:
         """An engine error on one trial is logged with its traceback and costs that trial only."""
         try:
-            return self.run_trial(spec, runner, index)
+            return self.oracle.run_trial(spec, runner, index)
         except BudgetExhausted:
             return None
         except WorkerError:
@@ -257,54 +235,6 @@ class Campaign:
             obs = Observation(spec.id, index, "", "", False, 0, (), (), (), 0.0, "engine-error",
                               f"{type(exc).__name__}: {exc}"[:160])
             return TrialResult(obs, (), ())
-
-    def _peers(self, spec: ApiSpec) -> Optional[Peers]:
-        """The other members of the spec's equivalence class, run in this thread's runners."""
-        r = self.peer_classes.get(spec.id)
-        if r is None or not hasattr(self.local, "runners"):
-            return None
-
-        def run(trial: Trial, scenarios: Tuple[str, ...]) -> Dict[str, Execution]:
-            canonical, out = canonical_trial(r, trial), {}
-            for library in r.libraries:
-                member = r.spec(library)
-                if library == spec.library or library in self.shared.stopped or trial.dtype not in member.dtypes:
-                    continue
-                try:
-                    runner = self._runner(self.local.runners, library, self.local.n)
-                    out[library] = runner.run(member_trial(r, library, canonical), member, scenarios)
-                except RuntimeUnavailable:  # a peer is a second opinion: none is no verdict
-                    continue
-            return out
-        return run
-
-    def run_trial(self, spec: ApiSpec, runner: Runner, index: int) -> TrialResult:
-        start = time.monotonic()
-        trial = generate(spec, self.seed, index, self.config.max_tensor_size, self.config.max_rank,
-                         regime_share=self.config.regime_share)
-        scenarios = scenarios_for(self.config, spec.library, spec.capabilities)
-        execution = runner.run(trial, spec, scenarios)
-        peers = self._peers(spec)
-        j = judge(execution, spec, runner, peers)
-        fresh: List[Execution] = []
-
-        def again() -> Tuple[Finding, ...]:
-            runner.restart()
-            fresh.append(runner.run(trial, spec, scenarios))
-            return judge(fresh[0], spec, runner, peers).findings
-        confirmed, unconfirmed = self.confirm(j.findings, again)
-        if fresh and not spec.random:
-            confirmed = self._uninitialised(confirmed, execution, fresh[0])
-        findings = tuple(self._reported(f, spec, runner) for f in confirmed)
-        direct = execution.get("direct")
-        why = "" if j.valid or direct is None or direct.error is None else f"{direct.error.type}: {direct.error.message}"
-        empty = not j.valid and empty_derivative(trial, direct.outputs if direct else ())  # nothing non-empty compared
-        obs = Observation(spec.id, index, trial_key(trial), trial.dtype, j.valid, j.candidates,
-                          with_count(j.dismissed, "not_confirmed", unconfirmed),
-                          tuple(fingerprint_key(f.fingerprint) for f in confirmed), (),
-                          time.monotonic() - start, execution.death.kind if execution.death else "", why[:160],
-                          j.conventions, empty=empty, regime=trial.regime, structure=structures_of(spec, trial))
-        return TrialResult(obs, findings, versions_of(runner))
 
     # Note [confirmation]
     # A finding counts only if its fingerprint comes out again when the same trial runs in a
@@ -328,21 +258,7 @@ class Campaign:
         kept = tuple(f for f in findings if f.fingerprint not in todo or f.fingerprint in seen)
         return kept, len(findings) - len(kept)
 
-    def _uninitialised(self, findings: Tuple[Finding, ...], first: Execution, fresh: Execution) -> Tuple[Finding, ...]:
-        """Findings whose results a fresh process changed, as uninitialised reads (Note
-        [uninitialised read]); their own fingerprints stay unconfirmed, so that every later
-        occurrence is checked in a fresh worker too."""
-        out = []
-        for f in findings:
-            read = uninitialised(first, fresh, f)
-            if read is not None:
-                with self.shared.lock:
-                    self.shared.confirmed.discard(f.fingerprint)
-                    self.shared.confirmed.add(read.fingerprint)
-            out.append(read or f)
-        return tuple(out)
-
-    def _to_minimise(self, finding: Finding) -> bool:
+    def to_minimise(self, finding: Finding) -> bool:
         """Whether this thread minimises the finding: the first occurrence of its fingerprint
         (claimed once) whose trial would beat the stored representative.  A timeout is never
         minimised (each step would wait for the hang again), nor what only a second process shows."""
@@ -356,102 +272,7 @@ class Campaign:
             old = self.store.get(fp.library, fp.api, k)
         return old is None or representative_rank(old.minimised_size) > representative_rank(trial_size(finding.trial))
 
-    def _reported(self, finding: Finding, spec: ApiSpec, runner: Runner) -> Tuple[Finding, Trial]:
-        """The finding as it is reported, with its representative trial: a program's finding,
-        once its trial is minimised, goes to the shortest part of the program that explains it
-        (Note [program blame] in programs.py), whose own trial is then minimised in turn."""
-        found, small = self._representative(finding, spec, runner)
-        if not is_program(spec.name) or finding.fingerprint.verdict is Verdict.TIMEOUT:
-            return found, small
-        blamed, part = self._blame(replace(found, trial=small), spec, runner)
-        if part is spec:
-            return found, small
-        return self._representative(blamed, part, runner)
-
-    def _blame(self, finding: Finding, spec: ApiSpec, runner: Runner) -> Tuple[Finding, ApiSpec]:
-        key = fingerprint_key(finding.fingerprint)
-        with self.shared.lock:
-            prefer = self.blamed.get(key)
-        if prefer == "":  # nothing shorter explained this fingerprint before
-            return finding, spec
-        scenarios = scenarios_for(self.config, spec.library, spec.capabilities)
-
-        def run(t: Trial, s: ApiSpec, names: Sequence[str]):
-            try:
-                return runner.run(t, s, names)
-            except BudgetExhausted:
-                raise BlameStopped() from None
-            except WorkerError:  # a part the worker refuses explains nothing
-                return None
-
-        def direct(t: Trial, s: ApiSpec):
-            ex = run(t, s, ("direct",))
-            d = ex.get("direct") if ex is not None else None
-            return None if d is None or d.error is not None or len(d.outputs) != 1 else np.asarray(d.outputs[0])
-
-        def findings_of(t: Trial, s: ApiSpec):
-            ex = run(t, s, scenarios)
-            try:
-                return () if ex is None else judge(ex, s, runner).findings
-            except BudgetExhausted:
-                raise BlameStopped() from None
-        blamed, blamed_spec = blame(finding, spec, self.loaded, direct, findings_of, prefer or "", self.conventions)
-        with self.shared.lock:
-            self.blamed[key] = "" if blamed_spec is spec else blamed_spec.name
-        return blamed, blamed_spec
-
-    def _representative(self, finding: Finding, spec: ApiSpec, runner: Runner) -> Tuple[Finding, Trial]:
-        """The minimised trial, and the finding with the evidence judged on it: the report's
-        numbers are then the ones its repro script prints (the finding keeps its original trial,
-        which the report counts as seen)."""
-        fp = finding.fingerprint
-        if not self._to_minimise(finding):
-            return finding, finding.trial
-        judged: List[Tuple[Trial, Finding]] = []
-        scenarios = scenarios_for(self.config, spec.library, spec.capabilities)
-
-        def reproduces(t: Trial) -> bool:
-            try:
-                verdict = judge(runner.run(t, spec, scenarios), spec, runner)
-            except BudgetExhausted:  # the smallest trial found so far stands
-                return False
-            match = next((f for f in verdict.findings if f.fingerprint == fp), None)
-            if match is not None:
-                judged.append((t, match))
-            return match is not None
-        small = minimise(finding.trial, reproduces, spec=spec)
-        again = next((f for t, f in reversed(judged) if t == small), None)
-        return (finding if again is None else replace(again, trial=finding.trial)), small
-
     # ---- main thread ----------------------------------------------------------------------
-    def _with_programs(self, specs: List[ApiSpec]) -> List[ApiSpec]:
-        """Each library's selected specs taking turns with at most `max_programs` programs of
-        them (programs.py): steps are found by a probe in the library's worker, programs are
-        drawn from (campaign seed, index), and every program spec is built by `program_spec`
-        from the selected specs alone."""
-        out: List[ApiSpec] = []
-        for library in dict.fromkeys(s.library for s in specs):
-            singles = [s for s in specs if s.library == library]
-            runner = self._runner(self.main_runners, library, 0)
-
-            def direct(t: Trial, s: ApiSpec, runner: Runner = runner):
-                try:
-                    ex = runner.run(t, s, ("direct",), min(self.config.trial_timeout_s, 10.0))
-                except (BudgetExhausted, WorkerError):
-                    return None
-                d = ex.get("direct")
-                return None if d is None or d.error is not None or len(d.outputs) != 1 else np.asarray(d.outputs[0])
-            try:
-                steps = probe_steps(singles, direct, self.seed,
-                                    keep_going=lambda runner=runner: runner.left() > self.config.trial_timeout_s)
-            except RuntimeUnavailable as exc:
-                with self.shared.lock:
-                    self.shared.stopped.setdefault(exc.library, str(exc))
-                steps = []
-            names = generate_programs(library, steps, self.seed, self.config.max_programs)
-            out += alternate(singles, [program_spec(library, n, self.loaded, self.conventions) for n in names])
-        return out
-
     def run(self) -> Summary:
         with exclusive(Path(self.config.store_dir), "report store"):
             return self._run()
@@ -464,12 +285,12 @@ class Campaign:
         done = {(o.api, o.index) for o in previous}
         tasks: "queue.Queue" = queue.Queue()
         deadline = self.deadline = time.monotonic() + self.config.budget_s
-        if self.config.programs and not self.config.cross:
-            self.specs = self._with_programs(self.specs)
-        for spec in _interleaved(self.specs):
+        self.oracle.prepare()
+        specs = self.oracle.specs
+        for spec in _interleaved(specs):
             tasks.put(spec)
         threads = [threading.Thread(target=self._work, args=(tasks, n, done, deadline), daemon=True)
-                   for n in range(min(self.config.workers, max(1, len(self.specs))))]
+                   for n in range(min(self.config.workers, max(1, len(specs))))]
         started, self.started_at = time.monotonic(), now()
         for t in threads:
             t.start()
@@ -479,7 +300,7 @@ class Campaign:
         if complete:
             self._finish(observations, versions)
             (self.dir / "complete").write_text(now() + "\n")
-        summary = summarise(self.id, self.specs, observations, len(fresh), time.monotonic() - started, complete)
+        summary = summarise(self.id, specs, observations, len(fresh), time.monotonic() - started, complete)
         summary = replace(summary, memory_limit_mb=self.config.memory_limit_mb,
                           stopped=tuple(sorted(f"{lib}: {why}" for lib, why in self.shared.stopped.items())))
         (self.dir / "summary.json").write_text(json.dumps(summary.to_json(), indent=1) + "\n")
@@ -522,12 +343,12 @@ class Campaign:
         for runner in self.main_runners.values():
             runner.deadline = self.deadline
         for r in self.store:
-            if not self._covers(r, covered) or r.status is ReportStatus.FIXED:
+            if not self.oracle.covers(r, covered) or r.status is ReportStatus.FIXED:
                 continue
             if r.key in seen and r.fingerprint.verdict is Verdict.TIMEOUT:
                 continue
             try:
-                result = self._replay(r)
+                result = self.oracle.replay(r)
             except (BudgetExhausted, RuntimeUnavailable):
                 continue
             except RefusedError as exc:  # report data naming what no loaded spec declares: never run
@@ -545,22 +366,7 @@ class Campaign:
         self.store.save_campaign(CampaignRecord(self.id, self.started_at, now(), libs, tuple(sorted(versions)),
                                                 tuple(sorted(covered)), tuple(sorted(seen)),
                                                 tuple(r.key for r in fixed), True, _conventions(observations),
-                                                self._agreement(observations)))
-
-    def _covers(self, report: BugReport, covered: Set[str]) -> bool:
-        """Whether this campaign tried what the report is about (in-library reports only here)."""
-        fp = report.fingerprint
-        return not fp.oracle and f"{fp.library}:{fp.api}" in covered
-
-    def _agreement(self, observations: List[Observation]) -> tuple:
-        return ()
-
-    def _replay(self, report: BugReport) -> Optional[ReplayResult]:
-        spec = next((s for s in self.specs if s.id == f"{report.fingerprint.library}:{report.fingerprint.api}"), None)
-        if spec is None:
-            return None
-        runner = self._runner(self.main_runners, spec.library, 0)
-        return replay_report(report, spec, runner, scenarios_for(self.config, spec.library, spec.capabilities))
+                                                self.oracle.agreement(observations)))
 
     def _record(self, result: TrialResult, log) -> Observation:
         new = []
@@ -574,26 +380,3 @@ class Campaign:
         if self.progress is not None:
             self.progress(obs)
         return obs
-
-
-def run_campaign(config: Config, progress=None) -> Summary:
-    specs = load_specs(Path(config.spec_dir), config.libraries, [Path(f) for f in config.spec_files])
-    specs = replace(specs, specs=tuple(with_vetted(specs.specs, Path(config.store_dir))))  # vetting.py
-    if config.cross:
-        from .cross import CrossCampaign
-        campaign: Campaign = CrossCampaign(config, specs, progress)
-    else:
-        campaign = Campaign(config, specs, progress)
-    for library in config.libraries:
-        resolve_runtime(library)  # fail fast, before any thread starts, if a runtime is missing
-    if not campaign.specs:
-        raise ConfigError(f"no API spec matches libraries {', '.join(config.libraries)} and API globs "
-                          f"{', '.join(config.apis)} (spec dir {config.spec_dir}); derive specs with "
-                          "`nablafuzz specs derive <library>` or pass --specs FILE"
-                          + ("; --cross needs classes with two or more members among these libraries "
-                             "(api_specs/equivalence.yaml, `nablafuzz specs derive-cross`)" if config.cross else ""))
-    try:
-        return campaign.run()
-    finally:
-        for r in campaign.main_runners.values():
-            r.close()

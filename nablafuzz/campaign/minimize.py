@@ -12,10 +12,9 @@ from typing import Callable, Dict, FrozenSet, Iterator, List, Optional, Set, Tup
 
 import numpy as np
 
-from ..core.model import ApiSpec, ArgSpec, TensorRecord, Trial
-from ..core.tensors import FLOAT_DTYPES, to_array, to_record
+from ..core.model import ApiSpec, ArgSpec, TensorRecord, Trial, records
+from ..core.tensors import FLOAT_DTYPES, to_array, to_record, trial_size
 from ..specs import counterpart
-from ..specs.generate import records, trial_size
 
 Check = Callable[[Trial], bool]
 

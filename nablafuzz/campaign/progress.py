@@ -7,7 +7,7 @@ from typing import Optional
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from .config import Config
+from ..core.config import Config
 from .stats import Observation
 
 

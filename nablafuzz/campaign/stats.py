@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any, Dict, List, Sequence, Tuple
 
-from ..core.model import ApiSpec
+from ..core.model import ApiSpec, Finding, Trial
 
 
 @dataclass(frozen=True)
@@ -156,3 +156,18 @@ def summarise(campaign: str, specs: Sequence[ApiSpec], obs: Sequence[Observation
         regimes=_per(obs, lambda o: o.regime),
         structures=tuple(row for row in _per(obs, lambda o: o.structure) if row[0]),
     )
+
+
+@dataclass(frozen=True)
+class TrialResult:
+    """What a worker thread hands the main thread for one trial: its observation, its findings
+    with their representative trials, and the library versions that ran it."""
+
+    observation: Observation
+    findings: Tuple[Tuple[Finding, Trial], ...]
+    versions: Tuple[str, ...]
+
+
+def with_count(counts: Tuple[Tuple[str, int], ...], name: str, n: int) -> Tuple[Tuple[str, int], ...]:
+    """(name, count) pairs with `n` more of `name` (unchanged when n is 0)."""
+    return merge_counts(counts + ((name, n),)) if n else counts

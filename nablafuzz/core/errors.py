@@ -27,3 +27,7 @@ class WorkerError(NablaError):
 
 class RefusedError(NablaError):
     """A report or request names something no loaded spec declares."""
+
+
+class BudgetExhausted(Exception):
+    """The campaign's budget ran out during a request: the trial is abandoned, not judged."""

@@ -347,3 +347,31 @@ class CampaignRecord:
     conventions: Tuple[Tuple[str, str, int], ...] = ()  # (api id, why, candidates) classified as conventions
     # --cross: (class, library, quantity, agreed, deviated, no verdict) over the campaign's trials
     agreement: Tuple[Tuple[str, str, str, int, int, int], ...] = ()
+
+
+def records(value: Value) -> Tuple[TensorRecord, ...]:
+    """The tensor records inside an input value (none for scalars)."""
+    if isinstance(value, TensorRecord):
+        return (value,)
+    if isinstance(value, tuple):
+        return tuple(v for v in value if isinstance(v, TensorRecord))
+    return ()
+
+
+@dataclass(frozen=True)
+class Execution:
+    trial: Trial
+    results: Tuple[ScenarioResult, ...]
+    death: Optional[Death] = None
+
+    def get(self, scenario: str) -> Optional[ScenarioResult]:
+        return next((r for r in self.results if r.scenario == scenario), None)
+
+
+@dataclass(frozen=True)
+class Death:
+    """Why a worker stopped answering: a signal, an exit code, or the timeout."""
+
+    kind: str  # "crashed", "timeout" or "protocol"
+    detail: str
+    log: str

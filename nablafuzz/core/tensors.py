@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import json
 import struct
+from dataclasses import replace
 from typing import Any, BinaryIO, List, Optional, Tuple
 
 import numpy as np
 
-from .model import TensorRecord
+from .model import InputValue, TensorRecord, Trial, Value, records
 
 FLOAT_DTYPES = ("float64", "float32", "float16")
 SUBNORMAL_MARGIN = 1024.0  # values within 2^10 of the subnormal range: intermediates fall into it
@@ -151,3 +152,34 @@ def read_message(stream: BinaryIO) -> Optional[Any]:
 
 def shape_str(shape: Tuple[int, ...]) -> str:
     return "[" + ",".join(str(d) for d in shape) + "]"
+
+
+def with_dtype(trial: Trial, dtype: str) -> Trial:
+    """The same trial with its float tensors cast to `dtype` (values rounded as numpy casts)."""
+    def cast(r: TensorRecord) -> TensorRecord:
+        return to_record(to_array(r).astype(dtype)) if r.dtype in FLOAT_DTYPES else r
+
+    def convert(v: Value) -> Value:
+        if isinstance(v, TensorRecord):
+            return cast(v)
+        rs = records(v)
+        return tuple(cast(r) for r in rs) if rs else v
+
+    inputs = tuple(InputValue(i.name, i.kind, convert(i.value), i.differentiable, i.keyword) for i in trial.inputs)
+    return replace(trial, dtype=dtype, inputs=inputs)
+
+
+def trial_size(trial: Trial) -> int:
+    """Total number of tensor elements: what minimisation shrinks."""
+    return sum(r.size for i in trial.inputs for r in records(i.value))
+
+
+def representative_rank(size: int) -> float:
+    """How good a report's representative of `size` elements is (lower is better): the
+    smallest non-empty trial wins; an all-empty one only when nothing else reproduces."""
+    return size if size > 0 else float("inf")
+
+
+def non_empty(trial: Trial) -> bool:
+    """Whether the trial has a non-empty differentiable input (Note [trial validity])."""
+    return any(r.size for i in trial.inputs if i.differentiable for r in records(i.value))

@@ -22,11 +22,11 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import yaml
 
-from ..campaign.cross import Members, installed_runtimes
 from ..core.errors import WorkerError
 from ..core.model import ApiSpec, ArgKind, ArgSpec, Outcome, Tolerance
 from ..oracle.cross import picked_outputs, same_outputs
 from ..reports.store import write_atomic
+from ..runtime.pool import Members, installed_runtimes
 from ..runtime.runner import Runner
 from ..specs.equivalence import (EquivalenceClass, Member, Resolved, aliases, canonical_spec, class_dict, load_classes,
                                  member_trial, resolve)

@@ -24,11 +24,11 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tupl
 import numpy as np
 
 from ..core.errors import WorkerError
-from ..core.model import Outcome
+from ..core.model import Execution, Outcome
 from ..core.naming import SELECTION, short_name
 from ..core.quantities import ALL
 from ..runtime.process import Runtime
-from ..runtime.runner import Execution, Runner
+from ..runtime.runner import Runner
 from ..specs.generate import generate
 from ..specs.spec import CAPABILITIES, ProbeHint, spec_from_dict
 

@@ -17,9 +17,10 @@ import yaml
 
 from ..core.errors import SpecError, WorkerError
 from ..core.model import ApiSpec
+from ..core.tensors import non_empty
 from ..runtime.process import WorkerProcess
 from ..runtime.registry import resolve_runtime
-from ..specs.generate import generate, non_empty
+from ..specs.generate import generate
 from ..specs.spec import HINTS_FILE, load_file, load_probe_hints, load_specs, write_specs
 from .probing import Entry, entry_from_dict, probe_entries
 

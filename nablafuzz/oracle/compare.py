@@ -14,12 +14,10 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..core.model import (ApiSpec, Aspect, Candidate, Disagreement, Outcome, ScenarioResult, TensorRecord, Tolerance,
-                          Trial, Verdict)
+from ..core.model import (ApiSpec, Aspect, Candidate, Disagreement, Execution, Outcome, ScenarioResult, TensorRecord,
+                          Tolerance, Trial, Verdict, records)
 from ..core.quantities import COMPILED, KERNELS, direction, implementation, is_reference, order
 from ..core.tensors import FLOAT_DTYPES, to_array
-from ..runtime.runner import Execution
-from ..specs.generate import records
 from .tolerance import tolerance, within
 
 

@@ -23,33 +23,24 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple, TypeVar
 
 import numpy as np
 
-from ..core.model import (Aspect, Candidate, Disagreement, FilterOutcome, Finding, Outcome, ScenarioResult,
-                          TensorRecord, Tolerance, Trial, Verdict)
-from ..core.quantities import FIRST_ORDER, order
+from ..core.config import Config
+from ..core.model import (Aspect, Candidate, Disagreement, Execution, FilterOutcome, Finding, Outcome, ScenarioResult,
+                          TensorRecord, Tolerance, Trial, Verdict, records)
+from ..core.quantities import COMPILED, FIRST_ORDER, is_reference, order
 from ..core.tensors import near_subnormal, to_record
-from ..runtime.runner import Execution, Runner
-from ..specs.equivalence import Resolved
-from ..specs.generate import records
+from ..runtime.pool import Members
+from ..runtime.process import RuntimeUnavailable
+from ..specs.equivalence import Resolved, member_trial
 from .compare import agree, converged, exact_reference, roundoff_floor
-from .filters import FilterContext, coordinate_reference, run_filters, subnormal_inputs
+from .filters import FilterContext, Rerun, coordinate_reference, run_filters, subnormal_inputs
 from .tolerance import CROSS_VALUE, table_tolerance
-from .verdict import severity
+from .verdict import Judgement, severity
 
 QUANTITIES = ("direct",) + FIRST_ORDER + tuple(f"{o}.{i}" for o in FIRST_ORDER for i in FIRST_ORDER)
 OTHERS = "others"  # the pseudo-scenario of a cross-library disagreement: what the others computed
 VALUE_FILTERS = ("known_issue",)
 DERIVATIVE_FILTERS = ("known_issue", "nonfinite", "kink")
 AGREE, DEVIATE, NO_VERDICT, FAILED = "agree", "deviate", "no_verdict", "failed"
-
-
-@dataclass(frozen=True)
-class CrossJudgement:
-    valid: bool
-    candidates: int
-    dismissed: Tuple[Tuple[str, int], ...]
-    findings: Tuple[Finding, ...]
-    conventions: Tuple[str, ...]
-    votes: Tuple[Tuple[str, str, str], ...]  # (library, quantity, agree / deviate / no_verdict / failed)
 
 
 def reference_of(quantity: str) -> str:
@@ -339,8 +330,8 @@ def _filter(ctx: FilterContext, cand: Candidate, referenced: bool) -> Tuple[Filt
     return outcomes
 
 
-def cross_judge(r: Resolved, executions: Dict[str, Execution], runners: Dict[str, Runner],
-                refer: Optional[Refer] = None) -> CrossJudgement:
+def cross_judge(r: Resolved, executions: Dict[str, Execution], runners: Dict[str, Rerun],
+                refer: Optional[Refer] = None) -> Judgement:
     """Compare the members' executions of one canonical trial (Note [cross-library verdict]);
     `refer` gives finite-difference references on demand (default: those already run)."""
     refer = refereed(r, executions, refer or recorded(executions))
@@ -362,5 +353,45 @@ def cross_judge(r: Resolved, executions: Dict[str, Execution], runners: Dict[str
                 conventions.append(outcomes[-1].reason)
             continue
         findings.append(Finding(executions[lib].trial, cand, outcomes, severity(cand), cand.message))
-    return CrossJudgement(bool(working), len(cands), tuple(sorted(dismissed.items())), tuple(findings),
+    return Judgement(bool(working), len(cands), tuple(sorted(dismissed.items())), tuple(findings),
                           tuple(conventions), tuple(sorted(set(votes))))
+
+
+def run_class(r: Resolved, trial: Trial, members: Members, config: Config) -> Tuple[Judgement, Dict[str, Execution]]:
+    """Run the canonical `trial` in every member whose spec takes its dtype, then judge.
+    Finite-difference references run only where libraries disagree (Note [lazy references])."""
+    trial = flush_subnormal(trial)
+    executions = {}
+    scenarios = cross_scenarios(config)
+    ad = tuple(s for s in scenarios if not is_reference(s))
+    for library in r.libraries:
+        spec = r.spec(library)
+        if trial.dtype in spec.dtypes and library not in members.stopped:
+            try:
+                executions[library] = members[library].run(member_trial(r, library, trial), spec, ad)
+            except RuntimeUnavailable as exc:  # the others go on without it
+                members.stopped.setdefault(library, str(exc))
+    runners = {lib: members[lib] for lib in executions}
+    refs: Dict[Tuple[str, str], Optional[ScenarioResult]] = {}
+
+    def refer(library: str, scenario: str) -> Optional[ScenarioResult]:
+        if scenario not in scenarios:
+            return None
+        if (library, scenario) not in refs:
+            ex = runners[library].run(member_trial(r, library, trial), r.spec(library), (scenario,))
+            refs[(library, scenario)] = ex.get(scenario)
+        return refs[(library, scenario)]
+    return cross_judge(r, executions, runners, refer), executions
+
+
+# Note [lazy references]
+# Finite differences cost a dozen calls per quantity (Richardson at three steps), and second-
+# order references a dozen first-order passes: most of a trial's time, spent to settle
+# disagreements that most trials do not have.  Every library runs the AD scenarios; only a
+# quantity where one library deviates asks the others for its reference, in their workers.
+
+
+def cross_scenarios(config: Config) -> Tuple[str, ...]:
+    """What every member runs: the configured scenarios, never the compiled one (the others'
+    eager results are no reference for one library's compiler)."""
+    return tuple(s for s in config.scenarios if s != COMPILED)

@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Protocol, Sequence, Tuple
 
 import numpy as np
 
-from ..core.model import ApiSpec, Aspect, Candidate, FilterOutcome, KnownIssue, Trial, Verdict
+from ..core.errors import BudgetExhausted
+from ..core.model import ApiSpec, Aspect, Candidate, Execution, FilterOutcome, KnownIssue, Trial, Verdict, records
 from ..core.quantities import direction, is_reference, order
-from ..core.tensors import FLOAT_DTYPES, near_subnormal, to_array
-from ..runtime.runner import BudgetExhausted, Execution, Runner
-from ..specs.generate import records, with_dtype
+from ..core.tensors import FLOAT_DTYPES, near_subnormal, to_array, with_dtype
 from .compare import compare, output_scale
 
 NUMERIC = (Verdict.DERIVATIVE_MISMATCH, Verdict.NONFINITE_DERIVATIVE, Verdict.VALUE_MISMATCH)
@@ -28,11 +27,26 @@ NUMERIC = (Verdict.DERIVATIVE_MISMATCH, Verdict.NONFINITE_DERIVATIVE, Verdict.VA
 Peers = Callable[[Trial, Tuple[str, ...]], Dict[str, Execution]]
 
 
+class Rerun(Protocol):
+    """What the filters ask of the runner of the trial's library (runtime/runner.py): the same
+    trial again, the scalar function at probe points, and the time the budget leaves."""
+
+    timeout_s: float
+
+    def run(self, trial: Trial, spec: ApiSpec, scenarios: Sequence[str],
+            timeout_s: Optional[float] = None) -> Execution: ...
+
+    def probe(self, trial: Trial, spec: ApiSpec, function: str,
+              points: Sequence[Tuple[int, int, float]]) -> Optional[List[float]]: ...
+
+    def left(self) -> float: ...
+
+
 @dataclass(frozen=True)
 class FilterContext:
     execution: Execution
     spec: ApiSpec
-    runner: Runner
+    runner: Rerun
     probes: Dict[Tuple[int, str], Optional["CoordinateProbe"]] = field(default_factory=dict, compare=False)
     peers: Optional[Peers] = field(default=None, compare=False)
 

@@ -5,11 +5,10 @@ import math
 from dataclasses import dataclass, replace
 from typing import Dict, List, Optional, Tuple
 
-from ..core.model import ApiSpec, Candidate, FilterOutcome, Finding, Verdict
+from ..core.model import ApiSpec, Candidate, Execution, FilterOutcome, Finding, Verdict
 from ..core.quantities import is_reference
-from ..runtime.runner import Execution, Runner
 from .compare import compare
-from .filters import FilterContext, Peers, coordinate_reference, run_filters, same_result
+from .filters import FilterContext, Peers, Rerun, coordinate_reference, run_filters, same_result
 
 
 @dataclass(frozen=True)
@@ -19,6 +18,7 @@ class Judgement:
     dismissed: Tuple[Tuple[str, int], ...]
     findings: Tuple[Finding, ...]
     conventions: Tuple[str, ...] = ()  # why each candidate classified as a convention was
+    votes: Tuple[Tuple[str, str, str], ...] = ()  # cross-library: (library, quantity, agree / deviate / ...)
 
 
 TAIL = 1e-12
@@ -73,7 +73,7 @@ def break_tie(ctx: FilterContext, cand: Candidate) -> Candidate:
                    message=f"{cand.message}; coordinate-wise finite differences ({ref:.6g}) side with {side}")
 
 
-def judge(execution: Execution, spec: ApiSpec, runner: Runner, peers: Optional[Peers] = None) -> Judgement:
+def judge(execution: Execution, spec: ApiSpec, runner: Rerun, peers: Optional[Peers] = None) -> Judgement:
     """`peers` runs the trial in the other libraries of the spec's equivalence class, where the
     campaign has them (Note [float32 formula])."""
     comparison = compare(execution, spec)

@@ -18,7 +18,7 @@ from ..core.fingerprint import key as fingerprint_key
 from ..core.model import ApiSpec, BugReport, Finding, Verdict
 from ..core.quantities import ALL
 from ..oracle.verdict import judge, uninitialised
-from ..runtime.runner import Runner
+from ..runtime.runner import Runner, versions_of
 from ..specs.spec import SpecSet
 from ..worker.programs import is_program, program_spec
 from .store import read_report
@@ -74,10 +74,6 @@ def replay_report(report: BugReport, spec: ApiSpec, runner: Runner, scenarios: S
     return replay_result(report, findings, versions_of(runner))
 
 
-def versions_of(runner: Runner) -> Tuple[str, ...]:
-    return tuple(sorted(f"{k} {v}" for k, v in runner.versions.items()))
-
-
 def replay_result(report: BugReport, findings: Sequence[Finding], versions: Tuple[str, ...]) -> ReplayResult:
     """Reproduced (the report's fingerprint is among the findings), changed (others are) or not."""
     found = {f.fingerprint for f in findings}
@@ -93,3 +89,5 @@ def replay_result(report: BugReport, findings: Sequence[Finding], versions: Tupl
 def load_for_replay(path: Path, specs: SpecSet) -> Tuple[BugReport, ApiSpec]:
     report = read_report(path)
     return report, spec_for(report, specs)
+
+

@@ -29,7 +29,7 @@ from ..core.codec import digest, from_json, to_json
 from ..core.errors import ReportError
 from ..core.fingerprint import key as fingerprint_key
 from ..core.model import BugReport, CampaignRecord, Evidence, Finding, ReportStatus, Trial
-from ..specs.generate import representative_rank, trial_size
+from ..core.tensors import representative_rank, trial_size
 
 SCHEMA = 1
 CAMPAIGNS = "_campaigns"

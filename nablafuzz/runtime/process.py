@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 from ..core.errors import WorkerError
+from ..core.model import Death
 from ..core.tensors import HEAD, ProtocolError, decode_message, encode_message, frame_length
 
 PACKAGE = Path(__file__).resolve().parents[1]
@@ -66,15 +67,6 @@ class Runtime:
     env: Tuple[Tuple[str, str], ...] = ()
     memory_limit_mb: Optional[int] = None
     python_path: Tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class Death:
-    """Why a worker stopped answering: a signal, an exit code, or the timeout."""
-
-    kind: str  # "crashed", "timeout" or "protocol"
-    detail: str
-    log: str
 
 
 @dataclass

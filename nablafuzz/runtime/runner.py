@@ -2,26 +2,16 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from ..core.errors import RefusedError, WorkerError
-from ..core.model import ApiSpec, ArgKind, ErrorInfo, InputValue, Outcome, ScenarioResult, TensorRecord, Trial
+from ..core.errors import BudgetExhausted, RefusedError, WorkerError
+from ..core.model import (ApiSpec, ArgKind, Death, ErrorInfo, Execution, InputValue, Outcome, ScenarioResult,
+                          TensorRecord, Trial, records)
 from ..core.quantities import KERNELS
 from ..core.tensors import to_array
-from ..specs.generate import records
-from .process import Death, Runtime, WorkerProcess
-
-
-@dataclass(frozen=True)
-class Execution:
-    trial: Trial
-    results: Tuple[ScenarioResult, ...]
-    death: Optional[Death] = None
-
-    def get(self, scenario: str) -> Optional[ScenarioResult]:
-        return next((r for r in self.results if r.scenario == scenario), None)
+from .process import Runtime, WorkerProcess
 
 
 def _wire_value(i: InputValue) -> Any:
@@ -33,10 +23,6 @@ def _wire_value(i: InputValue) -> Any:
     if rs:
         return [to_array(r) for r in rs]
     return list(i.value) if isinstance(i.value, tuple) else i.value
-
-
-class BudgetExhausted(Exception):
-    """The campaign's budget ran out during a request: the trial is abandoned, not judged."""
 
 
 def trial_request(trial: Trial, spec: ApiSpec, scenarios: Sequence[str]) -> Dict[str, Any]:
@@ -175,3 +161,8 @@ class Runner:
         self.worker.close()
         if self.variant is not None:
             self.variant.close()
+
+
+def versions_of(runner: Runner) -> Tuple[str, ...]:
+    """`library version` lines of the runner's worker, sorted."""
+    return tuple(sorted(f"{k} {v}" for k, v in runner.versions.items()))

@@ -17,9 +17,9 @@ from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
 
-from ..core.model import ApiSpec, ArgKind, Trial
-from ..core.tensors import to_array
-from .generate import generate, non_empty, records
+from ..core.model import ApiSpec, ArgKind, Trial, records
+from ..core.tensors import non_empty, to_array
+from .generate import generate
 
 # the prefixes under which a library keeps numpy's functions (longest first); the numpy
 # reference backend's names are numpy's own

@@ -126,6 +126,11 @@ def resolve(classes: Sequence[EquivalenceClass], specs: SpecSet, libraries: Sequ
     return out
 
 
+def equivalence_path(spec_dir: str, equivalence_file: str = "") -> Path:
+    """The map a campaign reads: `equivalence_file`, or the one in the spec directory."""
+    return Path(equivalence_file or Path(spec_dir) / EQUIVALENCE_FILE)
+
+
 def member_trial(r: Resolved, library: str, trial: Trial) -> Trial:
     """The canonical trial as `library`'s member call: same values, seed and dtype; arguments
     renamed, by keyword where the member says so, differentiable outputs as its spec declares."""

@@ -12,9 +12,9 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 from ..core.domains import sample
-from ..core.model import ApiSpec, ArgKind, ArgSpec, InputValue, TensorRecord, Trial, Value
+from ..core.model import ApiSpec, ArgKind, ArgSpec, InputValue, TensorRecord, Trial
 from ..core.structures import PROJECTIONS, draw, fit_shape
-from ..core.tensors import FLOAT_DTYPES, to_array, to_record
+from ..core.tensors import FLOAT_DTYPES, non_empty, to_array, to_record
 from . import regimes
 from .batching import BATCH_SHARE, batched
 
@@ -264,46 +264,6 @@ def _in_regime(rng: np.random.Generator, regime: str, spec: ApiSpec, arg: ArgSpe
     rec = value.value
     x = regimes.draw(regime, rng, rec.shape, rec.dtype, spec.edges, to_array(rec))
     return replace(value, value=to_record(x))
-
-
-def records(value: Value) -> Tuple[TensorRecord, ...]:
-    """The tensor records inside an input value (none for scalars)."""
-    if isinstance(value, TensorRecord):
-        return (value,)
-    if isinstance(value, tuple):
-        return tuple(v for v in value if isinstance(v, TensorRecord))
-    return ()
-
-
-def with_dtype(trial: Trial, dtype: str) -> Trial:
-    """The same trial with its float tensors cast to `dtype` (values rounded as numpy casts)."""
-    def cast(r: TensorRecord) -> TensorRecord:
-        return to_record(to_array(r).astype(dtype)) if r.dtype in FLOAT_DTYPES else r
-
-    def convert(v: Value) -> Value:
-        if isinstance(v, TensorRecord):
-            return cast(v)
-        rs = records(v)
-        return tuple(cast(r) for r in rs) if rs else v
-
-    inputs = tuple(InputValue(i.name, i.kind, convert(i.value), i.differentiable, i.keyword) for i in trial.inputs)
-    return replace(trial, dtype=dtype, inputs=inputs)
-
-
-def trial_size(trial: Trial) -> int:
-    """Total number of tensor elements: what minimisation shrinks."""
-    return sum(r.size for i in trial.inputs for r in records(i.value))
-
-
-def representative_rank(size: int) -> float:
-    """How good a report's representative of `size` elements is (lower is better): the
-    smallest non-empty trial wins; an all-empty one only when nothing else reproduces."""
-    return size if size > 0 else float("inf")
-
-
-def non_empty(trial: Trial) -> bool:
-    """Whether the trial has a non-empty differentiable input (Note [trial validity])."""
-    return any(r.size for i in trial.inputs if i.differentiable for r in records(i.value))
 
 
 def first_nonempty(spec: ApiSpec, dtype: str, seed: int = 0, tries: int = 10) -> Trial:

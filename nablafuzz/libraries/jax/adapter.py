@@ -27,8 +27,6 @@ import numpy as np  # noqa: E402
 from ..base import ComposableAdapter, attribute_path, resolve_library_api  # noqa: E402
 from ..introspect import catalogue  # noqa: E402
 
-
-
 MODULES = ("jax.numpy", "jax.numpy.linalg", "jax.numpy.fft", "jax.lax", "jax.lax.linalg", "jax.nn",
            "jax.scipy.special", "jax.scipy.linalg", "jax.scipy.signal", "jax.scipy.fft", "jax.scipy.ndimage",
            "jax.scipy.integrate", "jax.scipy.cluster.vq", "jax.scipy.spatial.transform") + tuple(

@@ -20,8 +20,6 @@ import oneflow as flow  # noqa: E402
 from ..base import ComposableAdapter, attribute_path, resolve_library_api  # noqa: E402
 
 
-
-
 def _tensors(out: Any) -> List[Any]:
     """Outputs as a flat list of tensors (tuples, lists and Python scalars included)."""
     if isinstance(out, flow.Tensor):

@@ -28,9 +28,6 @@ from ..base import ComposableAdapter, attribute_path, resolve_library_api  # noq
 from ..entry_points import tensorflow_transforms  # noqa: E402
 from ..introspect import catalogue  # noqa: E402
 
-
-
-
 ZERO = tf.UnconnectedGradients.ZERO
 
 # The public Python APIs.  tf.compat.v1 only adds aliases: its names for the same functions.

@@ -11,9 +11,9 @@ import os
 from dataclasses import dataclass
 from typing import Any, Dict, Optional, Sequence, Tuple
 
-from ..core.errors import ConfigError
-from ..core.quantities import ALL as ALL_SCENARIOS
-from ..core.quantities import COMPILED, ENTRY, KERNELS, SECOND_ORDER, THIRD_ORDER
+from .errors import ConfigError
+from .quantities import ALL as ALL_SCENARIOS
+from .quantities import COMPILED, ENTRY, KERNELS, SECOND_ORDER, THIRD_ORDER
 
 
 @dataclass(frozen=True)
