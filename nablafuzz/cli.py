@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import errno
-import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -143,9 +142,9 @@ def installed_libraries(spec_dir: str = "api_specs") -> List[str]:
         registry = load_registry()
     except InstallError:
         registry = {}
-    return ["numpy_ref"] + [lib for lib in ("torch", "jax", "tensorflow", "oneflow")
-                            if lib in registry and importlib.util.find_spec(f"nablafuzz.libraries.{lib}") is not None
-                            and any((Path(spec_dir) / lib).glob("*.yaml"))]
+    from .libraries import LIBRARIES
+    return ["numpy_ref"] + [lib for lib in LIBRARIES if lib != "numpy_ref"
+                            and lib in registry and any((Path(spec_dir) / lib).glob("*.yaml"))]
 
 
 def cmd_campaign(args: argparse.Namespace) -> int:

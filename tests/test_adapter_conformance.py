@@ -2,7 +2,8 @@
 real library, computes each scenario of a few functions with known derivatives.
 
 A new adapter adds one entry to LIBRARIES (its API names and argument names); everything
-else is shared.  Needs the runtimes (`nablafuzz install`); never skips.
+else is shared.  `stubflow`, a library folder outside the tree (tests/stub_library), shows
+that a fifth library needs nothing else: its folder, one registration, this entry.  Needs the runtimes (`nablafuzz install`); never skips.
 """
 from __future__ import annotations
 
@@ -36,7 +37,13 @@ LIBRARIES: Dict[str, Dict[str, tuple]] = {
     "oneflow": {"sin": ("oneflow.sin", {"x": "input"}), "exp": ("oneflow.exp", {"x": "input"}),
                 "multiply": ("oneflow.mul", {"x": "input", "y": "other"}),
                 "matmul": ("oneflow.matmul", {"x": "input", "y": "other"})},
+    # a fifth library, out of the tree: one folder (tests/stub_library/stubflow) and one line of
+    # NABLAFUZZ_LIBRARIES; nothing in nablafuzz names it
+    "stubflow": {"sin": ("stubflow.sin", {"x": "x"}), "exp": ("stubflow.exp", {"x": "x"}),
+                 "multiply": ("stubflow.multiply", {"x": "x", "y": "y"}),
+                 "matmul": ("stubflow.matmul", {"x": "a", "y": "b"})},
 }
+STUB = Path(__file__).parent / "stub_library"
 
 # function id -> (f, analytic JVP given x, u, analytic second-order v.D2f[u, w])
 X = np.array([[0.3, -1.2, 2.0], [0.7, 0.0, -0.4]])
@@ -78,10 +85,17 @@ def _expected(fid: str):
 
 @pytest.fixture(scope="module", params=sorted(LIBRARIES))
 def runner(request, tmp_path_factory):
-    here = str(Path(__file__).parent)
-    r = Runner(resolve_runtime(request.param, [here]), tmp_path_factory.mktemp("w") / "worker.log", 120.0)
+    here = [str(Path(__file__).parent)]
+    if request.param == "stubflow":  # registered the way a user registers a library folder
+        mp = pytest.MonkeyPatch()
+        mp.setenv("NABLAFUZZ_LIBRARIES", "stubflow=stubflow")
+        mp.syspath_prepend(str(STUB))
+        here.append(str(STUB))
+    r = Runner(resolve_runtime(request.param, here), tmp_path_factory.mktemp("w") / "worker.log", 120.0)
     yield request.param, r
     r.close()
+    if request.param == "stubflow":
+        mp.undo()
 
 
 def test_worker_reports_versions(runner):

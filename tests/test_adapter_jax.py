@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 from helper_adapter import library_runner, run_spec, tensor_input
 
-from nablafuzz.core.config import make_config, scenarios_for
+from nablafuzz.core.config import make_config
 from nablafuzz.core.model import ArgKind, InputValue, Outcome, Verdict
 from nablafuzz.core.quantities import ALL, COMPILED
+from nablafuzz.libraries import scenarios_for
 from nablafuzz.oracle.compare import compare
 from nablafuzz.oracle.verdict import judge
 from nablafuzz.specs.spec import load_specs

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from nablafuzz.core.model import Outcome
-from nablafuzz.libraries.messages import UNSUPPORTED_PATTERNS, classify_message
+from nablafuzz.libraries import LIBRARIES, describe
+from nablafuzz.libraries.messages import classify_message
 
 MESSAGES = {
     ("torch", "derivative_not_implemented"): "derivative for aten::hardsigmoid_backward is not implemented",
@@ -40,7 +41,7 @@ MESSAGES = {
     ("oneflow", "not_implemented"): "Check failed: backward of op searchsorted is not implemented",
     ("oneflow", "no_backward"): "op fused_scale_tril does not support backward",
 }
-ROWS = [(lib, name) for lib, rows in UNSUPPORTED_PATTERNS.items() for name, _ in rows]
+ROWS = [(lib, name) for lib in LIBRARIES for name, _ in describe(lib).unsupported]
 
 
 @pytest.mark.parametrize("library, row", ROWS, ids=[f"{lib}-{row}" for lib, row in ROWS])

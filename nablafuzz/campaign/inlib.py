@@ -14,10 +14,11 @@ from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 import numpy as np
 
-from ..core.config import Config, scenarios_for
+from ..core.config import Config
 from ..core.errors import BudgetExhausted, WorkerError
 from ..core.fingerprint import key as fingerprint_key
 from ..core.model import ApiSpec, BugReport, Execution, Finding, Trial, Verdict
+from ..libraries import scenarios_for
 from ..oracle.compare import empty_derivative
 from ..oracle.filters import Peers
 from ..oracle.verdict import judge, uninitialised

@@ -9,11 +9,11 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 from .errors import ConfigError
 from .quantities import ALL as ALL_SCENARIOS
-from .quantities import COMPILED, ENTRY, KERNELS, SECOND_ORDER, THIRD_ORDER
+from .quantities import COMPILED, ENTRY, KERNELS, THIRD_ORDER
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ class Config:
     trial_timeout_s: float = 30.0
     memory_limit_mb: int = 0  # per worker; make_config derives it from the machine unless given (0: none)
     scenarios: Tuple[str, ...] = ALL_SCENARIOS
-    compiled: Optional[bool] = None  # None: each library's default (COMPILED_BY_DEFAULT)
+    compiled: Optional[bool] = None  # None: each library's default (Library.compiled_by_default)
     minimise: bool = True
     name: str = ""
     profile: str = "default"
@@ -48,13 +48,6 @@ class Config:
     kernels: bool = False  # also the call and VJP with the library's other kernels (KERNELS: oneDNN, mkldnn)
     reference: bool = False  # judge elementwise APIs against their 50-digit reference (reference.py)
 
-
-# Libraries whose compiler is cheap enough to run the `jit` scenario in every trial
-# (jax.jit: ~50 ms per new shape, then microseconds); torch.compile takes 20-40 s per API.
-COMPILED_BY_DEFAULT = ("jax",)
-
-# Libraries whose adapters give the functional transforms of the entry-point scenarios
-ENTRY_LIBRARIES = ("torch", "jax", "tensorflow")
 
 PROFILES: Dict[str, Dict[str, Any]] = {
     "default": {},
@@ -111,21 +104,6 @@ def default_memory_limit(workers: int) -> int:
         return 0
     return max(MEMORY_FLOOR_MB, total // (workers + 2))
 
-
-def scenarios_for(config: Config, library: str, capabilities: Sequence[str] = SECOND_ORDER) -> Tuple[str, ...]:
-    """The scenarios a trial of `library` runs: the configured ones, with `jit` when compiled is
-    on, without it when off; unset, `jit` runs when listed, or by default for a library that
-    compiles cheaply unless the scenarios were narrowed.  Entry points and third order when
-    switched on (or listed); third order only for a spec whose `capabilities` have second order."""
-    want = config.compiled
-    if want is None:
-        want = COMPILED in config.scenarios or (library in COMPILED_BY_DEFAULT and config.scenarios == ALL_SCENARIOS)
-    base = tuple(s for s in config.scenarios if s not in (COMPILED, KERNELS) + ENTRY + THIRD_ORDER)
-    kernels = (KERNELS,) if config.kernels or KERNELS in config.scenarios else ()
-    entry = tuple(s for s in ENTRY if (config.entry_points or s in config.scenarios) and library in ENTRY_LIBRARIES)
-    third = tuple(s for s in THIRD_ORDER if (config.third_order or s in config.scenarios)
-                  and any(c in SECOND_ORDER for c in capabilities))
-    return base + ((COMPILED,) if want else ()) + kernels + entry + third
 
 
 def _validate(config: Config) -> None:

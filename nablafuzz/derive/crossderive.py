@@ -24,6 +24,8 @@ import yaml
 
 from ..core.errors import WorkerError
 from ..core.model import ApiSpec, ArgKind, ArgSpec, Outcome, Tolerance
+from ..libraries import LIBRARIES as REGISTERED
+from ..libraries import describe
 from ..oracle.cross import picked_outputs, same_outputs
 from ..reports.store import write_atomic
 from ..runtime.pool import Members, installed_runtimes
@@ -33,7 +35,9 @@ from ..specs.equivalence import (EquivalenceClass, Member, Resolved, aliases, ca
 from ..specs.generate import generate
 from ..specs.spec import SpecSet, load_specs
 
-LIBRARIES = ("torch", "jax", "tensorflow", "oneflow")
+# the libraries whose APIs classes are derived over (every registered one but the numpy reference),
+# in the order that picks a class's reference
+LIBRARIES = tuple(lib for lib in REGISTERED if lib != "numpy_ref")
 MANUAL_FILE = "equivalence_manual.yaml"  # hand-written classes: probed like the derived ones
 MIN_LIBRARIES = 3
 PROBE_TRIALS = 5
@@ -76,13 +80,6 @@ ARG_SYNONYMS = [{"dim", "axis", "axes", "dims", "dimensions", "perm"}, {"keepdim
                 {"min", "clip_value_min", "a_min"}, {"max", "clip_value_max", "a_max"},
                 {"diagonal", "k", "offset"}, {"shifts", "shift"}, {"p", "ord"}, {"dim0", "axis1"}, {"dim1", "axis2"},
                 {"negative_slope", "alpha"}, {"repeats"}, {"source", "destination"}]
-PREFERRED = {
-    "torch": ("torch.", "torch.special.", "torch.linalg.", "torch.nn.functional.", "torch.fft."),
-    "jax": ("jax.numpy.", "jax.nn.", "jax.scipy.special.", "jax.numpy.linalg.", "jax.numpy.fft.", "jax.lax."),
-    "tensorflow": ("tf.math.", "tf.", "tf.nn.", "tf.linalg.", "tf.signal.", "tf.keras.activations.",
-                   "tf.experimental.numpy.", "tf.raw_ops."),
-    "oneflow": ("oneflow.", "oneflow.nn.functional.", "oneflow.linalg.", "oneflow.special."),
-}
 
 
 def key(name: str) -> str:
@@ -91,7 +88,7 @@ def key(name: str) -> str:
 
 
 def _rank(library: str, name: str) -> int:
-    prefixes = PREFERRED.get(library, ())
+    prefixes = describe(library).namespaces  # its public namespaces, most preferred first
     namespace = name.rsplit(".", 1)[0] + "."
     return prefixes.index(namespace) if namespace in prefixes else len(prefixes)
 

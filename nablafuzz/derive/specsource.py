@@ -18,6 +18,7 @@ import yaml
 from ..core.errors import SpecError, WorkerError
 from ..core.model import ApiSpec
 from ..core.tensors import non_empty
+from ..libraries import describe, known_libraries
 from ..runtime.process import WorkerProcess
 from ..runtime.registry import resolve_runtime
 from ..specs.generate import generate
@@ -35,15 +36,15 @@ def _ask(worker: WorkerProcess, op: str, library: str, timeout_s: float) -> Dict
     return ex.messages[-1]
 
 
-# A library that mirrors another's API: its specs are the other's, renamed, each confirmed by
-# running it (OneFlow mirrors PyTorch).  Layer specs (torch.nn modules) are not mirrored yet.
-MIRRORS: Dict[str, Tuple[str, Tuple[Tuple[str, str], ...]]] = {"oneflow": ("torch", (("torch.", "oneflow."),))}
+# A library that mirrors another's API (its record's `mirror`): its specs are the other's,
+# renamed, each confirmed by running it (OneFlow mirrors PyTorch).  Layer specs (torch.nn
+# modules) are not mirrored yet.
 MIRRORED_DTYPES = ("float64", "float32")
 
 
 def mirrored(library: str, spec_dir: Path) -> Tuple[List[Dict[str, Any]], List[str]]:
     """The source library's spec dicts renamed for `library`, and the specs not mirrored, with why."""
-    source, renames = MIRRORS[library]
+    source, renames = describe(library).mirror
     path = spec_dir / source / "derived.yaml"
     if not path.exists():
         raise WorkerError(f"{library} specs mirror {source}'s, but {path} is missing; "
@@ -85,7 +86,7 @@ def derive(library: str, out: Path, timeout_s: float = 1800.0, workers: int = 2,
     entries = [entry_from_dict(e) for e in catalogue.get("entries", []) if e["name"] not in have
                and (not only or any(fnmatch.fnmatchcase(e["name"], g) for g in only))]
     given: Dict[str, Dict[str, Any]] = {}
-    if library in MIRRORS:
+    if library in known_libraries() and describe(library).mirror:
         specs, skipped = mirrored(library, hints_path.parent)
         dropped += skipped
         given = {s["name"]: dict(s, notes="") for s in specs if not only or _matches(s["name"], only)}

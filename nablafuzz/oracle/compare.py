@@ -87,7 +87,7 @@ def _status(spec: ApiSpec, r: ScenarioResult, dtype: str) -> Optional[Candidate]
     if r.outcome is Outcome.UNSUPPORTED and declared:
         return Candidate(Verdict.MISSING_SUPPORT, (r.scenario,), order(r.scenario), error_type=err,
                          message=f"{r.scenario} is declared supported but raised {err}: {r.error.message if r.error else ''}")
-    if r.outcome is Outcome.RAISED and err.rpartition(".")[2] == "WrongShape":  # adapters/base.project
+    if r.outcome is Outcome.RAISED and err.rpartition(".")[2] == "WrongShape":  # libraries/base.project
         return Candidate(Verdict.WRONG_SHAPE, (r.scenario,), order(r.scenario), error_type=err,
                          message=f"{r.scenario} returned a derivative of the wrong shape: {r.error.message if r.error else ''}")
     if r.outcome is Outcome.RAISED:  # declared or not (Note [undeclared modes])

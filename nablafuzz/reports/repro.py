@@ -14,7 +14,7 @@ import math
 import re
 import sys
 import textwrap
-from typing import Callable, Container, Dict, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Container, Dict, List, Optional, Sequence, Tuple
 
 from ..core.errors import NablaError
 from ..core.fingerprint import describe as describe_fingerprint
@@ -22,9 +22,11 @@ from ..core.model import ArgKind, Aspect, BugReport, InputValue, TensorRecord, T
 from ..core.quantities import COMPILED, ENTRY_POINTS, KERNELS, NAMES, STEP
 from ..core.quantities import describe as describe_scenario
 from ..core.quantities import direction
-from ..libraries.entry_points import entry_value, tensorflow_transforms
+from ..libraries import LIBRARIES, describe
+from ..libraries.descriptor import Renderer
+from ..libraries.entry_points import entry_value
 from ..oracle.tolerance import DERIVATIVE
-from ..worker.programs import WHERE, ProgramError, Where, expression, is_program, parse, plain, step_names, terms
+from ..worker.programs import ProgramError, Where, expression, is_program, parse, plain, step_names, terms, where_of
 
 
 class ReproError(NablaError):
@@ -83,53 +85,6 @@ def richardson(scalar, h):
     return float(r2), float(err), float(max(abs(d) for d in ds))
 '''
 
-_COMPOSED = '''
-def direct(f, xs):
-    return [to_numpy(o) for o in f([native(x) for x in xs])]
-
-def first_order(mode, f, xs, us, vs):
-    """rev = <vjp(v), u>, fwd = <v, jvp(u)>; returns (value, scale, primal outputs)."""
-    nx = [native(x, True) for x in xs]
-    if mode == "rev":
-        outs, grads = vjp(f, nx, [native(v) for v in vs], False)
-        return project([to_numpy(g) for g in grads], us) + ([to_numpy(o) for o in outs],)
-    outs, tans = jvp(f, nx, [native(u) for u in us])
-    return project(vs, [to_numpy(t) for t in tans]) + ([to_numpy(o) for o in outs],)
-
-def q_function(inner, f, us, vs):
-    """Q(x) = <v, J(x) u>, computed by `inner` mode: second order is first order applied to Q."""
-    def q(xs):
-        if inner == "rev":
-            return [dot(vjp(f, xs, vs, True)[1], us)]
-        return [dot(vs, jvp(f, xs, us)[1])]
-    return q
-
-def third_order(outer, middle, inner, f, xs, us, vs, ws, zs):
-    """`outer` mode along z of Q2(x) = the `middle` mode of Q along w: v^T D3f [u, w, z]."""
-    nx = [native(x, True) for x in xs]
-    nu, nv, nw, nz = ([native(a) for a in arrays] for arrays in (us, vs, ws, zs))
-    one = [native(np.ones((), dtype=xs[0].dtype))]
-    q2 = q_function(middle, q_function(inner, f, nu, nv), nw, one)
-    if outer == "rev":
-        return project([to_numpy(g) for g in vjp(q2, nx, one, False)[1]], zs)
-    tangent = float(to_numpy(jvp(q2, nx, nz)[1][0]))
-    return tangent, abs(tangent)
-
-def second_order(outer, inner, f, xs, us, vs, ws):
-    """`outer` mode of Q along w, e.g. fwd.rev = JVP (along w) of the VJP-based Q."""
-    nx = [native(x, True) for x in xs]
-    nu, nv, nw = ([native(a) for a in arrays] for arrays in (us, vs, ws))
-    if outer == "rev":
-        ones = [native(np.ones((), dtype=xs[0].dtype))]
-        return project([to_numpy(g) for g in vjp(q_function(inner, f, nu, nv), nx, ones, False)[1]], ws)
-    tangent = jvp_of_jvp(f, nx, nu, nv, nw) if inner == "fwd" else jvp(q_function(inner, f, nu, nv), nx, nw)[1][0]
-    return float(to_numpy(tangent)), abs(float(to_numpy(tangent)))
-'''
-
-_JVP_OF_JVP = '''
-def jvp_of_jvp(f, xs, us, vs, ws):
-    return jvp(q_function("fwd", f, us, vs), xs, ws)[1][0]
-'''
 
 _MAIN = '''
 def fd(name, vs):
@@ -208,218 +163,10 @@ if __name__ == "__main__":
     sys.exit(main())
 '''
 
-_FLATTEN = '''
-def flatten(out):  # as the adapter lists a call's outputs: a tuple or list, or one output
-    return list(out) if isinstance(out, (tuple, list)) else [out]
-'''
-
-_NUMPY_REF = '''
-def direct(p, xs):
-    return [np.asarray(o) for o in pick(op.f(*xs, **p))]
-
-def first_order(mode, p, xs, us, vs):
-    """rev = <op.vjp(v), u>, fwd = <v, op.jvp(u)>; returns (value, scale, primal outputs)."""
-    outs = direct(p, xs)
-    if mode == "rev":
-        grads = [np.asarray(g, dtype=x.dtype) for g, x in zip(op.vjp(xs, vs, **p), xs)]
-        return project(grads, us) + (outs,)
-    return project(vs, op.jvp(xs, us, **p)) + (outs,)
-
-def second_order(outer, inner, p, xs, us, vs, ws):
-    """numpy_ref derives every second-order scenario from op.hess, the gradient of Q = <v, J u>."""
-    value, scale = project(op.hess(xs, us, vs, **p), ws)
-    return value, (scale if outer == "rev" else abs(value))
-'''
-
-_TENSOR = '''def with_graph(outs, cts):  # outputs with a graph and their cotangents; the rest have derivative 0
-    live = [(o, c) for o, c in zip(outs, cts) if o.requires_grad]
-    return [o for o, _ in live], [c for _, c in live]
-
-def to_numpy(t):
-    return t.detach().numpy()
-
-def dot(a, b):
-    return sum((x * y).sum() for x, y in zip(a, b))
-'''
-
-_TORCH = '''
-def flatten(out):
-    """Outputs as nablafuzz's torch adapter lists them: nested tuples and lists flattened, Python
-    scalars as tensors, a complex z as the real pair (Re z, Im z) on a new last axis."""
-    if isinstance(out, (tuple, list)):
-        return [t for o in out for t in flatten(o)]
-    t = out if isinstance(out, torch.Tensor) else torch.tensor(out)
-    return [torch.stack([t.real, t.imag], dim=-1) if t.is_complex() else t]
-
-def compiled(f):
-    """jit: torch.compile of the call, with dynamic shapes as nablafuzz compiles it."""
-    return torch.compile(f, dynamic=True)
-
-def native(a, grad=False):
-    t = torch.from_numpy(np.array(a))
-    return t.requires_grad_() if grad and t.is_floating_point() else t
-
-def vjp(f, xs, cts, create_graph):
-    """Reverse mode: torch.autograd.grad (create_graph=True when differentiated again)."""
-    outs = f(xs)
-    o, c = with_graph(outs, cts)
-    grads = torch.autograd.grad(o, xs, c, create_graph=create_graph, allow_unused=True) if o else [None] * len(xs)
-    return outs, [torch.zeros_like(x) if g is None else g for g, x in zip(grads, xs)]
-
-def jvp(f, xs, tangents):
-    """Forward mode: torch.autograd.forward_ad dual tensors."""
-    with fwAD.dual_level():
-        outs = [fwAD.unpack_dual(o) for o in f([fwAD.make_dual(x, t) for x, t in zip(xs, tangents)])]
-    return [o.primal for o in outs], [torch.zeros_like(o.primal) if o.tangent is None else o.tangent for o in outs]
-
-def jvp_of_jvp(f, xs, us, vs, ws):
-    """forward_ad cannot nest dual levels, so JVP of JVP uses torch.func.jvp twice."""
-    def q(*d):
-        return dot(vs, torch.func.jvp(lambda *e: tuple(f(list(e))), d, tuple(us))[1])
-    return torch.func.jvp(q, tuple(xs), tuple(ws))[1]
-'''
-
-_JAX = '''
-def flatten(out):
-    """Outputs as nablafuzz's jax adapter lists them: the pytree's leaves as arrays, a complex z as
-    the real pair (Re z, Im z) on a new last axis (each scenario is real analysis)."""
-    leaves = [jnp.asarray(t) for t in jax.tree_util.tree_leaves(out)]
-    return [jnp.stack([t.real, t.imag], axis=-1) if jnp.iscomplexobj(t) else t for t in leaves]
-
-def compiled(f):
-    """jit: jax.jit of the call; only the differentiable arrays are arguments, everything else is
-    closed over in bind and so static (nablafuzz traces the other arrays too)."""
-    return jax.jit(f)
-
-def native(a, grad=False):
-    return jnp.asarray(a)
-
-to_numpy = np.asarray
-
-def dot(a, b):  # from a float64 zero, as the adapter sums: Q of float32 inputs is float64
-    return sum((jnp.sum(x * y) for x, y in zip(a, b)), jnp.zeros(()))
-
-def vjp(f, xs, cts, create_graph):
-    """Reverse mode: jax.vjp (its result is always differentiable again).  jax wants each cotangent
-    in its output's dtype (float32 inputs may give a float64 output or Q)."""
-    outs, pullback = jax.vjp(lambda *a: f(list(a)), *xs)
-    return outs, list(pullback([jnp.asarray(c, dtype=o.dtype) for c, o in zip(cts, outs)]))
-
-def jvp(f, xs, tangents):  # each tangent in its input's dtype, as jax wants
-    tangents = tuple(jnp.asarray(t, dtype=x.dtype) for t, x in zip(tangents, xs))
-    return jax.jvp(lambda *a: f(list(a)), tuple(xs), tangents)
-'''
-
-_TENSORFLOW = '''
-ZERO = tf.UnconnectedGradients.ZERO
-
-def flatten(out):
-    """Outputs as nablafuzz's tensorflow adapter lists them: the nest's leaves as tensors, a complex z
-    as the real pair (Re z, Im z) on a new last axis (each scenario is real analysis)."""
-    leaves = [tf.convert_to_tensor(t) for t in tf.nest.flatten(out)]
-    return [tf.stack([tf.math.real(t), tf.math.imag(t)], axis=-1) if t.dtype.is_complex else t for t in leaves]
-
-def compiled(f):
-    """jit: tf.function(jit_compile=True) of the call (XLA), as nablafuzz compiles it."""
-    return tf.function(f, jit_compile=True)
-
-def native(a, grad=False):
-    return tf.constant(a)
-
-to_numpy = np.asarray
-
-def dot(a, b):
-    return sum(tf.reduce_sum(x * y) for x, y in zip(a, b))
-
-def vjp(f, xs, cts, create_graph):
-    """Reverse mode: tf.GradientTape (an enclosing tape or accumulator records it for order 2)."""
-    with tf.GradientTape() as tape:
-        tape.watch(xs)
-        outs = f(xs)
-    grads = tape.gradient(outs, xs, output_gradients=cts, unconnected_gradients=ZERO)
-    return outs, [tf.convert_to_tensor(g) for g in grads]  # IndexedSlices (gather's gradient) as dense
-
-def jvp(f, xs, tangents):
-    """Forward mode: tf.autodiff.ForwardAccumulator."""
-    with tf.autodiff.ForwardAccumulator(xs, list(tangents)) as acc:
-        outs = f(xs)
-    return outs, [acc.jvp(o, unconnected_gradients=ZERO) for o in outs]
-'''
-
-_ONEFLOW = '''
-def native(a, grad=False):
-    return oneflow.tensor(np.array(a), requires_grad=bool(grad and np.asarray(a).dtype.kind == "f"))
-
-def grad(outs, xs, cts, create_graph):
-    """<cts, d outs / d xs>, zeros where an output does not depend on an x.  OneFlow has no
-    allow_unused: a zero-weighted term of every x keeps it in the graph (its gradient is 0)."""
-    o, c = with_graph(outs, cts)
-    anchor = sum((x * 0).sum() for x in xs)
-    grads = oneflow.autograd.grad(o + [anchor], xs, c + [oneflow.zeros_like(anchor)], retain_graph=True,
-                                  create_graph=create_graph)
-    return [oneflow.zeros_like(x) if g is None else g for g, x in zip(grads, xs)]
-
-def vjp(f, xs, cts, create_graph):
-    """Reverse mode: oneflow.autograd.grad (create_graph=True when differentiated again)."""
-    outs = f(xs)
-    return outs, grad(outs, xs, cts, create_graph)
-
-def jvp(f, xs, tangents):
-    """OneFlow has no forward mode: J u is emulated exactly by two reverse passes (the
-    double-VJP trick, J u = d/dc <vjp(c), u>); a wrong result here may be a VJP bug.  A single
-    scalar output (an inner derivative) takes one reverse pass: J u = <grad, u>."""
-    outs = f(xs)
-    if len(outs) == 1 and outs[0].ndim == 0:
-        return outs, [dot(grad(outs, xs, [oneflow.ones_like(outs[0])], True), tangents)]
-    cs = [oneflow.zeros_like(o).requires_grad_() for o in outs]
-    return outs, grad(grad(outs, xs, cs, True), cs, list(tangents), True)
-'''
-
-
-class Renderer(NamedTuple):
-    """A library's part of the script: import lines, the names its APIs start with, AD helpers
-    (defining `flatten`, and `compiled` where `compiler` names the library's compiled form)."""
-    head: Tuple[str, ...]
-    roots: Tuple[Tuple[str, str], ...]  # (API root, the name the script imports it as)
-    helpers: str
-    compiler: str = ""  # what the `jit` scenario compiles with; "" refuses `jit` reports
-    submodules: bool = False  # whether `import <root>` may leave an API's module unloaded
-    permute: str = ""  # an axis permutation of {x} by {p} (a trial's layout), "" if none
-    triangle: Tuple[str, str] = ("", "")  # the lower and upper triangle of {x} (structured inputs)
-    dtype: str = "{name!r}"  # a dtype argument named {name}, as the library's dtype object
-    entry: str = ""  # the library's functional transforms for the entry-point scenarios ("" none)
-    entry_helpers: Tuple[Callable, ...] = ()  # functions `entry` calls, whose source the script includes
-
 
 _OPS = "from nablafuzz.libraries.numpy_ref.adapter import OPS"
 _IMPORTS = ["import math", "import sys", "", "import numpy as np"]
-RENDERERS: Dict[str, Renderer] = {
-    "numpy_ref": Renderer((), (), _FLATTEN + _NUMPY_REF),
-    "torch": Renderer(("import torch", "import torch.autograd.forward_ad as fwAD"), (("torch", "torch"),),
-                      _TENSOR + _TORCH + _COMPOSED, compiler="torch.compile", permute="{x}.permute(*{p})",
-                      triangle=("torch.tril({x})", "torch.triu({x})"), dtype="torch.{name}",
-                      entry="types.SimpleNamespace(jacrev=torch.func.jacrev, jacfwd=torch.func.jacfwd, "
-                            "hessian=torch.func.hessian, vmap=torch.func.vmap, vjp=torch.func.vjp, stack=torch.stack, sum=torch.sum, "
-                            "graph=None, "
-                            "to_numpy=to_numpy, native=lambda v, o: torch.as_tensor(v).to(o.dtype))"),
-    "jax": Renderer(("import jax", "import jax.numpy as jnp", "",
-                     'jax.config.update("jax_enable_x64", True)  # before any array exists'),
-                    (("jax", "jax"), ("jnp", "jnp")), _JAX + _JVP_OF_JVP + _COMPOSED, compiler="jax.jit",
-                    submodules=True, permute="jnp.transpose({x}, {p})", triangle=("jnp.tril({x})", "jnp.triu({x})"),
-                    dtype="jnp.dtype({name!r})",
-                    entry="types.SimpleNamespace(jacrev=jax.jacrev, jacfwd=jax.jacfwd, hessian=jax.hessian, "
-                          "vmap=jax.vmap, vjp=jax.vjp, stack=jnp.stack, sum=jnp.sum, to_numpy=np.asarray, graph=None, "
-                          "native=lambda v, o: jnp.asarray(v, dtype=o.dtype))"),
-    "tensorflow": Renderer(("import tensorflow as tf",), (("tf", "tf"), ("tensorflow", "tf")),
-                           _TENSORFLOW + _JVP_OF_JVP + _COMPOSED, compiler="tf.function(jit_compile=True)",
-                           permute="tf.transpose({x}, {p})",
-                           triangle=("tf.linalg.band_part({x}, -1, 0)", "tf.linalg.band_part({x}, 0, -1)"),
-                           dtype="tf.as_dtype({name!r})", entry="tensorflow_transforms(tf, to_numpy)",
-                           entry_helpers=(tensorflow_transforms,)),
-    "oneflow": Renderer(("import oneflow",), (("oneflow", "oneflow"), ("flow", "oneflow")),
-                        _FLATTEN + _TENSOR + _ONEFLOW + _JVP_OF_JVP + _COMPOSED, permute="{x}.permute(*{p})",
-                        triangle=("oneflow.tril({x})", "oneflow.triu({x})"), dtype="oneflow.{name}"),
-}
+RENDERERS: Dict[str, Renderer] = {lib: describe(lib).renderer for lib in LIBRARIES}  # each library's record
 
 # Note [repro names]
 # API, argument and dtype names become code, so each must be a plain (dotted) identifier; values are only
@@ -687,9 +434,9 @@ def _program(trial: Trial, renderer: Renderer) -> List[str]:
     chain = parse(trial.api)
     names = list(dict.fromkeys(step_names(chain)))
     if any(isinstance(t, Where) for t in terms(chain)):
-        if trial.library not in WHERE:
+        if not where_of(trial.library):
             raise ReproError(f"repro: no `where` is known for {trial.library}; replay the report")
-        names.append(WHERE[trial.library])
+        names.append(where_of(trial.library))
     lines: List[str] = []
     exprs: Dict[str, str] = {}
     for name in names:
@@ -700,7 +447,7 @@ def _program(trial: Trial, renderer: Renderer) -> List[str]:
     def assign(y: str) -> str:  # one line per call
         body.append(f"    t{len(body) + 1} = {y}")
         return f"t{len(body)}"
-    out = expression(chain, "x", exprs.__getitem__, exprs.get(WHERE.get(trial.library, ""), "where"), assign)
+    out = expression(chain, "x", exprs.__getitem__, exprs.get(where_of(trial.library), "where"), assign)
     return lines + ["", "", "def program(x):", '    """The program nablafuzz fuzzed as one API, as library code."""',
                     *body, f"    return {out}", ""]
 

@@ -23,6 +23,7 @@ from ..core.codec import from_json
 from ..core.fingerprint import describe as describe_fingerprint
 from ..core.model import VETTING, BugReport, CampaignRecord, Disagreement, ReportStatus, Verdict
 from ..core.quantities import describe as describe_scenario
+from ..libraries import describe, known_libraries
 from .repro import ReproError, render, summarise_input
 from .rootcause import RootCause, root_causes, severity_rank
 from .store import Store, now, report_path, write_atomic
@@ -382,7 +383,7 @@ def render_issue(store_root: Path, wanted: str, spec_dir: Path = Path("api_specs
              f"{' and more' if len(cause.apis) > 4 else ''} ({'+'.join(w.fingerprint.scenarios)}, order "
              f"{w.fingerprint.order})", "",
              "## Versions", "", ", ".join(w.versions_seen) or "unknown",
-             f"(for the full environment: {ENV_REPORT.get(cause.library, 'pip list')})", "",
+             f"(for the full environment: {_env_report(cause.library)})", "",
              "## What happens", "", _one_line(w.evidence.message), ""]
     if w.evidence.disagreements:
         lines += ["## Expected vs actual", ""] + _evidence(w.evidence.disagreements) + [""]
@@ -401,8 +402,11 @@ ISSUE_TITLE = {Verdict.DERIVATIVE_MISMATCH: "Wrong derivative", Verdict.NONFINIT
                Verdict.TIMEOUT: "Hang", Verdict.VALUE_MISMATCH: "Wrong value", Verdict.WRONG_SHAPE: "Wrong-shaped gradient",
                Verdict.NONDETERMINISTIC: "Nondeterministic result",
                Verdict.UNINITIALISED_READ: "Result reads uninitialised memory"}
-ENV_REPORT = {"torch": "`python -m torch.utils.collect_env`", "tensorflow": "`tf.sysconfig.get_build_info()`",
-              "jax": "`jax.print_environment_info()`", "oneflow": "`python -m oneflow --doctor`"}
+
+
+def _env_report(library: str) -> str:
+    """How a maintainer prints the library's full environment (its record's)."""
+    return describe(library).env_report if library in known_libraries() else "`pip list`"
 
 
 def _justification(report: BugReport) -> str:

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..core.errors import ConfigError
-from ..libraries import extra_adapters, known_adapters
+from ..libraries import known_adapters, out_of_tree
 from .install import InstallError, load_registry
 from .process import Runtime
 
@@ -20,7 +20,7 @@ def resolve_runtime(library: str, python_path: Sequence[str] = (), memory_limit_
         raise ConfigError(f"unknown library {library!r}: choose from {', '.join(known)}")
     limit = memory_limit_mb or None
     paths = tuple(str(Path(p).resolve()) for p in python_path)
-    if library == "numpy_ref" or library in extra_adapters():
+    if library == "numpy_ref" or out_of_tree(library):
         return Runtime(library, sys.executable, (), limit, paths)
     try:
         entry = load_registry().get(library)

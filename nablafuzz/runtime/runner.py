@@ -11,6 +11,7 @@ from ..core.model import (ApiSpec, ArgKind, Death, ErrorInfo, Execution, InputVa
                           TensorRecord, Trial, records)
 from ..core.quantities import KERNELS
 from ..core.tensors import to_array
+from ..libraries import describe, known_libraries
 from .process import Runtime, WorkerProcess
 
 
@@ -57,15 +58,6 @@ def _result(msg: Dict[str, Any]) -> ScenarioResult:
 def _dead(scenario: str, death: Death) -> ScenarioResult:
     outcome = Outcome.TIMEOUT if death.kind == "timeout" else Outcome.CRASHED
     return ScenarioResult(scenario, outcome, error=ErrorInfo(death.kind, death.detail))
-
-
-# The other kernels of a library, as environment settings of a second worker (the `kernels`
-# scenario): TensorFlow's workers run with oneDNN off for reproducible numerics, users run it on;
-# PyTorch's run mkldnn on (its default), the variant off (the adapter reads NABLAFUZZ_MKLDNN).
-KERNEL_VARIANTS: Dict[str, Tuple[Tuple[str, str], ...]] = {
-    "tensorflow": (("TF_ENABLE_ONEDNN_OPTS", "1"),),
-    "torch": (("NABLAFUZZ_MKLDNN", "0"),),
-}
 
 
 class Runner:
@@ -125,11 +117,11 @@ class Runner:
 
     def _kernels(self, trial: Trial, spec: ApiSpec, timeout_s: Optional[float]) -> ScenarioResult:
         """The `kernels` scenario: the call and its VJP in a worker that runs the library's other
-        kernels (KERNEL_VARIANTS), as one result: the VJP's value, the call's outputs."""
-        env = KERNEL_VARIANTS.get(trial.library)
-        if env is None:
+        kernels (its record's `kernels_env`), as one result: the VJP's value, the call's outputs."""
+        env = describe(trial.library).kernels_env if trial.library in known_libraries() else ()
+        if not env:
             return ScenarioResult(KERNELS, Outcome.UNSUPPORTED, error=ErrorInfo(
-                "NotImplementedError", f"{trial.library} has no kernel variant to compare (KERNEL_VARIANTS)"))
+                "NotImplementedError", f"{trial.library} has no kernel variant to compare (Library.kernels_env)"))
         if self.variant is None:
             self.variant = WorkerProcess(replace(self.runtime, env=self.runtime.env + env),
                                          self.log_path.with_name(self.log_path.stem + "-kernels.log"))

@@ -21,9 +21,9 @@ import yaml
 
 from ..core.errors import SpecError
 from ..core.model import ApiSpec, ArgKind, ArgSpec, InputValue, TensorRecord, Trial
-from ..core.sidefiles import MISSING, read_section
 from ..core.structures import draw
 from ..core.tensors import FLOAT_DTYPES, to_array, to_record
+from .sidefiles import MISSING, read_section
 
 BATCHING_FILE = "batching.yaml"
 BATCH_SHARE = 0.3  # of a batched spec's trials

@@ -19,12 +19,9 @@ import numpy as np
 
 from ..core.model import ApiSpec, ArgKind, Trial, records
 from ..core.tensors import non_empty, to_array
+from ..libraries import describe, known_libraries
 from .generate import generate
 
-# the prefixes under which a library keeps numpy's functions (longest first); the numpy
-# reference backend's names are numpy's own
-PREFIXES = {"jax": ("jax.numpy.",), "tensorflow": ("tf.experimental.numpy.",),
-            "torch": ("torch.Tensor.", "torch."), "oneflow": ("oneflow.Tensor.", "oneflow."), "numpy_ref": ("",)}
 NAMESPACES = ("", "fft.", "linalg.")
 NOT_CALLED = {"save", "savez", "savez_compressed", "savetxt", "load", "loadtxt", "genfromtxt", "fromfile", "tofile",
               "memmap", "fromregex", "frombuffer", "info", "source", "who", "lookfor", "show_config", "set_printoptions",
@@ -34,7 +31,9 @@ _REGULAR: Dict[str, Optional[Callable[..., Any]]] = {}  # spec id -> its counter
 
 def function(library: str, api: str) -> Optional[Callable[..., Any]]:
     """numpy's function of the API's name (`torch.fft.rfft` -> numpy.fft.rfft), or None."""
-    rest = next((api[len(p):] for p in PREFIXES.get(library, ()) if api.startswith(p)), None)
+    # where the library keeps numpy's functions (its record's prefixes, longest first)
+    prefixes = describe(library).numpy_prefixes if library in known_libraries() else ()
+    rest = next((api[len(p):] for p in prefixes if api.startswith(p)), None)
     if rest is None or ":" in rest or rest.count(".") > 1:
         return None
     space, _, name = rest.rpartition(".")

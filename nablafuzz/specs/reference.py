@@ -23,7 +23,7 @@ import numpy as np
 
 from ..core.errors import SpecError
 from ..core.model import ApiSpec, ArgKind
-from ..core.sidefiles import MISSING, read_section
+from .sidefiles import MISSING, read_section
 
 REFERENCES_FILE = "references.yaml"
 DIGITS = 50

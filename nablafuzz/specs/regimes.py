@@ -31,8 +31,8 @@ import yaml
 
 from ..core.errors import SpecError
 from ..core.model import ApiSpec, ArgKind
-from ..core.sidefiles import MISSING, read_section
 from ..core.tensors import FLOAT_DTYPES, near_subnormal, to_record
+from .sidefiles import MISSING, read_section
 
 REGIMES = ("edge", "special", "tiny", "large", "ties", "zeros")
 REGIMES_FILE = "regimes.yaml"

@@ -10,7 +10,7 @@ Note [program names]
     name := "program:" expr
     expr := term (">" term)*              left to right: `A>B` is B(A(x))
     term := STEP | "where(" expr "|" expr ")" | "poly(" expr ")"
-`where(e1|e2)` is where(x > 0, e1(x), e2(x)) with the library's `where` (WHERE), both branches
+`where(e1|e2)` is where(x > 0, e1(x), e2(x)) with the library's `where` (where_of), both branches
 evaluated (what gives the classic NaN gradient of a branch singular on the side not taken);
 `poly(e)` is x * x * e(x) (Python operators).  A STEP is the name of a loaded spec of the same
 library (no whitespace and none of `>|()`), called with its one tensor argument only.
@@ -33,6 +33,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from ..core.model import ApiSpec, ArgKind, ArgSpec, Finding, Fingerprint, InputValue, TensorRecord, Tolerance, Trial
+from ..libraries import describe, known_libraries
 from ..libraries.base import UnknownApi
 from ..libraries.numpy_ref.adapter import Op, _unbroadcast
 
@@ -42,16 +43,13 @@ MAX_STEPS = 8  # steps (leaves) of one program
 MAX_DEPTH = 4  # nesting of where(...) and poly(...)
 _SPECIAL = frozenset(">|()")
 
-# The library's `where`, the one callable a program uses that no loaded spec names: a fixed table
-# (never data), each entry resolved by the adapter's own `resolve` like any API.  numpy_ref has
-# none: its programs compose the steps' hand-written derivatives (`_where_op`).  A library not
-# listed gets no where(...) programs.
-WHERE: Dict[str, str] = {
-    "torch": "torch.where",
-    "jax": "jax.numpy.where",
-    "tensorflow": "tf.where",
-    "oneflow": "oneflow.where",
-}
+# The library's `where`, the one callable a program uses that no loaded spec names: its record's
+# (never data), resolved by the adapter's own `resolve` like any API.  numpy_ref has none: its
+# programs compose the steps' hand-written derivatives (`_where_op`).  A library without one gets
+# no where(...) programs.
+def where_of(library: str) -> str:
+    """The library's `where` API ("" where it has none)."""
+    return describe(library).where if library in known_libraries() else ""
 
 
 class ProgramError(UnknownApi):
@@ -236,9 +234,9 @@ def build_program(name: str, resolve: Callable[[str], Any], library: str) -> Any
         raise ProgramError(f"{name}: numpy_ref ops and other callables cannot be mixed")
     where = None
     if any(isinstance(t, Where) for t in terms(chain)):
-        if library not in WHERE:
-            raise ProgramError(f"{name}: no `where` is known for library {library!r} (programs.WHERE)")
-        where = resolve(WHERE[library])
+        if not where_of(library):
+            raise ProgramError(f"{name}: no `where` is known for library {library!r} (its Library.where)")
+        where = resolve(where_of(library))
     return _chain_fn(chain, step, where)
 
 
@@ -390,10 +388,10 @@ def program_spec(library: str, name: str, specs: Mapping[str, ApiSpec], conventi
     caps = tuple(c for c in steps[0].capabilities if all(c in s.capabilities for s in steps))
     unsupported = tuple(dict.fromkeys(c for s in steps for c in s.unsupported if c not in caps))
     issues = tuple(dict.fromkeys(k for s in steps for k in s.known_issues))
-    if any(isinstance(t, Where) for t in terms(chain)) and library in WHERE:
+    if any(isinstance(t, Where) for t in terms(chain)) and where_of(library):
         # the where op's own conventions: its gradient multiplies the untaken branch's by a zero
         # mask, so a non-finite derivative there gives NaN (api_specs/conventions.yaml)
-        where = ApiSpec(library, WHERE[library], ())
+        where = ApiSpec(library, where_of(library), ())
         issues += tuple(c.issue for c in conventions if c.covers(where) and c.issue not in issues)
     kinks = next((k for k in ("selection", "subgradient") if any(s.kinks == k for s in steps)), "none")
     if any(isinstance(t, Where) for t in terms(chain)):
@@ -534,7 +532,7 @@ def generate_programs(library: str, steps: Sequence[StepInfo], seed: int, count:
     elementwise = [s for s in steps if s.kind == "elementwise"]
     reductions = [s for s in steps if s.kind == "reduction"]
     forms = ([("chain", 0.4)] if chainable else []) + ([("reduce", 0.2)] if chainable and reductions else []) \
-        + ([("where", 0.2)] if len(elementwise) >= 2 and (library in WHERE or library == "numpy_ref") else []) \
+        + ([("where", 0.2)] if len(elementwise) >= 2 and (where_of(library) or library == "numpy_ref") else []) \
         + ([("poly", 0.2)] if elementwise else [])
     if not forms:
         return []

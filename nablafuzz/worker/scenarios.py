@@ -2,7 +2,7 @@
 
 First order, for cotangent v and tangent u:  rev = <vjp(v), u>,  fwd = <v, jvp(u)>,
 fd = <v, (f(x+hu) - f(x-hu)) / 2h> in float64 with Richardson extrapolation.  Second order
-composes them (Note [second order by composition] in adapters/base.py): "fwd.rev" is the JVP
+composes them (Note [second order by composition] in libraries/base.py): "fwd.rev" is the JVP
 of the VJP-based Q(x) = <v, J(x) u> along w, "fd.rev" its finite difference.
 Worker-safe: Python 3.10, numpy 1.26.
 """

@@ -42,7 +42,7 @@ def _tensors(out: Any) -> List[Any]:
     raise TypeError(f"unsupported output type {type(out).__name__}")
 
 
-# the `kernels` scenario's second worker runs with mkldnn off (runtime/runner.py KERNEL_VARIANTS)
+# the `kernels` scenario's second worker runs with mkldnn off (its record's kernels_env, libraries/torch/__init__.py)
 if os.environ.get("NABLAFUZZ_MKLDNN") == "0":
     torch.backends.mkldnn.enabled = False
 
