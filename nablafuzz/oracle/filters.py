@@ -8,6 +8,7 @@ statistics, and a wrong derivative at a smooth point is never dismissed by the k
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Protocol, Sequence, Tuple
 
@@ -195,7 +196,15 @@ def nonfinite(ctx: FilterContext, cand: Candidate) -> Optional[FilterOutcome]:
 # derivatives]), except on integer indices into a tensor with an axis of length 0: every index
 # is out of range there, and index_add of index 0 into an empty tensor returns from the
 # forward's empty fast path before the bounds check its backward makes.  The call's silence,
-# not the derivative's error, is the oddity, and no maintainer would file it as an AD bug.
+# not the derivative's error, is the oddity, and no maintainer would file it as an AD bug.  Only an
+# error about an index is dismissed there: another error of the mode is judged as it is.
+
+# what a mode says when it checks an index the forward did not: "indexing axis dim should be
+# positive", "index 0 is out of bounds", "out of range" (not "'IndexedSlices' object has no
+# attribute", TensorFlow's forward-mode gather failing at any input)
+INDEX_ERROR = re.compile(r"\bindex(ing|es)?\b|out of (range|bounds)", re.IGNORECASE)
+
+
 @instability_filter("invalid_input")
 def invalid_input(ctx: FilterContext, cand: Candidate) -> Optional[FilterOutcome]:
     if cand.verdict is not Verdict.STATUS_MISMATCH:
@@ -203,7 +212,7 @@ def invalid_input(ctx: FilterContext, cand: Candidate) -> Optional[FilterOutcome
     recs = [(i.name, r) for i in ctx.execution.trial.inputs for r in records(i.value)]
     empty = next((n for n, r in recs if r.dtype in FLOAT_DTYPES and 0 in r.shape), None)
     index = next((n for n, r in recs if r.dtype.startswith(("int", "uint")) and r.values), None)
-    if empty is not None and index is not None:
+    if empty is not None and index is not None and INDEX_ERROR.search(cand.message):
         return _outcome("invalid_input", True, f"input {index} indexes into {empty}, which is empty: every index is out "
                         "of range, which the call's empty fast path does not check (Note [invalid input])")
     return _outcome("invalid_input", False, "no index into an empty tensor")

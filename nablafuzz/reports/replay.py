@@ -64,7 +64,11 @@ def spec_for(report: BugReport, specs: SpecSet) -> ApiSpec:
 
 def replay_report(report: BugReport, spec: ApiSpec, runner: Runner, scenarios: Sequence[str] = ALL) -> ReplayResult:
     """Re-run the report's trial; the scenarios its fingerprint names (e.g. `jit`) always run."""
-    names = tuple(scenarios) + tuple(s for s in report.fingerprint.scenarios if s not in scenarios)
+    # the fingerprint's scenarios and the references its evidence was judged against (fd.rev.rev
+    # for a third-order report) always run, whatever the default set
+    wanted = report.fingerprint.scenarios + tuple(s for d in report.evidence.disagreements for s in d.scenarios
+                                                  if s.split(".")[0] not in ("mp", "others"))
+    names = tuple(scenarios) + tuple(dict.fromkeys(s for s in wanted if s not in scenarios))
     first = runner.run(report.trial, spec, names)
     findings = judge(first, spec, runner).findings
     if report.fingerprint.verdict is Verdict.UNINITIALISED_READ:  # Note [uninitialised read]: a fresh process
