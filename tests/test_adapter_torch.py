@@ -192,6 +192,6 @@ def test_a_mode_refusing_an_index_into_an_empty_tensor_is_not_a_finding(runner):
     j = judge(ex, spec, runner)
     assert j.findings == () and dict(j.dismissed) == {"invalid_input": 1}, j
     # only an error about an index: TensorFlow's forward-mode gather fails at any input, empty or not
-    from nablafuzz.filters import INDEX_ERROR
+    from nablafuzz.oracle.filters import INDEX_ERROR
     assert not INDEX_ERROR.search("direct call succeeded but fwd raised AttributeError: 'IndexedSlices' object "
                                   "has no attribute '_id'")
