@@ -97,8 +97,7 @@ class CrossLibrary:
         return replace(finding, candidate=again.candidate, filters=again.filters, message=again.message), again.trial
 
     def covers(self, report: BugReport, covered: Set[str]) -> bool:
-        return report.fingerprint.oracle.startswith("cross:") and \
-            f"{CROSS}:{report.fingerprint.oracle.partition(':')[2]}" in covered
+        return bool(report.fingerprint.cross_class) and f"{CROSS}:{report.fingerprint.cross_class}" in covered
 
     def agreement(self, observations: List[Observation]) -> tuple:
         counts: Dict[Tuple[str, str, str], List[int]] = {}
@@ -110,7 +109,7 @@ class CrossLibrary:
         return tuple((c, lib, q, *n) for (c, lib, q), n in sorted(counts.items()))
 
     def replay(self, report: BugReport) -> Optional[ReplayResult]:
-        name = report.fingerprint.oracle.partition(":")[2]
+        name = report.fingerprint.cross_class
         if name not in self.classes:
             return None
         members = self.runner(self.campaign.main_runners, CROSS, 0)
@@ -119,7 +118,7 @@ class CrossLibrary:
 
 def class_for(report: BugReport, resolved: List[Resolved]) -> Resolved:
     """The loaded class a cross report names, with the report's library among its members."""
-    name = report.fingerprint.oracle.partition(":")[2]
+    name = report.fingerprint.cross_class
     r = next((r for r in resolved if r.cls.id == name), None)
     if r is None or report.trial.library not in r.libraries or r.cls.member(report.trial.library).api != report.trial.api:
         raise RefusedError(f"report {report.key} names equivalence class {name!r} with member "

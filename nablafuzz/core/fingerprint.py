@@ -15,5 +15,5 @@ def key(fp: Fingerprint) -> str:
 def describe(fp: Fingerprint) -> str:
     pair = "+".join(fp.scenarios)
     err = f" [{fp.error_type}]" if fp.error_type else ""
-    against = f" against the other libraries of {fp.oracle.partition(':')[2]!r}" if fp.oracle else ""
+    against = f" against the other libraries of {fp.cross_class!r}" if fp.cross_class else ""
     return f"{fp.library}:{fp.api} {fp.verdict.value} in {pair}{against} (order {fp.order}){err}"

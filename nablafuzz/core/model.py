@@ -51,8 +51,34 @@ class Verdict(str, enum.Enum):
     UNINITIALISED_READ = "uninitialised_read"
 
 
-# severities, most severe first (verdict.severity assigns them; triage and root causes rank by it)
-SEVERITIES = ("crash", "wrong", "tail", "accuracy", "metadata")
+class Severity(str, enum.Enum):
+    """How bad a finding is, most severe first (verdict.severity assigns it; triage and root
+    causes rank by it).  Stored and printed as its value."""
+
+    CRASH = "crash"
+    WRONG = "wrong"
+    TAIL = "tail"
+    ACCURACY = "accuracy"
+    METADATA = "metadata"
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
+
+    @property
+    def rank(self) -> int:
+        """0 for the most severe."""
+        return list(Severity).index(self)
+
+
+# a cross-library finding's Fingerprint.oracle: "cross:<equivalence class>" (made and read here only)
+CROSS_ORACLE = "cross:"
+
+
+def cross_oracle(class_id: str) -> str:
+    return CROSS_ORACLE + class_id
 
 
 class ReportStatus(str, enum.Enum):
@@ -246,9 +272,14 @@ class Fingerprint:
     scenarios: Tuple[str, ...]
     order: int
     error_type: str = ""
-    # "" for the in-library oracle; "cross:<class>" when other libraries computing the same
-    # function (an equivalence class, api_specs/equivalence.yaml) are the reference
+    # "" for the in-library oracle; cross_oracle(<class>) when other libraries computing the
+    # same function (an equivalence class, api_specs/equivalence.yaml) are the reference
     oracle: str = ""
+
+    @property
+    def cross_class(self) -> str:
+        """The equivalence class of a cross-library finding ("" for an in-library one)."""
+        return self.oracle[len(CROSS_ORACLE):] if self.oracle.startswith(CROSS_ORACLE) else ""
 
 
 @dataclass(frozen=True)
@@ -271,7 +302,7 @@ class Finding:
     trial: Trial
     candidate: Candidate
     filters: Tuple[FilterOutcome, ...]
-    severity: str
+    severity: Severity
     message: str
 
     @property
@@ -292,7 +323,7 @@ def culprit_key(scenarios: Sequence[str]) -> Tuple[str, ...]:
 @dataclass(frozen=True)
 class Evidence:
     message: str
-    severity: str
+    severity: Severity
     disagreements: Tuple[Disagreement, ...] = ()
     filters: Tuple[FilterOutcome, ...] = ()
     error: Optional[ErrorInfo] = None

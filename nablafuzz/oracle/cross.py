@@ -25,7 +25,7 @@ import numpy as np
 
 from ..core.config import Config
 from ..core.model import (Aspect, Candidate, Disagreement, Execution, FilterOutcome, Finding, Outcome, ScenarioResult,
-                          TensorRecord, Tolerance, Trial, Verdict, records)
+                          TensorRecord, Tolerance, Trial, Verdict, cross_oracle, records)
 from ..core.quantities import COMPILED, FIRST_ORDER, is_reference, order
 from ..core.tensors import near_subnormal, to_record
 from ..runtime.pool import Members
@@ -252,7 +252,7 @@ def _candidates(r: Resolved, devs: Sequence[_Deviation],
         referenced = all(d.referenced for d in mine if order(d.quantity) == low)
         out.append((lib, Candidate(verdict, tuple(sorted(d.scenarios[0] for d in ds)), low, ds,
                              message=f"{lib} disagrees with the other libraries of {r.cls.id!r}: {ds[0].detail}",
-                             oracle=f"cross:{r.cls.id}", expected=expected), referenced))
+                             oracle=cross_oracle(r.cls.id), expected=expected), referenced))
     return out
 
 

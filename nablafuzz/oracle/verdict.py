@@ -5,7 +5,7 @@ import math
 from dataclasses import dataclass, replace
 from typing import Dict, List, Optional, Tuple
 
-from ..core.model import ApiSpec, Candidate, Execution, FilterOutcome, Finding, Verdict
+from ..core.model import ApiSpec, Candidate, Execution, FilterOutcome, Finding, Severity, Verdict
 from ..core.quantities import is_reference
 from .compare import compare
 from .filters import FilterContext, Peers, Rerun, coordinate_reference, run_filters, same_result
@@ -24,22 +24,22 @@ class Judgement:
 TAIL = 1e-12
 
 
-def severity(c: Candidate) -> str:
+def severity(c: Candidate) -> Severity:
     """crash > wrong (off by >= 10% or non-finite) > tail (wrong, but on derivatives below
     1e-12) > accuracy (a smaller but real loss) > metadata (works though declared unsupported)."""
     if c.verdict in (Verdict.CRASH, Verdict.TIMEOUT):
-        return "crash"
+        return Severity.CRASH
     if c.verdict is Verdict.UNDECLARED_SUPPORT:
-        return "metadata"
+        return Severity.METADATA
     rel = max((d.max_rel for d in c.disagreements), default=math.inf)
     if c.verdict is Verdict.VALUE_MISMATCH and c.oracle and rel < 1e-3:
-        return "accuracy"  # another library's output, a few digits apart
+        return Severity.ACCURACY  # another library's output, a few digits apart
     if c.verdict is not Verdict.DERIVATIVE_MISMATCH:
-        return "wrong"
+        return Severity.WRONG
     if rel < 0.1:
-        return "accuracy"
+        return Severity.ACCURACY
     tiny = all(max(abs(d.actual or 0.0), abs(d.expected or 0.0)) < TAIL for d in c.disagreements)
-    return "tail" if tiny else "wrong"
+    return Severity.TAIL if tiny else Severity.WRONG
 
 
 def _nondeterministic(outcome: FilterOutcome) -> Candidate:
@@ -92,7 +92,7 @@ def judge(execution: Execution, spec: ApiSpec, runner: Rerun, peers: Optional[Pe
                 conventions.append(last.reason)
             if last.filter == "nondeterminism" and not spec.random:
                 nd = _nondeterministic(last)
-                findings.append(Finding(execution.trial, nd, outcomes, "wrong", nd.message))
+                findings.append(Finding(execution.trial, nd, outcomes, Severity.WRONG, nd.message))
             continue
         if cand.ambiguous:  # Note [unresolved tie]
             dismissed["unresolved_tie"] = dismissed.get("unresolved_tie", 0) + 1
@@ -123,4 +123,4 @@ def uninitialised(first: Execution, fresh: Execution, finding: Finding) -> Optio
     message = (f"re-running the same inputs in a fresh process changes {', '.join(changed)}, while re-running in "
                "the same process repeats it bitwise: the result reads memory nothing wrote (Note [uninitialised read])")
     cand = Candidate(Verdict.UNINITIALISED_READ, culprit, 0 if culprit == ("direct",) else c.order, message=message)
-    return Finding(first.trial, cand, finding.filters, "wrong", message)
+    return Finding(first.trial, cand, finding.filters, Severity.WRONG, message)

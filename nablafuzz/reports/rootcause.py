@@ -14,7 +14,7 @@ Two reports belong to one root cause when:
 
 The groups are the connected components of those two relations.  Each root cause has a title,
 its member reports, a best witness (most severe, then smallest trial, then most occurrences)
-and a severity (model.SEVERITIES, most severe first).  Pure functions of the reports: nothing
+and a severity (model.Severity, most severe first).  Pure functions of the reports: nothing
 is stored, so a new campaign regroups what it finds.
 """
 from __future__ import annotations
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Dict, List, Sequence, Tuple
 
 from ..core.codec import digest
-from ..core.model import SEVERITIES, BugReport, ReportStatus, Verdict
+from ..core.model import BugReport, ReportStatus, Severity, Verdict
 
 # verdicts whose message is the library's own error text; a crash says only "killed by SIGSEGV",
 # which two unrelated defects share, so crashes group by operation alone
@@ -74,7 +74,11 @@ def _keys(r: BugReport) -> List[Tuple]:
 
 
 def severity_rank(severity: str) -> int:
-    return SEVERITIES.index(severity) if severity in SEVERITIES else len(SEVERITIES)
+    """Severity.rank of a severity or its value (an unknown one after every known one)."""
+    try:
+        return Severity(severity).rank
+    except ValueError:
+        return len(Severity)
 
 
 def _witness_order(r: BugReport) -> tuple:

@@ -62,7 +62,7 @@ def change(report: BugReport, latest: Optional[CampaignRecord]) -> str:
     if latest.id in report.campaigns or report.key in latest.seen:
         return "new" if report.campaigns[:1] == (latest.id,) else "still open"
     fp = report.fingerprint
-    tried = f"cross:{fp.oracle.partition(':')[2]}" if fp.oracle else f"{fp.library}:{fp.api}"
+    tried = f"cross:{fp.cross_class}" if fp.cross_class else f"{fp.library}:{fp.api}"
     return "not seen" if tried in latest.apis or fp.api in latest.apis else "not covered"
 
 
@@ -413,7 +413,7 @@ def _justification(report: BugReport) -> str:
     ds = report.evidence.disagreements
     fp = report.fingerprint
     if fp.oracle:
-        return (f"The other libraries of the equivalence class `{fp.oracle.partition(':')[2]}` compute the same "
+        return (f"The other libraries of the equivalence class `{fp.cross_class}` compute the same "
                 "function on the same inputs and agree with each other: " + _one_line(report.evidence.message))
     if not ds:
         return ("The direct call succeeds on these inputs, and the other derivative modes compute a value; an error "
