@@ -75,6 +75,31 @@ def test_reports_are_minimised_and_counted(broken_campaign):
     assert tanh.minimised_size <= 2
 
 
+def test_a_reports_numbers_are_those_of_its_stored_trial(broken_campaign):
+    """Evidence, repro and report come from the same (minimised) trial: judging the stored trial
+    again gives the stored evidence's numbers exactly (numpy_ref is deterministic)."""
+    from nablafuzz.core.quantities import ALL
+    from nablafuzz.oracle.verdict import judge
+    from nablafuzz.reports.replay import spec_for
+    from nablafuzz.runtime.registry import resolve_runtime
+    from nablafuzz.runtime.runner import Runner
+    from nablafuzz.specs.spec import load_specs
+    _, reports, _ = broken_campaign
+    specs = load_specs(ROOT / "api_specs", ["numpy_ref"], [BROKEN])
+    runner = Runner(resolve_runtime("numpy_ref", [str(BROKEN.parent)]), ROOT / ".nablafuzz" / "evidence.log", 60.0)
+    shrunk = [r for r in reports if r.minimised_size < r.original_size and r.evidence.disagreements]
+    assert shrunk
+    try:
+        for r in shrunk:
+            spec = spec_for(r, specs)
+            found = judge(runner.run(r.trial, spec, ALL), spec, runner).findings
+            (again,) = [f for f in found if f.fingerprint == r.fingerprint]
+            numbers = [(d.scenarios, d.actual, d.expected) for d in again.candidate.disagreements]
+            assert numbers == [(d.scenarios, d.actual, d.expected) for d in r.evidence.disagreements], r.key
+    finally:
+        runner.close()
+
+
 def _observations(campaigns: Path):
     lines = []
     for log in campaigns.glob("*/observations.jsonl"):

@@ -9,7 +9,7 @@ specs come from.  Importing a descriptor imports no deep-learning library.  Work
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, NamedTuple, Optional, Tuple
+from typing import Callable, List, NamedTuple, Optional, Tuple
 
 
 class Renderer(NamedTuple):
@@ -25,6 +25,9 @@ class Renderer(NamedTuple):
     dtype: str = "{name!r}"  # a dtype argument named {name}, as the library's dtype object
     entry: str = ""  # the library's functional transforms for the entry-point scenarios ("" none)
     entry_helpers: Tuple[Callable, ...] = ()  # functions `entry` calls, whose source the script includes
+    # layer specs (a module class fuzzed as a function of its inputs and parameters): the script
+    # lines defining `layer`, given the class expression and its init arguments as literals (None: none)
+    layer: Optional[Callable[[str, str, str], List[str]]] = None
 
 
 @dataclass(frozen=True)

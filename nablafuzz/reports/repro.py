@@ -188,21 +188,6 @@ def _keyword(name: str, text: str) -> str:
     return f"**{{{name!r}: {text}}}"
 
 
-def _layer(trial: Trial, cls: str) -> List[str]:
-    """A torch.nn layer as a function of its inputs and `param:<name>` parameters, as fuzzed."""
-    init, kwargs = trial.module
-    named = "{" + ", ".join(f"{k!r}: {_literal(v)}" for k, v in kwargs) + "}"
-    return ["import copy", "", f"LAYER = {cls}(*{_literal(init)}, **{named}).train(False)",
-            "LAYERS = {d: copy.deepcopy(LAYER).to(d) for d in (torch.float64, torch.float32, torch.float16)}", "", "",
-            "def layer(*inputs, **named):",
-            f'    """{cls} in inference mode via torch.func.functional_call; its parameters are inputs."""',
-            '    params = {k[len("param:"):]: v for k, v in named.items() if k.startswith("param:")}',
-            '    rest = {k: v for k, v in named.items() if not k.startswith("param:")}',
-            "    dtype = next(t.dtype for t in list(inputs) + list(params.values())",
-            "                 if isinstance(t, torch.Tensor) and t.is_floating_point())",
-            "    return torch.func.functional_call(LAYERS[dtype], params, inputs, rest)", ""]
-
-
 def _user_api(api: str) -> Tuple[str, str]:
     """`pkg.module:attr.path` -> (import line, expression)."""
     module, _, attr = api.partition(":")
@@ -503,13 +488,15 @@ def render(report: BugReport, declared: Container[str]) -> str:
         imports, bind = list(renderer.head) + _program(trial, renderer), _composed_bind(trial, "program", renderer.permute)
     else:
         lines, expr = _library_api(trial.api, renderer)
-        if trial.library == "torch" and trial.module is None and trial.api.split(".")[-1][:1].isupper():
+        if renderer.layer is not None and trial.module is None and trial.api.split(".")[-1][:1].isupper():
             raise ReproError("repro: this layer report predates layer scripts (its trial lacks the layer's init "
                              "arguments); replay it with `nablafuzz replay`, or let the next campaign refresh it")
         if trial.module is not None:
-            if trial.library != "torch":
+            if renderer.layer is None:
                 raise ReproError(f"repro: layer specs of {trial.library} have no script renderer yet")
-            lines, expr = lines + [""] + _layer(trial, expr), "layer"
+            init, kwargs = trial.module
+            named = "{" + ", ".join(f"{k!r}: {_literal(v)}" for k, v in kwargs) + "}"
+            lines, expr = lines + [""] + renderer.layer(expr, _literal(init), named), "layer"
         imports, bind = list(renderer.head) + lines, _composed_bind(trial, expr, renderer.permute, renderer.triangle, renderer.dtype)
     helpers = renderer.helpers
     if set(_scenarios(report, _pairs(report))) & set(ENTRY_POINTS):

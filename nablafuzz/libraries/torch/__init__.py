@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from ..descriptor import Library, Renderer
 from ..scripts import COMPOSED, TENSOR
-from .script import TEXT
+from .script import TEXT, layer_lines
 
 LIBRARY = Library(
     "torch", "nablafuzz.libraries.torch.adapter:make_adapter",
@@ -13,7 +13,8 @@ LIBRARY = Library(
              entry="types.SimpleNamespace(jacrev=torch.func.jacrev, jacfwd=torch.func.jacfwd, "
                    "hessian=torch.func.hessian, vmap=torch.func.vmap, vjp=torch.func.vjp, stack=torch.stack, sum=torch.sum, "
                    "graph=None, "
-                   "to_numpy=to_numpy, native=lambda v, o: torch.as_tensor(v).to(o.dtype))"),
+                   "to_numpy=to_numpy, native=lambda v, o: torch.as_tensor(v).to(o.dtype))",
+             layer=layer_lines),
     unsupported=(
         ("derivative_not_implemented", r"derivative for .* is not implemented"),
         ("forward_ad_not_implemented", r"Trying to use forward AD with .* that does not support it"),

@@ -1,4 +1,20 @@
-"""torch's own part of repro scripts (the AD helpers in plain torch code)."""
+"""torch's own part of repro scripts (the AD helpers in plain torch code, and its layers)."""
+from typing import List
+
+
+def layer_lines(cls: str, init: str, named: str) -> List[str]:
+    """A torch.nn layer as a function of its inputs and `param:<name>` parameters, as fuzzed:
+    `cls(*init, **named)` in inference mode via torch.func.functional_call."""
+    return ["import copy", "", f"LAYER = {cls}(*{init}, **{named}).train(False)",
+            "LAYERS = {d: copy.deepcopy(LAYER).to(d) for d in (torch.float64, torch.float32, torch.float16)}", "", "",
+            "def layer(*inputs, **named):",
+            f'    """{cls} in inference mode via torch.func.functional_call; its parameters are inputs."""',
+            '    params = {k[len("param:"):]: v for k, v in named.items() if k.startswith("param:")}',
+            '    rest = {k: v for k, v in named.items() if not k.startswith("param:")}',
+            "    dtype = next(t.dtype for t in list(inputs) + list(params.values())",
+            "                 if isinstance(t, torch.Tensor) and t.is_floating_point())",
+            "    return torch.func.functional_call(LAYERS[dtype], params, inputs, rest)", ""]
+
 
 TEXT = '''
 def flatten(out):
