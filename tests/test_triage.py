@@ -237,6 +237,12 @@ def test_one_root_cause_for_aliases_and_for_one_error_across_apis_and_an_issue_f
     assert "torch.utils.collect_env" in issue and "## Reproduction" in issue and "## Also affected" in issue
     with pytest.raises(KeyError):
         render_issue(root, "zzzz")
+    # a crash of the call itself is justified as such, not as "the direct call succeeds"
+    s.save(make_report("oneflow", "oneflow.amax", [tensor([0.5], name="input")], verdict=Verdict.CRASH,
+                       scenarios=("direct",), message="direct: killed by SIGABRT"))
+    crash = next(line for line in rows(render_triage(root)) if "oneflow.amax" in line).split("`")[-2]
+    issue = render_issue(root, crash[:8])
+    assert "The call itself kills the process" in issue and "The direct call succeeds" not in issue
 
 
 def test_the_index_stays_small_however_many_reports(tmp_path):

@@ -409,6 +409,24 @@ def _env_report(library: str) -> str:
     return describe(library).env_report if library in known_libraries() else "`pip list`"
 
 
+def _no_numbers(verdict: Verdict, direct: bool) -> str:
+    """Why a report without numbers to compare is a bug (a crash, a hang, an error, other bits)."""
+    if verdict in (Verdict.CRASH, Verdict.TIMEOUT):
+        what = "kills the process" if verdict is Verdict.CRASH else "never returns"
+        if direct:
+            return (f"The call itself {what} on these small inputs; a library call should return, or raise an "
+                    "exception the caller can handle.")
+        return (f"The direct call returns on these inputs, and computing this derivative {what}; it should return, "
+                "or raise an exception the caller can handle.")
+    if verdict is Verdict.NONDETERMINISTIC:
+        return "Re-running the same inputs in the same process gives other bits, and the API is not documented as random."
+    if verdict is Verdict.UNINITIALISED_READ:
+        return ("Re-running the same inputs in a fresh process gives other values, while re-running them in one process "
+                "repeats them bitwise: the result depends on memory nothing wrote.")
+    return ("The direct call succeeds on these inputs, and the other derivative modes compute a value; an error "
+            "in this mode alone is not documented behaviour.")
+
+
 def _justification(report: BugReport) -> str:
     ds = report.evidence.disagreements
     fp = report.fingerprint
@@ -416,8 +434,7 @@ def _justification(report: BugReport) -> str:
         return (f"The other libraries of the equivalence class `{fp.cross_class}` compute the same "
                 "function on the same inputs and agree with each other: " + _one_line(report.evidence.message))
     if not ds:
-        return ("The direct call succeeds on these inputs, and the other derivative modes compute a value; an error "
-                "(or crash) in this mode alone is not documented behaviour.")
+        return _no_numbers(fp.verdict, "direct" in fp.scenarios)
     ref = ds[0].scenarios[-1]
     if ref.split(".")[0] == "mp":
         return ("The expected value is the derivative of the function's exact mathematical definition, computed "
