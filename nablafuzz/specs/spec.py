@@ -40,7 +40,7 @@ LENGTH_MAX = 32  # tensors in a tensor_list
 BOUND_MAX = 1e15  # |low|, |high|: generation turns them into int64 and float64
 
 
-class _LineLoader(yaml.SafeLoader):
+class _LineLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # libyaml's parser where installed
     """Safe YAML loader that remembers each mapping's line as `__line__`."""
 
 
