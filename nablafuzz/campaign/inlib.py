@@ -60,7 +60,7 @@ class InLibrary:
                       for s in specs.select(self.config.libraries, self.config.apis)]
         self.loaded, self.conventions = specs.by_id(), specs.conventions  # what programs are built from
         self.blamed: Dict[str, str] = {}  # program fingerprint key -> what explained it ("": the program)
-        self.peer_classes = peer_classes(self.config, specs) if self.config.libraries else {}
+        self.peer_classes = peer_classes(self.config, specs)
 
     def prepare(self) -> None:
         """Programs join the tasks (they need a worker to find their steps)."""

@@ -18,7 +18,7 @@ import yaml
 from ..core.errors import SpecError, WorkerError
 from ..core.model import ApiSpec
 from ..core.tensors import non_empty
-from ..libraries import describe, known_libraries
+from ..libraries import describe, record
 from ..runtime.process import WorkerProcess
 from ..runtime.registry import resolve_runtime
 from ..specs.generate import generate
@@ -86,7 +86,7 @@ def derive(library: str, out: Path, timeout_s: float = 1800.0, workers: int = 2,
     entries = [entry_from_dict(e) for e in catalogue.get("entries", []) if e["name"] not in have
                and (not only or any(fnmatch.fnmatchcase(e["name"], g) for g in only))]
     given: Dict[str, Dict[str, Any]] = {}
-    if library in known_libraries() and describe(library).mirror:
+    if record(library).mirror:
         specs, skipped = mirrored(library, hints_path.parent)
         dropped += skipped
         given = {s["name"]: dict(s, notes="") for s in specs if not only or _matches(s["name"], only)}

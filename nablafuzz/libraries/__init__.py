@@ -82,6 +82,12 @@ def describe(library: str) -> Library:
     return _described(library, "" if library in adapters else packages[library], adapters.get(library, ""))
 
 
+def record(library: str) -> Library:
+    """The library's record, or a bare one (every default: no `where`, no other kernels, ...) for a
+    name nothing registers (the cross-library pseudo-library, a report's unknown library)."""
+    return describe(library) if library in known_libraries() else Library(library, "")
+
+
 def known_adapters() -> Dict[str, str]:
     """library -> its adapter's import string."""
     return {lib: describe(lib).adapter for lib in known_libraries()}
@@ -98,15 +104,13 @@ def scenarios_for(config: Any, library: str, capabilities: Sequence[str] = SECON
     on, without it when off; unset, `jit` runs when listed, or by default for a library that
     compiles cheaply unless the scenarios were narrowed.  Entry points and third order when
     switched on (or listed); third order only for a spec whose `capabilities` have second order."""
-    known = library in known_libraries()
+    lib = record(library)
     want = config.compiled
     if want is None:
-        want = COMPILED in config.scenarios or (known and describe(library).compiled_by_default
-                                                and config.scenarios == ALL_SCENARIOS)
+        want = COMPILED in config.scenarios or (lib.compiled_by_default and config.scenarios == ALL_SCENARIOS)
     base = tuple(s for s in config.scenarios if s not in (COMPILED, KERNELS) + ENTRY + THIRD_ORDER)
     kernels = (KERNELS,) if config.kernels or KERNELS in config.scenarios else ()
-    entry = tuple(s for s in ENTRY if (config.entry_points or s in config.scenarios)
-                  and known and describe(library).entry_points)
+    entry = tuple(s for s in ENTRY if (config.entry_points or s in config.scenarios) and lib.entry_points)
     third = tuple(s for s in THIRD_ORDER if (config.third_order or s in config.scenarios)
                   and any(c in SECOND_ORDER for c in capabilities))
     return base + ((COMPILED,) if want else ()) + kernels + entry + third

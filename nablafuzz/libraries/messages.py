@@ -9,26 +9,19 @@ import: the tables are tested without the libraries.
 """
 from __future__ import annotations
 
+import functools
 import re
-from typing import Dict, Tuple
+from typing import Tuple
 
 from ..core.model import Outcome
 
 
+@functools.lru_cache(maxsize=None)
 def _patterns(library: str) -> Tuple["re.Pattern[str]", ...]:
-    from . import describe  # the registry reads the library's record (the package imports base, not this)
-    try:
-        rows = describe(library).unsupported
-    except LookupError:
-        rows = ()
-    return tuple(re.compile(p, re.IGNORECASE | re.DOTALL) for _, p in rows)
-
-
-_COMPILED: Dict[str, Tuple["re.Pattern[str]", ...]] = {}
+    from . import record  # the registry reads the library's record (the package imports base, not this)
+    return tuple(re.compile(p, re.IGNORECASE | re.DOTALL) for _, p in record(library).unsupported)
 
 
 def classify_message(library: str, message: str) -> Outcome:
     """UNSUPPORTED where a row of the library's table matches the message, else RAISED."""
-    if library not in _COMPILED:
-        _COMPILED[library] = _patterns(library)
-    return Outcome.UNSUPPORTED if any(p.search(message) for p in _COMPILED[library]) else Outcome.RAISED
+    return Outcome.UNSUPPORTED if any(p.search(message) for p in _patterns(library)) else Outcome.RAISED

@@ -23,7 +23,7 @@ from ..core.codec import from_json
 from ..core.fingerprint import describe as describe_fingerprint
 from ..core.model import VETTING, BugReport, CampaignRecord, Disagreement, ReportStatus, Verdict
 from ..core.quantities import describe as describe_scenario
-from ..libraries import describe, known_libraries
+from ..libraries import record
 from .repro import ReproError, render, summarise_input
 from .rootcause import RootCause, root_causes, severity_rank
 from .store import Store, now, report_path, write_atomic
@@ -383,7 +383,7 @@ def render_issue(store_root: Path, wanted: str, spec_dir: Path = Path("api_specs
              f"{' and more' if len(cause.apis) > 4 else ''} ({'+'.join(w.fingerprint.scenarios)}, order "
              f"{w.fingerprint.order})", "",
              "## Versions", "", ", ".join(w.versions_seen) or "unknown",
-             f"(for the full environment: {_env_report(cause.library)})", "",
+             f"(for the full environment: {record(cause.library).env_report})", "",
              "## What happens", "", _one_line(w.evidence.message), ""]
     if w.evidence.disagreements:
         lines += ["## Expected vs actual", ""] + _evidence(w.evidence.disagreements) + [""]
@@ -402,11 +402,6 @@ ISSUE_TITLE = {Verdict.DERIVATIVE_MISMATCH: "Wrong derivative", Verdict.NONFINIT
                Verdict.TIMEOUT: "Hang", Verdict.VALUE_MISMATCH: "Wrong value", Verdict.WRONG_SHAPE: "Wrong-shaped gradient",
                Verdict.NONDETERMINISTIC: "Nondeterministic result",
                Verdict.UNINITIALISED_READ: "Result reads uninitialised memory"}
-
-
-def _env_report(library: str) -> str:
-    """How a maintainer prints the library's full environment (its record's)."""
-    return describe(library).env_report if library in known_libraries() else "`pip list`"
 
 
 def _no_numbers(verdict: Verdict, direct: bool) -> str:

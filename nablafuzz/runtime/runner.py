@@ -11,7 +11,7 @@ from ..core.model import (ApiSpec, ArgKind, Death, ErrorInfo, Execution, InputVa
                           TensorRecord, Trial, records)
 from ..core.quantities import KERNELS
 from ..core.tensors import to_array
-from ..libraries import describe, known_libraries
+from ..libraries import record
 from .process import Runtime, WorkerProcess
 
 
@@ -118,7 +118,7 @@ class Runner:
     def _kernels(self, trial: Trial, spec: ApiSpec, timeout_s: Optional[float]) -> ScenarioResult:
         """The `kernels` scenario: the call and its VJP in a worker that runs the library's other
         kernels (its record's `kernels_env`), as one result: the VJP's value, the call's outputs."""
-        env = describe(trial.library).kernels_env if trial.library in known_libraries() else ()
+        env = record(trial.library).kernels_env
         if not env:
             return ScenarioResult(KERNELS, Outcome.UNSUPPORTED, error=ErrorInfo(
                 "NotImplementedError", f"{trial.library} has no kernel variant to compare (Library.kernels_env)"))

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..core.model import ApiSpec, ArgKind, Trial, records
 from ..core.tensors import non_empty, to_array
-from ..libraries import describe, known_libraries
+from ..libraries import record
 from .generate import generate
 
 NAMESPACES = ("", "fft.", "linalg.")
@@ -32,8 +32,7 @@ _REGULAR: Dict[str, Optional[Callable[..., Any]]] = {}  # spec id -> its counter
 def function(library: str, api: str) -> Optional[Callable[..., Any]]:
     """numpy's function of the API's name (`torch.fft.rfft` -> numpy.fft.rfft), or None."""
     # where the library keeps numpy's functions (its record's prefixes, longest first)
-    prefixes = describe(library).numpy_prefixes if library in known_libraries() else ()
-    rest = next((api[len(p):] for p in prefixes if api.startswith(p)), None)
+    rest = next((api[len(p):] for p in record(library).numpy_prefixes if api.startswith(p)), None)
     if rest is None or ":" in rest or rest.count(".") > 1:
         return None
     space, _, name = rest.rpartition(".")

@@ -33,7 +33,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from ..core.model import ApiSpec, ArgKind, ArgSpec, Finding, Fingerprint, InputValue, TensorRecord, Tolerance, Trial
-from ..libraries import describe, known_libraries
+from ..libraries import record
 from ..libraries.base import UnknownApi
 from ..libraries.numpy_ref.adapter import Op, _unbroadcast
 
@@ -49,7 +49,7 @@ _SPECIAL = frozenset(">|()")
 # no where(...) programs.
 def where_of(library: str) -> str:
     """The library's `where` API ("" where it has none)."""
-    return describe(library).where if library in known_libraries() else ""
+    return record(library).where
 
 
 class ProgramError(UnknownApi):
