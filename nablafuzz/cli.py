@@ -69,6 +69,10 @@ def _campaign_parser(sub) -> None:
     p.add_argument("--compiled", action=argparse.BooleanOptionalAction, default=None,
                    help="run the compiled scenario `jit` (default: on for jax, whose jit is cheap; off for torch, "
                         "whose torch.compile takes 20-40 s per API)")
+    p.add_argument("--staged", action=argparse.BooleanOptionalAction, default=None,
+                   help="compile each scenario whole and draw each API's shapes from a small pool that rotates, so "
+                        "most trials reuse a compiled program; findings are re-established eagerly (default: on for "
+                        "jax and tensorflow)")
     p.add_argument("--entry-points", dest="entry_points", action="store_true", default=None,
                    help="also the transforms users call, compared with the plain modes: jacrev, jacfwd, vmap of "
                         "the VJP, hessian (torch.func, jax; on in the nightly profile)")

@@ -9,6 +9,7 @@ store, the observation log, fixed/flaky replays at the end) is the campaign loop
 """
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import time
 from dataclasses import replace
@@ -18,9 +19,11 @@ from typing import Dict, List, Optional, Set, Tuple
 from ..core.config import Config
 from ..core.errors import RefusedError
 from ..core.fingerprint import key as fingerprint_key
-from ..core.model import ApiSpec, BugReport, Finding, Trial
+from ..core.model import ApiSpec, BugReport, Execution, Finding, Trial
+from ..libraries import staged_for
 from ..oracle.compare import empty_derivative
 from ..oracle.cross import run_class
+from ..oracle.verdict import Judgement
 from ..reports.replay import ReplayResult, replay_result
 from ..reports.store import trial_key
 from ..runtime.pool import Members, installed_runtimes
@@ -58,9 +61,19 @@ class CrossLibrary:
     def run_trial(self, spec: ApiSpec, members: Members, index: int) -> TrialResult:
         start = time.monotonic()
         r = self.classes[spec.name]
+        staged = [lib for lib in r.libraries if staged_for(self.config, lib)]
         trial = generate(spec, self.campaign.seed, index, self.config.max_tensor_size, self.config.max_rank,
-                         regime_share=self.config.regime_share)
+                         regime_share=self.config.regime_share, pooled=bool(staged))
         j, executions = run_class(r, trial, members, self.config)
+        if j.findings and staged:  # re-established eagerly, as in Note [staged findings]
+            with contextlib.ExitStack() as stack:
+                for runner in filter(None, map(members.runners.get, staged)):
+                    stack.enter_context(runner.eager())
+                return self._judged(spec, r, members, index, trial, start, *run_class(r, trial, members, self.config))
+        return self._judged(spec, r, members, index, trial, start, j, executions)
+
+    def _judged(self, spec: ApiSpec, r: Resolved, members: Members, index: int, trial: Trial, start: float,
+                j: Judgement, executions: Dict[str, Execution]) -> TrialResult:
 
         def again() -> Tuple[Finding, ...]:  # the deviants' workers fresh (Note [confirmation])
             for library in {f.fingerprint.library for f in j.findings}:

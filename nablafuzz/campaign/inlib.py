@@ -21,7 +21,7 @@ from ..core.model import ApiSpec, BugReport, Execution, Finding, Trial, Verdict
 from ..libraries import scenarios_for
 from ..oracle.compare import empty_derivative
 from ..oracle.filters import Peers
-from ..oracle.verdict import judge, uninitialised
+from ..oracle.verdict import Judgement, judge, uninitialised
 from ..reports.replay import ReplayResult, replay_report
 from ..reports.store import trial_key
 from ..runtime.process import RuntimeUnavailable
@@ -93,11 +93,30 @@ class InLibrary:
     def run_trial(self, spec: ApiSpec, runner: Runner, index: int) -> TrialResult:
         start = time.monotonic()
         trial = generate(spec, self.campaign.seed, index, self.config.max_tensor_size, self.config.max_rank,
-                         regime_share=self.config.regime_share)
+                         regime_share=self.config.regime_share, pooled=runner.staged)
         scenarios = scenarios_for(self.config, spec.library, spec.capabilities)
         execution = runner.run(trial, spec, scenarios)
         peers = self._peers(spec)
         j = judge(execution, spec, runner, peers)
+        if j.findings and runner.staged:  # Note [staged findings]
+            with runner.eager():
+                return self._established(spec, runner, index, trial, scenarios, start)
+        return self._judged(spec, runner, index, trial, scenarios, start, execution, j)
+
+    # Note [staged findings]
+    # Staged scenarios (compiled kernels, Note [staged scenarios]) screen the trials.  A trial
+    # whose judgement has findings is run again eagerly, as its repro script will run it, and
+    # only that run's findings go on (to confirmation, minimisation and the store), so no
+    # report rests on a compiled program the maintainer's script does not run.
+    def _established(self, spec: ApiSpec, runner: Runner, index: int, trial: Trial, scenarios: Sequence[str],
+                     start: float) -> TrialResult:
+        execution = runner.run(trial, spec, scenarios)
+        return self._judged(spec, runner, index, trial, scenarios, start, execution,
+                            judge(execution, spec, runner, self._peers(spec)))
+
+    def _judged(self, spec: ApiSpec, runner: Runner, index: int, trial: Trial, scenarios: Sequence[str],
+                start: float, execution: Execution, j: Judgement) -> TrialResult:
+        peers = self._peers(spec)
         fresh: List[Execution] = []
 
         def again() -> Tuple[Finding, ...]:

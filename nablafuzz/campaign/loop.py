@@ -36,6 +36,7 @@ from ..reports.replay import ReplayOutcome, ReplayResult
 from ..reports.store import Store, now, path_of
 from ..runtime.process import RuntimeUnavailable
 from ..runtime.registry import resolve_runtime
+from ..libraries import staged_for
 from ..runtime.runner import Runner
 from ..specs.spec import SpecSet
 from .stats import Observation, Summary, TrialResult, summarise
@@ -65,7 +66,8 @@ def campaign_id(config: Config) -> str:
     basis = (config.libraries, config.apis, config.spec_files, config.seed, config.trials_per_api,
              config.scenarios, config.max_tensor_size, config.profile) + (("cross",) if config.cross else ()) \
         + ((("regime_share", config.regime_share),) if config.regime_share != Config.regime_share else ()) \
-        + ((("programs", config.max_programs),) if config.programs and not config.cross else ())
+        + ((("programs", config.max_programs),) if config.programs and not config.cross else ()) \
+        + ((("staged", config.staged),) if config.staged is not None else ())
     return config.name or f"c-{digest(basis, 10)}"
 
 
@@ -177,7 +179,8 @@ class Campaign:
         if library not in runners:
             rt = resolve_runtime(library, self.python_path, self.config.memory_limit_mb)
             log = self.dir / "logs" / f"{library}-{n}.log"
-            runners[library] = Runner(rt, log, self.config.trial_timeout_s, self.deadline)
+            runners[library] = Runner(rt, log, self.config.trial_timeout_s, self.deadline,
+                                      staged=staged_for(self.config, library))
         return runners[library]
 
     def _work(self, tasks: "queue.Queue", n: int, done: Set[Tuple[str, int]], deadline: float) -> None:

@@ -35,6 +35,7 @@ class Config:
     memory_limit_mb: int = 0  # per worker; make_config derives it from the machine unless given (0: none)
     scenarios: Tuple[str, ...] = ALL_SCENARIOS
     compiled: Optional[bool] = None  # None: each library's default (Library.compiled_by_default)
+    staged: Optional[bool] = None  # compiled scenario kernels and signature pools; None: Library.staged
     minimise: bool = True
     name: str = ""
     profile: str = "default"

@@ -114,3 +114,9 @@ def scenarios_for(config: Any, library: str, capabilities: Sequence[str] = SECON
     third = tuple(s for s in THIRD_ORDER if (config.third_order or s in config.scenarios)
                   and any(c in SECOND_ORDER for c in capabilities))
     return base + ((COMPILED,) if want else ()) + kernels + entry + third
+
+
+def staged_for(config: Any, library: str) -> bool:
+    """Whether `library`'s trials under `config` (a core.config.Config) are staged: compiled
+    scenario kernels and pooled signatures (Note [staged scenarios]); unset, the library's default."""
+    return record(library).staged if config.staged is None else bool(config.staged)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Sequence, Tuple
+from typing import Any, Callable, Dict, List, NamedTuple, Sequence, Tuple
 
 import numpy as np
 
@@ -41,6 +41,15 @@ class FirstOrder:
 class SecondOrder:
     value: float
     scale: float
+
+
+class Plan(NamedTuple):
+    """A scenario as a kernel: `kernel(fn, x, *args)` maps the call (`fn`, of the native
+    differentiable inputs) and the native inputs `x` to native results; `done` turns those
+    into the scenario's numbers (Note [staged scenarios])."""
+    kernel: Callable[..., Any]
+    args: Tuple[Any, ...]
+    done: Callable[[Any], Any]
 
 
 class WrongShape(ValueError):
@@ -112,6 +121,7 @@ class Adapter:
 
     library: str = ""
     emulated_fwd: bool = False
+    stages: bool = False  # compiles scenario kernels (`staged`) when a call has a key
 
     def versions(self) -> Dict[str, str]:
         raise NotImplementedError
@@ -143,12 +153,13 @@ class Adapter:
         the numpy values of those inputs in order.
         """
         xs: List[np.ndarray] = []
-        slots = [(name, keyword, self._slot(value, diff, xs)) for value, diff, keyword, name in inputs]
+        consts: List[Any] = []
+        slots = [(name, keyword, self._slot(value, diff, xs, consts)) for value, diff, keyword, name in inputs]
 
-        def call(*dx: Any) -> Any:
+        def with_consts(cs: Sequence[Any], *dx: Any) -> Any:
             args, kwargs = [], {}
             for name, keyword, slot in slots:
-                value = _fill(slot, dx)
+                value = _fill(slot, dx, cs)
                 if keyword:
                     kwargs[name] = value
                 else:
@@ -156,16 +167,17 @@ class Adapter:
             return fn(*args, **kwargs)
 
         outs = None if diff_outputs is None else tuple(diff_outputs)
-        return BoundCall(call, outs), xs
+        return BoundCall(lambda *dx: with_consts(consts, *dx), outs, tuple(consts), with_consts), xs
 
-    def _slot(self, value: Any, diff: bool, xs: List[np.ndarray]) -> Any:
+    def _slot(self, value: Any, diff: bool, xs: List[np.ndarray], consts: List[Any]) -> Any:
         if isinstance(value, list):
-            return [self._slot(v, diff, xs) for v in value]
+            return [self._slot(v, diff, xs, consts) for v in value]
         if isinstance(value, np.ndarray):
             if diff and value.dtype.kind == "f":
                 xs.append(value)
                 return _Diff(len(xs) - 1)
-            return _Const(self.from_numpy(value, str(value.dtype)))
+            consts.append(self.from_numpy(value, str(value.dtype)))
+            return _Array(len(consts) - 1)
         if isinstance(value, dict) and set(value) == {"dtype"}:
             return _Const(self.dtype(value["dtype"]))
         return _Const(value)
@@ -186,6 +198,28 @@ class Adapter:
                     zs: List[np.ndarray]) -> SecondOrder:
         """v^T D3f [u, w, z] by composition: `outer` mode along z of the second-order Q2."""
         raise NotImplementedError(f"{self.library} has no third-order composition")
+
+    def at_points(self, scenario: str, call: "BoundCall", points: Sequence[List[np.ndarray]], us: List[np.ndarray],
+                  vs: List[np.ndarray], ws: List[np.ndarray], zs: List[np.ndarray]) -> List[Any]:
+        """`scenario` ("direct", a mode or a composition) at each of `points` (input lists): the
+        direct call's outputs, or its FirstOrder / SecondOrder (a finite difference's evaluations)."""
+        out: List[Any] = []
+        for xs in points:
+            if scenario == "direct":
+                out.append(self.direct(call, xs))
+            elif "." not in scenario:
+                out.append(self.first_order(scenario, call, xs, us, vs))
+            elif scenario.count(".") == 1:
+                out.append(self.second_order(*scenario.split("."), call, xs, us, vs, ws))
+            else:
+                out.append(self.third_order(*scenario.split("."), call, xs, us, vs, ws, zs))
+        return out
+
+    def fused(self, scenarios: Sequence[str], call: "BoundCall", xs: List[np.ndarray], us: List[np.ndarray],
+              vs: List[np.ndarray], ws: List[np.ndarray], zs: List[np.ndarray]) -> Dict[str, Any]:
+        """Several AD scenarios at once, {scenario: FirstOrder or SecondOrder}; an adapter that
+        stages computes them in one compiled kernel, any error failing them all."""
+        return {s: self.at_points(s, call, [xs], us, vs, ws, zs)[0] for s in scenarios}
 
     def entry_point(self, name: str, call: "BoundCall", xs: List[np.ndarray], us: List[np.ndarray],
                     vs: List[np.ndarray], ws: List[np.ndarray]) -> Tuple[float, float]:
@@ -234,6 +268,10 @@ class Adapter:
         named `param:<name>` (so they are differentiable inputs like any other)."""
         raise NotImplementedError(f"{self.library} has no module specs")
 
+    def compiles(self) -> int:
+        """Compilations (or traces) this worker has made so far, where the library counts them."""
+        return 0
+
     def compiled(self, fn: Any) -> Any:
         """`fn` compiled by the library's compiler (the opt-in `jit` scenario)."""
         raise NotImplementedError(f"{self.library} has no compiled scenario")
@@ -261,22 +299,36 @@ class _Diff:
 
 
 @dataclass(frozen=True)
+class _Array:
+    index: int  # into the call's constant arrays
+
+
+@dataclass(frozen=True)
 class _Const:
     value: Any
 
 
-def _fill(slot: Any, dx: Sequence[Any]) -> Any:
+def _fill(slot: Any, dx: Sequence[Any], consts: Sequence[Any]) -> Any:
     if isinstance(slot, list):
-        return [_fill(s, dx) for s in slot]
-    return dx[slot.index] if isinstance(slot, _Diff) else slot.value
+        return [_fill(s, dx, consts) for s in slot]
+    if isinstance(slot, _Diff):
+        return dx[slot.index]
+    return consts[slot.index] if isinstance(slot, _Array) else slot.value
 
 
 @dataclass(frozen=True)
 class BoundCall:
-    """A function of the differentiable inputs only; `diff_outputs` picks outputs to differentiate."""
+    """A function of the differentiable inputs only; `diff_outputs` picks outputs to differentiate.
+
+    For staging (Note [staged scenarios]): `consts` are the call's non-differentiable arrays
+    (native), `with_consts(consts, *dx)` the same call with them passed in, and `key` what else
+    the call depends on (the API and its Python-valued arguments; None: never staged)."""
 
     fn: Callable[..., Any]
     diff_outputs: Tuple[int, ...] | None
+    consts: Tuple[Any, ...] = ()
+    with_consts: Callable[..., Any] | None = None
+    key: Any = None
 
 
 # Note [second order by composition]
@@ -306,24 +358,89 @@ class ComposableAdapter(Adapter):
         return list(out) if isinstance(out, (tuple, list)) else [out]
 
     def _outputs(self, call: BoundCall) -> Call:
+        return self._picked(call.fn, call.diff_outputs)
+
+    def _picked(self, fn: Callable[..., Any], diff_outputs: Tuple[int, ...] | None) -> Call:
         def f(xs: List[Any]) -> List[Any]:
-            outs = self.flatten(call.fn(*xs))
-            return outs if call.diff_outputs is None else [outs[i] for i in call.diff_outputs]
+            outs = self.flatten(fn(*xs))
+            return outs if diff_outputs is None else [outs[i] for i in diff_outputs]
         return f
 
+    # Note [staged scenarios]
+    # Each scenario is a kernel: a function of the call (as a function of its differentiable
+    # inputs) and of native arrays, returning native arrays.  `staged` runs it eagerly here; an
+    # adapter whose library compiles whole programs cheaply (jax.jit, tf.function) compiles it
+    # once per (scenario, call key) and runs the compiled program on the arrays, the call's
+    # constant arrays passed in too, so a signature seen before costs no compilation.  A call
+    # without a key (the direct call and the VJP of a trial, the compiled scenario's references,
+    # random ops, calls that cannot be traced) always runs eagerly.
+    def staged(self, call: BoundCall, name: str, kernel: Callable[..., Any]) -> Callable[..., Any]:
+        """`kernel(fn, *arrays)` as a function of the arrays, `fn` the call of the differentiable
+        inputs (raw outputs); eager here (Note [staged scenarios])."""
+        return lambda *arrays: kernel(call.fn, *arrays)
+
+    def plan(self, scenario: str, call: BoundCall, xs: List[np.ndarray], us: List[np.ndarray],
+             vs: List[np.ndarray], ws: List[np.ndarray], zs: List[np.ndarray]) -> Plan:
+        """How this adapter computes `scenario` ("direct", a mode or a composition) as a kernel of
+        the native inputs (Note [staged scenarios])."""
+        picked, nd = call.diff_outputs, scenario.count(".")
+        if scenario == "direct":
+            return Plan(lambda fn, x: self.flatten(fn(*x)), (), lambda outs: [self.to_numpy(o) for o in outs])
+        if scenario == "rev":
+            def rev_done(got: Any) -> FirstOrder:
+                g = [self.to_numpy(t) for t in got[1]]
+                return FirstOrder(tuple(self.to_numpy(o) for o in got[0]), *project(g, us), tuple(g))
+            return Plan(lambda fn, x, v: self.vjp(self._picked(fn, picked), x, v, False), (self._native(vs, vs),),
+                        rev_done)
+        if scenario == "fwd":
+            def fwd_done(got: Any) -> FirstOrder:
+                return FirstOrder(tuple(self.to_numpy(o) for o in got[0]),
+                                  *project(vs, [self.to_numpy(t) for t in got[1]]))
+            return Plan(lambda fn, x, u: self.jvp(self._picked(fn, picked), x, u), (self._native(us, xs),), fwd_done)
+        modes = scenario.split(".")
+        outer, along = modes[0], (ws if nd == 1 else zs)
+
+        def kernel(fn: Any, x: Any, u: Any, v: Any, w: Any, z: Any, one: Any) -> Any:
+            q = self._inner(modes[-1], self._picked(fn, picked), u, v)
+            if nd == 2:
+                q = self._inner(modes[1], q, w, one)
+            return self._last(outer, q, x, w if nd == 1 else z, one)
+        args = (self._native(us, xs), self._native(vs, vs), self._native(ws, xs), self._native(zs, xs), self._one(xs))
+        return Plan(kernel, args, lambda got: self._order_value(outer, got, along))
+
+    def _planned(self, scenario: str, call: BoundCall, xs, us=(), vs=(), ws=(), zs=()) -> Any:
+        p = self.plan(scenario, call, xs, list(us), list(vs), list(ws), list(zs))
+        return p.done(self.staged(call, scenario, p.kernel)(self._native(xs, xs, grad=True), *p.args))
+
     def direct(self, call, xs):
-        return [self.to_numpy(o) for o in self.flatten(call.fn(*self._native(xs, xs)))]
+        return self._planned("direct", call, xs)
 
     def first_order(self, mode, call, xs, us, vs):
-        f, nx = self._outputs(call), self._native(xs, xs, grad=True)
-        if mode == "rev":
-            outs, grads = self.vjp(f, nx, self._native(vs, vs), create_graph=False)
-            g = [self.to_numpy(t) for t in grads]
-            value, scale = project(g, us)
-            return FirstOrder(tuple(self.to_numpy(o) for o in outs), value, scale, tuple(g))
-        outs, tans = self.jvp(f, nx, self._native(us, xs))
-        value, scale = project(vs, [self.to_numpy(t) for t in tans])
-        return FirstOrder(tuple(self.to_numpy(o) for o in outs), value, scale)
+        return self._planned(mode, call, xs, us, vs)
+
+    def second_order(self, outer, inner, call, xs, us, vs, ws):
+        return self._planned(f"{outer}.{inner}", call, xs, us, vs, ws, [])
+
+    def third_order(self, outer, middle, inner, call, xs, us, vs, ws, zs):
+        return self._planned(f"{outer}.{middle}.{inner}", call, xs, us, vs, ws, zs)
+
+    def at_points(self, scenario, call, points, us, vs, ws, zs):
+        """Staged: every point in one compiled kernel (one dispatch for a finite difference)."""
+        if not self.stages or call.key is None:
+            return super().at_points(scenario, call, points, us, vs, ws, zs)
+        p = self.plan(scenario, call, points[0], list(us), list(vs), list(ws), list(zs))
+        many = self.staged(call, f"{scenario}@{len(points)}", lambda fn, pts, *a: [p.kernel(fn, x, *a) for x in pts])
+        return [p.done(got) for got in many([self._native(x, x, grad=True) for x in points], *p.args)]
+
+    def fused(self, scenarios, call, xs, us, vs, ws, zs):
+        """Staged: the scenarios in one compiled kernel (one compilation per signature for all)."""
+        if not self.stages or call.key is None:
+            return super().fused(scenarios, call, xs, us, vs, ws, zs)
+        plans = [self.plan(s, call, xs, list(us), list(vs), list(ws), list(zs)) for s in scenarios]
+        kernel = self.staged(call, "+".join(scenarios),
+                             lambda fn, x, *a: [p.kernel(fn, x, *args) for p, args in zip(plans, a)])
+        got = kernel(self._native(xs, xs, grad=True), *[p.args for p in plans])
+        return {s: p.done(g) for s, p, g in zip(scenarios, plans, got)}
 
     def _inner(self, inner: str, f: Call, us: List[Any], vs: List[Any]) -> Call:
         def q(xs: List[Any]) -> List[Any]:
@@ -334,16 +451,19 @@ class ComposableAdapter(Adapter):
             return [self.dot(vs, tans)]
         return q
 
-    def third_order(self, outer, middle, inner, call, xs, us, vs, ws, zs):
-        nx = self._native(xs, xs, grad=True)
-        one = [self.from_numpy(np.ones(()), str(xs[0].dtype))]
-        q1 = self._inner(inner, self._outputs(call), self._native(us, xs), self._native(vs, vs))
-        q2 = self._inner(middle, q1, self._native(ws, xs), one)
+    def _one(self, xs: Sequence[np.ndarray]) -> List[Any]:
+        return [self.from_numpy(np.ones(()), str(xs[0].dtype))]
+
+    def _last(self, outer: str, q: Call, nx: List[Any], along: List[Any], one: List[Any]) -> Any:
+        """`outer` mode of the scalar q at nx: its gradient (rev), or its JVP along `along`."""
         if outer == "rev":
-            _, grads = self.vjp(q2, nx, one, create_graph=False)
-            return SecondOrder(*project([self.to_numpy(g) for g in grads], zs))
-        _, tans = self.jvp(q2, nx, self._native(zs, xs))
-        value = float(self.to_numpy(tans[0]))
+            return self.vjp(q, nx, one, create_graph=False)[1]
+        return self.jvp(q, nx, along)[1][0]
+
+    def _order_value(self, outer: str, got: Any, along: Sequence[np.ndarray]) -> SecondOrder:
+        if outer == "rev":
+            return SecondOrder(*project([self.to_numpy(g) for g in got], along))
+        value = float(self.to_numpy(got))
         return SecondOrder(value, point_scale(value))
 
     def entry_library(self) -> Any:
@@ -353,14 +473,3 @@ class ComposableAdapter(Adapter):
     def entry_point(self, name, call, xs, us, vs, ws):
         lib, f = self.entry_library(), self._outputs(call)
         return entry_value(name, lib, lambda *a: tuple(f(list(a))), self._native(xs, xs), us, vs, ws, project)
-
-    def second_order(self, outer, inner, call, xs, us, vs, ws):
-        nx = self._native(xs, xs, grad=True)
-        q = self._inner(inner, self._outputs(call), self._native(us, xs), self._native(vs, vs))
-        if outer == "rev":
-            _, grads = self.vjp(q, nx, [self.from_numpy(np.ones(()), str(xs[0].dtype))], create_graph=False)
-            value, scale = project([self.to_numpy(g) for g in grads], ws)
-            return SecondOrder(value, scale)
-        _, tans = self.jvp(q, nx, self._native(ws, xs))
-        value = float(self.to_numpy(tans[0]))
-        return SecondOrder(value, point_scale(value))

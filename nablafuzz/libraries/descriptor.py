@@ -41,6 +41,7 @@ class Library:
     kernels_env: Tuple[Tuple[str, str], ...] = ()  # the environment of its other kernels (`kernels`)
     env_report: str = "`pip list`"  # how a maintainer prints the full environment
     compiled_by_default: bool = False  # the `jit` scenario in every trial (a cheap compiler)
+    staged: bool = False  # compiled scenario kernels and signature pools by default (Note [staged scenarios])
     entry_points: bool = False  # its adapter gives the functional transforms of the entry points
     namespaces: Tuple[str, ...] = ()  # its public namespaces (the equivalence-map derivation)
     mirror: Optional[Tuple[str, Tuple[Tuple[str, str], ...]]] = None  # specs mirrored from another library

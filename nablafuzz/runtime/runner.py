@@ -1,10 +1,11 @@
 """Runs trials on a worker: `Trial` in, `Execution` out (typed results, or how the worker died)."""
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from ..core.errors import BudgetExhausted, RefusedError, WorkerError
 from ..core.model import (ApiSpec, ArgKind, Death, ErrorInfo, Execution, InputValue, Outcome, ScenarioResult,
@@ -26,9 +27,10 @@ def _wire_value(i: InputValue) -> Any:
     return list(i.value) if isinstance(i.value, tuple) else i.value
 
 
-def trial_request(trial: Trial, spec: ApiSpec, scenarios: Sequence[str]) -> Dict[str, Any]:
+def trial_request(trial: Trial, spec: ApiSpec, scenarios: Sequence[str], staged: bool = False) -> Dict[str, Any]:
     """The wire request.  The callable is named by the loaded spec, never by the trial (which may
-    come from a report file): a trial that names another API is refused."""
+    come from a report file): a trial that names another API is refused.  `staged` asks for
+    compiled scenario kernels (Note [staged scenarios])."""
     if (trial.library, trial.api) != (spec.library, spec.name):
         raise RefusedError(f"trial names {trial.library}:{trial.api} but runs under the spec of "
                            f"{spec.library}:{spec.name}; refusing to run it (reports are data, never code)")
@@ -41,6 +43,7 @@ def trial_request(trial: Trial, spec: ApiSpec, scenarios: Sequence[str]) -> Dict
                     "keyword": i.keyword} for i in trial.inputs],
         "layout": {name: list(perm) for name, perm in trial.layout},
         "projections": dict(trial.projections),
+        "staged": staged,
     }
 
 
@@ -64,12 +67,17 @@ class Runner:
     """A worker plus the trial encoding; restarts the worker after a crash or timeout.
 
     `deadline` (time.monotonic) bounds every request: a request is given at most what is left,
-    and one the deadline cut short raises BudgetExhausted instead of reporting a timeout."""
+    and one the deadline cut short raises BudgetExhausted instead of reporting a timeout.
+    `staged` runs trials and probes with compiled scenario kernels (Note [staged scenarios]);
+    `compiles` is the worker's count of compilations after its last trial (0 where none are counted)."""
 
-    def __init__(self, runtime: Runtime, log_path: Path, timeout_s: float, deadline: Optional[float] = None):
+    def __init__(self, runtime: Runtime, log_path: Path, timeout_s: float, deadline: Optional[float] = None,
+                 staged: bool = False):
         self.worker = WorkerProcess(runtime, log_path)
         self.timeout_s = timeout_s
         self.deadline = deadline
+        self.staged = staged
+        self.compiles = 0
         self.runtime, self.log_path = runtime, log_path
         self.variant: Optional[WorkerProcess] = None  # the other kernels' worker, started on first use
 
@@ -90,6 +98,15 @@ class Runner:
             raise BudgetExhausted()
         return ex
 
+    @contextlib.contextmanager
+    def eager(self) -> Iterator[None]:
+        """Trials and probes run eagerly inside (a staged campaign re-establishes its findings so)."""
+        was, self.staged = self.staged, False
+        try:
+            yield
+        finally:
+            self.staged = was
+
     def restart(self) -> None:
         """A fresh worker: nothing a previous trial left in the process survives."""
         self.worker.restart()
@@ -104,7 +121,9 @@ class Runner:
     def run(self, trial: Trial, spec: ApiSpec, scenarios: Sequence[str], timeout_s: Optional[float] = None) -> Execution:
         self.worker.ensure()
         order = ["direct"] + [s for s in scenarios if s not in ("direct", KERNELS)]
-        ex = self._request(trial_request(trial, spec, order), timeout_s, "done")
+        ex = self._request(trial_request(trial, spec, order, self.staged), timeout_s, "done")
+        done = ex.messages[-1] if ex.messages else {}
+        self.compiles = int(done.get("compiles", 0)) if done.get("op") == "done" else self.compiles
         errors = [m for m in ex.messages if m.get("op") == "error"]
         if errors:
             raise WorkerError(f"{trial.library} worker refused {trial.api}: {errors[0]['type']}: {errors[0]['message']}")
@@ -142,7 +161,7 @@ class Runner:
               points: Sequence[Tuple[int, int, float]]) -> Optional[List[float]]:
         """Scalar values at perturbed inputs (see scenarios.probe); None if the worker failed."""
         self.worker.ensure()
-        request = dict(trial_request(trial, spec, ()), op="probe", function=function,
+        request = dict(trial_request(trial, spec, (), self.staged), op="probe", function=function,
                        points=[list(p) for p in points])
         ex = self._request(request, None, "values")
         if ex.death is not None or not ex.messages or ex.messages[-1].get("op") != "values":

@@ -72,13 +72,15 @@ def _batched_value(rng: np.random.Generator, arg: ArgSpec, rec: TensorRecord, pr
     return to_record(tiled)
 
 
-def batched(rng: np.random.Generator, args: Sequence[ArgSpec], inputs: Tuple[InputValue, ...]) -> Tuple[InputValue, ...]:
-    """`inputs` with a batch prepended to their tensor arguments (`roles`)."""
+def batched(rng: np.random.Generator, args: Sequence[ArgSpec], inputs: Tuple[InputValue, ...],
+            values: Optional[np.random.Generator] = None) -> Tuple[InputValue, ...]:
+    """`inputs` with a batch prepended to their tensor arguments (`roles`, drawn from `rng`; the
+    batch elements' values from `values`, `rng` unless given)."""
     tensors = [k for k, i in enumerate(inputs) if i.kind is ArgKind.TENSOR and isinstance(i.value, TensorRecord)]
     if not tensors:
         return inputs
     prefixes = dict(zip(tensors, roles(rng, batch_shape(rng), len(tensors))))
-    return tuple(replace(i, value=_batched_value(rng, a, i.value, prefixes[k])) if k in prefixes else i
+    return tuple(replace(i, value=_batched_value(values or rng, a, i.value, prefixes[k])) if k in prefixes else i
                  for k, (a, i) in enumerate(zip(args, inputs)))
 
 

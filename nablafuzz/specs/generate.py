@@ -15,7 +15,7 @@ from ..core.domains import sample
 from ..core.model import ApiSpec, ArgKind, ArgSpec, InputValue, TensorRecord, Trial
 from ..core.structures import PROJECTIONS, draw, fit_shape
 from ..core.tensors import FLOAT_DTYPES, non_empty, to_array, to_record
-from . import regimes
+from . import pool, regimes
 from .batching import BATCH_SHARE, batched
 
 Shape = Tuple[int, ...]
@@ -37,16 +37,27 @@ EMPTY_DIM = 0.3
 
 
 class _TrialRng(np.random.Generator):
-    """A trial's random source (numpy's default generator for its seed), and whether the trial
-    may draw zero-sized dimensions; see Note [empty trials]."""
+    """A trial's random source (numpy's default generator for its seed), whether the trial
+    may draw zero-sized dimensions (Note [empty trials]) and, for a pooled signature's edge,
+    whether every size is its smallest or its largest (Note [signature pools])."""
 
-    def __init__(self, seed: int):
+    def __init__(self, seed: int, edge: str = ""):
         super().__init__(np.random.PCG64(seed))
-        self.empty = seed % 10_000 < EMPTY_TRIALS * 10_000
+        self.empty = edge == pool.EMPTY or (not edge and seed % 10_000 < EMPTY_TRIALS * 10_000)
+        self.edge = edge
+
+
+def _between(rng: np.random.Generator, lo: int, hi: int) -> int:
+    """A size in [lo, hi]: drawn, or the bound a pooled signature's edge asks for."""
+    edge = getattr(rng, "edge", "")
+    return lo if edge == pool.SMALLEST else hi if edge == pool.LARGEST else int(rng.integers(lo, hi + 1))
 
 
 def _dim(rng: np.random.Generator) -> int:
     """One dimension: never 0 unless the trial draws empty tensors (Note [empty trials])."""
+    edge = getattr(rng, "edge", "")
+    if edge in (pool.SMALLEST, pool.LARGEST):
+        return 1 if edge == pool.SMALLEST else 4
     r = rng.random()
     if getattr(rng, "empty", False):
         if r < EMPTY_DIM:
@@ -83,7 +94,7 @@ class _Shapes:
             return int(s)
         if s not in self.symbols:
             zero = self.rng.random() < EMPTY_DIM and self.empty  # Note [empty trials]
-            self.symbols[s] = 0 if zero else int(self.rng.integers(1, 5))
+            self.symbols[s] = 0 if zero else _between(self.rng, 1, 4)
         return self.symbols[s]
 
     def choose(self, arg: ArgSpec, max_size: int) -> Shape:
@@ -95,7 +106,7 @@ class _Shapes:
             shape = _broadcast_partner(self.rng, self.of[arg.broadcast_with])
         else:
             lo, hi = arg.rank
-            rank = int(self.rng.integers(lo, max(lo, min(hi, self.max_rank)) + 1))
+            rank = _between(self.rng, lo, max(lo, min(hi, self.max_rank)))
             shape = _cap([_dim(self.rng) for _ in range(rank)], max_size)
         if arg.structure:
             shape = fit_shape(arg.structure, shape)
@@ -185,25 +196,27 @@ def _scalar(rng: np.random.Generator, arg: ArgSpec, shapes: _Shapes):
         lo, hi = (arg.low if arg.low is not None else -2.0), (arg.high if arg.high is not None else 2.0)
         return float(lo + (hi - lo) * rng.random())
     if arg.kind is ArgKind.SHAPE:
-        return tuple(_dim(rng) for _ in range(int(rng.integers(arg.rank[0], arg.rank[1] + 1))))
+        return tuple(_dim(rng) for _ in range(_between(rng, arg.rank[0], arg.rank[1])))
     raise ValueError(f"cannot generate argument kind {arg.kind}")
 
 
 def _input(rng: np.random.Generator, arg: ArgSpec, dtype: str, shapes: _Shapes, cap: int) -> InputValue:
-    diff = arg.differentiable
+    """One argument: its signature (shape, dtype, list length, scalar value) drawn from
+    `shapes.rng`, its tensor values from `rng` (one generator unless pooled)."""
+    diff, srng = arg.differentiable, shapes.rng
     if arg.kind is ArgKind.TENSOR:
-        dt = _tensor_dtype(rng, arg, dtype)
+        dt = _tensor_dtype(srng, arg, dtype)
         value = to_record(_tensor(rng, arg, shapes.choose(arg, cap), dt))
         return InputValue(arg.name, arg.kind, value, diff and dt in FLOAT_DTYPES, arg.keyword)
     if arg.kind is ArgKind.TENSOR_LIST:
-        n = int(rng.integers(arg.length[0], arg.length[1] + 1))
+        n = _between(srng, arg.length[0], arg.length[1])
         first = shapes.choose(arg, max(1, cap // max(n, 1)))
-        dt = _tensor_dtype(rng, arg, dtype)
+        dt = _tensor_dtype(srng, arg, dtype)
         size = int(np.prod(first))
         parts = [replace(arg, values=arg.values[k * size:(k + 1) * size]) for k in range(n)]
         value = tuple(to_record(_tensor(rng, part, first, dt)) for part in parts)
         return InputValue(arg.name, arg.kind, value, diff and dt in FLOAT_DTYPES, arg.keyword)
-    return InputValue(arg.name, arg.kind, _scalar(rng, arg, shapes), False, arg.keyword)
+    return InputValue(arg.name, arg.kind, _scalar(srng, arg, shapes), False, arg.keyword)
 
 
 def choose_dtype(rng: np.random.Generator, spec: ApiSpec) -> str:
@@ -214,25 +227,30 @@ def choose_dtype(rng: np.random.Generator, spec: ApiSpec) -> str:
 
 
 def generate(spec: ApiSpec, campaign_seed: int, index: int, max_size: int = 64, max_rank: int = 4,
-             dtype: Optional[str] = None, regime_share: float = 0.0) -> Trial:
+             dtype: Optional[str] = None, regime_share: float = 0.0, pooled: bool = False) -> Trial:
+    """The trial; `pooled` draws its signature (dtype, shapes, scalars, batch) from the API's
+    signature pool and only its values from its own seed (Note [signature pools])."""
     seed = trial_seed(campaign_seed, spec.id, index)
     rng = _TrialRng(seed)  # numpy's default generator for `seed`, and the trial's empty choice
-    dtype = dtype or choose_dtype(rng, spec)
-    shapes = _Shapes(rng, min(max_size, spec.max_size or max_size), max_rank)
+    sig = pool.signature(campaign_seed, spec.id, index, seed) if pooled else None
+    srng = _TrialRng(sig.seed, sig.edge) if sig else rng  # the signature's draws
+    dtype = dtype or choose_dtype(srng, spec)
+    shapes = _Shapes(srng, min(max_size, spec.max_size or max_size), max_rank)
     choices = (spec.args,) + spec.overloads
-    args = choices[int(rng.integers(0, len(choices)))] if spec.overloads else spec.args
+    args = choices[int(srng.integers(0, len(choices)))] if spec.overloads else spec.args
     inputs = tuple(_input(rng, a, dtype, shapes, shapes.cap) for a in args)
     args, inputs = _triangles_follow_flag(args, inputs)
-    side = np.random.default_rng([seed, 1])  # its own stream: the other draws stay as they were
+    side = np.random.default_rng([sig.seed if sig else seed, 1])  # its own stream: the other draws stay as they were
+    values = np.random.default_rng([seed, 1]) if sig else side
     batch = spec.batched and side.random() < BATCH_SHARE
     if batch:
-        inputs = batched(side, args, inputs)
+        inputs = batched(side, args, inputs, values)
     module = (spec.init, spec.init_kwargs) if spec.module else None
     projections = tuple((a.name, PROJECTIONS[a.structure]) for a, i in zip(args, inputs)
                         if a.structure in PROJECTIONS and i.differentiable)
-    regime = regimes.choose(side, regime_share, spec.edges)
+    regime = regimes.choose(values, regime_share, spec.edges)
     if regime:
-        inputs = tuple(_in_regime(side, regime, spec, a, i) for a, i in zip(args, inputs))
+        inputs = tuple(_in_regime(values, regime, spec, a, i) for a, i in zip(args, inputs))
     return Trial(spec.library, spec.name, seed, dtype, inputs, spec.differentiable_outputs, module,
                  projections=projections, regime=regime, batched=batch)
 

@@ -125,7 +125,7 @@ class Worker:
             self.send({"op": "error", "type": type(exc).__name__,
                                      "message": f"scenario runner failed: {str(exc)[:500]}"})
             return
-        self.send({"op": "done"})
+        self.send({"op": "done", "compiles": self.adapter.compiles()})
 
 
 def _limit_memory() -> None:

@@ -8,6 +8,7 @@ Worker-safe: Python 3.10, numpy 1.26.
 """
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
@@ -42,18 +43,42 @@ def _cast_inputs(inputs: Sequence[Tuple[Any, bool, bool, str]], dtype: Optional[
 
 
 def bind_trial(adapter: Adapter, fn: Any, request: Dict[str, Any], dtype: Optional[str],
-               outputs: Optional[List[np.ndarray]]) -> TrialCall:
-    """Bind the request's inputs (cast to `dtype` if given) and derive u, w (and v from outputs)."""
+               outputs: Optional[List[np.ndarray]], staged: bool = True) -> TrialCall:
+    """Bind the request's inputs (cast to `dtype` if given) and derive u, w (and v from outputs);
+    the call gets a staging key when the request asks for staged scenarios (Note [staged scenarios])."""
     inputs = _cast_inputs(request["inputs"], dtype)
     call, xs = adapter.bind(fn, inputs, request.get("diff_outputs"))
     seed = request["seed"]
     if request.get("random"):
         call = BoundCall(_Seeded(adapter, seed, call.fn), call.diff_outputs)
+    elif staged and request.get("staged") and call.with_consts is not None:
+        call = replace(call, key=staging_key(request, inputs))
     us = [direction(seed, "u", i, x.shape, str(x.dtype)) for i, x in enumerate(xs)]
     ws = [direction(seed, "w", i, x.shape, str(x.dtype)) for i, x in enumerate(xs)]
     zs = [direction(seed, "z", i, x.shape, str(x.dtype)) for i, x in enumerate(xs)]
     vs = cotangents(seed, outputs or [], call.diff_outputs, dtype)
     return TrialCall(call, xs, us, ws, vs, zs)
+
+
+def staging_key(request: Dict[str, Any], inputs: Sequence[Tuple[Any, bool, bool, str]]) -> Tuple[Any, ...]:
+    """What a staged call depends on beside its arrays' shapes and dtypes: the API (with its
+    module, layout and projections), the outputs differentiated, and every argument's kind,
+    name and Python value (a scalar argument's value is part of a compiled program)."""
+    def static(v: Any) -> Any:
+        if isinstance(v, list):
+            return tuple(static(x) for x in v)
+        if isinstance(v, np.ndarray):
+            return ("array", str(v.dtype))
+        return (type(v).__name__, repr(v))
+    around = tuple(json.dumps(request.get(k), sort_keys=True) for k in ("module", "layout", "projections"))
+    return (request["api"],) + around + (repr(request.get("diff_outputs")),) + tuple(
+        (name, diff, keyword, static(v)) for v, diff, keyword, name in inputs)
+
+
+def eager(tc: TrialCall) -> TrialCall:
+    """`tc` with its call never staged: the direct call and the VJP of a trial stay eager, the
+    references of the compiled scenario (Note [staged scenarios])."""
+    return replace(tc, call=replace(tc.call, key=None))
 
 
 @dataclass(frozen=True)
@@ -104,7 +129,7 @@ def first_order(adapter: Adapter, tc: TrialCall, mode: str) -> ScenarioResult:
 def compiled_first_order(adapter: Adapter, fn: Any, request: Dict[str, Any],
                          outputs: List[np.ndarray]) -> ScenarioResult:
     """The VJP of the compiled function, with its primal outputs (compared with eager ones)."""
-    tc = bind_trial(adapter, adapter.compiled(fn), request, None, outputs)
+    tc = bind_trial(adapter, adapter.compiled(fn), request, None, outputs, staged=False)
     fo = adapter.first_order("rev", tc.call, tc.xs, tc.us, tc.vs)
     return ScenarioResult(COMPILED, Outcome.OK, fo.value, fo.scale, None, fo.outputs, fo.gradient)
 
@@ -202,31 +227,31 @@ def perturbed(xs: Sequence[np.ndarray], ds: Sequence[np.ndarray], h: float) -> L
 
 
 def finite_difference(adapter: Adapter, tc: TrialCall, scenario: str, eps: float) -> ScenarioResult:
-    """fd (of <v, f>) along u, or fd.rev / fd.fwd (of Q) along w; `tc` is bound in float64.
+    """fd (of <v, f>) along u, or fd.rev / fd.fwd (of Q) along w, fd.rev.rev (of Q2) along z;
+    `tc` is bound in float64.  The seven evaluations go to the adapter at once (`at_points`).
 
     The step is absolute (like gradcheck's eps); where an input is so large that it absorbs
     the step, the reference is reported unusable (NaN, infinite error) rather than wrong.
     """
     inner = scenario.partition(".")[2]
-    if "." in inner:  # fd.rev.rev: of the second-order Q2 along z
-        def scalar(h: float) -> float:
-            return adapter.second_order(*inner.split("."), tc.call, perturbed(tc.xs, tc.zs, h), tc.us, tc.vs,
-                                        tc.ws).value
-    elif inner:
-        def scalar(h: float) -> float:
-            return adapter.first_order(inner, tc.call, perturbed(tc.xs, tc.ws, h), tc.us, tc.vs).value
-    else:
-        def scalar(h: float) -> float:
-            outs = adapter.direct(tc.call, perturbed(tc.xs, tc.us, h))
-            picked = outs if tc.call.diff_outputs is None else [outs[j] for j in tc.call.diff_outputs]
-            if [np.shape(o) for o in picked] != [np.shape(v) for v in tc.vs]:
-                return float("nan")  # the output's shape changes within a step (a set op at a tie): no derivative
-            return project(tc.vs, picked)[0]
     along = tc.zs if "." in inner else tc.ws if inner else tc.us
     if not step_fits(tc.xs, along, STEP / 4) or not step_fits(tc.xs, along, STEP):
         return ScenarioResult(scenario, Outcome.OK, float("nan"), float("nan"), float("inf"))
-    value, err, scale = richardson(scalar, STEP, eps)
+    steps = (0.0, STEP, -STEP, STEP / 2, -STEP / 2, STEP / 4, -STEP / 4)  # the points `richardson` asks for
+    got = adapter.at_points(inner or "direct", tc.call, [perturbed(tc.xs, along, h) for h in steps],
+                            tc.us, tc.vs, tc.ws, tc.zs)
+    table = {h: (_projected_outputs(tc, g) if not inner else g.value) for h, g in zip(steps, got)}
+    value, err, scale = richardson(table.__getitem__, STEP, eps)
     return ScenarioResult(scenario, Outcome.OK, value, scale, err)
+
+
+def _projected_outputs(tc: TrialCall, outs: Sequence[np.ndarray]) -> float:
+    """<v, f> of the direct call's outputs; NaN where an output's shape changed within a step
+    (a set op at a tie: no derivative)."""
+    picked = outs if tc.call.diff_outputs is None else [outs[j] for j in tc.call.diff_outputs]
+    if [np.shape(o) for o in picked] != [np.shape(v) for v in tc.vs]:
+        return float("nan")
+    return project(tc.vs, picked)[0]
 
 
 def _output_eps(adapter: Adapter, tc: TrialCall) -> float:
@@ -242,7 +267,7 @@ def run_scenarios(adapter: Adapter, fn: Any, request: Dict[str, Any]) -> Iterato
     wanted = [s for s in request["scenarios"] if s != "direct"]
     base = bind_trial(adapter, fn, request, None, None)
     direct = timed(adapter, "direct", lambda: ScenarioResult(
-        "direct", Outcome.OK, outputs=tuple(adapter.direct(base.call, base.xs))))
+        "direct", Outcome.OK, outputs=tuple(adapter.direct(eager(base).call, base.xs))))
     yield direct
     if direct.outcome is not Outcome.OK or not base.xs:
         return  # a failed call, or nothing to differentiate (e.g. only integer arguments drawn)
@@ -256,19 +281,48 @@ def run_scenarios(adapter: Adapter, fn: Any, request: Dict[str, Any]) -> Iterato
             at64.append((tc64, _output_eps(adapter, tc64)))
         return finite_difference(adapter, at64[0][0], s, at64[0][1])
 
+    fusable = [s for s in wanted if s not in (COMPILED, "rev") and not is_reference(s) and s not in ENTRY_POINTS]
+    done: Dict[str, ScenarioResult] = {}
     for s in wanted:
-        if s == COMPILED:
+        if fusable and s == fusable[0]:  # computed where the first of them runs (a crash in it is attributed there)
+            done = _fused(adapter, tc, fusable)
+        if s in done:
+            yield done[s]
+        elif s == COMPILED:
             yield timed(adapter, s, lambda: compiled_first_order(adapter, fn, request, list(direct.outputs)))
         elif is_reference(s):
             yield timed(adapter, s, lambda: reference(s))
         elif s in ENTRY_POINTS:
             yield timed(adapter, s, lambda: entry_point(adapter, tc, s))
         elif order(s) == 1:
-            yield timed(adapter, s, lambda: first_order(adapter, tc, s))
+            yield timed(adapter, s, lambda: first_order(adapter, eager(tc) if s == "rev" else tc, s))
         elif order(s) == 2:
             yield timed(adapter, s, lambda: second_order(adapter, tc, s))
         else:
             yield timed(adapter, s, lambda: third_order(adapter, tc, s))
+
+
+def _fused(adapter: Adapter, tc: TrialCall, scenarios: Sequence[str]) -> Dict[str, ScenarioResult]:
+    """The AD scenarios of a staged call in one compiled kernel (Note [staged scenarios]), each
+    given an equal share of its time; {} where the call is not staged or the kernel fails (the
+    scenarios then run one by one, each with its own outcome)."""
+    if not adapter.stages or tc.call.key is None or len(scenarios) < 2:
+        return {}
+    start = time.perf_counter()
+    try:
+        got = adapter.fused(scenarios, tc.call, tc.xs, tc.us, tc.vs, tc.ws, tc.zs)
+    except Exception:  # noqa: BLE001 - each scenario runs alone and reports its own error
+        return {}
+    share = (time.perf_counter() - start) / len(scenarios)
+    out = {}
+    for s, r in got.items():
+        emulated = adapter.emulated_fwd and "fwd" in s.split(".")
+        if order(s) == 1:
+            out[s] = ScenarioResult(s, Outcome.OK, r.value, r.scale, None, r.outputs, r.gradient, seconds=share,
+                                    emulated=emulated)
+        else:
+            out[s] = ScenarioResult(s, Outcome.OK, r.value, r.scale, seconds=share, emulated=emulated)
+    return out
 
 
 def probe(adapter: Adapter, fn: Any, request: Dict[str, Any]) -> List[float]:

@@ -28,6 +28,7 @@ LIBRARY = Library(
     env_report="`jax.print_environment_info()`",
     # jax.jit: ~50 ms per new shape, then microseconds (torch.compile takes 20-40 s per API)
     compiled_by_default=True,
+    staged=True,
     entry_points=True,
     namespaces=("jax.numpy.", "jax.nn.", "jax.scipy.special.", "jax.numpy.linalg.", "jax.numpy.fft.", "jax.lax."),
 )

@@ -26,6 +26,7 @@ LIBRARY = Library(
     kernels_env=(("TF_ENABLE_ONEDNN_OPTS", "1"),),
     env_report="`tf.sysconfig.get_build_info()`",
     entry_points=True,
+    staged=True,
     namespaces=("tf.math.", "tf.", "tf.nn.", "tf.linalg.", "tf.signal.", "tf.keras.activations.",
                 "tf.experimental.numpy.", "tf.raw_ops."),
 )

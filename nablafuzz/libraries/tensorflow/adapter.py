@@ -9,11 +9,12 @@ are enough.  `TF_ENABLE_ONEDNN_OPTS=0` is set by the runtime for reproducible nu
 """
 from __future__ import annotations
 
+import collections
 import functools
 import inspect
 import os
 import re
-from typing import Any, Dict, List, Sequence, Set, Tuple
+from typing import Any, Callable, Dict, List, Sequence, Set, Tuple
 
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -29,6 +30,9 @@ from ..entry_points import tensorflow_transforms  # noqa: E402
 from ..introspect import catalogue  # noqa: E402
 
 ZERO = tf.UnconnectedGradients.ZERO
+_TRACES = [0]  # tf.function traces of staged kernels in this worker (the throughput bench reads it)
+_EAGER = object()  # a staged key whose kernel cannot run as a graph: it runs eagerly from then on
+STAGED_KEEP = 512  # graphs kept (least recently used dropped first)
 
 # The public Python APIs.  tf.compat.v1 only adds aliases: its names for the same functions.
 PY_MODULES = ("math", "nn", "linalg", "signal", "image", "keras.activations", "keras.losses", "experimental.numpy")
@@ -62,6 +66,7 @@ def _real(t: Any) -> Any:
 
 class TensorFlowAdapter(ComposableAdapter):
     library = "tensorflow"
+    stages = True
 
     def versions(self) -> Dict[str, str]:
         return {"tensorflow": tf.__version__, "numpy": np.__version__,
@@ -151,6 +156,41 @@ class TensorFlowAdapter(ComposableAdapter):
             else:
                 entries.append(_op_entry(op))
         return {"entries": entries, "dropped": found["dropped"]}
+
+    def compiles(self) -> int:
+        return _TRACES[0]
+
+    def staged(self, call: Any, name: str, kernel: Callable[..., Any]) -> Callable[..., Any]:
+        """The scenario's kernel as one `tf.function` graph per (scenario, call key) (Note [staged
+        scenarios]), retraced per shape and dtype signature.  A kernel that fails in the graph runs
+        eagerly, then and for that key from then on: eager's error is the one reported, and a
+        kernel that reads a value in Python still runs."""
+        eager = super().staged(call, name, kernel)
+        if call.key is None:
+            return eager
+        cache = self.__dict__.setdefault("_staged", collections.OrderedDict())
+        key = (name, call.key)
+        graph = cache.get(key)
+        if graph is None:
+            with_consts = call.with_consts
+
+            def traced(consts: Any, *arrays: Any) -> Any:
+                _TRACES[0] += 1  # runs once per trace
+                return kernel(functools.partial(with_consts, consts), *arrays)
+            graph = cache[key] = tf.function(traced)
+            while len(cache) > STAGED_KEEP:
+                cache.popitem(last=False)
+        cache.move_to_end(key)
+        if graph is _EAGER:
+            return eager
+
+        def run(*arrays: Any) -> Any:
+            try:
+                return graph(list(call.consts), *arrays)
+            except Exception:  # noqa: BLE001 - eager decides: its error, or its result
+                cache[key] = _EAGER  # what fails staged (not traceable, or not differentiable so) stays eager
+                return eager(*arrays)
+        return run
 
     def compiled(self, fn: Any) -> Any:
         """`tf.function(jit_compile=True)`, once per API (retraced per shape and Python values)."""

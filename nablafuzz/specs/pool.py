@@ -1,0 +1,51 @@
+"""Signature pools: which dtype, shapes and scalar arguments a pooled trial draws.
+
+Note [signature pools]
+A compiling library (JAX, TensorFlow's tf.function) pays a compilation for every new input
+signature (dtypes, shapes, Python values) of every scenario it compiles; a trial with fresh
+shapes each time compiles a dozen programs to compare a few numbers.  A pooled trial draws its
+values from its own seed as ever, but its signature from a small per-API pool:
+
+  * three edge signatures, fixed for the campaign: an empty one (zero-sized dimensions, as in
+    Note [empty trials]), the smallest (every free size 1 and the lowest rank: 0-d where the
+    spec allows) and the largest (the highest rank, sizes 4, capped at the size limit);
+  * ROTATING drawn signatures, of which one is replaced every ROUND trials of the API, so a
+    campaign still sees a new signature every ROUND trials while most trials hit warm caches.
+
+Which one a trial takes is drawn from its own seed (EDGES gives the edges' shares), so a trial
+regenerates exactly from (spec, campaign seed, index), pooled or not.  Worker-safe.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+
+EMPTY, SMALLEST, LARGEST = "empty", "smallest", "largest"
+EDGES = ((EMPTY, 0.03), (SMALLEST, 0.07), (LARGEST, 0.07))
+ROTATING = 3
+ROUND = 20
+
+
+@dataclass(frozen=True)
+class Signature:
+    seed: int  # the seed of the signature's draws
+    edge: str  # "" for a drawn signature, else EMPTY, SMALLEST or LARGEST
+
+
+def _seed(campaign_seed: int, spec_id: str, slot: str, generation: int) -> int:
+    h = hashlib.sha256(f"{campaign_seed}/{spec_id}/signature/{slot}/{generation}".encode()).digest()
+    return int.from_bytes(h[:8], "big") >> 1
+
+
+def signature(campaign_seed: int, spec_id: str, index: int, trial_seed: int) -> Signature:
+    """The signature trial `index` of the API takes (its seed is `trial_seed`)."""
+    u, v = np.random.default_rng([trial_seed, 3]).random(2)
+    for edge, share in EDGES:
+        if u < share:
+            return Signature(_seed(campaign_seed, spec_id, edge, 0), edge)
+        u -= share
+    slot = int(v * ROTATING)
+    generation = (index // ROUND + ROTATING - 1 - slot) // ROTATING  # slot k changes at rounds k, k+ROTATING, ...
+    return Signature(_seed(campaign_seed, spec_id, str(slot), generation), "")
