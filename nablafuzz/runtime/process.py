@@ -93,6 +93,7 @@ class WorkerProcess:
         self.restarts = 0
         self._buf = b""
         self._seq = 0
+        self.standby: Optional[subprocess.Popen] = None  # Note [standby worker]
 
     def _env(self) -> Dict[str, str]:
         env = dict(os.environ)
@@ -104,18 +105,28 @@ class WorkerProcess:
             env["NABLAFUZZ_MEMORY_LIMIT_MB"] = str(self.runtime.memory_limit_mb)
         return env
 
-    def start(self, timeout: float = 120.0) -> Dict[str, str]:
+    def _spawn(self) -> subprocess.Popen:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
         cmd = [self.runtime.python, "-m", "nablafuzz.worker.main", self.runtime.library]
         try:
-            self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
-                                         env=self._env(), start_new_session=True)
+            return subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
+                                    env=self._env(), start_new_session=True)
         except OSError as exc:
             raise WorkerError(f"cannot start the {self.runtime.library} worker with {self.runtime.python}: {exc}; "
                               "run `nablafuzz install` or check the runtime registry") from None
         finally:
             log.close()
+
+    # Note [standby worker]
+    # Starting a worker imports its library (OneFlow: about 2 s of a 2-core machine).  Once a
+    # worker has died or been restarted, the next one is started ahead of need: a standby that
+    # imports its library while the current worker runs trials, and takes over at the next
+    # restart (a crash class hit again and again costs a handshake, not an import).  A standby
+    # has run nothing, so it is as fresh as a worker started then.
+    def start(self, timeout: float = 120.0) -> Dict[str, str]:
+        standby, self.standby = self.standby, None
+        self.proc = standby if standby is not None and standby.poll() is None else self._spawn()
         self._buf = b""
         ex = self.request({"op": "hello"}, timeout, until="hello")
         if ex.death or not ex.messages:
@@ -136,6 +147,8 @@ class WorkerProcess:
         for delay in RESTART_DELAYS + (None,):
             try:
                 self.start()
+                if self.restarts:
+                    self.standby = self.standby or self._spawn()
                 return
             except WorkerError as exc:
                 self.kill()
@@ -147,7 +160,7 @@ class WorkerProcess:
 
     def restart(self) -> None:
         """A fresh worker now (state a trial left behind is gone)."""
-        self.close()
+        self._exit()
         self.restarts += 1
         self.ensure()
 
@@ -241,14 +254,17 @@ class WorkerProcess:
         return "\n".join(text.splitlines()[-lines:])
 
     def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            self.proc.wait(timeout=10)
+        if self.proc is not None:
+            _kill_group(self.proc)
 
     def close(self) -> None:
+        """Stop the worker and its standby."""
+        self._exit()
+        if self.standby is not None:
+            _kill_group(self.standby)
+            self.standby = None
+
+    def _exit(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             try:
                 assert self.proc.stdin is not None
@@ -258,3 +274,13 @@ class WorkerProcess:
             except (OSError, subprocess.TimeoutExpired):
                 self.kill()
         self.proc = None
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    """SIGKILL the process and what it started (its own session), and reap it."""
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait(timeout=10)
