@@ -199,27 +199,29 @@ class Adapter:
         """v^T D3f [u, w, z] by composition: `outer` mode along z of the second-order Q2."""
         raise NotImplementedError(f"{self.library} has no third-order composition")
 
-    def at_points(self, scenario: str, call: "BoundCall", points: Sequence[List[np.ndarray]], us: List[np.ndarray],
-                  vs: List[np.ndarray], ws: List[np.ndarray], zs: List[np.ndarray]) -> List[Any]:
-        """`scenario` ("direct", a mode or a composition) at each of `points` (input lists): the
-        direct call's outputs, or its FirstOrder / SecondOrder (a finite difference's evaluations)."""
-        out: List[Any] = []
-        for xs in points:
-            if scenario == "direct":
-                out.append(self.direct(call, xs))
-            elif "." not in scenario:
-                out.append(self.first_order(scenario, call, xs, us, vs))
-            elif scenario.count(".") == 1:
-                out.append(self.second_order(*scenario.split("."), call, xs, us, vs, ws))
-            else:
-                out.append(self.third_order(*scenario.split("."), call, xs, us, vs, ws, zs))
-        return out
+    def at_points(self, jobs: Sequence[Tuple[str, Sequence[List[np.ndarray]]]], call: "BoundCall",
+                  us: List[np.ndarray], vs: List[np.ndarray], ws: List[np.ndarray],
+                  zs: List[np.ndarray]) -> List[List[Any]]:
+        """For each job (scenario, points): the scenario ("direct", a mode or a composition) at
+        each point (an input list): the direct call's outputs, or its FirstOrder / SecondOrder
+        (the evaluations of finite differences)."""
+        return [[self._at(scenario, call, xs, us, vs, ws, zs) for xs in points] for scenario, points in jobs]
+
+    def _at(self, scenario: str, call: "BoundCall", xs: List[np.ndarray], us: List[np.ndarray],
+            vs: List[np.ndarray], ws: List[np.ndarray], zs: List[np.ndarray]) -> Any:
+        if scenario == "direct":
+            return self.direct(call, xs)
+        if "." not in scenario:
+            return self.first_order(scenario, call, xs, us, vs)
+        if scenario.count(".") == 1:
+            return self.second_order(*scenario.split("."), call, xs, us, vs, ws)
+        return self.third_order(*scenario.split("."), call, xs, us, vs, ws, zs)
 
     def fused(self, scenarios: Sequence[str], call: "BoundCall", xs: List[np.ndarray], us: List[np.ndarray],
               vs: List[np.ndarray], ws: List[np.ndarray], zs: List[np.ndarray]) -> Dict[str, Any]:
         """Several AD scenarios at once, {scenario: FirstOrder or SecondOrder}; an adapter that
         stages computes them in one compiled kernel, any error failing them all."""
-        return {s: self.at_points(s, call, [xs], us, vs, ws, zs)[0] for s in scenarios}
+        return {s: self._at(s, call, xs, us, vs, ws, zs) for s in scenarios}
 
     def entry_point(self, name: str, call: "BoundCall", xs: List[np.ndarray], us: List[np.ndarray],
                     vs: List[np.ndarray], ws: List[np.ndarray]) -> Tuple[float, float]:
@@ -371,9 +373,13 @@ class ComposableAdapter(Adapter):
     # inputs) and of native arrays, returning native arrays.  `staged` runs it eagerly here; an
     # adapter whose library compiles whole programs cheaply (jax.jit, tf.function) compiles it
     # once per (scenario, call key) and runs the compiled program on the arrays, the call's
-    # constant arrays passed in too, so a signature seen before costs no compilation.  A call
-    # without a key (the direct call and the VJP of a trial, the compiled scenario's references,
-    # random ops, calls that cannot be traced) always runs eagerly.
+    # constant arrays passed in too, so a signature seen before costs no compilation.  The AD
+    # scenarios of a trial are fused into one kernel (`fused`), and its finite differences'
+    # evaluations into another (`at_points`): two compilations per new signature, beside the
+    # library's own for the eager direct call and the compiled scenario `jit` (the VJP of the
+    # library's compiled call, which so stays a differential against the fused kernel's).  A
+    # call without a key (a trial's direct call, the compiled scenario's call, random ops)
+    # always runs eagerly; a kernel that fails staged runs eagerly (the adapter's `staged`).
     def staged(self, call: BoundCall, name: str, kernel: Callable[..., Any]) -> Callable[..., Any]:
         """`kernel(fn, *arrays)` as a function of the arrays, `fn` the call of the differentiable
         inputs (raw outputs); eager here (Note [staged scenarios])."""
@@ -424,13 +430,16 @@ class ComposableAdapter(Adapter):
     def third_order(self, outer, middle, inner, call, xs, us, vs, ws, zs):
         return self._planned(f"{outer}.{middle}.{inner}", call, xs, us, vs, ws, zs)
 
-    def at_points(self, scenario, call, points, us, vs, ws, zs):
-        """Staged: every point in one compiled kernel (one dispatch for a finite difference)."""
+    def at_points(self, jobs, call, us, vs, ws, zs):
+        """Staged: every job's points in one compiled kernel (one dispatch for all the finite
+        differences of a trial)."""
         if not self.stages or call.key is None:
-            return super().at_points(scenario, call, points, us, vs, ws, zs)
-        p = self.plan(scenario, call, points[0], list(us), list(vs), list(ws), list(zs))
-        many = self.staged(call, f"{scenario}@{len(points)}", lambda fn, pts, *a: [p.kernel(fn, x, *a) for x in pts])
-        return [p.done(got) for got in many([self._native(x, x, grad=True) for x in points], *p.args)]
+            return super().at_points(jobs, call, us, vs, ws, zs)
+        plans = [self.plan(s, call, points[0], list(us), list(vs), list(ws), list(zs)) for s, points in jobs]
+        kernel = self.staged(call, "@".join(f"{s}x{len(points)}" for s, points in jobs),
+                             lambda fn, pts, args: [[p.kernel(fn, x, *a) for x in xs] for p, xs, a in zip(plans, pts, args)])
+        got = kernel([[self._native(x, x, grad=True) for x in points] for _, points in jobs], [p.args for p in plans])
+        return [[p.done(g) for g in gs] for p, gs in zip(plans, got)]
 
     def fused(self, scenarios, call, xs, us, vs, ws, zs):
         """Staged: the scenarios in one compiled kernel (one compilation per signature for all)."""

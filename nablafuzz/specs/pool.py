@@ -24,8 +24,8 @@ import numpy as np
 
 EMPTY, SMALLEST, LARGEST = "empty", "smallest", "largest"
 EDGES = ((EMPTY, 0.03), (SMALLEST, 0.07), (LARGEST, 0.07))
-ROTATING = 3
-ROUND = 20
+ROTATING = 2
+ROUND = 25
 
 
 @dataclass(frozen=True)

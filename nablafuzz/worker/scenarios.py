@@ -76,8 +76,8 @@ def staging_key(request: Dict[str, Any], inputs: Sequence[Tuple[Any, bool, bool,
 
 
 def eager(tc: TrialCall) -> TrialCall:
-    """`tc` with its call never staged: the direct call and the VJP of a trial stay eager, the
-    references of the compiled scenario (Note [staged scenarios])."""
+    """`tc` with its call never staged: a trial's direct call stays eager, the reference of the
+    compiled scenario's primal outputs (Note [staged scenarios])."""
     return replace(tc, call=replace(tc.call, key=None))
 
 
@@ -226,23 +226,33 @@ def perturbed(xs: Sequence[np.ndarray], ds: Sequence[np.ndarray], h: float) -> L
     return [x + h * d for x, d in zip(xs, ds)]
 
 
-def finite_difference(adapter: Adapter, tc: TrialCall, scenario: str, eps: float) -> ScenarioResult:
-    """fd (of <v, f>) along u, or fd.rev / fd.fwd (of Q) along w, fd.rev.rev (of Q2) along z;
-    `tc` is bound in float64.  The seven evaluations go to the adapter at once (`at_points`).
+def finite_differences(adapter: Adapter, tc: TrialCall, scenarios: Sequence[str],
+                       eps: Optional[float] = None) -> Dict[str, ScenarioResult]:
+    """Several finite-difference scenarios, their evaluations (seven points each) given to the
+    adapter at once (`at_points`: one compiled kernel where staged, one synchronisation where
+    asynchronous); `eps` defaults to the outputs' roundoff at the unperturbed point.
 
     The step is absolute (like gradcheck's eps); where an input is so large that it absorbs
     the step, the reference is reported unusable (NaN, infinite error) rather than wrong.
     """
-    inner = scenario.partition(".")[2]
-    along = tc.zs if "." in inner else tc.ws if inner else tc.us
-    if not step_fits(tc.xs, along, STEP / 4) or not step_fits(tc.xs, along, STEP):
-        return ScenarioResult(scenario, Outcome.OK, float("nan"), float("nan"), float("inf"))
     steps = (0.0, STEP, -STEP, STEP / 2, -STEP / 2, STEP / 4, -STEP / 4)  # the points `richardson` asks for
-    got = adapter.at_points(inner or "direct", tc.call, [perturbed(tc.xs, along, h) for h in steps],
-                            tc.us, tc.vs, tc.ws, tc.zs)
-    table = {h: (_projected_outputs(tc, g) if not inner else g.value) for h, g in zip(steps, got)}
-    value, err, scale = richardson(table.__getitem__, STEP, eps)
-    return ScenarioResult(scenario, Outcome.OK, value, scale, err)
+    out, jobs = {}, []
+    for s in scenarios:
+        inner = s.partition(".")[2]
+        along = tc.zs if "." in inner else tc.ws if inner else tc.us
+        if step_fits(tc.xs, along, STEP / 4) and step_fits(tc.xs, along, STEP):
+            jobs.append((s, inner or "direct", [perturbed(tc.xs, along, h) for h in steps]))
+        else:
+            out[s] = ScenarioResult(s, Outcome.OK, float("nan"), float("nan"), float("inf"))
+    got = adapter.at_points([(kind, points) for _, kind, points in jobs], tc.call, tc.us, tc.vs, tc.ws, tc.zs)
+    if eps is None:
+        at_x = next((g[0] for (_, kind, _), g in zip(jobs, got) if kind == "direct"), None)
+        eps = _output_eps(adapter.direct(tc.call, tc.xs) if at_x is None else at_x)
+    for (s, kind, _), values in zip(jobs, got):
+        table = {h: (_projected_outputs(tc, g) if kind == "direct" else g.value) for h, g in zip(steps, values)}
+        value, err, scale = richardson(table.__getitem__, STEP, eps)
+        out[s] = ScenarioResult(s, Outcome.OK, value, scale, err)
+    return out
 
 
 def _projected_outputs(tc: TrialCall, outs: Sequence[np.ndarray]) -> float:
@@ -254,10 +264,9 @@ def _projected_outputs(tc: TrialCall, outs: Sequence[np.ndarray]) -> float:
     return project(tc.vs, picked)[0]
 
 
-def _output_eps(adapter: Adapter, tc: TrialCall) -> float:
+def _output_eps(outs: Sequence[np.ndarray]) -> float:
     """The roundoff of the outputs: an op that returns float32 from float64 inputs (a cast)
     gives finite differences only float32 resolution."""
-    outs = adapter.direct(tc.call, tc.xs)
     eps = [float(np.finfo(o.dtype).eps) for o in outs if np.asarray(o).dtype.kind == "f"]
     return max(eps, default=float(np.finfo(np.float64).eps))
 
@@ -272,16 +281,21 @@ def run_scenarios(adapter: Adapter, fn: Any, request: Dict[str, Any]) -> Iterato
     if direct.outcome is not Outcome.OK or not base.xs:
         return  # a failed call, or nothing to differentiate (e.g. only integer arguments drawn)
     tc = replace(base, vs=cotangents(request["seed"], list(direct.outputs), base.call.diff_outputs, None))
-    at64: List[Tuple[TrialCall, float]] = []  # the float64 call and its output roundoff, made once
+    refs = [s for s in wanted if is_reference(s)]
+    at64: Dict[str, Any] = {}  # the float64 call, and the references computed together (or None)
 
     def reference(s: str) -> ScenarioResult:
         # inside `timed`: an op without float64 kernels makes the references fail, not the worker
-        if not at64:
-            tc64 = bind_trial(adapter, fn, request, "float64", list(direct.outputs))
-            at64.append((tc64, _output_eps(adapter, tc64)))
-        return finite_difference(adapter, at64[0][0], s, at64[0][1])
+        if "call" not in at64:
+            at64["call"] = bind_trial(adapter, fn, request, "float64", list(direct.outputs))
+            try:  # all together; if one fails, each alone, with its own outcome
+                at64["done"] = finite_differences(adapter, at64["call"], refs)
+            except Exception:  # noqa: BLE001
+                at64["done"] = None
+        done = at64["done"]
+        return done[s] if done is not None else finite_differences(adapter, at64["call"], [s])[s]
 
-    fusable = [s for s in wanted if s not in (COMPILED, "rev") and not is_reference(s) and s not in ENTRY_POINTS]
+    fusable = [s for s in wanted if s != COMPILED and not is_reference(s) and s not in ENTRY_POINTS]
     done: Dict[str, ScenarioResult] = {}
     for s in wanted:
         if fusable and s == fusable[0]:  # computed where the first of them runs (a crash in it is attributed there)
@@ -295,7 +309,7 @@ def run_scenarios(adapter: Adapter, fn: Any, request: Dict[str, Any]) -> Iterato
         elif s in ENTRY_POINTS:
             yield timed(adapter, s, lambda: entry_point(adapter, tc, s))
         elif order(s) == 1:
-            yield timed(adapter, s, lambda: first_order(adapter, eager(tc) if s == "rev" else tc, s))
+            yield timed(adapter, s, lambda: first_order(adapter, tc, s))
         elif order(s) == 2:
             yield timed(adapter, s, lambda: second_order(adapter, tc, s))
         else:

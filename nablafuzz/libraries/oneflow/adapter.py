@@ -108,18 +108,20 @@ class OneFlowAdapter(ComposableAdapter):
         finally:
             self.nested = False
 
-    def at_points(self, scenario, call, points, us, vs, ws, zs):
+    def at_points(self, jobs, call, us, vs, ws, zs):
         """Every point queued on OneFlow's asynchronous virtual machine before the first result is
-        read: one synchronisation per finite difference, not one per evaluation."""
-        p = self.plan(scenario, call, points[0], list(us), list(vs), list(ws), list(zs))
-        direct = scenario == "direct"
-        self.nested = "." in scenario
-        try:
-            with flow.no_grad() if direct else contextlib.nullcontext():
-                got = [p.kernel(call.fn, self._native(x, x, grad=not direct), *p.args) for x in points]
-        finally:
-            self.nested = False
-        return [p.done(g) for g in got]
+        read: one synchronisation for all the finite differences of a trial, not one per evaluation."""
+        queued = []
+        for scenario, points in jobs:
+            p = self.plan(scenario, call, points[0], list(us), list(vs), list(ws), list(zs))
+            direct = scenario == "direct"
+            self.nested = "." in scenario
+            try:
+                with flow.no_grad() if direct else contextlib.nullcontext():
+                    queued.append((p, [p.kernel(call.fn, self._native(x, x, grad=not direct), *p.args) for x in points]))
+            finally:
+                self.nested = False
+        return [[p.done(g) for g in got] for p, got in queued]
 
     def third_order(self, outer, middle, inner, call, xs, us, vs, ws, zs):
         self.nested = True
