@@ -29,3 +29,10 @@ def leaves_debug_nans_on(x):
     """sin that switches jax_debug_nans on for whatever runs next (a NaN output then raises)."""
     jax.config.update("jax_debug_nans", True)
     return jnp.sin(x)
+
+
+
+def value_dependent_shape(x):
+    """sin of the positive elements: eagerly fine (also under jax.vjp and jax.jvp); no compiled
+    program can, since its output's shape depends on values (jax.jit raises)."""
+    return jnp.sin(x[jnp.nonzero(x > 0)])

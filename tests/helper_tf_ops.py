@@ -13,3 +13,9 @@ def leaves_recording_stopped(x):
     y = tf.sin(x)
     pywrap_tfe.TFE_Py_TapeSetStopOnThread()
     return y
+
+
+def reads_a_value(x):
+    """sin or cos by the sign of sum(x), read as a Python float: fine eagerly, and no graph can
+    (a symbolic tensor has no value)."""
+    return tf.sin(x) if float(tf.reduce_sum(x)) > 0 else tf.cos(x)

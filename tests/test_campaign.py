@@ -146,3 +146,12 @@ def test_libraries_take_turns_so_a_short_budget_covers_each():
     specs = [spec_from_dict(lib, {"name": n, "args": [{"name": "x"}]}, "test")
              for lib, names in (("torch", "abc"), ("jax", "de"), ("numpy_ref", "f")) for n in names]
     assert [s.id for s in _interleaved(specs)] == ["torch:a", "jax:d", "numpy_ref:f", "torch:b", "jax:e", "torch:c"]
+
+
+def test_a_campaign_behind_schedule_still_reaches_every_api(tmp_path):
+    """Note [fair share]: with --api-budget far above what --budget allows per API, each API gets
+    its share of what is left, so the last APIs of the list are reached too."""
+    os.chdir(ROOT)
+    config = _config(tmp_path, trials_per_api=100000, budget_s=12, api_budget_s=600, workers=2)
+    summary = run_campaign(config)
+    assert summary.apis > 20 and summary.apis_tried == summary.apis, (summary.apis_tried, summary.apis)

@@ -195,7 +195,8 @@ class Campaign:
                 if self._stopped(spec):
                     continue
                 try:
-                    self._fuzz_api(spec, self.oracle.runner(runners, spec.library, n), done, deadline)
+                    share = (deadline - time.monotonic()) * self.config.workers / (tasks.qsize() + self.config.workers)
+                    self._fuzz_api(spec, self.oracle.runner(runners, spec.library, n), done, deadline, share)
                 except RuntimeUnavailable as exc:  # that runtime's queue ends here, not the campaign
                     with self.shared.lock:
                         self.shared.stopped.setdefault(exc.library, str(exc))
@@ -213,10 +214,16 @@ class Campaign:
         """Whether the runtime this spec needs was given up (its worker would not restart)."""
         return spec.library in self.shared.stopped
 
-    def _fuzz_api(self, spec: ApiSpec, runner: Runner, done: Set[Tuple[str, int]], deadline: float) -> None:
-        api_deadline = min(deadline, time.monotonic() + self.config.api_budget_s)
+    # Note [fair share]
+    # An API gets --api-budget seconds, or less when the campaign is behind: its share of what
+    # is left of --budget among the APIs still queued (and those in flight), so that APIs whose
+    # first trials overrun their budget (a minute of compilation, a hang and its re-run) do not
+    # leave the last APIs of the list unreached.  An API still gets its first trial.
+    def _fuzz_api(self, spec: ApiSpec, runner: Runner, done: Set[Tuple[str, int]], deadline: float,
+                  share: float = float("inf")) -> None:
+        api_deadline = min(deadline, time.monotonic() + min(self.config.api_budget_s, share))
         for index in range(self.config.trials_per_api):
-            if self.shared.stop.is_set() or time.monotonic() > api_deadline:
+            if self.shared.stop.is_set() or (index and time.monotonic() > api_deadline):
                 return
             if (spec.id, index) not in done:
                 result = self._guarded_trial(spec, runner, index)

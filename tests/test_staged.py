@@ -1,0 +1,160 @@
+"""Staged scenarios (Note [staged scenarios]) and signature pools (Note [signature pools]), in the
+real JAX and TensorFlow workers: the same numbers as eager, no compilation for a signature seen
+before, eager where a kernel cannot be compiled, findings re-established eagerly; and the
+standby worker (Note [standby worker])."""
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helper_adapter import library_runner, run_spec, tensor_input
+
+from nablafuzz.campaign import run_campaign
+from nablafuzz.core.config import make_config
+from nablafuzz.core.model import Outcome
+from nablafuzz.core.quantities import COMPILED
+from nablafuzz.core.tensors import to_array
+from nablafuzz.libraries import scenarios_for, staged_for
+from nablafuzz.reports.store import Store
+from nablafuzz.specs import pool
+from nablafuzz.specs.generate import generate
+from nablafuzz.specs.spec import load_specs
+
+ROOT = Path(__file__).resolve().parents[1]
+SPECS = {"jax": ("jax.numpy.sum", "jax.numpy.tanh", "jax.numpy.matmul", "jax.nn.softmax"),
+         "tensorflow": ("tf.reduce_sum", "tf.tanh", "tf.matmul", "tf.nn.softmax")}
+
+
+def _spec(library, name):
+    return next(s for s in load_specs(ROOT / "api_specs", [library]).specs if s.name == name)
+
+
+def _signature(trial):
+    return trial.dtype, tuple((i.name, getattr(i.value, "shape", None), None if hasattr(i.value, "shape") else
+                               repr(i.value)) for i in trial.inputs)
+
+
+def test_pooled_trials_share_few_signatures_with_every_edge_and_fresh_values():
+    spec = _spec("jax", "jax.numpy.sum")
+    trials = [generate(spec, 5, i, pooled=True) for i in range(200)]
+    assert [generate(spec, 5, i, pooled=True) for i in range(20)] == trials[:20]  # regenerates exactly
+    signatures = {_signature(t) for t in trials}
+    rounds = 200 // pool.ROUND
+    assert len(signatures) <= len(pool.EDGES) + pool.ROTATING + rounds
+    assert len({_signature(generate(spec, 5, i)) for i in range(200)}) > 2 * len(signatures)  # unpooled: many
+    shapes = [to_array(t.inputs[0].value).shape for t in trials]
+    assert any(0 in s for s in shapes)                                 # the empty edge
+    assert any(all(d == 1 for d in s) for s in shapes)                 # the smallest
+    assert max(int(np.prod(s)) for s in shapes) == 64                  # the largest (capped at --max-size)
+    same = [t for t in trials if _signature(t) == _signature(trials[0])]
+    assert len(same) > 1 and not np.array_equal(to_array(same[0].inputs[0].value), to_array(same[1].inputs[0].value))
+
+
+def test_staging_is_on_by_default_for_jax_and_tensorflow_only():
+    config = make_config()
+    assert staged_for(config, "jax") and staged_for(config, "tensorflow")
+    assert not staged_for(config, "torch") and not staged_for(config, "oneflow")
+    assert not staged_for(make_config(staged=False), "jax") and staged_for(make_config(staged=True), "torch")
+
+
+def _close(a, b, dtype):
+    if a is None or b is None:
+        return a is b
+    if math.isnan(a) or math.isnan(b):
+        return math.isnan(a) and math.isnan(b)
+    return abs(a - b) <= (1e-4 if dtype != "float64" else 1e-9) * (1 + abs(a))
+
+
+@pytest.mark.parametrize("library", ["jax", "tensorflow"])
+def test_staged_scenarios_give_the_eager_numbers_and_compile_each_signature_once(library, tmp_path):
+    eager, staged = (library_runner(library, tmp_path / f"{k}.log") for k in ("eager", "staged"))
+    staged.staged = True
+    config = make_config()
+    try:
+        for name in SPECS[library]:
+            spec = _spec(library, name)
+            scenarios = scenarios_for(config, library, spec.capabilities)
+            for index in range(6):
+                trial = generate(spec, 3, index, pooled=True)
+                want, got = eager.run(trial, spec, scenarios), staged.run(trial, spec, scenarios)
+                assert [r.scenario for r in want.results] == [r.scenario for r in got.results]
+                for w, g in zip(want.results, got.results):
+                    assert (w.outcome, w.error and w.error.type) == (g.outcome, g.error and g.error.type), (name, w, g)
+                    assert _close(w.value, g.value, trial.dtype), (name, index, w.scenario, w.value, g.value)
+            before = staged.compiles
+            again = staged.run(trial, spec, scenarios)  # a signature seen before: nothing compiles
+            assert staged.compiles == before and all(r.outcome is Outcome.OK for r in again.results)
+    finally:
+        eager.close()
+        staged.close()
+
+
+@pytest.mark.parametrize("library, api", [("jax", "helper_jax_ops:value_dependent_shape"),
+                                          ("tensorflow", "helper_tf_ops:reads_a_value")])
+def test_a_kernel_that_cannot_be_compiled_runs_eagerly(library, api, tmp_path):
+    """The helpers need values no compiled kernel has (an output shape, a Python branch), so the
+    staged runner gives what the eager one gives, with no error."""
+    eager, staged = (library_runner(library, tmp_path / f"{k}.log") for k in ("eager", "staged"))
+    staged.staged = True
+    scenarios = scenarios_for(make_config(), library)
+    try:
+        for values in ([0.5, 1.5], [-0.5, 0.25]):
+            want = run_spec(eager, library, {"name": api, "args": [{"name": "x"}]}, [tensor_input("x", values)],
+                            scenarios, "float64", seed=2)[1]
+            got = run_spec(staged, library, {"name": api, "args": [{"name": "x"}]}, [tensor_input("x", values)],
+                           scenarios, "float64", seed=2)[1]
+            assert all(r.outcome is Outcome.OK for r in got.results if r.scenario != COMPILED), got.results
+            for w, g in zip(want.results, got.results):
+                assert w.outcome is g.outcome and _close(w.value, g.value, "float64"), (w, g)
+    finally:
+        eager.close()
+        staged.close()
+
+
+PLANTED = '''
+import jax
+
+
+def jit_differs(x):
+    """2x eagerly, 3x wherever jax traces it for compilation: a planted jit-only bug."""
+    traced = isinstance(x, jax.core.Tracer) and not hasattr(x, "primal")
+    return (3.0 if traced else 2.0) * x
+'''
+
+
+def test_findings_of_staged_trials_are_established_eagerly(tmp_path):
+    """Staged, the planted function's finite differences (traced) see 3x and its AD modes 2x: a
+    judgement of the staged run alone would blame reverse and forward mode.  Re-run eagerly, as
+    its repro script runs it, only the compiled scenario `jit` disagrees, and only that is reported."""
+    (tmp_path / "planted_jit.py").write_text(PLANTED)
+    (tmp_path / "planted.yaml").write_text('library: jax\napis:\n  - name: "planted_jit:jit_differs"\n'
+                                           '    args: [{name: x, domain: moderate}]\n')
+    os.chdir(ROOT)
+    config = make_config("default", libraries=["jax"], apis=["planted_jit:*"], spec_files=[str(tmp_path / "planted.yaml")],
+                         store_dir=str(tmp_path / "store"), campaign_dir=str(tmp_path / "campaigns"), workers=1,
+                         trials_per_api=4, budget_s=300, seed=1)
+    assert staged_for(config, "jax")
+    summary = run_campaign(config)
+    reports, errors = Store(tmp_path / "store").load_all()
+    assert summary.findings and reports and not errors
+    assert all(r.fingerprint.scenarios == (COMPILED,) for r in reports), [r.fingerprint for r in reports]
+
+
+def test_a_restarted_worker_keeps_a_standby_that_the_next_restart_takes_over(tmp_path):
+    runner = library_runner("numpy_ref", tmp_path / "w.log")
+    try:
+        runner.worker.ensure()
+        assert runner.worker.standby is None  # none until a worker has been restarted
+        runner.restart()
+        standby = runner.worker.standby
+        assert standby is not None and standby.poll() is None
+        first = runner.worker.proc.pid
+        runner.restart()
+        assert runner.worker.proc.pid == standby.pid != first  # the standby took over
+        assert runner.worker.standby is not None and runner.worker.standby.pid != standby.pid
+    finally:
+        runner.close()
+    assert runner.worker.standby is None and standby.poll() is not None  # closing stops the standby too
