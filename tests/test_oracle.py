@@ -393,3 +393,24 @@ def test_a_result_that_changes_only_between_processes_is_an_uninitialised_read(t
     finally:
         runner.close()
     assert replayed.outcome.name == "REPRODUCED", replayed.found
+
+
+@pytest.mark.parametrize("compiled, found", [(4.5e-8, False), (1e-3, True)])
+def test_a_compiled_output_is_judged_against_the_calls_size(compiled, found):
+    """Note [value floor]: polydiv's remainder, 0 eagerly and 4.5e-8 compiled in float32 beside a
+    quotient of order 1, is the roundoff of the subtraction that made it; 1e-3 is a wrong value."""
+    from helper_adapter import tensor_input
+
+    from nablafuzz.core.model import Execution, Outcome, ScenarioResult, Trial
+    from nablafuzz.core.quantities import COMPILED
+    from nablafuzz.oracle.compare import compare
+    from nablafuzz.specs.spec import spec_from_dict
+    spec = spec_from_dict("jax", {"name": "jax.numpy.polydiv", "args": [{"name": "u"}, {"name": "v"}]}, "test")
+    trial = Trial("jax", spec.name, 1, "float32", (tensor_input("u", [1.0, 2.0], "float32"),
+                                                   tensor_input("v", [1.0], "float32")))
+    quotient, remainder = np.array([1.0, 2.0], np.float32), np.array([0.0], np.float32)
+    ex = Execution(trial, (ScenarioResult("direct", Outcome.OK, outputs=(quotient, remainder)),
+                           ScenarioResult(COMPILED, Outcome.OK, 0.5, 0.5, outputs=(quotient, remainder + compiled)),
+                           ScenarioResult("rev", Outcome.OK, 0.5, 0.5, outputs=(quotient, remainder))))
+    values = [c for c in compare(ex, spec).candidates if c.verdict is Verdict.VALUE_MISMATCH]
+    assert bool(values) is found

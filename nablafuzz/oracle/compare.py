@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -101,16 +101,23 @@ def _status(spec: ApiSpec, r: ScenarioResult, dtype: str) -> Optional[Candidate]
     return None
 
 
+# Note [value floor]
+# Two computations of the same outputs (the compiled call against the eager one, another kernel
+# library, a staged kernel) may round differently.  An element is allowed rtol times the largest
+# finite output of the call, not only times itself: polydiv's remainder is 0 eagerly and 4e-8
+# compiled in float32 when its quotient is of order 1, the roundoff of the subtraction that made
+# it, not a wrong value.  A wrong value of the call's own size still stands out.
 def _value_disagreement(spec: ApiSpec, dtype: str, direct: ScenarioResult, r: ScenarioResult) -> Optional[Disagreement]:
     outs = spec.differentiable_outputs
     picked = list(direct.outputs) if outs is None else [direct.outputs[i] for i in outs]
     tol = tolerance(spec, dtype, Aspect.VALUE)
+    floor = _largest(direct.outputs)
     for j, (want, got) in enumerate(zip(picked, r.outputs)):
         want, got = np.asarray(want, dtype=np.float64), np.asarray(got, dtype=np.float64)
         if want.shape != got.shape:
             return Disagreement(Aspect.VALUE, (r.scenario, "direct"), 0, dtype, tol, where=f"out {j}",
                                 detail=f"shape {got.shape} != {want.shape}")
-        bad = _bad_elements(got, want, tol)
+        bad = _bad_elements(got, want, tol, floor)
         if bad.any():
             k = int(np.argmax(bad.ravel()))
             idx = np.unravel_index(k, want.shape) if want.shape else ()
@@ -123,11 +130,19 @@ def _value_disagreement(spec: ApiSpec, dtype: str, direct: ScenarioResult, r: Sc
     return None
 
 
-def _bad_elements(got: np.ndarray, want: np.ndarray, tol) -> np.ndarray:
+def _largest(outputs: Sequence[Any]) -> float:
+    """The largest finite magnitude over the call's float outputs (0 if none)."""
+    sizes = [float(np.max(np.abs(a[np.isfinite(a)]), initial=0.0))
+             for a in (np.asarray(o) for o in outputs) if a.dtype.kind == "f" and a.size]
+    return max(sizes, default=0.0)
+
+
+def _bad_elements(got: np.ndarray, want: np.ndarray, tol, floor: float = 0.0) -> np.ndarray:
+    """Elements outside atol + rtol * max(|want|, floor) (Note [value floor])."""
     both_nan = np.isnan(got) & np.isnan(want)
     with np.errstate(invalid="ignore", over="ignore"):
         same_inf = np.isinf(got) & (got == want)
-        close = np.abs(got - want) <= tol.atol + tol.rtol * np.abs(want)
+        close = np.abs(got - want) <= tol.atol + tol.rtol * np.maximum(np.abs(want), floor)
     return ~(both_nan | same_inf | close)
 
 
