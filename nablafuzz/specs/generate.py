@@ -48,16 +48,19 @@ class _TrialRng(np.random.Generator):
 
 
 def _between(rng: np.random.Generator, lo: int, hi: int) -> int:
-    """A size in [lo, hi]: drawn, or the bound a pooled signature's edge asks for."""
+    """A size in [lo, hi] (a rank, a list length): drawn, or what a pooled signature's edge asks
+    for (the empty edge: rank 1 where allowed, so that its zero sizes make tensors empty)."""
     edge = getattr(rng, "edge", "")
-    return lo if edge == pool.SMALLEST else hi if edge == pool.LARGEST else int(rng.integers(lo, hi + 1))
+    bound = {pool.SMALLEST: lo, pool.LARGEST: hi, pool.EMPTY: max(lo, min(1, hi))}.get(edge)
+    return int(rng.integers(lo, hi + 1)) if bound is None else bound
 
 
 def _dim(rng: np.random.Generator) -> int:
-    """One dimension: never 0 unless the trial draws empty tensors (Note [empty trials])."""
+    """One dimension: never 0 unless the trial draws empty tensors (Note [empty trials]); a
+    pooled signature's edge sets it (0, 1 or 4)."""
     edge = getattr(rng, "edge", "")
-    if edge in (pool.SMALLEST, pool.LARGEST):
-        return 1 if edge == pool.SMALLEST else 4
+    if edge in (pool.SMALLEST, pool.LARGEST, pool.EMPTY):
+        return {pool.SMALLEST: 1, pool.LARGEST: 4, pool.EMPTY: 0}[edge]
     r = rng.random()
     if getattr(rng, "empty", False):
         if r < EMPTY_DIM:
@@ -93,8 +96,8 @@ class _Shapes:
         if s.isdigit():
             return int(s)
         if s not in self.symbols:
-            zero = self.rng.random() < EMPTY_DIM and self.empty  # Note [empty trials]
-            self.symbols[s] = 0 if zero else _between(self.rng, 1, 4)
+            zero = getattr(self.rng, "edge", "") == pool.EMPTY or (self.rng.random() < EMPTY_DIM and self.empty)
+            self.symbols[s] = 0 if zero else _between(self.rng, 1, 4)  # Note [empty trials]
         return self.symbols[s]
 
     def choose(self, arg: ArgSpec, max_size: int) -> Shape:

@@ -9,8 +9,10 @@ values from its own seed as ever, but its signature from a small per-API pool:
   * three edge signatures, fixed for the campaign: an empty one (zero-sized dimensions, as in
     Note [empty trials]), the smallest (every free size 1 and the lowest rank: 0-d where the
     spec allows) and the largest (the highest rank, sizes 4, capped at the size limit);
-  * ROTATING drawn signatures, of which one is replaced every ROUND trials of the API, so a
-    campaign still sees a new signature every ROUND trials while most trials hit warm caches.
+  * up to ROTATING drawn signatures: one in the API's first ROUND trials (so an API whose
+    compilation takes seconds still gets more than a trial or two of its budget), one more in
+    the next ROUND, then one of them replaced every ROUND trials, so a campaign still sees a new
+    signature every ROUND trials while most trials hit warm caches.
 
 Which one a trial takes is drawn from its own seed (EDGES gives the edges' shares), so a trial
 regenerates exactly from (spec, campaign seed, index), pooled or not.  Worker-safe.
@@ -46,6 +48,7 @@ def signature(campaign_seed: int, spec_id: str, index: int, trial_seed: int) -> 
         if u < share:
             return Signature(_seed(campaign_seed, spec_id, edge, 0), edge)
         u -= share
-    slot = int(v * ROTATING)
-    generation = (index // ROUND + ROTATING - 1 - slot) // ROTATING  # slot k changes at rounds k, k+ROTATING, ...
+    rounds = index // ROUND
+    slot = int(v * min(ROTATING, rounds + 1))
+    generation = (rounds - slot) // ROTATING  # slot k is drawn at round k, redrawn at k + ROTATING, ...
     return Signature(_seed(campaign_seed, spec_id, str(slot), generation), "")
