@@ -140,3 +140,14 @@ def test_config_a_function_changes_is_reset_before_the_next_trial(runner):
     spec, ex = _run(runner, {"name": "jax.numpy.log", "args": [{"name": "x"}]}, [_tensor("x", [-1.0, 2.0])])
     direct = ex.get("direct")
     assert direct.outcome is Outcome.OK and np.isnan(direct.outputs[0][0]), direct  # NaN, not FloatingPointError
+
+
+def test_a_compiled_value_decided_by_input_rounding_is_dismissed(runner):
+    """Note [conditioning], for values: cauchy.isf(1.45e15) is tan of an argument whose last bit is
+    worth a radian; jax.jit fuses pi/2 - pi q into one rounding and gets -1.53 where eager gets
+    0.0093.  Rounding q itself moves the value as much: no evaluation is more right."""
+    spec, ex = _run(runner, {"name": "jax.scipy.stats.cauchy.isf",
+                             "args": [{"name": "q"}, {"name": "loc"}, {"name": "scale"}]},
+                    [_tensor("q", [[[1454534116569838.8]]]), _tensor("loc", [[[0.0]]]), _tensor("scale", [[[1.0]]])])
+    j = judge(ex, spec, runner)
+    assert j.candidates >= 1 and j.findings == () and dict(j.dismissed).get("conditioning") == j.candidates
