@@ -158,3 +158,36 @@ def test_a_restarted_worker_keeps_a_standby_that_the_next_restart_takes_over(tmp
     finally:
         runner.close()
     assert runner.worker.standby is None and standby.poll() is not None  # closing stops the standby too
+
+
+EAGER_ONLY = '''
+import tensorflow as tf
+
+
+@tf.custom_gradient
+def eager_gradient_fails(x):
+    """2x whose gradient raises when run eagerly, and works inside a tf.function graph."""
+    def grad(g):
+        if tf.executing_eagerly():
+            raise ValueError("this gradient fails eagerly")
+        return 2.0 * g
+    return 2.0 * x, grad
+'''
+
+
+def test_the_first_trial_of_each_signature_runs_eagerly(tmp_path):
+    """Note [eager first]: an error of the eager path only (TensorFlow: a gradient that fails
+    eagerly, fine in a graph) is found although the other trials run staged."""
+    (tmp_path / "planted_tf.py").write_text(EAGER_ONLY)
+    (tmp_path / "planted.yaml").write_text('library: tensorflow\napis:\n  - name: "planted_tf:eager_gradient_fails"\n'
+                                           '    args: [{name: x, domain: moderate}]\n')
+    os.chdir(ROOT)
+    config = make_config("default", libraries=["tensorflow"], apis=["planted_tf:*"],
+                         spec_files=[str(tmp_path / "planted.yaml")], store_dir=str(tmp_path / "store"),
+                         campaign_dir=str(tmp_path / "campaigns"), workers=1, trials_per_api=3, budget_s=300, seed=1,
+                         scenarios=["direct", "rev", "fd"])
+    assert staged_for(config, "tensorflow")
+    run_campaign(config)
+    reports, errors = Store(tmp_path / "store").load_all()
+    assert not errors and any(r.fingerprint.verdict.value == "status_mismatch" and "rev" in r.fingerprint.scenarios
+                              for r in reports), [r.fingerprint for r in reports]

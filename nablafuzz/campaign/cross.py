@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Set, Tuple
 
 from ..core.config import Config
-from ..core.errors import RefusedError
+from ..core.errors import ConfigError, RefusedError
 from ..core.fingerprint import key as fingerprint_key
 from ..core.model import ApiSpec, BugReport, Execution, Finding, Trial
 from ..libraries import staged_for
@@ -64,13 +64,27 @@ class CrossLibrary:
         staged = [lib for lib in r.libraries if staged_for(self.config, lib)]
         trial = generate(spec, self.campaign.seed, index, self.config.max_tensor_size, self.config.max_rank,
                          regime_share=self.config.regime_share, pooled=bool(staged))
-        j, executions = run_class(r, trial, members, self.config)
-        if j.findings and staged:  # re-established eagerly, as in Note [staged findings]
+        eager = bool(staged) and self.campaign.eager_first(spec, index, trial)  # Note [eager first]
+        j, executions = (None, {}) if eager else run_class(r, trial, members, self.config)
+        if eager or (j.findings and staged):  # re-established eagerly, as in Note [staged findings]
             with contextlib.ExitStack() as stack:
-                for runner in filter(None, map(members.runners.get, staged)):
+                for runner in self._runners(members, staged):
                     stack.enter_context(runner.eager())
                 return self._judged(spec, r, members, index, trial, start, *run_class(r, trial, members, self.config))
         return self._judged(spec, r, members, index, trial, start, j, executions)
+
+    def _runners(self, members: Members, libraries: List[str]) -> List[Runner]:
+        """The members' runners of these libraries (made now if need be), but for runtimes given
+        up or not installed (run_class leaves those out too)."""
+        out = []
+        for library in libraries:
+            if library in self.campaign.shared.stopped:
+                continue
+            try:
+                out.append(members[library])
+            except ConfigError:
+                continue
+        return out
 
     def _judged(self, spec: ApiSpec, r: Resolved, members: Members, index: int, trial: Trial, start: float,
                 j: Judgement, executions: Dict[str, Execution]) -> TrialResult:

@@ -29,7 +29,7 @@ from ..core.codec import digest
 from ..core.config import Config
 from ..core.errors import BudgetExhausted, RefusedError, WorkerError
 from ..core.fingerprint import key as fingerprint_key
-from ..core.model import ApiSpec, BugReport, CampaignRecord, Finding, Fingerprint, ReportStatus, Verdict
+from ..core.model import ApiSpec, BugReport, CampaignRecord, Finding, Fingerprint, ReportStatus, Trial, Verdict
 from ..core.tensors import representative_rank, trial_size
 from ..reports.lock import exclusive
 from ..reports.replay import ReplayOutcome, ReplayResult
@@ -38,6 +38,7 @@ from ..runtime.process import RuntimeUnavailable
 from ..runtime.registry import resolve_runtime
 from ..libraries import staged_for
 from ..runtime.runner import Runner
+from ..specs import pool
 from ..specs.spec import SpecSet
 from .stats import Observation, Summary, TrialResult, summarise
 
@@ -50,6 +51,7 @@ class _Shared:
 
     lock: threading.Lock = field(default_factory=threading.Lock)
     claimed: Set[str] = field(default_factory=set)
+    signatures: Set[Tuple[str, int]] = field(default_factory=set)  # (spec id, signature seed) run eagerly
     confirmed: Set[Fingerprint] = field(default_factory=set)
     stopped: Dict[str, str] = field(default_factory=dict)  # library -> why its runtime was given up
     stop: threading.Event = field(default_factory=threading.Event)
@@ -267,6 +269,22 @@ class Campaign:
             self.shared.confirmed |= seen
         kept = tuple(f for f in findings if f.fingerprint not in todo or f.fingerprint in seen)
         return kept, len(findings) - len(kept)
+
+    # Note [eager first]
+    # Staged scenarios (Note [staged scenarios]) are a library's compiled path, and a library's
+    # eager path can fail where its compiled one does not: TensorFlow's forward-over-forward of
+    # segment_sum raises in eager mode only (an IndexedSlices the accumulator cannot watch).
+    # Such failures follow the signature (dtypes, shapes, Python values), not the values, so the
+    # first trial of every signature a campaign draws runs eagerly, the others staged.
+    def eager_first(self, spec: ApiSpec, index: int, trial: Trial) -> bool:
+        """Whether this pooled trial is the first of its signature in the campaign (it then runs
+        eagerly, Note [eager first])."""
+        key = (spec.id, pool.signature(self.seed, spec.id, index, trial.seed).seed)
+        with self.shared.lock:
+            if key in self.shared.signatures:
+                return False
+            self.shared.signatures.add(key)
+            return True
 
     def to_minimise(self, finding: Finding) -> bool:
         """Whether this thread minimises the finding: the first occurrence of its fingerprint
