@@ -64,7 +64,7 @@ class CrossLibrary:
         staged = [lib for lib in r.libraries if staged_for(self.config, lib)]
         trial = generate(spec, self.campaign.seed, index, self.config.max_tensor_size, self.config.max_rank,
                          regime_share=self.config.regime_share, pooled=bool(staged))
-        eager = bool(staged) and self.campaign.eager_first(spec, index, trial)  # Note [eager first]
+        eager = bool(staged) and self.campaign.eager_first(spec, index, trial, staged)  # Note [eager first]
         j, executions = (None, {}) if eager else run_class(r, trial, members, self.config)
         if eager or (j.findings and staged):  # re-established eagerly, as in Note [staged findings]
             with contextlib.ExitStack() as stack:

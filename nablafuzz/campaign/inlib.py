@@ -95,7 +95,7 @@ class InLibrary:
         trial = generate(spec, self.campaign.seed, index, self.config.max_tensor_size, self.config.max_rank,
                          regime_share=self.config.regime_share, pooled=runner.staged)
         scenarios = scenarios_for(self.config, spec.library, spec.capabilities)
-        if runner.staged and self.campaign.eager_first(spec, index, trial):  # Note [eager first]
+        if runner.staged and self.campaign.eager_first(spec, index, trial, [spec.library]):  # Note [eager first]
             with runner.eager():
                 return self._established(spec, runner, index, trial, scenarios, start)
         execution = runner.run(trial, spec, scenarios)

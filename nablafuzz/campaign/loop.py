@@ -36,7 +36,7 @@ from ..reports.replay import ReplayOutcome, ReplayResult
 from ..reports.store import Store, now, path_of
 from ..runtime.process import RuntimeUnavailable
 from ..runtime.registry import resolve_runtime
-from ..libraries import staged_for
+from ..libraries import record, staged_for
 from ..runtime.runner import Runner
 from ..specs import pool
 from ..specs.spec import SpecSet
@@ -274,11 +274,16 @@ class Campaign:
     # Staged scenarios (Note [staged scenarios]) are a library's compiled path, and a library's
     # eager path can fail where its compiled one does not: TensorFlow's forward-over-forward of
     # segment_sum raises in eager mode only (an IndexedSlices the accumulator cannot watch).
-    # Such failures follow the signature (dtypes, shapes, Python values), not the values, so the
-    # first trial of every signature a campaign draws runs eagerly, the others staged.
-    def eager_first(self, spec: ApiSpec, index: int, trial: Trial) -> bool:
-        """Whether this pooled trial is the first of its signature in the campaign (it then runs
-        eagerly, Note [eager first])."""
+    # Such failures follow the signature (dtypes, shapes, Python values), not the values, so for
+    # such a library (Library.eager_differs) the first trial of every signature a campaign draws
+    # runs eagerly, the others staged.  JAX's eager and compiled paths share their AD rules, and
+    # an eager first trial of each signature costs it a third of its trials.
+    def eager_first(self, spec: ApiSpec, index: int, trial: Trial, libraries: Sequence[str]) -> bool:
+        """Whether this pooled trial, run by `libraries`, is the first of its signature in the
+        campaign and one of them has an eager path that differs (it then runs eagerly, Note
+        [eager first])."""
+        if not any(record(library).eager_differs for library in libraries):
+            return False
         key = (spec.id, pool.signature(self.seed, spec.id, index, trial.seed).seed)
         with self.shared.lock:
             if key in self.shared.signatures:

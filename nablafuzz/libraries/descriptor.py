@@ -42,6 +42,9 @@ class Library:
     env_report: str = "`pip list`"  # how a maintainer prints the full environment
     compiled_by_default: bool = False  # the `jit` scenario in every trial (a cheap compiler)
     staged: bool = False  # compiled scenario kernels and signature pools by default (Note [staged scenarios])
+    # its eager AD path can fail where its compiled one does not (TensorFlow's eager and graph
+    # gradients differ): a staged campaign runs each signature's first trial eagerly (Note [eager first])
+    eager_differs: bool = False
     entry_points: bool = False  # its adapter gives the functional transforms of the entry points
     namespaces: Tuple[str, ...] = ()  # its public namespaces (the equivalence-map derivation)
     mirror: Optional[Tuple[str, Tuple[Tuple[str, str], ...]]] = None  # specs mirrored from another library

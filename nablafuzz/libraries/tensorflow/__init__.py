@@ -27,6 +27,7 @@ LIBRARY = Library(
     env_report="`tf.sysconfig.get_build_info()`",
     entry_points=True,
     staged=True,
+    eager_differs=True,
     namespaces=("tf.math.", "tf.", "tf.nn.", "tf.linalg.", "tf.signal.", "tf.keras.activations.",
                 "tf.experimental.numpy.", "tf.raw_ops."),
 )
