@@ -25,7 +25,7 @@ from nablafuzz.specs.spec import load_specs
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = {"jax": ("jax.numpy.sum", "jax.numpy.tanh", "jax.numpy.matmul", "jax.nn.softmax"),
-         "tensorflow": ("tf.reduce_sum", "tf.tanh", "tf.matmul", "tf.nn.softmax")}
+         "tensorflow": ("tf.reduce_sum", "tf.tanh", "tf.matmul", "tf.keras.activations.softmax")}
 
 
 def _spec(library, name):

@@ -10,6 +10,8 @@ Worker-safe: Python 3.10, numpy 1.26, no orchestrator imports.
 """
 from __future__ import annotations
 
+import collections
+import functools
 import importlib
 import math
 from dataclasses import dataclass
@@ -295,6 +297,10 @@ class Adapter:
         return {"entries": [], "dropped": []}
 
 
+_EAGER = object()  # a staged key whose kernel cannot be compiled: it runs eagerly from then on
+STAGED_KEEP = 512  # compiled kernels kept per worker (least recently used dropped first)
+
+
 @dataclass(frozen=True)
 class _Diff:
     index: int
@@ -382,8 +388,42 @@ class ComposableAdapter(Adapter):
     # always runs eagerly; a kernel that fails staged runs eagerly (the adapter's `staged`).
     def staged(self, call: BoundCall, name: str, kernel: Callable[..., Any]) -> Callable[..., Any]:
         """`kernel(fn, *arrays)` as a function of the arrays, `fn` the call of the differentiable
-        inputs (raw outputs); eager here (Note [staged scenarios])."""
-        return lambda *arrays: kernel(call.fn, *arrays)
+        inputs (raw outputs): compiled once per (scenario, call key) where the adapter stages
+        (Note [staged scenarios]), eager otherwise.  A kernel that fails compiled runs eagerly,
+        then and for that key from then on: eager's error is the one reported, and a kernel that
+        needs a concrete value (or reads one in Python) still runs."""
+        def eager(*arrays: Any) -> Any:
+            return kernel(call.fn, *arrays)
+        if not self.stages or call.key is None:
+            return eager
+        cache = self.__dict__.setdefault("_staged", collections.OrderedDict())
+        key = (name, call.key)
+        compiled = cache.get(key)
+        if compiled is None:
+            with_consts = call.with_consts
+            compiled = cache[key] = self.compile_kernel(
+                lambda consts, *arrays: kernel(functools.partial(with_consts, consts), *arrays))
+            while len(cache) > STAGED_KEEP:
+                cache.popitem(last=False)
+        cache.move_to_end(key)
+        if compiled is _EAGER:
+            return eager
+
+        def run(*arrays: Any) -> Any:
+            try:
+                return self.run_compiled(compiled, call.consts, arrays)
+            except Exception:  # noqa: BLE001 - eager decides: its error, or its result
+                cache[key] = _EAGER  # what fails staged (not traceable, or not differentiable so) stays eager
+                return eager(*arrays)
+        return run
+
+    def compile_kernel(self, fn: Callable[..., Any]) -> Any:
+        """`fn(consts, *arrays)` compiled by the library (jax.jit, tf.function), for `staged`."""
+        raise NotImplementedError(f"{self.library} does not stage scenarios")
+
+    def run_compiled(self, compiled: Any, consts: Tuple[Any, ...], arrays: Sequence[Any]) -> Any:
+        """The compiled kernel's results on the arrays, computed (not merely dispatched)."""
+        return compiled(list(consts), *arrays)
 
     def plan(self, scenario: str, call: BoundCall, xs: List[np.ndarray], us: List[np.ndarray],
              vs: List[np.ndarray], ws: List[np.ndarray], zs: List[np.ndarray]) -> Plan:

@@ -9,8 +9,6 @@ the catalogue of `MODULES`.
 """
 from __future__ import annotations
 
-import collections
-import functools
 import importlib
 import re
 import types
@@ -71,8 +69,6 @@ def _real(t: Any) -> Any:
 _COMPILES = [0]  # XLA compilations in this worker, eager primitives included (the throughput bench reads it)
 jax.monitoring.register_event_duration_secs_listener(
     lambda event, _seconds, **_: _COMPILES.__setitem__(0, _COMPILES[0] + (event == "/jax/core/compile/backend_compile_duration")))
-_EAGER = object()  # a staged key whose kernel cannot be traced: it runs eagerly from then on
-STAGED_KEEP = 512  # compiled kernels kept (least recently used dropped first)
 
 
 def _float0_to_zero(g: Any, x: Any) -> Any:
@@ -138,33 +134,12 @@ class JaxAdapter(ComposableAdapter):
     def compiles(self) -> int:
         return _COMPILES[0]
 
-    def staged(self, call: Any, name: str, kernel: Callable[..., Any]) -> Callable[..., Any]:
-        """The scenario's kernel under `jax.jit`, one per (scenario, call key) (Note [staged
-        scenarios]); jit's own cache then holds one program per shape and dtype signature.  A
-        kernel that fails compiled runs eagerly, then and for that key from then on: eager's
-        error is the one reported, and a kernel that needs a concrete value still runs."""
-        eager = super().staged(call, name, kernel)
-        if call.key is None:
-            return eager
-        cache = self.__dict__.setdefault("_staged", collections.OrderedDict())
-        key = (name, call.key)
-        jitted = cache.get(key)
-        if jitted is None:
-            with_consts = call.with_consts
-            jitted = cache[key] = jax.jit(lambda consts, *arrays: kernel(functools.partial(with_consts, consts), *arrays))
-            while len(cache) > STAGED_KEEP:
-                cache.popitem(last=False)
-        cache.move_to_end(key)
-        if jitted is _EAGER:
-            return eager
+    def compile_kernel(self, fn: Callable[..., Any]) -> Any:
+        """`jax.jit`: one program per shape and dtype signature in jit's own cache."""
+        return jax.jit(fn)
 
-        def run(*arrays: Any) -> Any:
-            try:
-                return jax.block_until_ready(jitted(call.consts, *arrays))
-            except Exception:  # noqa: BLE001 - eager decides: its error, or its result
-                cache[key] = _EAGER  # what fails staged (not traceable, or not differentiable so) stays eager
-                return eager(*arrays)
-        return run
+    def run_compiled(self, compiled: Any, consts: Any, arrays: Sequence[Any]) -> Any:
+        return jax.block_until_ready(compiled(consts, *arrays))
 
     def at_points(self, jobs, call, us, vs, ws, zs):
         """Staged: one compiled kernel evaluates one point of every job, called once per point

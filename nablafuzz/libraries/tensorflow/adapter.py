@@ -9,7 +9,6 @@ are enough.  `TF_ENABLE_ONEDNN_OPTS=0` is set by the runtime for reproducible nu
 """
 from __future__ import annotations
 
-import collections
 import functools
 import inspect
 import os
@@ -31,8 +30,6 @@ from ..introspect import catalogue  # noqa: E402
 
 ZERO = tf.UnconnectedGradients.ZERO
 _TRACES = [0]  # tf.function traces of staged kernels in this worker (the throughput bench reads it)
-_EAGER = object()  # a staged key whose kernel cannot run as a graph: it runs eagerly from then on
-STAGED_KEEP = 512  # graphs kept (least recently used dropped first)
 
 # The public Python APIs.  tf.compat.v1 only adds aliases: its names for the same functions.
 PY_MODULES = ("math", "nn", "linalg", "signal", "image", "keras.activations", "keras.losses", "experimental.numpy")
@@ -160,37 +157,12 @@ class TensorFlowAdapter(ComposableAdapter):
     def compiles(self) -> int:
         return _TRACES[0]
 
-    def staged(self, call: Any, name: str, kernel: Callable[..., Any]) -> Callable[..., Any]:
-        """The scenario's kernel as one `tf.function` graph per (scenario, call key) (Note [staged
-        scenarios]), retraced per shape and dtype signature.  A kernel that fails in the graph runs
-        eagerly, then and for that key from then on: eager's error is the one reported, and a
-        kernel that reads a value in Python still runs."""
-        eager = super().staged(call, name, kernel)
-        if call.key is None:
-            return eager
-        cache = self.__dict__.setdefault("_staged", collections.OrderedDict())
-        key = (name, call.key)
-        graph = cache.get(key)
-        if graph is None:
-            with_consts = call.with_consts
-
-            def traced(consts: Any, *arrays: Any) -> Any:
-                _TRACES[0] += 1  # runs once per trace
-                return kernel(functools.partial(with_consts, consts), *arrays)
-            graph = cache[key] = tf.function(traced)
-            while len(cache) > STAGED_KEEP:
-                cache.popitem(last=False)
-        cache.move_to_end(key)
-        if graph is _EAGER:
-            return eager
-
-        def run(*arrays: Any) -> Any:
-            try:
-                return graph(list(call.consts), *arrays)
-            except Exception:  # noqa: BLE001 - eager decides: its error, or its result
-                cache[key] = _EAGER  # what fails staged (not traceable, or not differentiable so) stays eager
-                return eager(*arrays)
-        return run
+    def compile_kernel(self, fn: Callable[..., Any]) -> Any:
+        """`tf.function`: a graph per shape and dtype signature (its traces counted)."""
+        def traced(consts: Any, *arrays: Any) -> Any:
+            _TRACES[0] += 1  # runs once per trace
+            return fn(consts, *arrays)
+        return tf.function(traced)
 
     def compiled(self, fn: Any) -> Any:
         """`tf.function(jit_compile=True)`, once per API (retraced per shape and Python values)."""
