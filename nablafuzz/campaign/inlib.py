@@ -95,31 +95,24 @@ class InLibrary:
         trial = generate(spec, self.campaign.seed, index, self.config.max_tensor_size, self.config.max_rank,
                          regime_share=self.config.regime_share, pooled=runner.staged)
         scenarios = scenarios_for(self.config, spec.library, spec.capabilities)
-        if runner.staged and self.campaign.eager_first(spec, index, trial, [spec.library]):  # Note [eager first]
-            with runner.eager():
-                return self._established(spec, runner, index, trial, scenarios, start)
-        execution = runner.run(trial, spec, scenarios)
         peers = self._peers(spec)
-        j = judge(execution, spec, runner, peers)
-        if j.findings and runner.staged:  # Note [staged findings]
-            with runner.eager():
-                return self._established(spec, runner, index, trial, scenarios, start)
-        return self._judged(spec, runner, index, trial, scenarios, start, execution, j)
+        if runner.staged and not self.campaign.eager_first(spec, index, trial, [spec.library]):  # Note [eager first]
+            execution = runner.run(trial, spec, scenarios)
+            j = judge(execution, spec, runner, peers)
+            if not j.findings:
+                return self._judged(spec, runner, index, trial, scenarios, start, execution, j, peers)
+        with runner.eager():  # a staged trial with findings runs again eagerly (Note [staged findings])
+            execution = runner.run(trial, spec, scenarios)
+            return self._judged(spec, runner, index, trial, scenarios, start, execution,
+                                judge(execution, spec, runner, peers), peers)
 
     # Note [staged findings]
     # Staged scenarios (compiled kernels, Note [staged scenarios]) screen the trials.  A trial
     # whose judgement has findings is run again eagerly, as its repro script will run it, and
     # only that run's findings go on (to confirmation, minimisation and the store), so no
     # report rests on a compiled program the maintainer's script does not run.
-    def _established(self, spec: ApiSpec, runner: Runner, index: int, trial: Trial, scenarios: Sequence[str],
-                     start: float) -> TrialResult:
-        execution = runner.run(trial, spec, scenarios)
-        return self._judged(spec, runner, index, trial, scenarios, start, execution,
-                            judge(execution, spec, runner, self._peers(spec)))
-
     def _judged(self, spec: ApiSpec, runner: Runner, index: int, trial: Trial, scenarios: Sequence[str],
-                start: float, execution: Execution, j: Judgement) -> TrialResult:
-        peers = self._peers(spec)
+                start: float, execution: Execution, j: Judgement, peers: Optional[Peers]) -> TrialResult:
         fresh: List[Execution] = []
 
         def again() -> Tuple[Finding, ...]:

@@ -207,9 +207,9 @@ class Adapter:
         """For each job (scenario, points): the scenario ("direct", a mode or a composition) at
         each point (an input list): the direct call's outputs, or its FirstOrder / SecondOrder
         (the evaluations of finite differences)."""
-        return [[self._at(scenario, call, xs, us, vs, ws, zs) for xs in points] for scenario, points in jobs]
+        return [[self.at(scenario, call, xs, us, vs, ws, zs) for xs in points] for scenario, points in jobs]
 
-    def _at(self, scenario: str, call: "BoundCall", xs: List[np.ndarray], us: List[np.ndarray],
+    def at(self, scenario: str, call: "BoundCall", xs: List[np.ndarray], us: List[np.ndarray],
             vs: List[np.ndarray], ws: List[np.ndarray], zs: List[np.ndarray]) -> Any:
         if scenario == "direct":
             return self.direct(call, xs)
@@ -223,7 +223,7 @@ class Adapter:
               vs: List[np.ndarray], ws: List[np.ndarray], zs: List[np.ndarray]) -> Dict[str, Any]:
         """Several AD scenarios at once, {scenario: FirstOrder or SecondOrder}; an adapter that
         stages computes them in one compiled kernel, any error failing them all."""
-        return {s: self._at(s, call, xs, us, vs, ws, zs) for s in scenarios}
+        return {s: self.at(s, call, xs, us, vs, ws, zs) for s in scenarios}
 
     def entry_point(self, name: str, call: "BoundCall", xs: List[np.ndarray], us: List[np.ndarray],
                     vs: List[np.ndarray], ws: List[np.ndarray]) -> Tuple[float, float]:

@@ -16,7 +16,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tupl
 import numpy as np
 
 from ..core.model import ErrorInfo, Outcome, ScenarioResult
-from ..core.quantities import COMPILED, ENTRY_POINTS, STEP, direction, is_reference, order
+from ..core.quantities import COMPILED, ENTRY_POINTS, STEP, direction, is_reference
 from ..libraries.base import Adapter, BoundCall, project
 
 
@@ -119,11 +119,16 @@ def timed(adapter: Adapter, scenario: str, body: Callable[[], ScenarioResult]) -
                           r.gradient, r.error, time.perf_counter() - start, r.emulated)
 
 
-def first_order(adapter: Adapter, tc: TrialCall, mode: str) -> ScenarioResult:
-    fo = adapter.first_order(mode, tc.call, tc.xs, tc.us, tc.vs)
-    emulated = mode == "fwd" and adapter.emulated_fwd
-    return ScenarioResult(mode, Outcome.OK, fo.value, fo.scale, None, fo.outputs, fo.gradient,
-                          emulated=emulated)
+def ad_scenario(adapter: Adapter, tc: TrialCall, scenario: str) -> ScenarioResult:
+    """A mode or a composition of modes (first, second or third order)."""
+    return _ad_result(adapter, scenario, adapter.at(scenario, tc.call, tc.xs, tc.us, tc.vs, tc.ws, tc.zs))
+
+
+def _ad_result(adapter: Adapter, scenario: str, r: Any, seconds: float = 0.0) -> ScenarioResult:
+    """The ScenarioResult of an adapter's FirstOrder or SecondOrder."""
+    emulated = adapter.emulated_fwd and "fwd" in scenario.split(".")
+    return ScenarioResult(scenario, Outcome.OK, r.value, r.scale, None, getattr(r, "outputs", ()),
+                          getattr(r, "gradient", ()), seconds=seconds, emulated=emulated)
 
 
 def compiled_first_order(adapter: Adapter, fn: Any, request: Dict[str, Any],
@@ -132,20 +137,6 @@ def compiled_first_order(adapter: Adapter, fn: Any, request: Dict[str, Any],
     tc = bind_trial(adapter, adapter.compiled(fn), request, None, outputs, staged=False)
     fo = adapter.first_order("rev", tc.call, tc.xs, tc.us, tc.vs)
     return ScenarioResult(COMPILED, Outcome.OK, fo.value, fo.scale, None, fo.outputs, fo.gradient)
-
-
-def second_order(adapter: Adapter, tc: TrialCall, scenario: str) -> ScenarioResult:
-    outer, inner = scenario.split(".")
-    so = adapter.second_order(outer, inner, tc.call, tc.xs, tc.us, tc.vs, tc.ws)
-    return ScenarioResult(scenario, Outcome.OK, so.value, so.scale,
-                          emulated=adapter.emulated_fwd and "fwd" in (outer, inner))
-
-
-def third_order(adapter: Adapter, tc: TrialCall, scenario: str) -> ScenarioResult:
-    outer, middle, inner = scenario.split(".")
-    to = adapter.third_order(outer, middle, inner, tc.call, tc.xs, tc.us, tc.vs, tc.ws, tc.zs)
-    return ScenarioResult(scenario, Outcome.OK, to.value, to.scale,
-                          emulated=adapter.emulated_fwd and "fwd" in (outer, middle, inner))
 
 
 def entry_point(adapter: Adapter, tc: TrialCall, scenario: str) -> ScenarioResult:
@@ -308,12 +299,8 @@ def run_scenarios(adapter: Adapter, fn: Any, request: Dict[str, Any]) -> Iterato
             yield timed(adapter, s, lambda: reference(s))
         elif s in ENTRY_POINTS:
             yield timed(adapter, s, lambda: entry_point(adapter, tc, s))
-        elif order(s) == 1:
-            yield timed(adapter, s, lambda: first_order(adapter, tc, s))
-        elif order(s) == 2:
-            yield timed(adapter, s, lambda: second_order(adapter, tc, s))
         else:
-            yield timed(adapter, s, lambda: third_order(adapter, tc, s))
+            yield timed(adapter, s, lambda: ad_scenario(adapter, tc, s))
 
 
 def _fused(adapter: Adapter, tc: TrialCall, scenarios: Sequence[str]) -> Dict[str, ScenarioResult]:
@@ -328,15 +315,7 @@ def _fused(adapter: Adapter, tc: TrialCall, scenarios: Sequence[str]) -> Dict[st
     except Exception:  # noqa: BLE001 - each scenario runs alone and reports its own error
         return {}
     share = (time.perf_counter() - start) / len(scenarios)
-    out = {}
-    for s, r in got.items():
-        emulated = adapter.emulated_fwd and "fwd" in s.split(".")
-        if order(s) == 1:
-            out[s] = ScenarioResult(s, Outcome.OK, r.value, r.scale, None, r.outputs, r.gradient, seconds=share,
-                                    emulated=emulated)
-        else:
-            out[s] = ScenarioResult(s, Outcome.OK, r.value, r.scale, seconds=share, emulated=emulated)
-    return out
+    return {s: _ad_result(adapter, s, r, share) for s, r in got.items()}
 
 
 def probe(adapter: Adapter, fn: Any, request: Dict[str, Any]) -> List[float]:
@@ -360,13 +339,8 @@ def probe(adapter: Adapter, fn: Any, request: Dict[str, Any]) -> List[float]:
             values.append(project(tc.vs, picked)[0])
         elif fname in ENTRY_POINTS:
             values.append(adapter.entry_point(fname, tc.call, xs, tc.us, tc.vs, tc.ws)[0])
-        elif order(fname) == 1:
-            values.append(adapter.first_order(fname, tc.call, xs, tc.us, tc.vs).value)
-        elif order(fname) == 2:
-            outer, inner = fname.split(".")
-            values.append(adapter.second_order(outer, inner, tc.call, xs, tc.us, tc.vs, tc.ws).value)
         else:
-            values.append(adapter.third_order(*fname.split("."), tc.call, xs, tc.us, tc.vs, tc.ws, tc.zs).value)
+            values.append(adapter.at(fname, tc.call, xs, tc.us, tc.vs, tc.ws, tc.zs).value)
     return values
 
 
