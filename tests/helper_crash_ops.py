@@ -70,3 +70,20 @@ def _float32_only(x):
 
 # sin with float32 kernels only: the float64 references cannot be computed
 float32_only_sin = Op(f=_float32_only, jvp=_SIN.jvp, vjp=_SIN.vjp, hess=_SIN.hess)
+
+
+def _compiling(name):
+    """sin whose first call in a worker process takes 1.5 s, as a JAX special function's first
+    trial spends compiling; `name` keeps each op's first call its own."""
+    first = [True]
+
+    def f(x):
+        if first[0]:
+            first[0] = False
+            time.sleep(1.5)
+        return np.sin(x)
+    f.__name__ = name
+    return Op(f=f, jvp=_SIN.jvp, vjp=_SIN.vjp, hess=_SIN.hess)
+
+
+compiling_sin_a, compiling_sin_b, compiling_sin_c = (_compiling(n) for n in "abc")

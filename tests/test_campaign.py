@@ -155,3 +155,21 @@ def test_a_campaign_behind_schedule_still_reaches_every_api(tmp_path):
     config = _config(tmp_path, trials_per_api=100000, budget_s=12, api_budget_s=600, workers=2)
     summary = run_campaign(config)
     assert summary.apis > 20 and summary.apis_tried == summary.apis, (summary.apis_tried, summary.apis)
+
+
+def test_apis_whose_first_trial_is_slow_are_reached_after_the_list(tmp_path, monkeypatch):
+    """Note [breadth first]: three APIs at the end of the list whose first trial costs 1.5 s (as
+    a JAX special function's compilation does) are reached although the APIs before them could
+    use the whole budget; each API's further trials then stay with the thread that ran its
+    first, and the time left is shared out."""
+    os.chdir(ROOT)
+    monkeypatch.setenv("PYTHONPATH", str(ROOT / "tests"))
+    slow = tmp_path / "slow.yaml"
+    slow.write_text("library: numpy_ref\napis:\n" + "".join(
+        f'  - name: "helper_crash_ops:compiling_sin_{c}"\n    args: [{{name: x, domain: moderate}}]\n' for c in "abc"))
+    config = _config(tmp_path, spec_files=[str(slow)], trials_per_api=100000, budget_s=10, api_budget_s=600)
+    summary = run_campaign(config)
+    assert summary.apis > 20 and summary.apis_tried == summary.apis, (summary.apis_tried, summary.apis)
+    per_api = Counter(o["api"] for o in _observations(tmp_path / "campaigns"))
+    assert all(per_api[f"numpy_ref:helper_crash_ops:compiling_sin_{c}"] > 1 for c in "abc"), per_api
+    assert min(per_api.values()) > 1, "the time after the first round is shared by every API"

@@ -18,7 +18,7 @@ from ..core.config import Config
 from ..core.errors import BudgetExhausted, WorkerError
 from ..core.fingerprint import key as fingerprint_key
 from ..core.model import ApiSpec, BugReport, Execution, Finding, Trial, Verdict
-from ..libraries import scenarios_for
+from ..libraries import scenarios_for, staged_for
 from ..oracle.compare import empty_derivative
 from ..oracle.filters import Peers
 from ..oracle.verdict import Judgement, judge, uninitialised
@@ -90,13 +90,22 @@ class InLibrary:
             return out
         return run
 
+    def trial(self, spec: ApiSpec, index: int, candidate: int = 0) -> Trial:
+        """Trial `index` of `spec` (or another candidate for its slot, Note [validity candidates])."""
+        return generate(spec, self.campaign.seed, index, self.config.max_tensor_size, self.config.max_rank,
+                        regime_share=self.config.regime_share, pooled=staged_for(self.config, spec.library),
+                        candidate=candidate)
+
     def run_trial(self, spec: ApiSpec, runner: Runner, index: int) -> TrialResult:
         start = time.monotonic()
-        trial = generate(spec, self.campaign.seed, index, self.config.max_tensor_size, self.config.max_rank,
-                         regime_share=self.config.regime_share, pooled=runner.staged)
+        pick = self.campaign.pick(spec, lambda c: self.trial(spec, index, c))
+        result = self._run(spec, runner, index, pick.trial, pick.candidate, start)
+        return self.campaign.picked(spec, pick, result)
+
+    def _run(self, spec: ApiSpec, runner: Runner, index: int, trial: Trial, candidate: int, start: float) -> TrialResult:
         scenarios = scenarios_for(self.config, spec.library, spec.capabilities)
         peers = self._peers(spec)
-        if runner.staged and not self.campaign.eager_first(spec, index, trial, [spec.library]):  # Note [eager first]
+        if runner.staged and not self.campaign.eager_first(spec, index, trial, [spec.library], candidate):  # Note [eager first]
             execution = runner.run(trial, spec, scenarios)
             j = judge(execution, spec, runner, peers)
             if not j.findings:

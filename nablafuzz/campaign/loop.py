@@ -11,7 +11,8 @@ One campaign writes to a store at a time (`lock.exclusive`, held for the campaig
 lifetime).  `--budget` bounds every request to a worker (`Runner.deadline`): what the budget
 cuts short is abandoned, never reported as a timeout.  A finding is reported only once its
 fingerprint has come out again in a fresh worker (Note [confirmation]); a runtime whose
-worker will not restart ends its own queue, not the campaign.
+worker will not restart ends its own queue, not the campaign.  Every API's first trial runs
+before any API's second (Note [breadth first] in `schedule.py`).
 """
 from __future__ import annotations
 
@@ -40,6 +41,8 @@ from ..libraries import record, staged_for
 from ..runtime.runner import Runner
 from ..specs import pool
 from ..specs.spec import SpecSet
+from .schedule import Schedule
+from .validity import Guide, Pick, validity_on
 from .stats import Observation, Summary, TrialResult, summarise
 
 _DONE = object()
@@ -69,7 +72,8 @@ def campaign_id(config: Config) -> str:
              config.scenarios, config.max_tensor_size, config.profile) + (("cross",) if config.cross else ()) \
         + ((("regime_share", config.regime_share),) if config.regime_share != Config.regime_share else ()) \
         + ((("programs", config.max_programs),) if config.programs and not config.cross else ()) \
-        + ((("staged", config.staged),) if config.staged is not None else ())
+        + ((("staged", config.staged),) if config.staged is not None else ()) \
+        + ((("validity_model", config.validity_model),) if config.validity_model is not Config.validity_model else ())
     return config.name or f"c-{digest(basis, 10)}"
 
 
@@ -148,6 +152,8 @@ class Oracle(Protocol):
 
     def run_trial(self, spec: ApiSpec, runner: Any, index: int) -> TrialResult: ...
 
+    def trial(self, spec: ApiSpec, index: int, candidate: int = 0) -> Trial: ...  # --validity-model: regenerates a logged trial
+
     def covers(self, report: BugReport, covered: Set[str]) -> bool: ...  # a report this campaign tried
 
     def agreement(self, observations: List[Observation]) -> tuple: ...  # the campaign record's votes
@@ -174,6 +180,7 @@ class Campaign:
         self.python_path = tuple(sorted({os.getcwd()} | {str(Path(f).parent) for f in config.spec_files}))
         self.local = threading.local()  # a worker thread's runners, for its peers
         self.oracle = oracle(self, specs)
+        self.guide = Guide(self.seed) if validity_on(config) else None  # Note [validity model]
 
     # ---- worker threads -------------------------------------------------------------------
     def runner(self, runners: Dict[str, Runner], library: str, n: int) -> Runner:
@@ -185,24 +192,30 @@ class Campaign:
                                       staged=staged_for(self.config, library))
         return runners[library]
 
-    def _work(self, tasks: "queue.Queue", n: int, done: Set[Tuple[str, int]], deadline: float) -> None:
+    def _work(self, schedule: Schedule, n: int, done: Set[Tuple[str, int]], deadline: float) -> None:
         runners: Dict[str, Runner] = {}
         self.local.runners, self.local.n = runners, n
         try:
             while not self.shared.stop.is_set():
-                try:
-                    spec = tasks.get_nowait()
-                except queue.Empty:
+                slot = schedule.next(n)
+                if slot is None:
                     return
-                if self._stopped(spec):
+                if self._stopped(slot.spec):
                     continue
                 try:
-                    share = (deadline - time.monotonic()) * self.config.workers / (tasks.qsize() + self.config.workers)
-                    self._fuzz_api(spec, self.oracle.runner(runners, spec.library, n), done, deadline, share)
+                    runner = self.oracle.runner(runners, slot.spec.library, n)
+                    if slot.first:
+                        began = time.monotonic()
+                        if self._fuzz_api(slot.spec, runner, done, range(1), deadline):
+                            schedule.ran_first(n, slot.spec, time.monotonic() - began)
+                    else:
+                        budget = schedule.share(n, deadline, self.config.api_budget_s - slot.spent)
+                        self._fuzz_api(slot.spec, runner, done, range(1, self.config.trials_per_api),
+                                       min(deadline, time.monotonic() + budget))
                 except RuntimeUnavailable as exc:  # that runtime's queue ends here, not the campaign
                     with self.shared.lock:
                         self.shared.stopped.setdefault(exc.library, str(exc))
-                    gone = runners.pop(spec.library, None)
+                    gone = runners.pop(slot.spec.library, None)
                     if gone is not None:
                         gone.close()
         except Exception as exc:  # noqa: BLE001 - reported by the main thread, campaign ends cleanly
@@ -216,22 +229,21 @@ class Campaign:
         """Whether the runtime this spec needs was given up (its worker would not restart)."""
         return spec.library in self.shared.stopped
 
-    # Note [fair share]
-    # An API gets --api-budget seconds, or less when the campaign is behind: its share of what
-    # is left of --budget among the APIs still queued (and those in flight), so that APIs whose
-    # first trials overrun their budget (a minute of compilation, a hang and its re-run) do not
-    # leave the last APIs of the list unreached.  An API still gets its first trial.
-    def _fuzz_api(self, spec: ApiSpec, runner: Runner, done: Set[Tuple[str, int]], deadline: float,
-                  share: float = float("inf")) -> None:
-        api_deadline = min(deadline, time.monotonic() + min(self.config.api_budget_s, share))
-        for index in range(self.config.trials_per_api):
-            if self.shared.stop.is_set() or (index and time.monotonic() > api_deadline):
-                return
+    def _fuzz_api(self, spec: ApiSpec, runner: Runner, done: Set[Tuple[str, int]], indices: range,
+                  api_deadline: float) -> bool:
+        """Runs `spec`'s trials `indices` not yet done, the first of them whatever the time, the
+        others until `api_deadline`; False when the campaign stopped or its budget ran out."""
+        for index in indices:
+            if self.shared.stop.is_set():
+                return False
+            if index > indices.start and time.monotonic() > api_deadline:
+                return True
             if (spec.id, index) not in done:
                 result = self._guarded_trial(spec, runner, index)
                 if result is None:  # the budget ran out during the trial: it is abandoned
-                    return
+                    return False
                 self.results.put(result)
+        return True
 
     def _guarded_trial(self, spec: ApiSpec, runner: Runner, index: int) -> Optional[TrialResult]:
         """An engine error on one trial is logged with its traceback and costs that trial only."""
@@ -278,18 +290,32 @@ class Campaign:
     # such a library (Library.eager_differs) the first trial of every signature a campaign draws
     # runs eagerly, the others staged.  JAX's eager and compiled paths share their AD rules, and
     # an eager first trial of each signature costs it a third of its trials.
-    def eager_first(self, spec: ApiSpec, index: int, trial: Trial, libraries: Sequence[str]) -> bool:
+    def eager_first(self, spec: ApiSpec, index: int, trial: Trial, libraries: Sequence[str], candidate: int = 0) -> bool:
         """Whether this pooled trial, run by `libraries`, is the first of its signature in the
         campaign and one of them has an eager path that differs (it then runs eagerly, Note
         [eager first])."""
         if not any(record(library).eager_differs for library in libraries):
             return False
-        key = (spec.id, pool.signature(self.seed, spec.id, index, trial.seed).seed)
+        key = (spec.id, pool.signature(self.seed, spec.id, index, trial.seed, candidate).seed)
         with self.shared.lock:
             if key in self.shared.signatures:
                 return False
             self.shared.signatures.add(key)
             return True
+
+    def pick(self, spec: ApiSpec, make: Callable[[int], Trial]) -> Pick:
+        """The trial a slot runs: `make(0)`, or with --validity-model the candidate `make(c)` its
+        API's model picks (Note [validity candidates])."""
+        return self.guide.pick(spec, make) if self.guide else Pick(make(0))
+
+    def picked(self, spec: ApiSpec, pick: Pick, result: TrialResult) -> TrialResult:
+        """The trial's result, its observation saying which candidate ran and why; the model
+        learns its label."""
+        if self.guide is None:
+            return result
+        self.guide.learn(spec, pick.trial, result.observation.valid, pick.how)
+        obs = replace(result.observation, candidate=pick.candidate, pick=pick.how, guess=pick.guess)
+        return replace(result, observation=obs)
 
     def to_minimise(self, finding: Finding) -> bool:
         """Whether this thread minimises the finding: the first occurrence of its fingerprint
@@ -316,14 +342,15 @@ class Campaign:
         repair_log(log_path)
         previous = read_observations(log_path)
         done = {(o.api, o.index) for o in previous}
-        tasks: "queue.Queue" = queue.Queue()
+        if self.guide is not None:  # a resumed campaign's models, refitted from its log
+            self.guide.resume({s.id: s for s in self.oracle.specs}, previous, self.oracle.trial)
         deadline = self.deadline = time.monotonic() + self.config.budget_s
         self.oracle.prepare()
         specs = self.oracle.specs
-        for spec in _interleaved(specs):
-            tasks.put(spec)
-        threads = [threading.Thread(target=self._work, args=(tasks, n, done, deadline), daemon=True)
-                   for n in range(min(self.config.workers, max(1, len(specs))))]
+        workers = min(self.config.workers, max(1, len(specs)))
+        schedule = Schedule(_interleaved(specs), workers, self.config.trials_per_api)
+        threads = [threading.Thread(target=self._work, args=(schedule, n, done, deadline), daemon=True)
+                   for n in range(workers)]
         started, self.started_at = time.monotonic(), now()
         for t in threads:
             t.start()

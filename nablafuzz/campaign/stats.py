@@ -30,6 +30,11 @@ class Observation:
     empty: bool = False  # not valid: every differentiable input (or differentiated output) was empty
     regime: str = ""  # the value regime the trial's inputs were drawn from (regimes.py; "" the domain's)
     structure: str = ""  # the structures of its structured inputs, comma-separated ("" none)
+    # --validity-model (Note [validity candidates]): the candidate run, how it was picked
+    # ("" no model, "model", "explore"), the model's probability that it is valid (-1: none)
+    candidate: int = 0
+    pick: str = ""
+    guess: float = -1.0
 
     def with_new(self, new: Tuple[str, ...]) -> "Observation":
         return replace(self, new=new)
@@ -42,7 +47,9 @@ class Observation:
                 **({"conventions": list(self.conventions)} if self.conventions else {}),
                 **({"votes": [list(v) for v in self.votes]} if self.votes else {}),
                 **({"regime": self.regime} if self.regime else {}),
-                **({"structure": self.structure} if self.structure else {})}
+                **({"structure": self.structure} if self.structure else {}),
+                **({"candidate": self.candidate} if self.candidate else {}),
+                **({"pick": self.pick, "guess": round(self.guess, 4)} if self.pick else {})}
 
     @staticmethod
     def from_json(d: Dict[str, Any]) -> "Observation":
@@ -51,7 +58,8 @@ class Observation:
                            tuple(d["new"]), float(d["seconds"]), d.get("death", ""), d.get("invalid", ""),
                            tuple(d.get("conventions", ())), tuple(tuple(v) for v in d.get("votes", ())),
                            bool(d.get("empty", False)),  # logs written before `empty` existed: False
-                           str(d.get("regime", "")), str(d.get("structure", "")))
+                           str(d.get("regime", "")), str(d.get("structure", "")),
+                           int(d.get("candidate", 0)), str(d.get("pick", "")), float(d.get("guess", -1.0)))
 
 
 @dataclass(frozen=True)
@@ -78,6 +86,9 @@ class Summary:
     empty: int = 0  # trials that differentiated only empty tensors (not valid)
     regimes: Tuple[Tuple[str, int, int, int], ...] = ()  # (regime, trials, valid, findings); "" the domain's
     structures: Tuple[Tuple[str, int, int, int], ...] = ()  # (structure, trials, valid, findings) of structured trials
+    # --validity-model: ("library pick", trials, valid, findings), pick "unguided" / "model" / "explore"
+    picks: Tuple[Tuple[str, int, int, int], ...] = ()
+    predicted: Tuple[Tuple[str, int, int, float], ...] = ()  # (API, trials predicted, right, valid rate of its model's picks)
 
     @property
     def trials_per_s(self) -> float:
@@ -95,7 +106,20 @@ class Summary:
                 "memory_limit_mb": self.memory_limit_mb, "runtimes_given_up": list(self.stopped),
                 "regimes": {r or "domain": {"trials": t, "valid": v, "findings": f} for r, t, v, f in self.regimes},
                 "structures": {s: {"trials": t, "valid": v, "findings": f} for s, t, v, f in self.structures},
-                **({"cross_votes": dict(self.votes)} if self.votes else {})}
+                **({"cross_votes": dict(self.votes)} if self.votes else {}),
+                **({"validity_model": self._validity()} if self.picks else {})}
+
+    def _validity(self) -> Dict[str, Any]:
+        """Valid rates by how trials were picked, and the held-out accuracy of each API's model:
+        every trial it predicted, before the trial ran (Note [validity candidates])."""
+        apis = {a: {"predicted": n, "accuracy": round(right / n, 4), "picked_valid_rate": round(rate, 4)}
+                for a, n, right, rate in self.predicted}
+        return {"picks": {k: {"trials": t, "valid": v, "valid_rate": round(v / t, 4) if t else 0, "findings": f}
+                          for k, t, v, f in self.picks},
+                "mean_accuracy": round(sum(a["accuracy"] for a in apis.values()) / len(apis), 4) if apis else None,
+                "not_learnt": sorted(a for a, d in apis.items() if d["predicted"] >= NOT_LEARNT_TRIALS
+                                     and d["picked_valid_rate"] < NOT_LEARNT_RATE),
+                "apis": apis}
 
     def lines(self) -> List[str]:
         d = self.to_json()
@@ -114,7 +138,17 @@ class Summary:
             "structured inputs (trials / valid / findings): "
             + (", ".join(f"{s} {t}/{v}/{f}" for s, t, v, f in self.structures) or "none"),
         ] + ([f"cross-library votes (library vote: quantities): {', '.join(f'{k}: {v}' for k, v in self.votes)}"]
-             if self.votes else []) + [f"runtime given up, its remaining APIs skipped: {s}" for s in self.stopped]
+             if self.votes else []) + [f"runtime given up, its remaining APIs skipped: {s}" for s in self.stopped] \
+            + self._validity_lines()
+
+    def _validity_lines(self) -> List[str]:
+        if not self.picks:
+            return []
+        v = self._validity()
+        rates = ", ".join(f"{k} {d['valid']}/{d['trials']} ({d['valid_rate']:.1%})" for k, d in v["picks"].items())
+        accuracy = "none yet" if v["mean_accuracy"] is None else f"{v['mean_accuracy']:.1%} over {len(v['apis'])} APIs"
+        return [f"validity model: valid / trials by pick: {rates}; held-out accuracy {accuracy}",
+                f"validity model: constraints not learnt (a probe hint may help): {', '.join(v['not_learnt']) or 'none'}"]
 
 
 def merge_counts(pairs) -> Tuple[Tuple[str, int], ...]:
@@ -155,7 +189,27 @@ def summarise(campaign: str, specs: Sequence[ApiSpec], obs: Sequence[Observation
         empty=sum(o.empty for o in obs),
         regimes=_per(obs, lambda o: o.regime),
         structures=tuple(row for row in _per(obs, lambda o: o.structure) if row[0]),
+        picks=_per(obs, lambda o: f"{o.api.split(':')[0]} {o.pick or 'unguided'}") if any(o.pick for o in obs) else (),
+        predicted=_predicted(obs),
     )
+
+
+NOT_LEARNT_TRIALS = 20  # an API whose model picked this many trials ..
+NOT_LEARNT_RATE = 0.7  # .. of which fewer than this share were valid: its constraints were not learnt
+
+
+def _predicted(obs: Sequence[Observation]) -> Tuple[Tuple[str, int, int, float], ...]:
+    """(API, trials its model predicted, predicted right, valid rate of the trials it picked)."""
+    by_api: Dict[str, List[Observation]] = {}
+    for o in obs:
+        if o.pick:
+            by_api.setdefault(o.api, []).append(o)
+    out = []
+    for api, os_ in sorted(by_api.items()):
+        right = sum((o.guess >= 0.5) == o.valid for o in os_)
+        picked = [o for o in os_ if o.pick == "model"]
+        out.append((api, len(os_), right, sum(o.valid for o in picked) / len(picked) if picked else 0.0))
+    return tuple(out)
 
 
 @dataclass(frozen=True)

@@ -48,6 +48,9 @@ class Config:
     third_order: bool = False  # also third order by composition, for specs with second order (THIRD_ORDER)
     kernels: bool = False  # also the call and VJP with the library's other kernels (KERNELS: oneDNN, mkldnn)
     reference: bool = False  # judge elementwise APIs against their 50-digit reference (reference.py)
+    # pick each trial among candidates by a per-API validity classifier (campaign/validity.py);
+    # None: when scikit-learn is installed
+    validity_model: Optional[bool] = False
 
 
 PROFILES: Dict[str, Dict[str, Any]] = {

@@ -21,8 +21,10 @@ from .batching import BATCH_SHARE, batched
 Shape = Tuple[int, ...]
 
 
-def trial_seed(campaign_seed: int, spec_id: str, index: int) -> int:
-    h = hashlib.sha256(f"{campaign_seed}/{spec_id}/{index}".encode()).digest()
+def trial_seed(campaign_seed: int, spec_id: str, index: int, candidate: int = 0) -> int:
+    """Trial `index`'s seed; a guided campaign's other candidates for that trial (`candidate` >
+    0, Note [validity candidates] in campaign/validity.py) have seeds of their own."""
+    h = hashlib.sha256(f"{campaign_seed}/{spec_id}/{index}{f'/{candidate}' if candidate else ''}".encode()).digest()
     return int.from_bytes(h[:8], "big") >> 1
 
 
@@ -230,12 +232,14 @@ def choose_dtype(rng: np.random.Generator, spec: ApiSpec) -> str:
 
 
 def generate(spec: ApiSpec, campaign_seed: int, index: int, max_size: int = 64, max_rank: int = 4,
-             dtype: Optional[str] = None, regime_share: float = 0.0, pooled: bool = False) -> Trial:
-    """The trial; `pooled` draws its signature (dtype, shapes, scalars, batch) from the API's
-    signature pool and only its values from its own seed (Note [signature pools])."""
-    seed = trial_seed(campaign_seed, spec.id, index)
+             dtype: Optional[str] = None, regime_share: float = 0.0, pooled: bool = False,
+             candidate: int = 0) -> Trial:
+    """The trial (or, for `candidate` > 0, another candidate for its slot); `pooled` draws its
+    signature (dtype, shapes, scalars, batch) from the API's signature pool and only its values
+    from its own seed (Note [signature pools])."""
+    seed = trial_seed(campaign_seed, spec.id, index, candidate)
     rng = _TrialRng(seed)  # numpy's default generator for `seed`, and the trial's empty choice
-    sig = pool.signature(campaign_seed, spec.id, index, seed) if pooled else None
+    sig = pool.signature(campaign_seed, spec.id, index, seed, candidate) if pooled else None
     srng = _TrialRng(sig.seed, sig.edge) if sig else rng  # the signature's draws
     dtype = dtype or choose_dtype(srng, spec)
     shapes = _Shapes(srng, min(max_size, spec.max_size or max_size), max_rank)

@@ -41,8 +41,10 @@ def _seed(campaign_seed: int, spec_id: str, slot: str, generation: int) -> int:
     return int.from_bytes(h[:8], "big") >> 1
 
 
-def signature(campaign_seed: int, spec_id: str, index: int, trial_seed: int) -> Signature:
-    """The signature trial `index` of the API takes (its seed is `trial_seed`)."""
+def signature(campaign_seed: int, spec_id: str, index: int, trial_seed: int, candidate: int = 0) -> Signature:
+    """The signature trial `index` of the API takes (its seed is `trial_seed`); a guided
+    campaign's candidate `candidate` > 0 draws its rotating signatures from a pool of its own
+    (Note [validity candidates] in campaign/validity.py), the edges are shared."""
     u, v = np.random.default_rng([trial_seed, 3]).random(2)
     for edge, share in EDGES:
         if u < share:
@@ -51,4 +53,4 @@ def signature(campaign_seed: int, spec_id: str, index: int, trial_seed: int) -> 
     rounds = index // ROUND
     slot = int(v * min(ROTATING, rounds + 1))
     generation = (rounds - slot) // ROTATING  # slot k is drawn at round k, redrawn at k + ROTATING, ...
-    return Signature(_seed(campaign_seed, spec_id, str(slot), generation), "")
+    return Signature(_seed(campaign_seed, spec_id, f"{slot}/{candidate}" if candidate else str(slot), generation), "")

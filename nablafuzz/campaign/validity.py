@@ -1,0 +1,192 @@
+"""Learned input validity (`campaign --validity-model`): one small classifier per API, trained
+on the campaign's own trials, picks which of a few candidate trials to run.
+
+Note [validity model]
+A third of JAX and TensorFlow trials used to be invalid: the call raises on inputs its
+documentation forbids (ranks, broadcasting, an axis out of range), and such a trial compares
+nothing.  Each API's trials are labelled as they are judged (valid: a non-empty derivative was
+compared, as the summary's valid rate counts) and described by features of the trial alone
+(specs/features.py, Note [validity features]).  Once an API has MIN_ROWS labelled trials with
+at least MIN_EACH of each label, a random forest (scikit-learn) is fitted on its last KEEP
+trials, and refitted whenever its rows have grown by REFIT.  APIs whose trials are all valid
+(most of them) never get a model and run as before.
+
+Note [validity candidates]
+With a model, a trial slot draws CANDIDATES trials, or more for an API whose trials are rarely
+valid: enough that one of them is valid with probability TARGET at the valid rate of the API's
+trials not picked by the model (those before it, and those exploring), up to MAX_CANDIDATES (at a 6 % valid rate 4 candidates hold a valid one a fifth of the time).
+Candidate 0 is the unguided trial; the others have sub-seeds of their own, and in a pooled
+campaign rotating signatures of their own (specs/pool.py).  The slot runs the one the model
+thinks likeliest valid, preferring the lowest
+candidate within MARGIN of the best (so a campaign whose unguided trial looks valid runs it,
+and keeps its signature pool).  With probability EPSILON (drawn from the trial's seed) it runs
+a uniformly drawn candidate instead, so that crashes on invalid inputs stay reachable and the
+model keeps seeing both labels.  The observation log records the candidate run, so every trial
+regenerates exactly from (spec, seed, index, candidate), and a resumed campaign refits its
+models from the log.  The model's probability for the trial it picked is logged too: compared
+with the trial's label it gives the held-out accuracy (each trial is predicted before it runs).
+"""
+from __future__ import annotations
+
+import collections
+import importlib.util
+import math
+import threading
+from dataclasses import dataclass, field
+from typing import Callable, Deque, Dict, Iterable, List, Tuple
+
+import numpy as np
+
+from ..core.errors import ConfigError
+from ..core.model import ApiSpec, Trial
+from ..specs.features import Features, features
+from .stats import Observation
+
+CANDIDATES = 4
+MAX_CANDIDATES = 32
+TARGET = 0.95
+EPSILON = 0.1
+MARGIN = 0.05
+MIN_ROWS = 20
+MIN_EACH = 3
+KEEP = 400
+REFIT = 1.25
+TREES = 20
+
+UNGUIDED, MODEL, EXPLORE = "", "model", "explore"
+
+
+def _sklearn() -> bool:
+    return importlib.util.find_spec("sklearn") is not None
+
+
+def validity_on(config) -> bool:
+    """Whether a campaign is guided: --validity-model (which needs scikit-learn, the `learn`
+    extra), or the profile's default (None: when scikit-learn is installed); never --cross,
+    whose trials are one per equivalence class, run by every member."""
+    if config.cross or config.validity_model is False:
+        return False
+    if config.validity_model and not _sklearn():
+        raise ConfigError("--validity-model needs scikit-learn (fix: pip install 'nablafuzz[learn]', "
+                          "or run with --no-validity-model)")
+    return _sklearn()
+
+
+@dataclass(frozen=True)
+class Pick:
+    """The trial a slot runs: its candidate number, how it was picked (UNGUIDED: the API has no
+    model; MODEL; EXPLORE: uniformly), and the model's probability that it is valid (-1: none)."""
+
+    trial: Trial
+    candidate: int = 0
+    how: str = UNGUIDED
+    guess: float = -1.0
+
+
+def _names(spec: ApiSpec) -> Tuple[str, ...]:
+    return tuple(dict.fromkeys(a.name for args in (spec.args,) + spec.overloads for a in args))
+
+
+@dataclass
+class _Api:
+    rows: Deque[Features] = field(default_factory=lambda: collections.deque(maxlen=KEEP))
+    labels: Deque[bool] = field(default_factory=lambda: collections.deque(maxlen=KEEP))
+    seen: int = 0  # rows ever added
+    drawn: int = 0  # trials not picked by the model (before it, or exploring) ..
+    drawn_valid: int = 0  # .. and how many of them were valid
+    fitted_at: int = 0  # `seen` at the last fit
+    model: object = None  # a fitted sklearn Pipeline (DictVectorizer, RandomForestClassifier)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class Guide:
+    """The campaign's validity models, one per API; thread-safe (one lock per API)."""
+
+    def __init__(self, seed: int = 0):
+        self.seed = seed
+        self._apis: Dict[str, _Api] = collections.defaultdict(_Api)
+        self._lock = threading.Lock()
+
+    def _api(self, spec_id: str) -> _Api:
+        with self._lock:
+            return self._apis[spec_id]
+
+    def pick(self, spec: ApiSpec, make: Callable[[int], Trial]) -> Pick:
+        """The trial to run of the candidates `make(0)`, `make(1)`, .. (Note [validity candidates])."""
+        first = make(0)
+        api = self._api(spec.id)
+        with api.lock:
+            model, k = api.model, _candidates(api.drawn_valid / max(1, api.drawn))
+        if model is None:
+            return Pick(first)
+        trials = [first] + [make(c) for c in range(1, k)]
+        names = _names(spec)
+        p = _valid_probability(model, [features(t, names) for t in trials])
+        rng = np.random.default_rng([first.seed, 7])
+        if rng.random() < EPSILON:
+            c, how = int(rng.integers(0, k)), EXPLORE
+        else:
+            c, how = next(i for i in range(k) if p[i] >= p.max() - MARGIN), MODEL
+        return Pick(trials[c], c, how, float(p[c]))
+
+    def learn(self, spec: ApiSpec, trial: Trial, valid: bool, how: str = UNGUIDED) -> None:
+        """One more labelled trial of `spec`, picked `how`; refits its model when due."""
+        api = self._api(spec.id)
+        with api.lock:
+            if how != MODEL:  # drawn as any candidate is: these give the valid rate of a draw
+                api.drawn += 1
+                api.drawn_valid += bool(valid)
+            api.rows.append(features(trial, _names(spec)))
+            api.labels.append(bool(valid))
+            api.seen += 1
+            n_valid = sum(api.labels)
+            due = api.seen >= MIN_ROWS and min(n_valid, len(api.labels) - n_valid) >= MIN_EACH \
+                and (api.model is None or api.seen >= api.fitted_at * REFIT)
+            if due:
+                api.model = _fit(list(api.rows), list(api.labels), self.seed)
+                api.fitted_at = api.seen
+
+    def resume(self, specs: Dict[str, ApiSpec], observations: Iterable[Observation],
+               make: Callable[[ApiSpec, int, int], Trial]) -> None:
+        """Refits from a resumed campaign's log: each logged trial regenerated by
+        `make(spec, index, candidate)` and labelled as it was judged."""
+        by_api: Dict[str, List[Observation]] = collections.defaultdict(list)
+        for o in observations:
+            if o.api in specs:
+                by_api[o.api].append(o)
+        for api, obs in by_api.items():
+            if all(o.valid for o in obs) or not any(o.valid for o in obs):
+                continue  # one label: no model (and no regeneration) needed
+            for o in obs[-KEEP:]:
+                self.learn(specs[api], make(specs[api], o.index, o.candidate), o.valid, o.pick)
+
+    def fitted(self) -> int:
+        with self._lock:
+            return sum(a.model is not None for a in self._apis.values())
+
+
+def _candidates(valid_rate: float) -> int:
+    """How many candidates give one valid with probability TARGET at this valid rate."""
+    if valid_rate >= 1 - (1 - TARGET) ** (1 / CANDIDATES):
+        return CANDIDATES
+    if valid_rate <= 0:
+        return MAX_CANDIDATES
+    return min(MAX_CANDIDATES, max(CANDIDATES, math.ceil(math.log(1 - TARGET) / math.log(1 - valid_rate))))
+
+
+def classifier(seed: int):
+    """An unfitted model: features (dicts) one-hot encoded, then a small random forest."""
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.feature_extraction import DictVectorizer
+    from sklearn.pipeline import make_pipeline
+    return make_pipeline(DictVectorizer(sparse=False),
+                         RandomForestClassifier(n_estimators=TREES, random_state=seed, n_jobs=1))
+
+
+def _fit(rows: List[Features], labels: List[bool], seed: int):
+    return classifier(seed).fit(rows, labels)
+
+
+def _valid_probability(model, rows: List[Features]) -> np.ndarray:
+    classes = list(model.classes_)
+    return model.predict_proba(rows)[:, classes.index(True)]

@@ -1,0 +1,158 @@
+"""Learned input validity (campaign/validity.py, specs/features.py): features, labels, the
+epsilon exploration, guided campaigns and resume, on numpy_ref ops with a shape rule."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nablafuzz.campaign import run_campaign
+from nablafuzz.campaign import validity
+from nablafuzz.campaign.stats import Observation
+from nablafuzz.campaign.validity import CANDIDATES, EPSILON, Guide
+from nablafuzz.core.config import make_config
+from nablafuzz.core.errors import ConfigError
+from nablafuzz.core.model import ArgKind, InputValue, Trial
+from nablafuzz.core.tensors import to_record
+from nablafuzz.reports.store import trial_key
+from nablafuzz.specs.features import BIG, features
+from nablafuzz.specs.generate import generate
+from nablafuzz.specs.spec import spec_from_dict
+
+ROOT = Path(__file__).resolve().parents[1]
+MATRIX = {"name": "helper_validity_ops:sin_of_matrix", "args": [{"name": "x", "rank": [0, 3]}]}
+
+
+def _tensor(name, shape, values=None):
+    values = np.arange(int(np.prod(shape)), dtype=float) if values is None else np.asarray(values, float)
+    return InputValue(name, ArgKind.TENSOR, to_record(values.reshape(shape)), True)
+
+
+def _trial(*inputs, dtype="float64"):
+    return Trial("numpy_ref", "op", 1, dtype, tuple(inputs))
+
+
+# ---- features --------------------------------------------------------------------------------
+
+def test_features_describe_shapes_their_relations_and_python_values():
+    f = features(_trial(_tensor("a", (2, 3)), _tensor("b", (3, 4)), InputValue("axis", ArgKind.AXIS, 3),
+                        InputValue("mode", ArgKind.CHOICE, "same")), names=("a", "b", "axis", "mode", "out"))
+    assert (f["a.rank"], f["a.size"], f["a.d0"], f["a.d1"], f["a.d2"], f["a.r1"], f["a.r2"], f["a.r3"]) == (2, 6, 2, 3, -1, 3, 2, -1)
+    assert (f["b.d0"], f["b.r1"]) == (3, 4)
+    assert f["t0~t1.inner"] == 1.0 and f["t0~t1.same"] == 0.0 and f["t0~t1.broadcast"] == 0.0
+    assert f["t0~t1.rank_diff"] == 0 and f["t0~t1.trailing"] == 0.0
+    assert f["axis.value"] == 3.0 and f["axis.minus_rank"] == 1.0, "an axis beyond the first tensor's rank"
+    assert f["mode.is"] == "'same'" and f["dtype"] == "float64"
+    assert f["out.present"] == 0.0 and f["a.present"] == 1.0, "an argument this overload lacks"
+    assert (f["a.min"], f["a.max"]) == (0.0, 5.0)
+
+
+def test_broadcasting_lists_and_non_finite_values_are_features_a_classifier_takes():
+    f = features(_trial(_tensor("x", (4, 1, 3), [np.inf, np.nan] + [1.0] * 10), _tensor("y", (5, 3)),
+                        InputValue("shape", ArgKind.SHAPE, (2, -1)), InputValue("eps", ArgKind.FLOAT, float("-inf"))))
+    assert f["t0~t1.broadcast"] == 1.0 and f["t0~t1.trailing"] == 1.0 and f["t0~t1.rank_diff"] == 1
+    assert (f["x.nonfinite"], f["x.max"]) == (2, 1.0)
+    assert (f["shape.len"], f["shape.v0"], f["shape.v1"], f["shape.v2"]) == (2, 2.0, -1.0, -1.0)
+    assert f["eps.value"] == -BIG
+    assert all(np.isfinite(v) and abs(v) <= BIG for v in f.values() if isinstance(v, float))
+
+
+def test_observations_keep_the_candidate_and_the_guess_through_the_log():
+    o = Observation("numpy_ref:op", 3, "k", "float64", True, 0, (), (), (), 0.1, candidate=2, pick="model", guess=0.9)
+    assert Observation.from_json(json.loads(json.dumps(o.to_json()))) == o
+    plain = Observation("numpy_ref:op", 3, "k", "float64", True, 0, (), (), (), 0.1)
+    assert "pick" not in plain.to_json() and Observation.from_json(plain.to_json()) == plain
+
+
+# ---- the model and the pick ------------------------------------------------------------------
+
+def _valid(trial: Trial) -> bool:
+    shape = trial.inputs[0].value.shape
+    return len(shape) == 2 and 0 not in shape
+
+
+def test_a_fitted_model_picks_valid_candidates_and_explores_an_epsilon_share():
+    spec = spec_from_dict("numpy_ref", MATRIX, "test")
+    guide = Guide(seed=0)
+    unguided = [generate(spec, 1, i) for i in range(150)]
+    for t in unguided:  # labels: what the campaign's judge says, here the op's shape rule
+        guide.learn(spec, t, _valid(t))
+    assert guide.fitted() == 1
+    picks = [guide.pick(spec, lambda c, i=i: generate(spec, 1, 1000 + i, candidate=c)) for i in range(400)]
+    model = [p for p in picks if p.how == "model"]
+    explore = [p for p in picks if p.how == "explore"]
+    base = np.mean([_valid(t) for t in unguided])
+    assert base < 0.5
+    assert np.mean([_valid(p.trial) for p in model]) > 0.85, "the model's picks are valid"
+    assert 0.5 * EPSILON < len(explore) / len(picks) < 2 * EPSILON
+    assert len({p.candidate for p in explore}) > CANDIDATES, "exploration draws any candidate, more for a rare valid"
+    again = [guide.pick(spec, lambda c, i=i: generate(spec, 1, 1000 + i, candidate=c)) for i in range(400)]
+    assert [(p.candidate, p.how) for p in again] == [(p.candidate, p.how) for p in picks], "deterministic"
+    for p in picks:  # candidate 0 is the unguided trial; the others regenerate from their number
+        assert trial_key(p.trial) == trial_key(generate(spec, 1, 1000 + picks.index(p), candidate=p.candidate))
+
+
+def test_an_api_with_one_label_gets_no_model_and_runs_its_unguided_trial():
+    spec = spec_from_dict("numpy_ref", MATRIX, "test")
+    guide = Guide(seed=0)
+    for i in range(60):
+        guide.learn(spec, generate(spec, 1, i), True)
+    p = guide.pick(spec, lambda c: generate(spec, 1, 99, candidate=c))
+    assert guide.fitted() == 0 and (p.candidate, p.how, p.guess) == (0, "", -1.0)
+
+
+def test_validity_model_without_scikit_learn_is_a_clear_error(monkeypatch):
+    monkeypatch.setattr(validity, "_sklearn", lambda: False)
+    with pytest.raises(ConfigError, match=r"nablafuzz\[learn\]"):
+        validity.validity_on(make_config("default", validity_model=True))
+    assert not validity.validity_on(make_config("default", validity_model=None)), "the default falls back"
+
+
+# ---- campaigns --------------------------------------------------------------------------------
+
+def _campaign(tmp_path, monkeypatch, trials, vm=True, budget=120):
+    os.chdir(ROOT)
+    monkeypatch.setenv("PYTHONPATH", str(ROOT / "tests"))
+    spec = tmp_path / "matrix.yaml"
+    spec.write_text("library: numpy_ref\napis:\n  - name: \"helper_validity_ops:sin_of_matrix\"\n"
+                    "    args: [{name: x, rank: [0, 3]}]\n")
+    config = make_config("default", libraries=["numpy_ref"], apis=["helper_validity_ops:*"], spec_files=[str(spec)],
+                         spec_dir=str(ROOT / "api_specs"), store_dir=str(tmp_path / "store"),
+                         campaign_dir=str(tmp_path / "c"), trials_per_api=trials, budget_s=budget, workers=1,
+                         seed=4, validity_model=vm, name="guided" if vm else "plain")
+    return run_campaign(config), tmp_path / "c" / ("guided" if vm else "plain") / "observations.jsonl"
+
+
+def test_a_guided_campaign_runs_mostly_valid_trials_and_reports_its_accuracy(tmp_path, monkeypatch):
+    plain, _ = _campaign(tmp_path, monkeypatch, 150, vm=False)
+    guided, log = _campaign(tmp_path, monkeypatch, 150)
+    assert plain.valid / plain.trials < 0.5 and "validity_model" not in plain.to_json()
+    v = guided.to_json()["validity_model"]
+    assert v["picks"]["numpy_ref model"]["valid_rate"] >= 0.85
+    assert guided.valid > plain.valid * 1.3
+    assert v["mean_accuracy"] >= 0.85 and v["apis"]["numpy_ref:helper_validity_ops:sin_of_matrix"]["predicted"] > 80
+    assert any("validity model" in line for line in guided.lines())
+
+
+def test_a_resumed_guided_campaign_refits_from_its_log_and_regenerates_its_trials(tmp_path, monkeypatch):
+    from nablafuzz.campaign.inlib import InLibrary
+    _, log = _campaign(tmp_path, monkeypatch, 60)
+    first = [json.loads(line) for line in log.read_text().splitlines()]
+    (log.parent / "complete").unlink()  # as if killed after trial 60 of 90
+    _campaign(tmp_path, monkeypatch, 90)  # the same campaign (by name), resumed
+    rows = [json.loads(line) for line in log.read_text().splitlines()]
+    assert rows[:len(first)] == first and len(rows) == 90
+    resumed = [r for r in rows if r["index"] >= 60]
+    assert resumed[0].get("pick") in ("model", "explore"), "the model was refitted from the log before trial 60"
+    assert any(r.get("candidate") for r in rows), "some trials ran another candidate"
+    spec = spec_from_dict("numpy_ref", MATRIX, "test")
+
+    class _Campaign:
+        seed = 4
+    oracle = InLibrary.__new__(InLibrary)
+    oracle.campaign, oracle.config = _Campaign(), make_config("default", libraries=["numpy_ref"])
+    for r in rows:  # every logged trial regenerates exactly from (spec, seed, index, candidate)
+        assert trial_key(oracle.trial(spec, r["index"], r.get("candidate", 0))) == r["trial"]
