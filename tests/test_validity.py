@@ -18,6 +18,7 @@ from nablafuzz.core.errors import ConfigError
 from nablafuzz.core.model import ArgKind, InputValue, Trial
 from nablafuzz.core.tensors import to_record
 from nablafuzz.reports.store import trial_key
+from nablafuzz.reports.triage import render_triage
 from nablafuzz.specs.features import BIG, features
 from nablafuzz.specs.generate import generate
 from nablafuzz.specs.spec import spec_from_dict
@@ -135,6 +136,9 @@ def test_a_guided_campaign_runs_mostly_valid_trials_and_reports_its_accuracy(tmp
     assert guided.valid > plain.valid * 1.3
     assert v["mean_accuracy"] >= 0.85 and v["apis"]["numpy_ref:helper_validity_ops:sin_of_matrix"]["predicted"] > 80
     assert any("validity model" in line for line in guided.lines())
+    triage = render_triage(tmp_path / "store")
+    section = triage[triage.index("## Input validity model"):]
+    assert "| numpy_ref model |" in section and "Held-out accuracy" in section
 
 
 def test_a_resumed_guided_campaign_refits_from_its_log_and_regenerates_its_trials(tmp_path, monkeypatch):

@@ -43,7 +43,7 @@ from ..specs import pool
 from ..specs.spec import SpecSet
 from .schedule import Schedule
 from .validity import Guide, Pick, validity_on
-from .stats import Observation, Summary, TrialResult, summarise
+from .stats import Observation, Summary, TrialResult, picks, predicted, summarise
 
 _DONE = object()
 
@@ -426,7 +426,8 @@ class Campaign:
         self.store.save_campaign(CampaignRecord(self.id, self.started_at, now(), libs, tuple(sorted(versions)),
                                                 tuple(sorted(covered)), tuple(sorted(seen)),
                                                 tuple(r.key for r in fixed), True, _conventions(observations),
-                                                self.oracle.agreement(observations)))
+                                                self.oracle.agreement(observations), picks(observations),
+                                                predicted(observations)))
 
     def _record(self, result: TrialResult, log) -> Observation:
         new = []

@@ -189,8 +189,8 @@ def summarise(campaign: str, specs: Sequence[ApiSpec], obs: Sequence[Observation
         empty=sum(o.empty for o in obs),
         regimes=_per(obs, lambda o: o.regime),
         structures=tuple(row for row in _per(obs, lambda o: o.structure) if row[0]),
-        picks=_per(obs, lambda o: f"{o.api.split(':')[0]} {o.pick or 'unguided'}") if any(o.pick for o in obs) else (),
-        predicted=_predicted(obs),
+        picks=picks(obs),
+        predicted=predicted(obs),
     )
 
 
@@ -198,7 +198,12 @@ NOT_LEARNT_TRIALS = 20  # an API whose model picked this many trials ..
 NOT_LEARNT_RATE = 0.7  # .. of which fewer than this share were valid: its constraints were not learnt
 
 
-def _predicted(obs: Sequence[Observation]) -> Tuple[Tuple[str, int, int, float], ...]:
+def picks(obs: Sequence[Observation]) -> Tuple[Tuple[str, int, int, int], ...]:
+    """("library pick", trials, valid, findings) of a --validity-model campaign (none otherwise)."""
+    return _per(obs, lambda o: f"{o.api.split(':')[0]} {o.pick or 'unguided'}") if any(o.pick for o in obs) else ()
+
+
+def predicted(obs: Sequence[Observation]) -> Tuple[Tuple[str, int, int, float], ...]:
     """(API, trials its model predicted, predicted right, valid rate of the trials it picked)."""
     by_api: Dict[str, List[Observation]] = {}
     for o in obs:

@@ -378,6 +378,10 @@ class CampaignRecord:
     conventions: Tuple[Tuple[str, str, int], ...] = ()  # (api id, why, candidates) classified as conventions
     # --cross: (class, library, quantity, agreed, deviated, no verdict) over the campaign's trials
     agreement: Tuple[Tuple[str, str, str, int, int, int], ...] = ()
+    # --validity-model: ("library pick", trials, valid, findings), pick unguided / model / explore,
+    # and (API, trials its model predicted, predicted right, valid rate of the model's picks)
+    picks: Tuple[Tuple[str, int, int, int], ...] = ()
+    predicted: Tuple[Tuple[str, int, int, float], ...] = ()
 
 
 def records(value: Value) -> Tuple[TensorRecord, ...]:

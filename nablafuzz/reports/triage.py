@@ -142,6 +142,30 @@ def _conventions(campaigns: Sequence[CampaignRecord]) -> List[str]:
     return lines + [""]
 
 
+def _validity(campaigns: Sequence[CampaignRecord]) -> List[str]:
+    """The latest --validity-model campaign: valid rates by how trials were picked, per library,
+    the models' held-out accuracy, and the APIs whose constraints they did not learn."""
+    latest = next((c for c in reversed(campaigns) if c.picks), None)
+    if latest is None:
+        return []
+    lines = ["## Input validity model", "",
+             f"Campaign `{latest.id}` picked trials with a per-API classifier of valid inputs "
+             "(`--validity-model`): `unguided` trials ran before an API had a model (or had no invalid "
+             "trials), `model` ones are the classifier's pick among candidates, `explore` ones a random "
+             "candidate.", "", "| library, pick | trials | valid | valid rate | findings |", "|---|---:|---:|---:|---:|"]
+    lines += [f"| {k} | {t} | {v} | {v / t:.1%} | {f} |" for k, t, v, f in latest.picks if t]
+    if latest.predicted:
+        n, right = sum(p[1] for p in latest.predicted), sum(p[2] for p in latest.predicted)
+        mean = sum(p[2] / p[1] for p in latest.predicted) / len(latest.predicted)
+        weak = [p for p in latest.predicted if p[1] >= 20 and p[3] < 0.7]
+        lines += ["", f"Held-out accuracy (each trial predicted before it ran): {mean:.1%} averaged over "
+                      f"{len(latest.predicted)} APIs ({right} of {n} trials)."]
+        if weak:
+            lines += ["", "Constraints not learnt (the model's picks were under 70 % valid; a probe hint may help): "
+                      + ", ".join(f"`{a}` ({r:.0%} of {m})" for a, m, _, r in weak) + "."]
+    return lines + [""]
+
+
 def _cross(campaigns: Sequence[CampaignRecord]) -> List[str]:
     """Per equivalence class of the latest cross-library campaign: which libraries agree, which
     deviate (in which quantities), and how often no verdict was possible."""
@@ -346,7 +370,7 @@ def render_triage(store_root: Path, out: Optional[Path] = None, spec_dir: Path =
     by_key = {r.key: r for r in reports}
     text = "\n".join(_header(root, reports, campaigns) + _summary(bugs, changes) + _problems(errors, warnings)
                      + _index(causes, by_key, changes, PAGES_DIR if out is not None else None) + _cross(campaigns)
-                     + _conventions(campaigns) + _metadata_drift(reports)).rstrip("\n") + "\n"
+                     + _validity(campaigns) + _conventions(campaigns) + _metadata_drift(reports)).rstrip("\n") + "\n"
     if out is not None:
         declared = declared_apis(spec_dir, spec_files, {r.fingerprint.library for r in reports})
         pages = Path(out).parent / PAGES_DIR
