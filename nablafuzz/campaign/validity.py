@@ -119,14 +119,22 @@ class Guide:
             model, k = api.model, _candidates(api.drawn_valid / max(1, api.drawn))
         if model is None:
             return Pick(first)
-        trials = [first] + [make(c) for c in range(1, k)]
         names = _names(spec)
-        p = _valid_probability(model, [features(t, names) for t in trials])
         rng = np.random.default_rng([first.seed, 7])
         if rng.random() < EPSILON:
-            c, how = int(rng.integers(0, k)), EXPLORE
-        else:
-            c, how = next(i for i in range(k) if p[i] >= p.max() - MARGIN), MODEL
+            c = int(rng.integers(0, k))
+            trial = make(c) if c else first
+            return Pick(trial, c, EXPLORE, float(_valid_probability(model, [features(trial, names)])[0]))
+        trials: List[Trial] = []
+        p = np.empty(0)
+        while True:  # more candidates while none looks valid (the valid rate was overestimated)
+            more = [first if c == 0 else make(c) for c in range(len(trials), k)]
+            trials += more
+            p = np.concatenate([p, _valid_probability(model, [features(t, names) for t in more])])
+            if p.max() >= 0.5 or k >= MAX_CANDIDATES:
+                break
+            k = min(MAX_CANDIDATES, 2 * k)
+        c, how = next(i for i in range(len(trials)) if p[i] >= p.max() - MARGIN), MODEL
         return Pick(trials[c], c, how, float(p[c]))
 
     def learn(self, spec: ApiSpec, trial: Trial, valid: bool, how: str = UNGUIDED) -> None:
