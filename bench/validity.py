@@ -21,6 +21,7 @@ import argparse
 import json
 import subprocess
 import sys
+import time
 import warnings
 from collections import defaultdict
 from pathlib import Path
@@ -29,7 +30,7 @@ from typing import Dict, List, Set
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from nablafuzz.campaign.validity import classifier  # noqa: E402
+from nablafuzz.campaign.validity import KEEP, classifier  # noqa: E402
 from nablafuzz.core.config import make_config  # noqa: E402
 from nablafuzz.libraries import staged_for  # noqa: E402
 from nablafuzz.reports.store import trial_key  # noqa: E402
@@ -60,7 +61,8 @@ def cross_validated(rows: List[dict], spec_dir: Path) -> Dict[str, float]:
     libraries = sorted({a.split(":")[0] for a in by_api})
     specs = load_specs(spec_dir, libraries, []).by_id()
     config = make_config("default", libraries=libraries)
-    out = {}
+    out: Dict[str, float] = {}
+    fits: List[tuple] = []
     for api, obs in sorted(by_api.items()):
         labels = [bool(o["valid"]) for o in obs]
         if api not in specs or min(sum(labels), len(labels) - sum(labels)) < 5:
@@ -77,6 +79,13 @@ def cross_validated(rows: List[dict], spec_dir: Path) -> Dict[str, float]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             out[api] = float(cross_val_score(classifier(0), x, labels, cv=5).mean())
+            began = time.perf_counter()
+            classifier(0).fit(x[-KEEP:], labels[-KEEP:])
+            fits.append((time.perf_counter() - began, min(len(x), KEEP)))
+    if fits:
+        print(f"one fit (as a campaign refits, on an API's last {KEEP} trials at most): mean "
+              f"{1e3 * sum(f for f, _ in fits) / len(fits):.0f} ms, max {1e3 * max(f for f, _ in fits):.0f} ms "
+              f"over {len(fits)} APIs")
     return out
 
 

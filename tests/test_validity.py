@@ -160,3 +160,10 @@ def test_a_resumed_guided_campaign_refits_from_its_log_and_regenerates_its_trial
     oracle.campaign, oracle.config = _Campaign(), make_config("default", libraries=["numpy_ref"])
     for r in rows:  # every logged trial regenerates exactly from (spec, seed, index, candidate)
         assert trial_key(oracle.trial(spec, r["index"], r.get("candidate", 0))) == r["trial"]
+
+
+def test_rarely_valid_apis_draw_more_candidates():
+    from nablafuzz.campaign.validity import MAX_CANDIDATES, _candidates
+    assert _candidates(0.9) == CANDIDATES and _candidates(0.0) == MAX_CANDIDATES
+    k = _candidates(0.25)  # enough for one valid candidate 95 % of the time
+    assert CANDIDATES < k < MAX_CANDIDATES and 1 - 0.75 ** k >= 0.95 > 1 - 0.75 ** (k - 1)
