@@ -2,10 +2,13 @@
 
     python bench/validity.py UNGUIDED GUIDED [--campaign-dir .nablafuzz/campaigns]
     python bench/validity.py --run -l tensorflow --budget 1200 --name tf-validity   # runs both first
+    python bench/validity.py --run -l jax --budget 300 --low-from jax-20min-breadth --name jax-low
 
-With --run, runs `nablafuzz campaign -l LIB --trials 400 --budget B --api-budget 4 --workers 2`
+With --run, runs `nablafuzz campaign -l LIB --trials 400 --budget B --api-budget A --workers 2`
 twice, named NAME-unguided (--no-validity-model) and NAME-guided (--validity-model): same APIs,
-seed and wall time.  Then reads both observation logs and prints:
+seed and wall time; with --low-from CAMPAIGN only on the APIs whose valid rate in that
+(unguided) campaign's log is under 70 %, and --api-budget 60 (the fair share then spreads the
+budget over them; 4 otherwise).  Then reads both observation logs and prints:
 
   * over the APIs whose valid rate in the unguided campaign is under 70 % (LOW): the valid rate
     of each campaign there (the guided one: all its trials, and the model's picks alone);
@@ -93,13 +96,23 @@ def fingerprints(rows: List[dict]) -> Set[str]:
     return {k for r in rows for k in r["findings"]}
 
 
-def run(library: str, budget: int, name: str, campaign_dir: Path) -> None:
+def low_validity(rows: List[dict]) -> Set[str]:
+    """The APIs whose valid rate among these observations is under LOW."""
+    per_api: Dict[str, List[bool]] = defaultdict(list)
+    for r in rows:
+        per_api[r["api"]].append(bool(r["valid"]))
+    return {a for a, v in per_api.items() if sum(v) / len(v) < LOW}
+
+
+def run(library: str, budget: int, name: str, campaign_dir: Path, apis: Set[str]) -> None:
+    selection = [x for a in sorted(apis) for x in ("--api", a.split(":", 1)[1])]
     for mode in ("unguided", "guided"):
         if (campaign_dir / f"{name}-{mode}" / "complete").exists():
             continue
         cmd = [sys.executable, "-m", "nablafuzz", "campaign", "-l", library, "--trials", "400", "--budget",
-               str(budget), "--api-budget", "4", "--workers", "2", "--name", f"{name}-{mode}",
-               "--campaign-dir", str(campaign_dir), "--validity-model" if mode == "guided" else "--no-validity-model"]
+               str(budget), "--api-budget", "60" if apis else "4", "--workers", "2", "--name", f"{name}-{mode}",
+               "--campaign-dir", str(campaign_dir), "--validity-model" if mode == "guided" else "--no-validity-model",
+               *selection]
         print("$", " ".join(cmd[1:]), flush=True)
         subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
 
@@ -114,12 +127,15 @@ def main() -> int:
     parser.add_argument("-l", "--library")
     parser.add_argument("--budget", type=int, default=1200)
     parser.add_argument("--name", default="validity")
+    parser.add_argument("--low-from", help="--run only the APIs under 70 %% valid in this campaign's log")
     args = parser.parse_args()
     cdir = Path(args.campaign_dir)
     if args.run:
         if not args.library:
             raise SystemExit("--run needs -l LIBRARY")
-        run(args.library, args.budget, args.name, cdir)
+        apis = {a for a in low_validity(observations(cdir / args.low_from)) if a.startswith(f"{args.library}:")} \
+            if args.low_from else set()
+        run(args.library, args.budget, args.name, cdir, apis)
         args.unguided, args.guided = f"{args.name}-unguided", f"{args.name}-guided"
     if not (args.unguided and args.guided):
         raise SystemExit("name two campaigns (UNGUIDED GUIDED), or --run -l LIBRARY")
@@ -127,7 +143,7 @@ def main() -> int:
     per_api: Dict[str, List[dict]] = defaultdict(list)
     for r in plain:
         per_api[r["api"]].append(r)
-    low = {a for a, rows in per_api.items() if sum(r["valid"] for r in rows) / len(rows) < LOW}
+    low = low_validity(plain)
     never = {a for a in low if not any(r["valid"] for r in per_api[a])}
     on_low = lambda rows: [r for r in rows if r["api"] in low]  # noqa: E731
     print(f"unguided {args.unguided}: {len(plain)} trials over {len(per_api)} APIs; guided {args.guided}: "
