@@ -71,7 +71,7 @@ def _campaign_parser(sub) -> None:
                         "whose torch.compile takes 20-40 s per API)")
     p.add_argument("--validity-model", dest="validity_model", action=argparse.BooleanOptionalAction, default=None,
                    help="learn per API which inputs are valid (scikit-learn: pip install 'nablafuzz[learn]') and run "
-                        "the likeliest valid of 4 candidate trials, a random one 10%% of the time")
+                        "the likeliest valid of 4 or more candidate trials, a random one 5%% of the time")
     p.add_argument("--staged", action=argparse.BooleanOptionalAction, default=None,
                    help="compile each scenario whole and draw each API's shapes from a small pool that rotates, so "
                         "most trials reuse a compiled program; findings are re-established eagerly (default: on for "

@@ -49,6 +49,16 @@ def test_features_describe_shapes_their_relations_and_python_values():
     assert f["mode.is"] == "'same'" and f["dtype"] == "float64"
     assert f["out.present"] == 0.0 and f["a.present"] == 1.0, "an argument this overload lacks"
     assert (f["a.min"], f["a.max"]) == (0.0, 5.0)
+    assert (f["axis.minus_d0"], f["axis.minus_r1"]) == (1.0, 0.0), "a count against the data's dimensions"
+
+
+def test_integer_tensors_say_whether_they_are_sorted_and_in_range():
+    ids = InputValue("segment_ids", ArgKind.TENSOR, to_record(np.array([0, 2, 1], dtype=np.int64)), False)
+    f = features(_trial(_tensor("data", (3, 4)), ids))
+    assert f["segment_ids.sorted"] == 0.0 and f["segment_ids.max_minus_d0"] == -1.0 and f["segment_ids.max_minus_r1"] == -2.0
+    ids = InputValue("segment_ids", ArgKind.TENSOR, to_record(np.array([0, 0, 1], dtype=np.int64)), False)
+    assert features(_trial(_tensor("data", (3, 4)), ids))["segment_ids.sorted"] == 1.0
+    assert "data.sorted" not in f, "float tensors are values, not ids"
 
 
 def test_broadcasting_lists_and_non_finite_values_are_features_a_classifier_takes():

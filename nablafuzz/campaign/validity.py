@@ -45,7 +45,7 @@ from .stats import Observation
 CANDIDATES = 4
 MAX_CANDIDATES = 32
 TARGET = 0.95
-EPSILON = 0.1
+EPSILON = 0.05
 MARGIN = 0.05
 MIN_ROWS = 12
 MIN_EACH = 3

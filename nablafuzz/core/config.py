@@ -49,15 +49,16 @@ class Config:
     kernels: bool = False  # also the call and VJP with the library's other kernels (KERNELS: oneDNN, mkldnn)
     reference: bool = False  # judge elementwise APIs against their 50-digit reference (reference.py)
     # pick each trial among candidates by a per-API validity classifier (campaign/validity.py);
-    # None: when scikit-learn is installed
+    # None: when scikit-learn is installed (the default and nightly profiles)
     validity_model: Optional[bool] = False
 
 
 PROFILES: Dict[str, Dict[str, Any]] = {
-    "default": {},
+    "default": {"validity_model": None},
     "smoke": {"trials_per_api": 12, "budget_s": 300.0, "api_budget_s": 20.0},
     "nightly": {"trials_per_api": 400, "budget_s": 6 * 3600.0, "api_budget_s": 300.0, "compiled": True,
-                "entry_points": True, "third_order": True, "kernels": True, "reference": True},
+                "entry_points": True, "third_order": True, "kernels": True, "reference": True,
+                "validity_model": None},
 }
 
 _RULES = [

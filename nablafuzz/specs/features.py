@@ -10,11 +10,15 @@ encoded by the classifier's vectoriser), computed from the trial alone, with no 
   * per argument `a` (by name; `a.present` is 0 for an argument the trial's overload lacks):
     - a tensor: `a.rank`, `a.size`, its dimensions from the left `a.d0`.. and from the right
       `a.r1`.. (padded with -1 to MAX_RANK), the extremes of its finite values `a.min` /
-      `a.max`, how many are not finite `a.nonfinite`, its dtype `a.dtype`;
+      `a.max`, how many are not finite `a.nonfinite`, its dtype `a.dtype`; an integer tensor
+      also whether it is sorted `a.sorted` (segment ids) and, unless it has the first tensor's
+      shape, its largest value less the first tensor's first and last dimensions
+      `a.max_minus_d0` / `a.max_minus_r1` (indices in range);
     - a list of tensors: `a.len`, and its first tensor's features as above;
     - a list of integers: `a.len` and its first MAX_RANK entries `a.v0`..;
-    - an integer or float: `a.value`, and `a.minus_rank` (the value less the first tensor's
-      rank: an axis out of range); numbers are clipped to +-BIG, NaN is -BIG;
+    - an integer or float: `a.value`, `a.minus_rank` (the value less the first tensor's rank:
+      an axis out of range), `a.minus_d0` / `a.minus_r1` (less its first and last dimensions: a
+      count or a size against the data); numbers are clipped to +-BIG, NaN is -BIG;
     - a string, boolean or None: the category `a.is`;
   * pairwise over the first MAX_PAIRED tensors `t0`, `t1`, ..: `t0~t1.same` (same shape),
     `.broadcast` (broadcastable), `.rank_diff`, `.trailing` (equal last dimensions), `.inner`
@@ -48,6 +52,8 @@ def _tensor(out: Features, name: str, t: TensorRecord) -> None:
     out[f"{name}.min"] = _number(min(finite)) if finite else 0.0
     out[f"{name}.max"] = _number(max(finite)) if finite else 0.0
     out[f"{name}.nonfinite"] = len(numbers) - len(finite)
+    if t.dtype.startswith(("int", "uint")):  # ids and indices: sorted (segment ids), in range
+        out[f"{name}.sorted"] = float(all(a <= b for a, b in zip(numbers, numbers[1:])))
 
 
 def _number(x: float) -> float:
@@ -80,13 +86,24 @@ def features(trial: Trial, names: Tuple[str, ...] = ()) -> Features:
         out[f"{name}.present"] = 0.0
     for inp in trial.inputs:
         _input(out, inp, tensors)
-    first_rank = len(tensors[0]) if tensors else 0
+    first = tensors[0] if tensors else ()
     for inp in trial.inputs:
         v = inp.value
         if isinstance(v, (int, float)) and not isinstance(v, bool):
-            out[f"{inp.name}.minus_rank"] = _number(v) - first_rank
+            out[f"{inp.name}.minus_rank"] = _number(v) - len(first)
+            _against_first(out, f"{inp.name}.minus", _number(v), first)
+        elif isinstance(v, TensorRecord) and v.dtype.startswith(("int", "uint")) and tuple(v.shape) != first:
+            _against_first(out, f"{inp.name}.max_minus", out[f"{inp.name}.max"], first)
     _pairs(out, tensors[:MAX_PAIRED])
     return out
+
+
+def _against_first(out: Features, prefix: str, x: float, first: Tuple[int, ...]) -> None:
+    """x less the first tensor's first and last dimensions: an index, a count or a size
+    against the data it applies to."""
+    if first:
+        out[f"{prefix}_d0"] = x - first[0]
+        out[f"{prefix}_r1"] = x - first[-1]
 
 
 def _input(out: Features, inp: InputValue, tensors: List[Tuple[int, ...]]) -> None:
