@@ -358,6 +358,11 @@ def test_a_report_vetted_as_a_false_positive_is_never_reported_again(tmp_path, m
     assert main(["vet", str(path), "--as", "false_positive", "--note", "planted: the VJP is 2.5 x on purpose"]) == 0
     with pytest.raises(SystemExit):  # refused by the parser, the file unchanged
         main(["vet", str(path), "--as", "maybe", "--note", "x"])
+    from nablafuzz.reports.lock import LockedError, exclusive
+    from nablafuzz.reports.vetting import vet
+    with exclusive(tmp_path / "store-square_vjp_off", "report store"):  # as a campaign holds it
+        with pytest.raises(LockedError, match="in use"):  # a campaign would save the report back unvetted
+            vet(path, "bug", "x")
     (again,), summary = _campaign(tmp_path, monkeypatch, "square_vjp_off", trials=8, regime_share=0.0)
     assert again.vetted.verdict == "false_positive" and again.occurrences == report.occurrences
     assert summary.findings == 0 and dict(summary.dismissed).get("known_issue", 0) >= 1

@@ -71,6 +71,15 @@ def test_broadcasting_lists_and_non_finite_values_are_features_a_classifier_take
     assert all(np.isfinite(v) and abs(v) <= BIG for v in f.values() if isinstance(v, float))
 
 
+def test_empty_trials_are_not_steered_away_from():
+    """Forward modes that crash on empty tensors the call accepts are a bug class of their own."""
+    from nablafuzz.campaign.validity import label
+    base = dict(api="numpy_ref:op", index=0, trial="k", dtype="float64", candidates=0, dismissed=(), findings=(),
+                new=(), seconds=0.1)
+    assert label(Observation(valid=True, **base)) and label(Observation(valid=False, empty=True, **base))
+    assert not label(Observation(valid=False, invalid="ValueError: expected a matrix", **base))
+
+
 def test_observations_keep_the_candidate_and_the_guess_through_the_log():
     o = Observation("numpy_ref:op", 3, "k", "float64", True, 0, (), (), (), 0.1, candidate=2, pick="model", guess=0.9)
     assert Observation.from_json(json.loads(json.dumps(o.to_json()))) == o

@@ -42,7 +42,7 @@ from ..runtime.runner import Runner
 from ..specs import pool
 from ..specs.spec import SpecSet
 from .schedule import Schedule
-from .validity import Guide, Pick, validity_on
+from .validity import Guide, Pick, label, validity_on
 from .stats import Observation, Summary, TrialResult, picks, predicted, summarise
 
 _DONE = object()
@@ -313,7 +313,7 @@ class Campaign:
         learns its label."""
         if self.guide is None:
             return result
-        self.guide.learn(spec, pick.trial, result.observation.valid, pick.how)
+        self.guide.learn(spec, pick.trial, label(result.observation), pick.how)
         obs = replace(result.observation, candidate=pick.candidate, pick=pick.how, guess=pick.guess)
         return replace(result, observation=obs)
 

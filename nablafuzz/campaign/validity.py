@@ -4,8 +4,10 @@ on the campaign's own trials, picks which of a few candidate trials to run.
 Note [validity model]
 A third of JAX and TensorFlow trials used to be invalid: the call raises on inputs its
 documentation forbids (ranks, broadcasting, an axis out of range), and such a trial compares
-nothing.  Each API's trials are labelled as they are judged (valid: a non-empty derivative was
-compared, as the summary's valid rate counts) and described by features of the trial alone
+nothing.  Each API's trials are labelled as they are judged (`label`: valid as the summary's
+valid rate counts, a non-empty derivative was compared, or empty: the call took its
+zero-sized inputs, Note [empty trials], where forward modes crash on empty tensors the call
+itself accepts, a bug class of its own) and described by features of the trial alone
 (specs/features.py, Note [validity features]).  Once an API has MIN_ROWS labelled trials with
 at least MIN_EACH of each label, a random forest (scikit-learn) is fitted on its last KEEP
 trials, and refitted whenever its rows have grown by REFIT.  APIs whose trials are all valid
@@ -54,6 +56,11 @@ REFIT = 1.25
 TREES = 20
 
 UNGUIDED, MODEL, EXPLORE = "", "model", "explore"
+
+
+def label(obs: Observation) -> bool:
+    """Whether a trial's inputs were ones to steer towards (Note [validity model])."""
+    return obs.valid or obs.empty
 
 
 def _sklearn() -> bool:
@@ -163,10 +170,10 @@ class Guide:
             if o.api in specs:
                 by_api[o.api].append(o)
         for api, obs in by_api.items():
-            if all(o.valid for o in obs) or not any(o.valid for o in obs):
+            if len({label(o) for o in obs}) == 1:
                 continue  # one label: no model (and no regeneration) needed
             for o in obs[-KEEP:]:
-                self.learn(specs[api], make(specs[api], o.index, o.candidate), o.valid, o.pick)
+                self.learn(specs[api], make(specs[api], o.index, o.candidate), label(o), o.pick)
 
     def fitted(self) -> int:
         with self._lock:

@@ -8,23 +8,29 @@ Triage counts vetted reports and keeps the non-bugs out of the root-cause index.
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import replace
 from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
 
 from ..core.errors import ReportError
 from ..core.model import VETTING, ApiSpec, BugReport, KnownIssue, Vetting
+from .lock import LOCK_FILE, exclusive
 from .store import Store, encode_report, now, read_report, write_atomic
 
 
 def vet(path: Path, verdict: str, note: str) -> BugReport:
-    """Record `verdict` with `note` in the report at `path` (rewritten in place)."""
+    """Record `verdict` with `note` in the report at `path` (rewritten in place), holding its
+    store's lock: a campaign writing the same report would otherwise save it back without the
+    verdict (LockedError, naming the campaign, while one runs)."""
     if verdict not in VETTING:
         raise ReportError(f"vet: --as {verdict!r} is not a verdict; fix: use one of {', '.join(VETTING)}")
     if not note.strip():
         raise ReportError("vet: the note is empty; fix: say in one line why (e.g. --note 'documented: ...')")
-    report = replace(read_report(Path(path)), vetted=Vetting(verdict, note.strip(), now()))
-    write_atomic(Path(path), encode_report(report))
+    store = Path(path).resolve().parents[2]  # <store>/<library>/<api>/<key>.json
+    with exclusive(store, "report store") if (store / LOCK_FILE).exists() else contextlib.nullcontext():
+        report = replace(read_report(Path(path)), vetted=Vetting(verdict, note.strip(), now()))
+        write_atomic(Path(path), encode_report(report))
     return report
 
 
