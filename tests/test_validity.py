@@ -71,12 +71,12 @@ def test_broadcasting_lists_and_non_finite_values_are_features_a_classifier_take
     assert all(np.isfinite(v) and abs(v) <= BIG for v in f.values() if isinstance(v, float))
 
 
-def test_empty_trials_are_not_steered_away_from():
-    """Forward modes that crash on empty tensors the call accepts are a bug class of their own."""
+def test_the_label_is_the_valid_rate_s():
+    """Empty trials are not steered towards: models so labelled picked them, as certain keeps."""
     from nablafuzz.campaign.validity import label
     base = dict(api="numpy_ref:op", index=0, trial="k", dtype="float64", candidates=0, dismissed=(), findings=(),
                 new=(), seconds=0.1)
-    assert label(Observation(valid=True, **base)) and label(Observation(valid=False, empty=True, **base))
+    assert label(Observation(valid=True, **base)) and not label(Observation(valid=False, empty=True, **base))
     assert not label(Observation(valid=False, invalid="ValueError: expected a matrix", **base))
 
 
