@@ -33,7 +33,7 @@ from typing import Dict, List, Set
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from nablafuzz.campaign.validity import KEEP, classifier  # noqa: E402
+from nablafuzz.campaign.validity import KEEP, argument_names, classifier  # noqa: E402
 from nablafuzz.core.config import make_config  # noqa: E402
 from nablafuzz.libraries import staged_for  # noqa: E402
 from nablafuzz.reports.store import trial_key  # noqa: E402
@@ -71,7 +71,7 @@ def cross_validated(rows: List[dict], spec_dir: Path) -> Dict[str, float]:
         if api not in specs or min(sum(labels), len(labels) - sum(labels)) < 5:
             continue
         spec = specs[api]
-        names = tuple(dict.fromkeys(a.name for args in (spec.args,) + spec.overloads for a in args))
+        names = argument_names(spec)
         trials = [generate(spec, 0, o["index"], config.max_tensor_size, config.max_rank,
                            regime_share=config.regime_share, pooled=staged_for(config, spec.library),
                            candidate=o.get("candidate", 0)) for o in obs]

@@ -313,7 +313,7 @@ class Campaign:
         learns its label."""
         if self.guide is None:
             return result
-        self.guide.learn(spec, pick.trial, label(result.observation), pick.how)
+        self.guide.learn(spec, pick.trial, label(result.observation), pick.how, pick.row)
         obs = replace(result.observation, candidate=pick.candidate, pick=pick.how, guess=pick.guess)
         return replace(result, observation=obs)
 

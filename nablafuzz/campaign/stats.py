@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any, Dict, List, Sequence, Tuple
 
-from ..core.model import ApiSpec, Finding, Trial
+from ..core.model import ApiSpec, Finding, Predicted, Trial, mean_accuracy, not_learnt
 
 
 @dataclass(frozen=True)
@@ -88,7 +88,7 @@ class Summary:
     structures: Tuple[Tuple[str, int, int, int], ...] = ()  # (structure, trials, valid, findings) of structured trials
     # --validity-model: ("library pick", trials, valid, findings), pick "unguided" / "model" / "explore"
     picks: Tuple[Tuple[str, int, int, int], ...] = ()
-    predicted: Tuple[Tuple[str, int, int, float], ...] = ()  # (API, trials predicted, right, valid rate of its model's picks)
+    predicted: Predicted = ()  # (API, trials predicted, right, valid rate of its model's picks)
 
     @property
     def trials_per_s(self) -> float:
@@ -114,11 +114,11 @@ class Summary:
         every trial it predicted, before the trial ran (Note [validity candidates])."""
         apis = {a: {"predicted": n, "accuracy": round(right / n, 4), "picked_valid_rate": round(rate, 4)}
                 for a, n, right, rate in self.predicted}
+        mean = mean_accuracy(self.predicted)
         return {"picks": {k: {"trials": t, "valid": v, "valid_rate": round(v / t, 4) if t else 0, "findings": f}
                           for k, t, v, f in self.picks},
-                "mean_accuracy": round(sum(a["accuracy"] for a in apis.values()) / len(apis), 4) if apis else None,
-                "not_learnt": sorted(a for a, d in apis.items() if d["predicted"] >= NOT_LEARNT_TRIALS
-                                     and d["picked_valid_rate"] < NOT_LEARNT_RATE),
+                "mean_accuracy": None if mean is None else round(mean, 4),
+                "not_learnt": sorted(a for a, _, _ in not_learnt(self.predicted)),
                 "apis": apis}
 
     def lines(self) -> List[str]:
@@ -194,16 +194,12 @@ def summarise(campaign: str, specs: Sequence[ApiSpec], obs: Sequence[Observation
     )
 
 
-NOT_LEARNT_TRIALS = 20  # an API whose model picked this many trials ..
-NOT_LEARNT_RATE = 0.7  # .. of which fewer than this share were valid: its constraints were not learnt
-
-
 def picks(obs: Sequence[Observation]) -> Tuple[Tuple[str, int, int, int], ...]:
     """("library pick", trials, valid, findings) of a --validity-model campaign (none otherwise)."""
     return _per(obs, lambda o: f"{o.api.split(':')[0]} {o.pick or 'unguided'}") if any(o.pick for o in obs) else ()
 
 
-def predicted(obs: Sequence[Observation]) -> Tuple[Tuple[str, int, int, float], ...]:
+def predicted(obs: Sequence[Observation]) -> Predicted:
     """(API, trials its model predicted, predicted right, valid rate of the trials it picked)."""
     by_api: Dict[str, List[Observation]] = {}
     for o in obs:

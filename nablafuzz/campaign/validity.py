@@ -34,7 +34,7 @@ import importlib.util
 import math
 import threading
 from dataclasses import dataclass, field
-from typing import Callable, Deque, Dict, Iterable, List, Tuple
+from typing import Callable, Deque, Dict, Iterable, List, Optional, Tuple
 
 import numpy as np
 
@@ -85,15 +85,18 @@ def validity_on(config) -> bool:
 @dataclass(frozen=True)
 class Pick:
     """The trial a slot runs: its candidate number, how it was picked (UNGUIDED: the API has no
-    model; MODEL; EXPLORE: uniformly), and the model's probability that it is valid (-1: none)."""
+    model; MODEL; EXPLORE: uniformly), the model's probability that it is valid (-1: none), and
+    its features where the pick computed them (for `Guide.learn`)."""
 
     trial: Trial
     candidate: int = 0
     how: str = UNGUIDED
     guess: float = -1.0
+    row: Optional[Features] = None
 
 
-def _names(spec: ApiSpec) -> Tuple[str, ...]:
+def argument_names(spec: ApiSpec) -> Tuple[str, ...]:
+    """Every argument name of the API's overloads (`features` marks those a trial lacks)."""
     return tuple(dict.fromkeys(a.name for args in (spec.args,) + spec.overloads for a in args))
 
 
@@ -129,32 +132,38 @@ class Guide:
             model, k = api.model, _candidates(api.drawn_valid / max(1, api.drawn))
         if model is None:
             return Pick(first)
-        names = _names(spec)
+        names = argument_names(spec)
         rng = np.random.default_rng([first.seed, 7])
         if rng.random() < EPSILON:
             c = int(rng.integers(0, k))
             trial = make(c) if c else first
-            return Pick(trial, c, EXPLORE, float(_valid_probability(model, [features(trial, names)])[0]))
+            row = features(trial, names)
+            return Pick(trial, c, EXPLORE, float(_valid_probability(model, [row])[0]), row)
         trials: List[Trial] = []
+        rows: List[Features] = []
         p = np.empty(0)
         while True:  # more candidates while none looks valid (the valid rate was overestimated)
-            more = [first if c == 0 else make(c) for c in range(len(trials), k)]
-            trials += more
-            p = np.concatenate([p, _valid_probability(model, [features(t, names) for t in more])])
+            trials += [first if c == 0 else make(c) for c in range(len(trials), k)]
+            more = [features(t, names) for t in trials[len(rows):]]
+            rows += more
+            p = np.concatenate([p, _valid_probability(model, more)])
             if p.max() >= 0.5 or k >= MAX_CANDIDATES:
                 break
             k = min(MAX_CANDIDATES, 2 * k)
-        c, how = next(i for i in range(len(trials)) if p[i] >= p.max() - MARGIN), MODEL
-        return Pick(trials[c], c, how, float(p[c]))
+        c = next(i for i in range(len(trials)) if p[i] >= p.max() - MARGIN)
+        return Pick(trials[c], c, MODEL, float(p[c]), rows[c])
 
-    def learn(self, spec: ApiSpec, trial: Trial, valid: bool, how: str = UNGUIDED) -> None:
-        """One more labelled trial of `spec`, picked `how`; refits its model when due."""
+    def learn(self, spec: ApiSpec, trial: Trial, valid: bool, how: str = UNGUIDED,
+              row: Optional[Features] = None) -> None:
+        """One more labelled trial of `spec`, picked `how` (`row`: its features, if known);
+        refits its model when due."""
+        row = row if row is not None else features(trial, argument_names(spec))
         api = self._api(spec.id)
         with api.lock:
             if how != MODEL:  # drawn as any candidate is: these give the valid rate of a draw
                 api.drawn += 1
                 api.drawn_valid += bool(valid)
-            api.rows.append(features(trial, _names(spec)))
+            api.rows.append(row)
             api.labels.append(bool(valid))
             api.seen += 1
             n_valid = sum(api.labels)

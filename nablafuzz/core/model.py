@@ -381,7 +381,22 @@ class CampaignRecord:
     # --validity-model: ("library pick", trials, valid, findings), pick unguided / model / explore,
     # and (API, trials its model predicted, predicted right, valid rate of the model's picks)
     picks: Tuple[Tuple[str, int, int, int], ...] = ()
-    predicted: Tuple[Tuple[str, int, int, float], ...] = ()
+    predicted: Tuple[Tuple[str, int, int, float], ...] = ()  # Predicted
+
+
+Predicted = Tuple[Tuple[str, int, int, float], ...]  # CampaignRecord.predicted
+NOT_LEARNT_TRIALS = 20  # an API whose model picked this many trials ..
+NOT_LEARNT_RATE = 0.7  # .. of which fewer than this share were valid: its constraints were not learnt
+
+
+def mean_accuracy(predicted: Predicted) -> Optional[float]:
+    """The validity models' held-out accuracy, averaged over APIs (None: no model predicted)."""
+    return sum(right / n for _, n, right, _ in predicted) / len(predicted) if predicted else None
+
+
+def not_learnt(predicted: Predicted) -> Tuple[Tuple[str, int, float], ...]:
+    """(API, model picks, their valid rate) for each API whose constraints were not learnt."""
+    return tuple((a, n, rate) for a, n, _, rate in predicted if n >= NOT_LEARNT_TRIALS and rate < NOT_LEARNT_RATE)
 
 
 def records(value: Value) -> Tuple[TensorRecord, ...]:

@@ -21,7 +21,8 @@ from typing import Container, Dict, FrozenSet, Iterable, List, Optional, Sequenc
 
 from ..core.codec import from_json
 from ..core.fingerprint import describe as describe_fingerprint
-from ..core.model import VETTING, BugReport, CampaignRecord, Disagreement, ReportStatus, Verdict
+from ..core.model import (NOT_LEARNT_RATE, VETTING, BugReport, CampaignRecord, Disagreement, ReportStatus, Verdict,
+                          mean_accuracy, not_learnt)
 from ..core.quantities import describe as describe_scenario
 from ..libraries import record
 from .repro import ReproError, render, summarise_input
@@ -156,13 +157,12 @@ def _validity(campaigns: Sequence[CampaignRecord]) -> List[str]:
     lines += [f"| {k} | {t} | {v} | {v / t:.1%} | {f} |" for k, t, v, f in latest.picks if t]
     if latest.predicted:
         n, right = sum(p[1] for p in latest.predicted), sum(p[2] for p in latest.predicted)
-        mean = sum(p[2] / p[1] for p in latest.predicted) / len(latest.predicted)
-        weak = [p for p in latest.predicted if p[1] >= 20 and p[3] < 0.7]
-        lines += ["", f"Held-out accuracy (each trial predicted before it ran): {mean:.1%} averaged over "
-                      f"{len(latest.predicted)} APIs ({right} of {n} trials)."]
+        lines += ["", f"Held-out accuracy (each trial predicted before it ran): {mean_accuracy(latest.predicted):.1%} "
+                      f"averaged over {len(latest.predicted)} APIs ({right} of {n} trials)."]
+        weak = not_learnt(latest.predicted)
         if weak:
-            lines += ["", "Constraints not learnt (the model's picks were under 70 % valid; a probe hint may help): "
-                      + ", ".join(f"`{a}` ({r:.0%} of {m})" for a, m, _, r in weak) + "."]
+            lines += ["", f"Constraints not learnt (the model's picks were under {NOT_LEARNT_RATE:.0%} valid; a probe "
+                          "hint may help): " + ", ".join(f"`{a}` ({r:.0%} of {m})" for a, m, r in weak) + "."]
     return lines + [""]
 
 
