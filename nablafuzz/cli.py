@@ -1,4 +1,4 @@
-"""Command line: `nablafuzz install | campaign | replay | triage | vet | specs`.
+"""Command line: `nablafuzz install | campaign | modelfuzz | replay | triage | vet | specs`.
 
 Imports stay light: no deep-learning library is ever imported here (workers do that), so
 `nablafuzz --help`, `triage` and `replay` of numpy_ref reports work with none installed.
@@ -101,6 +101,36 @@ def _campaign_parser(sub) -> None:
                    help="--cross: the equivalence map (default: <spec-dir>/equivalence.yaml)")
 
 
+def _modelfuzz_parser(sub) -> None:
+    p = sub.add_parser("modelfuzz", help="coverage-guided fuzzing of a model's inputs (TensorFuzz) for non-finite "
+                       "losses and gradients, AD disagreements and float16 disagreements; findings go to the store",
+                       description="Fuzz one model of a model spec file. With --random, the same budget of unguided "
+                       "mutations runs too and the summary compares both.")
+    p.add_argument("--model", required=True, help="model name in the model spec file (e.g. digits_unsafe)")
+    p.add_argument("--models", dest="model_files", action="append", type=Path,
+                   help="model spec file (default: models/models.yaml), repeatable")
+    p.add_argument("-l", "--libraries", type=_csv_of("-l torch,jax"),
+                   help="comma-separated libraries (default: every library the model names)")
+    p.add_argument("--objective", dest="objectives", type=_csv_of("--objective nonfinite,grad-nonfinite"),
+                   default=["nonfinite"], help="comma-separated: nonfinite, grad-nonfinite, rev-fwd-fd, compiled, "
+                   "fp16, bf16, cross (default nonfinite)")
+    p.add_argument("--coverage", default="sumabs", help="sumabs (sum of |logits|), logits, or layer:NAME (default sumabs)")
+    p.add_argument("--mutations", type=int, default=300_000, help="mutations per run (default 300000)")
+    p.add_argument("--batch", type=int, default=100, help="mutants per parent (default 100)")
+    p.add_argument("--sigma", type=float, default=0.2, help="standard deviation of the Gaussian mutation (default 0.2)")
+    p.add_argument("--linf", type=float, help="keep mutants within this L-infinity distance of their seed input")
+    p.add_argument("--threshold", type=float, help="coverage distance that makes an input new (default: scaled "
+                   "from the first batch)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed-inputs", dest="seed_inputs", type=int, default=10, help="seed inputs drawn from the "
+                   "model's (default 10)")
+    p.add_argument("--seconds", type=float, help="wall-clock limit per run")
+    p.add_argument("--random", action="store_true", help="also run the same budget without coverage guidance")
+    p.add_argument("--store", dest="store_dir", default="bug_reports", help="report store (default bug_reports)")
+    p.add_argument("--out", type=Path, default=Path(".nablafuzz/modelfuzz"),
+                   help="where each run's summary.json and plot.png go (default .nablafuzz/modelfuzz)")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="nablafuzz", description="Differential fuzzing of automatic "
                      "differentiation in PyTorch, JAX, TensorFlow and OneFlow.")
@@ -109,11 +139,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--only", type=_csv_of("--only torch,jax"), help="comma-separated libraries")
     p.add_argument("--force", action="store_true")
     _campaign_parser(sub)
+    _modelfuzz_parser(sub)
     p = sub.add_parser("replay", help="re-run bug reports; exit 0 reproduced, 1 not reproduced, 3 changed, 2 error")
     p.add_argument("reports", nargs="+", type=Path)
     p.add_argument("--specs", dest="spec_files", action="append", default=[])
     p.add_argument("--spec-dir", default="api_specs")
     p.add_argument("--equivalence", help="cross-library reports: the equivalence map (default: <spec-dir>/equivalence.yaml)")
+    p.add_argument("--models", dest="model_files", action="append", type=Path, default=[],
+                   help="model reports: model spec file (default: models/models.yaml)")
     p = sub.add_parser("triage", help="render the report store as markdown")
     p.add_argument("--store", default="bug_reports")
     p.add_argument("--out", type=Path, help="write the index to this file (and one page per root cause in "
@@ -175,6 +208,48 @@ def cmd_campaign(args: argparse.Namespace) -> int:
     return 0 if summary.complete else EXIT_INTERRUPTED
 
 
+def model_specs(files: Optional[Sequence[Path]]):
+    """The models of the given spec files, or of the shipped models/models.yaml."""
+    from .specs.models import MODELS_FILE, load_model_specs
+    if not files:
+        if not MODELS_FILE.exists():
+            raise SpecError(str(MODELS_FILE), "", "--models", "does not exist", "run from a nablafuzz checkout "
+                            "(it has models/), or pass --models FILE naming a model spec file")
+        files = [MODELS_FILE]
+    return load_model_specs(files)
+
+
+def cmd_modelfuzz(args: argparse.Namespace) -> int:
+    from .core.objectives import OBJECTIVES, coverage_ok
+    from .modelfuzz.loop import Settings
+    from .modelfuzz.run import lines, run_model
+    models = model_specs(args.model_files)
+    if args.model not in models:
+        raise SpecError(", ".join(sorted({m.source for m in models.values()})), args.model, "--model",
+                        "no such model", f"choose one of {', '.join(sorted(models))}")
+    spec = models[args.model]
+    bad = [o for o in args.objectives if o not in OBJECTIVES]
+    if bad:
+        raise NablaError(f"--objective {bad[0]!r} is unknown; fix: choose from {', '.join(OBJECTIVES)}")
+    if not coverage_ok(args.coverage):
+        raise NablaError(f"--coverage {args.coverage!r} is unknown; fix: sumabs, logits or layer:NAME")
+    for name, value, least in (("--mutations", args.mutations, 1), ("--batch", args.batch, 1),
+                               ("--seed-inputs", args.seed_inputs, 1)):
+        if value < least:
+            raise NablaError(f"{name} {value} must be at least {least}")
+    libraries = args.libraries or list(spec.libraries)
+    if "cross" in args.objectives and len(libraries) < 2:
+        raise NablaError("--objective cross compares libraries: name two or more with -l (e.g. -l jax,torch)")
+    settings = Settings(tuple(args.objectives), args.coverage, args.mutations, args.batch, args.sigma, args.linf,
+                        args.threshold, args.seed, args.seed_inputs, False, args.seconds)
+    outcomes = run_model(spec, libraries, settings, Path(args.store_dir), args.out, args.random,
+                         Path(".nablafuzz/logs"))
+    for line in lines(outcomes):
+        print(line)
+    print(f"summaries and plots: {args.out}/")
+    return 0
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
     from .campaign.cross import CrossReplayer
     from .reports.replay import load_for_replay, replay_report
@@ -188,6 +263,12 @@ def cmd_replay(args: argparse.Namespace) -> int:
     try:
         for path in args.reports:
             report = read_report(path)
+            if report.fingerprint.api.startswith("model:"):
+                from .modelfuzz.replay import replay_model_report
+                result = replay_model_report(report, model_specs(args.model_files))
+                print(f"{path}: {result.message()}  ({', '.join(result.versions)})")
+                worst = max(worst, result.outcome.value)
+                continue
             if report.fingerprint.oracle:
                 result = cross.replay(report)
                 print(f"{path}: {result.message()}  ({', '.join(result.versions)})")
@@ -345,7 +426,7 @@ def cmd_install(args: argparse.Namespace) -> int:
     return install_main(argv)
 
 
-COMMANDS = {"campaign": cmd_campaign, "replay": cmd_replay, "triage": cmd_triage, "vet": cmd_vet, "specs": cmd_specs,
+COMMANDS = {"campaign": cmd_campaign, "modelfuzz": cmd_modelfuzz, "replay": cmd_replay, "triage": cmd_triage, "vet": cmd_vet, "specs": cmd_specs,
             "install": cmd_install}
 
 

@@ -49,6 +49,8 @@ class Verdict(str, enum.Enum):
     MISSING_SUPPORT = "missing_support"
     NONDETERMINISTIC = "nondeterministic"
     UNINITIALISED_READ = "uninitialised_read"
+    NONFINITE_VALUE = "nonfinite_value"  # a model's loss (modelfuzz)
+    PRECISION_MISMATCH = "precision_mismatch"  # a model in float16/bfloat16 against float32 (modelfuzz)
 
 
 class Severity(str, enum.Enum):

@@ -5,7 +5,8 @@ only (anything a library prints to stdout is redirected to stderr, which goes to
 Requests:  {"op": "hello"} -> versions;  {"op": "run", ...} -> one "result" message per
 scenario, streamed as each finishes (so a crash names the scenario it happened in), then
 {"op": "done"};  {"op": "probe", ...} -> {"op": "values"};  {"op": "specs"} -> derived specs;
-{"op": "catalogue"} -> public callables to probe;  {"op": "exit"}.
+{"op": "catalogue"} -> public callables to probe;  {"op": "model", ...} -> {"op": "model"}
+(a model's seeds, or a batch of its inputs: worker/models.py);  {"op": "exit"}.
 Worker-safe: Python 3.10, numpy 1.26.
 """
 from __future__ import annotations
@@ -60,6 +61,7 @@ class Worker:
         self.out = out
         self.functions: Dict[str, Any] = {}
         self.request_id: Any = None
+        self.models: Any = None  # a ModelHost, made on the first model request
 
     def send(self, message: Dict[str, Any]) -> None:
         """One answer to the request in hand (it carries that request's id)."""
@@ -90,9 +92,21 @@ class Worker:
             self.send(dict(self.adapter.catalogue(), op="catalogue"))
         elif op in ("run", "probe"):
             self.answer(op, request)
+        elif op == "model":
+            self.model(request)
         else:
             self.send({"op": "error", "type": "ProtocolError", "message": f"unknown op {op!r}"})
         return True
+
+    def model(self, request: Dict[str, Any]) -> None:
+        """A model request; the builder is named by a loaded model spec (specs/models.py)."""
+        from .models import ModelHost
+        try:
+            self.models = self.models or ModelHost(self.adapter.library)
+            self.send(self.models.answer(request))
+        except Exception as exc:  # noqa: BLE001 - a builder that fails to import or run: the user's to fix
+            self.send({"op": "error", "type": type(exc).__name__,
+                       "message": f"model {request.get('build')!r}: {traceback.format_exc(limit=6)}"[-4000:]})
 
     def answer(self, op: str, request: Dict[str, Any]) -> None:
         request = dict(request, inputs=_inputs(request))

@@ -1,0 +1,68 @@
+"""PyTorch side of model fuzzing (worker/models.py): a built model's forward pass, its
+gradients by torch.autograd, forward mode by torch.func.jvp, compiled by torch.compile."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Tuple
+
+import numpy as np
+import torch
+
+
+@dataclass
+class Built:
+    fn: Any
+    params: Dict[str, torch.Tensor]
+    seeds: Tuple[Any, Any]
+    cast: Dict[str, Dict[str, torch.Tensor]] = field(default_factory=dict)
+    compiled: Any = None
+
+
+def _np(t: torch.Tensor) -> np.ndarray:
+    return t.detach().to(torch.float64).numpy() if t.is_floating_point() else t.detach().numpy()
+
+
+class ModelOps:
+    def wrap(self, fn: Any, params: Dict[str, Any], seeds: Tuple[Any, Any]) -> Built:
+        return Built(fn, {k: v.detach() for k, v in params.items()}, seeds)
+
+    def shapes(self, m: Built) -> List[Tuple[int, ...]]:
+        return [tuple(p.shape) for p in m.params.values()]
+
+    def _params(self, m: Built, dtype: str) -> Dict[str, torch.Tensor]:
+        if dtype not in m.cast:
+            m.cast[dtype] = {k: v.to(getattr(torch, dtype)) for k, v in m.params.items()}
+        return m.cast[dtype]
+
+    def forward(self, m: Built, x: np.ndarray, y: np.ndarray, dtype: str) -> Dict[str, np.ndarray]:
+        with torch.no_grad():
+            out = m.fn(self._params(m, dtype), torch.from_numpy(x).to(getattr(torch, dtype)), torch.from_numpy(y))
+        return {k: _np(v) for k, v in out.items()}
+
+    def gradients(self, m: Built, x: np.ndarray, y: np.ndarray,
+                  dtype: str) -> Tuple[Dict[str, np.ndarray], np.ndarray, List[np.ndarray]]:
+        """Outputs, d(sum loss)/dx (per example: the examples do not interact) and
+        d(sum loss)/dparams."""
+        params = {k: v.clone().requires_grad_() for k, v in self._params(m, dtype).items()}
+        xs = torch.from_numpy(x).to(getattr(torch, dtype)).requires_grad_()
+        out = m.fn(params, xs, torch.from_numpy(y))
+        grads = torch.autograd.grad(out["loss"].sum(), [xs, *params.values()], allow_unused=True)
+        gp = [_np(g) if g is not None else np.zeros(tuple(p.shape)) for g, p in zip(grads[1:], params.values())]
+        return {k: _np(v) for k, v in out.items()}, _np(grads[0]), gp
+
+    def jvp(self, m: Built, x: np.ndarray, y: np.ndarray, u: np.ndarray, dtype: str) -> np.ndarray:
+        """Per example: the loss's derivative along u (torch.func.jvp)."""
+        params, t = self._params(m, dtype), getattr(torch, dtype)
+        _, tangent = torch.func.jvp(lambda xs: m.fn(params, xs, torch.from_numpy(y))["loss"],
+                                    (torch.from_numpy(x).to(t),), (torch.from_numpy(u).to(t),))
+        return _np(tangent)
+
+    def compiled_gradients(self, m: Built, x: np.ndarray, y: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        """(loss, d(sum loss)/dx) through torch.compile of the model's function."""
+        if m.compiled is None:
+            m.compiled = torch.compile(m.fn)
+        params = self._params(m, "float32")
+        xs = torch.from_numpy(x).requires_grad_()
+        loss = m.compiled(params, xs, torch.from_numpy(y))["loss"]
+        (gx,) = torch.autograd.grad(loss.sum(), [xs])
+        return _np(loss), _np(gx)

@@ -1,0 +1,162 @@
+"""The worker's side of `nablafuzz modelfuzz`: build a model from its spec, run a batch of inputs.
+
+Request `{"op": "model", "build": "module:function", "action": "info" | "batch", ...}`:
+`info` answers the seed inputs and the outputs' names and shapes; `batch` runs inputs `x`
+[B, ...] with labels `y` [B] and answers, per example, the coverage vector and, per
+objective (core/objectives.py), whether it holds and the numbers behind it.  The
+library-specific part (casting, gradients, forward mode, compiling) is the library's
+`models.py` (`ModelOps`); everything else here is numpy.  Worker-safe: Python 3.10, numpy 1.26.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any, Dict, List, Tuple
+
+import numpy as np
+
+from ..core.objectives import LOW_PRECISION, LOW_PRECISION_RTOL
+from ..core.quantities import direction
+from ..libraries.base import resolve_user_function
+
+FD_STEP = 1e-4  # float64 central differences of the loss along u: steps h and h/4
+FD_AGREE = 1e-6  # the two steps disagree by more than this share of the scale: a kink, no reference
+
+
+def load_ops(library: str) -> Any:
+    """The library's ModelOps (libraries/<library>/models.py); ImportError where it has none."""
+    return importlib.import_module(f"nablafuzz.libraries.{library}.models").ModelOps()
+
+
+class ModelHost:
+    """Built models of one worker, by builder name (built once, cast once per dtype)."""
+
+    def __init__(self, library: str):
+        self.ops = load_ops(library)
+        self.built: Dict[str, Any] = {}
+
+    def model(self, build: str) -> Any:
+        if build not in self.built:
+            fn, params, seeds = resolve_user_function(build)()
+            self.built[build] = self.ops.wrap(fn, params, seeds)
+        return self.built[build]
+
+    def answer(self, request: Dict[str, Any]) -> Dict[str, Any]:
+        m = self.model(request["build"])
+        if request["action"] == "info":
+            x, y = (np.asarray(a) for a in m.seeds)
+            outs = self.ops.forward(m, x[:2].astype(np.float32), y[:2], "float32")
+            return {"op": "model", "x": x.astype(np.float32), "y": y.astype(np.int64),
+                    "outputs": {k: list(v.shape[1:]) for k, v in outs.items()},
+                    "parameters": int(sum(np.prod(s) for s in self.ops.shapes(m)))}
+        return dict(batch(self.ops, m, request), op="model")
+
+
+def _rows(a: np.ndarray) -> np.ndarray:
+    return a.reshape(len(a), -1)
+
+
+def _finite(a: np.ndarray) -> np.ndarray:
+    return np.isfinite(_rows(a)).all(axis=1)
+
+
+def coverage(outs: Dict[str, np.ndarray], how: str) -> np.ndarray:
+    """[B, d] float64: sum |logits| (d = 1), the logits, or a layer's activations, non-finite
+    entries mapped to large finite ones (so an input whose activations overflow is new)."""
+    if how == "sumabs":
+        c = np.abs(_rows(outs["logits"])).sum(axis=1, keepdims=True)
+    elif how == "logits":
+        c = _rows(outs["logits"])
+    else:
+        c = _rows(outs[how.split(":", 1)[1]])
+    return np.nan_to_num(c.astype(np.float64), nan=0.0, posinf=1e30, neginf=-1e30)
+
+
+def directions(seeds: List[int], shape: Tuple[int, ...]) -> np.ndarray:
+    """Each example's direction u from its own seed (so one example replays alone)."""
+    return np.stack([direction(int(s), "u", 0, shape, "float64") for s in seeds])
+
+
+def _project(u: np.ndarray, g: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """(<u, g>, sum |u||g|) per example, in float64."""
+    ug = _rows(u) * _rows(g.astype(np.float64))
+    with np.errstate(invalid="ignore"):
+        return ug.sum(axis=1), np.abs(ug).sum(axis=1)
+
+
+def batch(ops: Any, m: Any, request: Dict[str, Any]) -> Dict[str, Any]:
+    x, y = np.asarray(request["x"], dtype=np.float32), np.asarray(request["y"], dtype=np.int64)
+    objectives, rtol = request["objectives"], float(request["rtol"])
+    outs, gx, gp = ops.gradients(m, x, y, "float32")
+    loss = outs["loss"].astype(np.float64)
+    hits: Dict[str, np.ndarray] = {}
+    detail: Dict[str, np.ndarray] = {"loss": loss}
+    finite = np.isfinite(loss)
+    grad_finite = _finite(gx) & _params_finite(ops, m, x, y, gp)
+    if "nonfinite" in objectives:
+        hits["nonfinite"] = ~finite | ~grad_finite
+    if "grad-nonfinite" in objectives:
+        hits["grad-nonfinite"] = finite & ~grad_finite
+    detail["grad_finite"] = grad_finite
+    needs_u = [o for o in objectives if o in ("rev-fwd-fd", "compiled") or o in LOW_PRECISION]
+    if needs_u or request.get("project"):
+        u = directions(request["seeds"], x.shape[1:])
+        rev, scale = _project(u, gx)
+        detail.update(rev=rev, scale=scale)
+        if request.get("project"):  # the batch's parameter gradient along w, for comparing libraries
+            ws = [direction(int(request["seeds"][0]), "w", k, g.shape, "float64") for k, g in enumerate(gp)]
+            with np.errstate(invalid="ignore", over="ignore"):
+                terms = [w * g for w, g in zip(ws, gp)]
+                detail["params"] = np.array([sum(float(t.sum()) for t in terms), sum(float(np.abs(t).sum()) for t in terms)])
+        ok = finite & grad_finite
+        with np.errstate(invalid="ignore", over="ignore"):
+            if "rev-fwd-fd" in objectives:
+                hits["rev-fwd-fd"] = ok & _rev_fwd_fd(ops, m, x, y, u, rev, scale, rtol, detail)
+            if "compiled" in objectives:
+                _, gxc = ops.compiled_gradients(m, x, y)
+                revc, _ = _project(u, gxc)
+                detail["compiled"] = revc
+                hits["compiled"] = ok & (~_finite(gxc) | (np.abs(rev - revc) > rtol * scale))
+            for name, dtype in LOW_PRECISION.items():
+                if name in objectives:
+                    hits[name] = _low_precision(ops, m, x, y, u, dtype, outs, rev, scale, ok, detail, name)
+    return {"coverage": coverage(outs, request["coverage"]), "hits": hits, "detail": detail}
+
+
+def _params_finite(ops: Any, m: Any, x: np.ndarray, y: np.ndarray, gp: List[np.ndarray]) -> np.ndarray:
+    """Per example: its parameter gradient is finite.  The batch's summed gradient answers for
+    all at once; only where it is not are the examples' own gradients taken one by one."""
+    if all(np.isfinite(g).all() for g in gp):
+        return np.ones(len(x), dtype=bool)
+    return np.array([all(np.isfinite(g).all() for g in ops.gradients(m, x[i:i + 1], y[i:i + 1], "float32")[2])
+                     for i in range(len(x))])
+
+
+def _rev_fwd_fd(ops: Any, m: Any, x: np.ndarray, y: np.ndarray, u: np.ndarray, rev: np.ndarray,
+                scale: np.ndarray, rtol: float, detail: Dict[str, np.ndarray]) -> np.ndarray:
+    """Reverse vs forward mode (both float32), and both vs float64 central differences where
+    the steps h and h/4 agree (a ReLU kink between them leaves no reference)."""
+    fwd = ops.jvp(m, x, y, u.astype(np.float32), "float32").astype(np.float64)
+    x64 = x.astype(np.float64)
+
+    def fd(h: float) -> np.ndarray:
+        plus = ops.forward(m, x64 + h * u, y, "float64")["loss"]
+        minus = ops.forward(m, x64 - h * u, y, "float64")["loss"]
+        return (plus - minus) / (2 * h)
+    fd1, fd2 = fd(FD_STEP), fd(FD_STEP / 4)
+    usable = np.abs(fd1 - fd2) <= FD_AGREE * np.maximum(scale, np.abs(fd2))
+    detail.update(fwd=fwd, fd=fd2, fd_usable=usable)
+    bound = rtol * np.maximum(scale, np.abs(fd2))
+    return (~np.isfinite(fwd) | (np.abs(rev - fwd) > rtol * scale)) | (usable & (np.abs(rev - fd2) > bound))
+
+
+def _low_precision(ops: Any, m: Any, x: np.ndarray, y: np.ndarray, u: np.ndarray, dtype: str,
+                   outs: Dict[str, np.ndarray], rev: np.ndarray, scale: np.ndarray, ok: np.ndarray,
+                   detail: Dict[str, np.ndarray], name: str) -> np.ndarray:
+    """The model in `dtype` against float32: another predicted class, or an input gradient
+    beyond the dtype's allowance (non-finite included) where float32's is finite."""
+    low, glow, _ = ops.gradients(m, x, y, dtype)
+    pred32, pred = np.argmax(_rows(outs["logits"]), axis=1), np.argmax(_rows(low["logits"]), axis=1)
+    rlow, _ = _project(u, glow)
+    detail.update({f"{name}_pred": pred, "pred": pred32, f"{name}_rev": rlow})
+    gradient = ok & (~np.isfinite(rlow) | (np.abs(rlow - rev) > LOW_PRECISION_RTOL[dtype] * scale))
+    return (pred != pred32) | gradient
