@@ -12,6 +12,7 @@ naming `os:system` gets no script.
 """
 from __future__ import annotations
 
+import functools
 import json
 import re
 import shlex
@@ -23,8 +24,11 @@ from ..core.codec import from_json
 from ..core.fingerprint import describe as describe_fingerprint
 from ..core.model import (NOT_LEARNT_RATE, VETTING, BugReport, CampaignRecord, Disagreement, ReportStatus, Verdict,
                           mean_accuracy, not_learnt)
+from ..core.errors import SpecError
 from ..core.quantities import describe as describe_scenario
 from ..libraries import record
+from ..specs.models import MODELS_FILE, ModelSpec, load_model_specs, model_name
+from .modelrepro import render_model
 from .repro import ReproError, render, summarise_input
 from .rootcause import RootCause, root_causes, severity_rank
 from .store import Store, now, report_path, write_atomic
@@ -236,9 +240,18 @@ def declared_apis(spec_dir: Path, spec_files: Sequence[Path], libraries: Iterabl
     return frozenset({s.id for s in specs.specs} | members)
 
 
+@functools.lru_cache(maxsize=1)
+def _models() -> Dict[str, ModelSpec]:
+    """The shipped model specs (models/models.yaml of a checkout), for model reports' scripts."""
+    try:
+        return load_model_specs([MODELS_FILE]) if MODELS_FILE.exists() else {}
+    except SpecError:
+        return {}
+
+
 def _repro(report: BugReport, declared: Container[str]) -> List[str]:
     try:
-        script = render(report, declared)
+        script = render_model(report, _models()) if model_name(report.fingerprint.api) else render(report, declared)
     except ReproError as exc:
         return [f"Repro script: not available ({_one_line(str(exc))})."]
     fence = "`" * max(3, 1 + max((len(m) for m in re.findall(r"`+", script)), default=0))
@@ -335,8 +348,30 @@ METADATA = (Verdict.UNDECLARED_SUPPORT, Verdict.MISSING_SUPPORT)
 
 
 def _bugs(reports: Sequence[BugReport]) -> List[BugReport]:
-    """The reports that may be bugs: neither metadata drift nor vetted as not a bug."""
-    return [r for r in reports if r.fingerprint.verdict not in METADATA and not dismissed(r)]
+    """The reports that may be bugs: neither metadata drift nor vetted as not a bug (model
+    findings have their own section)."""
+    return [r for r in reports if r.fingerprint.verdict not in METADATA and not dismissed(r)
+            and not model_name(r.fingerprint.api)]
+
+
+def _model_findings(reports: Sequence[BugReport], changes: Dict[str, str], pages: Optional[str]) -> List[str]:
+    """`nablafuzz modelfuzz` findings: one line each, most severe first; their pages hold the
+    evidence, replay command and repro script."""
+    found = sorted((r for r in reports if model_name(r.fingerprint.api) and not dismissed(r)), key=_report_order)
+    if not found:
+        return []
+    lines = ["## Model findings (`nablafuzz modelfuzz`)", "",
+             "Inputs of a model where its loss or gradient is not finite, AD modes disagree, or a lower precision "
+             "changes the prediction: defects of the model (a planted one in the shipped `digits_unsafe`) unless "
+             "the objective compares a library with itself or another library.", "",
+             "| severity | library | model | objective | since last campaign | occurrences | what | report |",
+             "|---|---|---|---|---|---:|---|---|"]
+    for r in found:
+        fp = r.fingerprint
+        ref = f"[`{r.key}`]({pages}/model-{r.key}.md)" if pages else f"`{r.key}`"
+        lines.append(f"| {r.evidence.severity} | {fp.library} | `{model_name(fp.api)}` | {', '.join(fp.scenarios)} | "
+                     f"{changes[r.key]} | {r.occurrences} | {_cell(_one_line(r.evidence.message)[:160])} | {ref} |")
+    return lines + [""]
 
 
 def _metadata_drift(reports: Sequence[BugReport]) -> List[str]:
@@ -370,12 +405,17 @@ def render_triage(store_root: Path, out: Optional[Path] = None, spec_dir: Path =
     by_key = {r.key: r for r in reports}
     text = "\n".join(_header(root, reports, campaigns) + _summary(bugs, changes) + _problems(errors, warnings)
                      + _index(causes, by_key, changes, PAGES_DIR if out is not None else None) + _cross(campaigns)
+                     + _model_findings(reports, changes, PAGES_DIR if out is not None else None)
                      + _validity(campaigns) + _conventions(campaigns) + _metadata_drift(reports)).rstrip("\n") + "\n"
     if out is not None:
         declared = declared_apis(spec_dir, spec_files, {r.fingerprint.library for r in reports})
         pages = Path(out).parent / PAGES_DIR
         for c in causes:
             write_atomic(pages / f"{c.id}.md", _page(c, by_key, root, changes, declared))
+        for r in reports:
+            if model_name(r.fingerprint.api) and not dismissed(r):
+                write_atomic(pages / f"model-{r.key}.md", "\n".join([f"# `{r.fingerprint.api}` ({r.fingerprint.library})", ""]
+                                                                   + _report(r, root, changes[r.key], declared)))
         write_atomic(Path(out), text)
     return text
 

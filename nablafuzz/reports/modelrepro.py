@@ -1,0 +1,174 @@
+"""Repro scripts for model reports (`model:<name>`): rebuild the model from its spec's builder,
+load the literal input, evaluate the objective with the library's own AD, print the numbers
+and exit 1 while the defect is there.  The builder is named by the loaded model spec, never
+by the report (Note [model names]); names are checked before they enter the script.
+"""
+from __future__ import annotations
+
+import re
+from typing import Dict
+
+from ..core.model import BugReport
+from ..core.tensors import to_array
+from ..specs.models import ModelSpec, model_name
+from .repro import ReproError
+
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
+
+# per library: imports, `grads(dtype, x, y)` -> (loss, dloss/dx, [dloss/dparam]) as float64
+# numpy (the loss summed over the batch of one), `jvp(x, y, u)` -> the loss's derivative along u
+_LIBRARY: Dict[str, str] = {
+    "torch": '''
+import torch
+
+fn, params, _ = build()
+
+
+def grads(dtype, x, y):
+    ps = {k: v.detach().to(getattr(torch, dtype)).requires_grad_() for k, v in params.items()}
+    xs = torch.from_numpy(x).to(getattr(torch, dtype)).requires_grad_()
+    out = fn(ps, xs, torch.from_numpy(y))
+    g = torch.autograd.grad(out["loss"].sum(), [xs, *ps.values()], allow_unused=True)
+    num = lambda t: t.detach().double().numpy()
+    return num(out["loss"]), num(out["logits"]), num(g[0]), [num(t) for t in g[1:] if t is not None]
+
+
+def jvp(x, y, u):
+    ps = {k: v.detach() for k, v in params.items()}
+    _, t = torch.func.jvp(lambda xs: fn(ps, xs, torch.from_numpy(y))["loss"], (torch.from_numpy(x),),
+                          (torch.from_numpy(u.astype(np.float32)),))
+    return t.double().numpy()
+''',
+    "jax": '''
+import jax
+import jax.numpy as jnp
+
+jax.config.update("jax_enable_x64", True)
+fn, params, _ = build()
+
+
+def grads(dtype, x, y):
+    ps = {k: jnp.asarray(v).astype(dtype) for k, v in params.items()}
+
+    def total(p, xs):
+        out = fn(p, xs, jnp.asarray(y))
+        return out["loss"].sum(), out
+    # jitted, as nablafuzz's worker runs it (XLA's fused kernels round differently from op-by-op)
+    (gp, gx), out = jax.jit(jax.grad(total, argnums=(0, 1), has_aux=True))(ps, jnp.asarray(x, dtype=dtype))
+    num = lambda a: np.asarray(a).astype(np.float64)
+    return num(out["loss"]), num(out["logits"]), num(gx), [num(g) for g in gp.values()]
+
+
+def jvp(x, y, u):
+    return np.asarray(jax.jvp(lambda xs: fn(params, xs, jnp.asarray(y))["loss"], (jnp.asarray(x),),
+                              (jnp.asarray(u, dtype=jnp.float32),))[1]).astype(np.float64)
+''',
+    "tensorflow": '''
+import tensorflow as tf
+
+fn, params, _ = build()
+
+
+def grads(dtype, x, y):
+    ps = {k: tf.cast(v, dtype) for k, v in params.items()}
+    xs = tf.cast(tf.constant(x), dtype)
+    with tf.GradientTape() as tape:
+        tape.watch([xs, *ps.values()])
+        out = fn(ps, xs, tf.constant(y))
+        total = tf.reduce_sum(out["loss"])
+    g = tape.gradient(total, [xs, *ps.values()])
+    num = lambda t: np.asarray(tf.cast(t, tf.float64))
+    return num(out["loss"]), num(out["logits"]), num(g[0]), [num(t) for t in g[1:] if t is not None]
+
+
+def jvp(x, y, u):
+    xs = tf.constant(x)
+    with tf.autodiff.ForwardAccumulator(xs, tf.constant(u.astype(np.float32))) as acc:
+        loss = fn(params, xs, tf.constant(y))["loss"]
+    return np.asarray(tf.cast(acc.jvp(loss), tf.float64))
+''',
+}
+
+_DIRECTION = '''
+
+def direction(seed, tag, index, shape, dtype):
+    """Copy of nablafuzz.core.quantities.direction: entries +-[0.5, 1.5) on a 2^-10 grid, from PCG64."""
+    salt = sum((i + 1) * ord(c) for i, c in enumerate(tag))
+    rng = np.random.Generator(np.random.PCG64([seed & 0xFFFFFFFF, seed >> 32, salt, index]))
+    n = int(np.prod(shape)) if shape else 1
+    mag, sign = rng.random(n), rng.random(n)
+    return (np.where(sign < 0.5, -1.0, 1.0) * (0.5 + np.floor(mag * 1024) / 1024)).reshape(shape).astype(dtype)
+'''
+
+_CHECK: Dict[str, str] = {
+    "nonfinite": '''
+loss, logits, gx, gp = grads("float32", X, Y)
+finite_grad = bool(np.isfinite(gx).all() and all(np.isfinite(g).all() for g in gp))
+print("loss:", loss, " gradient finite:", finite_grad)
+bad = not np.isfinite(loss).all() or not finite_grad
+print("DEFECT: the loss or its gradient is not finite" if bad else "OK: loss and gradient finite")
+sys.exit(1 if bad else 0)
+''',
+    "grad-nonfinite": '''
+loss, logits, gx, gp = grads("float32", X, Y)
+finite_grad = bool(np.isfinite(gx).all() and all(np.isfinite(g).all() for g in gp))
+print("loss:", loss, " gradient finite:", finite_grad)
+bad = np.isfinite(loss).all() and not finite_grad
+print("DEFECT: the loss is finite, its gradient is not" if bad else "OK")
+sys.exit(1 if bad else 0)
+''',
+    "rev-fwd-fd": '''
+U = direction(SEED, "u", 0, X.shape[1:], "float64")[None]
+loss, logits, gx, gp = grads("float32", X, Y)
+rev = float(np.sum(U * gx))
+scale = float(np.sum(np.abs(U * gx)))
+fwd = float(jvp(X, Y, U)[0])
+h = 1e-4 / 4
+fd = float((grads("float64", X + h * U, Y)[0] - grads("float64", X - h * U, Y)[0])[0] / (2 * h))
+print(f"<u, dloss/dx>: reverse {rev!r}, forward {fwd!r}, float64 finite differences {fd!r} (scale {scale:.3g})")
+bad = abs(rev - fwd) > RTOL * scale or abs(rev - fd) > RTOL * max(scale, abs(fd))
+print("DISAGREEMENT" if bad else "AGREEMENT")
+sys.exit(1 if bad else 0)
+''',
+    "fp16": '''
+_, logits32, gx32, _ = grads("float32", X, Y)
+loss16, logits16, gx16, _ = grads("float16", X, Y)
+print("predicted class: float32", int(np.argmax(logits32)), " float16", int(np.argmax(logits16)))
+print("float16 loss", loss16, " input gradient finite:", bool(np.isfinite(gx16).all()))
+bad = np.argmax(logits32) != np.argmax(logits16) or (np.isfinite(loss16).all() and not np.isfinite(gx16).all()
+                                                     and np.isfinite(gx32).all())
+print("DISAGREEMENT" if bad else "AGREEMENT")
+sys.exit(1 if bad else 0)
+''',
+}
+_CHECK["bf16"] = _CHECK["fp16"].replace("float16", "bfloat16")
+
+
+def render_model(report: BugReport, specs: Dict[str, ModelSpec]) -> str:
+    fp, trial = report.fingerprint, report.trial
+    name = model_name(fp.api)
+    spec = specs.get(name or "")
+    if spec is None or (trial.library, trial.api) != (fp.library, fp.api):
+        raise ReproError(f"repro: the report names model {fp.api!r}, which no loaded model spec declares "
+                         "(fix: pass its model spec file with --models)")
+    objective = fp.scenarios[0] if fp.scenarios else ""
+    if objective not in _CHECK:
+        raise ReproError(f"repro: objective {objective!r} compares compiled kernels or several libraries; replay the "
+                         "report with `nablafuzz replay`")
+    build = spec.builder(fp.library)
+    if fp.library not in _LIBRARY or build is None:
+        raise ReproError(f"repro: no model script for {fp.library}")
+    module, function = build.split(":")
+    if not (_NAME.match(module) and _NAME.match(function)):
+        raise ReproError(f"repro: builder {build!r} is not module:function")
+    named = {i.name: to_array(i.value) for i in trial.inputs}
+    x, y = named["x"], named["y"]
+    rows = [f"    {', '.join(repr(float(v)) for v in x.ravel()[i:i + 8])}," for i in range(0, x.size, 8)]
+    head = [f'"""nablafuzz repro: model {name} ({fp.library}), objective {objective}.', "",
+            report.evidence.message.replace('"""', "'''"), '"""', "import sys", "", "import numpy as np", "",
+            f"sys.path.insert(0, {spec.directory!r})  # the model spec's directory ({spec.source})",
+            f"from {module} import {function} as build  # noqa: E402", "",
+            "X = np.array([", *rows, f"], dtype=np.float32).reshape({tuple(x.shape)!r})",
+            f"Y = np.array({[int(v) for v in y.ravel()]!r}, dtype=np.int64)", f"SEED = {int(trial.seed)}",
+            "RTOL = 2e-3  # float32 derivatives: nablafuzz's tolerance table"]
+    return "\n".join(head) + "\n" + _LIBRARY[fp.library] + _DIRECTION + _CHECK[objective]
