@@ -83,10 +83,11 @@ def describe(objective: str, detail: Dict[str, float]) -> str:
     if objective in ("nonfinite", "grad-nonfinite"):
         return f"loss {loss}; its gradient (input and parameters) is {grad}"
     if objective == "rev-fwd-fd":
-        return (f"<u, dloss/dx>: reverse mode {_g(detail, 'rev')}, forward mode {_g(detail, 'fwd')}, float64 finite "
-                f"differences {_g(detail, 'fd')} (scale sum|u||g| {_g(detail, 'scale')}); loss {loss}")
+        return (f"<u, dloss/dx> in float64: reverse mode {_g(detail, 'rev64')}, forward mode {_g(detail, 'fwd')}, "
+                f"central differences {_g(detail, 'fd')} (scale sum|u||g| {_g(detail, 'scale')}); loss {loss}")
     if objective == "compiled":
-        return f"<u, dloss/dx>: eager {_g(detail, 'rev')}, compiled {_g(detail, 'compiled')}; loss {loss}"
+        return (f"<u, dloss/dx> in float64: eager {_g(detail, 'rev64')}, compiled {_g(detail, 'compiled')}; "
+                f"float32 eager {_g(detail, 'rev')}; loss {loss}")
     if objective in ("fp16", "bf16"):
         return (f"predicted class: float32 {detail.get('pred', -1):.0f}, {objective} {detail.get(objective + '_pred', -1):.0f}; "
                 f"<u, dloss/dx>: float32 {_g(detail, 'rev')}, {objective} {_g(detail, objective + '_rev')}")

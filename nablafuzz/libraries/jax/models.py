@@ -67,9 +67,9 @@ class ModelOps:
         return _np(self._kernel(m, "jvp")(self._params(m, dtype), jnp.asarray(x, dtype=dtype), jnp.asarray(y),
                                           jnp.asarray(u, dtype=dtype)))
 
-    def compiled_gradients(self, m: Built, x: np.ndarray, y: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    def compiled_gradients(self, m: Built, x: np.ndarray, y: np.ndarray, dtype: str) -> Tuple[np.ndarray, np.ndarray]:
         """(loss, d(sum loss)/dx) op by op, for comparison with the jitted gradients above
         (here the jitted kernel is the main path, so the eager one is the variant)."""
         with jax.disable_jit():
-            (_, gx), out = self._kernel(m, "eager")(self._params(m, "float32"), jnp.asarray(x), jnp.asarray(y))
+            (_, gx), out = self._kernel(m, "eager")(self._params(m, dtype), jnp.asarray(x, dtype=dtype), jnp.asarray(y))
         return _np(out["loss"]), _np(gx)

@@ -58,7 +58,7 @@ class ModelOps:
             loss = m.fn(self._params(m, dtype), xs, tf.constant(y))["loss"]
         return _np(acc.jvp(loss))
 
-    def compiled_gradients(self, m: Built, x: np.ndarray, y: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    def compiled_gradients(self, m: Built, x: np.ndarray, y: np.ndarray, dtype: str) -> Tuple[np.ndarray, np.ndarray]:
         if m.compiled is None:
             fn = m.fn
 
@@ -69,5 +69,5 @@ class ModelOps:
                     loss = fn(params, xs, ys)["loss"]
                 return loss, tape.gradient(tf.reduce_sum(loss), xs)
             m.compiled = grads
-        loss, gx = m.compiled(self._params(m, "float32"), tf.constant(x), tf.constant(y))
+        loss, gx = m.compiled(self._params(m, dtype), tf.cast(tf.constant(x), dtype), tf.constant(y))
         return _np(loss), _np(gx)

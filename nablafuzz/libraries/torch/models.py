@@ -57,12 +57,12 @@ class ModelOps:
                                     (torch.from_numpy(x).to(t),), (torch.from_numpy(u).to(t),))
         return _np(tangent)
 
-    def compiled_gradients(self, m: Built, x: np.ndarray, y: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    def compiled_gradients(self, m: Built, x: np.ndarray, y: np.ndarray, dtype: str) -> Tuple[np.ndarray, np.ndarray]:
         """(loss, d(sum loss)/dx) through torch.compile of the model's function."""
         if m.compiled is None:
             m.compiled = torch.compile(m.fn)
-        params = self._params(m, "float32")
-        xs = torch.from_numpy(x).requires_grad_()
+        params = self._params(m, dtype)
+        xs = torch.from_numpy(x).to(getattr(torch, dtype)).requires_grad_()
         loss = m.compiled(params, xs, torch.from_numpy(y))["loss"]
         (gx,) = torch.autograd.grad(loss.sum(), [xs])
         return _np(loss), _np(gx)
