@@ -1,8 +1,8 @@
 """Model-fuzzing objectives (`nablafuzz modelfuzz`): the names the orchestrator and the worker share.
 
 An objective is a predicate on one input of a model, evaluated per example in a batch by the
-worker (worker/models.py) and judged there with the tolerances of oracle/tolerance.py's
-tables, passed in the request.  Each maps to the verdict and severity its findings carry.
+worker (worker/models.py; `cross` by the orchestrator, over several workers' answers).  Each
+maps to the verdict and severity its findings carry.
 """
 from __future__ import annotations
 

@@ -9,8 +9,6 @@ import numpy as np
 
 from ..core.errors import ConfigError, WorkerError
 from ..core.objectives import WORKER_OBJECTIVES
-from ..core.model import Aspect
-from ..oracle.tolerance import table_tolerance
 from ..runtime.process import WorkerProcess
 from ..runtime.registry import resolve_runtime
 from ..specs.models import ModelSpec
@@ -58,8 +56,7 @@ class ModelClient:
         wanted = [o for o in objectives if o in WORKER_OBJECTIVES]
         a = self._ask({"action": "batch", "x": np.ascontiguousarray(x, dtype=np.float32),
                        "y": np.ascontiguousarray(y, dtype=np.int64), "seeds": [int(s) for s in seeds],
-                       "objectives": wanted, "coverage": coverage, "project": "cross" in objectives,
-                       "rtol": table_tolerance("float32", Aspect.DERIVATIVE).rtol})
+                       "objectives": wanted, "coverage": coverage, "project": "cross" in objectives})
         return Batch(np.asarray(a["coverage"]), {k: np.asarray(v, dtype=bool) for k, v in a["hits"].items()},
                      {k: np.asarray(v) for k, v in a["detail"].items()})
 

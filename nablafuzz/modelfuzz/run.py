@@ -12,6 +12,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from ..core.objectives import OBJECTIVES
+from ..oracle.tolerance import CROSS_VALUE
 from ..reports.store import Store, now, path_of, write_atomic
 from ..specs.models import ModelSpec
 from .client import Batch, ModelClient
@@ -40,7 +41,10 @@ class Outcome:
 def cross_evaluate(clients: Sequence[ModelClient], objectives: Sequence[str], coverage: str,
                    rtol: float) -> Evaluate:
     """All libraries' answers for one batch: the first library's coverage and hits, and `cross`
-    where another library's loss or <u, dloss/dx> differs beyond the float32 tolerance."""
+    where another library's loss differs beyond the cross-library float32 value tolerance
+    (its absolute part relative to the logits: a loss near 0 is log-softmax's cancellation), or
+    its <u, dloss/dx> or <w, dloss/dparams> beyond the float32 derivative tolerance `rtol`."""
+    value = CROSS_VALUE["float32"]
     def evaluate(x: np.ndarray, y: np.ndarray, seeds: Sequence[int]) -> Batch:
         answers = [c.batch(x, y, seeds, objectives, coverage) for c in clients]
         first = answers[0]
@@ -50,7 +54,9 @@ def cross_evaluate(clients: Sequence[ModelClient], objectives: Sequence[str], co
             scale = np.maximum(a["scale"], b["scale"])
             with np.errstate(invalid="ignore"):
                 differs |= np.abs(a["rev"] - b["rev"]) > rtol * scale
-                differs |= np.abs(a["loss"] - b["loss"]) > rtol * np.maximum(np.abs(a["loss"]), np.abs(b["loss"]))
+                allowed = (value.atol * np.maximum(1.0, np.maximum(a["logit_max"], b["logit_max"]))
+                           + value.rtol * np.maximum(np.abs(a["loss"]), np.abs(b["loss"])))
+                differs |= np.abs(a["loss"] - b["loss"]) > allowed
                 pa, pb = a["params"], b["params"]
                 if abs(pa[0] - pb[0]) > rtol * max(pa[1], pb[1]):
                     differs |= True  # which example: each candidate is confirmed alone

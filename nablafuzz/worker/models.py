@@ -85,11 +85,13 @@ def _project(u: np.ndarray, g: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
 
 def batch(ops: Any, m: Any, request: Dict[str, Any]) -> Dict[str, Any]:
     x, y = np.asarray(request["x"], dtype=np.float32), np.asarray(request["y"], dtype=np.int64)
-    objectives, rtol = request["objectives"], float(request["rtol"])
+    objectives = request["objectives"]
     outs, gx, gp = ops.gradients(m, x, y, "float32")
     loss = outs["loss"].astype(np.float64)
     hits: Dict[str, np.ndarray] = {}
-    detail: Dict[str, np.ndarray] = {"loss": loss}
+    with np.errstate(invalid="ignore"):
+        logit_max = np.abs(_rows(outs["logits"])).max(axis=1)
+    detail: Dict[str, np.ndarray] = {"loss": loss, "logit_max": logit_max}
     finite = np.isfinite(loss)
     grad_finite = _finite(gx) & _params_finite(ops, m, x, y, gp)
     if "nonfinite" in objectives:
@@ -103,9 +105,10 @@ def batch(ops: Any, m: Any, request: Dict[str, Any]) -> Dict[str, Any]:
         rev, scale = _project(u, gx)
         detail.update(rev=rev, scale=scale)
         if request.get("project"):  # the batch's parameter gradient along w, for comparing libraries
-            ws = [direction(int(request["seeds"][0]), "w", k, g.shape, "float64") for k, g in enumerate(gp)]
+            named = [gp[k] for k in sorted(gp)]  # by parameter name: libraries order their dicts differently
+            ws = [direction(int(request["seeds"][0]), "w", k, g.shape, "float64") for k, g in enumerate(named)]
             with np.errstate(invalid="ignore", over="ignore"):
-                terms = [w * g for w, g in zip(ws, gp)]
+                terms = [w * g for w, g in zip(ws, named)]
                 detail["params"] = np.array([sum(float(t.sum()) for t in terms), sum(float(np.abs(t).sum()) for t in terms)])
         ok = finite & grad_finite
         with np.errstate(invalid="ignore", over="ignore"):
@@ -128,12 +131,12 @@ def batch(ops: Any, m: Any, request: Dict[str, Any]) -> Dict[str, Any]:
     return {"coverage": coverage(outs, request["coverage"]), "hits": hits, "detail": detail}
 
 
-def _params_finite(ops: Any, m: Any, x: np.ndarray, y: np.ndarray, gp: List[np.ndarray]) -> np.ndarray:
+def _params_finite(ops: Any, m: Any, x: np.ndarray, y: np.ndarray, gp: Dict[str, np.ndarray]) -> np.ndarray:
     """Per example: its parameter gradient is finite.  The batch's summed gradient answers for
     all at once; only where it is not are the examples' own gradients taken one by one."""
-    if all(np.isfinite(g).all() for g in gp):
+    if all(np.isfinite(g).all() for g in gp.values()):
         return np.ones(len(x), dtype=bool)
-    return np.array([all(np.isfinite(g).all() for g in ops.gradients(m, x[i:i + 1], y[i:i + 1], "float32")[2])
+    return np.array([all(np.isfinite(g).all() for g in ops.gradients(m, x[i:i + 1], y[i:i + 1], "float32")[2].values())
                      for i in range(len(x))])
 
 

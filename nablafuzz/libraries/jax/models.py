@@ -58,10 +58,10 @@ class ModelOps:
         return {k: _np(v) for k, v in out.items()}
 
     def gradients(self, m: Built, x: np.ndarray, y: np.ndarray,
-                  dtype: str) -> Tuple[Dict[str, np.ndarray], np.ndarray, List[np.ndarray]]:
+                  dtype: str) -> Tuple[Dict[str, np.ndarray], np.ndarray, Dict[str, np.ndarray]]:
         (gp, gx), out = self._kernel(m, "gradients")(self._params(m, dtype), jnp.asarray(x, dtype=dtype),
                                                       jnp.asarray(y))
-        return {k: _np(v) for k, v in out.items()}, _np(gx), [_np(g) for g in gp.values()]
+        return {k: _np(v) for k, v in out.items()}, _np(gx), {k: _np(g) for k, g in gp.items()}
 
     def jvp(self, m: Built, x: np.ndarray, y: np.ndarray, u: np.ndarray, dtype: str) -> np.ndarray:
         return _np(self._kernel(m, "jvp")(self._params(m, dtype), jnp.asarray(x, dtype=dtype), jnp.asarray(y),

@@ -41,7 +41,7 @@ class ModelOps:
         return {k: _np(v) for k, v in out.items()}
 
     def gradients(self, m: Built, x: np.ndarray, y: np.ndarray,
-                  dtype: str) -> Tuple[Dict[str, np.ndarray], np.ndarray, List[np.ndarray]]:
+                  dtype: str) -> Tuple[Dict[str, np.ndarray], np.ndarray, Dict[str, np.ndarray]]:
         params = self._params(m, dtype)
         xs = tf.cast(tf.constant(x), dtype)
         with tf.GradientTape() as tape:
@@ -49,7 +49,7 @@ class ModelOps:
             out = m.fn(params, xs, tf.constant(y))
             loss = tf.reduce_sum(out["loss"])
         grads = tape.gradient(loss, [xs, *params.values()])
-        gp = [_np(g) if g is not None else np.zeros(tuple(p.shape)) for g, p in zip(grads[1:], params.values())]
+        gp = {k: _np(g) if g is not None else np.zeros(tuple(p.shape)) for g, (k, p) in zip(grads[1:], params.items())}
         return {k: _np(v) for k, v in out.items()}, _np(grads[0]), gp
 
     def jvp(self, m: Built, x: np.ndarray, y: np.ndarray, u: np.ndarray, dtype: str) -> np.ndarray:

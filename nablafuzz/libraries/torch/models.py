@@ -40,14 +40,14 @@ class ModelOps:
         return {k: _np(v) for k, v in out.items()}
 
     def gradients(self, m: Built, x: np.ndarray, y: np.ndarray,
-                  dtype: str) -> Tuple[Dict[str, np.ndarray], np.ndarray, List[np.ndarray]]:
+                  dtype: str) -> Tuple[Dict[str, np.ndarray], np.ndarray, Dict[str, np.ndarray]]:
         """Outputs, d(sum loss)/dx (per example: the examples do not interact) and
         d(sum loss)/dparams."""
         params = {k: v.clone().requires_grad_() for k, v in self._params(m, dtype).items()}
         xs = torch.from_numpy(x).to(getattr(torch, dtype)).requires_grad_()
         out = m.fn(params, xs, torch.from_numpy(y))
         grads = torch.autograd.grad(out["loss"].sum(), [xs, *params.values()], allow_unused=True)
-        gp = [_np(g) if g is not None else np.zeros(tuple(p.shape)) for g, p in zip(grads[1:], params.values())]
+        gp = {k: _np(g) if g is not None else np.zeros(tuple(p.shape)) for g, (k, p) in zip(grads[1:], params.items())}
         return {k: _np(v) for k, v in out.items()}, _np(grads[0]), gp
 
     def jvp(self, m: Built, x: np.ndarray, y: np.ndarray, u: np.ndarray, dtype: str) -> np.ndarray:
