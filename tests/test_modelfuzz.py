@@ -173,6 +173,19 @@ def test_planted_wrong_derivative_rule_is_found_and_the_control_is_not(tmp_path,
             assert "reverse mode" in message and "central differences" in message
 
 
+def test_wrong_parameter_rule_alone_is_found_by_the_parameter_projection(tmp_path, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    store = tmp_path / "store"
+    assert main(["modelfuzz", "--models", str(PLANTED), "--model", "planted_param", "-l", "torch", "--objective",
+                 "rev-fwd-fd", "--mutations", "2000", "--store", str(store), "--out", str(tmp_path / "o")]) == 0
+    (path,) = store.glob("torch/*/*.json")
+    message = read_report(path).evidence.message
+    assert "<w, dloss/dparams> in float64: reverse mode" in message, message
+    rev, fwd = (float(message.split("dloss/dparams> in float64: reverse mode ")[1].split(",")[0]),
+                float(message.split("dloss/dparams> in float64: reverse mode ")[1].split("forward mode ")[1].split(",")[0]))
+    assert rev != pytest.approx(fwd, rel=1e-3)
+
+
 def test_cross_library_objective_finds_the_planted_rule(tmp_path, monkeypatch):
     monkeypatch.chdir(ROOT)
     for name, expect in (("planted_cross", True), ("control", False)):

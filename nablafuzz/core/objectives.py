@@ -26,7 +26,7 @@ OBJECTIVES: Dict[str, Objective] = {o.name: o for o in (
     Objective("grad-nonfinite", Verdict.NONFINITE_DERIVATIVE, Severity.WRONG,
               "the loss is finite but its gradient (w.r.t. the input or the parameters) is not"),
     Objective("rev-fwd-fd", Verdict.DERIVATIVE_MISMATCH, Severity.WRONG,
-              "reverse mode, forward mode and float64 finite differences of <u, dloss/dx> disagree"),
+              "reverse mode, forward mode and float64 finite differences of <u, dloss/dx> or <w, dloss/dparams> disagree"),
     Objective("compiled", Verdict.DERIVATIVE_MISMATCH, Severity.WRONG,
               "the compiled gradient (jax.jit, torch.compile, tf.function with XLA) differs from the eager one"),
     Objective("fp16", Verdict.PRECISION_MISMATCH, Severity.ACCURACY,

@@ -84,7 +84,9 @@ def describe(objective: str, detail: Dict[str, float]) -> str:
         return f"loss {loss}; its gradient (input and parameters) is {grad}"
     if objective == "rev-fwd-fd":
         return (f"<u, dloss/dx> in float64: reverse mode {_g(detail, 'rev64')}, forward mode {_g(detail, 'fwd')}, "
-                f"central differences {_g(detail, 'fd')} (scale sum|u||g| {_g(detail, 'scale')}); loss {loss}")
+                f"central differences {_g(detail, 'fd')} (scale sum|u||g| {_g(detail, 'scale')}); <w, dloss/dparams> "
+                f"in float64: reverse mode {_g(detail, 'p_rev')}, forward mode {_g(detail, 'p_fwd')}, central "
+                f"differences {_g(detail, 'p_fd')}; loss {loss}")
     if objective == "compiled":
         return (f"<u, dloss/dx> in float64: eager {_g(detail, 'rev64')}, compiled {_g(detail, 'compiled')}; "
                 f"float32 eager {_g(detail, 'rev')}; loss {loss}")

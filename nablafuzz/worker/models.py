@@ -105,19 +105,17 @@ def batch(ops: Any, m: Any, request: Dict[str, Any]) -> Dict[str, Any]:
         rev, scale = _project(u, gx)
         detail.update(rev=rev, scale=scale)
         if request.get("project"):  # the batch's parameter gradient along w, for comparing libraries
-            named = [gp[k] for k in sorted(gp)]  # by parameter name: libraries order their dicts differently
-            ws = [direction(int(request["seeds"][0]), "w", k, g.shape, "float64") for k, g in enumerate(named)]
             with np.errstate(invalid="ignore", over="ignore"):
-                terms = [w * g for w, g in zip(ws, named)]
-                detail["params"] = np.array([sum(float(t.sum()) for t in terms), sum(float(np.abs(t).sum()) for t in terms)])
+                detail["params"] = np.array(_project_params(param_directions(int(request["seeds"][0]), gp), gp))
         ok = finite & grad_finite
         with np.errstate(invalid="ignore", over="ignore"):
             if "rev-fwd-fd" in objectives or "compiled" in objectives:  # Note [float64 judge]
-                _, gx64, _ = ops.gradients(m, x.astype(np.float64), y, "float64")
+                _, gx64, gp64 = ops.gradients(m, x.astype(np.float64), y, "float64")
                 rev64, scale64 = _project(u, gx64)
                 detail.update(rev64=rev64)
             if "rev-fwd-fd" in objectives:
-                hits["rev-fwd-fd"] = ok & _rev_fwd_fd(ops, m, x, y, u, rev64, scale64, detail)
+                params = _params_rev_fwd_fd(ops, m, x.astype(np.float64), y, request["seeds"], gp64, detail)
+                hits["rev-fwd-fd"] = ok & (_rev_fwd_fd(ops, m, x, y, u, rev64, scale64, detail) | params)
             if "compiled" in objectives:
                 _, gxc = ops.compiled_gradients(m, x, y, "float32")
                 _, gxc64 = ops.compiled_gradients(m, x.astype(np.float64), y, "float64")
@@ -129,6 +127,52 @@ def batch(ops: Any, m: Any, request: Dict[str, Any]) -> Dict[str, Any]:
                 if name in objectives:
                     hits[name] = _low_precision(ops, m, x, y, u, dtype, outs, rev, scale, ok, detail, name)
     return {"coverage": coverage(outs, request["coverage"]), "hits": hits, "detail": detail}
+
+
+def param_directions(seed: int, gp: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+    """A direction w per parameter, numbered by parameter name (libraries order dicts differently)."""
+    return {k: direction(seed, "w", i, gp[k].shape, "float64") for i, k in enumerate(sorted(gp))}
+
+
+def _project_params(ws: Dict[str, np.ndarray], gp: Dict[str, np.ndarray]) -> Tuple[float, float]:
+    """(<w, g>, sum |w||g|) over all parameters."""
+    terms = [ws[k] * np.asarray(gp[k], dtype=np.float64) for k in ws]
+    return sum(float(t.sum()) for t in terms), sum(float(np.abs(t).sum()) for t in terms)
+
+
+def _params_rev_fwd_fd(ops: Any, m: Any, x64: np.ndarray, y: np.ndarray, seeds: List[int],
+                       gp64: Dict[str, np.ndarray], detail: Dict[str, np.ndarray]) -> np.ndarray:
+    """<w, dloss/dparams> in float64: reverse mode (of the batch's summed loss) vs forward mode
+    and central differences (per example, summed).  A batch that disagrees is checked example
+    by example, each with its own direction, so a finding names its input."""
+    n = len(x64)
+    out = {k: np.full(n, np.nan) for k in ("p_rev", "p_fwd", "p_fd")}
+    ws = param_directions(int(seeds[0]), gp64)
+    rev, scale = _project_params(ws, gp64)
+    fwd = ops.jvp_params(m, x64, y, ws, "float64")
+
+    def fd(h: float) -> np.ndarray:
+        plus = ops.forward(m, x64, y, "float64", {k: h * w for k, w in ws.items()})["loss"]
+        minus = ops.forward(m, x64, y, "float64", {k: -h * w for k, w in ws.items()})["loss"]
+        return (plus - minus) / (2 * h)
+    fd1, fd2 = fd(FD_STEP), fd(FD_STEP / 4)
+    usable = bool(np.all(np.abs(fd1 - fd2) <= FD_AGREE * np.maximum(scale, np.abs(fd2))))
+    wrong = (not np.isfinite(fwd.sum()) or abs(rev - fwd.sum()) > RTOL64 * scale
+             or (usable and abs(rev - fd2.sum()) > FD_RTOL * max(scale, abs(fd2.sum()))))
+    if n == 1:
+        out.update(p_rev=np.array([rev]), p_fwd=fwd, p_fd=fd2)
+        detail.update(out)
+        return np.array([wrong])
+    hits = np.zeros(n, dtype=bool)
+    if wrong:
+        for i in range(n):
+            one: Dict[str, np.ndarray] = {}
+            _, _, gpi = ops.gradients(m, x64[i:i + 1], y[i:i + 1], "float64")
+            hits[i] = _params_rev_fwd_fd(ops, m, x64[i:i + 1], y[i:i + 1], [seeds[i]], gpi, one)[0]
+            for k in out:
+                out[k][i] = one[k][0]
+    detail.update(out)
+    return hits
 
 
 def _params_finite(ops: Any, m: Any, x: np.ndarray, y: np.ndarray, gp: Dict[str, np.ndarray]) -> np.ndarray:

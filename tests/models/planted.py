@@ -3,7 +3,8 @@
 A 4-3-2 network whose hidden activation is softplus; the planted variants get softplus's
 derivative wrong where its input exceeds 1 (seed inputs stay below, so only fuzzing finds it):
 torch's reverse rule (its forward rule is right), JAX's derivative rule (forward and reverse
-agree, finite differences do not).  Seeds: 20 small inputs, labels 0/1.
+agree, finite differences do not).  A last torch variant gets the output layer's reverse rule
+wrong for its weight only: the input gradient is right, the parameter gradient is not.  Seeds: 20 small inputs, labels 0/1.
 """
 from __future__ import annotations
 
@@ -22,8 +23,30 @@ def _arrays() -> Tuple[Dict[str, np.ndarray], Tuple[np.ndarray, np.ndarray]]:
     return params, (x, (np.arange(20) % 2).astype(np.int64))
 
 
-def _torch(planted: bool) -> Tuple[Any, Dict[str, Any], Tuple[np.ndarray, np.ndarray]]:
+def _torch(planted: bool, param_rule: bool = False) -> Tuple[Any, Dict[str, Any], Tuple[np.ndarray, np.ndarray]]:
     import torch
+
+    class Matmul(torch.autograd.Function):
+        """h @ v whose reverse rule for v (only) is 1.5 times too large when `param_rule`."""
+
+        @staticmethod
+        def forward(h: Any, v: Any) -> Any:
+            return h @ v
+
+        @staticmethod
+        def setup_context(ctx: Any, inputs: Any, output: Any) -> None:
+            ctx.save_for_backward(*inputs)
+            ctx.save_for_forward(*inputs)
+
+        @staticmethod
+        def backward(ctx: Any, g: Any) -> Any:
+            h, v = ctx.saved_tensors
+            return g @ v.T, (1.5 if param_rule else 1.0) * (h.T @ g)
+
+        @staticmethod
+        def jvp(ctx: Any, th: Any, tv: Any) -> Any:
+            h, v = ctx.saved_tensors
+            return th @ v + h @ tv
 
     class Softplus(torch.autograd.Function):
         @staticmethod
@@ -48,7 +71,7 @@ def _torch(planted: bool) -> Tuple[Any, Dict[str, Any], Tuple[np.ndarray, np.nda
 
     def fn(p: Dict[str, Any], x: Any, y: Any) -> Dict[str, Any]:
         h = Softplus.apply(x @ p["w"])
-        logits = h @ p["v"]
+        logits = Matmul.apply(h, p["v"])
         loss = torch.logsumexp(logits, -1) - logits.gather(-1, y[:, None])[:, 0]
         return {"loss": loss, "logits": logits, "h": h}
     params, seeds = _arrays()
@@ -84,6 +107,10 @@ def build_torch() -> Any:
 
 def build_torch_wrong_vjp() -> Any:
     return _torch(True)
+
+
+def build_torch_wrong_param_vjp() -> Any:
+    return _torch(False, param_rule=True)
 
 
 def build_jax() -> Any:

@@ -4,7 +4,7 @@ compares jax.jit's gradient with the op-by-op one (jax.disable_jit)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -53,8 +53,13 @@ class ModelOps:
             m.kernels["jvp"] = jax.jit(lambda p, x, y, u: jax.jvp(lambda xs: fn(p, xs, y)["loss"], (x,), (u,))[1])
         return m.kernels[name]
 
-    def forward(self, m: Built, x: np.ndarray, y: np.ndarray, dtype: str) -> Dict[str, np.ndarray]:
-        out = self._kernel(m, "forward")(self._params(m, dtype), jnp.asarray(x, dtype=dtype), jnp.asarray(y))
+    def forward(self, m: Built, x: np.ndarray, y: np.ndarray, dtype: str,
+                shift: Optional[Dict[str, np.ndarray]] = None) -> Dict[str, np.ndarray]:
+        """Outputs at the parameters (plus `shift`, per parameter name)."""
+        params = self._params(m, dtype)
+        if shift:
+            params = {k: v + jnp.asarray(shift[k], dtype=dtype) if k in shift else v for k, v in params.items()}
+        out = self._kernel(m, "forward")(params, jnp.asarray(x, dtype=dtype), jnp.asarray(y))
         return {k: _np(v) for k, v in out.items()}
 
     def gradients(self, m: Built, x: np.ndarray, y: np.ndarray,
@@ -66,6 +71,13 @@ class ModelOps:
     def jvp(self, m: Built, x: np.ndarray, y: np.ndarray, u: np.ndarray, dtype: str) -> np.ndarray:
         return _np(self._kernel(m, "jvp")(self._params(m, dtype), jnp.asarray(x, dtype=dtype), jnp.asarray(y),
                                           jnp.asarray(u, dtype=dtype)))
+
+    def jvp_params(self, m: Built, x: np.ndarray, y: np.ndarray, w: Dict[str, np.ndarray], dtype: str) -> np.ndarray:
+        """Per example: the loss's derivative along w in parameter space (jax.jvp)."""
+        params = self._params(m, dtype)
+        tangents = {k: jnp.asarray(w[k], dtype=dtype) if k in w else jnp.zeros_like(v) for k, v in params.items()}
+        xs, ys = jnp.asarray(x, dtype=dtype), jnp.asarray(y)
+        return _np(jax.jvp(lambda p: m.fn(p, xs, ys)["loss"], (params,), (tangents,))[1])
 
     def compiled_gradients(self, m: Built, x: np.ndarray, y: np.ndarray, dtype: str) -> Tuple[np.ndarray, np.ndarray]:
         """(loss, d(sum loss)/dx) op by op, for comparison with the jitted gradients above

@@ -4,7 +4,7 @@ tf.function(jit_compile=True)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -36,8 +36,13 @@ class ModelOps:
             m.cast[dtype] = {k: tf.cast(v, dtype) for k, v in m.params.items()}
         return m.cast[dtype]
 
-    def forward(self, m: Built, x: np.ndarray, y: np.ndarray, dtype: str) -> Dict[str, np.ndarray]:
-        out = m.fn(self._params(m, dtype), tf.cast(tf.constant(x), dtype), tf.constant(y))
+    def forward(self, m: Built, x: np.ndarray, y: np.ndarray, dtype: str,
+                shift: Optional[Dict[str, np.ndarray]] = None) -> Dict[str, np.ndarray]:
+        """Outputs at the parameters (plus `shift`, per parameter name)."""
+        params = self._params(m, dtype)
+        if shift:
+            params = {k: v + tf.cast(tf.constant(shift[k]), dtype) if k in shift else v for k, v in params.items()}
+        out = m.fn(params, tf.cast(tf.constant(x), dtype), tf.constant(y))
         return {k: _np(v) for k, v in out.items()}
 
     def gradients(self, m: Built, x: np.ndarray, y: np.ndarray,
@@ -56,6 +61,15 @@ class ModelOps:
         xs = tf.cast(tf.constant(x), dtype)
         with tf.autodiff.ForwardAccumulator(xs, tf.cast(tf.constant(u), dtype)) as acc:
             loss = m.fn(self._params(m, dtype), xs, tf.constant(y))["loss"]
+        return _np(acc.jvp(loss))
+
+    def jvp_params(self, m: Built, x: np.ndarray, y: np.ndarray, w: Dict[str, np.ndarray], dtype: str) -> np.ndarray:
+        """Per example: the loss's derivative along w in parameter space (ForwardAccumulator)."""
+        params = self._params(m, dtype)
+        keys = list(params)
+        tangents = [tf.cast(tf.constant(w[k]), dtype) if k in w else tf.zeros_like(params[k]) for k in keys]
+        with tf.autodiff.ForwardAccumulator([params[k] for k in keys], tangents) as acc:
+            loss = m.fn(params, tf.cast(tf.constant(x), dtype), tf.constant(y))["loss"]
         return _np(acc.jvp(loss))
 
     def compiled_gradients(self, m: Built, x: np.ndarray, y: np.ndarray, dtype: str) -> Tuple[np.ndarray, np.ndarray]:

@@ -3,7 +3,7 @@ gradients by torch.autograd, forward mode by torch.func.jvp, compiled by torch.c
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -34,9 +34,17 @@ class ModelOps:
             m.cast[dtype] = {k: v.to(getattr(torch, dtype)) for k, v in m.params.items()}
         return m.cast[dtype]
 
-    def forward(self, m: Built, x: np.ndarray, y: np.ndarray, dtype: str) -> Dict[str, np.ndarray]:
+    def _shifted(self, m: Built, dtype: str, shift: Optional[Dict[str, np.ndarray]]) -> Dict[str, torch.Tensor]:
+        params = self._params(m, dtype)
+        if not shift:
+            return params
+        return {k: v + torch.from_numpy(shift[k]).to(v.dtype) if k in shift else v for k, v in params.items()}
+
+    def forward(self, m: Built, x: np.ndarray, y: np.ndarray, dtype: str,
+                shift: Optional[Dict[str, np.ndarray]] = None) -> Dict[str, np.ndarray]:
+        """Outputs at the parameters (plus `shift`, per parameter name)."""
         with torch.no_grad():
-            out = m.fn(self._params(m, dtype), torch.from_numpy(x).to(getattr(torch, dtype)), torch.from_numpy(y))
+            out = m.fn(self._shifted(m, dtype, shift), torch.from_numpy(x).to(getattr(torch, dtype)), torch.from_numpy(y))
         return {k: _np(v) for k, v in out.items()}
 
     def gradients(self, m: Built, x: np.ndarray, y: np.ndarray,
@@ -55,6 +63,14 @@ class ModelOps:
         params, t = self._params(m, dtype), getattr(torch, dtype)
         _, tangent = torch.func.jvp(lambda xs: m.fn(params, xs, torch.from_numpy(y))["loss"],
                                     (torch.from_numpy(x).to(t),), (torch.from_numpy(u).to(t),))
+        return _np(tangent)
+
+    def jvp_params(self, m: Built, x: np.ndarray, y: np.ndarray, w: Dict[str, np.ndarray], dtype: str) -> np.ndarray:
+        """Per example: the loss's derivative along w in parameter space (torch.func.jvp)."""
+        params, t = self._params(m, dtype), getattr(torch, dtype)
+        xs, ys = torch.from_numpy(x).to(t), torch.from_numpy(y)
+        tangents = {k: torch.from_numpy(w[k]).to(t) if k in w else torch.zeros_like(v) for k, v in params.items()}
+        _, tangent = torch.func.jvp(lambda ps: m.fn(ps, xs, ys)["loss"], (params,), (tangents,))
         return _np(tangent)
 
     def compiled_gradients(self, m: Built, x: np.ndarray, y: np.ndarray, dtype: str) -> Tuple[np.ndarray, np.ndarray]:
