@@ -156,6 +156,10 @@ def test_model_report_naming_an_unknown_model_is_refused(tmp_path, monkeypatch):
     with pytest.raises(RefusedError, match="no loaded model spec"):
         model_spec_for(report, load_model_specs([SHIPPED]))
     assert main(["replay", "--models", str(PLANTED), str(path)]) == 0
+    script = tmp_path / "repro.py"
+    script.write_text(render_model(report, load_model_specs([PLANTED])))
+    r = subprocess.run([resolve_runtime("torch").python, str(script)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1 and "DISAGREEMENT" in r.stdout, r.stdout + r.stderr
 
 
 @pytest.mark.parametrize("model, library", [("planted_torch", "torch"), ("planted_jax", "jax")])

@@ -38,6 +38,19 @@ def jvp(x, y, u):  # float64
     _, t = torch.func.jvp(lambda xs: fn(ps, xs, torch.from_numpy(y))["loss"], (torch.from_numpy(x).double(),),
                           (torch.from_numpy(u).double(),))
     return t.numpy()
+
+
+def jvp_params(x, y, ws):  # float64, along ws in parameter space
+    ps = {k: v.detach().double() for k, v in params.items()}
+    ts = {k: torch.from_numpy(ws[k]) for k in ps}
+    _, t = torch.func.jvp(lambda p: fn(p, torch.from_numpy(x).double(), torch.from_numpy(y))["loss"], (ps,), (ts,))
+    return t.numpy()
+
+
+def loss_at(x, y, shift):  # float64, parameters + shift
+    ps = {k: v.detach().double() + torch.from_numpy(shift[k]) for k, v in params.items()}
+    with torch.no_grad():
+        return fn(ps, torch.from_numpy(x).double(), torch.from_numpy(y))["loss"].numpy()
 ''',
     "jax": '''
 import jax
@@ -63,6 +76,17 @@ def jvp(x, y, u):  # float64
     ps = {k: jnp.asarray(v).astype(jnp.float64) for k, v in params.items()}
     return np.asarray(jax.jvp(lambda xs: fn(ps, xs, jnp.asarray(y))["loss"], (jnp.asarray(x, dtype=jnp.float64),),
                               (jnp.asarray(u, dtype=jnp.float64),))[1])
+
+
+def jvp_params(x, y, ws):  # float64, along ws in parameter space
+    ps = {k: jnp.asarray(v).astype(jnp.float64) for k, v in params.items()}
+    ts = {k: jnp.asarray(ws[k]) for k in ps}
+    return np.asarray(jax.jvp(lambda p: fn(p, jnp.asarray(x, dtype=jnp.float64), jnp.asarray(y))["loss"], (ps,), (ts,))[1])
+
+
+def loss_at(x, y, shift):  # float64, parameters + shift
+    ps = {k: jnp.asarray(v).astype(jnp.float64) + shift[k] for k, v in params.items()}
+    return np.asarray(jax.jit(fn)(ps, jnp.asarray(x, dtype=jnp.float64), jnp.asarray(y))["loss"])
 ''',
     "tensorflow": '''
 import tensorflow as tf
@@ -87,6 +111,19 @@ def jvp(x, y, u):  # float64
     with tf.autodiff.ForwardAccumulator(xs, tf.constant(u.astype(np.float64))) as acc:
         loss = fn({k: tf.cast(v, tf.float64) for k, v in params.items()}, xs, tf.constant(y))["loss"]
     return np.asarray(acc.jvp(loss))
+
+
+def jvp_params(x, y, ws):  # float64, along ws in parameter space
+    ps = {k: tf.cast(v, tf.float64) for k, v in params.items()}
+    keys = list(ps)
+    with tf.autodiff.ForwardAccumulator([ps[k] for k in keys], [tf.constant(ws[k]) for k in keys]) as acc:
+        loss = fn(ps, tf.constant(x.astype(np.float64)), tf.constant(y))["loss"]
+    return np.asarray(acc.jvp(loss))
+
+
+def loss_at(x, y, shift):  # float64, parameters + shift
+    ps = {k: tf.cast(v, tf.float64) + shift[k] for k, v in params.items()}
+    return np.asarray(fn(ps, tf.constant(x.astype(np.float64)), tf.constant(y))["loss"])
 ''',
 }
 
@@ -130,6 +167,17 @@ h = 1e-4 / 4
 fd = float((grads("float64", X64 + h * U, Y)[0] - grads("float64", X64 - h * U, Y)[0])[0] / (2 * h))
 print(f"<u, dloss/dx>: reverse {rev!r}, forward {fwd!r}, central differences {fd!r} (scale {scale:.3g})")
 bad = abs(rev - fwd) > 1e-7 * scale or abs(rev - fd) > 1e-5 * max(scale, abs(fd))
+# the same along a direction w in parameter space (one direction per parameter, by sorted name)
+names = sorted(params)
+W = {k: direction(SEED, "w", i, tuple(params[k].shape), "float64") for i, k in enumerate(names)}
+gps = dict(zip(list(params), gp))
+p_rev = sum(float(np.sum(W[k] * gps[k])) for k in names)
+p_scale = sum(float(np.sum(np.abs(W[k] * gps[k]))) for k in names)
+p_fwd = float(jvp_params(X64, Y, W)[0])
+p_fd = float((loss_at(X64, Y, {k: h * w for k, w in W.items()}) - loss_at(X64, Y, {k: -h * w for k, w in W.items()}))[0]
+             / (2 * h))
+print(f"<w, dloss/dparams>: reverse {p_rev!r}, forward {p_fwd!r}, central differences {p_fd!r} (scale {p_scale:.3g})")
+bad = bad or abs(p_rev - p_fwd) > 1e-7 * p_scale or abs(p_rev - p_fd) > 1e-5 * max(p_scale, abs(p_fd))
 print("DISAGREEMENT" if bad else "AGREEMENT")
 sys.exit(1 if bad else 0)
 ''',
