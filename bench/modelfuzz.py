@@ -13,6 +13,8 @@ shared Keras model across backends.
 3. Keras: `keras_digits` on the jax, torch and tensorflow backends: the largest disagreement of
    losses and gradients at 64 seed inputs, and the `cross` objective over 20,000 mutations
    (every hit would be a false report: the weights are identical).
+4. With `--sweep T1,T2,..`: the NaN experiment's guided runs at fixed coverage thresholds
+   (`--threshold`) instead of the automatic one: seeds with a hit, per library.
 
 Runs write to a scratch report store (never bug_reports/: the planted defects are not library
 bugs).  Prints a markdown table and writes it to --out.
@@ -104,6 +106,18 @@ def fp16_experiment(scratch: Path, libraries: List[str], seeds: int) -> List[str
     return lines + [""]
 
 
+def sweep_experiment(scratch: Path, libraries: List[str], seeds: int, thresholds: List[float]) -> List[str]:
+    lines = ["## 4. Coverage threshold (`digits_unsafe`, `nonfinite`, 300,000 guided mutations per seed)", "",
+             "| library | threshold | seeds with a hit | first hits |", "|---|---:|---:|---|"]
+    for lib in libraries:
+        for t in thresholds:
+            hits = [first(modelfuzz(scratch, "--model", "digits_unsafe", "-l", lib, "--seed", str(seed), "--threshold",
+                                    str(t)), "guided", "nonfinite") for seed in range(seeds)]
+            found = [h for h in hits if h is not None]
+            lines.append(f"| {lib} | {t} | {len(found)} / {seeds} | {', '.join(map(str, found)) or '-'} |")
+    return lines + [""]
+
+
 def keras_experiment(scratch: Path) -> List[str]:
     spec = load_model_specs([ROOT / MODELS_FILE])["keras_digits"]
     clients = [ModelClient(spec, lib, scratch / f"keras-{lib}.log") for lib in ("jax", "torch", "tensorflow")]
@@ -135,16 +149,20 @@ def main() -> int:
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--libraries", default="torch,jax")
     ap.add_argument("--out", type=Path, default=ROOT / "bench/results/modelfuzz.md")
+    ap.add_argument("--sweep", default="", help="fixed thresholds to compare, e.g. 0.1,0.25,0.5,1.0")
     args = ap.parse_args()
     libraries = [x for x in args.libraries.split(",") if x]
     with tempfile.TemporaryDirectory() as tmp:
         scratch = Path(tmp)
         lines = ["# Model fuzzing (`nablafuzz modelfuzz`): coverage guidance vs random search", "",
-                 f"`python bench/modelfuzz.py --seeds {args.seeds} --libraries {args.libraries}` "
+                 f"`python bench/modelfuzz.py --seeds {args.seeds} --libraries {args.libraries}"
+                 + (f" --sweep {args.sweep}`" if args.sweep else "`") + " "
                  f"({time.strftime('%Y-%m-%d')}, this machine kind: 2 cores)", ""]
         lines += nan_experiment(scratch, libraries, args.seeds)
         lines += fp16_experiment(scratch, libraries, args.seeds)
         lines += keras_experiment(scratch)
+        if args.sweep:
+            lines += sweep_experiment(scratch, libraries, args.seeds, [float(t) for t in args.sweep.split(",")])
     text = "\n".join(lines) + "\n"
     print(text)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -19,7 +19,7 @@ from nablafuzz.core.model import (ArgKind, Candidate, FilterOutcome, Finding, Fi
 from nablafuzz.core.quantities import ALL
 from nablafuzz.core.tensors import to_record, trial_size
 from nablafuzz.oracle.verdict import judge
-from nablafuzz.reports.store import Store, encode_report, read_report, report_path
+from nablafuzz.reports.store import Store, encode_report, read_report, remove_leftovers, report_path
 from nablafuzz.runtime.process import Runtime
 from nablafuzz.runtime.runner import Runner
 from nablafuzz.specs.spec import _Ctx, parse_api
@@ -356,3 +356,17 @@ def test_the_committed_store_keeps_its_keys():
         report = read_report(path)
         assert fingerprint.key(report.fingerprint) == report.key == path.stem, path
         assert report.evidence.severity.rank >= 0  # a Severity, decoded from its stored value
+
+
+def test_leftover_temporary_files_of_a_killed_write_are_removed(tmp_path):
+    """write_atomic's `.<name>.<pid>.tmp` survives a kill -9 between writing and renaming; the
+    next writer (holding the lock) removes it, and nothing else."""
+    report = tmp_path / "torch" / "torch.exp" / "abc.json"
+    report.parent.mkdir(parents=True)
+    report.write_text("{}")
+    left = report.parent / ".abc.json.123.tmp"
+    left.write_text("half")
+    (tmp_path / "_campaigns").mkdir()
+    (tmp_path / "_campaigns" / ".c.json.9.tmp").write_text("half")
+    assert remove_leftovers(tmp_path) == 2
+    assert report.exists() and not left.exists() and not list(tmp_path.rglob("*.tmp"))

@@ -34,7 +34,7 @@ from ..core.model import ApiSpec, BugReport, CampaignRecord, Finding, Fingerprin
 from ..core.tensors import representative_rank, trial_size
 from ..reports.lock import exclusive
 from ..reports.replay import ReplayOutcome, ReplayResult
-from ..reports.store import Store, now, path_of
+from ..reports.store import Store, now, path_of, remove_leftovers
 from ..runtime.process import RuntimeUnavailable
 from ..runtime.registry import resolve_runtime
 from ..libraries import record, staged_for
@@ -334,6 +334,7 @@ class Campaign:
     # ---- main thread ----------------------------------------------------------------------
     def run(self) -> Summary:
         with exclusive(Path(self.config.store_dir), "report store"):
+            remove_leftovers(Path(self.config.store_dir))  # a write a kill -9 cut short
             return self._run()
 
     def _run(self) -> Summary:

@@ -13,7 +13,8 @@ import numpy as np
 
 from ..core.objectives import OBJECTIVES
 from ..oracle.tolerance import CROSS_VALUE
-from ..reports.store import Store, now, path_of, write_atomic
+from ..reports.lock import exclusive
+from ..reports.store import Store, now, path_of, remove_leftovers, write_atomic
 from ..specs.models import ModelSpec
 from .client import Batch, ModelClient
 from .findings import confirmed_detail, finding, minimise
@@ -82,13 +83,15 @@ def run_model(spec: ModelSpec, libraries: Sequence[str], s: Settings, store_dir:
     """Fuzz `spec` in each library (or, with the `cross` objective, in all of them at once)."""
     groups = [list(libraries)] if "cross" in s.objectives else [[lib] for lib in libraries]
     outcomes = []
-    for group in groups:
-        clients = [ModelClient(spec, lib, log_dir / f"modelfuzz-{spec.name}-{lib}.log") for lib in group]
-        try:
-            outcomes.append(_run_group(spec, clients, s, store_dir, out_dir, with_random, say))
-        finally:
-            for c in clients:
-                c.close()
+    with exclusive(Path(store_dir), "report store"):  # the store has one writer at a time
+        remove_leftovers(Path(store_dir))
+        for group in groups:
+            clients = [ModelClient(spec, lib, log_dir / f"modelfuzz-{spec.name}-{lib}.log") for lib in group]
+            try:
+                outcomes.append(_run_group(spec, clients, s, store_dir, out_dir, with_random, say))
+            finally:
+                for c in clients:
+                    c.close()
     return outcomes
 
 

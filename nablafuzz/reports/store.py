@@ -97,6 +97,16 @@ def write_atomic(path: Path, text: str) -> None:
             tmp.unlink()
 
 
+def remove_leftovers(root: Path) -> int:
+    """Delete the temporary files of writes a killed process never finished (`write_atomic`'s
+    `.<name>.<pid>.tmp`); call only while holding the store's lock.  Returns how many."""
+    n = 0
+    for tmp in list(Path(root).glob("*/*/.*.tmp")) + list(Path(root).glob(f"{CAMPAIGNS}/.*.tmp")):
+        tmp.unlink(missing_ok=True)
+        n += 1
+    return n
+
+
 def encode_report(report: BugReport) -> str:
     return json.dumps({"schema": SCHEMA, "report": to_json(report)}, indent=1, sort_keys=True, allow_nan=False) + "\n"
 
