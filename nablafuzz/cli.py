@@ -1,4 +1,4 @@
-"""Command line: `nablafuzz install | campaign | modelfuzz | replay | triage | vet | specs`.
+"""Command line: `nablafuzz install | campaign | modelfuzz | numerics | replay | triage | vet | specs`.
 
 Imports stay light: no deep-learning library is ever imported here (workers do that), so
 `nablafuzz --help`, `triage` and `replay` of numpy_ref reports work with none installed.
@@ -131,6 +131,32 @@ def _modelfuzz_parser(sub) -> None:
                    help="where each run's summary.json and plot.png go (default .nablafuzz/modelfuzz)")
 
 
+def _interval(text: str):
+    try:
+        lo, hi = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not LOW,HIGH; fix: e.g. -1,1") from None
+    if not lo < hi:
+        raise argparse.ArgumentTypeError(f"{text!r}: LOW must be below HIGH")
+    return lo, hi
+
+
+def _numerics_parser(sub) -> None:
+    p = sub.add_parser("numerics", help="interval analysis of a model's forward and backward graphs (RANUM): "
+                       "every operation that can produce NaN/inf, with a clamp that provably removes it",
+                       description="Trace a model's loss (and with --backward its gradient) in the library, "
+                       "propagate value intervals, and list the vulnerable operations.")
+    p.add_argument("--model", required=True, help="model name in the model spec file")
+    p.add_argument("--models", dest="model_files", action="append", type=Path,
+                   help="model spec file (default: models/models.yaml), repeatable")
+    p.add_argument("-l", "--library", default="jax", help="the library whose tracer builds the graph (jax)")
+    p.add_argument("--input-range", type=_interval, help="LOW,HIGH of every input element (default: the spec's)")
+    p.add_argument("--weights", type=_interval, help="LOW,HIGH of every parameter (default: each parameter's "
+                   "own values)")
+    p.add_argument("--backward", action="store_true", help="also the gradient's graph (defects of the backward pass)")
+    p.add_argument("--out", type=Path, help="also write the result as JSON to this file")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="nablafuzz", description="Differential fuzzing of automatic "
                      "differentiation in PyTorch, JAX, TensorFlow and OneFlow.")
@@ -140,6 +166,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true")
     _campaign_parser(sub)
     _modelfuzz_parser(sub)
+    _numerics_parser(sub)
     p = sub.add_parser("replay", help="re-run bug reports; exit 0 reproduced, 1 not reproduced, 3 changed, 2 error")
     p.add_argument("reports", nargs="+", type=Path)
     p.add_argument("--specs", dest="spec_files", action="append", default=[])
@@ -247,6 +274,22 @@ def cmd_modelfuzz(args: argparse.Namespace) -> int:
     for line in lines(outcomes):
         print(line)
     print(f"summaries and plots: {args.out}/")
+    return 0
+
+
+def cmd_numerics(args: argparse.Namespace) -> int:
+    from .numerics.run import analyse_model, lines, write_result
+    models = model_specs(args.model_files)
+    if args.model not in models:
+        raise SpecError(", ".join(sorted({m.source for m in models.values()})), args.model, "--model",
+                        "no such model", f"choose one of {', '.join(sorted(models))}")
+    result = analyse_model(models[args.model], args.library, args.input_range, args.weights, args.backward,
+                           Path(".nablafuzz/logs") / f"numerics-{args.model}-{args.library}.log")
+    for line in lines(result):
+        print(line)
+    if args.out:
+        write_result(args.out, result)
+        print(f"wrote {args.out}")
     return 0
 
 
@@ -426,7 +469,7 @@ def cmd_install(args: argparse.Namespace) -> int:
     return install_main(argv)
 
 
-COMMANDS = {"campaign": cmd_campaign, "modelfuzz": cmd_modelfuzz, "replay": cmd_replay, "triage": cmd_triage, "vet": cmd_vet, "specs": cmd_specs,
+COMMANDS = {"campaign": cmd_campaign, "modelfuzz": cmd_modelfuzz, "numerics": cmd_numerics, "replay": cmd_replay, "triage": cmd_triage, "vet": cmd_vet, "specs": cmd_specs,
             "install": cmd_install}
 
 

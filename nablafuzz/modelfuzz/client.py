@@ -51,6 +51,11 @@ class ModelClient:
         a = self._ask({"action": "info"})
         return np.asarray(a["x"]), np.asarray(a["y"]), a["outputs"]
 
+    def graph(self, backward: bool) -> Tuple[Dict[str, Any], Dict[str, Sequence[float]], int]:
+        """The traced loss (or its gradient), the parameters' value ranges, the number of classes."""
+        a = self._ask({"action": "graph", "backward": backward})
+        return a["graph"], a["ranges"], int(a["classes"])
+
     def batch(self, x: np.ndarray, y: np.ndarray, seeds: Sequence[int], objectives: Sequence[str],
               coverage: str) -> Batch:
         wanted = [o for o in objectives if o in WORKER_OBJECTIVES]

@@ -1,7 +1,8 @@
 """The worker's side of `nablafuzz modelfuzz`: build a model from its spec, run a batch of inputs.
 
 Request `{"op": "model", "build": "module:function", "action": "info" | "batch", ...}`:
-`info` answers the seed inputs and the outputs' names and shapes; `batch` runs inputs `x`
+`info` answers the seed inputs and the outputs' names and shapes; `graph` the traced loss
+(or its gradient) as a core/graph.py graph, for `nablafuzz numerics`; `batch` runs inputs `x`
 [B, ...] with labels `y` [B] and answers, per example, the coverage vector and, per
 objective (core/objectives.py), whether it holds and the numbers behind it.  The
 library-specific part (casting, gradients, forward mode, compiling) is the library's
@@ -48,6 +49,14 @@ class ModelHost:
             return {"op": "model", "x": x.astype(np.float32), "y": y.astype(np.int64),
                     "outputs": {k: list(v.shape[1:]) for k, v in outs.items()},
                     "parameters": int(sum(np.prod(s) for s in self.ops.shapes(m)))}
+        if request["action"] == "graph":  # `nablafuzz numerics`: the traced loss or gradient, and the parameters' ranges
+            x, y = (np.asarray(a) for a in m.seeds)
+            if not hasattr(self.ops, "trace"):
+                raise NotImplementedError(f"{type(self.ops).__module__} cannot trace graphs yet")
+            graph = self.ops.trace(m, x[:1].astype(np.float32), y[:1].astype(np.int64), bool(request["backward"]))
+            ranges = {k: [float(np.min(v)), float(np.max(v))] for k, v in self.ops.numpy_params(m).items()}
+            return {"op": "model", "graph": graph, "ranges": ranges, "classes": int(self.ops.forward(
+                m, x[:1].astype(np.float32), y[:1].astype(np.int64), "float32")["logits"].shape[-1])}
         return dict(batch(self.ops, m, request), op="model")
 
 

@@ -28,6 +28,9 @@ class ModelOps:
     def wrap(self, fn: Any, params: Dict[str, Any], seeds: Tuple[Any, Any]) -> Built:
         return Built(fn, {k: tf.convert_to_tensor(v) for k, v in params.items()}, seeds)
 
+    def numpy_params(self, m: Built) -> Dict[str, np.ndarray]:
+        return {k: np.asarray(v.numpy(), dtype=np.float64) for k, v in m.params.items()}
+
     def shapes(self, m: Built) -> List[Tuple[int, ...]]:
         return [tuple(p.shape) for p in m.params.values()]
 

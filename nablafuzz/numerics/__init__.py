@@ -1,0 +1,1 @@
+"""`nablafuzz numerics`: interval analysis of models' forward and backward graphs (RANUM)."""
