@@ -154,6 +154,12 @@ def _numerics_parser(sub) -> None:
     p.add_argument("--weights", type=_interval, help="LOW,HIGH of every parameter (default: each parameter's "
                    "own values)")
     p.add_argument("--backward", action="store_true", help="also the gradient's graph (defects of the backward pass)")
+    p.add_argument("--confirm", action="store_true", help="search, per flag and seed, for an input (then parameters) "
+                   "that makes the loss or gradient non-finite there, against uniform sampling; and check that the "
+                   "suggested clamp makes that input finite")
+    p.add_argument("--seeds", type=int, default=10, help="--confirm: searches per flag (default 10)")
+    p.add_argument("--steps", type=int, default=200, help="--confirm: gradient steps per search (default 200)")
+    p.add_argument("--uniform", type=int, default=2000, help="--confirm: uniform samples per seed (default 2000)")
     p.add_argument("--out", type=Path, help="also write the result as JSON to this file")
 
 
@@ -278,13 +284,14 @@ def cmd_modelfuzz(args: argparse.Namespace) -> int:
 
 
 def cmd_numerics(args: argparse.Namespace) -> int:
-    from .numerics.run import analyse_model, lines, write_result
+    from .numerics.run import Search, analyse_model, lines, write_result
     models = model_specs(args.model_files)
     if args.model not in models:
         raise SpecError(", ".join(sorted({m.source for m in models.values()})), args.model, "--model",
                         "no such model", f"choose one of {', '.join(sorted(models))}")
+    search = Search(args.seeds, args.steps, args.uniform) if args.confirm else None
     result = analyse_model(models[args.model], args.library, args.input_range, args.weights, args.backward,
-                           Path(".nablafuzz/logs") / f"numerics-{args.model}-{args.library}.log")
+                           Path(".nablafuzz/logs") / f"numerics-{args.model}-{args.library}.log", search)
     for line in lines(result):
         print(line)
     if args.out:

@@ -77,7 +77,16 @@ def test_a_clamp_on_the_operand_proves_the_operation_safe():
     g = _graph("log", 1)
     start = {"a0": Interval(-1.0, 1.0)}
     (flag,) = analyse(g, start).flags
-    assert analyse(g, start, {flag.node.id: flag.safe}).flags == ()
+    assert analyse(g, start, {flag.node.id: flag}).flags == ()
+
+
+def test_a_denominator_of_both_signs_is_pushed_off_zero_keeping_its_sign():
+    g = _graph("div", 2)
+    start = {"a0": Interval(1.0, 2.0), "a1": Interval(-1.0, 1.0)}
+    (flag,) = analyse(g, start).flags
+    assert flag.away > 0 and flag.safe == start["a1"]
+    fixed = analyse(g, start, {flag.node.id: flag})
+    assert fixed.flags == () and fixed.intervals[2].hi >= 2.0 / flag.away and fixed.intervals[2].lo <= -1.0 / flag.away
 
 
 def test_x_times_x_is_never_negative_and_softmax_is_stable():
@@ -118,6 +127,18 @@ def test_planted_defects_are_flagged_and_their_safe_twins_are_not(tmp_path, name
     assert all(f.flag.node.source.endswith(".py:" + f.flag.node.source.rsplit(":", 1)[-1]) for f in planted.findings)
 
 
+@pytest.mark.parametrize("name, uniform_finds", [("div", False), ("exp", False), ("sqrt_at_zero", True)])
+def test_confirmation_finds_failing_inputs_and_the_clamp_removes_the_failure(tmp_path, name, uniform_finds):
+    from nablafuzz.numerics.run import Search
+    spec = load_model_specs([PLANTED])[f"planted_{name}"]
+    (finding,) = analyse_model(spec, "jax", None, None, True, tmp_path / "log", Search(seeds=3, steps=100,
+                                                                                        uniform=500)).findings
+    runs = finding.confirmations
+    assert len(runs) == 3 and all(c.guided for c in runs)
+    assert all(c.uniform for c in runs) == uniform_finds
+    assert all(c.fixed_finite for c in runs) and all(c.fix_change < 1e-3 for c in runs)
+
+
 def test_backward_only_defect_needs_the_backward_graph(tmp_path):
     spec = load_model_specs([PLANTED])["planted_sqrt_at_zero"]
     assert analyse_model(spec, "jax", None, None, False, tmp_path / "log").findings == ()
@@ -127,7 +148,7 @@ def test_shipped_unsafe_digits_flagged_safe_digits_proved_safe(tmp_path, monkeyp
     monkeypatch.chdir(ROOT)
     assert main(["numerics", "--model", "digits_unsafe", "--backward", "--out", str(tmp_path / "r.json")]) == 0
     out = capsys.readouterr().out
-    assert "exp overflows float32" in out and "log of a value" in out and "backward" in out
+    assert "exp overflows float32" in out and "log of a value" in out and "in its derivative" in out
     assert main(["numerics", "--model", "digits_safe", "--backward"]) == 0
     assert "0 vulnerable operation(s)" in capsys.readouterr().out
     # narrowing the inputs and weights enough proves even the unsafe softmax's exp safe

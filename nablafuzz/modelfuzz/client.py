@@ -56,6 +56,10 @@ class ModelClient:
         a = self._ask({"action": "graph", "backward": backward})
         return a["graph"], a["ranges"], int(a["classes"])
 
+    def confirm(self, request: Dict[str, Any]) -> Dict[str, Any]:
+        """`nablafuzz numerics --confirm`: the worker's search for a failing input (libraries/jax/models.py)."""
+        return self._ask(dict(request, action="confirm"))
+
     def batch(self, x: np.ndarray, y: np.ndarray, seeds: Sequence[int], objectives: Sequence[str],
               coverage: str) -> Batch:
         wanted = [o for o in objectives if o in WORKER_OBJECTIVES]

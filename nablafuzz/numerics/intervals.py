@@ -214,36 +214,55 @@ class Flag:
     operand: Interval
     problem: str
     safe: Interval  # the operand range that makes the operation safe (the clamp to suggest)
+    away: float = 0.0  # > 0: instead, keep the operand's sign and push it at least this far from 0
 
 
 EXP_LIMIT = {dtype: math.log(v) for dtype, v in LARGEST.items()}  # exp overflows past these
+# a denominator clamped this far from 0 keeps the quotient (and its derivative) finite for
+# numerators up to ~1e30 (float32); a clamp at the smallest normal number would not
+DIVISOR = {"float16": 1e-3, "bfloat16": 1e-6, "float32": 1e-6, "float64": 1e-12}
 
 
 def vulnerable(node: Node, ins: List[Interval]) -> Optional[Flag]:
     """The flag for `node` if its inputs' intervals meet its invalid set (None: proved safe)."""
     op, dtype = node.op, node.dtype
-    tiny = TINY.get(dtype, TINY["float32"])
     a = ins[0] if ins else TOP
+    # the clamps keep the operation's derivative finite too (1/x, 1/(2 sqrt x) at the bound)
+    eps = DIVISOR.get(dtype, DIVISOR["float32"])
     if op == "log" and a.lo <= 0:
-        return Flag(node, a, "log of a value that can be <= 0", Interval(tiny, max(a.hi, tiny)))
+        return Flag(node, a, "log of a value that can be <= 0", Interval(eps, max(a.hi, eps)))
     if op == "log1p" and a.lo <= -1:
-        return Flag(node, a, "log1p of a value that can be <= -1", Interval(-1 + 1e-6, max(a.hi, 0.0)))
+        return Flag(node, a, "log1p of a value that can be <= -1", Interval(-1 + eps, max(a.hi, 0.0)))
     if op == "sqrt" and a.lo < 0:
-        return Flag(node, a, "sqrt of a value that can be < 0", Interval(0.0, max(a.hi, 0.0)))
+        return Flag(node, a, "sqrt of a value that can be < 0", Interval(eps * eps, max(a.hi, eps * eps)))
     if op == "rsqrt" and a.lo <= 0:
-        return Flag(node, a, "rsqrt of a value that can be <= 0", Interval(tiny, max(a.hi, tiny)))
+        return Flag(node, a, "rsqrt of a value that can be <= 0", Interval(eps, max(a.hi, eps)))
     if op == "div" and len(ins) > 1 and ins[1].contains(0.0):
-        b = ins[1]
-        safe = Interval(tiny, b.hi) if b.hi > 0 else Interval(b.lo, -tiny)
-        return Flag(node, b, "division by a value that can be 0", safe)
+        return Flag(node, ins[1], "division by a value that can be 0", *_off_zero(ins[1], eps))
     if op == "integer_pow" and int(node.attr("y", 1)) < 0 and a.contains(0.0):
-        return Flag(node, a, f"power {node.attr('y')} of a value that can be 0",
-                    Interval(tiny, a.hi) if a.hi > 0 else Interval(a.lo, -tiny))
+        return Flag(node, a, f"power {node.attr('y')} of a value that can be 0", *_off_zero(a, eps))
     if op == "exp" and a.hi > EXP_LIMIT.get(dtype, EXP_LIMIT["float32"]):
         limit = EXP_LIMIT.get(dtype, EXP_LIMIT["float32"])
+        # half the limit: exp stays below the square root of the largest value, so the sums and
+        # products after it (a softmax's, a layer's) do not overflow in its place
         return Flag(node, a, f"exp overflows {dtype} (input can exceed {limit:.4g})",
-                    Interval(min(a.lo, limit - 1), limit - 1))
+                    Interval(min(a.lo, limit / 2), limit / 2))
     return None
+
+
+def _off_zero(v: Interval, eps: float) -> Tuple[Interval, float]:
+    """The fix for an operand that must not be 0: a clamp to one side where it has one sign,
+    else (both signs) a sign-keeping push at least `eps` away from 0."""
+    if v.lo >= 0:
+        return Interval(eps, max(v.hi, eps)), 0.0
+    if v.hi <= 0:
+        return Interval(min(v.lo, -eps), -eps), 0.0
+    return v, eps
+
+
+def off_zero(v: Interval, eps: float) -> Tuple[Interval, Interval]:
+    """The two sides of `v` once pushed `eps` away from 0."""
+    return Interval(min(v.lo, -eps), -eps), Interval(eps, max(v.hi, eps))
 
 
 @dataclass(frozen=True)
@@ -253,9 +272,9 @@ class Analysis:
     unknown: Tuple[Tuple[str, int], ...]  # operations analysed as top, and how many
 
 
-def analyse(graph: Graph, arguments: Dict[str, Interval], clamps: Dict[int, Interval] = {}) -> Analysis:
-    """Propagate intervals from the arguments' (`x`, `y`, `param:<name>`); `clamps` restricts a
-    node's operand (by node id) to an interval, as a suggested fix would."""
+def analyse(graph: Graph, arguments: Dict[str, Interval], clamps: Dict[int, Flag] = {}) -> Analysis:
+    """Propagate intervals from the arguments' (`x`, `y`, `param:<name>`); `clamps` applies a
+    flag's fix to its node's operand (by node id), as the suggested clamp would."""
     values: Dict[int, Interval] = {}
     facts: Dict[int, Tuple[str, int]] = {}  # Note [softmax facts]
     shapes = {n.id: n.shape for n in graph.nodes}
@@ -272,8 +291,13 @@ def analyse(graph: Graph, arguments: Dict[str, Interval], clamps: Dict[int, Inte
         literal = dict(node.literals)
         ins = [Interval(literal[p], literal[p]) if i < 0 else values.get(i, TOP) for p, i in enumerate(node.inputs)]
         if node.id in clamps:
-            k = 1 if node.op == "div" else 0
-            c = clamps[node.id]
+            k, fix = (1 if node.op == "div" else 0), clamps[node.id]
+            if fix.away > 0:  # both signs, pushed off 0: the hull of the two sides' results, no flag
+                sides = [ins[:k] + [side] + ins[k + 1:] for side in off_zero(ins[k], fix.away)]
+                outs = [_transfer(node, s_, shapes, unknown) for s_ in sides]
+                values[node.id] = _limit(_union(outs), node.dtype)
+                continue
+            c = fix.safe
             ins[k] = Interval(min(max(ins[k].lo, c.lo), c.hi), max(min(ins[k].hi, c.hi), c.lo))
         if node.op == "mul" and len(node.inputs) == 2 and node.inputs[0] == node.inputs[1] >= 0:
             node = Node(node.id, "square", node.inputs[:1], node.shape, node.dtype, backward=node.backward,

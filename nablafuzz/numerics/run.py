@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -12,15 +12,43 @@ from ..core.graph import Graph, from_wire
 from ..modelfuzz.client import ModelClient
 from ..reports.store import write_atomic
 from ..specs.models import ModelSpec
-from .intervals import Flag, Interval, analyse
+from .intervals import EXP_LIMIT, TINY, Flag, Interval, analyse
+
+
+@dataclass(frozen=True)
+class Confirmation:
+    """Per seed: the guided search and uniform sampling (found, evaluations, seconds), and where
+    the guided search found an input, whether the clamp makes it finite."""
+
+    seed: int
+    guided: bool
+    guided_evaluations: int
+    guided_seconds: float
+    uniform: bool
+    uniform_samples: int
+    uniform_seconds: float
+    fixed_finite: Optional[bool] = None
+    fix_change: Optional[float] = None
 
 
 @dataclass(frozen=True)
 class Finding:
+    """A vulnerable operation (a defect): its flag, the graph it is in, whether the analysis
+    with its fix in place proves it safe, the flags of its derivative (backward operations of
+    the same source line, which its fix removes too), and confirmations."""
+
     flag: Flag
     graph: str  # "forward" or "backward" (exists only to compute the gradient)
-    fix: Interval  # clamp of the operand
-    proved: bool  # the analysis with the clamp in place finds the operation safe
+    proved: bool
+    derivatives: Tuple[Flag, ...] = ()
+    fix_node: int = -1  # where the fix applies in the graph the fix is verified in (the gradient's, if traced)
+    confirmations: Tuple[Confirmation, ...] = ()
+
+
+def fix_text(flag: Flag) -> str:
+    if flag.away > 0:
+        return f"keep the operand at least {flag.away:g} away from 0, its sign kept"
+    return f"clamp the operand to {flag.safe}"
 
 
 @dataclass(frozen=True)
@@ -46,24 +74,69 @@ def arguments(graph: Graph, x: Tuple[float, float], weights: Optional[Tuple[floa
 
 
 def _proved(graph: Graph, start: Dict[str, Interval], flag: Flag) -> bool:
-    again = analyse(graph, start, {flag.node.id: flag.safe})
+    again = analyse(graph, start, {flag.node.id: flag})
     return all(f.node.id != flag.node.id for f in again.flags)
 
 
+# what confirming a flag searches for: (kind, limit, operand position) per operation
+def search_target(flag: Flag) -> Tuple[str, float, int]:
+    op, tiny = flag.node.op, TINY.get(flag.node.dtype, TINY["float32"])
+    if op == "div":
+        return "zero", tiny, 1
+    if op == "integer_pow":
+        return "zero", tiny, 0
+    if op == "exp":
+        return "high", EXP_LIMIT.get(flag.node.dtype, EXP_LIMIT["float32"]), 0
+    return "low", {"log": 0.0, "log1p": -1.0, "sqrt": -tiny, "rsqrt": 0.0}.get(op, 0.0), 0
+
+
+@dataclass(frozen=True)
+class Search:
+    seeds: int = 10
+    steps: int = 200
+    uniform: int = 2000  # uniform samples per seed
+
+
+def confirm(client: ModelClient, finding: "Finding", box: Tuple[float, float], search: Search) -> "Finding":
+    kind, limit, position = search_target(finding.flag)
+    runs = []
+    for seed in range(search.seeds):
+        f = finding.flag
+        a = client.confirm({"node": f.node.id, "position": position, "kind": kind, "limit": limit,
+                            "backward": finding.graph == "backward", "box": list(box), "seed": seed,
+                            "steps": search.steps, "uniform": search.uniform,
+                            "fix": [finding.fix_node, position, f.safe.lo, f.safe.hi, f.away]})
+        g, u = a["guided"], a["uniform"]
+        runs.append(Confirmation(seed, bool(g["found"]), int(g["evaluations"]), float(g["seconds"]), bool(u["found"]),
+                                 int(u["samples"]), float(u["seconds"]), a.get("fixed_finite"), a.get("fix_change")))
+    return replace(finding, confirmations=tuple(runs))
+
+
 def analyse_model(spec: ModelSpec, library: str, input_range: Optional[Tuple[float, float]],
-                  weights: Optional[Tuple[float, float]], backward: bool, log: Path) -> Result:
+                  weights: Optional[Tuple[float, float]], backward: bool, log: Path,
+                  search: Optional[Search] = None) -> Result:
     client = ModelClient(spec, library, log)
     try:
         fwd_wire, ranges, classes = client.graph(False)
         bwd_wire = client.graph(True)[0] if backward else None
+        result = _analyse(spec, library, input_range, weights, fwd_wire, bwd_wire, ranges, classes)
+        if search is not None:
+            box = input_range or spec.input_range
+            result = replace(result, findings=tuple(confirm(client, f, box, search) for f in result.findings))
     finally:
         client.close()
+    return result
+
+
+def _analyse(spec: ModelSpec, library: str, input_range: Optional[Tuple[float, float]],
+             weights: Optional[Tuple[float, float]], fwd_wire: Dict, bwd_wire: Optional[Dict],
+             ranges: Dict[str, Sequence[float]], classes: int) -> Result:
     box = input_range or spec.input_range
     start = time.perf_counter()
     forward = from_wire(fwd_wire)
     fargs = arguments(forward, box, weights, ranges, classes)
     a = analyse(forward, fargs)
-    found = [Finding(f, "forward", f.safe, _proved(forward, fargs, f)) for f in a.flags]
+    found = [Finding(f, "forward", _proved(forward, fargs, f), fix_node=f.node.id) for f in a.flags]
     unknown = dict(a.unknown)
     size = (len(forward.nodes), 0)
     if bwd_wire is not None:
@@ -71,9 +144,18 @@ def analyse_model(spec: ModelSpec, library: str, input_range: Optional[Tuple[flo
         gargs = arguments(grad, box, weights, ranges, classes)
         b = analyse(grad, gargs)
         seen = {(n.op, n.source, n.shape) for n in forward.nodes}
+        twin = {(n.op, n.source, n.shape): n.id for n in grad.nodes if not n.backward}
+        lines_flagged = {f.node.source: i for i, f in enumerate(a.flags) if f.node.source}
+        for i, f in enumerate(found):  # a forward fix is verified in the gradient's graph: its twin node there
+            found[i] = replace(f, fix_node=twin.get((f.flag.node.op, f.flag.node.source, f.flag.node.shape), -1))
         for f in b.flags:
-            if f.node.backward or (f.node.op, f.node.source, f.node.shape) not in seen:
-                found.append(Finding(f, "backward", f.safe, _proved(grad, gargs, f)))
+            if not (f.node.backward or (f.node.op, f.node.source, f.node.shape) not in seen):
+                continue
+            if f.node.source in lines_flagged:  # the derivative of a flagged forward operation: one defect
+                k = lines_flagged[f.node.source]
+                found[k] = replace(found[k], derivatives=found[k].derivatives + (f,))
+            else:
+                found.append(Finding(f, "backward", _proved(grad, gargs, f), fix_node=f.node.id))
         for op, n in b.unknown:
             unknown[op] = max(unknown.get(op, 0), n)
         size = (len(forward.nodes), len(grad.nodes))
@@ -88,8 +170,24 @@ def lines(r: Result) -> List[str]:
     for f in r.findings:
         n = f.flag.node
         out.append(f"  {f.graph:8s} {n.op:12s} {n.source or '(no source line)'}: {f.flag.problem}; operand in "
-                   f"{f.flag.operand}; fix: clamp the operand to {f.fix} ({'proved safe' if f.proved else 'NOT proved'})")
+                   f"{f.flag.operand}; fix: {fix_text(f.flag)} ({'proved safe' if f.proved else 'NOT proved'})")
+        for d in f.derivatives:
+            out.append(f"           and in its derivative: {d.node.op}: {d.problem} (operand in {d.operand})")
+        c = f.confirmations
+        if c:
+            g, u = [x for x in c if x.guided], [x for x in c if x.uniform]
+            fixed = [x for x in g if x.fixed_finite]
+            out.append(f"           confirmed: guided search {len(g)}/{len(c)} seeds ({_mean(x.guided_seconds for x in c)} s "
+                       f"per seed), uniform sampling {len(u)}/{len(c)} ({_mean(x.uniform_seconds for x in c)} s); "
+                       f"the clamp makes {len(fixed)}/{len(g)} confirming inputs finite"
+                       + (f", changing outputs at a seed input by at most {max(x.fix_change or 0 for x in g):.2g} (relative)"
+                          if g else ""))
     return out
+
+
+def _mean(values) -> str:
+    v = list(values)
+    return f"{sum(v) / len(v):.3f}" if v else "-"
 
 
 def write_result(path: Path, r: Result) -> None:
@@ -97,6 +195,8 @@ def write_result(path: Path, r: Result) -> None:
             "unknown": [list(u) for u in r.unknown],
             "findings": [{"graph": f.graph, "op": f.flag.node.op, "source": f.flag.node.source,
                           "node": f.flag.node.id, "problem": f.flag.problem,
-                          "operand": [f.flag.operand.lo, f.flag.operand.hi], "clamp": [f.fix.lo, f.fix.hi],
-                          "proved": f.proved} for f in r.findings]}
+                          "operand": [f.flag.operand.lo, f.flag.operand.hi], "fix": fix_text(f.flag),
+                          "proved": f.proved, "derivatives": [d.node.op for d in f.derivatives],
+                          "confirmations": [asdict(c) for c in f.confirmations]}
+                         for f in r.findings]}
     write_atomic(path, json.dumps(data, indent=1, default=str) + "\n")

@@ -49,6 +49,10 @@ class ModelHost:
             return {"op": "model", "x": x.astype(np.float32), "y": y.astype(np.int64),
                     "outputs": {k: list(v.shape[1:]) for k, v in outs.items()},
                     "parameters": int(sum(np.prod(s) for s in self.ops.shapes(m)))}
+        if request["action"] == "confirm":  # `nablafuzz numerics --confirm`: a failing input for a flag
+            if not hasattr(self.ops, "confirm"):
+                raise NotImplementedError(f"{type(self.ops).__module__} cannot confirm flags yet")
+            return self.ops.confirm(m, request)
         if request["action"] == "graph":  # `nablafuzz numerics`: the traced loss or gradient, and the parameters' ranges
             x, y = (np.asarray(a) for a in m.seeds)
             if not hasattr(self.ops, "trace"):
