@@ -160,6 +160,8 @@ def _numerics_parser(sub) -> None:
     p.add_argument("--seeds", type=int, default=10, help="--confirm: searches per flag (default 10)")
     p.add_argument("--steps", type=int, default=200, help="--confirm: gradient steps per search (default 200)")
     p.add_argument("--uniform", type=int, default=2000, help="--confirm: uniform samples per seed (default 2000)")
+    p.add_argument("--store", dest="store_dir", help="--confirm: write each confirmed defect as a report to this store "
+                   "(verdict numerical_defect; replayable)")
     p.add_argument("--out", type=Path, help="also write the result as JSON to this file")
 
 
@@ -284,7 +286,7 @@ def cmd_modelfuzz(args: argparse.Namespace) -> int:
 
 
 def cmd_numerics(args: argparse.Namespace) -> int:
-    from .numerics.run import Search, analyse_model, lines, write_result
+    from .numerics.run import Search, analyse_model, lines, record_reports, write_result
     models = model_specs(args.model_files)
     if args.model not in models:
         raise SpecError(", ".join(sorted({m.source for m in models.values()})), args.model, "--model",
@@ -294,6 +296,9 @@ def cmd_numerics(args: argparse.Namespace) -> int:
                            Path(".nablafuzz/logs") / f"numerics-{args.model}-{args.library}.log", search)
     for line in lines(result):
         print(line)
+    if args.store_dir and search is not None:
+        for line in record_reports(Path(args.store_dir), models[args.model], result, result.versions):
+            print(line)
     if args.out:
         write_result(args.out, result)
         print(f"wrote {args.out}")

@@ -162,3 +162,18 @@ def test_bad_numerics_arguments_are_clear_errors(monkeypatch, capsys):
     assert "digits_unsafe" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["numerics", "--model", "digits_unsafe", "--input-range", "1,0"])
+
+
+def test_a_confirmed_defect_becomes_a_report_that_replays(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(ROOT)
+    store = tmp_path / "store"
+    assert main(["numerics", "--models", str(PLANTED), "--model", "planted_div", "--confirm", "--seeds", "2",
+                 "--store", str(store)]) == 0
+    (path,) = store.glob("jax/model_planted_div/*.json")
+    from nablafuzz.reports.store import read_report
+    report = read_report(path)
+    assert report.fingerprint.verdict.value == "numerical_defect"
+    assert "numerics.py:" in report.fingerprint.error_type and "keep the operand" in report.evidence.message
+    capsys.readouterr()
+    assert main(["replay", "--models", str(PLANTED), str(path)]) == 0
+    assert "reproduced" in capsys.readouterr().out

@@ -51,6 +51,7 @@ class Verdict(str, enum.Enum):
     UNINITIALISED_READ = "uninitialised_read"
     NONFINITE_VALUE = "nonfinite_value"  # a model's loss (modelfuzz)
     PRECISION_MISMATCH = "precision_mismatch"  # a model in float16/bfloat16 against float32 (modelfuzz)
+    NUMERICAL_DEFECT = "numerical_defect"  # an operation proved able to fail, and confirmed (numerics)
 
 
 class Severity(str, enum.Enum):

@@ -8,7 +8,11 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
+import numpy as np
+
 from ..core.graph import Graph, from_wire
+from ..core.model import Candidate, Finding as StoreFinding, Severity, TensorRecord, Verdict
+from ..core.tensors import to_array, to_record
 from ..modelfuzz.client import ModelClient
 from ..reports.store import write_atomic
 from ..specs.models import ModelSpec
@@ -29,6 +33,10 @@ class Confirmation:
     uniform_seconds: float
     fixed_finite: Optional[bool] = None
     fix_change: Optional[float] = None
+    # the guided search's failing input, where it moved the input alone (the trained parameters
+    # reproduce it): the literal input of the defect's report
+    x: Optional[TensorRecord] = None
+    y: int = 0
 
 
 @dataclass(frozen=True)
@@ -59,6 +67,7 @@ class Result:
     nodes: Tuple[int, int]  # forward, gradient graph sizes
     unknown: Tuple[Tuple[str, int], ...]
     seconds: float  # analysis time (both graphs), tracing excluded
+    versions: Tuple[str, ...] = ()
 
 
 def arguments(graph: Graph, x: Tuple[float, float], weights: Optional[Tuple[float, float]],
@@ -107,8 +116,10 @@ def confirm(client: ModelClient, finding: "Finding", box: Tuple[float, float], s
                             "steps": search.steps, "uniform": search.uniform,
                             "fix": [finding.fix_node, position, f.safe.lo, f.safe.hi, f.away]})
         g, u = a["guided"], a["uniform"]
+        literal = to_record(np.asarray(g["x"])[0]) if g["found"] and not g["params_moved"] else None
         runs.append(Confirmation(seed, bool(g["found"]), int(g["evaluations"]), float(g["seconds"]), bool(u["found"]),
-                                 int(u["samples"]), float(u["seconds"]), a.get("fixed_finite"), a.get("fix_change")))
+                                 int(u["samples"]), float(u["seconds"]), a.get("fixed_finite"), a.get("fix_change"),
+                                 literal, int(g.get("y", 0))))
     return replace(finding, confirmations=tuple(runs))
 
 
@@ -122,7 +133,8 @@ def analyse_model(spec: ModelSpec, library: str, input_range: Optional[Tuple[flo
         result = _analyse(spec, library, input_range, weights, fwd_wire, bwd_wire, ranges, classes)
         if search is not None:
             box = input_range or spec.input_range
-            result = replace(result, findings=tuple(confirm(client, f, box, search) for f in result.findings))
+            result = replace(result, findings=tuple(confirm(client, f, box, search) for f in result.findings),
+                             versions=client.versions)
     finally:
         client.close()
     return result
@@ -163,6 +175,35 @@ def _analyse(spec: ModelSpec, library: str, input_range: Optional[Tuple[float, f
                   time.perf_counter() - start)
 
 
+def record_reports(store_dir: Path, spec: ModelSpec, r: Result, versions: Sequence[str]) -> List[str]:
+    """Each confirmed defect with a failing input under the trained parameters becomes a report
+    (verdict numerical_defect; replayed as the `nonfinite` objective on its literal input)."""
+    from ..modelfuzz.findings import model_trial
+    from ..reports.lock import exclusive
+    from ..reports.store import Store, path_of, remove_leftovers
+    written = []
+    with exclusive(Path(store_dir), "report store"):
+        remove_leftovers(Path(store_dir))
+        store = Store(Path(store_dir))
+        for f in r.findings:
+            c = next((c for c in f.confirmations if c.x is not None), None)
+            if c is None:
+                continue
+            n = f.flag.node
+            where = f"{n.op} at {Path(n.source).name or '?'} ({f.graph})"
+            fixed = {True: "makes it finite", False: "does NOT make it finite", None: "not checked"}[c.fixed_finite]
+            message = (f"model {spec.name} ({r.library}): {f.flag.problem} at {n.source or 'an unknown line'} "
+                       f"({f.graph} graph): its operand lies in {f.flag.operand} over the inputs and parameters; an input "
+                       f"found by the guided search (seed {c.seed}) drives it there and makes the loss or its gradient "
+                       f"non-finite. Fix: {fix_text(f.flag)} (proved safe by the analysis; at this input it {fixed})")
+            trial = model_trial(spec, r.library, to_array(c.x), c.y, c.seed)
+            finding = StoreFinding(trial, Candidate(Verdict.NUMERICAL_DEFECT, ("nonfinite",), 1, error_type=where,
+                                                    message=message), (), Severity.TAIL, message)
+            report, created = store.record(finding, trial, versions, f"numerics-{spec.name}-{r.library}")
+            written.append(f"{'new report' if created else 'seen before'} {path_of(store.root, report)}")
+    return written
+
+
 def lines(r: Result) -> List[str]:
     out = [f"{r.model} ({r.library}): {len(r.findings)} vulnerable operation(s); graphs of {r.nodes[0]} and "
            f"{r.nodes[1]} nodes analysed in {r.seconds * 1000:.1f} ms"
@@ -197,6 +238,6 @@ def write_result(path: Path, r: Result) -> None:
                           "node": f.flag.node.id, "problem": f.flag.problem,
                           "operand": [f.flag.operand.lo, f.flag.operand.hi], "fix": fix_text(f.flag),
                           "proved": f.proved, "derivatives": [d.node.op for d in f.derivatives],
-                          "confirmations": [asdict(c) for c in f.confirmations]}
+                          "confirmations": [dict(asdict(c), x=None) for c in f.confirmations]}
                          for f in r.findings]}
     write_atomic(path, json.dumps(data, indent=1, default=str) + "\n")

@@ -341,6 +341,8 @@ def confirm(m: Built, request: Dict[str, Any]) -> Dict[str, Any]:
         x, p = x2, p2
     guided = {"found": found is not None, "evaluations": evals, "seconds": time.perf_counter() - start,
               "params_moved": any(bool(jnp.any(p[k] != m.params[k])) for k in p)}
+    if found is not None:
+        guided.update(x=np.asarray(found, dtype=np.float32), y=int(ys[i]))
     # the baseline: uniform inputs (and the trained parameters), the same failure criterion
     start = time.perf_counter()
     hit, n = False, 0
@@ -370,5 +372,4 @@ def confirm(m: Built, request: Dict[str, Any]) -> Dict[str, Any]:
             if ok.any():
                 changes.append(float(np.max(np.abs(a[ok] - b[ok]))) / max(float(np.max(np.abs(a[ok]))), 1e-30))
         out["fix_change"] = max(changes, default=0.0)
-        out["x"] = np.asarray(found, dtype=np.float32)
     return out

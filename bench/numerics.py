@@ -1,0 +1,100 @@
+"""Interval analysis of models (`nablafuzz numerics`): detection, confirmation and fixes on the
+planted suite (models/numerics.yaml) and the shipped digits models (models/models.yaml).
+
+    python bench/numerics.py [--seeds 10] [--out bench/results/numerics.md]
+
+Per model: the vulnerable operations flagged (forward / backward only), analysis time; with
+10 searches per flag: how many found a failing input (loss or gradient non-finite at an input
+that drives the operation into its invalid set) by the guided search and by uniform sampling
+(2,000 samples), mean seconds per search for each, and how many of the guided search's inputs
+the suggested clamp makes finite (in the gradient's graph), with the clamp's largest relative
+change of an output at a seed input.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from nablafuzz.numerics.run import Search, analyse_model  # noqa: E402
+from nablafuzz.specs.models import MODELS_FILE, load_model_specs  # noqa: E402
+
+PLANTED = ROOT / "models/numerics.yaml"
+GRIST = ROOT / "models/grist.yaml"  # GRIST study cases re-expressed in JAX
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seeds", type=int, default=10)
+    ap.add_argument("--out", type=Path, default=ROOT / "bench/results/numerics.md")
+    args = ap.parse_args()
+    files = [PLANTED, ROOT / MODELS_FILE] + ([GRIST] if GRIST.exists() else [])
+    specs = load_model_specs(files)
+    names = ([n for n in specs if n.startswith("planted_")] + ["digits_unsafe", "digits_safe"]
+             + [n for n in specs if n.startswith("grist_")])
+    rows = ["| model | flags (forward / backward only) | analysis ms | op: guided found | uniform found | "
+            "guided s | uniform s | clamp makes finite | clamp change at a seed |", "|---|---|---:|---|---:|---:|---:|---:|---:|"]
+    totals = {"flags": 0, "guided": 0, "uniform": 0, "runs": 0, "fixed": 0, "found": 0, "gs": 0.0, "us": 0.0,
+              "twin_flags": 0, "planted": 0, "planted_flagged": 0, "grist": 0, "grist_flagged": 0}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in names:
+            r = analyse_model(specs[name], "jax", None, None, True, Path(tmp) / f"{name}.log",
+                              Search(seeds=args.seeds))
+            fwd = sum(f.graph == "forward" for f in r.findings)
+            bwd = len(r.findings) - fwd
+            if name.endswith("_safe"):
+                totals["twin_flags"] += len(r.findings)
+            elif name.startswith(("planted_", "grist_")):
+                kind = name.split("_")[0]
+                totals[kind] += 1
+                totals[f"{kind}_flagged"] += bool(r.findings)
+            head = f"| `{name}` | {fwd} / {bwd} | {r.seconds * 1000:.1f} |"
+            if not r.findings:
+                rows.append(head + " - | - | - | - | - | - |")
+            for f in r.findings:
+                c = f.confirmations
+                g = [x for x in c if x.guided]
+                u = [x for x in c if x.uniform]
+                fixed = [x for x in g if x.fixed_finite]
+                gs = sum(x.guided_seconds for x in c) / len(c)
+                us = sum(x.uniform_seconds for x in c) / len(c)
+                change = max((x.fix_change or 0.0 for x in g), default=0.0)
+                rows.append(f"{head} {f.flag.node.op} ({f.graph}): {len(g)}/{len(c)} | {len(u)}/{len(c)} | {gs:.3f} | "
+                            f"{us:.3f} | {len(fixed)}/{len(g)} | {change:.2g} |")
+                head = "| | | |"
+                totals["flags"] += 1
+                totals["runs"] += len(c)
+                totals["guided"] += len(g)
+                totals["uniform"] += len(u)
+                totals["found"] += len(g)
+                totals["fixed"] += len(fixed)
+                totals["gs"] += sum(x.guided_seconds for x in c)
+                totals["us"] += sum(x.uniform_seconds for x in c)
+    t = totals
+    lines = ["# Interval analysis of models (`nablafuzz numerics`)", "",
+             f"`python bench/numerics.py --seeds {args.seeds}` ({time.strftime('%Y-%m-%d')}, this machine kind: "
+             "2 cores, JAX graphs)", "",
+             f"- Detection: {t['planted_flagged']}/{t['planted']} planted models flagged, {t['twin_flags']} flags on "
+             "their safe twins (and on `digits_safe`: see its row); "
+             f"{t['grist_flagged']}/{t['grist']} GRIST cases (models/grist.yaml) flagged.",
+             f"- Confirmation: the guided search found a failing input in {t['guided']}/{t['runs']} runs "
+             f"({100 * t['guided'] / max(t['runs'], 1):.1f} %), uniform sampling in {t['uniform']}/{t['runs']} "
+             f"({100 * t['uniform'] / max(t['runs'], 1):.1f} %); {t['gs']:.1f} s and {t['us']:.1f} s in all, "
+             f"{t['gs'] / max(t['guided'], 1):.3f} s and {t['us'] / max(t['uniform'], 1):.3f} s per failing input "
+             "found (uniform sampling stops at 2,000 samples).",
+             f"- Fixes: the suggested clamp makes {t['fixed']}/{t['found']} confirming inputs finite "
+             f"({100 * t['fixed'] / max(t['found'], 1):.1f} %), each proved safe by the analysis.", "", *rows, ""]
+    text = "\n".join(lines)
+    print(text)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
