@@ -1,5 +1,5 @@
 """Planted numerical defects, one per vulnerable operation, each with a safe twin that already
-clamps (for `nablafuzz numerics`; models/numerics.yaml).  JAX only.
+clamps (for `nablafuzz numerics`; models/numerics.yaml), in JAX and in PyTorch.
 
 Each model: z = x @ W (x in [-1, 1]^4, W in [-0.5, 0.5]^{4x3}, so z in [-2, 2]), h = OP(z),
 logits = h @ V, a log-softmax cross-entropy.  The defect is in OP alone; the two last ones
@@ -61,13 +61,43 @@ PLANTED: Dict[str, Tuple[Callable[[Any, Any], Any], Callable[[Any, Any], Any]]] 
 }
 
 
-def _builder(name: str, safe: bool) -> Callable[[], Any]:
+# the same operations in PyTorch
+TORCH: Dict[str, Tuple[Callable[[Any, Any], Any], Callable[[Any, Any], Any]]] = {
+    "log": (lambda t, z: t.log(z), lambda t, z: t.log(t.clamp_min(z, 1e-3))),
+    "log1p": (lambda t, z: t.log1p(z), lambda t, z: t.log1p(t.clamp_min(z, -0.5))),
+    "sqrt": (lambda t, z: t.sqrt(z), lambda t, z: t.sqrt(t.clamp_min(z, 0.0) + 1e-6)),
+    "rsqrt": (lambda t, z: t.rsqrt(z), lambda t, z: t.rsqrt(t.clamp_min(z, 0.0) + 1e-3)),
+    "div": (lambda t, z: 1.0 / z, lambda t, z: 1.0 / (t.abs(z) + 1.0)),
+    "pow": (lambda t, z: z ** -2, lambda t, z: (z * z + 1.0) ** -1),
+    "exp": (lambda t, z: t.exp(60.0 * z), lambda t, z: t.exp(t.clamp_max(60.0 * z, 80.0))),
+    "sqrt_at_zero": (lambda t, z: t.sqrt(t.clamp_min(z, 0.0)), lambda t, z: t.sqrt(t.clamp_min(z, 0.0) + 1e-6)),
+    "norm_at_zero": (lambda t, z: z * t.sqrt((z * z).sum(-1, keepdim=True)),
+                     lambda t, z: z * t.sqrt((z * z).sum(-1, keepdim=True) + 1e-6)),
+}
+
+
+def _build_torch(op: Callable[[Any, Any], Any]) -> Any:
+    import torch
+
+    def fn(p: Dict[str, Any], x: Any, y: Any) -> Dict[str, Any]:
+        h = op(torch, x @ p["w"])
+        logits = h @ p["v"]
+        onehot = (y[:, None] == torch.arange(logits.shape[-1])).to(logits.dtype)
+        loss = -(onehot * torch.log_softmax(logits, dim=-1)).sum(-1)
+        return {"loss": loss, "logits": logits, "h": h}
+    params, seeds = _arrays()
+    return fn, {k: torch.from_numpy(v) for k, v in params.items()}, seeds
+
+
+def _builder(name: str, safe: bool, torch: bool = False) -> Callable[[], Any]:
     def build() -> Any:
-        return _build(PLANTED[name][1 if safe else 0])
-    build.__name__ = f"build_{name}{'_safe' if safe else ''}"
+        return _build_torch(TORCH[name][int(safe)]) if torch else _build(PLANTED[name][int(safe)])
+    build.__name__ = f"build_{'torch_' if torch else ''}{name}{'_safe' if safe else ''}"
     return build
 
 
 for _name in PLANTED:
-    globals()[f"build_{_name}"] = _builder(_name, False)
-    globals()[f"build_{_name}_safe"] = _builder(_name, True)
+    for _safe in (False, True):
+        for _torch in (False, True):
+            _fn = _builder(_name, _safe, _torch)
+            globals()[_fn.__name__] = _fn

@@ -138,7 +138,7 @@ def _reduce_sum(node: Node, ins: List[Interval], shapes: Dict[int, Tuple[int, ..
 def _dot(node: Node, ins: List[Interval], shapes: Dict[int, Tuple[int, ...]]) -> Interval:
     dims = node.attr("dimension_numbers")
     lhs = shapes.get(node.inputs[0], ())
-    k = 1
+    k = lhs[-1] if lhs else 1  # a matrix product (torch's mm, bmm, matmul) contracts the last axis
     if isinstance(dims, str):  # "(((1,), (0,)), ((), ()))": contracting dimensions of the left operand first
         import ast
         try:
@@ -147,6 +147,33 @@ def _dot(node: Node, ins: List[Interval], shapes: Dict[int, Tuple[int, ...]]) ->
         except (ValueError, SyntaxError, IndexError, TypeError):
             k = max(lhs) if lhs else 1
     return _scaled(_mul(ins[0], ins[1]), k)
+
+
+def _along(node: Node, shapes: Dict[int, Tuple[int, ...]]) -> int:
+    """Elements along a composite operation's axes (torch's softmax dim, logsumexp dims)."""
+    src = shapes.get(node.inputs[0], node.shape) if node.inputs else node.shape
+    axes = node.attr("axes", ())
+    axes = axes if isinstance(axes, tuple) else (axes,) if isinstance(axes, int) else ()
+    try:
+        return _elements([src[a] for a in axes]) if axes else max(_elements(src), 1)
+    except IndexError:
+        return max(_elements(src), 1)
+
+
+def _bounded_by(m: float) -> Interval:
+    return _make([-m, m])
+
+
+# torch's fused operations (make_fx keeps them whole), bounded from their definitions over n
+# elements: log_softmax(x) = x - logsumexp(x) in [lo - hi - log n, 0]; softmax in [0, 1]; their
+# backward data g - exp(out) sum(g) and out (g - sum(g out)), bounded by (1 + n) |g| and 2 |g|
+COMPOSITE: Dict[str, Callable[[List[Interval], int], Interval]] = {
+    "log_softmax": lambda i, n: _make([min(0.0, i[0].lo - i[0].hi - math.log(n)), 0.0]),
+    "softmax": lambda i, n: Interval(0.0, 1.0),
+    "logsumexp": lambda i, n: _make([i[0].lo, i[0].hi + math.log(n)]),
+    "log_softmax_backward": lambda i, n: _bounded_by((1 + n) * max(abs(i[0].lo), abs(i[0].hi))),
+    "softmax_backward": lambda i, n: _bounded_by(2 * max(abs(i[0].lo), abs(i[0].hi))),
+}
 
 
 def _union(ins: Sequence[Interval]) -> Interval:
@@ -362,15 +389,36 @@ def _transfer(node: Node, ins: List[Interval], shapes: Dict[int, Tuple[int, ...]
         return _reduce_sum(node, ins, shapes)
     if op == "dot_general":
         return _dot(node, ins, shapes)
+    if op in COMPOSITE:
+        return COMPOSITE[op](ins, _along(node, shapes))
     if op in ("iota", "argmax", "argmin"):
         return _range_of(node, shapes)
     unknown[op] += 1
     return TOP
 
 
+ROUNDING = {"float16": 2.0 ** -11, "bfloat16": 2.0 ** -8, "float32": 2.0 ** -24}  # unit roundoff
+
+
 def _limit(v: Interval, dtype: str) -> Interval:
-    """Bounds past the dtype's largest finite value overflow to infinity."""
+    """The result as the dtype stores it (Note [dtype rounding]): widened by one rounding, a
+    bound below the smallest normal number may be 0, and past the largest it is infinite."""
     big = LARGEST.get(dtype)
     if big is None:
         return v
-    return Interval(-INF if v.lo < -big else v.lo, INF if v.hi > big else v.hi)
+    lo, hi = v.lo, v.hi
+    u = ROUNDING.get(dtype, 0.0)
+    if u:
+        lo, hi = lo - abs(lo) * u, hi + abs(hi) * u
+        tiny = TINY[dtype]
+        lo = 0.0 if 0 < lo < tiny else lo
+        hi = 0.0 if -tiny < hi < 0 else hi
+    return Interval(-INF if lo < -big else lo, INF if hi > big else hi)
+
+
+# Note [dtype rounding]
+# The transfer functions compute in float64; the library computes in the tensor's dtype, where
+# exp(-100) is 0 (flushed: XLA on CPU flushes subnormals), sigmoid(17) is exactly 1 and so
+# 1 - sigmoid(17) is 0.  Each result is therefore widened by the dtype's unit roundoff and may
+# touch 0 once it is below the smallest normal number: that is where log(1 - sigmoid(z)) and
+# -log(softmax(z)) fail in float32, and float64 intervals never reach it.

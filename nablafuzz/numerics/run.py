@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -49,7 +50,11 @@ class Finding:
     graph: str  # "forward" or "backward" (exists only to compute the gradient)
     proved: bool
     derivatives: Tuple[Flag, ...] = ()
-    fix_node: int = -1  # where the fix applies in the graph the fix is verified in (the gradient's, if traced)
+    # the nodes (and flags) the fix applies to in the graph it is verified in (the gradient's, if
+    # traced): the flag's, and its siblings' (the same operation on the same source line: a
+    # function called twice, two logs on one line), which one fix in the code covers too
+    fix_nodes: Tuple[Tuple[int, Flag], ...] = ()
+    siblings: Tuple[Flag, ...] = ()
     confirmations: Tuple[Confirmation, ...] = ()
 
 
@@ -114,7 +119,8 @@ def confirm(client: ModelClient, finding: "Finding", box: Tuple[float, float], s
         a = client.confirm({"node": f.node.id, "position": position, "kind": kind, "limit": limit,
                             "backward": finding.graph == "backward", "box": list(box), "seed": seed,
                             "steps": search.steps, "uniform": search.uniform,
-                            "fix": [finding.fix_node, position, f.safe.lo, f.safe.hi, f.away]})
+                            "fix": [[node, search_target(g)[2], g.safe.lo, g.safe.hi, g.away]
+                                    for node, g in finding.fix_nodes if node >= 0]})
         g, u = a["guided"], a["uniform"]
         literal = to_record(np.asarray(g["x"])[0]) if g["found"] and not g["params_moved"] else None
         runs.append(Confirmation(seed, bool(g["found"]), int(g["evaluations"]), float(g["seconds"]), bool(u["found"]),
@@ -148,26 +154,37 @@ def _analyse(spec: ModelSpec, library: str, input_range: Optional[Tuple[float, f
     forward = from_wire(fwd_wire)
     fargs = arguments(forward, box, weights, ranges, classes)
     a = analyse(forward, fargs)
-    found = [Finding(f, "forward", _proved(forward, fargs, f), fix_node=f.node.id) for f in a.flags]
+    found = _grouped([Finding(f, "forward", _proved(forward, fargs, f), fix_nodes=((f.node.id, f),)) for f in a.flags])
     unknown = dict(a.unknown)
     size = (len(forward.nodes), 0)
     if bwd_wire is not None:
         grad = from_wire(bwd_wire)
         gargs = arguments(grad, box, weights, ranges, classes)
         b = analyse(grad, gargs)
-        seen = {(n.op, n.source, n.shape) for n in forward.nodes}
-        twin = {(n.op, n.source, n.shape): n.id for n in grad.nodes if not n.backward}
-        lines_flagged = {f.node.source: i for i, f in enumerate(a.flags) if f.node.source}
-        for i, f in enumerate(found):  # a forward fix is verified in the gradient's graph: its twin node there
-            found[i] = replace(f, fix_node=twin.get((f.flag.node.op, f.flag.node.source, f.flag.node.shape), -1))
+        # the gradient's graph starts with the forward pass: its first node of each (op, line,
+        # shape) per forward node is that node; the others exist only for the gradient (JVP rules)
+        left = Counter((n.op, n.source, n.shape) for n in forward.nodes)
+        twin, extra = {}, set()
+        for n in grad.nodes:
+            key = (n.op, n.source, n.shape)
+            if not n.backward and left[key] > 0:
+                left[key] -= 1
+                twin.setdefault(key, n.id)
+            else:
+                extra.add(n.id)
+        for i, f in enumerate(found):  # a forward fix is verified in the gradient's graph: its twin nodes there
+            found[i] = replace(f, fix_nodes=tuple((twin.get((g.node.op, g.node.source, g.node.shape), -1), g)
+                                                  for g in (f.flag,) + f.siblings))
+        backward_only = []
         for f in b.flags:
-            if not (f.node.backward or (f.node.op, f.node.source, f.node.shape) not in seen):
+            if f.node.id not in extra:
                 continue
-            if f.node.source in lines_flagged:  # the derivative of a flagged forward operation: one defect
-                k = lines_flagged[f.node.source]
+            k = next((i for i, g in enumerate(found) if g.flag.node.source and g.flag.node.source == f.node.source), None)
+            if k is not None:  # the derivative of a flagged forward operation: one defect
                 found[k] = replace(found[k], derivatives=found[k].derivatives + (f,))
             else:
-                found.append(Finding(f, "backward", _proved(grad, gargs, f), fix_node=f.node.id))
+                backward_only.append(Finding(f, "backward", _proved(grad, gargs, f), fix_nodes=((f.node.id, f),)))
+        found += _grouped(backward_only)
         for op, n in b.unknown:
             unknown[op] = max(unknown.get(op, 0), n)
         size = (len(forward.nodes), len(grad.nodes))
@@ -204,6 +221,22 @@ def record_reports(store_dir: Path, spec: ModelSpec, r: Result, versions: Sequen
     return written
 
 
+def _grouped(findings: Sequence[Finding]) -> List[Finding]:
+    """One finding per (operation, source line); the others become its siblings."""
+    out: List[Finding] = []
+    for f in findings:
+        n = f.flag.node
+        k = next((i for i, g in enumerate(out) if n.source and (g.flag.node.op, g.flag.node.source) == (n.op, n.source)),
+                 None)
+        if k is None:
+            out.append(f)
+        else:
+            g = out[k]
+            out[k] = replace(g, siblings=g.siblings + (f.flag,), fix_nodes=g.fix_nodes + f.fix_nodes,
+                             proved=g.proved and f.proved)
+    return out
+
+
 def lines(r: Result) -> List[str]:
     out = [f"{r.model} ({r.library}): {len(r.findings)} vulnerable operation(s); graphs of {r.nodes[0]} and "
            f"{r.nodes[1]} nodes analysed in {r.seconds * 1000:.1f} ms"
@@ -212,6 +245,8 @@ def lines(r: Result) -> List[str]:
         n = f.flag.node
         out.append(f"  {f.graph:8s} {n.op:12s} {n.source or '(no source line)'}: {f.flag.problem}; operand in "
                    f"{f.flag.operand}; fix: {fix_text(f.flag)} ({'proved safe' if f.proved else 'NOT proved'})")
+        if f.siblings:
+            out.append(f"           and {len(f.siblings)} more {n.op} on that line (one fix covers them)")
         for d in f.derivatives:
             out.append(f"           and in its derivative: {d.node.op}: {d.problem} (operand in {d.operand})")
         c = f.confirmations

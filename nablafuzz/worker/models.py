@@ -50,9 +50,10 @@ class ModelHost:
                     "outputs": {k: list(v.shape[1:]) for k, v in outs.items()},
                     "parameters": int(sum(np.prod(s) for s in self.ops.shapes(m)))}
         if request["action"] == "confirm":  # `nablafuzz numerics --confirm`: a failing input for a flag
-            if not hasattr(self.ops, "confirm"):
+            from .numerics import confirm
+            if not hasattr(self.ops, "program"):
                 raise NotImplementedError(f"{type(self.ops).__module__} cannot confirm flags yet")
-            return self.ops.confirm(m, request)
+            return confirm(self.ops.program(m, bool(request["backward"])), request)
         if request["action"] == "graph":  # `nablafuzz numerics`: the traced loss or gradient, and the parameters' ranges
             x, y = (np.asarray(a) for a in m.seeds)
             if not hasattr(self.ops, "trace"):

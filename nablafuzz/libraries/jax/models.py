@@ -4,7 +4,7 @@ compares jax.jit's gradient with the op-by-op one (jax.disable_jit)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -86,8 +86,11 @@ class ModelOps:
     def trace(self, m: Built, x: np.ndarray, y: np.ndarray, backward: bool) -> Dict[str, Any]:
         return trace(m, x, y, backward)
 
-    def confirm(self, m: Built, request: Dict[str, Any]) -> Dict[str, Any]:
-        return confirm(m, request)
+    def program(self, m: Built, backward: bool) -> "Program":
+        key = ("program", backward)  # one per graph: its compiled kernels serve every search
+        if key not in m.kernels:
+            m.kernels[key] = Program(m, backward)
+        return m.kernels[key]
 
     def compiled_gradients(self, m: Built, x: np.ndarray, y: np.ndarray, dtype: str) -> Tuple[np.ndarray, np.ndarray]:
         """(loss, d(sum loss)/dx) op by op, for comparison with the jitted gradients above
@@ -208,21 +211,28 @@ def _flatten(eqns: Any, ids: Dict[Any, int], nodes: List[list], backward: bool, 
                           literals, bwd, source])
 
 
+def _clamped(v: Any, lo: float, hi: float, away: float) -> Any:
+    return jnp.where(v >= 0, jnp.maximum(v, away), jnp.minimum(v, -away)) if away > 0 else jnp.clip(v, lo, hi)
+
+
 def evaluate(m: Built, backward: bool, params: Dict[str, Any], x: Any, y: Any, upto: Optional[int] = None,
-             clamp: Optional[Tuple[int, int, float, float, float]] = None) -> Dict[int, Any]:
+             clamps: Sequence[Tuple[int, int, float, float, float]] = ()) -> Dict[int, Any]:
     """Run a traced graph (trace() first) node by node with the primitives JAX recorded, up to
-    node `upto`; `clamp` = (node, operand position, low, high, away) clips the tensor feeding that
-    operand, for every node that reads it (the derivative's operations included, as in user code
-    that clamps before the operation), or with away > 0 pushes it that far from 0 keeping its
-    sign: a suggested fix."""
+    node `upto`.  Each clamp (node, operand position, low, high, away) clips the tensor feeding
+    that operand for every node that reads it (the derivative's operations included, as in user
+    code that clamps before the operation), or with away > 0 pushes it that far from 0 keeping
+    its sign: a suggested fix."""
     program, args, _, n = m.programs[backward]
     env: Dict[int, Any] = {}
-    target = -1
-    if clamp is not None:
-        kind, ref = program[clamp[0]][4][clamp[1]] if program.get(clamp[0], ("",))[0] == "bind" else ("", -1)
-        target = ref if kind == "node" else -1
+    targets: Dict[int, Tuple[float, float, float]] = {}
+    for node, pos, lo, hi, away in clamps:
+        step = program.get(node)
+        if step is not None and step[0] == "bind" and step[4][pos][0] == "node":
+            targets[step[4][pos][1]] = (lo, hi, away)
     for name, i in args.items():
         env[i] = params[name[len("param:"):]] if name.startswith("param:") else (x if name == "x" else y)
+        if i in targets:  # the clamped tensor is an argument (the input itself)
+            env[i] = _clamped(env[i], *targets[i])
     for i in range(n if upto is None else upto + 1):
         if i in env or i not in program:
             continue
@@ -234,10 +244,8 @@ def evaluate(m: Built, backward: bool, params: Dict[str, Any], x: Any, y: Any, u
         vals = [env[v] if kind == "node" else v for kind, v in operands]
         out = prim.bind(*vals, **kwargs)
         env[i] = out[k] if prim.multiple_results else out
-        if i == target:
-            v, away = env[i], clamp[4]
-            env[i] = (jnp.where(v >= 0, jnp.maximum(v, away), jnp.minimum(v, -away)) if away > 0
-                      else jnp.clip(v, clamp[2], clamp[3]))
+        if i in targets:
+            env[i] = _clamped(env[i], *targets[i])
     return env
 
 
@@ -257,119 +265,49 @@ def _fails(m: Built) -> Any:
     return m.kernels["fails"]
 
 
-def confirm(m: Built, request: Dict[str, Any]) -> Dict[str, Any]:
-    """Search for an input (then parameters too) that drives node's operand into its invalid
-    set and makes the loss or its gradient non-finite: projected sign-gradient steps on the
-    operand's distance to the invalid set, with bisection onto a sign change where the invalid
-    set is {0}; and uniform sampling of the input box as the baseline.  With `clamp`, also
-    whether the clamp makes the found input finite and how much it changes outputs at seeds."""
-    import time
-    node, pos, kind, limit = int(request["node"]), int(request["position"]), request["kind"], float(request["limit"])
-    backward, box = bool(request["backward"]), request["box"]
-    xs, ys = (np.asarray(a) for a in m.seeds)
-    if backward not in m.programs:
-        trace(m, xs[:1].astype(np.float32), ys[:1].astype(np.int64), backward)
-    operand_id = m.programs[backward][0][node][4][pos][1]
-    fails = _fails(m)
-    ranges = {k: (float(jnp.min(v)), float(jnp.max(v))) for k, v in m.params.items()}
+class Program:
+    """A traced graph for worker/numerics.py's search (`nablafuzz numerics --confirm`)."""
 
-    def operand(p: Any, x: Any, y: Any) -> Any:
-        return evaluate(m, backward, p, x, y, upto=operand_id)[operand_id]
+    def __init__(self, m: Built, backward: bool):
+        xs, ys = (np.asarray(a) for a in m.seeds)
+        if backward not in m.programs:
+            trace(m, xs[:1].astype(np.float32), ys[:1].astype(np.int64), backward)
+        self.m, self.backward = m, backward
+        self.seeds = (xs.astype(np.float32), ys.astype(np.int64))
+        self.params = {k: np.asarray(v) for k, v in m.params.items()}
+        self.verify = True in m.programs  # fixes are checked on the gradient's graph when it was traced
+        self.kernels: Dict[Any, Any] = {}
 
-    def distance(p: Any, x: Any, y: Any) -> Any:
-        v = operand(p, x, y).astype(jnp.float32)
-        return {"low": jnp.min(v) - limit, "high": limit - jnp.max(v), "zero": jnp.min(jnp.abs(v))}[kind]
-    step = jax.jit(jax.value_and_grad(distance, argnums=(0, 1)))
-    at = jax.jit(operand)
+    def _operand_id(self, node: int, pos: int) -> int:
+        return self.m.programs[self.backward][0][node][4][pos][1]
 
-    def meets(v: Any) -> bool:
-        v = np.asarray(v, dtype=np.float64)
-        return bool({"low": v.min() <= limit, "high": v.max() > limit, "zero": (np.abs(v) <= limit).any()}[kind])
-    rng = np.random.default_rng(int(request["seed"]))
-    i = int(rng.integers(len(xs)))
-    y = jnp.asarray(ys[i:i + 1])
-    shape = (1,) + tuple(xs.shape[1:])
-    start = time.perf_counter()
-    x = jnp.asarray(rng.uniform(box[0], box[1], shape), dtype=jnp.float32)
-    p = dict(m.params)
-    found, evals = None, 0
-    width = box[1] - box[0]
-    # special points first (exact zeros reach a {0} invalid set that float steps only approach):
-    # the zero input where the box holds it, the box's corners, this seed's data
-    specials = [np.zeros(shape), np.full(shape, box[0]), np.full(shape, box[1]), xs[i:i + 1]]
-    for cand in specials:
-        c = jnp.asarray(np.clip(cand, box[0], box[1]), dtype=jnp.float32)
-        evals += 1
-        if meets(at(p, c, y)) and bool(fails(p, c, y)):
-            found = c
-            break
-    for t in range(0 if found is not None else int(request["steps"])):
-        params_too = t >= int(request["steps"]) // 2  # inputs first, then parameters too (RANUM)
-        v, (gp, gx) = step(p, x, y)
-        evals += 1
-        before = np.asarray(at(p, x, y))
-        if meets(before) and bool(fails(p, x, y)):
-            found = x
-            break
-        lr = width * 0.05 * 0.98 ** t
-        x2 = jnp.clip(x - lr * jnp.sign(gx), box[0], box[1])
-        p2 = {k: jnp.clip(a - 0.05 * (ranges[k][1] - ranges[k][0]) * 0.98 ** t * jnp.sign(gp[k]), *ranges[k])
-              for k, a in p.items()} if params_too else p
-        if kind == "zero":  # bisect onto an exact zero where an operand element changes sign
-            after = np.asarray(at(p2, x2, y))
-            if np.any(np.sign(before) * np.sign(after) < 0):
-                lo, hi = 0.0, 1.0
-                j = int(np.flatnonzero(np.sign(before).ravel() * np.sign(after).ravel() < 0)[0])
-                s0 = np.sign(before.ravel()[j])
-                for _ in range(60):
-                    mid = (lo + hi) / 2
-                    xm = x + mid * (x2 - x)
-                    pm = {k: p[k] + mid * (p2[k] - p[k]) for k in p}
-                    vm = np.asarray(at(pm, xm, y)).ravel()[j]
-                    evals += 1
-                    if vm == 0 or np.sign(vm) != s0:
-                        hi = mid
-                    else:
-                        lo = mid
-                for mid in (hi, lo):
-                    xm, pm = x + mid * (x2 - x), {k: p[k] + mid * (p2[k] - p[k]) for k in p}
-                    if meets(at(pm, xm, y)) and bool(fails(pm, xm, y)):
-                        found, p = xm, pm
-                        break
-                if found is not None:
-                    break
-        x, p = x2, p2
-    guided = {"found": found is not None, "evaluations": evals, "seconds": time.perf_counter() - start,
-              "params_moved": any(bool(jnp.any(p[k] != m.params[k])) for k in p)}
-    if found is not None:
-        guided.update(x=np.asarray(found, dtype=np.float32), y=int(ys[i]))
-    # the baseline: uniform inputs (and the trained parameters), the same failure criterion
-    start = time.perf_counter()
-    hit, n = False, 0
-    budget = int(request["uniform"])
-    while n < budget and not hit:
-        xu = jnp.asarray(rng.uniform(box[0], box[1], shape), dtype=jnp.float32)
-        n += 1
-        hit = meets(at(m.params, xu, y)) and bool(fails(m.params, xu, y))
-    uniform = {"found": hit, "samples": n, "seconds": time.perf_counter() - start}
-    out: Dict[str, Any] = {"op": "model", "guided": guided, "uniform": uniform}
-    fix = request.get("fix")
-    if found is not None and fix is not None and fix[0] >= 0:
-        # verified where it matters most: in the gradient's graph when it was traced (the loss's otherwise)
-        where = True in m.programs
-        clamp = (int(fix[0]), int(fix[1]), float(fix[2]), float(fix[3]), float(fix[4]))
-        outputs = m.programs[where][2]
-        fixed = evaluate(m, where, p, found, y, clamp=clamp)
-        out["fixed_finite"] = all(bool(jnp.all(jnp.isfinite(fixed[o]))) for o in outputs)
-        xs1 = jnp.asarray(xs[:1], dtype=jnp.float32)
-        y1 = jnp.asarray(ys[:1])
-        plain = evaluate(m, where, m.params, xs1, y1)
-        patched = evaluate(m, where, m.params, xs1, y1, clamp=clamp)
-        changes = []
-        for o in outputs:  # the largest change of an output relative to that output's largest entry
-            a, b = np.asarray(plain[o], np.float64), np.asarray(patched[o], np.float64)
-            ok = np.isfinite(a)  # where the model is finite at the seed without the clamp
-            if ok.any():
-                changes.append(float(np.max(np.abs(a[ok] - b[ok]))) / max(float(np.max(np.abs(a[ok]))), 1e-30))
-        out["fix_change"] = max(changes, default=0.0)
-    return out
+    def _operand_fn(self, node: int, pos: int) -> Any:
+        target = self._operand_id(node, pos)
+        return lambda p, x, y: evaluate(self.m, self.backward, p, x, y, upto=target)[target]
+
+    def operand(self, p: Any, x: Any, y: Any, node: int, pos: int) -> np.ndarray:
+        key = ("operand", node, pos)
+        if key not in self.kernels:
+            self.kernels[key] = jax.jit(self._operand_fn(node, pos))
+        return np.asarray(self.kernels[key](p, x, y))
+
+    def step(self, p: Any, x: Any, y: Any, node: int, pos: int, kind: str, limit: float) -> Any:
+        key = ("step", node, pos, kind, limit)
+        if key not in self.kernels:
+            f = self._operand_fn(node, pos)
+
+            def distance(q: Any, xs: Any, ys: Any) -> Any:
+                v = f(q, xs, ys).astype(jnp.float32)
+                return {"low": jnp.min(v) - limit, "high": limit - jnp.max(v), "zero": jnp.min(jnp.abs(v))}[kind]
+            self.kernels[key] = jax.jit(jax.value_and_grad(distance, argnums=(0, 1)))
+        v, (gp, gx) = self.kernels[key](p, x, y)
+        return float(v), {k: np.asarray(g) for k, g in gp.items()}, np.asarray(gx)
+
+    def fails(self, p: Any, x: Any, y: Any) -> bool:
+        return bool(_fails(self.m)(p, x, y))
+
+    def outputs(self, p: Any, x: Any, y: Any, clamps: Optional[Sequence[Tuple[int, int, float, float, float]]]
+                ) -> List[np.ndarray]:
+        env = evaluate(self.m, self.verify, {k: jnp.asarray(v) for k, v in p.items()}, jnp.asarray(x), jnp.asarray(y),
+                       clamps=clamps or ())
+        return [np.asarray(env[o]) for o in self.m.programs[self.verify][2]]
