@@ -35,15 +35,16 @@ def main() -> int:
     args = ap.parse_args()
     files = [PLANTED, ROOT / MODELS_FILE] + ([GRIST] if GRIST.exists() else [])
     specs = load_model_specs(files)
-    names = ([n for n in specs if n.startswith("planted_")] + ["digits_unsafe", "digits_safe"]
-             + [n for n in specs if n.startswith("grist_")])
+    runs = ([(n, lib) for lib in ("jax", "torch") for n in specs if n.startswith("planted_")]
+            + [(n, lib) for lib in ("jax", "torch") for n in ("digits_unsafe", "digits_safe")]
+            + [(n, "jax") for n in specs if n.startswith("grist_")])
     rows = ["| model | flags (forward / backward only) | analysis ms | op: guided found | uniform found | "
             "guided s | uniform s | clamp makes finite | clamp change at a seed |", "|---|---|---:|---|---:|---:|---:|---:|---:|"]
     totals = {"flags": 0, "guided": 0, "uniform": 0, "runs": 0, "fixed": 0, "found": 0, "gs": 0.0, "us": 0.0,
               "twin_flags": 0, "planted": 0, "planted_flagged": 0, "grist": 0, "grist_flagged": 0}
     with tempfile.TemporaryDirectory() as tmp:
-        for name in names:
-            r = analyse_model(specs[name], "jax", None, None, True, Path(tmp) / f"{name}.log",
+        for name, lib in runs:
+            r = analyse_model(specs[name], lib, None, None, True, Path(tmp) / f"{name}-{lib}.log",
                               Search(seeds=args.seeds))
             fwd = sum(f.graph == "forward" for f in r.findings)
             bwd = len(r.findings) - fwd
@@ -53,7 +54,7 @@ def main() -> int:
                 kind = name.split("_")[0]
                 totals[kind] += 1
                 totals[f"{kind}_flagged"] += bool(r.findings)
-            head = f"| `{name}` | {fwd} / {bwd} | {r.seconds * 1000:.1f} |"
+            head = f"| `{name}` ({lib}) | {fwd} / {bwd} | {r.seconds * 1000:.1f} |"
             if not r.findings:
                 rows.append(head + " - | - | - | - | - | - |")
             for f in r.findings:
@@ -78,8 +79,9 @@ def main() -> int:
     t = totals
     lines = ["# Interval analysis of models (`nablafuzz numerics`)", "",
              f"`python bench/numerics.py --seeds {args.seeds}` ({time.strftime('%Y-%m-%d')}, this machine kind: "
-             "2 cores, JAX graphs)", "",
-             f"- Detection: {t['planted_flagged']}/{t['planted']} planted models flagged, {t['twin_flags']} flags on "
+             "2 cores; graphs from jax.make_jaxpr and torch's make_fx)", "",
+             f"- Detection: {t['planted_flagged']}/{t['planted']} planted models (JAX and PyTorch) flagged, "
+             f"{t['twin_flags']} flags on "
              "their safe twins (and on `digits_safe`: see its row); "
              f"{t['grist_flagged']}/{t['grist']} GRIST cases (models/grist.yaml) flagged.",
              f"- Confirmation: the guided search found a failing input in {t['guided']}/{t['runs']} runs "

@@ -1,6 +1,6 @@
 """PyTorch cases of the GRIST benchmark, re-expressed in JAX (for `nablafuzz numerics`; models/grist.yaml).
 
-GRIST ("Exposing Numerical Bugs in Deep Learning via Gradient Back-Propagation", Yan et al., FSE 2021;
+GRIST ("Exposing Numerical Bugs in Deep Learning via Gradient Back-Propagation", FSE 2021;
 github.com/Jacob-yen/GRIST) collects real numerical defects from open-source deep-learning programs,
 one folder per case (`scripts/study_case/ID_<n>/`): an unguarded `log` of a softmax or a sigmoid, a
 `log` of a value that can be <= 0, a `sqrt` of a softmax, an `exp` that overflows.  This module
