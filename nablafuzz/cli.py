@@ -101,14 +101,18 @@ def _campaign_parser(sub) -> None:
                    help="--cross: the equivalence map (default: <spec-dir>/equivalence.yaml)")
 
 
+def _model_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="model name in the model spec file (e.g. digits_unsafe)")
+    p.add_argument("--models", dest="model_files", action="append", type=Path,
+                   help="model spec file (default: models/models.yaml), repeatable")
+
+
 def _modelfuzz_parser(sub) -> None:
     p = sub.add_parser("modelfuzz", help="coverage-guided fuzzing of a model's inputs (TensorFuzz) for non-finite "
                        "losses and gradients, AD disagreements and float16 disagreements; findings go to the store",
                        description="Fuzz one model of a model spec file. With --random, the same budget of unguided "
                        "mutations runs too and the summary compares both.")
-    p.add_argument("--model", required=True, help="model name in the model spec file (e.g. digits_unsafe)")
-    p.add_argument("--models", dest="model_files", action="append", type=Path,
-                   help="model spec file (default: models/models.yaml), repeatable")
+    _model_arguments(p)
     p.add_argument("-l", "--libraries", type=_csv_of("-l torch,jax"),
                    help="comma-separated libraries (default: every library the model names)")
     p.add_argument("--objective", dest="objectives", type=_csv_of("--objective nonfinite,grad-nonfinite"),
@@ -146,10 +150,8 @@ def _numerics_parser(sub) -> None:
                        "every operation that can produce NaN/inf, with a clamp that provably removes it",
                        description="Trace a model's loss (and with --backward its gradient) in the library, "
                        "propagate value intervals, and list the vulnerable operations.")
-    p.add_argument("--model", required=True, help="model name in the model spec file")
-    p.add_argument("--models", dest="model_files", action="append", type=Path,
-                   help="model spec file (default: models/models.yaml), repeatable")
-    p.add_argument("-l", "--library", default="jax", help="the library whose tracer builds the graph (jax)")
+    _model_arguments(p)
+    p.add_argument("-l", "--library", default="jax", help="the library whose tracer builds the graph: jax or torch")
     p.add_argument("--input-range", type=_interval, help="LOW,HIGH of every input element (default: the spec's)")
     p.add_argument("--weights", type=_interval, help="LOW,HIGH of every parameter (default: each parameter's "
                    "own values)")

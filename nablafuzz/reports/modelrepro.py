@@ -11,7 +11,7 @@ from typing import Dict
 from ..core.model import BugReport
 from ..core.tensors import to_array
 from ..specs.models import ModelSpec, model_name
-from .repro import ReproError
+from .repro import DIRECTION, ReproError
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
 
@@ -127,16 +127,7 @@ def loss_at(x, y, shift):  # float64, parameters + shift
 ''',
 }
 
-_DIRECTION = '''
-
-def direction(seed, tag, index, shape, dtype):
-    """Copy of nablafuzz.core.quantities.direction: entries +-[0.5, 1.5) on a 2^-10 grid, from PCG64."""
-    salt = sum((i + 1) * ord(c) for i, c in enumerate(tag))
-    rng = np.random.Generator(np.random.PCG64([seed & 0xFFFFFFFF, seed >> 32, salt, index]))
-    n = int(np.prod(shape)) if shape else 1
-    mag, sign = rng.random(n), rng.random(n)
-    return (np.where(sign < 0.5, -1.0, 1.0) * (0.5 + np.floor(mag * 1024) / 1024)).reshape(shape).astype(dtype)
-'''
+_DIRECTION = "\n" + DIRECTION
 
 _CHECK: Dict[str, str] = {
     "nonfinite": '''

@@ -35,7 +35,7 @@ class ReproError(NablaError):
 
 # Script text: the shared numpy part, each library's AD helpers and the driver (one blank line
 # between functions here; `render` restores PEP 8's two).
-_COMMON = '''
+DIRECTION = '''
 def direction(seed, tag, index, shape, dtype):
     """Copy of nablafuzz.core.quantities.direction: entries +-[0.5, 1.5) on a 2^-10 grid, from PCG64."""
     salt = sum((i + 1) * ord(c) for i, c in enumerate(tag))
@@ -43,7 +43,8 @@ def direction(seed, tag, index, shape, dtype):
     n = int(np.prod(shape)) if shape else 1
     mag, sign = rng.random(n), rng.random(n)
     return (np.where(sign < 0.5, -1.0, 1.0) * (0.5 + np.floor(mag * 1024) / 1024)).reshape(shape).astype(dtype)
-
+'''  # the repro scripts' copy of core.quantities.direction (model scripts too: modelrepro.py)
+_COMMON = DIRECTION + '''
 def cast(a, dtype):
     if isinstance(a, list):
         return [cast(x, dtype) for x in a]
