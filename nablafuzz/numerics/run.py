@@ -164,17 +164,27 @@ def _analyse(spec: ModelSpec, library: str, input_range: Optional[Tuple[float, f
         # the gradient's graph starts with the forward pass: its first node of each (op, line,
         # shape) per forward node is that node; the others exist only for the gradient (JVP rules)
         left = Counter((n.op, n.source, n.shape) for n in forward.nodes)
-        twin, extra = {}, set()
+        copies: Dict[Tuple, List[int]] = {}  # per (op, line, shape): the gradient graph's forward nodes, in order
+        extra = set()
         for n in grad.nodes:
             key = (n.op, n.source, n.shape)
             if not n.backward and left[key] > 0:
                 left[key] -= 1
-                twin.setdefault(key, n.id)
+                copies.setdefault(key, []).append(n.id)
             else:
                 extra.add(n.id)
+        ordinal: Dict[int, int] = {}  # a forward node's rank among the forward nodes of its key
+        seen: Counter = Counter()
+        for n in forward.nodes:
+            key = (n.op, n.source, n.shape)
+            ordinal[n.id] = seen[key]
+            seen[key] += 1
+
+        def twin(g: Flag) -> int:
+            ids = copies.get((g.node.op, g.node.source, g.node.shape), [])
+            return ids[ordinal[g.node.id]] if ordinal[g.node.id] < len(ids) else -1
         for i, f in enumerate(found):  # a forward fix is verified in the gradient's graph: its twin nodes there
-            found[i] = replace(f, fix_nodes=tuple((twin.get((g.node.op, g.node.source, g.node.shape), -1), g)
-                                                  for g in (f.flag,) + f.siblings))
+            found[i] = replace(f, fix_nodes=tuple((twin(g), g) for g in (f.flag,) + f.siblings))
         backward_only = []
         for f in b.flags:
             if f.node.id not in extra:
