@@ -38,6 +38,7 @@ class Confirmation:
     # reproduce it): the literal input of the defect's report
     x: Optional[TensorRecord] = None
     y: int = 0
+    fixed_finite_all: Optional[bool] = None  # with every flag's fix of the model in place
 
 
 @dataclass(frozen=True)
@@ -111,21 +112,27 @@ class Search:
     uniform: int = 2000  # uniform samples per seed
 
 
-def confirm(client: ModelClient, finding: "Finding", box: Tuple[float, float], search: Search) -> "Finding":
+def _fixes(finding: "Finding") -> List[list]:
+    return [[node, search_target(g)[2], g.safe.lo, g.safe.hi, g.away] for node, g in finding.fix_nodes if node >= 0]
+
+
+def confirm(client: ModelClient, finding: "Finding", box: Tuple[float, float], search: Search,
+            others: Sequence["Finding"] = ()) -> "Finding":
+    """Searches per seed for a failing input; each found one is re-run with the finding's fix,
+    and with every other finding's fix in place too (`others`: the model's whole suggested fix)."""
     kind, limit, position = search_target(finding.flag)
     runs = []
     for seed in range(search.seeds):
         f = finding.flag
         a = client.confirm({"node": f.node.id, "position": position, "kind": kind, "limit": limit,
                             "backward": finding.graph == "backward", "box": list(box), "seed": seed,
-                            "steps": search.steps, "uniform": search.uniform,
-                            "fix": [[node, search_target(g)[2], g.safe.lo, g.safe.hi, g.away]
-                                    for node, g in finding.fix_nodes if node >= 0]})
+                            "steps": search.steps, "uniform": search.uniform, "fix": _fixes(finding),
+                            "others": [c for o in others if o is not finding for c in _fixes(o)]})
         g, u = a["guided"], a["uniform"]
         literal = to_record(np.asarray(g["x"])[0]) if g["found"] and not g["params_moved"] else None
         runs.append(Confirmation(seed, bool(g["found"]), int(g["evaluations"]), float(g["seconds"]), bool(u["found"]),
                                  int(u["samples"]), float(u["seconds"]), a.get("fixed_finite"), a.get("fix_change"),
-                                 literal, int(g.get("y", 0))))
+                                 literal, int(g.get("y", 0)), a.get("fixed_finite_all", a.get("fixed_finite"))))
     return replace(finding, confirmations=tuple(runs))
 
 
@@ -139,7 +146,8 @@ def analyse_model(spec: ModelSpec, library: str, input_range: Optional[Tuple[flo
         result = _analyse(spec, library, input_range, weights, fwd_wire, bwd_wire, ranges, classes)
         if search is not None:
             box = input_range or spec.input_range
-            result = replace(result, findings=tuple(confirm(client, f, box, search) for f in result.findings),
+            result = replace(result, findings=tuple(confirm(client, f, box, search, result.findings)
+                                                    for f in result.findings),
                              versions=client.versions)
     finally:
         client.close()
@@ -263,9 +271,11 @@ def lines(r: Result) -> List[str]:
         if c:
             g, u = [x for x in c if x.guided], [x for x in c if x.uniform]
             fixed = [x for x in g if x.fixed_finite]
+            together = [x for x in g if x.fixed_finite_all]
             out.append(f"           confirmed: guided search {len(g)}/{len(c)} seeds ({_mean(x.guided_seconds for x in c)} s "
                        f"per seed), uniform sampling {len(u)}/{len(c)} ({_mean(x.uniform_seconds for x in c)} s); "
-                       f"the clamp makes {len(fixed)}/{len(g)} confirming inputs finite"
+                       f"the clamp makes {len(fixed)}/{len(g)} confirming inputs finite ({len(together)}/{len(g)} with "
+                       "the model's other fixes too)"
                        + (f", changing outputs at a seed input by at most {max(x.fix_change or 0 for x in g):.2g} (relative)"
                           if g else ""))
     return out

@@ -77,6 +77,9 @@ def confirm(prog: Any, request: Dict[str, Any]) -> Dict[str, Any]:
             if ok.any():
                 changes.append(float(np.max(np.abs(a[ok] - b[ok]))) / max(float(np.max(np.abs(a[ok]))), 1e-30))
         out["fix_change"] = max(changes, default=0.0)
+        others = [(int(c[0]), int(c[1]), float(c[2]), float(c[3]), float(c[4])) for c in request.get("others") or ()]
+        if others:  # with every other flag's fix in place too: a defect that is one link of a chain
+            out["fixed_finite_all"] = all(bool(np.isfinite(o).all()) for o in prog.outputs(p, found, y, clamp + others))
     return out
 
 
