@@ -6,7 +6,7 @@ replays exactly (replay.py).  Fingerprint: library, model, objective.
 """
 from __future__ import annotations
 
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 
@@ -114,7 +114,3 @@ def confirmed_detail(evaluate: Evaluate, objective: str, x: np.ndarray, y: int, 
     if not b.hits.get(objective, np.zeros(1, bool))[0]:
         return None
     return dict(example(b, 0))
-
-
-def detail_of(pairs: Sequence[Tuple[str, float]]) -> Dict[str, float]:
-    return dict(pairs)

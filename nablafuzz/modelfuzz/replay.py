@@ -35,15 +35,13 @@ def model_spec_for(report: BugReport, specs: Dict[str, ModelSpec]) -> ModelSpec:
 def replay_model_report(report: BugReport, specs: Dict[str, ModelSpec],
                         log: Path = Path(".nablafuzz/replay.log")) -> ReplayResult:
     from .run import cross_evaluate, single_evaluate
-    from ..core.model import Aspect
-    from ..oracle.tolerance import table_tolerance
     spec = model_spec_for(report, specs)
     objective = report.fingerprint.scenarios[0]
     libraries = spec.libraries if objective == "cross" else (report.fingerprint.library,)
     clients = [ModelClient(spec, lib, log) for lib in libraries]
     try:
-        evaluate = (cross_evaluate(clients, (objective,), "sumabs", table_tolerance("float32", Aspect.DERIVATIVE).rtol)
-                    if objective == "cross" else single_evaluate(clients[0], (objective,), "sumabs"))
+        evaluate = (cross_evaluate(clients, (objective,), "sumabs") if objective == "cross"
+                    else single_evaluate(clients[0], (objective,), "sumabs"))
         x, y = trial_arrays(report.trial)
         hit = bool(evaluate(x, y, [report.trial.seed]).hits.get(objective, np.zeros(1, bool))[0])
         versions = tuple(v for c in clients for v in c.versions)

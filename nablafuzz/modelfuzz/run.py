@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..core.objectives import OBJECTIVES
-from ..oracle.tolerance import CROSS_VALUE
+from ..core.model import Aspect
+from ..oracle.tolerance import CROSS_VALUE, table_tolerance
 from ..reports.lock import exclusive
 from ..reports.store import Store, now, path_of, remove_leftovers, write_atomic
 from ..specs.models import ModelSpec
@@ -21,6 +21,7 @@ from .findings import confirmed_detail, finding, minimise
 from .loop import Evaluate, Run, Settings, fuzz
 
 CURVE_POINTS = 400  # points of a run's curve kept in the summary
+CROSS_RTOL = table_tolerance("float32", Aspect.DERIVATIVE).rtol  # libraries' gradient projections compared
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,7 @@ class Outcome:
 
 
 def cross_evaluate(clients: Sequence[ModelClient], objectives: Sequence[str], coverage: str,
-                   rtol: float) -> Evaluate:
+                   rtol: float = CROSS_RTOL) -> Evaluate:
     """All libraries' answers for one batch: the first library's coverage and hits, and `cross`
     where another library's loss differs beyond the cross-library float32 value tolerance
     (its absolute part relative to the logits: a loss near 0 is log-softmax's cancellation), or
@@ -97,17 +98,14 @@ def run_model(spec: ModelSpec, libraries: Sequence[str], s: Settings, store_dir:
 
 def _run_group(spec: ModelSpec, clients: List[ModelClient], s: Settings, store_dir: Path, out_dir: Path,
                with_random: bool, say: Callable[[str], None]) -> Outcome:
-    from ..core.model import Aspect
-    from ..oracle.tolerance import table_tolerance
     library = "+".join(c.library for c in clients)
     if len(clients) > 1:
-        evaluate = cross_evaluate(clients, s.objectives, s.coverage, table_tolerance("float32", Aspect.DERIVATIVE).rtol)
+        evaluate = cross_evaluate(clients, s.objectives, s.coverage)
     else:
         evaluate = single_evaluate(clients[0], s.objectives, s.coverage)
     xs, ys, _ = clients[0].seeds()
     runs = {"guided": fuzz(evaluate, xs, ys, spec.input_range, s)}
     if with_random:
-        from dataclasses import replace
         runs["random"] = fuzz(evaluate, xs, ys, spec.input_range, replace(s, random=True))
     for how, r in runs.items():
         hits = ", ".join(f"{h.objective} after {h.mutation}" for h in r.hits) or "no hit"
@@ -175,5 +173,3 @@ def lines(outcomes: Sequence[Outcome]) -> List[str]:
             out.append(f"{o.library} {how}: {r.mutations} mutations, {r.seconds:.1f} s, corpus {r.corpus}; first hit: {first}")
     return out
 
-
-__all__ = ["OBJECTIVES", "run_model", "lines", "Outcome"]

@@ -8,6 +8,7 @@ the whole real line (top) and is counted, so imprecision is visible, never silen
 """
 from __future__ import annotations
 
+import ast
 import math
 from collections import Counter
 from dataclasses import dataclass
@@ -140,7 +141,6 @@ def _dot(node: Node, ins: List[Interval], shapes: Dict[int, Tuple[int, ...]]) ->
     lhs = shapes.get(node.inputs[0], ())
     k = lhs[-1] if lhs else 1  # a matrix product (torch's mm, bmm, matmul) contracts the last axis
     if isinstance(dims, str):  # "(((1,), (0,)), ((), ()))": contracting dimensions of the left operand first
-        import ast
         try:
             (contract, _), _ = ast.literal_eval(dims)
             k = _elements([lhs[d] for d in contract])
@@ -190,7 +190,9 @@ ELEMENTWISE: Dict[str, Callable[[Node, List[Interval]], Interval]] = {
     "add_any": lambda n, i: _make([i[0].lo + i[1].lo, i[0].hi + i[1].hi]),
     "sub": lambda n, i: _make([i[0].lo - i[1].hi, i[0].hi - i[1].lo]),
     "neg": lambda n, i: Interval(-i[0].hi, -i[0].lo),
-    "mul": lambda n, i: _mul(i[0], i[1]),
+    # x * x >= 0: the same tensor twice, not two independent ones
+    "mul": lambda n, i: _integer_pow(Node(n.id, "integer_pow", n.inputs[:1], n.shape, n.dtype, (("y", 2),)), i[:1])
+    if n.inputs[0] == n.inputs[1] >= 0 else _mul(i[0], i[1]),
     "div": _div,
     "max": lambda n, i: Interval(max(i[0].lo, i[1].lo), max(i[0].hi, i[1].hi)),
     "min": lambda n, i: Interval(min(i[0].lo, i[1].lo), min(i[0].hi, i[1].hi)),
@@ -277,6 +279,11 @@ def vulnerable(node: Node, ins: List[Interval]) -> Optional[Flag]:
     return None
 
 
+def operand_position(op: str) -> int:
+    """Which input of a vulnerable operation its flag is about: a division's denominator, else the first."""
+    return 1 if op == "div" else 0
+
+
 def _off_zero(v: Interval, eps: float) -> Tuple[Interval, float]:
     """The fix for an operand that must not be 0: a clamp to one side where it has one sign,
     else (both signs) a sign-keeping push at least `eps` away from 0."""
@@ -318,7 +325,7 @@ def analyse(graph: Graph, arguments: Dict[str, Interval], clamps: Dict[int, Flag
         literal = dict(node.literals)
         ins = [Interval(literal[p], literal[p]) if i < 0 else values.get(i, TOP) for p, i in enumerate(node.inputs)]
         if node.id in clamps:
-            k, fix = (1 if node.op == "div" else 0), clamps[node.id]
+            k, fix = operand_position(node.op), clamps[node.id]
             if fix.away > 0:  # both signs, pushed off 0: the hull of the two sides' results, no flag
                 sides = [ins[:k] + [side] + ins[k + 1:] for side in off_zero(ins[k], fix.away)]
                 outs = [_transfer(node, s_, shapes, unknown) for s_ in sides]
@@ -326,10 +333,6 @@ def analyse(graph: Graph, arguments: Dict[str, Interval], clamps: Dict[int, Flag
                 continue
             c = fix.safe
             ins[k] = Interval(min(max(ins[k].lo, c.lo), c.hi), max(min(ins[k].hi, c.hi), c.lo))
-        if node.op == "mul" and len(node.inputs) == 2 and node.inputs[0] == node.inputs[1] >= 0:
-            node = Node(node.id, "square", node.inputs[:1], node.shape, node.dtype, backward=node.backward,
-                        source=node.source)  # x * x >= 0: the same tensor, not two independent ones
-            ins = ins[:1]
         flag = vulnerable(node, ins)
         if flag is not None:
             flags.append(flag)

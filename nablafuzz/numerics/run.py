@@ -17,7 +17,7 @@ from ..core.tensors import to_array, to_record
 from ..modelfuzz.client import ModelClient
 from ..reports.store import write_atomic
 from ..specs.models import ModelSpec
-from .intervals import EXP_LIMIT, TINY, Flag, Interval, analyse
+from .intervals import EXP_LIMIT, TINY, Flag, Interval, analyse, operand_position
 
 
 @dataclass(frozen=True)
@@ -55,8 +55,11 @@ class Finding:
     # traced): the flag's, and its siblings' (the same operation on the same source line: a
     # function called twice, two logs on one line), which one fix in the code covers too
     fix_nodes: Tuple[Tuple[int, Flag], ...] = ()
-    siblings: Tuple[Flag, ...] = ()
     confirmations: Tuple[Confirmation, ...] = ()
+
+    @property
+    def siblings(self) -> Tuple[Flag, ...]:
+        return tuple(g for _, g in self.fix_nodes[1:])
 
 
 def fix_text(flag: Flag) -> str:
@@ -96,13 +99,12 @@ def _proved(graph: Graph, start: Dict[str, Interval], flag: Flag) -> bool:
 # what confirming a flag searches for: (kind, limit, operand position) per operation
 def search_target(flag: Flag) -> Tuple[str, float, int]:
     op, tiny = flag.node.op, TINY.get(flag.node.dtype, TINY["float32"])
-    if op == "div":
-        return "zero", tiny, 1
-    if op == "integer_pow":
-        return "zero", tiny, 0
+    position = operand_position(op)
+    if op in ("div", "integer_pow"):
+        return "zero", tiny, position
     if op == "exp":
-        return "high", EXP_LIMIT.get(flag.node.dtype, EXP_LIMIT["float32"]), 0
-    return "low", {"log": 0.0, "log1p": -1.0, "sqrt": -tiny, "rsqrt": 0.0}.get(op, 0.0), 0
+        return "high", EXP_LIMIT.get(flag.node.dtype, EXP_LIMIT["float32"]), position
+    return "low", {"log": 0.0, "log1p": -1.0, "sqrt": -tiny, "rsqrt": 0.0}.get(op, 0.0), position
 
 
 @dataclass(frozen=True)
@@ -192,7 +194,7 @@ def _analyse(spec: ModelSpec, library: str, input_range: Optional[Tuple[float, f
             ids = copies.get((g.node.op, g.node.source, g.node.shape), [])
             return ids[ordinal[g.node.id]] if ordinal[g.node.id] < len(ids) else -1
         for i, f in enumerate(found):  # a forward fix is verified in the gradient's graph: its twin nodes there
-            found[i] = replace(f, fix_nodes=tuple((twin(g), g) for g in (f.flag,) + f.siblings))
+            found[i] = replace(f, fix_nodes=tuple((twin(g), g) for _, g in f.fix_nodes))
         backward_only = []
         for f in b.flags:
             if f.node.id not in extra:
@@ -250,8 +252,7 @@ def _grouped(findings: Sequence[Finding]) -> List[Finding]:
             out.append(f)
         else:
             g = out[k]
-            out[k] = replace(g, siblings=g.siblings + (f.flag,), fix_nodes=g.fix_nodes + f.fix_nodes,
-                             proved=g.proved and f.proved)
+            out[k] = replace(g, fix_nodes=g.fix_nodes + f.fix_nodes, proved=g.proved and f.proved)
     return out
 
 

@@ -139,7 +139,7 @@ def batch(ops: Any, m: Any, request: Dict[str, Any]) -> Dict[str, Any]:
                 hits["compiled"] = ok & (broke | ~_finite(gxc64) | (np.abs(revc - rev64) > RTOL64 * scale64))
             for name, dtype in LOW_PRECISION.items():
                 if name in objectives:
-                    hits[name] = _low_precision(ops, m, x, y, u, dtype, outs, rev, scale, ok, detail, name)
+                    hits[name] = _low_precision(ops, m, x, y, u, dtype, outs, ok, detail, name)
     return {"coverage": coverage(outs, request["coverage"]), "hits": hits, "detail": detail}
 
 
@@ -229,8 +229,8 @@ FD_RTOL = 1e-5  # either vs float64 central differences at h = 2.5e-5 (truncatio
 
 
 def _low_precision(ops: Any, m: Any, x: np.ndarray, y: np.ndarray, u: np.ndarray, dtype: str,
-                   outs: Dict[str, np.ndarray], rev: np.ndarray, scale: np.ndarray, ok: np.ndarray,
-                   detail: Dict[str, np.ndarray], name: str) -> np.ndarray:
+                   outs: Dict[str, np.ndarray], ok: np.ndarray, detail: Dict[str, np.ndarray],
+                   name: str) -> np.ndarray:
     """The model in `dtype` against float32: another predicted class, or a non-finite input
     gradient where the loss in `dtype` and float32's gradient are finite (Note [low precision])."""
     low, glow, _ = ops.gradients(m, x, y, dtype)
