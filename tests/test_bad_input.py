@@ -252,14 +252,16 @@ def _mutated(bases, trees, keys):
             for k in at[:-1]:
                 parent = parent[k]
             op = draw(st.sampled_from(["replace", "remove", "add"]))
+            # a drawn tree is copied: sampled_from hands out the same dict each time, and a later
+            # edit of this document must not change what the next example draws
             if op == "replace":
-                parent[at[-1]] = draw(trees)
+                parent[at[-1]] = copy.deepcopy(draw(trees))
             elif op == "remove":
                 del parent[at[-1]]
             elif isinstance(parent, dict):
-                parent[draw(keys)] = draw(trees)
+                parent[draw(keys)] = copy.deepcopy(draw(trees))
             else:
-                parent.append(draw(trees))
+                parent.append(copy.deepcopy(draw(trees)))
         return doc
     return draw_one()
 
