@@ -57,6 +57,11 @@ def _campaign_parser(sub) -> None:
     p.add_argument("--api-budget", dest="api_budget_s", type=float, help="seconds per API")
     p.add_argument("--seed", type=int)
     p.add_argument("--workers", type=int, help="parallel workers (default: 2)")
+    p.add_argument("--executor", choices=("threads", "ray"),
+                   help="where trials run: worker threads on this machine (default), or Ray actors, one per worker, "
+                        "on this machine or a cluster (pip install 'nablafuzz[ray]'); the results are the same")
+    p.add_argument("--address", help="--executor ray: the Ray cluster to join (auto, or HOST:PORT of its head); "
+                                      "default: start a private one on this machine")
     p.add_argument("--max-size", dest="max_tensor_size", type=int, help="elements per tensor")
     p.add_argument("--timeout", dest="trial_timeout_s", type=float, help="seconds per trial before the worker is killed")
     p.add_argument("--memory-limit", dest="memory_limit_mb", type=int, help="worker address-space limit in MiB")

@@ -24,7 +24,7 @@ import time
 import traceback
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence, Set, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Protocol, Sequence, Set, Tuple
 
 from ..core.codec import digest
 from ..core.config import Config
@@ -161,16 +161,71 @@ class Oracle(Protocol):
     def replay(self, report: BugReport) -> Optional[ReplayResult]: ...
 
 
+class Lane(Protocol):
+    """Where one worker thread's slots run: its own runners (`_ThreadLane`), or a Ray actor
+    (distributed.py)."""
+
+    def run(self, spec: ApiSpec, indices: range, api_deadline: float) -> bool: ...  # Campaign.trials' rules; False: stopped
+
+    def drop(self, library: str) -> None: ...  # that library's runtime was given up
+
+    def close(self) -> None: ...
+
+
+class Executor(Protocol):
+    def lane(self, n: int) -> Lane: ...  # called in worker thread `n`
+
+    def close(self) -> None: ...  # after the threads ended
+
+
+class _ThreadLane:
+    """A worker thread's runners, one per library, started on first use."""
+
+    def __init__(self, campaign: "Campaign", n: int, done: Set[Tuple[str, int]]):
+        self.campaign, self.n, self.done = campaign, n, done
+        self.runners: Dict[str, Any] = {}
+        campaign.local.runners, campaign.local.n = self.runners, n
+
+    def run(self, spec: ApiSpec, indices: range, api_deadline: float) -> bool:
+        c = self.campaign
+        for result in c.trials(spec, c.oracle.runner(self.runners, spec.library, self.n), self.done, indices, api_deadline):
+            if result is None:
+                return False
+            c.results.put(result)
+        return True
+
+    def drop(self, library: str) -> None:
+        gone = self.runners.pop(library, None)
+        if gone is not None:
+            gone.close()
+
+    def close(self) -> None:
+        for r in self.runners.values():
+            r.close()
+
+
+@dataclass
+class _Threads:
+    campaign: "Campaign"
+    done: Set[Tuple[str, int]]
+
+    def lane(self, n: int) -> _ThreadLane:
+        return _ThreadLane(self.campaign, n, self.done)
+
+    def close(self) -> None:
+        pass
+
+
 class Campaign:
     """The loop: worker threads, the observation log, resuming, the store and the replays at
     the end, around the oracle that `oracle(campaign, specs)` builds."""
 
     def __init__(self, config: Config, specs: SpecSet, oracle: Callable[["Campaign", SpecSet], Oracle],
-                 progress=None):
-        self.config = config
+                 progress=None, round: Optional[Tuple[str, Path, int]] = None):
+        self.config, self.specs = config, specs
         self.store = Store(Path(config.store_dir))
-        self.id, self.dir, n = campaign_dir(config)
-        self.seed = config.seed + n - 1
+        self.id, self.dir, self.round = round or campaign_dir(config)  # a Ray actor is given its driver's
+        self.seed = config.seed + self.round - 1
         self.deadline: Optional[float] = None  # time.monotonic() when the budget is spent
         self.shared = _Shared()
         self.results: "queue.Queue" = queue.Queue()
@@ -192,10 +247,12 @@ class Campaign:
                                       staged=staged_for(self.config, library))
         return runners[library]
 
-    def _work(self, schedule: Schedule, n: int, done: Set[Tuple[str, int]], deadline: float) -> None:
-        runners: Dict[str, Runner] = {}
-        self.local.runners, self.local.n = runners, n
+    def _work(self, schedule: Schedule, n: int, deadline: float, make_lane: Callable[[int], "Lane"]) -> None:
+        """Worker thread `n`: takes slots from the schedule and runs them in its lane (its own
+        runners, or a Ray actor: distributed.py) until none is left."""
+        lane = None
         try:
+            lane = make_lane(n)
             while not self.shared.stop.is_set():
                 slot = schedule.next(n)
                 if slot is None:
@@ -203,47 +260,44 @@ class Campaign:
                 if self._stopped(slot.spec):
                     continue
                 try:
-                    runner = self.oracle.runner(runners, slot.spec.library, n)
                     if slot.first:
                         began = time.monotonic()
-                        if self._fuzz_api(slot.spec, runner, done, range(1), deadline):
+                        if lane.run(slot.spec, range(1), deadline):
                             schedule.ran_first(n, slot.spec, time.monotonic() - began)
                     else:
                         budget = schedule.share(n, deadline, self.config.api_budget_s - slot.spent)
-                        self._fuzz_api(slot.spec, runner, done, range(1, self.config.trials_per_api),
-                                       min(deadline, time.monotonic() + budget))
+                        lane.run(slot.spec, range(1, self.config.trials_per_api), min(deadline, time.monotonic() + budget))
                 except RuntimeUnavailable as exc:  # that runtime's queue ends here, not the campaign
                     with self.shared.lock:
                         self.shared.stopped.setdefault(exc.library, str(exc))
-                    gone = runners.pop(slot.spec.library, None)
-                    if gone is not None:
-                        gone.close()
+                    lane.drop(slot.spec.library)
         except Exception as exc:  # noqa: BLE001 - reported by the main thread, campaign ends cleanly
             self.results.put(exc)
         finally:
-            for r in runners.values():
-                r.close()
+            if lane is not None:
+                lane.close()
             self.results.put(_DONE)
 
     def _stopped(self, spec: ApiSpec) -> bool:
         """Whether the runtime this spec needs was given up (its worker would not restart)."""
         return spec.library in self.shared.stopped
 
-    def _fuzz_api(self, spec: ApiSpec, runner: Runner, done: Set[Tuple[str, int]], indices: range,
-                  api_deadline: float) -> bool:
-        """Runs `spec`'s trials `indices` not yet done, the first of them whatever the time, the
-        others until `api_deadline`; False when the campaign stopped or its budget ran out."""
+    def trials(self, spec: ApiSpec, runner: Runner, done: Set[Tuple[str, int]], indices: range,
+               api_deadline: float) -> Iterator[Optional[TrialResult]]:
+        """The results of `spec`'s trials `indices` not yet done, the first of them whatever the
+        time, the others until `api_deadline`; a last None when the campaign stopped or its
+        budget ran out (the trial in flight is abandoned)."""
         for index in indices:
             if self.shared.stop.is_set():
-                return False
+                yield None
+                return
             if index > indices.start and time.monotonic() > api_deadline:
-                return True
+                return
             if (spec.id, index) not in done:
                 result = self._guarded_trial(spec, runner, index)
-                if result is None:  # the budget ran out during the trial: it is abandoned
-                    return False
-                self.results.put(result)
-        return True
+                yield result
+                if result is None:
+                    return
 
     def _guarded_trial(self, spec: ApiSpec, runner: Runner, index: int) -> Optional[TrialResult]:
         """An engine error on one trial is logged with its traceback and costs that trial only."""
@@ -350,12 +404,16 @@ class Campaign:
         specs = self.oracle.specs
         workers = min(self.config.workers, max(1, len(specs)))
         schedule = Schedule(_interleaved(specs), workers, self.config.trials_per_api)
-        threads = [threading.Thread(target=self._work, args=(schedule, n, done, deadline), daemon=True)
+        executor = self._executor(previous, done)
+        threads = [threading.Thread(target=self._work, args=(schedule, n, deadline, executor.lane), daemon=True)
                    for n in range(workers)]
         started, self.started_at = time.monotonic(), now()
-        for t in threads:
-            t.start()
-        fresh, versions, error = self._collect(log_path, len(threads))
+        try:
+            for t in threads:
+                t.start()
+            fresh, versions, error = self._collect(log_path, len(threads))
+        finally:
+            executor.close()
         complete = error is None and not self.shared.stop.is_set() and not self.shared.stopped
         observations = previous + fresh
         if complete:
@@ -368,6 +426,13 @@ class Campaign:
         if error is not None:
             raise error
         return summary
+
+    def _executor(self, previous: List[Observation], done: Set[Tuple[str, int]]) -> "Executor":
+        """Where the trials run: worker threads here (the default), or Ray actors (--executor ray)."""
+        if self.config.executor == "ray":
+            from .distributed import RayExecutor  # Ray is an optional extra, imported only when asked for
+            return RayExecutor(self, previous, done)
+        return _Threads(self, done)
 
     def _collect(self, log_path: Path, running: int):
         fresh: List[Observation] = []

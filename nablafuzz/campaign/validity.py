@@ -187,6 +187,14 @@ class Guide:
             for o in obs[-KEEP:]:
                 self.learn(specs[api], make(specs[api], o.index, o.candidate), label(o), o.pick)
 
+    def replay(self, spec: ApiSpec, observations: Iterable[Observation], make: Callable[[ApiSpec, int, int], Trial]) -> None:
+        """`spec`'s model rebuilt from its trials so far, in the order they ran: the state of
+        the guide that ran them (a Ray actor taking over an API, campaign/distributed.py)."""
+        with self._lock:
+            self._apis.pop(spec.id, None)
+        for o in observations:
+            self.learn(spec, make(spec, o.index, o.candidate), label(o), o.pick)
+
     def fitted(self) -> int:
         with self._lock:
             return sum(a.model is not None for a in self._apis.values())

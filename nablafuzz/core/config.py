@@ -51,6 +51,8 @@ class Config:
     # pick each trial among candidates by a per-API validity classifier (campaign/validity.py);
     # None: when scikit-learn is installed (the default and nightly profiles)
     validity_model: Optional[bool] = False
+    executor: str = "threads"  # where trials run: worker threads here, or "ray" actors (campaign/distributed.py)
+    address: str = ""  # --executor ray: the cluster to join ("auto", HOST:PORT); "": a private one on this machine
 
 
 PROFILES: Dict[str, Dict[str, Any]] = {
@@ -75,6 +77,7 @@ _RULES = [
     ("max_programs", lambda v: 1 <= v <= 10000, "between 1 and 10000 programs per library"),
     ("seed", lambda v: 0 <= v < 2 ** 63, "a non-negative integer below 2**63"),
     ("libraries", lambda v: len(v) >= 1, "at least one library"),
+    ("executor", lambda v: v in ("threads", "ray"), "threads or ray"),
 ]
 
 
