@@ -6,6 +6,11 @@ maps each library id to the interpreter its worker runs under.  A venv is
 stamped with a marker after a successful install; a re-run whose marker still
 matches (and whose pinned distributions are all present) does nothing.
 
+`LIB@VERSION` (e.g. `jax@0.10.1`) names another release of a library: its own
+venv `<home>/venvs/LIB@VERSION`, built from a plan derived from the library's
+default plan (`release_plan`), recorded under that name next to the default
+entry, so that two releases can be fuzzed against each other.
+
 Standard library only: this runs before any runtime exists.
 """
 
@@ -29,12 +34,41 @@ from typing import Callable
 MARKER = ".nablafuzz-plan.json"
 REGISTRY = "runtimes.json"
 LOG_TAIL_LINES = 20
+LOG_LINE_WIDTH = 240
 NO_RUNTIME = ("numpy_ref",)
 _MISSING_HINT = {"oneflow": " (OneFlow 0.9.0 has no wheel for 3.11)"}
 
 
 class InstallError(Exception):
     """An expected install failure; the message is meant for the user as is."""
+
+
+RELEASE_SEP = "@"
+# PEP 440's normal form (what pip prints), plus a local label: `2.21.0`, `0.5.0rc1`,
+# `2.12.0+cpu`.  Only the normal form, so that one release has one registry name, and
+# nothing a shell or pip would read as more than a version.
+_VERSION = re.compile(r"(?:[1-9][0-9]*!)?(?:0|[1-9][0-9]*)(?:\.(?:0|[1-9][0-9]*))*"
+                      r"(?:(?:a|b|rc)(?:0|[1-9][0-9]*))?(?:\.post(?:0|[1-9][0-9]*))?"
+                      r"(?:\.dev(?:0|[1-9][0-9]*))?(?:\+[a-z0-9]+(?:\.[a-z0-9]+)*)?")
+
+
+def split_release(name: str) -> tuple[str, str | None]:
+    """`jax@0.10.1` -> ("jax", "0.10.1"), `jax` -> ("jax", None).
+
+    The one parser of release names (install, the registry, campaigns).  Raises
+    InstallError when the part after `@` is empty or not a version in PEP 440's
+    normal form; whether the library exists is the caller's question."""
+    library, sep, version = name.partition(RELEASE_SEP)
+    if not sep:
+        return name, None
+    if not version:
+        raise InstallError(f"{name!r} names no version after {RELEASE_SEP!r}; "
+                           f"write LIB{RELEASE_SEP}VERSION, e.g. jax{RELEASE_SEP}0.10.1")
+    if not _VERSION.fullmatch(version):
+        raise InstallError(f"version {version!r} in {name!r} is not a release version in pip's "
+                           "normal form (PEP 440); write it as pip lists it, e.g. 0.10.1, "
+                           "2.21.0rc1 or 2.12.0+cpu")
+    return library, version
 
 
 @dataclass(frozen=True)
@@ -78,6 +112,35 @@ PLANS: tuple[RuntimePlan, ...] = (
 )
 
 LIBRARIES: tuple[str, ...] = tuple(lib for plan in PLANS for lib in plan.libraries)
+
+
+@dataclass(frozen=True)
+class Release:
+    """How another release of a library is installed, relative to its default plan.
+
+    Only the library itself, not the other libraries that share its default plan: a
+    release venv exists to run one worker.  `pinned` are the library's own
+    distributions, pinned to the requested version (the first one's installed version
+    is recorded); `kept` are requirements of the default plan kept as they are (named
+    by distribution); `loose` are installed unpinned, so that pip picks what the old
+    release accepts (numpy 2.4 is too new for a jax of a year ago).
+    """
+
+    pinned: tuple[str, ...]
+    kept: tuple[str, ...] = ()
+    loose: tuple[str, ...] = ("numpy",)
+
+
+RELEASES: dict[str, Release] = {
+    # torch's PyPI wheels are the CUDA builds; for a CPU one name its local version
+    # (torch@2.12.0+cpu) and point PIP_EXTRA_INDEX_URL at download.pytorch.org/whl/cpu
+    "torch": Release(pinned=("torch",), kept=("expecttest",)),
+    "jax": Release(pinned=("jax", "jaxlib")),
+    "tensorflow": Release(pinned=("tensorflow-cpu",)),
+    # OneFlow 0.9 needs numpy < 2 and the plan's CUDA 11 libraries
+    "oneflow": Release(pinned=("oneflow",), loose=(),
+                       kept=("numpy", "nvidia-cudnn-cu11", "nvidia-cublas-cu11")),
+}
 
 
 @dataclass(frozen=True)
@@ -132,10 +195,18 @@ def _write_json(path: Path, data: dict) -> None:
     os.replace(tmp, path)
 
 
-def _entries(plan: RuntimePlan, venv: Path) -> dict:
+def _release_fields(name: str, versions: dict) -> dict:
+    """A release entry also names its adapter and the version pip installed."""
+    library, version = split_release(name)
+    if version is None:
+        return {}
+    return {"library": library, "version": versions.get(RELEASES[library].pinned[0]) or version}
+
+
+def _entries(plan: RuntimePlan, venv: Path, versions: dict) -> dict:
     entry = {"python": str(venv_python(venv)), "venv": str(venv), "plan": plan.name,
              "env": dict(plan.env)}
-    return {lib: dict(entry) for lib in plan.libraries}
+    return {lib: dict(entry, **_release_fields(lib, versions)) for lib in plan.libraries}
 
 
 _PROBE = "import platform, sys; print(sys.executable); print(platform.python_version())"
@@ -275,23 +346,53 @@ def is_up_to_date(plan: RuntimePlan, venv: Path, digest: str) -> bool:
     return _pins_satisfied(plan, found)
 
 
+def _short(line: str, width: int = LOG_LINE_WIDTH) -> str:
+    """One log line, cut: pip's list of every version there is runs to thousands of characters."""
+    return line if len(line) <= width else line[:width - 3] + "..."
+
+
 def _tail(logfile: Path, lines: int = LOG_TAIL_LINES) -> str:
     try:
         text = logfile.read_text(encoding="utf-8", errors="replace").splitlines()
     except OSError:
         return ""
-    return "\n".join("    " + line for line in text[-lines:])
+    return "\n".join("    " + _short(line) for line in text[-lines:])
 
 
-def _run_logged(cmd: list[str], logfile: Path, what: str) -> None:
+def _last_error(logfile: Path, offset: int) -> str:
+    """pip's last `ERROR:` line (its conclusion) among what a command wrote from `offset` on."""
+    try:
+        with open(logfile, "rb") as fh:
+            fh.seek(offset)
+            text = fh.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+    errors = [line.strip() for line in text.splitlines() if line.startswith("ERROR:")]
+    return _short(errors[-1]) if errors else ""
+
+
+def _run_logged(cmd: list[str], logfile: Path, what: str, hint: str = "") -> None:
     with open(logfile, "a", encoding="utf-8") as fh:
         fh.write("$ " + " ".join(cmd) + "\n")
         fh.flush()
+        offset = fh.tell()
         proc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, env=_clean_env())
     if proc.returncode != 0:
+        said = _last_error(logfile, offset)
         raise InstallError(
-            f"{what} failed (exit {proc.returncode}); see {logfile}, last lines:\n{_tail(logfile)}"
+            f"{what} failed (exit {proc.returncode}){': ' + said if said else ''}{hint}; "
+            f"see {logfile}, last lines:\n{_tail(logfile)}"
         )
+
+
+def _pip_hint(plan: RuntimePlan, interp: Interpreter) -> str:
+    """For a release plan: how to list the releases pip can install with this interpreter."""
+    library, version = split_release(plan.name)
+    if version is None:
+        return ""
+    dist = RELEASES[library].pinned[0]
+    return (f"; is {version} a release of {dist} for Python {interp.minor}? "
+            f"`{interp.path} -m pip index versions {dist}` lists them")
 
 
 def _create(plan: RuntimePlan, interp: Interpreter, venv: Path, logfile: Path) -> dict:
@@ -303,7 +404,7 @@ def _create(plan: RuntimePlan, interp: Interpreter, venv: Path, logfile: Path) -
     if plan.requirements:
         pip = [str(venv_python(venv)), "-m", "pip", "install", "--no-cache-dir",
                "--progress-bar", "off", *plan.requirements]
-        _run_logged(pip, logfile, "pip install")
+        _run_logged(pip, logfile, "pip install", _pip_hint(plan, interp))
     found = installed_versions(venv_python(venv), [d for d, _ in _pins(plan)])
     if not _pins_satisfied(plan, found):
         raise InstallError(f"installed versions {found} do not match {list(plan.requirements)}; "
@@ -320,31 +421,67 @@ def build_plan(plan: RuntimePlan, home: Path, force: bool = False,
     digest = plan_hash(plan, interp.version)
     if not force and is_up_to_date(plan, venv, digest):
         log(f"[{plan.name}] up to date: {venv} (checked in {time.monotonic() - start:.1f} s)")
-        return _entries(plan, venv)
+        return _entries(plan, venv, _read_marker(venv).get("versions") or {})
     if venv.exists():
         log(f"[{plan.name}] removing {'old' if force else 'stale or incomplete'} venv {venv}")
         shutil.rmtree(venv)
     logfile = home / "logs" / f"{plan.name}.log"
     log(f"[{plan.name}] building with Python {interp.version} ({interp.path}); log: {logfile}")
-    found = _create(plan, interp, venv, logfile)
+    try:
+        found = _create(plan, interp, venv, logfile)
+    except BaseException:
+        # unusable, and a mistyped release would never be rebuilt (and so removed); the log stays
+        shutil.rmtree(venv, ignore_errors=True)
+        raise
     marker = {"hash": digest, "plan": plan.name, "requirements": list(plan.requirements),
               "python": interp.version, "interpreter": interp.path, "versions": found}
     _write_json(venv / MARKER, marker)
     log(f"[{plan.name}] built in {time.monotonic() - start:.0f} s: {venv}")
-    return _entries(plan, venv)
+    return _entries(plan, venv, found)
+
+
+def _default_plan(library: str) -> RuntimePlan:
+    return next(plan for plan in PLANS if library in plan.libraries)
+
+
+def _requirement(plan: RuntimePlan, dist: str) -> str:
+    """The plan's requirement string for `dist`."""
+    return next(req for req, (name, _) in zip(plan.requirements, _pins(plan)) if name == dist)
+
+
+def release_plan(name: str) -> RuntimePlan:
+    """The plan of `LIB@VERSION`: the default plan of LIB (its interpreters, its
+    environment) with only LIB's own distributions, pinned to VERSION (see Release)."""
+    library, version = split_release(name)
+    if version is None:
+        raise InstallError(f"{name!r} names no release; write LIB{RELEASE_SEP}VERSION, "
+                           f"e.g. jax{RELEASE_SEP}0.10.1")
+    if library in NO_RUNTIME:
+        raise InstallError(f"{name!r}: {library} runs in nablafuzz's own interpreter and has no "
+                           f"releases to install; name one of {', '.join(LIBRARIES)}")
+    if library not in RELEASES:
+        raise InstallError(f"unknown library {library!r} in {name!r}; choose from "
+                           f"{', '.join(LIBRARIES)}, e.g. jax{RELEASE_SEP}0.10.1")
+    base, recipe = _default_plan(library), RELEASES[library]
+    requirements = (tuple(f"{dist}=={version}" for dist in recipe.pinned)
+                    + tuple(_requirement(base, dist) for dist in recipe.kept) + recipe.loose)
+    return RuntimePlan(name=name, libraries=(name,), python_candidates=base.python_candidates,
+                       requirements=requirements, env=base.env)
 
 
 def select_plans(libraries: list[str] | None) -> tuple[RuntimePlan, ...]:
-    """The plans serving `libraries` (None = every library)."""
+    """The plans serving `libraries` (None = every library; `LIB@VERSION` = a release)."""
     if libraries is None:
         return PLANS
-    unknown = [lib for lib in libraries if lib not in LIBRARIES + NO_RUNTIME]
+    releases = tuple(release_plan(lib) for lib in dict.fromkeys(libraries) if RELEASE_SEP in lib)
+    defaults = [lib for lib in libraries if RELEASE_SEP not in lib]
+    unknown = [lib for lib in defaults if lib not in LIBRARIES + NO_RUNTIME]
     if unknown:
         raise InstallError(f"unknown library {', '.join(map(repr, unknown))}; "
                            f"choose from {', '.join(LIBRARIES)}")
     if not libraries:
         raise InstallError(f"no library requested; choose from {', '.join(LIBRARIES)}")
-    return tuple(plan for plan in PLANS if set(plan.libraries) & set(libraries))
+    return tuple(plan for plan in PLANS if set(plan.libraries) & set(defaults)) + releases
 
 
 def _previous_registry(home: Path, log: Callable[[str], None]) -> dict:
@@ -364,7 +501,10 @@ def _build_all(plans, home: Path, force: bool, log) -> dict:
 
 def install_plans(plans, home: Path | str | None = None, force: bool = False,
                   log: Callable[[str], None] = print) -> dict:
-    """Build `plans`, merge what succeeded into the registry, then report failures."""
+    """Build `plans`, merge what succeeded into the registry, then report failures.
+
+    Only the entries of the plans built here change: a release (`jax@0.10.1`) is an
+    entry of its own, so building it keeps `jax`, and rebuilding `jax` keeps it."""
     home = _home(home)
     registry = _previous_registry(home, log)
     failures = []
@@ -392,7 +532,9 @@ def install(libraries: list[str] | None = None, home: Path | None = None, force:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nablafuzz install", description=__doc__.split("\n")[0])
     parser.add_argument("--only", metavar="LIBS",
-                        help=f"comma-separated subset of {','.join(LIBRARIES)}")
+                        help=f"comma-separated subset of {','.join(LIBRARIES)}; LIB{RELEASE_SEP}"
+                             f"VERSION (e.g. jax{RELEASE_SEP}0.10.1) builds that release "
+                             "next to the default one")
     parser.add_argument("--force", action="store_true", help="rebuild even if up to date")
     parser.add_argument("--home", metavar="DIR",
                         help="state directory (default $NABLAFUZZ_HOME or ~/.cache/nablafuzz)")

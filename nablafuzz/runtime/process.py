@@ -60,13 +60,23 @@ class RuntimeUnavailable(WorkerError):
 
 @dataclass(frozen=True)
 class Runtime:
-    """A library and the interpreter that runs its worker."""
+    """A library and the interpreter that runs its worker.
+
+    `library` is the adapter the worker loads; `release` is set for another release of it
+    (`jax@0.10.1`: library "jax", release "0.10.1"), so that messages and a given-up runtime
+    (RuntimeUnavailable.library) name which of two runtimes of one library it was."""
 
     library: str
     python: str
     env: Tuple[Tuple[str, str], ...] = ()
     memory_limit_mb: Optional[int] = None
     python_path: Tuple[str, ...] = ()
+    release: Optional[str] = None
+
+    @property
+    def name(self) -> str:
+        """The registry name: `jax`, or `jax@0.10.1` for a release."""
+        return f"{self.library}@{self.release}" if self.release else self.library
 
 
 @dataclass
@@ -113,7 +123,7 @@ class WorkerProcess:
             return subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
                                     env=self._env(), start_new_session=True)
         except OSError as exc:
-            raise WorkerError(f"cannot start the {self.runtime.library} worker with {self.runtime.python}: {exc}; "
+            raise WorkerError(f"cannot start the {self.runtime.name} worker with {self.runtime.python}: {exc}; "
                               "run `nablafuzz install` or check the runtime registry") from None
         finally:
             log.close()
@@ -131,7 +141,7 @@ class WorkerProcess:
         ex = self.request({"op": "hello"}, timeout, until="hello")
         if ex.death or not ex.messages:
             detail = ex.death.detail if ex.death else "no answer"
-            raise WorkerError(f"the {self.runtime.library} worker did not start ({detail}); "
+            raise WorkerError(f"the {self.runtime.name} worker did not start ({detail}); "
                               f"its log {self.log_path} ends with:\n{ex.death.log if ex.death else ''}")
         self.versions = ex.messages[-1]["versions"]
         return self.versions
@@ -154,7 +164,7 @@ class WorkerProcess:
                 self.kill()
                 self.proc = None
                 if delay is None:
-                    raise RuntimeUnavailable(self.runtime.library, f"{exc} (tried {len(RESTART_DELAYS) + 1} times)") \
+                    raise RuntimeUnavailable(self.runtime.name, f"{exc} (tried {len(RESTART_DELAYS) + 1} times)") \
                         from None
                 time.sleep(delay)
 
