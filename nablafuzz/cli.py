@@ -57,6 +57,10 @@ def _campaign_parser(sub) -> None:
     p.add_argument("--api-budget", dest="api_budget_s", type=float, help="seconds per API")
     p.add_argument("--seed", type=int)
     p.add_argument("--workers", type=int, help="parallel workers (default: 2)")
+    p.add_argument("--versions", type=_csv_of("--versions jax@0.10.1,jax"),
+                   help="release-vs-release: run each trial in two runtimes of one library, the older first "
+                        "(jax@0.10.1,jax; build one with `nablafuzz install --only jax@0.10.1`) and report what "
+                        "differs: a mode that broke or started working, a value or derivative that changed")
     p.add_argument("--executor", choices=("threads", "ray"),
                    help="where trials run: worker threads on this machine (default), or Ray actors, one per worker, "
                         "on this machine or a cluster (pip install 'nablafuzz[ray]'); the results are the same")
@@ -236,6 +240,8 @@ def cmd_campaign(args: argparse.Namespace) -> int:
     settings = {k: v for k, v in vars(args).items() if k not in ("command", "profile", "triage")}
     if args.spec_dir is not None:
         _existing_dir(Path(args.spec_dir), "--spec-dir")
+    if settings.get("versions") and not settings["libraries"]:  # the library of the two releases
+        settings["libraries"] = sorted({v.partition("@")[0] for v in settings["versions"]})
     settings["libraries"] = settings["libraries"] or installed_libraries(settings.get("spec_dir") or "api_specs")
     config = make_config(args.profile, **settings)
     with ProgressView(config) as view:
@@ -314,12 +320,13 @@ def cmd_numerics(args: argparse.Namespace) -> int:
 
 def cmd_replay(args: argparse.Namespace) -> int:
     from .campaign.cross import CrossReplayer
+    from .campaign.releases import ReleaseReplayer
     from .reports.replay import load_for_replay, replay_report
     from .reports.store import read_report
     from .runtime.registry import resolve_runtime
     from .runtime.runner import Runner
     from .specs.spec import load_specs
-    worst, runners, specs = 0, {}, {}
+    worst, runners, specs, releases = 0, {}, {}, None
     paths = [str(Path.cwd())] + [str(Path(f).parent) for f in args.spec_files]
     cross = CrossReplayer(Path(args.spec_dir), args.spec_files, args.equivalence, paths)
     try:
@@ -328,6 +335,16 @@ def cmd_replay(args: argparse.Namespace) -> int:
             if report.fingerprint.api.startswith("model:"):
                 from .modelfuzz.replay import replay_model_report
                 result = replay_model_report(report, model_specs(args.model_files))
+                print(f"{path}: {result.message()}  ({', '.join(result.versions)})")
+                worst = max(worst, result.outcome.value)
+                continue
+            if report.fingerprint.releases:  # release-vs-release: both runtimes it names
+                library = report.fingerprint.library
+                if library not in specs:
+                    specs[library] = load_specs(Path(args.spec_dir), [library], [Path(f) for f in args.spec_files])
+                releases = releases or ReleaseReplayer(paths)
+                rep, spec = load_for_replay(path, specs[library])
+                result = releases.replay(rep, spec)
                 print(f"{path}: {result.message()}  ({', '.join(result.versions)})")
                 worst = max(worst, result.outcome.value)
                 continue
@@ -346,6 +363,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
             worst = max(worst, result.outcome.value)
     finally:
         cross.close()
+        if releases is not None:
+            releases.close()
         for runner in runners.values():
             runner.close()
     return worst

@@ -1,5 +1,6 @@
-"""`nablafuzz campaign`: the loop (loop.py) around one of two oracles, in-library (inlib.py)
-or cross-library (cross.py); this entry is the one module that knows both."""
+"""`nablafuzz campaign`: the loop (loop.py) around one of three oracles, in-library (inlib.py),
+cross-library (cross.py) or release-vs-release (releases.py); this entry is the one module that
+knows them all."""
 from __future__ import annotations
 
 from dataclasses import replace
@@ -12,15 +13,21 @@ from ..runtime.registry import resolve_runtime
 from ..specs.spec import load_specs
 from .cross import CrossLibrary
 from .inlib import InLibrary
+from .releases import Releases
 from .loop import Campaign
 from .stats import Summary
+
+
+def oracle_for(config: Config):
+    """The oracle class of a campaign: cross-library, release-vs-release, or in-library."""
+    return CrossLibrary if config.cross else Releases if config.versions else InLibrary
 
 
 def run_campaign(config: Config, progress=None) -> Summary:
     specs = load_specs(Path(config.spec_dir), config.libraries, [Path(f) for f in config.spec_files])
     specs = replace(specs, specs=tuple(with_vetted(specs.specs, Path(config.store_dir))))  # vetting.py
-    campaign = Campaign(config, specs, CrossLibrary if config.cross else InLibrary, progress)
-    for library in config.libraries:
+    campaign = Campaign(config, specs, oracle_for(config), progress)
+    for library in config.libraries + config.versions:
         resolve_runtime(library)  # fail fast, before any thread starts, if a runtime is missing
     if not campaign.oracle.specs:
         raise ConfigError(f"no API spec matches libraries {', '.join(config.libraries)} and API globs "

@@ -40,6 +40,7 @@ from ..core.model import ApiSpec, Fingerprint
 from ..runtime.pool import Members
 from ..runtime.process import RuntimeUnavailable
 from ..specs.spec import SpecSet
+from . import oracle_for
 from .loop import Campaign
 from .stats import Observation, TrialResult
 
@@ -86,12 +87,6 @@ class ShardEnd:
     gave_up: Optional[Tuple[str, str]] = None
 
 
-def _oracle(config: Config):
-    from .cross import CrossLibrary
-    from .inlib import InLibrary
-    return CrossLibrary if config.cross else InLibrary
-
-
 def _runners(runners: Dict[str, Any]) -> Iterator[Any]:
     """Every runner of a lane, those of a cross-library `Members` included."""
     for r in runners.values():
@@ -103,7 +98,7 @@ class ShardWorker:
 
     def __init__(self, config: Config, specs: SpecSet, round: Tuple[str, str, int], python_path: Tuple[str, ...], n: int):
         name, directory, number = round
-        self.campaign = Campaign(config, specs, _oracle(config), round=(name, _writable(Path(directory)), number))
+        self.campaign = Campaign(config, specs, oracle_for(config), round=(name, _writable(Path(directory)), number))
         self.campaign.python_path = python_path
         self.runners: Dict[str, Any] = {}
         self.n = n

@@ -73,7 +73,8 @@ def campaign_id(config: Config) -> str:
         + ((("regime_share", config.regime_share),) if config.regime_share != Config.regime_share else ()) \
         + ((("programs", config.max_programs),) if config.programs and not config.cross else ()) \
         + ((("staged", config.staged),) if config.staged is not None else ()) \
-        + ((("validity_model", config.validity_model),) if config.validity_model is not Config.validity_model else ())
+        + ((("validity_model", config.validity_model),) if config.validity_model is not Config.validity_model else ())\
+        + ((("versions",) + tuple(config.versions),) if config.versions else ())
     return config.name or f"c-{digest(basis, 10)}"
 
 
@@ -244,7 +245,7 @@ class Campaign:
             rt = resolve_runtime(library, self.python_path, self.config.memory_limit_mb)
             log = self.dir / "logs" / f"{library}-{n}.log"
             runners[library] = Runner(rt, log, self.config.trial_timeout_s, self.deadline,
-                                      staged=staged_for(self.config, library))
+                                      staged=staged_for(self.config, rt.library))  # `jax` of `jax@0.10.1`
         return runners[library]
 
     def _work(self, schedule: Schedule, n: int, deadline: float, make_lane: Callable[[int], "Lane"]) -> None:

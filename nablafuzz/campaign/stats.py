@@ -35,6 +35,7 @@ class Observation:
     candidate: int = 0
     pick: str = ""
     guess: float = -1.0
+    changes: Tuple[Tuple[str, str, str], ...] = ()  # --versions: (release pair, fingerprint key, new|fixed|changed)
 
     def with_new(self, new: Tuple[str, ...]) -> "Observation":
         return replace(self, new=new)
@@ -49,7 +50,8 @@ class Observation:
                 **({"regime": self.regime} if self.regime else {}),
                 **({"structure": self.structure} if self.structure else {}),
                 **({"candidate": self.candidate} if self.candidate else {}),
-                **({"pick": self.pick, "guess": round(self.guess, 4)} if self.pick else {})}
+                **({"pick": self.pick, "guess": round(self.guess, 4)} if self.pick else {}),
+                **({"changes": [list(c) for c in self.changes]} if self.changes else {})}
 
     @staticmethod
     def from_json(d: Dict[str, Any]) -> "Observation":
@@ -59,7 +61,8 @@ class Observation:
                            tuple(d.get("conventions", ())), tuple(tuple(v) for v in d.get("votes", ())),
                            bool(d.get("empty", False)),  # logs written before `empty` existed: False
                            str(d.get("regime", "")), str(d.get("structure", "")),
-                           int(d.get("candidate", 0)), str(d.get("pick", "")), float(d.get("guess", -1.0)))
+                           int(d.get("candidate", 0)), str(d.get("pick", "")), float(d.get("guess", -1.0)),
+                           tuple(tuple(c) for c in d.get("changes", ())))
 
 
 @dataclass(frozen=True)
@@ -89,6 +92,7 @@ class Summary:
     # --validity-model: ("library pick", trials, valid, findings), pick "unguided" / "model" / "explore"
     picks: Tuple[Tuple[str, int, int, int], ...] = ()
     predicted: Predicted = ()  # (API, trials predicted, right, valid rate of its model's picks)
+    releases: Tuple[Tuple[str, int, int, int], ...] = ()  # --versions: (release pair, new, fixed, changed fingerprints)
 
     @property
     def trials_per_s(self) -> float:
@@ -107,7 +111,9 @@ class Summary:
                 "regimes": {r or "domain": {"trials": t, "valid": v, "findings": f} for r, t, v, f in self.regimes},
                 "structures": {s: {"trials": t, "valid": v, "findings": f} for s, t, v, f in self.structures},
                 **({"cross_votes": dict(self.votes)} if self.votes else {}),
-                **({"validity_model": self._validity()} if self.picks else {})}
+                **({"validity_model": self._validity()} if self.picks else {}),
+                **({"releases": {p: {"new": n, "fixed": f, "changed": c} for p, n, f, c in self.releases}}
+                   if self.releases else {})}
 
     def _validity(self) -> Dict[str, Any]:
         """Valid rates by how trials were picked, and the held-out accuracy of each API's model:
@@ -138,7 +144,9 @@ class Summary:
             "structured inputs (trials / valid / findings): "
             + (", ".join(f"{s} {t}/{v}/{f}" for s, t, v, f in self.structures) or "none"),
         ] + ([f"cross-library votes (library vote: quantities): {', '.join(f'{k}: {v}' for k, v in self.votes)}"]
-             if self.votes else []) + [f"runtime given up, its remaining APIs skipped: {s}" for s in self.stopped] \
+             if self.votes else []) \
+            + [f"release changes {p} (distinct fingerprints): new {n}, fixed {f}, changed {c}" for p, n, f, c in self.releases] \
+            + [f"runtime given up, its remaining APIs skipped: {s}" for s in self.stopped] \
             + self._validity_lines()
 
     def _validity_lines(self) -> List[str]:
@@ -191,7 +199,18 @@ def summarise(campaign: str, specs: Sequence[ApiSpec], obs: Sequence[Observation
         structures=tuple(row for row in _per(obs, lambda o: o.structure) if row[0]),
         picks=picks(obs),
         predicted=predicted(obs),
+        releases=releases(obs),
     )
+
+
+def releases(obs: Sequence[Observation]) -> Tuple[Tuple[str, int, int, int], ...]:
+    """(release pair, new, fixed, changed): distinct fingerprints of each class (Note [release change])."""
+    kinds: Dict[str, Dict[str, str]] = {}
+    for o in obs:
+        for pair, key, kind in o.changes:
+            kinds.setdefault(pair, {})[key] = kind
+    return tuple((pair, *(sum(k == want for k in keys.values()) for want in ("new", "fixed", "changed")))
+                 for pair, keys in sorted(kinds.items()))
 
 
 def picks(obs: Sequence[Observation]) -> Tuple[Tuple[str, int, int, int], ...]:

@@ -73,8 +73,9 @@ def _sklearn() -> bool:
 def validity_on(config) -> bool:
     """Whether a campaign is guided: --validity-model (which needs scikit-learn, the `learn`
     extra), or the profile's default (None: when scikit-learn is installed); never --cross,
-    whose trials are one per equivalence class, run by every member."""
-    if config.cross or config.validity_model is False:
+    whose trials are one per equivalence class, run by every member, nor --versions, whose
+    trials are the same in both releases."""
+    if config.cross or config.versions or config.validity_model is False:
         return False
     if config.validity_model and not _sklearn():
         raise ConfigError("--validity-model needs scikit-learn (fix: pip install 'nablafuzz[learn]', "

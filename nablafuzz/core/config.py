@@ -52,6 +52,7 @@ class Config:
     # None: when scikit-learn is installed (the default and nightly profiles)
     validity_model: Optional[bool] = False
     executor: str = "threads"  # where trials run: worker threads here, or "ray" actors (campaign/distributed.py)
+    versions: Tuple[str, ...] = ()  # two runtimes of one library, older first (jax@0.10.1, jax): campaign/releases.py
     address: str = ""  # --executor ray: the cluster to join ("auto", HOST:PORT); "": a private one on this machine
 
 
@@ -119,6 +120,12 @@ def _validate(config: Config) -> None:
         value = getattr(config, name)
         if not ok(value):
             raise ConfigError(f"setting {name}={value!r} is invalid: it must be {rule}")
+    if config.versions and (config.cross or config.programs):
+        raise ConfigError("setting versions (a release-vs-release campaign) runs one library's APIs in two of its "
+                          "releases; drop --cross and --programs")
+    if config.versions and {v.partition("@")[0] for v in config.versions} != set(config.libraries):
+        raise ConfigError(f"setting versions={list(config.versions)} names runtimes of a library other than "
+                          f"libraries={list(config.libraries)}; drop -l (the library of --versions is used)")
     if config.programs and config.cross:
         raise ConfigError("setting programs=True needs an in-library campaign: programs are not cross-library "
                           "classes; drop --cross or --programs")

@@ -52,6 +52,7 @@ class Verdict(str, enum.Enum):
     NONFINITE_VALUE = "nonfinite_value"  # a model's loss (modelfuzz)
     PRECISION_MISMATCH = "precision_mismatch"  # a model in float16/bfloat16 against float32 (modelfuzz)
     NUMERICAL_DEFECT = "numerical_defect"  # an operation proved able to fail, and confirmed (numerics)
+    RELEASE_CHANGE = "release_change"  # one trial, two releases of a library, a different result (campaign --versions)
 
 
 class Severity(str, enum.Enum):
@@ -82,6 +83,14 @@ CROSS_ORACLE = "cross:"
 
 def cross_oracle(class_id: str) -> str:
     return CROSS_ORACLE + class_id
+
+
+# a release-vs-release finding's Fingerprint.oracle: "release:<old>..<new>" (runtime names, jax@0.10.1)
+RELEASE_ORACLE = "release:"
+
+
+def release_oracle(old: str, new: str) -> str:
+    return f"{RELEASE_ORACLE}{old}..{new}"
 
 
 class ReportStatus(str, enum.Enum):
@@ -283,6 +292,11 @@ class Fingerprint:
     def cross_class(self) -> str:
         """The equivalence class of a cross-library finding ("" for an in-library one)."""
         return self.oracle[len(CROSS_ORACLE):] if self.oracle.startswith(CROSS_ORACLE) else ""
+
+    @property
+    def releases(self) -> Tuple[str, ...]:
+        """The two runtimes (old, new) of a release-vs-release finding (() for any other)."""
+        return tuple(self.oracle[len(RELEASE_ORACLE):].split("..", 1)) if self.oracle.startswith(RELEASE_ORACLE) else ()
 
 
 @dataclass(frozen=True)

@@ -280,7 +280,8 @@ def _facts(report: BugReport, path: Path, what: str) -> List[str]:
 
 def _report(report: BugReport, root: Path, what: str, declared: Container[str]) -> List[str]:
     fp = report.fingerprint
-    what_ran = ", ".join(fp.scenarios) + " vs the other libraries" if fp.oracle else " vs ".join(fp.scenarios)
+    what_ran = (", ".join(fp.scenarios) + f" in {' vs '.join(fp.releases)}" if fp.releases
+                else ", ".join(fp.scenarios) + " vs the other libraries" if fp.oracle else " vs ".join(fp.scenarios))
     title = f"##### {report.evidence.severity}: {what_ran or fp.verdict.value} — `{report.key}`"
     if report.status is ReportStatus.FIXED:
         title += " (fixed)"
@@ -351,7 +352,34 @@ def _bugs(reports: Sequence[BugReport]) -> List[BugReport]:
     """The reports that may be bugs: neither metadata drift nor vetted as not a bug (model
     findings have their own section)."""
     return [r for r in reports if r.fingerprint.verdict not in METADATA and not dismissed(r)
-            and not model_name(r.fingerprint.api)]
+            and not model_name(r.fingerprint.api) and not r.fingerprint.releases]
+
+
+def _release_changes(reports: Sequence[BugReport], changes: Dict[str, str], pages: Optional[str]) -> List[str]:
+    """`campaign --versions` findings, per release pair: what the newer release broke (new),
+    fixed, or changed without a reference to say which is right (Note [release change])."""
+    found = [r for r in reports if r.fingerprint.releases and not dismissed(r)]
+    if not found:
+        return []
+    lines = ["## Release changes (`campaign --versions`)", "",
+             "One trial run by two releases of a library. *new*: a mode the older release computed now fails, or a "
+             "derivative left the finite-difference reference the older release agreed with; *fixed*: the reverse; "
+             "*changed*: the values differ and no converged reference says which is right.", ""]
+    pairs = sorted({r.fingerprint.releases for r in found})
+    for old, new in pairs:
+        mine = [r for r in found if r.fingerprint.releases == (old, new)]
+        count = {k: sum(r.fingerprint.error_type == k for r in mine) for k in ("new", "fixed", "changed")}
+        lines += [f"### {old} → {new}: {count['new']} new, {count['fixed']} fixed, {count['changed']} changed", "",
+                  "| class | severity | API | quantities | since last campaign | occurrences | what | report |",
+                  "|---|---|---|---|---|---:|---|---|"]
+        order = {"new": 0, "changed": 1, "fixed": 2}
+        for r in sorted(mine, key=lambda r: (order.get(r.fingerprint.error_type, 3),) + _report_order(r)):
+            fp = r.fingerprint
+            ref = f"[`{r.key}`]({pages}/release-{r.key}.md)" if pages else f"`{r.key}`"
+            lines.append(f"| {fp.error_type} | {r.evidence.severity} | `{fp.api}` | {', '.join(fp.scenarios)} | "
+                         f"{changes[r.key]} | {r.occurrences} | {_cell(_one_line(r.evidence.message)[:200])} | {ref} |")
+        lines.append("")
+    return lines
 
 
 def _model_findings(reports: Sequence[BugReport], changes: Dict[str, str], pages: Optional[str]) -> List[str]:
@@ -406,6 +434,7 @@ def render_triage(store_root: Path, out: Optional[Path] = None, spec_dir: Path =
     text = "\n".join(_header(root, reports, campaigns) + _summary(bugs, changes) + _problems(errors, warnings)
                      + _index(causes, by_key, changes, PAGES_DIR if out is not None else None) + _cross(campaigns)
                      + _model_findings(reports, changes, PAGES_DIR if out is not None else None)
+                     + _release_changes(reports, changes, PAGES_DIR if out is not None else None)
                      + _validity(campaigns) + _conventions(campaigns) + _metadata_drift(reports)).rstrip("\n") + "\n"
     if out is not None:
         declared = declared_apis(spec_dir, spec_files, {r.fingerprint.library for r in reports})
@@ -413,6 +442,10 @@ def render_triage(store_root: Path, out: Optional[Path] = None, spec_dir: Path =
         for c in causes:
             write_atomic(pages / f"{c.id}.md", _page(c, by_key, root, changes, declared))
         for r in reports:
+            if r.fingerprint.releases and not dismissed(r):
+                write_atomic(pages / f"release-{r.key}.md", "\n".join(
+                    [f"# `{r.fingerprint.api}`: {' → '.join(r.fingerprint.releases)}", ""]
+                    + _report(r, root, changes[r.key], declared)))
             if model_name(r.fingerprint.api) and not dismissed(r):
                 write_atomic(pages / f"model-{r.key}.md", "\n".join([f"# `{r.fingerprint.api}` ({r.fingerprint.library})", ""]
                                                                    + _report(r, root, changes[r.key], declared)))

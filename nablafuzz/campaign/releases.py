@@ -1,0 +1,177 @@
+"""`campaign --versions OLD,NEW`: each trial of one library's APIs runs in two of its releases
+(`nablafuzz install --only jax@0.10.1` builds one next to the default runtime, named `jax`), and
+what differs is reported as a `release_change` (Note [release change] in oracle/releases.py).
+
+Trials are drawn as in an in-library campaign.  A library whose trials are staged (compiled
+scenario kernels, Note [staged scenarios]) screens them so in both releases; a trial with a
+change runs again eagerly in both, as its repro script runs it, and only that run's findings go
+on to confirmation (both workers fresh), minimisation and the store.
+"""
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Set, Tuple
+
+from ..core.config import Config
+from ..core.errors import ConfigError, WorkerError
+from ..core.fingerprint import key as fingerprint_key
+from ..core.model import ApiSpec, BugReport, Execution, Finding, Outcome, Trial, release_oracle
+from ..oracle.releases import release_judge
+from ..reports.replay import ReplayResult, replay_result
+from ..reports.store import trial_key
+from ..runtime.pool import Members
+from ..runtime.process import RuntimeUnavailable
+from ..runtime.install import InstallError
+from ..runtime.registry import resolve_runtime, split_release
+from ..runtime.runner import Runner
+from ..specs.generate import generate
+from ..specs.spec import SpecSet
+from ..libraries import scenarios_for, staged_for
+from .minimize import minimise
+from .stats import Observation, TrialResult, with_count
+
+RELEASES = "releases"  # the runners key of a worker thread's pair of releases
+
+
+def release_pair(versions: Sequence[str]) -> Tuple[str, str]:
+    """The two runtimes of `--versions OLD,NEW`, checked: two names of one library."""
+    if len(versions) != 2:
+        raise ConfigError(f"setting versions={list(versions)} is invalid: name two runtimes of one library, the "
+                          "older first (e.g. --versions jax@0.10.1,jax; build one with `nablafuzz install --only jax@0.10.1`)")
+    try:
+        libraries = {split_release(v)[0] for v in versions}
+    except InstallError as exc:
+        raise ConfigError(f"setting versions: {exc}") from None
+    if len(libraries) != 1 or versions[0] == versions[1]:
+        raise ConfigError(f"setting versions={list(versions)} is invalid: they must be two different runtimes of "
+                          "one library (e.g. jax@0.10.1,jax)")
+    return versions[0], versions[1]
+
+
+def run_pair(spec: ApiSpec, trial: Trial, members: Members, names: Tuple[str, str], scenarios: Sequence[str],
+             eager: bool) -> Tuple[Tuple[Finding, ...], Dict[str, Execution]]:
+    """The trial run by both releases (eagerly if asked) and judged."""
+    with contextlib.ExitStack() as stack:
+        if eager:
+            for name in names:
+                stack.enter_context(members[name].eager())
+        executions = {name: members[name].run(trial, spec, scenarios) for name in names}
+    return release_judge(spec, trial, names, executions[names[0]], executions[names[1]]), executions
+
+
+class Releases:
+    """The oracle `campaign/loop.py` runs for `--versions`."""
+
+    def __init__(self, campaign, specs: SpecSet):
+        self.campaign, self.config = campaign, campaign.config
+        self.names = release_pair(self.config.versions)
+        self.library = split_release(self.names[0])[0]
+        self.oracle = release_oracle(*self.names)
+        self.specs = [replace(s, reference="") for s in specs.select([self.library], self.config.apis)]
+
+    def prepare(self) -> None:
+        """Nothing to add."""
+
+    def runner(self, runners: Dict, library: str, n: int) -> Members:
+        """One `Members` per worker thread: a runner per release."""
+        if RELEASES not in runners:
+            own: Dict[str, Runner] = {}
+            runners[RELEASES] = Members(lambda name: self.campaign.runner(own, name, n), own, self.campaign.shared.stopped)
+        return runners[RELEASES]
+
+    def trial(self, spec: ApiSpec, index: int, candidate: int = 0) -> Trial:
+        return generate(spec, self.campaign.seed, index, self.config.max_tensor_size, self.config.max_rank,
+                        regime_share=self.config.regime_share, pooled=staged_for(self.config, self.library),
+                        candidate=candidate)
+
+    def run_trial(self, spec: ApiSpec, members: Members, index: int) -> TrialResult:
+        start = time.monotonic()
+        trial = self.trial(spec, index)
+        scenarios = scenarios_for(self.config, spec.library, spec.capabilities)
+        staged = staged_for(self.config, self.library)
+        try:
+            findings, executions = run_pair(spec, trial, members, self.names, scenarios, eager=not staged)
+        except RuntimeUnavailable:
+            raise
+        except WorkerError as exc:  # the API is not in one of the releases (added or removed): nothing to compare
+            obs = Observation(spec.id, index, trial_key(trial), trial.dtype, False, 0, (), (), (),
+                              time.monotonic() - start, "", str(exc)[:160], regime=trial.regime)
+            return TrialResult(obs, (), members.versions(list(self.names)))
+        if findings and staged:  # re-established eagerly, as its repro runs it
+            findings, executions = run_pair(spec, trial, members, self.names, scenarios, eager=True)
+
+        def again() -> Tuple[Finding, ...]:  # both workers fresh (Note [confirmation])
+            for name in self.names:
+                members[name].restart()
+            return run_pair(spec, trial, members, self.names, scenarios, eager=True)[0]
+        confirmed, unconfirmed = self.campaign.confirm(findings, again)
+        reported = tuple(self._representative(f, spec, members, scenarios) for f in confirmed)
+        direct = [ex.get("direct") for ex in executions.values()]
+        valid = any(d is not None and d.outcome is Outcome.OK for d in direct)
+        deaths = ", ".join(f"{name} {ex.death.kind}" for name, ex in executions.items() if ex.death)
+        why = "" if valid else "; ".join(f"{name}: {d.error.type}: {d.error.message}"[:80]
+                                         for name, d in zip(executions, direct) if d is not None and d.error)
+        pair = f"{self.names[0]}..{self.names[1]}"
+        obs = Observation(spec.id, index, trial_key(trial), trial.dtype, valid, len(findings) + unconfirmed,
+                          with_count((), "not_confirmed", unconfirmed),
+                          tuple(fingerprint_key(f.fingerprint) for f in confirmed), (), time.monotonic() - start,
+                          deaths, why[:160], regime=trial.regime,
+                          changes=tuple((pair, fingerprint_key(f.fingerprint), f.candidate.error_type) for f in confirmed))
+        return TrialResult(obs, reported, members.versions(list(self.names)))
+
+    def _representative(self, finding: Finding, spec: ApiSpec, members: Members,
+                        scenarios: Sequence[str]) -> Tuple[Finding, Trial]:
+        """The minimised trial that still shows the change, with the finding judged on it."""
+        if not self.campaign.to_minimise(finding):
+            return finding, finding.trial
+        fp, judged = finding.fingerprint, []
+
+        def reproduces(t: Trial) -> bool:
+            match = next((f for f in run_pair(spec, t, members, self.names, scenarios, eager=True)[0]
+                          if f.fingerprint == fp), None)
+            if match is not None:
+                judged.append((t, match))
+            return match is not None
+        small = minimise(finding.trial, reproduces, spec=spec)
+        again = next((f for t, f in reversed(judged) if t == small), None)
+        return (finding if again is None else replace(again, trial=finding.trial)), small
+
+    # ---- the campaign's end ------------------------------------------------------------------
+    def covers(self, report: BugReport, covered: Set[str]) -> bool:
+        fp = report.fingerprint
+        return fp.oracle == self.oracle and f"{fp.library}:{fp.api}" in covered
+
+    def agreement(self, observations: List[Observation]) -> tuple:
+        return ()
+
+    def replay(self, report: BugReport) -> Optional[ReplayResult]:
+        spec = next((s for s in self.specs if s.name == report.fingerprint.api), None)
+        if spec is None:
+            return None
+        members = self.runner(self.campaign.main_runners, self.library, 0)
+        return replay_release(report, spec, members, scenarios_for(self.config, spec.library, spec.capabilities))
+
+
+def replay_release(report: BugReport, spec: ApiSpec, members: Members, scenarios: Sequence[str]) -> ReplayResult:
+    """Re-run a release report's trial in both of its releases (eagerly) and judge it again."""
+    names = report.fingerprint.releases
+    wanted = tuple(scenarios) + tuple(s for s in report.fingerprint.scenarios if s not in scenarios)
+    findings, _ = run_pair(spec, report.trial, members, names, wanted, eager=True)
+    return replay_result(report, findings, members.versions(list(names)))
+
+
+class ReleaseReplayer:
+    """`nablafuzz replay` of release-vs-release reports: one worker per release serves them all."""
+
+    def __init__(self, python_path: Sequence[str]):
+        self.members = Members(lambda name: Runner(resolve_runtime(name, python_path),
+                                                   Path(f".nablafuzz/replay-{name}.log"), 60.0))
+
+    def replay(self, report: BugReport, spec: ApiSpec) -> ReplayResult:
+        return replay_release(report, spec, self.members, scenarios_for(Config(), spec.library, spec.capabilities))
+
+    def close(self) -> None:
+        self.members.close()

@@ -1,0 +1,119 @@
+"""Release-vs-release campaigns (`campaign --versions`): the judge on executions, the settings,
+the summary and triage; the end-to-end campaign against two real JAX releases is in
+test_releases_jax.py."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nablafuzz.campaign.releases import release_pair
+from nablafuzz.campaign.stats import Observation, summarise
+from nablafuzz.core.config import make_config
+from nablafuzz.core.errors import ConfigError
+from nablafuzz.core.model import ErrorInfo, Execution, Outcome, ScenarioResult, Trial, Verdict
+from nablafuzz.oracle.releases import release_judge
+from nablafuzz.specs.spec import load_specs
+
+ROOT = Path(__file__).resolve().parents[1]
+NAMES = ("jax@0.10.1", "jax")
+
+
+@pytest.fixture(scope="module")
+def spec():
+    specs = load_specs(ROOT / "api_specs", ["numpy_ref"], [])
+    return next(s for s in specs.specs if s.name == "sin")
+
+
+def _trial(spec) -> Trial:
+    return Trial(spec.library, spec.name, 1, "float64", ())
+
+
+def _ok(scenario, value=None, outputs=(), fd_error=None):
+    return ScenarioResult(scenario, Outcome.OK, value, abs(value) if value is not None else None,
+                          fd_error, tuple(np.asarray(o) for o in outputs))
+
+
+def _ex(trial, *results):
+    return Execution(trial, tuple(results), None)
+
+
+def _base(direct=(1.0, 2.0), rev=0.5, fwd=0.5, fd=0.5, rr=0.25):
+    return [_ok("direct", outputs=[np.array(direct)]), _ok("rev", rev), _ok("fwd", fwd),
+            _ok("fd", fd, fd_error=1e-9), _ok("rev.rev", rr)]
+
+
+def test_same_results_give_no_finding(spec):
+    t = _trial(spec)
+    assert release_judge(spec, t, NAMES, _ex(t, *_base()), _ex(t, *_base())) == ()
+
+
+def test_a_derivative_that_left_the_reference_is_new(spec):
+    t = _trial(spec)
+    (f,) = release_judge(spec, t, NAMES, _ex(t, *_base()), _ex(t, *_base(rev=0.7, rr=0.9)))
+    fp = f.fingerprint
+    assert (fp.verdict, fp.scenarios, fp.order, fp.error_type) == (Verdict.RELEASE_CHANGE, ("rev",), 1, "new")
+    assert fp.releases == NAMES and fp.oracle == "release:jax@0.10.1..jax"
+    assert "0.5 in jax@0.10.1" in f.message and "0.7 in jax" in f.message  # both releases' values in the evidence
+
+
+def test_a_derivative_that_came_to_agree_with_the_reference_is_fixed(spec):
+    t = _trial(spec)
+    (f,) = release_judge(spec, t, NAMES, _ex(t, *_base(fwd=0.1)), _ex(t, *_base()))
+    assert (f.fingerprint.scenarios, f.fingerprint.error_type) == (("fwd",), "fixed")
+
+
+def test_a_changed_output_hides_its_derivatives_and_has_no_reference(spec):
+    t = _trial(spec)
+    (f,) = release_judge(spec, t, NAMES, _ex(t, *_base()), _ex(t, *_base(direct=(1.0, 2.5), rev=0.9)))
+    assert (f.fingerprint.scenarios, f.fingerprint.order, f.fingerprint.error_type) == (("direct",), 0, "changed")
+
+
+def test_a_mode_that_broke_or_started_working(spec):
+    t = _trial(spec)
+    broken = [r if r.scenario != "fwd" else ScenarioResult("fwd", Outcome.RAISED, error=ErrorInfo("TypeError", "no jvp"))
+              for r in _base()]
+    (f,) = release_judge(spec, t, NAMES, _ex(t, *_base()), _ex(t, *broken))
+    assert (f.fingerprint.scenarios, f.fingerprint.error_type) == (("fwd",), "new")
+    assert "TypeError: no jvp" in f.message
+    (g,) = release_judge(spec, t, NAMES, _ex(t, *broken), _ex(t, *_base()))
+    assert g.fingerprint.error_type == "fixed"
+
+
+def test_timeouts_and_roundoff_are_not_changes(spec):
+    t = _trial(spec)
+    slow = [r if r.scenario != "rev" else ScenarioResult("rev", Outcome.TIMEOUT) for r in _base()]
+    assert release_judge(spec, t, NAMES, _ex(t, *_base()), _ex(t, *slow)) == ()
+    assert release_judge(spec, t, NAMES, _ex(t, *_base()), _ex(t, *_base(rev=0.5 * (1 + 1e-15)))) == ()
+
+
+def test_release_pair_is_checked():
+    assert release_pair(["jax@0.10.1", "jax"]) == NAMES
+    for bad in (["jax@0.10.1"], ["jax@0.10.1", "torch"], ["jax", "jax"], ["jax@", "jax"]):
+        with pytest.raises(ConfigError, match="versions"):
+            release_pair(bad)
+
+
+def test_versions_exclude_cross_and_other_libraries():
+    with pytest.raises(ConfigError, match="--cross"):
+        make_config("default", libraries=["jax"], versions=["jax@0.10.1", "jax"], cross=True)
+    with pytest.raises(ConfigError, match="other than"):
+        make_config("default", libraries=["torch"], versions=["jax@0.10.1", "jax"])
+
+
+def test_summary_counts_distinct_fingerprints_per_class():
+    pair = "jax@0.10.1..jax"
+
+    def obs(i, changes):
+        return Observation("jax:f", i, "", "float64", True, 1, (), tuple(k for _, k, _ in changes), (), 0.1,
+                           changes=changes)
+    observations = [obs(0, ((pair, "k1", "new"),)), obs(1, ((pair, "k1", "new"),)), obs(2, ((pair, "k2", "fixed"),)),
+                    obs(3, ())]
+    again = [Observation.from_json(json.loads(json.dumps(o.to_json()))) for o in observations]
+    assert again == observations
+    summary = summarise("c", [], again, 4, 1.0, True)
+    assert summary.releases == ((pair, 1, 1, 0),)
+    assert summary.to_json()["releases"] == {pair: {"new": 1, "fixed": 1, "changed": 0}}
+    assert any(line.startswith(f"release changes {pair}") for line in summary.lines())
