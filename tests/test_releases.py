@@ -117,3 +117,14 @@ def test_summary_counts_distinct_fingerprints_per_class():
     assert summary.releases == ((pair, 1, 1, 0),)
     assert summary.to_json()["releases"] == {pair: {"new": 1, "fixed": 1, "changed": 0}}
     assert any(line.startswith(f"release changes {pair}") for line in summary.lines())
+
+
+def test_a_call_one_release_signature_refuses_is_not_a_change(spec):
+    t = _trial(spec)
+    refused = [ScenarioResult(r.scenario, Outcome.RAISED, error=ErrorInfo(
+        "TypeError", "top_k() got an unexpected keyword argument 'axis'")) for r in _base()]
+    assert release_judge(spec, t, NAMES, _ex(t, *refused), _ex(t, *_base())) == ()
+    regression = [ScenarioResult(r.scenario, Outcome.RAISED, error=ErrorInfo("TypeError", "unsupported operand"))
+                  for r in _base()]
+    (f,) = release_judge(spec, t, NAMES, _ex(t, *_base()), _ex(t, *regression))
+    assert (f.fingerprint.scenarios, f.fingerprint.error_type) == (("direct",), "new")

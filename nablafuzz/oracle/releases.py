@@ -16,11 +16,14 @@ classed by what the new release did:
            reference agreeing with neither).
 
 The class is the fingerprint's `error_type`, so a campaign's summary and triage count new,
-fixed and changed per release pair.  Timeouts and emulated modes are never compared.
+fixed and changed per release pair.  Timeouts and emulated modes are never compared, nor a
+trial whose call one release's signature refuses (`top_k(..., axis=0)` before `axis` existed):
+that is the API's surface changing, not what it computes.
 """
 from __future__ import annotations
 
 import math
+import re
 from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -34,6 +37,21 @@ from .tolerance import tolerance
 
 NEW, FIXED, CHANGED = "new", "fixed", "changed"
 _SKIP = (Outcome.TIMEOUT, Outcome.UNSUPPORTED)
+
+
+# the call itself refused by one release's signature: an argument added or removed, not a change
+# of what the function computes (an API missing from a release is refused before any trial runs)
+_SIGNATURE = re.compile(r"unexpected keyword argument|missing \d+ required (positional|keyword)|"
+                        r"takes (from )?\d+ (to \d+ )?positional arguments? but \d+ (were|was) given")
+
+
+def signature_differs(old: Execution, new: Execution) -> bool:
+    """Whether one release's call refused the trial's arguments (a TypeError of its signature)."""
+    for ex in (old, new):
+        d = ex.get("direct")
+        if d is not None and d.error is not None and d.error.type == "TypeError" and _SIGNATURE.search(d.error.message):
+            return True
+    return False
 
 
 def _works(r: Optional[ScenarioResult]) -> bool:
@@ -127,6 +145,8 @@ def release_judge(spec: ApiSpec, trial: Trial, names: Tuple[str, str], old: Exec
                   new: Execution) -> Tuple[Finding, ...]:
     """The lowest-order change between the `old` and `new` release's executions of `trial`, as
     at most one finding (Note [release change]); `names`: the two runtimes, old first."""
+    if signature_differs(old, new):
+        return ()
     quantities = [r.scenario for r in old.results if not is_reference(r.scenario)]
     changes: List[Tuple[str, str, Disagreement]] = []
     for q in quantities:

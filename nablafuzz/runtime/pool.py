@@ -29,8 +29,8 @@ class Members:
             r.close()
 
     def versions(self, libraries: Sequence[str]) -> Tuple[str, ...]:
-        """The versions the named members' workers report, sorted."""
-        return tuple(sorted(v for lib in libraries for v in versions_of(self[lib])))
+        """The versions the named members' workers report, sorted, each once (two releases share numpy)."""
+        return tuple(sorted({v for lib in libraries for v in versions_of(self[lib])}))
 
 
 def installed_runtimes(libraries: Sequence[str], python_path: Sequence[str] = ()) -> Dict[str, Runtime]:
