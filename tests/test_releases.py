@@ -45,14 +45,18 @@ def _base(direct=(1.0, 2.0), rev=0.5, fwd=0.5, fd=0.5, rr=0.25):
             _ok("fd", fd, fd_error=1e-9), _ok("rev.rev", rr)]
 
 
+def _judge(*args):
+    return release_judge(*args).findings
+
+
 def test_same_results_give_no_finding(spec):
     t = _trial(spec)
-    assert release_judge(spec, t, NAMES, _ex(t, *_base()), _ex(t, *_base())) == ()
+    assert _judge(spec, t, NAMES, _ex(t, *_base()), _ex(t, *_base())) == ()
 
 
 def test_a_derivative_that_left_the_reference_is_new(spec):
     t = _trial(spec)
-    (f,) = release_judge(spec, t, NAMES, _ex(t, *_base()), _ex(t, *_base(rev=0.7, rr=0.9)))
+    (f,) = _judge(spec, t, NAMES, _ex(t, *_base()), _ex(t, *_base(rev=0.7, rr=0.9)))
     fp = f.fingerprint
     assert (fp.verdict, fp.scenarios, fp.order, fp.error_type) == (Verdict.RELEASE_CHANGE, ("rev",), 1, "new")
     assert fp.releases == NAMES and fp.oracle == "release:jax@0.10.1..jax"
@@ -61,13 +65,13 @@ def test_a_derivative_that_left_the_reference_is_new(spec):
 
 def test_a_derivative_that_came_to_agree_with_the_reference_is_fixed(spec):
     t = _trial(spec)
-    (f,) = release_judge(spec, t, NAMES, _ex(t, *_base(fwd=0.1)), _ex(t, *_base()))
+    (f,) = _judge(spec, t, NAMES, _ex(t, *_base(fwd=0.1)), _ex(t, *_base()))
     assert (f.fingerprint.scenarios, f.fingerprint.error_type) == (("fwd",), "fixed")
 
 
 def test_a_changed_output_hides_its_derivatives_and_has_no_reference(spec):
     t = _trial(spec)
-    (f,) = release_judge(spec, t, NAMES, _ex(t, *_base()), _ex(t, *_base(direct=(1.0, 2.5), rev=0.9)))
+    (f,) = _judge(spec, t, NAMES, _ex(t, *_base()), _ex(t, *_base(direct=(1.0, 2.5), rev=0.9)))
     assert (f.fingerprint.scenarios, f.fingerprint.order, f.fingerprint.error_type) == (("direct",), 0, "changed")
 
 
@@ -75,18 +79,18 @@ def test_a_mode_that_broke_or_started_working(spec):
     t = _trial(spec)
     broken = [r if r.scenario != "fwd" else ScenarioResult("fwd", Outcome.RAISED, error=ErrorInfo("TypeError", "no jvp"))
               for r in _base()]
-    (f,) = release_judge(spec, t, NAMES, _ex(t, *_base()), _ex(t, *broken))
+    (f,) = _judge(spec, t, NAMES, _ex(t, *_base()), _ex(t, *broken))
     assert (f.fingerprint.scenarios, f.fingerprint.error_type) == (("fwd",), "new")
     assert "TypeError: no jvp" in f.message
-    (g,) = release_judge(spec, t, NAMES, _ex(t, *broken), _ex(t, *_base()))
+    (g,) = _judge(spec, t, NAMES, _ex(t, *broken), _ex(t, *_base()))
     assert g.fingerprint.error_type == "fixed"
 
 
 def test_timeouts_and_roundoff_are_not_changes(spec):
     t = _trial(spec)
     slow = [r if r.scenario != "rev" else ScenarioResult("rev", Outcome.TIMEOUT) for r in _base()]
-    assert release_judge(spec, t, NAMES, _ex(t, *_base()), _ex(t, *slow)) == ()
-    assert release_judge(spec, t, NAMES, _ex(t, *_base()), _ex(t, *_base(rev=0.5 * (1 + 1e-15)))) == ()
+    assert _judge(spec, t, NAMES, _ex(t, *_base()), _ex(t, *slow)) == ()
+    assert _judge(spec, t, NAMES, _ex(t, *_base()), _ex(t, *_base(rev=0.5 * (1 + 1e-15)))) == ()
 
 
 def test_release_pair_is_checked():
@@ -123,8 +127,15 @@ def test_a_call_one_release_signature_refuses_is_not_a_change(spec):
     t = _trial(spec)
     refused = [ScenarioResult(r.scenario, Outcome.RAISED, error=ErrorInfo(
         "TypeError", "top_k() got an unexpected keyword argument 'axis'")) for r in _base()]
-    assert release_judge(spec, t, NAMES, _ex(t, *refused), _ex(t, *_base())) == ()
+    assert _judge(spec, t, NAMES, _ex(t, *refused), _ex(t, *_base())) == ()
     regression = [ScenarioResult(r.scenario, Outcome.RAISED, error=ErrorInfo("TypeError", "unsupported operand"))
                   for r in _base()]
-    (f,) = release_judge(spec, t, NAMES, _ex(t, *_base()), _ex(t, *regression))
+    (f,) = _judge(spec, t, NAMES, _ex(t, *_base()), _ex(t, *regression))
     assert (f.fingerprint.scenarios, f.fingerprint.error_type) == (("direct",), "new")
+
+
+def test_a_value_change_at_subnormal_inputs_is_dismissed(spec):
+    from nablafuzz.core.model import InputValue, ArgKind, TensorRecord
+    t = Trial(spec.library, spec.name, 1, "float64", (InputValue("x", ArgKind.TENSOR, TensorRecord("float64", (1,), (5e-324,)), True),))
+    j = release_judge(spec, t, NAMES, _ex(t, *_base(direct=(1.35e-108,))), _ex(t, *_base(direct=(0.0,))))
+    assert (j.findings, j.dismissed) == ((), ("subnormal",))

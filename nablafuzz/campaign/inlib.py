@@ -18,7 +18,7 @@ from ..core.config import Config
 from ..core.errors import BudgetExhausted, WorkerError
 from ..core.fingerprint import key as fingerprint_key
 from ..core.model import ApiSpec, BugReport, Execution, Finding, Trial, Verdict
-from ..libraries import scenarios_for, staged_for
+from ..libraries import scenarios_for
 from ..oracle.compare import empty_derivative
 from ..oracle.filters import Peers
 from ..oracle.verdict import Judgement, judge, uninitialised
@@ -27,7 +27,6 @@ from ..reports.store import trial_key
 from ..runtime.process import RuntimeUnavailable
 from ..runtime.runner import Runner, versions_of
 from ..specs.equivalence import Resolved, canonical_trial, equivalence_path, load_classes, member_trial, resolve
-from ..specs.generate import generate
 from ..specs.spec import SpecSet
 from ..worker.programs import BlameStopped, alternate, blame, generate_programs, is_program, probe_steps, program_spec
 from .minimize import minimise
@@ -92,9 +91,7 @@ class InLibrary:
 
     def trial(self, spec: ApiSpec, index: int, candidate: int = 0) -> Trial:
         """Trial `index` of `spec` (or another candidate for its slot, Note [validity candidates])."""
-        return generate(spec, self.campaign.seed, index, self.config.max_tensor_size, self.config.max_rank,
-                        regime_share=self.config.regime_share, pooled=staged_for(self.config, spec.library),
-                        candidate=candidate)
+        return self.campaign.draw(spec, index, candidate)
 
     def run_trial(self, spec: ApiSpec, runner: Runner, index: int) -> TrialResult:
         start = time.monotonic()

@@ -40,6 +40,7 @@ from ..runtime.registry import resolve_runtime
 from ..libraries import record, staged_for
 from ..runtime.runner import Runner
 from ..specs import pool
+from ..specs.generate import generate
 from ..specs.spec import SpecSet
 from .schedule import Schedule
 from .validity import Guide, Pick, label, validity_on
@@ -357,6 +358,13 @@ class Campaign:
                 return False
             self.shared.signatures.add(key)
             return True
+
+    def draw(self, spec: ApiSpec, index: int, candidate: int = 0) -> Trial:
+        """Trial `index` of `spec` in this campaign (or another candidate for its slot, Note
+        [validity candidates]); pooled where the library's trials are staged."""
+        return generate(spec, self.seed, index, self.config.max_tensor_size, self.config.max_rank,
+                        regime_share=self.config.regime_share, pooled=staged_for(self.config, spec.library),
+                        candidate=candidate)
 
     def pick(self, spec: ApiSpec, make: Callable[[int], Trial]) -> Pick:
         """The trial a slot runs: `make(0)`, or with --validity-model the candidate `make(c)` its

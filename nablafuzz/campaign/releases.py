@@ -19,7 +19,7 @@ from ..core.config import Config
 from ..core.errors import ConfigError, WorkerError
 from ..core.fingerprint import key as fingerprint_key
 from ..core.model import ApiSpec, BugReport, Execution, Finding, Outcome, Trial, release_oracle
-from ..oracle.releases import release_judge
+from ..oracle.releases import ReleaseJudgement, release_judge
 from ..reports.replay import ReplayResult, replay_result
 from ..reports.store import trial_key
 from ..runtime.pool import Members
@@ -27,11 +27,10 @@ from ..runtime.process import RuntimeUnavailable
 from ..runtime.install import InstallError
 from ..runtime.registry import resolve_runtime, split_release
 from ..runtime.runner import Runner
-from ..specs.generate import generate
 from ..specs.spec import SpecSet
 from ..libraries import scenarios_for, staged_for
 from .minimize import minimise
-from .stats import Observation, TrialResult, with_count
+from .stats import Observation, TrialResult, merge_counts
 
 RELEASES = "releases"  # the runners key of a worker thread's pair of releases
 
@@ -52,7 +51,7 @@ def release_pair(versions: Sequence[str]) -> Tuple[str, str]:
 
 
 def run_pair(spec: ApiSpec, trial: Trial, members: Members, names: Tuple[str, str], scenarios: Sequence[str],
-             eager: bool) -> Tuple[Tuple[Finding, ...], Dict[str, Execution]]:
+             eager: bool) -> Tuple[ReleaseJudgement, Dict[str, Execution]]:
     """The trial run by both releases (eagerly if asked) and judged."""
     with contextlib.ExitStack() as stack:
         if eager:
@@ -83,9 +82,7 @@ class Releases:
         return runners[RELEASES]
 
     def trial(self, spec: ApiSpec, index: int, candidate: int = 0) -> Trial:
-        return generate(spec, self.campaign.seed, index, self.config.max_tensor_size, self.config.max_rank,
-                        regime_share=self.config.regime_share, pooled=staged_for(self.config, self.library),
-                        candidate=candidate)
+        return self.campaign.draw(spec, index, candidate)
 
     def run_trial(self, spec: ApiSpec, members: Members, index: int) -> TrialResult:
         start = time.monotonic()
@@ -93,21 +90,21 @@ class Releases:
         scenarios = scenarios_for(self.config, spec.library, spec.capabilities)
         staged = staged_for(self.config, self.library)
         try:
-            findings, executions = run_pair(spec, trial, members, self.names, scenarios, eager=not staged)
+            j, executions = run_pair(spec, trial, members, self.names, scenarios, eager=not staged)
         except RuntimeUnavailable:
             raise
         except WorkerError as exc:  # the API is not in one of the releases (added or removed): nothing to compare
             obs = Observation(spec.id, index, trial_key(trial), trial.dtype, False, 0, (), (), (),
                               time.monotonic() - start, "", str(exc)[:160], regime=trial.regime)
             return TrialResult(obs, (), members.versions(list(self.names)))
-        if findings and staged:  # re-established eagerly, as its repro runs it
-            findings, executions = run_pair(spec, trial, members, self.names, scenarios, eager=True)
+        if j.findings and staged:  # re-established eagerly, as its repro runs it
+            j, executions = run_pair(spec, trial, members, self.names, scenarios, eager=True)
 
         def again() -> Tuple[Finding, ...]:  # both workers fresh (Note [confirmation])
             for name in self.names:
                 members[name].restart()
-            return run_pair(spec, trial, members, self.names, scenarios, eager=True)[0]
-        confirmed, unconfirmed = self.campaign.confirm(findings, again)
+            return run_pair(spec, trial, members, self.names, scenarios, eager=True)[0].findings
+        confirmed, unconfirmed = self.campaign.confirm(j.findings, again)
         reported = tuple(self._representative(f, spec, members, scenarios) for f in confirmed)
         direct = [ex.get("direct") for ex in executions.values()]
         valid = any(d is not None and d.outcome is Outcome.OK for d in direct)
@@ -115,8 +112,9 @@ class Releases:
         why = "" if valid else "; ".join(f"{name}: {d.error.type}: {d.error.message}"[:80]
                                          for name, d in zip(executions, direct) if d is not None and d.error)
         pair = f"{self.names[0]}..{self.names[1]}"
-        obs = Observation(spec.id, index, trial_key(trial), trial.dtype, valid, len(findings) + unconfirmed,
-                          with_count((), "not_confirmed", unconfirmed),
+        dismissed = merge_counts([(name, 1) for name in j.dismissed] + [("not_confirmed", unconfirmed)] * bool(unconfirmed))
+        obs = Observation(spec.id, index, trial_key(trial), trial.dtype, valid, len(j.findings) + len(j.dismissed),
+                          dismissed,
                           tuple(fingerprint_key(f.fingerprint) for f in confirmed), (), time.monotonic() - start,
                           deaths, why[:160], regime=trial.regime,
                           changes=tuple((pair, fingerprint_key(f.fingerprint), f.candidate.error_type) for f in confirmed))
@@ -130,7 +128,7 @@ class Releases:
         fp, judged = finding.fingerprint, []
 
         def reproduces(t: Trial) -> bool:
-            match = next((f for f in run_pair(spec, t, members, self.names, scenarios, eager=True)[0]
+            match = next((f for f in run_pair(spec, t, members, self.names, scenarios, eager=True)[0].findings
                           if f.fingerprint == fp), None)
             if match is not None:
                 judged.append((t, match))
@@ -159,8 +157,8 @@ def replay_release(report: BugReport, spec: ApiSpec, members: Members, scenarios
     """Re-run a release report's trial in both of its releases (eagerly) and judge it again."""
     names = report.fingerprint.releases
     wanted = tuple(scenarios) + tuple(s for s in report.fingerprint.scenarios if s not in scenarios)
-    findings, _ = run_pair(spec, report.trial, members, names, wanted, eager=True)
-    return replay_result(report, findings, members.versions(list(names)))
+    j, _ = run_pair(spec, report.trial, members, names, wanted, eager=True)
+    return replay_result(report, j.findings, members.versions(list(names)))
 
 
 class ReleaseReplayer:

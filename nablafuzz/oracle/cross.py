@@ -113,10 +113,10 @@ def _value_deviation(r: Resolved, executions: Dict[str, Execution], dtype: str, 
         votes += [(lib, "direct", AGREE if unanimous else NO_VERDICT) for lib in outs]
         return None
     votes += [(bad, "direct", DEVIATE)] + [(lib, "direct", AGREE) for lib in others]
-    return _Deviation(bad, "direct", _output_disagreement(outs[bad], outs[others[0]], others, dtype, tol))
+    return _Deviation(bad, "direct", output_disagreement(outs[bad], outs[others[0]], others, dtype, tol))
 
 
-def _output_disagreement(got: List[np.ndarray], want: List[np.ndarray], others: Sequence[str], dtype: str,
+def output_disagreement(got: List[np.ndarray], want: List[np.ndarray], others: Sequence[str], dtype: str,
                          tol: Tolerance) -> Disagreement:
     if [g.shape for g in got] != [w.shape for w in want]:
         return Disagreement(Aspect.VALUE, ("direct", OTHERS), 0, dtype, tol, where="outputs",

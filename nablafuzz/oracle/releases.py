@@ -16,14 +16,18 @@ classed by what the new release did:
            reference agreeing with neither).
 
 The class is the fingerprint's `error_type`, so a campaign's summary and triage count new,
-fixed and changed per release pair.  Timeouts and emulated modes are never compared, nor a
-trial whose call one release's signature refuses (`top_k(..., axis=0)` before `axis` existed):
-that is the API's surface changing, not what it computes.
+fixed and changed per release pair.  Timeouts and emulated modes are never compared.  Two
+filters dismiss a change, and are counted: `signature`, a trial whose call one release's
+signature refuses (`top_k(..., axis=0)` before `axis` existed: the API's surface changed, not
+what it computes), and `subnormal`, a value change on subnormal inputs (jax.lax.cbrt(5e-324) is
+1.35e-108 in jax 0.8.0 and 0 in 0.10.2, whose XLA flushes subnormals; as across libraries,
+oracle/filters.subnormal_inputs).
 """
 from __future__ import annotations
 
 import math
 import re
+from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -32,8 +36,9 @@ from ..core.model import (ApiSpec, Aspect, Candidate, Disagreement, Execution, F
                           Tolerance, Trial, Verdict, release_oracle)
 from ..core.quantities import is_reference, order
 from .compare import agree, converged, roundoff_floor
-from .cross import reference_of, same_outputs
-from .tolerance import tolerance
+from .filters import subnormal_inputs
+from .cross import output_disagreement, reference_of, same_outputs
+from .tolerance import CROSS_VALUE, tolerance
 
 NEW, FIXED, CHANGED = "new", "fixed", "changed"
 _SKIP = (Outcome.TIMEOUT, Outcome.UNSUPPORTED)
@@ -75,25 +80,16 @@ def _outputs(r: ScenarioResult) -> List[np.ndarray]:
     return [np.asarray(o) for o in r.outputs]
 
 
-def _value(spec: ApiSpec, dtype: str, old: ScenarioResult, new: ScenarioResult,
-           names: Tuple[str, str]) -> Optional[Tuple[str, Disagreement]]:
+def _value(dtype: str, old: ScenarioResult, new: ScenarioResult, names: Tuple[str, str]) -> Optional[Tuple[str, Disagreement]]:
+    """Outputs compared as two libraries' are (CROSS_VALUE): a release may change the algorithm
+    behind a function (XLA's approximation of exp), and a few hundred ulps apart is agreement."""
     a, b = _outputs(old), _outputs(new)
     if not all(x.dtype.kind in "biufc" for x in a + b):
         return None  # outputs that are not numbers (a string, an object) are not compared
-    tol = tolerance(spec, dtype, Aspect.VALUE)
+    tol = CROSS_VALUE.get(dtype, CROSS_VALUE["float64"])
     if same_outputs(tol)(a, b):
         return None
-    shapes = [x.shape for x in a], [y.shape for y in b]
-    if shapes[0] != shapes[1]:
-        detail = f"direct output shapes {shapes[0]} in {names[0]}, {shapes[1]} in {names[1]}"
-        return CHANGED, Disagreement(Aspect.VALUE, ("direct", "direct"), 0, dtype, tol, detail=detail)
-    diff = max(float(np.max(np.abs(x.astype(np.complex128) - y.astype(np.complex128)), initial=0.0))
-               for x, y in zip(a, b))
-    size = max((float(np.max(np.abs(y.astype(np.complex128)), initial=0.0)) for y in b), default=0.0)
-    rel = diff / size if size else math.inf
-    detail = (f"direct outputs differ: max_abs={diff:.3g} max_rel={rel:.3g} between {names[0]} and {names[1]} "
-              f"> atol={tol.atol:.1g} rtol={tol.rtol:.1g} ({dtype})")
-    return CHANGED, Disagreement(Aspect.VALUE, ("direct", "direct"), 0, dtype, tol, max_abs=diff, max_rel=rel, detail=detail)
+    return CHANGED, output_disagreement(b, a, [names[0]], dtype, tol)
 
 
 def _reference(q: str, executions: Sequence[Execution]) -> Optional[ScenarioResult]:
@@ -141,12 +137,18 @@ def _severity(kind: str, aspect: Aspect, new: Optional[ScenarioResult], rel: flo
     return Severity.ACCURACY if rel < 1e-3 else Severity.WRONG
 
 
+@dataclass(frozen=True)
+class ReleaseJudgement:
+    findings: Tuple[Finding, ...] = ()  # at most one: the lowest-order change
+    dismissed: Tuple[str, ...] = ()  # the filters that dismissed a change ("subnormal", "signature")
+
+
 def release_judge(spec: ApiSpec, trial: Trial, names: Tuple[str, str], old: Execution,
-                  new: Execution) -> Tuple[Finding, ...]:
-    """The lowest-order change between the `old` and `new` release's executions of `trial`, as
-    at most one finding (Note [release change]); `names`: the two runtimes, old first."""
+                  new: Execution) -> ReleaseJudgement:
+    """The lowest-order change between the `old` and `new` release's executions of `trial`
+    (Note [release change]); `names`: the two runtimes, old first."""
     if signature_differs(old, new):
-        return ()
+        return ReleaseJudgement(dismissed=("signature",))
     quantities = [r.scenario for r in old.results if not is_reference(r.scenario)]
     changes: List[Tuple[str, str, Disagreement]] = []
     for q in quantities:
@@ -155,15 +157,17 @@ def release_judge(spec: ApiSpec, trial: Trial, names: Tuple[str, str], old: Exec
             continue
         got = _status(q, a, b, names)
         if got is None and _works(a) and _works(b):
-            got = _value(spec, trial.dtype, a, b, names) if q == "direct" else _derivative(spec, trial.dtype, q, old, new, names)
+            got = _value(trial.dtype, a, b, names) if q == "direct" else _derivative(spec, trial.dtype, q, old, new, names)
         if got is not None:
             changes.append((q, *got))
     if not changes:
-        return ()
+        return ReleaseJudgement()
     lowest = min(order(q) for q, _, _ in changes)
     picked = [(q, kind, d) for q, kind, d in changes if order(q) == lowest]
     status = [c for c in picked if c[2].aspect is Aspect.STATUS]
     picked = status or picked
+    if not status and subnormal_inputs(trial).dismissed:  # flushing subnormals is each release's choice
+        return ReleaseJudgement(dismissed=("subnormal",))
     kinds = {kind for _, kind, _ in picked}
     kind = NEW if NEW in kinds else CHANGED if CHANGED in kinds else FIXED
     disagreements = tuple(d for _, _, d in picked)
@@ -172,4 +176,4 @@ def release_judge(spec: ApiSpec, trial: Trial, names: Tuple[str, str], old: Exec
     candidate = Candidate(Verdict.RELEASE_CHANGE, tuple(q for q, _, _ in picked), lowest, disagreements,
                           error_type=kind, oracle=release_oracle(*names))
     message = f"{kind} in {names[1]} (against {names[0]}): " + "; ".join(d.detail for d in disagreements)
-    return (Finding(trial, candidate, (), _severity(kind, aspect, new.get(picked[0][0]), rel), message),)
+    return ReleaseJudgement((Finding(trial, candidate, (), _severity(kind, aspect, new.get(picked[0][0]), rel), message),))
