@@ -120,3 +120,20 @@ def test_a_cluster_without_the_runtime_resource_is_a_clear_error(tmp_path):
             RayExecutor(Campaign(config, specs, InLibrary), [], set())
     finally:
         ray.shutdown()
+
+
+def test_a_private_cluster_keeps_to_loopback(tmp_path):
+    from nablafuzz.campaign.distributed import RayExecutor
+    from nablafuzz.campaign.inlib import InLibrary
+    from nablafuzz.campaign.loop import Campaign
+    from nablafuzz.specs.spec import load_specs
+    config = _config(tmp_path, executor="ray")
+    specs = load_specs(Path(config.spec_dir), config.libraries, [BROKEN])
+    executor = RayExecutor(Campaign(config, specs, InLibrary), [], set())
+    import ray  # after: a private cluster sets Ray's loopback switch before Ray is first imported
+    try:
+        assert [n["NodeManagerAddress"] for n in ray.nodes()] == ["127.0.0.1"]
+        assert ray.cluster_resources().get("CPU") == max(2, os.cpu_count() or 1)
+    finally:
+        executor.close()
+    assert not ray.is_initialized()
