@@ -206,8 +206,11 @@ class RayExecutor:
                               f"{', '.join(missing)} (fix: start the machines where those runtimes are installed with "
                               f"`ray start --resources '{{\"{missing[0]}\": 4}}'`, one unit per worker)")
         self.actor = ray.remote(ShardWorker).options(max_restarts=-1, num_cpus=1, resources=needs)
-        self.args = (_absolute(config), campaign.specs, (campaign.id, str(campaign.dir.resolve()), campaign.round),
-                     campaign.python_path)
+        # put once and held here, so a restarted actor finds its constructor's arguments (Ray
+        # warns that a restart fails if they went out of scope)
+        self.args = tuple(ray.put(a) for a in (_absolute(config), campaign.specs,
+                                                (campaign.id, str(campaign.dir.resolve()), campaign.round),
+                                                campaign.python_path))
         self.actors: List[Any] = []
 
     def lane(self, n: int) -> "RayLane":
