@@ -56,34 +56,38 @@ def test_same_results_give_no_finding(spec):
 
 def test_a_derivative_that_left_the_reference_is_new(spec):
     t = _trial(spec)
-    (f,) = _judge(spec, t, NAMES, _ex(t, *_base()), _ex(t, *_base(rev=0.7, rr=0.9)))
+    j = release_judge(spec, t, NAMES, _ex(t, *_base()), _ex(t, *_base(rev=0.7, rr=0.9)))
+    (f,) = j.findings
     fp = f.fingerprint
-    assert (fp.verdict, fp.scenarios, fp.order, fp.error_type) == (Verdict.RELEASE_CHANGE, ("rev",), 1, "new")
+    assert (fp.verdict, fp.scenarios, fp.order, fp.error_type, j.kind) == (Verdict.RELEASE_CHANGE, ("rev",), 1, "value", "new")
     assert fp.releases == NAMES and fp.oracle == "release:jax@0.10.1..jax"
     assert "0.5 in jax@0.10.1" in f.message and "0.7 in jax" in f.message  # both releases' values in the evidence
 
 
 def test_a_derivative_that_came_to_agree_with_the_reference_is_fixed(spec):
     t = _trial(spec)
-    (f,) = _judge(spec, t, NAMES, _ex(t, *_base(fwd=0.1)), _ex(t, *_base()))
-    assert (f.fingerprint.scenarios, f.fingerprint.error_type) == (("fwd",), "fixed")
+    j = release_judge(spec, t, NAMES, _ex(t, *_base(fwd=0.1)), _ex(t, *_base()))
+    assert (j.findings[0].fingerprint.scenarios, j.findings[0].fingerprint.error_type, j.kind) == (("fwd",), "value", "fixed")
+    unreferenced = [r for r in _base() if r.scenario != "fd"]  # the same change where differences did not converge
+    k = release_judge(spec, t, NAMES, _ex(t, *unreferenced[:2], _ok("fwd", 0.1), *unreferenced[3:]), _ex(t, *unreferenced))
+    assert k.kind == "changed" and k.findings[0].fingerprint == j.findings[0].fingerprint, "one root cause, one fingerprint"
 
 
 def test_a_changed_output_hides_its_derivatives_and_has_no_reference(spec):
     t = _trial(spec)
-    (f,) = _judge(spec, t, NAMES, _ex(t, *_base()), _ex(t, *_base(direct=(1.0, 2.5), rev=0.9)))
-    assert (f.fingerprint.scenarios, f.fingerprint.order, f.fingerprint.error_type) == (("direct",), 0, "changed")
+    j = release_judge(spec, t, NAMES, _ex(t, *_base()), _ex(t, *_base(direct=(1.0, 2.5), rev=0.9)))
+    assert (j.findings[0].fingerprint.scenarios, j.findings[0].fingerprint.order, j.kind) == (("direct",), 0, "changed")
 
 
 def test_a_mode_that_broke_or_started_working(spec):
     t = _trial(spec)
     broken = [r if r.scenario != "fwd" else ScenarioResult("fwd", Outcome.RAISED, error=ErrorInfo("TypeError", "no jvp"))
               for r in _base()]
-    (f,) = _judge(spec, t, NAMES, _ex(t, *_base()), _ex(t, *broken))
-    assert (f.fingerprint.scenarios, f.fingerprint.error_type) == (("fwd",), "new")
-    assert "TypeError: no jvp" in f.message
-    (g,) = _judge(spec, t, NAMES, _ex(t, *broken), _ex(t, *_base()))
-    assert g.fingerprint.error_type == "fixed"
+    j = release_judge(spec, t, NAMES, _ex(t, *_base()), _ex(t, *broken))
+    assert (j.findings[0].fingerprint.scenarios, j.findings[0].fingerprint.error_type, j.kind) == (("fwd",), "broke", "new")
+    assert "TypeError: no jvp" in j.findings[0].message
+    k = release_judge(spec, t, NAMES, _ex(t, *broken), _ex(t, *_base()))
+    assert (k.findings[0].fingerprint.error_type, k.kind) == ("works", "fixed")
 
 
 def test_timeouts_and_roundoff_are_not_changes(spec):
@@ -113,11 +117,11 @@ def test_summary_counts_distinct_fingerprints_per_class():
     def obs(i, changes):
         return Observation("jax:f", i, "", "float64", True, 1, (), tuple(k for _, k, _ in changes), (), 0.1,
                            changes=changes)
-    observations = [obs(0, ((pair, "k1", "new"),)), obs(1, ((pair, "k1", "new"),)), obs(2, ((pair, "k2", "fixed"),)),
-                    obs(3, ())]
+    observations = [obs(0, ((pair, "k1", "new"),)), obs(1, ((pair, "k1", "changed"),)), obs(2, ((pair, "k2", "changed"),)),
+                    obs(3, ((pair, "k2", "fixed"),)), obs(4, ())]
     again = [Observation.from_json(json.loads(json.dumps(o.to_json()))) for o in observations]
     assert again == observations
-    summary = summarise("c", [], again, 4, 1.0, True)
+    summary = summarise("c", [], again, 5, 1.0, True)
     assert summary.releases == ((pair, 1, 1, 0),)
     assert summary.to_json()["releases"] == {pair: {"new": 1, "fixed": 1, "changed": 0}}
     assert any(line.startswith(f"release changes {pair}") for line in summary.lines())
@@ -130,8 +134,8 @@ def test_a_call_one_release_signature_refuses_is_not_a_change(spec):
     assert _judge(spec, t, NAMES, _ex(t, *refused), _ex(t, *_base())) == ()
     regression = [ScenarioResult(r.scenario, Outcome.RAISED, error=ErrorInfo("TypeError", "unsupported operand"))
                   for r in _base()]
-    (f,) = _judge(spec, t, NAMES, _ex(t, *_base()), _ex(t, *regression))
-    assert (f.fingerprint.scenarios, f.fingerprint.error_type) == (("direct",), "new")
+    j = release_judge(spec, t, NAMES, _ex(t, *_base()), _ex(t, *regression))
+    assert (j.findings[0].fingerprint.scenarios, j.kind) == (("direct",), "new")
 
 
 def test_a_value_change_at_subnormal_inputs_is_dismissed(spec):
@@ -139,3 +143,8 @@ def test_a_value_change_at_subnormal_inputs_is_dismissed(spec):
     t = Trial(spec.library, spec.name, 1, "float64", (InputValue("x", ArgKind.TENSOR, TensorRecord("float64", (1,), (5e-324,)), True),))
     j = release_judge(spec, t, NAMES, _ex(t, *_base(direct=(1.35e-108,))), _ex(t, *_base(direct=(0.0,))))
     assert (j.findings, j.dismissed) == ((), ("subnormal",))
+
+
+def test_nan_against_inf_at_a_pole_is_not_a_change(spec):
+    t = _trial(spec)
+    assert _judge(spec, t, NAMES, _ex(t, *_base(rr=float("nan"))), _ex(t, *_base(rr=float("-inf")))) == ()

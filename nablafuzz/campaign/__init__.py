@@ -1,6 +1,7 @@
 """`nablafuzz campaign`: the loop (loop.py) around one of three oracles, in-library (inlib.py),
-cross-library (cross.py) or release-vs-release (releases.py); this entry is the one module that
-knows them all."""
+cross-library (cross.py) or release-vs-release (releases.py), run on worker threads or, with
+--executor ray, on Ray actors (distributed.py, imported only then); this entry is the one
+module that knows them all."""
 from __future__ import annotations
 
 from dataclasses import replace
@@ -26,7 +27,11 @@ def oracle_for(config: Config):
 def run_campaign(config: Config, progress=None) -> Summary:
     specs = load_specs(Path(config.spec_dir), config.libraries, [Path(f) for f in config.spec_files])
     specs = replace(specs, specs=tuple(with_vetted(specs.specs, Path(config.store_dir))))  # vetting.py
-    campaign = Campaign(config, specs, oracle_for(config), progress)
+    executor = None
+    if config.executor == "ray":
+        from .distributed import RayExecutor  # Ray is an optional extra, imported only when asked for
+        executor = RayExecutor
+    campaign = Campaign(config, specs, oracle_for(config), progress, executor=executor)
     for library in config.libraries + config.versions:
         resolve_runtime(library)  # fail fast, before any thread starts, if a runtime is missing
     if not campaign.oracle.specs:

@@ -40,7 +40,6 @@ from ..core.model import ApiSpec, Fingerprint
 from ..runtime.pool import Members
 from ..runtime.process import RuntimeUnavailable
 from ..specs.spec import SpecSet
-from . import oracle_for
 from .loop import Campaign
 from .stats import Observation, TrialResult
 
@@ -96,9 +95,10 @@ def _runners(runners: Dict[str, Any]) -> Iterator[Any]:
 class ShardWorker:
     """The Ray actor: a `Campaign` of the driver's round that runs shards with its own runners."""
 
-    def __init__(self, config: Config, specs: SpecSet, round: Tuple[str, str, int], python_path: Tuple[str, ...], n: int):
+    def __init__(self, config: Config, specs: SpecSet, oracle, round: Tuple[str, str, int], python_path: Tuple[str, ...],
+                 n: int):
         name, directory, number = round
-        self.campaign = Campaign(config, specs, oracle_for(config), round=(name, _writable(Path(directory)), number))
+        self.campaign = Campaign(config, specs, oracle, round=(name, _writable(Path(directory)), number))
         self.campaign.python_path = python_path
         self.runners: Dict[str, Any] = {}
         self.n = n
@@ -208,7 +208,7 @@ class RayExecutor:
         self.actor = ray.remote(ShardWorker).options(max_restarts=-1, num_cpus=1, resources=needs)
         # put once and held here, so a restarted actor finds its constructor's arguments (Ray
         # warns that a restart fails if they went out of scope)
-        self.args = tuple(ray.put(a) for a in (_absolute(config), campaign.specs,
+        self.args = tuple(ray.put(a) for a in (_absolute(config), campaign.specs, campaign.oracle_class,
                                                 (campaign.id, str(campaign.dir.resolve()), campaign.round),
                                                 campaign.python_path))
         self.actors: List[Any] = []

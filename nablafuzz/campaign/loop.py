@@ -44,7 +44,7 @@ from ..specs.generate import generate
 from ..specs.spec import SpecSet
 from .schedule import Schedule
 from .validity import Guide, Pick, label, validity_on
-from .stats import Observation, Summary, TrialResult, picks, predicted, summarise
+from .stats import Observation, Summary, TrialResult, picks, predicted, release_classes, summarise
 
 _DONE = object()
 
@@ -223,8 +223,10 @@ class Campaign:
     the end, around the oracle that `oracle(campaign, specs)` builds."""
 
     def __init__(self, config: Config, specs: SpecSet, oracle: Callable[["Campaign", SpecSet], Oracle],
-                 progress=None, round: Optional[Tuple[str, Path, int]] = None):
+                 progress=None, round: Optional[Tuple[str, Path, int]] = None,
+                 executor: Optional[Callable[["Campaign", List[Observation], Set[Tuple[str, int]]], "Executor"]] = None):
         self.config, self.specs = config, specs
+        self.executor = executor  # where trials run (distributed.RayExecutor); None: worker threads here
         self.store = Store(Path(config.store_dir))
         self.id, self.dir, self.round = round or campaign_dir(config)  # a Ray actor is given its driver's
         self.seed = config.seed + self.round - 1
@@ -236,7 +238,7 @@ class Campaign:
         self.started_at = now()
         self.python_path = tuple(sorted({os.getcwd()} | {str(Path(f).parent) for f in config.spec_files}))
         self.local = threading.local()  # a worker thread's runners, for its peers
-        self.oracle = oracle(self, specs)
+        self.oracle_class, self.oracle = oracle, oracle(self, specs)  # the class: what a Ray actor builds too
         self.guide = Guide(self.seed) if validity_on(config) else None  # Note [validity model]
 
     # ---- worker threads -------------------------------------------------------------------
@@ -437,11 +439,8 @@ class Campaign:
         return summary
 
     def _executor(self, previous: List[Observation], done: Set[Tuple[str, int]]) -> "Executor":
-        """Where the trials run: worker threads here (the default), or Ray actors (--executor ray)."""
-        if self.config.executor == "ray":
-            from .distributed import RayExecutor  # Ray is an optional extra, imported only when asked for
-            return RayExecutor(self, previous, done)
-        return _Threads(self, done)
+        """Where the trials run: worker threads here (the default), or as the campaign was told."""
+        return self.executor(self, previous, done) if self.executor else _Threads(self, done)
 
     def _collect(self, log_path: Path, running: int):
         fresh: List[Observation] = []
@@ -502,7 +501,8 @@ class Campaign:
                                                 tuple(sorted(covered)), tuple(sorted(seen)),
                                                 tuple(r.key for r in fixed), True, _conventions(observations),
                                                 self.oracle.agreement(observations), picks(observations),
-                                                predicted(observations)))
+                                                predicted(observations),
+                                                tuple(sorted((k, c) for k, (_, c) in release_classes(observations).items()))))
 
     def _record(self, result: TrialResult, log) -> Observation:
         new = []

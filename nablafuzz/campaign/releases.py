@@ -117,7 +117,7 @@ class Releases:
                           dismissed,
                           tuple(fingerprint_key(f.fingerprint) for f in confirmed), (), time.monotonic() - start,
                           deaths, why[:160], regime=trial.regime,
-                          changes=tuple((pair, fingerprint_key(f.fingerprint), f.candidate.error_type) for f in confirmed))
+                          changes=tuple((pair, fingerprint_key(f.fingerprint), j.kind) for f in confirmed))
         return TrialResult(obs, reported, members.versions(list(self.names)))
 
     def _representative(self, finding: Finding, spec: ApiSpec, members: Members,

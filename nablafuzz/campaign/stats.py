@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any, Dict, List, Sequence, Tuple
 
-from ..core.model import ApiSpec, Finding, Predicted, Trial, mean_accuracy, not_learnt
+from ..core.model import ApiSpec, Finding, Predicted, Trial, decisive, mean_accuracy, not_learnt
 
 
 @dataclass(frozen=True)
@@ -203,14 +203,23 @@ def summarise(campaign: str, specs: Sequence[ApiSpec], obs: Sequence[Observation
     )
 
 
-def releases(obs: Sequence[Observation]) -> Tuple[Tuple[str, int, int, int], ...]:
-    """(release pair, new, fixed, changed): distinct fingerprints of each class (Note [release change])."""
-    kinds: Dict[str, Dict[str, str]] = {}
+def release_classes(obs: Sequence[Observation]) -> Dict[str, Tuple[str, str]]:
+    """Report key -> (release pair, class): the most decisive class its trials had (Note
+    [release change])."""
+    seen: Dict[str, Tuple[str, List[str]]] = {}
     for o in obs:
         for pair, key, kind in o.changes:
-            kinds.setdefault(pair, {})[key] = kind
-    return tuple((pair, *(sum(k == want for k in keys.values()) for want in ("new", "fixed", "changed")))
-                 for pair, keys in sorted(kinds.items()))
+            seen.setdefault(key, (pair, []))[1].append(kind)
+    return {key: (pair, decisive(kinds)) for key, (pair, kinds) in seen.items()}
+
+
+def releases(obs: Sequence[Observation]) -> Tuple[Tuple[str, int, int, int], ...]:
+    """(release pair, new, fixed, changed): distinct fingerprints of each class."""
+    by_pair: Dict[str, List[str]] = {}
+    for pair, kind in release_classes(obs).values():
+        by_pair.setdefault(pair, []).append(kind)
+    return tuple((pair, *(kinds.count(want) for want in ("new", "fixed", "changed")))
+                 for pair, kinds in sorted(by_pair.items()))
 
 
 def picks(obs: Sequence[Observation]) -> Tuple[Tuple[str, int, int, int], ...]:

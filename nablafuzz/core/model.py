@@ -93,6 +93,23 @@ def release_oracle(old: str, new: str) -> str:
     return f"{RELEASE_ORACLE}{old}..{new}"
 
 
+# Note [release change] (oracle/releases.py): what changed, a release finding's error_type; and
+# its class on a trial, and over a campaign
+BROKE, WORKS, VALUE = "broke", "works", "value"
+NEW, FIXED, CHANGED = "new", "fixed", "changed"
+
+
+def decisive(classes) -> str:
+    """The class of a fingerprint seen with several: one trial whose reference decided (new,
+    fixed) outweighs any number whose reference did not (changed)."""
+    return NEW if NEW in classes else FIXED if FIXED in classes else CHANGED
+
+
+def class_of(error_type: str) -> str:
+    """What a release finding's error_type alone says of its class (a value change: changed)."""
+    return {BROKE: NEW, WORKS: FIXED}.get(error_type, CHANGED)
+
+
 class ReportStatus(str, enum.Enum):
     NEW = "new"
     OPEN = "open"
@@ -399,6 +416,7 @@ class CampaignRecord:
     # and (API, trials its model predicted, predicted right, valid rate of the model's picks)
     picks: Tuple[Tuple[str, int, int, int], ...] = ()
     predicted: Tuple[Tuple[str, int, int, float], ...] = ()  # Predicted
+    changes: Tuple[Tuple[str, str], ...] = ()  # --versions: (report key, class new / fixed / changed)
 
 
 Predicted = Tuple[Tuple[str, int, int, float], ...]  # CampaignRecord.predicted

@@ -26,7 +26,8 @@ from ..core.errors import WorkerError
 from ..core.model import ApiSpec, ArgKind, ArgSpec, Outcome, Tolerance
 from ..libraries import LIBRARIES as REGISTERED
 from ..libraries import describe
-from ..oracle.cross import picked_outputs, same_outputs
+from ..oracle.compare import same_outputs
+from ..oracle.cross import picked_outputs
 from ..reports.store import write_atomic
 from ..runtime.pool import Members, installed_runtimes
 from ..runtime.runner import Runner

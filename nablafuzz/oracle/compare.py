@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -398,3 +398,47 @@ def _lowest_order(spec: ApiSpec, execution: Execution, dtype: str,
         if c is not None:
             return [c]
     return []
+
+
+# ---- results of two runs of one function (two libraries: cross.py; two releases: releases.py) ----
+OTHERS = "others"  # the pseudo-scenario of a cross-library disagreement: what the others computed
+
+
+def reference_of(quantity: str) -> str:
+    return "fd" if order(quantity) == 1 else f"fd.{quantity.split('.')[1]}"
+
+
+def same_outputs(tol: Tolerance) -> Callable[[List[np.ndarray], List[np.ndarray]], bool]:
+    def same(a: List[np.ndarray], b: List[np.ndarray]) -> bool:
+        if [x.shape for x in a] != [y.shape for y in b]:
+            return False
+        for x, y in zip(a, b):
+            size = float(np.max(np.abs(np.where(np.isfinite(y), y, 0.0)), initial=0.0))
+            with np.errstate(invalid="ignore", over="ignore"):
+                close = np.abs(x - y) <= tol.atol * size + tol.rtol * np.maximum(np.abs(x), np.abs(y))
+            if not np.all(close | (np.isnan(x) & np.isnan(y)) | (np.isinf(x) & (x == y))):
+                return False
+        return True
+    return same
+
+
+def output_disagreement(got: List[np.ndarray], want: List[np.ndarray], others: Sequence[str], dtype: str,
+                         tol: Tolerance) -> Disagreement:
+    if [g.shape for g in got] != [w.shape for w in want]:
+        return Disagreement(Aspect.VALUE, ("direct", OTHERS), 0, dtype, tol, where="outputs",
+                            detail=f"output shapes {[g.shape for g in got]} vs {[w.shape for w in want]} "
+                                   f"({', '.join(others)})")
+    j = next(j for j, (g, w) in enumerate(zip(got, want)) if not same_outputs(tol)([g], [w]))
+    g, w = got[j], want[j]
+    with np.errstate(invalid="ignore", over="ignore"):
+        err = np.where(np.isnan(g) & np.isnan(w), 0.0, np.abs(g - w))
+    err = np.where(np.isnan(err), np.inf, err)
+    k = int(np.argmax(err.ravel()))
+    idx = np.unravel_index(k, w.shape) if w.shape else ()
+    scale = float(np.max(np.abs(np.where(np.isfinite(w), w, 0.0)), initial=0.0))
+    max_abs = float(err.ravel()[k])
+    detail = (f"output {j} at {tuple(int(i) for i in idx)}: {float(g[idx]):.17g} vs {float(w[idx]):.17g} "
+              f"computed by {', '.join(others)}, max_abs={max_abs:.3g} ({dtype})")
+    return Disagreement(Aspect.VALUE, ("direct", OTHERS), 0, dtype, tol, actual=float(g[idx]), expected=float(w[idx]),
+                        max_abs=max_abs, max_rel=max_abs / scale if scale else math.inf,
+                        where=f"out {j} {tuple(int(i) for i in idx)}", detail=detail)

@@ -31,20 +31,15 @@ from ..core.tensors import near_subnormal, to_record
 from ..runtime.pool import Members
 from ..runtime.process import RuntimeUnavailable
 from ..specs.equivalence import Resolved, member_trial
-from .compare import agree, converged, exact_reference, roundoff_floor
+from .compare import OTHERS, agree, converged, exact_reference, output_disagreement, reference_of, roundoff_floor, same_outputs
 from .filters import FilterContext, Rerun, coordinate_reference, run_filters, subnormal_inputs
 from .tolerance import CROSS_VALUE, table_tolerance
 from .verdict import Judgement, severity
 
 QUANTITIES = ("direct",) + FIRST_ORDER + tuple(f"{o}.{i}" for o in FIRST_ORDER for i in FIRST_ORDER)
-OTHERS = "others"  # the pseudo-scenario of a cross-library disagreement: what the others computed
 VALUE_FILTERS = ("known_issue",)
 DERIVATIVE_FILTERS = ("known_issue", "nonfinite", "kink")
 AGREE, DEVIATE, NO_VERDICT, FAILED = "agree", "deviate", "no_verdict", "failed"
-
-
-def reference_of(quantity: str) -> str:
-    return "fd" if order(quantity) == 1 else f"fd.{quantity.split('.')[1]}"
 
 
 def _ok(ex: Execution, scenario: str) -> Optional[ScenarioResult]:
@@ -59,20 +54,6 @@ def picked_outputs(r: Resolved, library: str, direct: ScenarioResult) -> List[np
     outs = r.spec(library).differentiable_outputs
     picked = direct.outputs if outs is None else [direct.outputs[j] for j in outs if j < len(direct.outputs)]
     return [np.asarray(o, dtype=np.float64) for o in picked]
-
-
-def same_outputs(tol: Tolerance) -> Callable[[List[np.ndarray], List[np.ndarray]], bool]:
-    def same(a: List[np.ndarray], b: List[np.ndarray]) -> bool:
-        if [x.shape for x in a] != [y.shape for y in b]:
-            return False
-        for x, y in zip(a, b):
-            size = float(np.max(np.abs(np.where(np.isfinite(y), y, 0.0)), initial=0.0))
-            with np.errstate(invalid="ignore", over="ignore"):
-                close = np.abs(x - y) <= tol.atol * size + tol.rtol * np.maximum(np.abs(x), np.abs(y))
-            if not np.all(close | (np.isnan(x) & np.isnan(y)) | (np.isinf(x) & (x == y))):
-                return False
-        return True
-    return same
 
 
 T = TypeVar("T")
@@ -114,28 +95,6 @@ def _value_deviation(r: Resolved, executions: Dict[str, Execution], dtype: str, 
         return None
     votes += [(bad, "direct", DEVIATE)] + [(lib, "direct", AGREE) for lib in others]
     return _Deviation(bad, "direct", output_disagreement(outs[bad], outs[others[0]], others, dtype, tol))
-
-
-def output_disagreement(got: List[np.ndarray], want: List[np.ndarray], others: Sequence[str], dtype: str,
-                         tol: Tolerance) -> Disagreement:
-    if [g.shape for g in got] != [w.shape for w in want]:
-        return Disagreement(Aspect.VALUE, ("direct", OTHERS), 0, dtype, tol, where="outputs",
-                            detail=f"output shapes {[g.shape for g in got]} vs {[w.shape for w in want]} "
-                                   f"({', '.join(others)})")
-    j = next(j for j, (g, w) in enumerate(zip(got, want)) if not same_outputs(tol)([g], [w]))
-    g, w = got[j], want[j]
-    with np.errstate(invalid="ignore", over="ignore"):
-        err = np.where(np.isnan(g) & np.isnan(w), 0.0, np.abs(g - w))
-    err = np.where(np.isnan(err), np.inf, err)
-    k = int(np.argmax(err.ravel()))
-    idx = np.unravel_index(k, w.shape) if w.shape else ()
-    scale = float(np.max(np.abs(np.where(np.isfinite(w), w, 0.0)), initial=0.0))
-    max_abs = float(err.ravel()[k])
-    detail = (f"output {j} at {tuple(int(i) for i in idx)}: {float(g[idx]):.17g} vs {float(w[idx]):.17g} "
-              f"computed by {', '.join(others)}, max_abs={max_abs:.3g} ({dtype})")
-    return Disagreement(Aspect.VALUE, ("direct", OTHERS), 0, dtype, tol, actual=float(g[idx]), expected=float(w[idx]),
-                        max_abs=max_abs, max_rel=max_abs / scale if scale else math.inf,
-                        where=f"out {j} {tuple(int(i) for i in idx)}", detail=detail)
 
 
 Refer = Callable[[str, str], Optional[ScenarioResult]]  # (library, reference scenario) -> its result

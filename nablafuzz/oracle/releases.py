@@ -15,13 +15,18 @@ classed by what the new release did:
   changed  the values differ and no converged reference decides (outputs, second order, or a
            reference agreeing with neither).
 
-The class is the fingerprint's `error_type`, so a campaign's summary and triage count new,
-fixed and changed per release pair.  Timeouts and emulated modes are never compared.  Two
+A fingerprint names what changed (`error_type`: broke, works, or value) and not its class,
+which can differ from trial to trial of one root cause (frexp's mantissa derivative, 0 in jax
+0.6.0: fixed where finite differences converge, changed at x = 1 where the mantissa jumps and
+they do not).  Each trial's class is logged; a fingerprint's class over a campaign is the most
+decisive one seen (`decisive`), kept in the campaign record, and counted per release pair by
+the summary and triage.  Timeouts and emulated modes are never compared.  Two
 filters dismiss a change, and are counted: `signature`, a trial whose call one release's
 signature refuses (`top_k(..., axis=0)` before `axis` existed: the API's surface changed, not
 what it computes), and `subnormal`, a value change on subnormal inputs (jax.lax.cbrt(5e-324) is
 1.35e-108 in jax 0.8.0 and 0 in 0.10.2, whose XLA flushes subnormals; as across libraries,
-oracle/filters.subnormal_inputs).
+oracle/filters.subnormal_inputs).  A derivative that is non-finite in both releases (NaN in one,
+inf in the other, at a pole: arccosh'' at 1) is not a change, as across libraries.
 """
 from __future__ import annotations
 
@@ -32,15 +37,13 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..core.model import (ApiSpec, Aspect, Candidate, Disagreement, Execution, Finding, Outcome, ScenarioResult, Severity,
-                          Tolerance, Trial, Verdict, release_oracle)
+from ..core.model import (BROKE, CHANGED, FIXED, NEW, VALUE, WORKS, ApiSpec, Aspect, Candidate, Disagreement, Execution,
+                          Finding, Outcome, ScenarioResult, Severity, Tolerance, Trial, Verdict, decisive, release_oracle)
 from ..core.quantities import is_reference, order
-from .compare import agree, converged, roundoff_floor
+from .compare import agree, converged, output_disagreement, reference_of, roundoff_floor, same_outputs
 from .filters import subnormal_inputs
-from .cross import output_disagreement, reference_of, same_outputs
 from .tolerance import CROSS_VALUE, tolerance
 
-NEW, FIXED, CHANGED = "new", "fixed", "changed"
 _SKIP = (Outcome.TIMEOUT, Outcome.UNSUPPORTED)
 
 
@@ -111,8 +114,8 @@ def _derivative(spec: ApiSpec, dtype: str, q: str, old_ex: Execution, new_ex: Ex
     tol = Tolerance(max(base.atol, roundoff_floor(old_ex, dtype, k), roundoff_floor(new_ex, dtype, k)), base.rtol)
     scale = max([abs(r.value) for r in (old, new) if math.isfinite(r.value)]
                 + [r.scale for r in (old, new) if r.scale is not None and math.isfinite(r.scale)], default=0.0)
-    if agree(old.value, new.value, scale, tol):
-        return None
+    if agree(old.value, new.value, scale, tol) or not (math.isfinite(old.value) or math.isfinite(new.value)):
+        return None  # NaN against inf at a pole is no release's choice more right than the other's
     ref = _reference(q, (old_ex, new_ex))
     kind = CHANGED
     said = "no converged finite-difference reference"
@@ -141,6 +144,7 @@ def _severity(kind: str, aspect: Aspect, new: Optional[ScenarioResult], rel: flo
 class ReleaseJudgement:
     findings: Tuple[Finding, ...] = ()  # at most one: the lowest-order change
     dismissed: Tuple[str, ...] = ()  # the filters that dismissed a change ("subnormal", "signature")
+    kind: str = ""  # the finding's class on this trial: new, fixed or changed
 
 
 def release_judge(spec: ApiSpec, trial: Trial, names: Tuple[str, str], old: Execution,
@@ -168,12 +172,12 @@ def release_judge(spec: ApiSpec, trial: Trial, names: Tuple[str, str], old: Exec
     picked = status or picked
     if not status and subnormal_inputs(trial).dismissed:  # flushing subnormals is each release's choice
         return ReleaseJudgement(dismissed=("subnormal",))
-    kinds = {kind for _, kind, _ in picked}
-    kind = NEW if NEW in kinds else CHANGED if CHANGED in kinds else FIXED
+    kind = decisive([k for _, k, _ in picked])
     disagreements = tuple(d for _, _, d in picked)
     rel = max((d.max_rel for d in disagreements), default=math.inf)
     aspect = disagreements[0].aspect
     candidate = Candidate(Verdict.RELEASE_CHANGE, tuple(q for q, _, _ in picked), lowest, disagreements,
-                          error_type=kind, oracle=release_oracle(*names))
+                          error_type=(BROKE if kind == NEW else WORKS) if status else VALUE, oracle=release_oracle(*names))
     message = f"{kind} in {names[1]} (against {names[0]}): " + "; ".join(d.detail for d in disagreements)
-    return ReleaseJudgement((Finding(trial, candidate, (), _severity(kind, aspect, new.get(picked[0][0]), rel), message),))
+    return ReleaseJudgement((Finding(trial, candidate, (), _severity(kind, aspect, new.get(picked[0][0]), rel), message),),
+                            kind=kind)

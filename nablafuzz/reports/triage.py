@@ -22,7 +22,7 @@ from typing import Container, Dict, FrozenSet, Iterable, List, Optional, Sequenc
 
 from ..core.codec import from_json
 from ..core.fingerprint import describe as describe_fingerprint
-from ..core.model import (NOT_LEARNT_RATE, VETTING, BugReport, CampaignRecord, Disagreement, ReportStatus, Verdict,
+from ..core.model import (NOT_LEARNT_RATE, VETTING, BugReport, CampaignRecord, Disagreement, ReportStatus, Verdict, class_of,
                           mean_accuracy, not_learnt)
 from ..core.errors import SpecError
 from ..core.quantities import describe as describe_scenario
@@ -355,12 +355,16 @@ def _bugs(reports: Sequence[BugReport]) -> List[BugReport]:
             and not model_name(r.fingerprint.api) and not r.fingerprint.releases]
 
 
-def _release_changes(reports: Sequence[BugReport], changes: Dict[str, str], pages: Optional[str]) -> List[str]:
+def _release_changes(reports: Sequence[BugReport], changes: Dict[str, str], pages: Optional[str],
+                     campaigns: Sequence[CampaignRecord]) -> List[str]:
     """`campaign --versions` findings, per release pair: what the newer release broke (new),
-    fixed, or changed without a reference to say which is right (Note [release change])."""
+    fixed, or changed without a reference to say which is right (Note [release change]); a
+    report's class is the one its latest campaign recorded."""
     found = [r for r in reports if r.fingerprint.releases and not dismissed(r)]
     if not found:
         return []
+    recorded = {key: cls for c in campaigns for key, cls in c.changes}  # later campaigns win
+    classes = {r.key: recorded.get(r.key) or class_of(r.fingerprint.error_type) for r in found}
     lines = ["## Release changes (`campaign --versions`)", "",
              "One trial run by two releases of a library. *new*: a mode the older release computed now fails, or a "
              "derivative left the finite-difference reference the older release agreed with; *fixed*: the reverse; "
@@ -368,15 +372,15 @@ def _release_changes(reports: Sequence[BugReport], changes: Dict[str, str], page
     pairs = sorted({r.fingerprint.releases for r in found})
     for old, new in pairs:
         mine = [r for r in found if r.fingerprint.releases == (old, new)]
-        count = {k: sum(r.fingerprint.error_type == k for r in mine) for k in ("new", "fixed", "changed")}
+        count = {k: sum(classes[r.key] == k for r in mine) for k in ("new", "fixed", "changed")}
         lines += [f"### {old} → {new}: {count['new']} new, {count['fixed']} fixed, {count['changed']} changed", "",
                   "| class | severity | API | quantities | since last campaign | occurrences | what | report |",
                   "|---|---|---|---|---|---:|---|---|"]
         order = {"new": 0, "changed": 1, "fixed": 2}
-        for r in sorted(mine, key=lambda r: (order.get(r.fingerprint.error_type, 3),) + _report_order(r)):
+        for r in sorted(mine, key=lambda r: (order.get(classes[r.key], 3),) + _report_order(r)):
             fp = r.fingerprint
             ref = f"[`{r.key}`]({pages}/release-{r.key}.md)" if pages else f"`{r.key}`"
-            lines.append(f"| {fp.error_type} | {r.evidence.severity} | `{fp.api}` | {', '.join(fp.scenarios)} | "
+            lines.append(f"| {classes[r.key]} | {r.evidence.severity} | `{fp.api}` | {', '.join(fp.scenarios)} | "
                          f"{changes[r.key]} | {r.occurrences} | {_cell(_one_line(r.evidence.message)[:200])} | {ref} |")
         lines.append("")
     return lines
@@ -434,7 +438,7 @@ def render_triage(store_root: Path, out: Optional[Path] = None, spec_dir: Path =
     text = "\n".join(_header(root, reports, campaigns) + _summary(bugs, changes) + _problems(errors, warnings)
                      + _index(causes, by_key, changes, PAGES_DIR if out is not None else None) + _cross(campaigns)
                      + _model_findings(reports, changes, PAGES_DIR if out is not None else None)
-                     + _release_changes(reports, changes, PAGES_DIR if out is not None else None)
+                     + _release_changes(reports, changes, PAGES_DIR if out is not None else None, campaigns)
                      + _validity(campaigns) + _conventions(campaigns) + _metadata_drift(reports)).rstrip("\n") + "\n"
     if out is not None:
         declared = declared_apis(spec_dir, spec_files, {r.fingerprint.library for r in reports})
