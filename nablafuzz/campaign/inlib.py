@@ -29,7 +29,7 @@ from ..runtime.runner import Runner, versions_of
 from ..specs.equivalence import Resolved, canonical_trial, equivalence_path, load_classes, member_trial, resolve
 from ..specs.spec import SpecSet
 from ..worker.programs import BlameStopped, alternate, blame, generate_programs, is_program, probe_steps, program_spec
-from .minimize import minimise
+from .minimize import representative
 from .stats import Observation, TrialResult, with_count
 
 
@@ -198,27 +198,11 @@ class InLibrary:
         return blamed, blamed_spec
 
     def _representative(self, finding: Finding, spec: ApiSpec, runner: Runner) -> Tuple[Finding, Trial]:
-        """The minimised trial, and the finding with the evidence judged on it: the report's
-        numbers are then the ones its repro script prints (the finding keeps its original trial,
-        which the report counts as seen)."""
-        fp = finding.fingerprint
+        """The minimised trial, and the finding judged on it (minimize.representative)."""
         if not self.campaign.to_minimise(finding):
             return finding, finding.trial
-        judged: List[Tuple[Trial, Finding]] = []
         scenarios = scenarios_for(self.config, spec.library, spec.capabilities)
-
-        def reproduces(t: Trial) -> bool:
-            try:
-                verdict = judge(runner.run(t, spec, scenarios), spec, runner)
-            except BudgetExhausted:  # the smallest trial found so far stands
-                return False
-            match = next((f for f in verdict.findings if f.fingerprint == fp), None)
-            if match is not None:
-                judged.append((t, match))
-            return match is not None
-        small = minimise(finding.trial, reproduces, spec=spec)
-        again = next((f for t, f in reversed(judged) if t == small), None)
-        return (finding if again is None else replace(again, trial=finding.trial)), small
+        return representative(finding, spec, lambda t: judge(runner.run(t, spec, scenarios), spec, runner).findings)
 
     def _with_programs(self, specs: List[ApiSpec]) -> List[ApiSpec]:
         """Each library's selected specs taking turns with at most `max_programs` programs of

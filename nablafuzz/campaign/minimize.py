@@ -8,11 +8,12 @@ same fingerprint; attempts are bounded.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Callable, Dict, FrozenSet, Iterator, List, Optional, Set, Tuple
+from typing import Callable, Dict, FrozenSet, Iterator, List, Optional, Sequence, Set, Tuple
 
 import numpy as np
 
-from ..core.model import ApiSpec, ArgSpec, TensorRecord, Trial, records
+from ..core.errors import BudgetExhausted
+from ..core.model import ApiSpec, ArgSpec, Finding, TensorRecord, Trial, records
 from ..core.tensors import FLOAT_DTYPES, to_array, to_record, trial_size
 from ..specs import counterpart
 
@@ -209,3 +210,21 @@ def minimise(trial: Trial, reproduces: Check, max_attempts: int = 150, spec: Opt
     return trial
 
 
+def representative(finding: Finding, spec: ApiSpec, findings_of: Callable[[Trial], Sequence[Finding]]) -> Tuple[Finding, Trial]:
+    """The minimised trial that still gives the finding's fingerprint (`findings_of` judges a
+    trial), and the finding with the evidence judged on it: the report's numbers are then the
+    ones its repro script prints (the finding keeps its original trial, which the report counts
+    as seen).  A budget that runs out leaves the smallest trial found so far."""
+    fp, judged = finding.fingerprint, []
+
+    def reproduces(t: Trial) -> bool:
+        try:
+            match = next((f for f in findings_of(t) if f.fingerprint == fp), None)
+        except BudgetExhausted:
+            return False
+        if match is not None:
+            judged.append((t, match))
+        return match is not None
+    small = minimise(finding.trial, reproduces, spec=spec)
+    again = next((f for t, f in reversed(judged) if t == small), None)
+    return (finding if again is None else replace(again, trial=finding.trial)), small

@@ -29,7 +29,7 @@ from ..runtime.registry import resolve_runtime, split_release
 from ..runtime.runner import Runner
 from ..specs.spec import SpecSet
 from ..libraries import scenarios_for, staged_for
-from .minimize import minimise
+from .minimize import representative
 from .stats import Observation, TrialResult, merge_counts
 
 RELEASES = "releases"  # the runners key of a worker thread's pair of releases
@@ -125,17 +125,8 @@ class Releases:
         """The minimised trial that still shows the change, with the finding judged on it."""
         if not self.campaign.to_minimise(finding):
             return finding, finding.trial
-        fp, judged = finding.fingerprint, []
-
-        def reproduces(t: Trial) -> bool:
-            match = next((f for f in run_pair(spec, t, members, self.names, scenarios, eager=True)[0].findings
-                          if f.fingerprint == fp), None)
-            if match is not None:
-                judged.append((t, match))
-            return match is not None
-        small = minimise(finding.trial, reproduces, spec=spec)
-        again = next((f for t, f in reversed(judged) if t == small), None)
-        return (finding if again is None else replace(again, trial=finding.trial)), small
+        return representative(finding, spec,
+                              lambda t: run_pair(spec, t, members, self.names, scenarios, eager=True)[0].findings)
 
     # ---- the campaign's end ------------------------------------------------------------------
     def covers(self, report: BugReport, covered: Set[str]) -> bool:
