@@ -3,15 +3,14 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
+from helper_kill import kill_mid_run
 from nablafuzz.campaign import run_campaign
 from nablafuzz.core.config import make_config
 from nablafuzz.reports.store import Store
@@ -115,15 +114,7 @@ def test_sigkill_then_rerun_loses_nothing_and_duplicates_nothing(tmp_path):
     cmd = [sys.executable, "-m", "nablafuzz", "campaign", "-l", "numpy_ref", "--specs", str(BROKEN),
            "--trials", "25", "--store", str(tmp_path / "store"), "--campaign-dir", str(tmp_path / "c"),
            "--name", "killme", "--seed", "5"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
-    log = tmp_path / "c" / "killme" / "observations.jsonl"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and (not log.exists() or len(log.read_text().splitlines()) < 150):
-        time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    killed_at = len(log.read_text().splitlines())
+    killed_at = kill_mid_run(cmd, ROOT, tmp_path / "c" / "killme" / "observations.jsonl", 150)
     assert 0 < killed_at < 30 * 25, "the kill must land mid-campaign"
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr

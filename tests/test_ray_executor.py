@@ -8,12 +8,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
+from helper_kill import kill_mid_run
 from nablafuzz.campaign import run_campaign
 from nablafuzz.core.config import make_config
 from nablafuzz.reports.store import Store
@@ -89,14 +89,7 @@ def test_killing_the_driver_and_rerunning_resumes(tmp_path, threaded):
     cmd = [sys.executable, "-m", "nablafuzz", "campaign", "-l", "numpy_ref", "--specs", str(BROKEN),
            "--trials", str(TRIALS), "--store", str(tmp_path / "store"), "--campaign-dir", str(tmp_path / "campaigns"),
            "--name", "ray-test", "--seed", "7", "--executor", "ray"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    log = tmp_path / "campaigns" / "ray-test" / "observations.jsonl"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and (not log.exists() or len(log.read_text().splitlines()) < 100):
-        time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    killed_at = len(log.read_text().splitlines())
+    killed_at = kill_mid_run(cmd, ROOT, tmp_path / "campaigns" / "ray-test" / "observations.jsonl", 100)
     assert 0 < killed_at < 30 * TRIALS, "the kill must land mid-campaign"
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
