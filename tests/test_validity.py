@@ -11,6 +11,7 @@ import pytest
 
 from nablafuzz.campaign import run_campaign
 from nablafuzz.campaign import validity
+from nablafuzz.campaign.loop import Campaign
 from nablafuzz.campaign.stats import Observation
 from nablafuzz.campaign.validity import CANDIDATES, EPSILON, Guide
 from nablafuzz.core.config import make_config
@@ -173,10 +174,10 @@ def test_a_resumed_guided_campaign_refits_from_its_log_and_regenerates_its_trial
     assert any(r.get("candidate") for r in rows), "some trials ran another candidate"
     spec = spec_from_dict("numpy_ref", MATRIX, "test")
 
-    class _Campaign:
-        seed = 4
+    class _Campaign:  # what a campaign's trial needs: its settings and seed
+        seed, config, draw = 4, make_config("default", libraries=["numpy_ref"]), Campaign.draw
     oracle = InLibrary.__new__(InLibrary)
-    oracle.campaign, oracle.config = _Campaign(), make_config("default", libraries=["numpy_ref"])
+    oracle.campaign, oracle.config = _Campaign(), _Campaign.config
     for r in rows:  # every logged trial regenerates exactly from (spec, seed, index, candidate)
         assert trial_key(oracle.trial(spec, r["index"], r.get("candidate", 0))) == r["trial"]
 
