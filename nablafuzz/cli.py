@@ -181,7 +181,9 @@ def _parser() -> argparse.ArgumentParser:
                      "differentiation in PyTorch, JAX, TensorFlow and OneFlow.")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("install", help="create the library runtimes (idempotent)")
-    p.add_argument("--only", type=_csv_of("--only torch,jax"), help="comma-separated libraries")
+    p.add_argument("--only", type=_csv_of("--only torch,jax"),
+                   help="comma-separated libraries; LIB@VERSION (e.g. jax@0.6.0) builds that release next to the "
+                        "default runtime, for `campaign --versions`")
     p.add_argument("--force", action="store_true")
     _campaign_parser(sub)
     _modelfuzz_parser(sub)
