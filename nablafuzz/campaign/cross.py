@@ -53,10 +53,7 @@ class CrossLibrary:
 
     def runner(self, runners: Dict, library: str, n: int):
         """One `Members` per worker thread: the runners of every member library."""
-        if CROSS not in runners:
-            own: Dict[str, Runner] = {}
-            runners[CROSS] = Members(lambda lib: self.campaign.runner(own, lib, n), own, self.campaign.shared.stopped)
-        return runners[CROSS]
+        return self.campaign.members(runners, CROSS, n)
 
     def run_trial(self, spec: ApiSpec, members: Members, index: int) -> TrialResult:
         start = time.monotonic()

@@ -40,7 +40,7 @@ from ..core.model import ApiSpec, Fingerprint
 from ..runtime.pool import Members
 from ..runtime.process import RuntimeUnavailable
 from ..specs.spec import SpecSet
-from .loop import Campaign
+from .loop import Campaign, ThreadLane
 from .stats import Observation, TrialResult
 
 RETRIES = 3  # deals of one shard after its actor died, before the campaign gives up
@@ -59,6 +59,13 @@ class Shared:
     confirmed: FrozenSet[Fingerprint] = frozenset()
     claimed: FrozenSet[str] = frozenset()
     stopped: Tuple[Tuple[str, str], ...] = ()
+
+    @staticmethod
+    def of(s, spec_id: str = "") -> "Shared":
+        """A snapshot of a campaign's shared state (loop._Shared; the signatures of `spec_id` only, if named)."""
+        with s.lock:
+            return Shared(frozenset(k for k in s.signatures if not spec_id or k[0] == spec_id), frozenset(s.confirmed),
+                          frozenset(s.claimed), tuple(sorted(s.stopped.items())))
 
 
 @dataclass(frozen=True)
@@ -100,18 +107,14 @@ class ShardWorker:
         name, directory, number = round
         self.campaign = Campaign(config, specs, oracle, round=(name, _writable(Path(directory)), number))
         self.campaign.python_path = python_path
-        self.runners: Dict[str, Any] = {}
-        self.n = n
-
-    def pid(self) -> int:
-        return os.getpid()
+        self.lane = ThreadLane(self.campaign, n, set())  # its runners, as a worker thread's
 
     def run(self, shard: Shard) -> Iterator[Union[TrialResult, ShardEnd]]:
         c, spec = self.campaign, shard.spec
         began = time.monotonic()
-        c.local.runners, c.local.n = self.runners, self.n
+        c.local.runners, c.local.n = self.lane.runners, self.lane.n
         c.deadline = began + shard.seconds
-        for r in _runners(self.runners):
+        for r in _runners(self.lane.runners):
             r.deadline = c.deadline
         with c.shared.lock:
             c.shared.signatures, c.shared.confirmed = set(shard.shared.signatures), set(shard.shared.confirmed)
@@ -120,30 +123,20 @@ class ShardWorker:
             c.guide.replay(spec, shard.prior, c.oracle.trial)
         done = {(spec.id, i) for i in shard.done}
         try:
-            runner = c.oracle.runner(self.runners, spec.library, self.n)
+            runner = c.oracle.runner(self.lane.runners, spec.library, self.lane.n)
             for result in c.trials(spec, runner, done, range(shard.start, shard.stop), began + shard.api_seconds):
                 if result is None:
-                    yield ShardEnd(False, self._shared())
+                    yield ShardEnd(False, Shared.of(c.shared))
                     return
                 yield result
         except RuntimeUnavailable as exc:
-            gone = self.runners.pop(spec.library, None)
-            if gone is not None:
-                gone.close()
-            yield ShardEnd(False, self._shared(), (exc.library, str(exc)))
+            self.lane.drop(spec.library)
+            yield ShardEnd(False, Shared.of(c.shared), (exc.library, str(exc)))
             return
-        yield ShardEnd(True, self._shared())
-
-    def _shared(self) -> Shared:
-        s = self.campaign.shared
-        with s.lock:
-            return Shared(frozenset(s.signatures), frozenset(s.confirmed), frozenset(s.claimed),
-                          tuple(sorted(s.stopped.items())))
+        yield ShardEnd(True, Shared.of(c.shared))
 
     def close(self) -> None:
-        for r in self.runners.values():
-            r.close()
-        self.runners.clear()
+        self.lane.close()
 
 
 def _writable(directory: Path) -> Path:
@@ -240,12 +233,6 @@ class RayLane:
     def __init__(self, executor: RayExecutor, actor):
         self.executor, self.actor = executor, actor
 
-    def _shared(self, spec: ApiSpec) -> Shared:
-        s = self.executor.campaign.shared
-        with s.lock:
-            return Shared(frozenset(k for k in s.signatures if k[0] == spec.id), frozenset(s.confirmed),
-                          frozenset(s.claimed), tuple(sorted(s.stopped.items())))
-
     def _merge(self, shared: Shared) -> None:
         s = self.executor.campaign.shared
         with s.lock:
@@ -275,7 +262,7 @@ class RayLane:
             shard = Shard(spec, indices.start, indices.stop,
                           frozenset(i for i in indices if (spec.id, i) in self.executor.done or i in got),
                           max(0.0, c.deadline - now), max(0.0, api_deadline - now), self.executor.prior(spec),
-                          self._shared(spec))
+                          Shared.of(c.shared, spec.id))
             try:
                 for ref in self.actor.run.options(num_returns="streaming").remote(shard):
                     item = ray.get(ref)

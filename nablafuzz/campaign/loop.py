@@ -38,6 +38,7 @@ from ..reports.store import Store, now, path_of, remove_leftovers
 from ..runtime.process import RuntimeUnavailable
 from ..runtime.registry import resolve_runtime
 from ..libraries import record, staged_for
+from ..runtime.pool import Members
 from ..runtime.runner import Runner
 from ..specs import pool
 from ..specs.generate import generate
@@ -164,7 +165,7 @@ class Oracle(Protocol):
 
 
 class Lane(Protocol):
-    """Where one worker thread's slots run: its own runners (`_ThreadLane`), or a Ray actor
+    """Where one worker thread's slots run: its own runners (`ThreadLane`), or a Ray actor
     (distributed.py)."""
 
     def run(self, spec: ApiSpec, indices: range, api_deadline: float) -> bool: ...  # Campaign.trials' rules; False: stopped
@@ -180,7 +181,7 @@ class Executor(Protocol):
     def close(self) -> None: ...  # after the threads ended
 
 
-class _ThreadLane:
+class ThreadLane:
     """A worker thread's runners, one per library, started on first use."""
 
     def __init__(self, campaign: "Campaign", n: int, done: Set[Tuple[str, int]]):
@@ -211,8 +212,8 @@ class _Threads:
     campaign: "Campaign"
     done: Set[Tuple[str, int]]
 
-    def lane(self, n: int) -> _ThreadLane:
-        return _ThreadLane(self.campaign, n, self.done)
+    def lane(self, n: int) -> ThreadLane:
+        return ThreadLane(self.campaign, n, self.done)
 
     def close(self) -> None:
         pass
@@ -250,6 +251,14 @@ class Campaign:
             runners[library] = Runner(rt, log, self.config.trial_timeout_s, self.deadline,
                                       staged=staged_for(self.config, rt.library))  # `jax` of `jax@0.10.1`
         return runners[library]
+
+    def members(self, runners: Dict[str, Any], key: str, n: int) -> Members:
+        """This thread's runners of several runtimes under `key` (a cross-library class's
+        libraries, two releases), each started on first use."""
+        if key not in runners:
+            own: Dict[str, Runner] = {}
+            runners[key] = Members(lambda name: self.runner(own, name, n), own, self.shared.stopped)
+        return runners[key]
 
     def _work(self, schedule: Schedule, n: int, deadline: float, make_lane: Callable[[int], "Lane"]) -> None:
         """Worker thread `n`: takes slots from the schedule and runs them in its lane (its own

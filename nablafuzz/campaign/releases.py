@@ -18,7 +18,7 @@ from typing import Dict, List, Optional, Sequence, Set, Tuple
 from ..core.config import Config
 from ..core.errors import ConfigError, WorkerError
 from ..core.fingerprint import key as fingerprint_key
-from ..core.model import ApiSpec, BugReport, Execution, Finding, Outcome, Trial, release_oracle
+from ..core.model import RELEASE_ORACLE, ApiSpec, BugReport, Execution, Finding, Outcome, Trial, release_oracle
 from ..oracle.releases import ReleaseJudgement, release_judge
 from ..reports.replay import ReplayResult, replay_result
 from ..reports.store import trial_key
@@ -69,6 +69,7 @@ class Releases:
         self.names = release_pair(self.config.versions)
         self.library = split_release(self.names[0])[0]
         self.oracle = release_oracle(*self.names)
+        self.pair = self.oracle[len(RELEASE_ORACLE):]  # OLD..NEW, as observations log it
         self.specs = [replace(s, reference="") for s in specs.select([self.library], self.config.apis)]
 
     def prepare(self) -> None:
@@ -76,10 +77,7 @@ class Releases:
 
     def runner(self, runners: Dict, library: str, n: int) -> Members:
         """One `Members` per worker thread: a runner per release."""
-        if RELEASES not in runners:
-            own: Dict[str, Runner] = {}
-            runners[RELEASES] = Members(lambda name: self.campaign.runner(own, name, n), own, self.campaign.shared.stopped)
-        return runners[RELEASES]
+        return self.campaign.members(runners, RELEASES, n)
 
     def trial(self, spec: ApiSpec, index: int, candidate: int = 0) -> Trial:
         return self.campaign.draw(spec, index, candidate)
@@ -111,13 +109,12 @@ class Releases:
         deaths = ", ".join(f"{name} {ex.death.kind}" for name, ex in executions.items() if ex.death)
         why = "" if valid else "; ".join(f"{name}: {d.error.type}: {d.error.message}"[:80]
                                          for name, d in zip(executions, direct) if d is not None and d.error)
-        pair = f"{self.names[0]}..{self.names[1]}"
         dismissed = merge_counts([(name, 1) for name in j.dismissed] + [("not_confirmed", unconfirmed)] * bool(unconfirmed))
         obs = Observation(spec.id, index, trial_key(trial), trial.dtype, valid, len(j.findings) + len(j.dismissed),
                           dismissed,
                           tuple(fingerprint_key(f.fingerprint) for f in confirmed), (), time.monotonic() - start,
                           deaths, why[:160], regime=trial.regime,
-                          changes=tuple((pair, fingerprint_key(f.fingerprint), j.kind) for f in confirmed))
+                          changes=tuple((self.pair, fingerprint_key(f.fingerprint), j.kind) for f in confirmed))
         return TrialResult(obs, reported, members.versions(list(self.names)))
 
     def _representative(self, finding: Finding, spec: ApiSpec, members: Members,

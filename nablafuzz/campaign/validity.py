@@ -185,8 +185,7 @@ class Guide:
         for api, obs in by_api.items():
             if len({label(o) for o in obs}) == 1:
                 continue  # one label: no model (and no regeneration) needed
-            for o in obs[-KEEP:]:
-                self.learn(specs[api], make(specs[api], o.index, o.candidate), label(o), o.pick)
+            self.replay(specs[api], obs[-KEEP:], make)
 
     def replay(self, spec: ApiSpec, observations: Iterable[Observation], make: Callable[[ApiSpec, int, int], Trial]) -> None:
         """`spec`'s model rebuilt from its trials so far, in the order they ran: the state of
