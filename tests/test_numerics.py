@@ -125,8 +125,8 @@ def test_planted_defects_are_flagged_and_their_safe_twins_are_not(tmp_path, name
     assert graphs == {"backward"} if name in BACKWARD_ONLY else "forward" in graphs
     assert all(f.proved for f in planted.findings)
     assert planted.seconds < 1.0 and twin.seconds < 1.0
-    if library == "jax":  # JAX records the user's source line (make_fx does not here)
-        assert all("models/numerics.py:" in f.flag.node.source for f in planted.findings)
+    # both tracers give the model's source line, the backward pass's operations included
+    assert all("models/numerics.py:" in f.flag.node.source for f in planted.findings)
 
 
 GRIST = ROOT / "models/grist.yaml"
@@ -152,6 +152,23 @@ def test_confirmation_finds_failing_inputs_and_the_clamp_removes_the_failure(tmp
     assert len(runs) == 3 and all(c.guided for c in runs)
     assert all(c.uniform for c in runs) == uniform_finds
     assert all(c.fixed_finite for c in runs) and all(c.fix_change < 1e-3 for c in runs)
+
+
+@pytest.mark.parametrize("library", ["jax", "torch"])
+def test_a_chain_of_defects_on_one_line_each_with_its_derivatives_and_its_own_clamp(tmp_path, library):
+    """log(e / sum(e)): the log's derivative 1/p belongs to the log, the quotient's 1/s**2 to the
+    division; at an input where every exp underflows, the division's clamp removes its 0/0, and
+    the log(0) left is the log's own defect: finite only with both clamps."""
+    from nablafuzz.numerics.run import Search
+    spec = load_model_specs([ROOT / "models/models.yaml"])["digits_unsafe"]
+    r = analyse_model(spec, library, None, None, True, tmp_path / "log", Search(seeds=2, steps=100, uniform=10))
+    by_op = {f.flag.node.op: f for f in r.findings}
+    assert set(by_op) == {"exp", "div", "log"} and all("models/digits.py:" in f.flag.node.source for f in r.findings)
+    log, div = by_op["log"], by_op["div"]
+    assert [d.node.inputs[1] for d in log.derivatives] == [div.fix_nodes[0][0]]  # 1/p: p is the quotient
+    for f in r.findings:
+        assert all(c.guided and c.removed and c.fixed_finite_all for c in f.confirmations), f
+    assert not any(c.fixed_finite for c in div.confirmations)
 
 
 def test_backward_only_defect_needs_the_backward_graph(tmp_path):

@@ -39,6 +39,8 @@ class Confirmation:
     x: Optional[TensorRecord] = None
     y: int = 0
     fixed_finite_all: Optional[bool] = None  # with every flag's fix of the model in place
+    # the clamp removes the defect's own non-finite value (Note [the defect's own NaN] in worker/numerics.py)
+    removed: Optional[bool] = None
 
 
 @dataclass(frozen=True)
@@ -118,6 +120,12 @@ def _fixes(finding: "Finding") -> List[list]:
     return [[node, search_target(g)[2], g.safe.lo, g.safe.hi, g.away] for node, g in finding.fix_nodes if node >= 0]
 
 
+def _nodes(finding: "Finding") -> List[int]:
+    """The finding's operations in the graph its fix is verified in: its own, its siblings',
+    its derivative's."""
+    return [node for node, _ in finding.fix_nodes if node >= 0] + [d.node.id for d in finding.derivatives]
+
+
 def confirm(client: ModelClient, finding: "Finding", box: Tuple[float, float], search: Search,
             others: Sequence["Finding"] = ()) -> "Finding":
     """Searches per seed for a failing input; each found one is re-run with the finding's fix,
@@ -129,12 +137,14 @@ def confirm(client: ModelClient, finding: "Finding", box: Tuple[float, float], s
         a = client.confirm({"node": f.node.id, "position": position, "kind": kind, "limit": limit,
                             "backward": finding.graph == "backward", "box": list(box), "seed": seed,
                             "steps": search.steps, "uniform": search.uniform, "fix": _fixes(finding),
-                            "others": [c for o in others if o is not finding for c in _fixes(o)]})
+                            "others": [c for o in others if o is not finding for c in _fixes(o)],
+                            "own": _nodes(finding), "flagged": [i for o in others for i in _nodes(o)]})
         g, u = a["guided"], a["uniform"]
         literal = to_record(np.asarray(g["x"])[0]) if g["found"] and not g["params_moved"] else None
         runs.append(Confirmation(seed, bool(g["found"]), int(g["evaluations"]), float(g["seconds"]), bool(u["found"]),
                                  int(u["samples"]), float(u["seconds"]), a.get("fixed_finite"), a.get("fix_change"),
-                                 literal, int(g.get("y", 0)), a.get("fixed_finite_all", a.get("fixed_finite"))))
+                                 literal, int(g.get("y", 0)), a.get("fixed_finite_all", a.get("fixed_finite")),
+                                 a.get("removed")))
     return replace(finding, confirmations=tuple(runs))
 
 
@@ -199,7 +209,7 @@ def _analyse(spec: ModelSpec, library: str, input_range: Optional[Tuple[float, f
         for f in b.flags:
             if f.node.id not in extra:
                 continue
-            k = next((i for i, g in enumerate(found) if g.flag.node.source and g.flag.node.source == f.node.source), None)
+            k = _primal(grad, found, f)
             if k is not None:  # the derivative of a flagged forward operation: one defect
                 found[k] = replace(found[k], derivatives=found[k].derivatives + (f,))
             else:
@@ -210,6 +220,25 @@ def _analyse(spec: ModelSpec, library: str, input_range: Optional[Tuple[float, f
         size = (len(forward.nodes), len(grad.nodes))
     return Result(spec.name, library, tuple(found), size, tuple(sorted(unknown.items())),
                   time.perf_counter() - start)
+
+
+def _operand(graph: Graph, node: int) -> int:
+    n = graph.nodes[node]
+    position = operand_position(n.op)
+    return n.inputs[position] if position < len(n.inputs) else -1
+
+
+def _primal(grad: Graph, found: Sequence[Finding], flag: Flag) -> Optional[int]:
+    """The forward finding a backward flag is the derivative of: one on the same source line,
+    preferably the one whose operand the flag's operand is (log's 1/x), or is made from in one
+    step (a quotient's 1/d**2); None where no forward finding shares the line."""
+    same = [i for i, g in enumerate(found) if g.graph == "forward" and g.flag.node.source
+            and g.flag.node.source == flag.node.source]
+    mine = _operand(grad, flag.node.id)
+    theirs = {i: _operand(grad, found[i].fix_nodes[0][0]) if found[i].fix_nodes[0][0] >= 0 else -1 for i in same}
+    exact = [i for i in same if theirs[i] >= 0 and theirs[i] == mine]
+    step = [i for i in same if theirs[i] >= 0 and mine >= 0 and theirs[i] in grad.nodes[mine].inputs]
+    return (exact + step + same + [None])[0]
 
 
 def record_reports(store_dir: Path, spec: ModelSpec, r: Result, versions: Sequence[str]) -> List[str]:
@@ -228,7 +257,10 @@ def record_reports(store_dir: Path, spec: ModelSpec, r: Result, versions: Sequen
                 continue
             n = f.flag.node
             where = f"{n.op} at {Path(n.source).name or '?'} ({f.graph})"
-            fixed = {True: "makes it finite", False: "does NOT make it finite", None: "not checked"}[c.fixed_finite]
+            fixed = ("makes it finite" if c.fixed_finite else
+                     "removes this operation's non-finite value; what stays non-finite arises at another flagged "
+                     "operation, whose own fix removes it" if c.removed else
+                     "does NOT make it finite" if c.fixed_finite is False else "not checked")
             message = (f"model {spec.name} ({r.library}): {f.flag.problem} at {n.source or 'an unknown line'} "
                        f"({f.graph} graph): its operand lies in {f.flag.operand} over the inputs and parameters; an input "
                        f"found by the guided search (seed {c.seed}) drives it there and makes the loss or its gradient "
@@ -271,12 +303,13 @@ def lines(r: Result) -> List[str]:
         c = f.confirmations
         if c:
             g, u = [x for x in c if x.guided], [x for x in c if x.uniform]
+            removed = [x for x in g if x.removed]
             fixed = [x for x in g if x.fixed_finite]
             together = [x for x in g if x.fixed_finite_all]
             out.append(f"           confirmed: guided search {len(g)}/{len(c)} seeds ({_mean(x.guided_seconds for x in c)} s "
                        f"per seed), uniform sampling {len(u)}/{len(c)} ({_mean(x.uniform_seconds for x in c)} s); "
-                       f"the clamp makes {len(fixed)}/{len(g)} confirming inputs finite ({len(together)}/{len(g)} with "
-                       "the model's other fixes too)"
+                       f"the clamp removes its non-finite value at {len(removed)}/{len(g)} confirming inputs, and makes "
+                       f"{len(fixed)}/{len(g)} wholly finite ({len(together)}/{len(g)} with the model's other fixes too)"
                        + (f", changing outputs at a seed input by at most {max(x.fix_change or 0 for x in g):.2g} (relative)"
                           if g else ""))
     return out

@@ -6,7 +6,8 @@ A library supplies a `Program` (its models.py `program(m, backward)`) over its t
 `operand(p, x, y, node, pos)` the operand's value, `step(p, x, y, node, pos, kind, limit)` the
 distance to the invalid set with its gradients (w.r.t. parameters, input), `fails(p, x, y)`,
 `outputs(p, x, y, clamps)` the verification graph's outputs with clamps (node, operand position,
-low, high, away), `params` and `seeds`.
+low, high, away), `origins(p, x, y, clamps)` its nodes where a non-finite value arises from
+finite operands, `params` and `seeds`.
 Worker-safe: Python 3.10, numpy 1.26.
 """
 from __future__ import annotations
@@ -35,6 +36,14 @@ def meets(v: np.ndarray, kind: str, limit: float) -> bool:
     return bool((np.abs(v) <= limit).any())
 
 
+# Note [the defect's own NaN]
+# A clamp removes the defect it was suggested for when, at the confirming input, no non-finite
+# value arises any more at the flagged operation (or its derivative's) and any that still
+# arises does so at another flagged operation: the next link of a chain (the softmax's 0/0
+# clamped, its log(0) is still -inf), which that operation's own clamp removes. A value that
+# arises at an operation the analysis did not flag counts against the clamp. Whether the
+# clamp alone makes the loss and gradient finite is reported beside it (`fixed_finite`), and
+# with every flag's clamp in place (`fixed_finite_all`).
 def confirm(prog: Any, request: Dict[str, Any]) -> Dict[str, Any]:
     node, pos, kind, limit = int(request["node"]), int(request["position"]), request["kind"], float(request["limit"])
     box = (float(request["box"][0]), float(request["box"][1]))
@@ -68,6 +77,10 @@ def confirm(prog: Any, request: Dict[str, Any]) -> Dict[str, Any]:
     if found is not None and fix:
         clamp = [(int(c[0]), int(c[1]), float(c[2]), float(c[3]), float(c[4])) for c in fix]
         out["fixed_finite"] = all(bool(np.isfinite(o).all()) for o in prog.outputs(p, found, y, clamp))
+        # Note [the defect's own NaN]
+        own = {int(i) for i in request.get("own") or ()}
+        arise = set(prog.origins(p, found, y, clamp))
+        out["removed"] = not arise & own and arise <= own | {int(i) for i in request.get("flagged") or ()}
         seed_x, seed_y = xs[:1].astype(np.float32), np.asarray(ys[:1])
         plain, patched = prog.outputs(trained, seed_x, seed_y, None), prog.outputs(trained, seed_x, seed_y, clamp)
         changes = []

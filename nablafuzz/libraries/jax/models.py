@@ -311,3 +311,12 @@ class Program:
         env = evaluate(self.m, self.verify, {k: jnp.asarray(v) for k, v in p.items()}, jnp.asarray(x), jnp.asarray(y),
                        clamps=clamps or ())
         return [np.asarray(env[o]) for o in self.m.programs[self.verify][2]]
+
+    def origins(self, p: Any, x: Any, y: Any, clamps: Sequence[Tuple[int, int, float, float, float]]) -> List[int]:
+        """The verification graph's nodes where a non-finite value arises (from finite operands)."""
+        env = evaluate(self.m, self.verify, {k: jnp.asarray(v) for k, v in p.items()}, jnp.asarray(x), jnp.asarray(y),
+                       clamps=clamps)
+        program = self.m.programs[self.verify][0]
+        finite = {i: bool(np.isfinite(np.asarray(v)).all()) for i, v in env.items()}
+        return [i for i, step in sorted(program.items()) if step[0] == "bind" and i in env and not finite[i]
+                and all(finite[v] for kind, v in step[4] if kind == "node")]

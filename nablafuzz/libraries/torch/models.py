@@ -127,18 +127,25 @@ def _torch_attr(v: Any) -> Any:
 def trace(m: Built, x: np.ndarray, y: np.ndarray, backward: bool) -> Dict[str, Any]:
     """The loss (summed over the batch) as make_fx's ATen graph, or its gradient w.r.t. the
     parameters and the input (torch.func.grad; its graph starts with the forward pass, whose
-    nodes are the loss graph's: the rest is the backward pass), in the graph vocabulary."""
+    nodes are the loss graph's: the rest is the backward pass), in the graph vocabulary; each
+    node with the model's source line (Note [torch source lines])."""
+    from torch.fx import traceback as fx_traceback
     from torch.fx.experimental.proxy_tensor import make_fx
     names = sorted(m.params)
 
     def loss(*args: Any) -> Any:
-        return m.fn(dict(zip(names, args[:-2])), args[-2], args[-1])["loss"].sum()
+        with _Sources():
+            out = m.fn(dict(zip(names, args[:-2])), args[-2], args[-1])["loss"].sum()
+        fx_traceback.set_stack_trace([])
+        _backward_sources(out.grad_fn)
+        return out
 
     def grad(*args: Any) -> Any:
         return torch.func.grad(loss, argnums=tuple(range(len(args) - 1)))(*args)
     inputs = [m.params[k] for k in names] + [torch.from_numpy(x), torch.from_numpy(y)]
-    forward_calls = sum(n.op == "call_function" for n in make_fx(loss, record_stack_traces=True)(*inputs).graph.nodes)
-    gm = make_fx(grad if backward else loss, record_stack_traces=True)(*inputs)
+    with fx_traceback.preserve_node_meta():
+        forward_calls = sum(n.op == "call_function" for n in make_fx(loss)(*inputs).graph.nodes)
+        gm = make_fx(grad if backward else loss)(*inputs)
     arg_names = [f"param:{k}" for k in names] + ["x", "y"]
     nodes: List[list] = []
     ids: Dict[Any, int] = {}
@@ -171,8 +178,56 @@ def trace(m: Built, x: np.ndarray, y: np.ndarray, backward: bool) -> Dict[str, A
     return {"nodes": nodes, "arguments": arguments, "outputs": outputs}
 
 
+# Note [torch source lines]
+# make_fx records a stack trace only for frames named `forward` (nn.Module code), and the
+# backward pass runs inside autograd's engine with no Python frame of the model at all. So the
+# trace keeps torch.fx's node metadata (`preserve_node_meta`, which copies the current stack
+# trace onto each node made) and sets that trace itself: in the forward pass, a function mode
+# sets it to the model's frame of each torch call and tags the autograd node the call made;
+# in the backward pass, a pre-hook on each autograd node sets it to its forward call's frame,
+# as JAX's tracer attributes a derivative's equations to the line that made the primal.
+_SOURCE_KEY = "nablafuzz_source"
+
+
+def _model_frame() -> str:
+    """The innermost frame outside torch and nablafuzz: the model's line, in traceback form."""
+    import sys
+    frame = sys._getframe(1)
+    while frame is not None:
+        path = frame.f_code.co_filename
+        if "/torch/" not in path and "/nablafuzz/" not in path:
+            return f'File "{path}", line {frame.f_lineno}, in {frame.f_code.co_name}\n'
+        frame = frame.f_back
+    return ""
+
+
+class _Sources(torch.overrides.TorchFunctionMode):
+    def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        from torch.fx import traceback as fx_traceback
+        source = _model_frame()
+        fx_traceback.set_stack_trace([source] if source else [])
+        out = func(*args, **(kwargs or {}))
+        for t in out if isinstance(out, (tuple, list)) else (out,):
+            if source and isinstance(t, torch.Tensor) and t.grad_fn is not None:
+                t.grad_fn.metadata.setdefault(_SOURCE_KEY, source)
+        return out
+
+
+def _backward_sources(root: Any) -> None:
+    from torch.fx import traceback as fx_traceback
+    seen, todo = set(), [root]
+    while todo:
+        n = todo.pop()
+        if n is None or n in seen:
+            continue
+        seen.add(n)
+        source = n.metadata.get(_SOURCE_KEY, "")
+        n.register_prehook(lambda _, s=source: fx_traceback.set_stack_trace([s] if s else []))
+        todo.extend(f for f, _ in n.next_functions)
+
+
 def _source(n: Any) -> str:
-    """The model file's frame (file:line) of make_fx's recorded stack trace."""
+    """The model file's frame (file:line) of the node's stack trace."""
     lines = [ln.strip() for ln in (n.meta.get("stack_trace") or "").splitlines() if ln.strip().startswith("File ")]
     for ln in reversed(lines):
         if "/torch/" not in ln and "/nablafuzz/" not in ln:
@@ -270,6 +325,7 @@ class _Run(torch.fx.Interpreter):
     def __init__(self, gm: Any, stop: Any = None, clamps: Optional[Dict[Any, Tuple[float, float, float]]] = None):
         super().__init__(gm)
         self.stop, self.clamps = stop, clamps or {}
+        self.origins: List[Any] = []  # the nodes where a non-finite value arose from finite inputs
 
     def run_node(self, n: Any) -> Any:
         v = super().run_node(n)
@@ -277,9 +333,15 @@ class _Run(torch.fx.Interpreter):
             lo, hi, away = self.clamps[n]
             v = torch.where(v >= 0, torch.clamp_min(v, away), torch.clamp_max(v, -away)) if away > 0 else \
                 torch.clamp(v, lo, hi)
+        if n.op == "call_function" and not _finite(v) and all(_finite(self.env[a]) for a in n.all_input_nodes):
+            self.origins.append(n)
         if n is self.stop:
             raise _Stop(v)
         return v
+
+
+def _finite(v: Any) -> bool:
+    return not (isinstance(v, torch.Tensor) and v.is_floating_point()) or bool(torch.isfinite(v).all())
 
 
 class Program:
@@ -337,14 +399,23 @@ class Program:
         grads = torch.autograd.grad(out, [a for a in args if a.requires_grad], allow_unused=True)
         return not bool(torch.isfinite(out)) or any(g is not None and not bool(torch.isfinite(g).all()) for g in grads)
 
-    def outputs(self, p: Any, x: Any, y: Any, clamps: Any) -> List[np.ndarray]:
+    def _run(self, p: Any, x: Any, y: Any, clamps: Any) -> Tuple[Any, "_Run"]:
         gm, nodes, fx_of, _ = self.m.programs[self.verify]
         targets = {}
         for node, pos, lo, hi, away in clamps or ():
             target = fx_of.get(nodes[node][2][pos]) if node < len(nodes) else None
             if target is not None:
                 targets[target] = (lo, hi, away)
+        run = _Run(gm, clamps=targets)
         with torch.no_grad():
-            out = _Run(gm, clamps=targets).run(*self._args(p, x, y))
+            return run.run(*self._args(p, x, y)), run
+
+    def outputs(self, p: Any, x: Any, y: Any, clamps: Any) -> List[np.ndarray]:
+        out = self._run(p, x, y, clamps)[0]
         outs = out if isinstance(out, (list, tuple)) else [out]
         return [o.detach().double().numpy() for o in outs]
+
+    def origins(self, p: Any, x: Any, y: Any, clamps: Any) -> List[int]:
+        """The verification graph's nodes where a non-finite value arises (from finite inputs)."""
+        record = {fx: i for i, fx in self.m.programs[self.verify][2].items()}
+        return sorted(record[n] for n in self._run(p, x, y, clamps)[1].origins if n in record)
