@@ -125,6 +125,30 @@ def test_an_api_with_one_label_gets_no_model_and_runs_its_unguided_trial():
     assert guide.fitted() == 0 and (p.candidate, p.how, p.guess) == (0, "", -1.0)
 
 
+def test_without_a_model_an_api_whose_trials_fail_draws_candidates_and_ends_if_none_is_ever_valid():
+    from nablafuzz.campaign.validity import HOPELESS, MIN_EACH
+    spec = spec_from_dict("numpy_ref", MATRIX, "test")
+    guide = Guide(seed=0)
+    make = lambda i: (lambda c: generate(spec, 1, i, candidate=c))  # noqa: E731
+    for i in range(MIN_EACH):
+        assert guide.pick(spec, make(i)).how == "", "candidate 0 until the API has failed a few times"
+        guide.learn(spec, make(i)(0), False)
+    picks = [guide.pick(spec, make(i)) for i in range(MIN_EACH, MIN_EACH + 40)]
+    assert {p.how for p in picks} == {"explore"} and len({p.candidate for p in picks}) > CANDIDATES
+    assert not guide.hopeless(spec.id)
+    for i, p in enumerate(picks):
+        guide.learn(spec, p.trial, False, p.how, p.row)
+    for i in range(MIN_EACH + 40, HOPELESS):
+        guide.learn(spec, make(i)(0), False, "explore")
+    assert guide.hopeless(spec.id)
+    other = Guide(seed=0)  # a resumed campaign keeps the count from its log
+    other.resume({spec.id: spec}, [Observation(spec.id, i, "", "", False, 0, (), (), (), 0.0) for i in range(HOPELESS)],
+                 lambda s, i, c: generate(s, 1, i, candidate=c))
+    assert other.hopeless(spec.id)
+    guide.learn(spec, make(HOPELESS)(0), True)  # one valid trial: not hopeless
+    assert not guide.hopeless(spec.id)
+
+
 def test_validity_model_without_scikit_learn_is_a_clear_error(monkeypatch):
     monkeypatch.setattr(validity, "_sklearn", lambda: False)
     with pytest.raises(ConfigError, match=r"nablafuzz\[learn\]"):

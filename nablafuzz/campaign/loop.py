@@ -306,6 +306,8 @@ class Campaign:
                 return
             if index > indices.start and time.monotonic() > api_deadline:
                 return
+            if self.guide is not None and self.guide.hopeless(spec.id):  # Note [validity cold start]
+                return
             if (spec.id, index) not in done:
                 result = self._guarded_trial(spec, runner, index)
                 yield result
