@@ -157,7 +157,7 @@ def main() -> int:
     print(f"valid rate over all APIs: unguided {rate(plain)}, guided {rate(guided)}")
     predicted: Dict[str, List[dict]] = defaultdict(list)
     for r in guided:
-        if r.get("pick"):
+        if r.get("pick") and r.get("guess", -1.0) >= 0:  # a model predicted it (not a cold-start draw)
             predicted[r["api"]].append(r)
     acc = {a: sum((r["guess"] >= 0.5) == r["valid"] for r in rows) / len(rows) for a, rows in predicted.items()}
     if acc:

@@ -231,7 +231,7 @@ def predicted(obs: Sequence[Observation]) -> Predicted:
     """(API, trials its model predicted, predicted right, valid rate of the trials it picked)."""
     by_api: Dict[str, List[Observation]] = {}
     for o in obs:
-        if o.pick:
+        if o.pick and o.guess >= 0:  # a model predicted it (a cold-start draw has none)
             by_api.setdefault(o.api, []).append(o)
     out = []
     for api, os_ in sorted(by_api.items()):
