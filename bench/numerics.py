@@ -40,7 +40,7 @@ def main() -> int:
     specs = load_model_specs(files)
     runs = ([(n, lib) for lib in ("jax", "torch") for n in specs if n.startswith("planted_")]
             + [(n, lib) for lib in ("jax", "torch") for n in ("digits_unsafe", "digits_safe")]
-            + [(n, "jax") for n in specs if n.startswith("grist_")])
+            + [(n, lib) for lib in ("jax", "torch") for n in specs if n.startswith("grist_")])
     rows = ["| model | flags (forward / backward only) | analysis ms | op: guided found | uniform found | "
             "guided s | uniform s | clamp removes its NaN | clamp alone: all finite | all clamps: all finite | "
             "clamp change at a seed |", "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|"]

@@ -132,11 +132,12 @@ def test_planted_defects_are_flagged_and_their_safe_twins_are_not(tmp_path, name
 GRIST = ROOT / "models/grist.yaml"
 
 
-def test_every_ported_grist_case_is_flagged(tmp_path):
+@pytest.mark.parametrize("library", ["jax", "torch"])
+def test_every_ported_grist_case_is_flagged(tmp_path, library):
     specs = load_model_specs([GRIST])
     assert len(specs) == 22
     missed = [name for name, spec in specs.items()
-              if not analyse_model(spec, "jax", None, None, True, tmp_path / "log").findings]
+              if not analyse_model(spec, library, None, None, True, tmp_path / "log").findings]
     assert not missed
 
 

@@ -108,7 +108,7 @@ _SAME = {"add": "add", "sub": "sub", "mul": "mul", "div": "div", "neg": "neg", "
          "amax": "reduce_max", "amin": "reduce_min", "arange": "iota", "_log_softmax": "log_softmax",
          "_softmax": "softmax", "_log_softmax_backward_data": "log_softmax_backward",
          "_softmax_backward_data": "softmax_backward", "square": "square", "isfinite": "is_finite", "sgn": "sign",
-         "sign": "sign"}
+         "sign": "sign", "mv": "dot_general"}
 _IDENTITY = {"view", "reshape", "_unsafe_view", "expand", "t", "transpose", "permute", "unsqueeze", "squeeze",
              "clone", "detach", "alias", "slice", "select", "index", "gather", "expand_copy", "contiguous",
              "_to_copy", "lift_fresh_copy", "flatten", "unflatten"}
@@ -281,6 +281,13 @@ def _node(n: Any, ids: Dict[Any, int], nodes: List[list], shape: list, dtype: st
         op, inputs, literals, attrs = "integer_pow", inputs[:1], [], [["y", int(n.args[1])]]
     elif name == "reciprocal":
         op, attrs = "integer_pow", [["y", -1]]
+    elif name == "rsub" and n.kwargs.get("alpha", 1) == 1:  # other - self (`1 - x`)
+        other = n.args[1]
+        op = "sub"
+        inputs = [ids.get(other, -1) if hasattr(other, "op") else -1, inputs[0]]
+        literals = [] if hasattr(other, "op") else [[0, float(other)]]
+    elif name == "cat":  # a list of tensors: the union of their values
+        op, inputs, literals = "concatenate", [ids.get(a, -1) for a in n.args[0]], []
     elif name == "where":
         op = "select_n"
         inputs = [ids[n.args[0]], ids.get(n.args[2], -1) if hasattr(n.args[2], "op") else -1,
