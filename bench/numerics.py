@@ -28,7 +28,7 @@ from nablafuzz.numerics.run import Search, analyse_model  # noqa: E402
 from nablafuzz.specs.models import MODELS_FILE, load_model_specs  # noqa: E402
 
 PLANTED = ROOT / "models/numerics.yaml"
-GRIST = ROOT / "models/grist.yaml"  # GRIST study cases re-expressed in JAX
+GRIST = ROOT / "models/grist.yaml"  # GRIST study cases re-expressed in JAX and PyTorch
 
 
 def main() -> int:

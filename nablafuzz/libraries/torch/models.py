@@ -286,6 +286,8 @@ def _node(n: Any, ids: Dict[Any, int], nodes: List[list], shape: list, dtype: st
         op = "sub"
         inputs = [ids.get(other, -1) if hasattr(other, "op") else -1, inputs[0]]
         literals = [] if hasattr(other, "op") else [[0, float(other)]]
+    elif name == "scatter_add":  # (self, dim, index, src): JAX's operand, indices, updates
+        op, inputs, literals = "scatter-add", [ids.get(a, -1) for a in (n.args[0], n.args[2], n.args[3])], []
     elif name == "cat":  # a list of tensors: the union of their values
         op, inputs, literals = "concatenate", [ids.get(a, -1) for a in n.args[0]], []
     elif name == "where":
@@ -295,8 +297,9 @@ def _node(n: Any, ids: Dict[Any, int], nodes: List[list], shape: list, dtype: st
         literals = [[p, float(v)] for p, v in ((1, n.args[2]), (2, n.args[1])) if not hasattr(v, "op")]
     elif name == "threshold_backward":  # the gradient where the input passed the threshold, else 0
         op, inputs, literals = "select_n", [ids[n.args[1]], -1, ids[n.args[0]]], [[1, 0.0]]
-    elif name in ("ones_like", "zeros_like", "full", "scalar_tensor", "ones", "zeros", "full_like"):
-        value = {"ones_like": 1.0, "ones": 1.0, "zeros_like": 0.0, "zeros": 0.0}.get(name)
+    elif name in ("ones_like", "zeros_like", "full", "scalar_tensor", "ones", "zeros", "full_like", "new_zeros",
+                  "new_ones"):
+        value = {"ones_like": 1.0, "ones": 1.0, "new_ones": 1.0, "zeros_like": 0.0, "zeros": 0.0, "new_zeros": 0.0}.get(name)
         if value is None:
             value = float(n.args[-1]) if n.args and isinstance(n.args[-1], (int, float)) else 0.0
         ids[n] = len(nodes)
