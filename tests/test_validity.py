@@ -145,8 +145,8 @@ def test_without_a_model_an_api_whose_trials_fail_draws_candidates_and_ends_if_n
     other.resume({spec.id: spec}, [Observation(spec.id, i, "", "", False, 0, (), (), (), 0.0) for i in range(HOPELESS)],
                  lambda s, i, c: generate(s, 1, i, candidate=c))
     assert other.hopeless(spec.id)
-    guide.learn(spec, make(HOPELESS)(0), True)  # one valid trial: not hopeless
-    assert not guide.hopeless(spec.id)
+    guide.learn(spec, make(HOPELESS)(0), True)  # one valid trial: a model, and not hopeless
+    assert guide.fitted() == 1 and not guide.hopeless(spec.id)
 
 
 def test_validity_model_without_scikit_learn_is_a_clear_error(monkeypatch):

@@ -8,7 +8,7 @@ nothing.  Each API's trials are labelled as they are judged (`label`: valid as t
 valid rate counts, a non-empty derivative was compared) and described by features of the
 trial alone
 (specs/features.py, Note [validity features]).  Once an API has MIN_ROWS labelled trials with
-at least MIN_EACH of each label, a random forest (scikit-learn) is fitted on its last KEEP
+at least MIN_EACH invalid ones and MIN_VALID valid ones, a random forest (scikit-learn) is fitted on its last KEEP
 trials, and refitted whenever its rows have grown by REFIT.  APIs whose trials are all valid
 (most of them) never get a model and run as before.
 
@@ -44,12 +44,14 @@ from ..specs.features import Features, features
 from .stats import Observation
 
 # Note [validity cold start]
-# An API has no model until MIN_EACH of its trials are valid, and in a pooled campaign its
-# trials share a few signatures (specs/pool.py): an API whose pool holds no valid signature
-# (an axes argument longer than every pooled rank) used to run candidate 0 for a hundred
-# trials or more before its third valid one.  So once an API without a model has MIN_EACH
-# invalid trials, its slots run a uniformly drawn candidate (each with a signature of its
-# own), as exploring does, until the model exists.  An API none of whose first HOPELESS drawn
+# An API has no model until one of its trials is valid, and in a pooled campaign its trials
+# share a few signatures (specs/pool.py): an API whose pool holds no valid signature (an axes
+# argument longer than every pooled rank) used to run candidate 0 for a hundred trials or more
+# before its third valid one (the model then waited for three).  So once an API without a
+# model has MIN_EACH invalid trials, its slots run a uniformly drawn candidate (each with a
+# signature of its own), as exploring does, until the model exists; and the model is fitted
+# from the first valid trial (MIN_VALID): a forest that has seen one valid trial already ranks
+# the candidates like it first, and each valid pick it makes sharpens the next fit.  An API none of whose first HOPELESS drawn
 # trials was valid (a signature or value constraint no candidate meets, or an API with no
 # derivative to compare) gets no more guided trials: at a valid rate of 4 % all of them are
 # invalid with probability 1.7 %.  The summary lists it among the APIs whose constraints were
@@ -61,7 +63,8 @@ TARGET = 0.95
 EPSILON = 0.05
 MARGIN = 0.05
 MIN_ROWS = 12
-MIN_EACH = 3
+MIN_EACH = 3  # invalid trials before a model (and before the cold start draws candidates)
+MIN_VALID = 1  # valid trials before a model (Note [validity cold start])
 KEEP = 400
 REFIT = 1.25
 TREES = 20
@@ -182,7 +185,7 @@ class Guide:
             api.labels.append(bool(valid))
             api.seen += 1
             n_valid = sum(api.labels)
-            due = api.seen >= MIN_ROWS and min(n_valid, len(api.labels) - n_valid) >= MIN_EACH \
+            due = api.seen >= MIN_ROWS and n_valid >= MIN_VALID and len(api.labels) - n_valid >= MIN_EACH \
                 and (api.model is None or api.seen >= api.fitted_at * REFIT)
             if due:
                 api.model = _fit(list(api.rows), list(api.labels), self.seed)
