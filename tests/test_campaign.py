@@ -162,3 +162,14 @@ def test_apis_whose_first_trial_is_slow_are_reached_after_the_list(tmp_path, mon
     assert summary.apis > 20 and summary.apis_tried == summary.apis, (summary.apis_tried, summary.apis)
     per_api = Counter(o["api"] for o in _observations(tmp_path / "campaigns"))
     assert sum(n > 1 for n in per_api.values()) > len(per_api) / 2, "the time after the first round is shared"
+
+
+def test_a_report_not_reproduced_on_the_release_it_was_seen_on_is_flaky_not_fixed():
+    from repro_ops import make_report, tensor
+    from nablafuzz.campaign.loop import not_reproduced
+    from nablafuzz.core.model import ReportStatus
+    r = make_report("jax", "jax.numpy.tanh", [tensor([0.5])], versions=("jax 0.10.2", "numpy 2.4.6"))
+    same = not_reproduced(r, {"jax 0.10.2", "jaxlib 0.10.2", "numpy 2.4.6"}, "c2")
+    assert same.status is ReportStatus.FLAKY and "jax 0.10.2" in same.notes
+    newer = not_reproduced(r, {"jax 0.10.3", "jaxlib 0.10.3", "numpy 2.4.6"}, "c2")
+    assert newer.status is ReportStatus.FIXED and newer.notes == "not reproduced by campaign c2"

@@ -110,6 +110,18 @@ def repair_log(path: Path) -> None:
         f.truncate()
 
 
+def not_reproduced(report: BugReport, versions: Set[str], campaign: str) -> BugReport:
+    """A report a campaign did not see and whose replay did not reproduce it: fixed, unless the
+    campaign ran its library's release that the report was seen on; then it is flaky (the
+    same code gave another result), not fixed."""
+    package = report.fingerprint.library + " "
+    same = sorted(v for v in report.versions_seen if v.startswith(package) and v in versions)
+    if same:
+        return replace(report, status=ReportStatus.FLAKY,
+                       notes=f"not reproduced by campaign {campaign} on the release it was seen on ({same[0]})")
+    return replace(report, status=ReportStatus.FIXED, notes=f"not reproduced by campaign {campaign}")
+
+
 def read_observations(path: Path) -> List[Observation]:
     """Logged observations; a line cut short by a kill is ignored (its trial simply re-runs)."""
     out = []
@@ -505,8 +517,9 @@ class Campaign:
                 self.store.save(replace(r, status=ReportStatus.FLAKY, notes=f"campaign {self.id}: replay of the "
                                         f"representative gave {result.message()}"))
             else:
-                fixed.append(r)
-                self.store.save(replace(r, status=ReportStatus.FIXED, notes=f"not reproduced by campaign {self.id}"))
+                r = not_reproduced(r, versions, self.id)
+                fixed += [r] if r.status is ReportStatus.FIXED else []
+                self.store.save(r)
         libs = tuple(self.config.libraries)
         self.store.save_campaign(CampaignRecord(self.id, self.started_at, now(), libs, tuple(sorted(versions)),
                                                 tuple(sorted(covered)), tuple(sorted(seen)),
