@@ -60,6 +60,9 @@ def test_integer_tensors_say_whether_they_are_sorted_and_in_range():
     ids = InputValue("segment_ids", ArgKind.TENSOR, to_record(np.array([0, 0, 1], dtype=np.int64)), False)
     assert features(_trial(_tensor("data", (3, 4)), ids))["segment_ids.sorted"] == 1.0
     assert "data.sorted" not in f, "float tensors are values, not ids"
+    count = InputValue("num_segments", ArgKind.TENSOR, to_record(np.array(2, dtype=np.int32)), False)
+    f = features(_trial(_tensor("data", (3, 4)), ids, count))
+    assert f["segment_ids.max_minus_num_segments.max"] == -1.0, "ids against a count: valid when negative"
 
 
 def test_broadcasting_lists_and_non_finite_values_are_features_a_classifier_takes():

@@ -13,7 +13,8 @@ encoded by the classifier's vectoriser), computed from the trial alone, with no 
       `a.max`, how many are not finite `a.nonfinite`, its dtype `a.dtype`; an integer tensor
       also whether it is sorted `a.sorted` (segment ids) and, unless it has the first tensor's
       shape, its largest value less the first tensor's first and last dimensions
-      `a.max_minus_d0` / `a.max_minus_r1` (indices in range);
+      `a.max_minus_d0` / `a.max_minus_r1` (indices in range), and its largest value less each
+      later integer tensor's `a.max_minus_b.max` (segment ids against a segment count);
     - a list of tensors: `a.len`, and its first tensor's features as above;
     - a list of integers: `a.len` and its first MAX_RANK entries `a.v0`..;
     - an integer or float: `a.value`, `a.minus_rank` (the value less the first tensor's rank:
@@ -94,6 +95,10 @@ def features(trial: Trial, names: Tuple[str, ...] = ()) -> Features:
             _against_first(out, f"{inp.name}.minus", _number(v), first)
         elif isinstance(v, TensorRecord) and v.dtype.startswith(("int", "uint")) and tuple(v.shape) != first:
             _against_first(out, f"{inp.name}.max_minus", out[f"{inp.name}.max"], first)
+    ints = [inp for inp in trial.inputs if isinstance(inp.value, TensorRecord) and inp.value.dtype.startswith(("int", "uint"))]
+    for i, a in enumerate(ints):
+        for b in ints[i + 1:]:
+            out[f"{a.name}.max_minus_{b.name}.max"] = out[f"{a.name}.max"] - out[f"{b.name}.max"]
     _pairs(out, tensors[:MAX_PAIRED])
     return out
 
