@@ -166,8 +166,10 @@ def _numerics_parser(sub) -> None:
                    "own values)")
     p.add_argument("--backward", action="store_true", help="also the gradient's graph (defects of the backward pass)")
     p.add_argument("--confirm", action="store_true", help="search, per flag and seed, for an input (then parameters) "
-                   "that makes the loss or gradient non-finite there, against uniform sampling; and check that the "
-                   "suggested clamp makes that input finite")
+                   "that makes the loss or gradient non-finite there, against uniform sampling")
+    p.add_argument("--fix", action="store_true", help="show each flag's suggested clamp, proved safe by the "
+                   "analysis (with --confirm: whether it removes the failure at each confirming input, and how much it "
+                   "changes the outputs at a seed input)")
     p.add_argument("--seeds", type=int, default=10, help="--confirm: searches per flag (default 10)")
     p.add_argument("--steps", type=int, default=200, help="--confirm: gradient steps per search (default 200)")
     p.add_argument("--uniform", type=int, default=2000, help="--confirm: uniform samples per seed (default 2000)")
@@ -309,7 +311,7 @@ def cmd_numerics(args: argparse.Namespace) -> int:
     search = Search(args.seeds, args.steps, args.uniform) if args.confirm else None
     result = analyse_model(models[args.model], args.library, args.input_range, args.weights, args.backward,
                            Path(".nablafuzz/logs") / f"numerics-{args.model}-{args.library}.log", search)
-    for line in lines(result):
+    for line in lines(result, args.fix):
         print(line)
     if args.store_dir and search is not None:
         for line in record_reports(Path(args.store_dir), models[args.model], result, result.versions):

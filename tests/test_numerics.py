@@ -182,6 +182,9 @@ def test_shipped_unsafe_digits_flagged_safe_digits_proved_safe(tmp_path, monkeyp
     assert main(["numerics", "--model", "digits_unsafe", "--backward", "--out", str(tmp_path / "r.json")]) == 0
     out = capsys.readouterr().out
     assert "exp overflows float32" in out and "log of a value" in out and "in its derivative" in out
+    assert "fix:" not in out, "the clamps are shown with --fix"
+    assert main(["numerics", "--model", "digits_unsafe", "--fix"]) == 0
+    assert "fix: clamp the operand to" in capsys.readouterr().out
     assert main(["numerics", "--model", "digits_safe", "--backward"]) == 0
     assert "0 vulnerable operation(s)" in capsys.readouterr().out
     # narrowing the inputs and weights enough proves even the unsafe softmax's exp safe

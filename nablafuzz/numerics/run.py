@@ -288,14 +288,17 @@ def _grouped(findings: Sequence[Finding]) -> List[Finding]:
     return out
 
 
-def lines(r: Result) -> List[str]:
+def lines(r: Result, fixes: bool = True) -> List[str]:
+    """What `nablafuzz numerics` prints; `fixes`: each flag's clamp, and how it did at the
+    confirming inputs (--fix)."""
     out = [f"{r.model} ({r.library}): {len(r.findings)} vulnerable operation(s); graphs of {r.nodes[0]} and "
            f"{r.nodes[1]} nodes analysed in {r.seconds * 1000:.1f} ms"
            + (f"; analysed as unbounded (unknown): {', '.join(f'{op} x{n}' for op, n in r.unknown)}" if r.unknown else "")]
     for f in r.findings:
         n = f.flag.node
         out.append(f"  {f.graph:8s} {n.op:12s} {n.source or '(no source line)'}: {f.flag.problem}; operand in "
-                   f"{f.flag.operand}; fix: {fix_text(f.flag)} ({'proved safe' if f.proved else 'NOT proved'})")
+                   f"{f.flag.operand}" + (f"; fix: {fix_text(f.flag)} ({'proved safe' if f.proved else 'NOT proved'})"
+                                          if fixes else ""))
         if f.siblings:
             out.append(f"           and {len(f.siblings)} more {n.op} on that line (one fix covers them)")
         for d in f.derivatives:
@@ -307,11 +310,12 @@ def lines(r: Result) -> List[str]:
             fixed = [x for x in g if x.fixed_finite]
             together = [x for x in g if x.fixed_finite_all]
             out.append(f"           confirmed: guided search {len(g)}/{len(c)} seeds ({_mean(x.guided_seconds for x in c)} s "
-                       f"per seed), uniform sampling {len(u)}/{len(c)} ({_mean(x.uniform_seconds for x in c)} s); "
-                       f"the clamp removes its non-finite value at {len(removed)}/{len(g)} confirming inputs, and makes "
-                       f"{len(fixed)}/{len(g)} wholly finite ({len(together)}/{len(g)} with the model's other fixes too)"
+                       f"per seed), uniform sampling {len(u)}/{len(c)} ({_mean(x.uniform_seconds for x in c)} s)"
+                       + (f"; the clamp removes its non-finite value at {len(removed)}/{len(g)} confirming inputs, and "
+                          f"makes {len(fixed)}/{len(g)} wholly finite ({len(together)}/{len(g)} with the model's other "
+                          "fixes too)" if fixes else "")
                        + (f", changing outputs at a seed input by at most {max(x.fix_change or 0 for x in g):.2g} (relative)"
-                          if g else ""))
+                          if g and fixes else ""))
     return out
 
 
