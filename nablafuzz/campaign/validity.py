@@ -6,11 +6,10 @@ A third of JAX and TensorFlow trials used to be invalid: the call raises on inpu
 documentation forbids (ranks, broadcasting, an axis out of range), and such a trial compares
 nothing.  Each API's trials are labelled as they are judged (`label`: valid as the summary's
 valid rate counts, a non-empty derivative was compared) and described by features of the
-trial alone
-(specs/features.py, Note [validity features]).  Once an API has MIN_ROWS labelled trials with
-at least MIN_EACH invalid ones and MIN_VALID valid ones, a random forest (scikit-learn) is fitted on its last KEEP
-trials, and refitted whenever its rows have grown by REFIT.  APIs whose trials are all valid
-(most of them) never get a model and run as before.
+trial alone (specs/features.py, Note [validity features]).  Once an API has MIN_ROWS labelled
+trials with at least MIN_EACH invalid ones and MIN_VALID valid ones, a random forest
+(scikit-learn) is fitted on its last KEEP trials, and refitted whenever its rows have grown by
+REFIT.  APIs whose trials are all valid (most of them) never get a model and run as before.
 
 Note [validity candidates]
 With a model, a trial slot draws CANDIDATES trials, or more for an API whose trials are rarely
@@ -51,11 +50,11 @@ from .stats import Observation
 # model has MIN_EACH invalid trials, its slots run a uniformly drawn candidate (each with a
 # signature of its own), as exploring does, until the model exists; and the model is fitted
 # from the first valid trial (MIN_VALID): a forest that has seen one valid trial already ranks
-# the candidates like it first, and each valid pick it makes sharpens the next fit.  An API none of whose first HOPELESS drawn
-# trials was valid (a signature or value constraint no candidate meets, or an API with no
-# derivative to compare) gets no more guided trials: at a valid rate of 4 % all of them are
-# invalid with probability 1.7 %.  The summary lists it among the APIs whose constraints were
-# not learnt.
+# the candidates like it first, and each valid pick it makes sharpens the next fit.  An API
+# none of whose first HOPELESS drawn trials was valid (a signature or value constraint no
+# candidate meets, or an API with no derivative to compare) gets no more guided trials: at a
+# valid rate of 4 % all of them are invalid with probability 1.7 %.  The summary lists it among
+# the APIs whose constraints were not learnt.
 
 CANDIDATES = 4
 MAX_CANDIDATES = 32
