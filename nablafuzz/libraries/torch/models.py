@@ -7,6 +7,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
+from torch.fx import traceback as fx_traceback
 
 
 @dataclass
@@ -129,7 +130,6 @@ def trace(m: Built, x: np.ndarray, y: np.ndarray, backward: bool) -> Dict[str, A
     parameters and the input (torch.func.grad; its graph starts with the forward pass, whose
     nodes are the loss graph's: the rest is the backward pass), in the graph vocabulary; each
     node with the model's source line (Note [torch source lines])."""
-    from torch.fx import traceback as fx_traceback
     from torch.fx.experimental.proxy_tensor import make_fx
     names = sorted(m.params)
 
@@ -203,7 +203,6 @@ def _model_frame() -> str:
 
 class _Sources(torch.overrides.TorchFunctionMode):
     def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
-        from torch.fx import traceback as fx_traceback
         source = _model_frame()
         fx_traceback.set_stack_trace([source] if source else [])
         out = func(*args, **(kwargs or {}))
@@ -214,7 +213,6 @@ class _Sources(torch.overrides.TorchFunctionMode):
 
 
 def _backward_sources(root: Any) -> None:
-    from torch.fx import traceback as fx_traceback
     seen, todo = set(), [root]
     while todo:
         n = todo.pop()
