@@ -34,6 +34,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from nablafuzz.campaign.validity import KEEP, argument_names, classifier  # noqa: E402
+from nablafuzz.campaign.stats import Observation, predicted  # noqa: E402
+from nablafuzz.core.model import mean_accuracy  # noqa: E402
 from nablafuzz.core.config import make_config  # noqa: E402
 from nablafuzz.libraries import staged_for  # noqa: E402
 from nablafuzz.reports.store import trial_key  # noqa: E402
@@ -155,15 +157,11 @@ def main() -> int:
     print(f"  over the {len(some)} of them with a valid unguided trial: unguided "
           f"{rate([r for r in plain if r['api'] in some])}, guided {rate([r for r in guided if r['api'] in some])}")
     print(f"valid rate over all APIs: unguided {rate(plain)}, guided {rate(guided)}")
-    predicted: Dict[str, List[dict]] = defaultdict(list)
-    for r in guided:
-        if r.get("pick") and r.get("guess", -1.0) >= 0:  # a model predicted it (not a cold-start draw)
-            predicted[r["api"]].append(r)
-    acc = {a: sum((r["guess"] >= 0.5) == r["valid"] for r in rows) / len(rows) for a, rows in predicted.items()}
-    if acc:
+    held_out = predicted([Observation.from_json(r) for r in guided])  # as the campaign summary counts it
+    acc = {api: right / n for api, n, right, _ in held_out}
+    if held_out:
         print(f"held-out accuracy of the guided campaign's models (each trial predicted before it ran): "
-              f"mean {sum(acc.values()) / len(acc):.1%} over {len(acc)} APIs, "
-              f"{sum(len(v) for v in predicted.values())} trials")
+              f"mean {mean_accuracy(held_out):.1%} over {len(held_out)} APIs, {sum(n for _, n, _, _ in held_out)} trials")
     cv = cross_validated(on_low(plain), Path(args.spec_dir))
     if cv:
         print(f"5-fold cross-validated accuracy on the unguided trials of the low-validity APIs: "

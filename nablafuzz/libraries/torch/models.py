@@ -183,20 +183,20 @@ def trace(m: Built, x: np.ndarray, y: np.ndarray, backward: bool) -> Dict[str, A
 # backward pass runs inside autograd's engine with no Python frame of the model at all. So the
 # trace keeps torch.fx's node metadata (`preserve_node_meta`, which copies the current stack
 # trace onto each node made) and sets that trace itself: in the forward pass, a function mode
-# sets it to the model's frame of each torch call and tags the autograd node the call made;
-# in the backward pass, a pre-hook on each autograd node sets it to its forward call's frame,
+# sets it to the model's line (file:line) of each torch call and tags the autograd node the
+# call made; in the backward pass, a pre-hook on each autograd node sets it to its forward call's line,
 # as JAX's tracer attributes a derivative's equations to the line that made the primal.
 _SOURCE_KEY = "nablafuzz_source"
 
 
 def _model_frame() -> str:
-    """The innermost frame outside torch and nablafuzz: the model's line, in traceback form."""
+    """The innermost frame outside torch and nablafuzz: the model's line (file:line)."""
     import sys
     frame = sys._getframe(1)
     while frame is not None:
         path = frame.f_code.co_filename
         if "/torch/" not in path and "/nablafuzz/" not in path:
-            return f'File "{path}", line {frame.f_lineno}, in {frame.f_code.co_name}\n'
+            return f"{path}:{frame.f_lineno}"
         frame = frame.f_back
     return ""
 
@@ -225,16 +225,8 @@ def _backward_sources(root: Any) -> None:
 
 
 def _source(n: Any) -> str:
-    """The model file's frame (file:line) of the node's stack trace."""
-    lines = [ln.strip() for ln in (n.meta.get("stack_trace") or "").splitlines() if ln.strip().startswith("File ")]
-    for ln in reversed(lines):
-        if "/torch/" not in ln and "/nablafuzz/" not in ln:
-            try:
-                path, line = ln.split('"')[1], ln.split("line ")[1].split(",")[0]
-                return f"{path}:{line}"
-            except IndexError:
-                return ""
-    return ""
+    """The model's line (file:line) that the trace set as the node's stack trace."""
+    return (n.meta.get("stack_trace") or "").strip()
 
 
 def _node(n: Any, ids: Dict[Any, int], nodes: List[list], shape: list, dtype: str, bwd: bool) -> None:
