@@ -9,8 +9,9 @@ consecutive trials each (as a campaign does), with the default scenarios and the
 staging (Note [staged scenarios]), judged as a campaign judges them, no minimisation or
 confirmation.  Printed per library:
 
-  * trials/s, and the wall time split into generation, the round trip to the worker (of which the
-    part inside the library calls, as the worker times each scenario) and judging;
+  * trials/s, and the wall time split into generation, the round trips to the worker (the trial's,
+    and those of judging's finite-difference probes and re-runs), of which the part inside the
+    library calls (as the worker times each scenario and probe), and judging's own time;
   * compilations per trial (XLA compilations for JAX, eager primitives included; tf.function
     traces for TensorFlow; 0 where the library compiles nothing), over all trials and over those
     after each API's first pool round (index >= specs/pool.ROUND);
@@ -53,7 +54,7 @@ def measure(library: str, seconds: float, per_api: int, max_apis: int, apis: str
              if fnmatch.fnmatchcase(s.name, apis) and not s.module][:max_apis]                  # without --reference
     config = Config(libraries=(library,), staged=staged)
     pooled = staged_for(config, library)
-    wall = {"generate": 0.0, "round trip": 0.0, "inside library": 0.0, "judge": 0.0}
+    wall = {"generate": 0.0, "round trips": 0.0, "inside library": 0.0, "judge": 0.0}
     trials, later, compiles, later_compiles = 0, 0, 0, 0
     valid: List[tuple] = []  # (request for the hand-written code, nablafuzz's round trip)
     with tempfile.TemporaryDirectory() as tmp:
@@ -69,19 +70,20 @@ def measure(library: str, seconds: float, per_api: int, max_apis: int, apis: str
                 trial = generate(spec, 7, index, pooled=pooled)
                 scenarios = scenarios_for(config, library, spec.capabilities)
                 t1 = time.perf_counter()
-                before = runner.compiles
+                before, inside = runner.compiles, runner.library_seconds
                 try:
                     ex = runner.run(trial, spec, scenarios)
                 except BudgetExhausted:
                     continue
                 t2 = time.perf_counter()
-                j = judge(ex, spec, runner)
+                rerun = _Timed(runner)
+                j = judge(ex, spec, rerun)
                 t3 = time.perf_counter()
                 made = max(0, runner.compiles - before)
                 wall["generate"] += t1 - t0
-                wall["round trip"] += t2 - t1
-                wall["inside library"] += sum(r.seconds for r in ex.results)
-                wall["judge"] += t3 - t2
+                wall["round trips"] += t2 - t1 + rerun.seconds
+                wall["inside library"] += runner.library_seconds - inside
+                wall["judge"] += t3 - t2 - rerun.seconds
                 trials, compiles = trials + 1, compiles + made
                 if index >= pool.ROUND:
                     later, later_compiles = later + 1, later_compiles + made
@@ -96,6 +98,29 @@ def measure(library: str, seconds: float, per_api: int, max_apis: int, apis: str
     return {"library": library, "staged": pooled, "trials": trials, "apis": len({*map(lambda v: v[0][0], valid)}),
             "seconds": elapsed, "wall": wall, "compiles": compiles, "later": later, "later_compiles": later_compiles,
             "hand_trials": len(both), "ours": sum(o for o, _ in both), "hand": sum(t for _, t in both)}
+
+
+class _Timed:
+    """The runner as judging sees it, timing its round trips (probes and re-runs)."""
+
+    def __init__(self, runner: Runner):
+        self.runner, self.seconds = runner, 0.0
+
+    def __getattr__(self, name: str):
+        return getattr(self.runner, name)
+
+    def _timed(self, call, *args, **kwargs):
+        began = time.perf_counter()
+        try:
+            return call(*args, **kwargs)
+        finally:
+            self.seconds += time.perf_counter() - began
+
+    def run(self, *args, **kwargs):
+        return self._timed(self.runner.run, *args, **kwargs)
+
+    def probe(self, *args, **kwargs):
+        return self._timed(self.runner.probe, *args, **kwargs)
 
 
 def by_hand(library: str, requests: List[tuple], tmp: Path) -> List[Optional[float]]:
@@ -118,7 +143,7 @@ def report(m: Dict) -> None:
           f"{m['trials'] / elapsed:.1f} trials/s")
     for part, s in m["wall"].items():
         print(f"  {part:15} {s / n * 1e3:8.1f} ms/trial  {s / elapsed:6.1%} of wall time")
-    glue = m["wall"]["round trip"] - m["wall"]["inside library"]
+    glue = m["wall"]["round trips"] - m["wall"]["inside library"]
     print(f"  {'pipe and glue':15} {glue / n * 1e3:8.1f} ms/trial  {glue / elapsed:6.1%} of wall time")
     print(f"  compiles/trial  {m['compiles'] / n:.2f} (after each API's first round of {pool.ROUND}: "
           f"{m['later_compiles'] / max(m['later'], 1):.2f} over {m['later']} trials)")

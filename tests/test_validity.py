@@ -128,6 +128,40 @@ def test_an_api_with_one_label_gets_no_model_and_runs_its_unguided_trial():
     assert guide.fitted() == 0 and (p.candidate, p.how, p.guess) == (0, "", -1.0)
 
 
+def test_an_api_whose_trials_are_mostly_valid_runs_unguided_until_its_rate_falls():
+    """Note [validity where needed]: 1 invalid trial in 12 gets no model and no candidates."""
+    from nablafuzz.campaign.validity import MIN_ROWS, NEED
+    spec = spec_from_dict("numpy_ref", MATRIX, "test")
+    guide = Guide(seed=0)
+    make = lambda i: (lambda c: generate(spec, 1, i, candidate=c))  # noqa: E731
+    n = 0
+    for n in range(4 * MIN_ROWS):  # every 12th trial invalid: 91.7 % valid
+        guide.learn(spec, make(n)(0), n % MIN_ROWS != 5)
+    picks = [guide.pick(spec, make(1000 + i)) for i in range(50)]
+    assert guide.fitted() == 0 and {(p.candidate, p.how) for p in picks} == {(0, "")}
+    while guide.fitted() == 0:  # the API's trials start failing: the model is fitted and steers
+        n += 1
+        guide.learn(spec, make(n)(0), False)
+    assert n < 4 * MIN_ROWS / NEED
+    assert {p.how for p in (guide.pick(spec, make(2000 + i)) for i in range(50))} <= {"model", "explore"}
+
+
+def test_trials_that_kill_their_worker_are_steered_away_from_however_rare():
+    """A restart costs tens of trials' time: a valid trial whose worker died is not one to
+    steer towards, and an API with such trials stays guided at any valid rate."""
+    from nablafuzz.campaign.validity import MIN_EACH, label
+    spec = spec_from_dict("numpy_ref", MATRIX, "test")
+    obs = Observation(spec.id, 0, "", "", True, 0, (), (), (), 0.0)
+    assert label(obs) and not label(Observation(spec.id, 0, "", "", True, 0, (), (), (), 0.0, death="crashed"))
+    guide = Guide(seed=0)
+    make = lambda i: (lambda c: generate(spec, 1, i, candidate=c))  # noqa: E731
+    for n in range(100):  # 3 deaths in 100 trials: 97 % valid
+        died = n % 33 == 7
+        guide.learn(spec, make(n)(0), not died, died=died)
+    assert guide.fitted() == 1 and MIN_EACH == 3
+    assert {p.how for p in (guide.pick(spec, make(2000 + i)) for i in range(50))} <= {"model", "explore"}
+
+
 def test_without_a_model_an_api_whose_trials_fail_draws_candidates_and_ends_if_none_is_ever_valid():
     from nablafuzz.campaign.validity import HOPELESS, MIN_EACH
     spec = spec_from_dict("numpy_ref", MATRIX, "test")

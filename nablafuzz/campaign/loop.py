@@ -401,7 +401,8 @@ class Campaign:
         learns its label."""
         if self.guide is None:
             return result
-        self.guide.learn(spec, pick.trial, label(result.observation), pick.how, pick.row)
+        self.guide.learn(spec, pick.trial, label(result.observation), pick.how, pick.row,
+                         died=bool(result.observation.death))
         obs = replace(result.observation, candidate=pick.candidate, pick=pick.how, guess=pick.guess)
         return replace(result, observation=obs)
 

@@ -5,11 +5,12 @@ Note [validity model]
 A third of JAX and TensorFlow trials used to be invalid: the call raises on inputs its
 documentation forbids (ranks, broadcasting, an axis out of range), and such a trial compares
 nothing.  Each API's trials are labelled as they are judged (`label`: valid as the summary's
-valid rate counts, a non-empty derivative was compared) and described by features of the
+valid rate counts, a non-empty derivative was compared, and the worker did not die) and described by features of the
 trial alone (specs/features.py, Note [validity features]).  Once an API has MIN_ROWS labelled
 trials with at least MIN_EACH invalid ones and MIN_VALID valid ones, a random forest
 (scikit-learn) is fitted on its last KEEP trials, and refitted whenever its rows have grown by
-REFIT.  APIs whose trials are all valid (most of them) never get a model and run as before.
+REFIT.  APIs whose trials are nearly all valid (most of them) run as before (Note [validity
+where needed]).
 
 Note [validity candidates]
 With a model, a trial slot draws CANDIDATES trials, or more for an API whose trials are rarely
@@ -40,7 +41,7 @@ import numpy as np
 from ..core.errors import ConfigError
 from ..core.model import ApiSpec, Trial
 from ..specs.features import Features, features
-from .stats import Observation
+from .stats import Observation, label
 
 # Note [validity cold start]
 # An API has no model until one of its trials is valid, and in a pooled campaign its trials
@@ -56,6 +57,18 @@ from .stats import Observation
 # valid rate of 4 % all of them are invalid with probability 1.7 %.  The summary lists it among
 # the APIs whose constraints were not learnt.
 
+# Note [validity where needed]
+# A model costs the orchestrator a fit now and then and, per trial, the candidates' generation,
+# features and a prediction: 58 % of its CPU in a two-worker torch campaign whose trials were
+# 99 % valid anyway, and in a pooled campaign each candidate other than 0 brings signatures of
+# its own to compile.  So an API whose drawn trials (not picked by a model) are valid at least
+# NEED of the time, over at least MIN_ROWS of them, runs its unguided trial, as an API without a
+# model does, and is neither predicted nor refitted; every trial it runs is drawn, so its rate
+# stays current, and once it falls below NEED (another signature in its pool) the model is
+# refitted and steers again.  Guidance could raise such an API's valid rate by a tenth at most.
+# An API one of whose drawn trials killed its worker stays steered whatever its rate: a restart
+# costs the time of tens of trials (`label`).
+
 CANDIDATES = 4
 MAX_CANDIDATES = 32
 TARGET = 0.95
@@ -68,17 +81,9 @@ KEEP = 400
 REFIT = 1.25
 TREES = 20
 HOPELESS = 100  # trials drawn, none of them valid: the API's guided trials end (Note [validity cold start])
+NEED = 0.9  # an API whose drawn trials are valid this often runs unguided (Note [validity where needed])
 
 UNGUIDED, MODEL, EXPLORE = "", "model", "explore"
-
-
-def label(obs: Observation) -> bool:
-    """Whether a trial's inputs were ones to steer towards (Note [validity model]): valid.  Not
-    its empty trials too, though forward modes crash on empty tensors the call accepts: so
-    labelled, the models picked empty candidates (certain to be kept, comparing nothing) and
-    the low-validity TensorFlow bench fell from 70.9 % to 63.8 % valid, held-out accuracy from
-    94 % to 77 % (bench/results/validity-tensorflow-low-empty-label.txt)."""
-    return obs.valid
 
 
 def _sklearn() -> bool:
@@ -123,9 +128,14 @@ class _Api:
     seen: int = 0  # rows ever added
     drawn: int = 0  # trials not picked by the model (before it, or exploring) ..
     drawn_valid: int = 0  # .. and how many of them were valid
+    died: int = 0  # .. and how many killed their worker
     fitted_at: int = 0  # `seen` at the last fit
     model: object = None  # a fitted sklearn Pipeline (DictVectorizer, RandomForestClassifier)
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def needed(self) -> bool:
+        """Whether the API's trials are steered (Note [validity where needed]); under `lock`."""
+        return self.drawn < MIN_ROWS or self.drawn_valid < NEED * self.drawn or self.died > 0
 
 
 class Guide:
@@ -147,7 +157,8 @@ class Guide:
         with api.lock:
             model, k = api.model, _candidates(api.drawn_valid / max(1, api.drawn))
             cold = model is None and api.drawn - api.drawn_valid >= MIN_EACH  # Note [validity cold start]
-        if model is None and not cold:
+            needed = api.needed()
+        if not needed or (model is None and not cold):
             return Pick(first)
         names = argument_names(spec)
         rng = np.random.default_rng([first.seed, 7])
@@ -171,21 +182,22 @@ class Guide:
         return Pick(trials[c], c, MODEL, float(p[c]), rows[c])
 
     def learn(self, spec: ApiSpec, trial: Trial, valid: bool, how: str = UNGUIDED,
-              row: Optional[Features] = None) -> None:
-        """One more labelled trial of `spec`, picked `how` (`row`: its features, if known);
-        refits its model when due."""
+              row: Optional[Features] = None, died: bool = False) -> None:
+        """One more labelled trial of `spec`, picked `how` (`row`: its features, if known;
+        `died`: it killed its worker); refits its model when due."""
         row = row if row is not None else features(trial, argument_names(spec))
         api = self._api(spec.id)
         with api.lock:
             if how != MODEL:  # drawn as any candidate is: these give the valid rate of a draw
                 api.drawn += 1
                 api.drawn_valid += bool(valid)
+                api.died += bool(died)
             api.rows.append(row)
             api.labels.append(bool(valid))
             api.seen += 1
             n_valid = sum(api.labels)
             due = api.seen >= MIN_ROWS and n_valid >= MIN_VALID and len(api.labels) - n_valid >= MIN_EACH \
-                and (api.model is None or api.seen >= api.fitted_at * REFIT)
+                and (api.model is None or api.seen >= api.fitted_at * REFIT) and api.needed()
             if due:
                 api.model = _fit(list(api.rows), list(api.labels), self.seed)
                 api.fitted_at = api.seen
@@ -209,6 +221,7 @@ class Guide:
                 state = self._api(api)  # its counts kept (Note [validity cold start])
                 state.drawn = state.seen = len(obs)
                 state.drawn_valid = sum(label(o) for o in obs)
+                state.died = sum(bool(o.death) for o in obs)
                 continue
             self.replay(specs[api], obs[-KEEP:], make)
 
@@ -218,7 +231,7 @@ class Guide:
         with self._lock:
             self._apis.pop(spec.id, None)
         for o in observations:
-            self.learn(spec, make(spec, o.index, o.candidate), label(o), o.pick)
+            self.learn(spec, make(spec, o.index, o.candidate), label(o), o.pick, died=bool(o.death))
 
     def fitted(self) -> int:
         with self._lock:

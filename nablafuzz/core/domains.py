@@ -31,8 +31,11 @@ def _big(dt: np.dtype) -> float:
     return float(np.finfo(dt).max) ** 0.5
 
 
+_SCALES = np.array([0.1, 1.0, 1.0, 3.0, 30.0])
+
+
 def _mixed_scale(rng: np.random.Generator, n: int) -> np.ndarray:
-    scale = rng.choice([0.1, 1.0, 1.0, 3.0, 30.0], size=n)
+    scale = rng.choice(_SCALES, size=n)
     return rng.standard_normal(n) * scale
 
 

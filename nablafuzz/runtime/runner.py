@@ -69,7 +69,9 @@ class Runner:
     `deadline` (time.monotonic) bounds every request: a request is given at most what is left,
     and one the deadline cut short raises BudgetExhausted instead of reporting a timeout.
     `staged` runs trials and probes with compiled scenario kernels (Note [staged scenarios]);
-    `compiles` is the worker's count of compilations after its last trial (0 where none are counted)."""
+    `compiles` is the worker's count of compilations after its last trial (0 where none are counted);
+    `library_seconds` the time its workers spent in the library's calls (scenarios and probes, as
+    the worker times them), summed over the runner's life."""
 
     def __init__(self, runtime: Runtime, log_path: Path, timeout_s: float, deadline: Optional[float] = None,
                  staged: bool = False):
@@ -78,6 +80,7 @@ class Runner:
         self.deadline = deadline
         self.staged = staged
         self.compiles = 0
+        self.library_seconds = 0.0
         self.runtime, self.log_path = runtime, log_path
         self.variant: Optional[WorkerProcess] = None  # the other kernels' worker, started on first use
 
@@ -128,6 +131,7 @@ class Runner:
         if errors:
             raise WorkerError(f"{trial.library} worker refused {trial.api}: {errors[0]['type']}: {errors[0]['message']}")
         results = [_result(m) for m in ex.messages if m.get("op") == "result"]
+        self.library_seconds += sum(r.seconds for r in results)
         if ex.death is not None:
             results.append(_dead(order[len(results)], ex.death))
         elif KERNELS in scenarios:
@@ -166,6 +170,7 @@ class Runner:
         ex = self._request(request, None, "values")
         if ex.death is not None or not ex.messages or ex.messages[-1].get("op") != "values":
             return None
+        self.library_seconds += float(ex.messages[-1].get("seconds", 0.0))
         return [float(v) for v in ex.messages[-1]["values"]]
 
     def close(self) -> None:

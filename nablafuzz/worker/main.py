@@ -16,6 +16,7 @@ import os
 import platform
 import resource
 import sys
+import time
 import traceback
 from typing import Any, BinaryIO, Dict, List
 
@@ -125,12 +126,13 @@ class Worker:
         if request.get("projections"):
             fn = self.adapter.projected(fn, request["inputs"], request["projections"])
         if op == "probe":
+            began = time.perf_counter()
             try:
                 values = probe(self.adapter, fn, request)
             except Exception as exc:  # noqa: BLE001 - reported to the orchestrator
                 self.send({"op": "error", "type": type(exc).__name__, "message": str(exc)[:500]})
                 return
-            self.send({"op": "values", "values": values})
+            self.send({"op": "values", "values": values, "seconds": time.perf_counter() - began})
             return
         try:
             for result in run_scenarios(self.adapter, fn, request):
