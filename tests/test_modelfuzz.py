@@ -18,7 +18,7 @@ from nablafuzz.modelfuzz.coverage import FAISS_FROM, Neighbours, auto_threshold
 from nablafuzz.modelfuzz.findings import minimise
 from nablafuzz.modelfuzz.loop import Hit, Settings, fuzz
 from nablafuzz.modelfuzz.replay import model_spec_for
-from nablafuzz.modelfuzz.run import cross_evaluate
+from nablafuzz.modelfuzz.run import confident_rtol, cross_evaluate
 from nablafuzz.reports.modelrepro import render_model
 from nablafuzz.reports.store import read_report
 from nablafuzz.runtime.registry import resolve_runtime
@@ -209,7 +209,9 @@ def test_keras_model_has_the_same_gradients_on_all_three_backends(tmp_path):
         for other in answers[1:]:
             d = other.detail
             assert np.allclose(d["loss"], first["loss"], rtol=1e-4, atol=1e-6)
-            assert np.all(np.abs(d["rev"] - first["rev"]) <= 2e-3 * np.maximum(d["scale"], first["scale"]))
+            rtol = 2e-3 + confident_rtol(d["loss"], first["loss"])  # Note [confident gradients]
+            assert np.all(np.abs(d["rev"] - first["rev"]) <= rtol * np.maximum(d["scale"], first["scale"]))
+            assert np.all(rtol[first["loss"] > 1e-2] < 2.1e-3), "widened only where the loss is near 0"
             assert abs(d["params"][0] - first["params"][0]) <= 2e-3 * first["params"][1]
         evaluate = cross_evaluate(clients, ["cross"], "logits", 2e-3)
         assert not evaluate(x[:32], y[:32], list(range(32))).hits["cross"].any()
