@@ -261,5 +261,10 @@ def _fit(rows: List[Features], labels: List[bool], seed: int):
 
 
 def _valid_probability(model, rows: List[Features]) -> np.ndarray:
-    classes = list(model.classes_)
-    return model.predict_proba(rows)[:, classes.index(True)]
+    """The forest's probability that each row is valid, as its `predict_proba` gives it (the
+    mean of its trees'), without the job dispatch that costs 4 ms a call: a guided trial
+    predicts 4 to 32 candidates, one call each time the candidates double."""
+    vectorizer, forest = model[0], model[-1]
+    x = np.ascontiguousarray(vectorizer.transform(rows), dtype=np.float32)
+    proba = sum(tree.predict_proba(x, check_input=False) for tree in forest.estimators_) / len(forest.estimators_)
+    return proba[:, list(forest.classes_).index(True)]
