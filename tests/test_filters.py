@@ -442,3 +442,14 @@ def test_a_disagreement_seen_between_more_scenarios_in_float64_is_the_same():
     assert same_disagreement(f64, f32)
     assert not same_disagreement(Candidate(Verdict.DERIVATIVE_MISMATCH, ("rev", "fd"), 1), f32)
     assert not same_disagreement(Candidate(Verdict.STATUS_MISMATCH, ("rev.rev",), 2), f32)
+
+
+def test_the_runner_sums_the_library_time_of_scenarios_and_probes(runner):
+    """Runner.library_seconds: what bench/throughput.py counts as inside the library."""
+    spec, trial = make_spec("helper_ops:abs_conventions"), make_trial("helper_ops:abs_conventions", [0.5, 1.5])
+    before = runner.library_seconds
+    ex = runner.run(trial, spec, ALL)
+    ran = runner.library_seconds - before
+    assert ran == pytest.approx(sum(r.seconds for r in ex.results)) and ran > 0
+    assert runner.probe(trial, spec, "direct", [(0, 0, 1e-3), (0, 1, -1e-3)]) is not None
+    assert runner.library_seconds > before + ran, "a probe's evaluations are library time too"
