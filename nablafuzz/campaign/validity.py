@@ -5,12 +5,12 @@ Note [validity model]
 A third of JAX and TensorFlow trials used to be invalid: the call raises on inputs its
 documentation forbids (ranks, broadcasting, an axis out of range), and such a trial compares
 nothing.  Each API's trials are labelled as they are judged (`label`: valid as the summary's
-valid rate counts, a non-empty derivative was compared, and the worker did not die) and described by features of the
-trial alone (specs/features.py, Note [validity features]).  Once an API has MIN_ROWS labelled
-trials with at least MIN_EACH invalid ones and MIN_VALID valid ones, a random forest
-(scikit-learn) is fitted on its last KEEP trials, and refitted whenever its rows have grown by
-REFIT.  APIs whose trials are nearly all valid (most of them) run as before (Note [validity
-where needed]).
+valid rate counts, a non-empty derivative was compared, and the worker did not die) and
+described by features of the trial alone (specs/features.py, Note [validity features]).
+Once an API has MIN_ROWS labelled trials with at least MIN_EACH invalid ones and MIN_VALID
+valid ones, a random forest (scikit-learn) is fitted on its last KEEP trials, and refitted
+whenever its rows have grown by REFIT.  APIs whose trials are nearly all valid (most of them)
+run as before (Note [validity where needed]).
 
 Note [validity candidates]
 With a model, a trial slot draws CANDIDATES trials, or more for an API whose trials are rarely

@@ -55,7 +55,7 @@ def cross_evaluate(clients: Sequence[ModelClient], objectives: Sequence[str], co
         for other in answers[1:]:
             a, b = first.detail, other.detail
             scale = np.maximum(a["scale"], b["scale"])
-            with np.errstate(invalid="ignore", divide="ignore"):
+            with np.errstate(invalid="ignore"):
                 differs |= np.abs(a["rev"] - b["rev"]) > (rtol + confident_rtol(a["loss"], b["loss"])) * scale
                 allowed = (value.atol * np.maximum(1.0, np.maximum(a["logit_max"], b["logit_max"]))
                            + value.rtol * np.maximum(np.abs(a["loss"]), np.abs(b["loss"])))
