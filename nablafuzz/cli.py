@@ -130,7 +130,8 @@ def _modelfuzz_parser(sub) -> None:
     p.add_argument("--coverage", default="sumabs", help="sumabs (sum of |logits|), logits, or layer:NAME (default sumabs)")
     p.add_argument("--mutations", type=int, default=300_000, help="mutations per run (default 300000)")
     p.add_argument("--batch", type=int, default=100, help="mutants per parent (default 100)")
-    p.add_argument("--sigma", type=float, default=0.2, help="standard deviation of the Gaussian mutation (default 0.2)")
+    p.add_argument("--sigma", type=float, help="standard deviation of the Gaussian mutation (default: the model "
+                   "spec's `sigma`, else 0.2)")
     p.add_argument("--linf", type=float, help="keep mutants within this L-infinity distance of their seed input")
     p.add_argument("--threshold", type=float, help="coverage distance that makes an input new (default: scaled "
                    "from the first batch)")
@@ -292,7 +293,10 @@ def cmd_modelfuzz(args: argparse.Namespace) -> int:
     libraries = args.libraries or list(spec.libraries)
     if "cross" in args.objectives and len(libraries) < 2:
         raise NablaError("--objective cross compares libraries: name two or more with -l (e.g. -l jax,torch)")
-    settings = Settings(tuple(args.objectives), args.coverage, args.mutations, args.batch, args.sigma, args.linf,
+    if args.sigma is not None and not args.sigma > 0:
+        raise NablaError(f"--sigma {args.sigma} must be positive")
+    sigma = spec.sigma if args.sigma is None else args.sigma
+    settings = Settings(tuple(args.objectives), args.coverage, args.mutations, args.batch, sigma, args.linf,
                         args.threshold, args.seed, args.seed_inputs, False, args.seconds)
     outcomes = run_model(spec, libraries, settings, Path(args.store_dir), args.out, args.random,
                          Path(".nablafuzz/logs"))

@@ -37,6 +37,7 @@ def test_shipped_model_specs_load():
     assert set(specs["keras_digits"].libraries) == {"jax", "torch", "tensorflow"}
     assert specs["digits_unsafe"].builder("torch") == "digits:build_torch"
     assert specs["digits_unsafe"].api == "model:digits_unsafe"
+    assert (specs["digits_unsafe"].sigma, specs["digits_safe"].sigma) == (0.5, 0.2), "a model's own mutation size"
 
 
 @pytest.mark.parametrize("entry, field", [
@@ -45,6 +46,7 @@ def test_shipped_model_specs_load():
     ("- {name: 'bad name', build: {torch: 'a:b'}}", "name"),
     ("- {name: m, build: {torch: 'a:b'}, colour: red}", "colour"),
     ("- {name: m}", "build"),
+    ("- {name: m, build: {torch: 'a:b'}, sigma: 0}", "sigma"),
 ])
 def test_bad_model_spec_names_file_field_and_fix(tmp_path, entry, field):
     path = tmp_path / "m.yaml"

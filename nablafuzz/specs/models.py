@@ -23,7 +23,8 @@ MODELS_FILE = Path("models") / "models.yaml"  # the shipped models, relative to 
 MODEL_PREFIX = "model:"  # a model report's API name: model:<name>
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _BUILD = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*$")
-_FIELDS = {"name", "description", "build", "input_range", "layers"}
+_FIELDS = {"name", "description", "build", "input_range", "layers", "sigma"}
+SIGMA = 0.2  # the Gaussian mutation's standard deviation where a model names none
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,7 @@ class ModelSpec:
     layers: Tuple[str, ...]
     source: str  # the spec file
     directory: str  # its directory: the builders' modules are found there
+    sigma: float = SIGMA  # the fuzz loop's mutation, unless --sigma says otherwise
 
     @property
     def api(self) -> str:
@@ -75,8 +77,11 @@ def _model(entry: Any, source: str, directory: str) -> ModelSpec:
     layers = entry.get("layers", [])
     _need(isinstance(layers, list) and all(isinstance(v, str) and _NAME.match(v) for v in layers), source, name,
           "layers", f"{layers!r} is not a list of activation names", "e.g. layers: [h1, h2] (keys of fn's output)")
+    sigma = entry.get("sigma", SIGMA)
+    _need(isinstance(sigma, (int, float)) and not isinstance(sigma, bool) and sigma > 0, source, name, "sigma",
+          f"{sigma!r} is not a positive number", "e.g. sigma: 0.5 (the mutation's standard deviation)")
     return ModelSpec(name, str(entry.get("description", "")), tuple(sorted(build.items())),
-                     (float(rng[0]), float(rng[1])), tuple(layers), source, directory)
+                     (float(rng[0]), float(rng[1])), tuple(layers), source, directory, float(sigma))
 
 
 def load_model_specs(paths: Iterable[Path]) -> Dict[str, ModelSpec]:
