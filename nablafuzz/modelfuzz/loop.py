@@ -16,6 +16,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..specs.models import SIGMA
 from .client import Batch
 from .coverage import Neighbours, auto_threshold
 
@@ -31,7 +32,7 @@ class Settings:
     coverage: str = "sumabs"
     mutations: int = 300_000
     batch: int = 100
-    sigma: float = 0.2
+    sigma: float = SIGMA  # the model spec's, as `nablafuzz modelfuzz` passes it
     linf: Optional[float] = None
     threshold: Optional[float] = None  # None: scaled from the first batch (Note [threshold])
     seed: int = 0
