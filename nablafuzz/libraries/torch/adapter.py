@@ -161,7 +161,8 @@ class TorchAdapter(ComposableAdapter):
 
 def make_adapter() -> TorchAdapter:
     torch.set_num_threads(1)
-    torch.use_deterministic_algorithms(False)
+    if torch.are_deterministic_algorithms_enabled():  # off by default; setting it imports torch._dynamo (2 s)
+        torch.use_deterministic_algorithms(False)
     return TorchAdapter()
 
 
