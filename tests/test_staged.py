@@ -191,3 +191,24 @@ def test_the_first_trial_of_each_signature_runs_eagerly(tmp_path):
     reports, errors = Store(tmp_path / "store").load_all()
     assert not errors and any(r.fingerprint.verdict.value == "status_mismatch" and "rev" in r.fingerprint.scenarios
                               for r in reports), [r.fingerprint for r in reports]
+
+
+def test_a_cross_trial_runs_eagerly_first_only_where_the_eager_path_differs(tmp_path, monkeypatch):
+    """Note [eager first] in a --cross campaign: the first trial of a signature runs eagerly in
+    TensorFlow (whose eager path differs) and staged in JAX (whose eager path compiles every
+    primitive on its own); torch is never staged."""
+    from nablafuzz.runtime.runner import Runner
+    ran = []
+    run = Runner.run
+
+    def recording(self, trial, spec, scenarios):
+        ran.append((self.runtime.library, self.staged))
+        return run(self, trial, spec, scenarios)
+    monkeypatch.setattr(Runner, "run", recording)
+    os.chdir(ROOT)
+    config = make_config("default", libraries=["torch", "jax", "tensorflow"], apis=["sin"], cross=True,
+                         store_dir=str(tmp_path / "store"), campaign_dir=str(tmp_path / "campaigns"), workers=1,
+                         trials_per_api=1, budget_s=300, seed=3, scenarios=["direct", "rev"])
+    assert staged_for(config, "jax") and staged_for(config, "tensorflow")
+    run_campaign(config)
+    assert dict(ran) == {"torch": False, "tensorflow": False, "jax": True} and len(ran) == 3, ran

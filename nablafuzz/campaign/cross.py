@@ -20,7 +20,7 @@ from ..core.config import Config
 from ..core.errors import ConfigError, RefusedError
 from ..core.fingerprint import key as fingerprint_key
 from ..core.model import ApiSpec, BugReport, Execution, Finding, Trial
-from ..libraries import staged_for
+from ..libraries import record, staged_for
 from ..oracle.compare import empty_derivative
 from ..oracle.cross import run_class
 from ..oracle.verdict import Judgement
@@ -61,11 +61,14 @@ class CrossLibrary:
         staged = [lib for lib in r.libraries if staged_for(self.config, lib)]
         trial = generate(spec, self.campaign.seed, index, self.config.max_tensor_size, self.config.max_rank,
                          regime_share=self.config.regime_share, pooled=bool(staged))
-        eager = bool(staged) and self.campaign.eager_first(spec, index, trial, staged)  # Note [eager first]
-        j, executions = (None, {}) if eager else run_class(r, trial, members, self.config)
-        if eager or (j.findings and staged):  # re-established eagerly, as in Note [staged findings]
+        first = bool(staged) and self.campaign.eager_first(spec, index, trial, staged)  # Note [eager first]
+        j, executions = (None, {}) if first else run_class(r, trial, members, self.config)
+        if first or (j.findings and staged):  # re-established eagerly, as in Note [staged findings]
+            # a signature's first trial: eagerly only where the eager path differs (JAX's eager
+            # path compiles each primitive of each scenario on its own: 13 compiles a trial)
+            eager = [lib for lib in staged if record(lib).eager_differs] if first else staged
             with contextlib.ExitStack() as stack:
-                for runner in self._runners(members, staged):
+                for runner in self._runners(members, eager):
                     stack.enter_context(runner.eager())
                 return self._judged(spec, r, members, index, trial, start, *run_class(r, trial, members, self.config))
         return self._judged(spec, r, members, index, trial, start, j, executions)
