@@ -127,6 +127,17 @@ def test_index_seeds_move_to_duplicates_within_their_range():
     assert any(a.tolist() == [0, 3, 1, 4] for a in drawn) and len({tuple(a.tolist()) for a in drawn}) > 10
 
 
+def test_sorted_integer_ids_are_drawn_sorted_with_repeats():
+    """`structure: sorted` on an integer tensor (tf.math.segment_sum's segment_ids): sorted along
+    the last axis, repeats allowed, within low..high, and not always the same."""
+    spec = parse_api(_Ctx("t"), "numpy_ref", {"name": "f", "args": [
+        {"name": "ids", "dims": [5], "dtypes": ["int64"], "differentiable": False, "low": 0, "high": 2,
+         "structure": "sorted"}]})
+    drawn = [to_array(generate(spec, 2, i).inputs[0].value) for i in range(40)]
+    assert all(a.dtype == np.int64 and np.all(np.diff(a) >= 0) and a.min() >= 0 and a.max() <= 2 for a in drawn)
+    assert len({tuple(a.tolist()) for a in drawn}) > 5 and any(len(set(a.tolist())) < a.size for a in drawn)
+
+
 def test_bug_only_duplicate_indices_reach_is_found_and_its_twin_is_not(tmp_path, monkeypatch):
     (report,) = _user_campaign(tmp_path, monkeypatch, "take_dup_bug", TAKE)
     assert report.fingerprint.verdict is Verdict.DERIVATIVE_MISMATCH

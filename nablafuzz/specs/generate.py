@@ -140,7 +140,8 @@ def _tensor(rng: np.random.Generator, arg: ArgSpec, shape: Shape, dtype: str):
     if dtype == "bool" or (dtype.startswith("uint") and arg.low is None):
         return (rng.random(shape) < 0.5).astype(dtype)
     low, high = int(arg.low if arg.low is not None else -3), int(arg.high if arg.high is not None else 3)
-    return rng.integers(low, high + 1, size=shape).astype(dtype)
+    x = rng.integers(low, high + 1, size=shape).astype(dtype)
+    return np.sort(x, axis=-1) if arg.structure == "sorted" else x  # sorted ids: segment_sum's segment_ids
 
 
 def _moved(rng: np.random.Generator, base: np.ndarray, dtype: str) -> np.ndarray:
