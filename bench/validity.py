@@ -3,6 +3,7 @@
     python bench/validity.py UNGUIDED GUIDED [--campaign-dir .nablafuzz/campaigns]
     python bench/validity.py --run -l tensorflow --budget 1200 --name tf-validity   # runs both first
     python bench/validity.py --run -l jax --budget 300 --low-from jax-20min-breadth --name jax-low
+    python bench/validity.py --run -l tensorflow --budget 300 --api tf.gather --api tf.eye ... --name tf-low
 
 With --run, runs `nablafuzz campaign -l LIB --trials 400 --budget B --api-budget A --workers 2`
 twice, named NAME-unguided (--no-validity-model) and NAME-guided (--validity-model): same APIs,
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -107,14 +109,18 @@ def low_validity(rows: List[dict]) -> Set[str]:
 
 
 def run(library: str, budget: int, name: str, campaign_dir: Path, apis: Set[str]) -> None:
+    """Both halves, each with a copy of bug_reports/ as its store (the bench writes no report there)."""
     selection = [x for a in sorted(apis) for x in ("--api", a.split(":", 1)[1])]
     for mode in ("unguided", "guided"):
         if (campaign_dir / f"{name}-{mode}" / "complete").exists():
             continue
+        store = campaign_dir / f"{name}-{mode}-store"
+        if not store.exists():
+            shutil.copytree(ROOT / "bug_reports", store)
         cmd = [sys.executable, "-m", "nablafuzz", "campaign", "-l", library, "--trials", "400", "--budget",
                str(budget), "--api-budget", "60" if apis else "4", "--workers", "2", "--name", f"{name}-{mode}",
-               "--campaign-dir", str(campaign_dir), "--validity-model" if mode == "guided" else "--no-validity-model",
-               *selection]
+               "--campaign-dir", str(campaign_dir), "--store", str(store),
+               "--validity-model" if mode == "guided" else "--no-validity-model", *selection]
         print("$", " ".join(cmd[1:]), flush=True)
         subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
 
@@ -130,13 +136,15 @@ def main() -> int:
     parser.add_argument("--budget", type=int, default=1200)
     parser.add_argument("--name", default="validity")
     parser.add_argument("--low-from", help="--run only the APIs under 70 %% valid in this campaign's log")
+    parser.add_argument("--api", action="append", default=[],
+                        help="--run only these APIs (repeatable; e.g. those an earlier bench output lists)")
     args = parser.parse_args()
     cdir = Path(args.campaign_dir)
     if args.run:
         if not args.library:
             raise SystemExit("--run needs -l LIBRARY")
         apis = {a for a in low_validity(observations(cdir / args.low_from)) if a.startswith(f"{args.library}:")} \
-            if args.low_from else set()
+            if args.low_from else {f"{args.library}:{a}" for a in args.api}
         run(args.library, args.budget, args.name, cdir, apis)
         args.unguided, args.guided = f"{args.name}-unguided", f"{args.name}-guided"
     if not (args.unguided and args.guided):
