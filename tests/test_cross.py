@@ -24,7 +24,7 @@ from nablafuzz.runtime.pool import Members
 from nablafuzz.runtime.registry import resolve_runtime
 from nablafuzz.runtime.runner import Runner
 from nablafuzz.specs.equivalence import load_classes, member_trial, resolve
-from nablafuzz.specs.spec import load_specs
+from nablafuzz.specs.spec import _Ctx, load_specs, parse_api
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "tests" / "specs" / "cross"
@@ -231,7 +231,24 @@ def test_values_near_the_subnormal_range_become_zero_in_cross_trials():
     assert t.inputs[1].value == 3
 
 
+def test_a_positive_argument_keeps_its_tiny_values_and_is_then_not_judged():
+    """gammainc(a, x) with a = 2e-308: flushed to 0 it would leave the class's domain (a > 0),
+    where torch answers the limit 1 and JAX and TensorFlow NaN; kept, the subnormal filter
+    leaves the trial unjudged."""
+    from nablafuzz.oracle.cross import flush_subnormal
+    from nablafuzz.oracle.filters import subnormal_inputs
+    spec = parse_api(_Ctx("t"), "numpy_ref", {"name": "f", "args": [{"name": "a", "domain": "positive"},
+                                                                    {"name": "x", "domain": "real"}]})
+    tiny = InputValue("a", ArgKind.TENSOR, to_record(np.array([2.2e-308, 0.5])), True)
+    x = InputValue("x", ArgKind.TENSOR, to_record(np.array([2.2e-308, 0.3])), True)
+    t = flush_subnormal(Trial("cross", "gammainc", 1, "float64", (tiny, x)), spec)
+    assert t.inputs[0].value.values == (2.2e-308, 0.5) and t.inputs[1].value.values == (0.0, 0.3)
+    assert subnormal_inputs(t).dismissed
+
+
 def test_general_eigenvalues_are_never_a_class_their_order_is_unspecified():
     from nablafuzz.derive.crossderive import SYNONYMS
     classes = load_classes(ROOT / "api_specs" / "equivalence.yaml")
     assert SYNONYMS["eigvals"] == "" and not any(c.id == "eigvals" for c in classes)
+    # nor eigh: its eigenvectors' signs are arbitrary (eigvalsh compares the eigenvalues)
+    assert SYNONYMS["eigh"] == "" and not any(c.id == "eigh" for c in classes) and any(c.id == "eigvalsh" for c in classes)

@@ -80,6 +80,16 @@ def test_jax_abs_at_zero_is_a_convention(resolved, members):
     assert len(j.conventions) == 1 and "37820" in j.conventions[0]
 
 
+def test_a_kink_only_the_direction_crosses_is_dismissed_as_a_kink(resolved, members):
+    """min(|a00|, |a01|) at a = [[0, 0]] (matrix_norm with ord=-1): flat along each coordinate,
+    not differentiable along the trial's direction, where every library's finite differences
+    cross the kink; JAX's gradient (0.5, 0.5) and torch's (0, 0) are both subgradients."""
+    r = resolved[1]["matrix_norm_neg_1"]
+    j, executions = run_class(r, _at(r, a=np.zeros((1, 2))), members, CONFIG)
+    assert not j.findings, [f.message for f in j.findings]
+    assert dict(j.dismissed) == {"kink": 1}, j.dismissed
+
+
 def test_tensorflow_maximum_tie_is_a_convention(resolved, members):
     r = resolved[1]["maximum"]
     x, y = (a.name for a in r.canonical.args)

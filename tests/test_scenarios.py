@@ -223,6 +223,13 @@ def test_richardson_smooth(fn, deriv):
 def test_richardson_kink_within_step_is_unusable(fn):
     value, err, _ = scenarios.richardson(fn, quantities.STEP)
     assert math.isnan(value) and math.isinf(err)
+    assert scenarios._extrapolated(fn, quantities.STEP, 2.0 ** -52)[3]  # and says why (cross.py: _kinked)
+
+
+def test_a_reference_unusable_for_another_reason_is_not_called_a_kink():
+    assert not scenarios._extrapolated(lambda t: math.sin(0.7 + t), quantities.STEP, 2.0 ** -52)[3]
+    value, _, _, kinked = scenarios._extrapolated(lambda t: math.inf if t > 0 else 0.0, quantities.STEP, 2.0 ** -52)
+    assert math.isnan(value) and not kinked  # a pole or the edge of the domain: no kink to speak of
 
 
 @pytest.mark.parametrize("xs, scenario_list", [

@@ -17,6 +17,7 @@ class Domain:
     typical: Callable[[np.random.Generator, int], np.ndarray]
     boundary: Callable[[np.dtype], Tuple[float, ...]]
     allows_ties: bool = True
+    zero: bool = True  # 0 is in the domain (a cross trial may flush a near-subnormal value to it)
 
 
 def _tiny(dt: np.dtype) -> float:
@@ -50,11 +51,12 @@ def _pos_edges(dt: np.dtype) -> Tuple[float, ...]:
 DOMAINS: Dict[str, Domain] = {d.name: d for d in (
     Domain("real", _mixed_scale, _real_edges),
     Domain("nonzero", lambda r, n: np.where(r.random(n) < .5, -1, 1) * (0.1 + np.abs(_mixed_scale(r, n))),
-           lambda dt: (1.0, -1.0, _tiny(dt), -_tiny(dt), _big(dt), 1e-8)),
-    Domain("positive", lambda r, n: np.exp(r.standard_normal(n) * 1.5), _pos_edges),
+           lambda dt: (1.0, -1.0, _tiny(dt), -_tiny(dt), _big(dt), 1e-8), zero=False),
+    Domain("positive", lambda r, n: np.exp(r.standard_normal(n) * 1.5), _pos_edges, zero=False),
     Domain("nonnegative", lambda r, n: np.abs(_mixed_scale(r, n)), lambda dt: (0.0,) + _pos_edges(dt)),
     Domain("unit_interval", lambda r, n: r.random(n), lambda dt: (0.0, 1.0, 0.5, _tiny(dt))),
-    Domain("open_unit_interval", lambda r, n: 0.01 + 0.98 * r.random(n), lambda dt: (0.5, 1e-6, 1 - 1e-6)),
+    Domain("open_unit_interval", lambda r, n: 0.01 + 0.98 * r.random(n), lambda dt: (0.5, 1e-6, 1 - 1e-6),
+           zero=False),
     Domain("symmetric_unit", lambda r, n: 0.98 * (2 * r.random(n) - 1), lambda dt: (0.0, -0.0, 0.999, -0.999)),
     Domain("above_minus_one", lambda r, n: np.exp(r.standard_normal(n)) - 0.9,
            lambda dt: (0.0, -0.0, -0.999, _tiny(dt), 1e6)),

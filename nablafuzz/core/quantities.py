@@ -12,6 +12,7 @@ import numpy as np
 
 ENTRY_POINTS = {"jacrev": 1, "jacfwd": 1, "vmap": 1, "graph": 1, "hessian": 2}  # name -> derivative order
 STEP = 2.0 ** -10  # the finite-difference step along a direction (Richardson halves it)
+FD_KINK = "kink"  # the error type of a finite-difference reference that crossed a kink (unusable)
 
 FIRST_ORDER = ("rev", "fwd")
 REFERENCE = "fd"

@@ -75,6 +75,9 @@ SYNONYMS = {
     "repeatinterleave": "repeat", "moveaxis": "movedim", "unstack": "unbind", "broadcastarrays": "broadcasttensors",
     # the order of general eigenvalues is unspecified: libraries list the same ones differently
     "eigvals": "",
+    # an eigenvector's sign is arbitrary (TensorFlow's solver picks others than LAPACK's): the
+    # eigenvalues are compared in eigvalsh
+    "eigh": "",
 }
 ARG_SYNONYMS = [{"dim", "axis", "axes", "dims", "dimensions", "perm"}, {"keepdim", "keepdims"},
                 {"input", "x", "a", "features", "logits", "t"}, {"other", "y", "b", "x2"},

@@ -12,7 +12,8 @@ counted as "no verdict", never reported.  For an elementwise function with a 50-
 that reference is the referee instead of finite differences (Note [cross-library referee]).  As in one library (Note [lowest order]), a deviant
 output hides that library's derivative findings, and a deviant first order its second.
 Candidates then pass the in-library filters that apply to a single library's value (known
-issues and conventions, non-finite semantics, kinks), run in the deviant's own worker, so a
+issues and conventions, non-finite semantics, kinks; for outputs, conditioning: a float32 sum
+of terms of 3e38 that cancel is exact in no library), run in the deviant's own worker, so a
 subgradient the deviant documents at a kink is classified `convention`, not reported.
 """
 from __future__ import annotations
@@ -24,9 +25,10 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple, TypeVar
 import numpy as np
 
 from ..core.config import Config
-from ..core.model import (Aspect, Candidate, Disagreement, Execution, FilterOutcome, Finding, Outcome, ScenarioResult,
-                          TensorRecord, Tolerance, Trial, Verdict, cross_oracle, records)
-from ..core.quantities import COMPILED, FIRST_ORDER, is_reference, order
+from ..core.domains import DOMAINS
+from ..core.model import (ApiSpec, Aspect, Candidate, Disagreement, Execution, FilterOutcome, Finding, Outcome,
+                          ScenarioResult, TensorRecord, Tolerance, Trial, Verdict, cross_oracle, records)
+from ..core.quantities import COMPILED, FD_KINK, FIRST_ORDER, is_reference, order
 from ..core.tensors import near_subnormal, to_record
 from ..runtime.pool import Members
 from ..runtime.process import RuntimeUnavailable
@@ -37,7 +39,7 @@ from .tolerance import CROSS_VALUE, table_tolerance
 from .verdict import Judgement, severity
 
 QUANTITIES = ("direct",) + FIRST_ORDER + tuple(f"{o}.{i}" for o in FIRST_ORDER for i in FIRST_ORDER)
-VALUE_FILTERS = ("known_issue",)
+VALUE_FILTERS = ("known_issue", "conditioning")  # Note [conditioning]: float32 conv1d of 2^64 - 2^40 cancels
 DERIVATIVE_FILTERS = ("known_issue", "nonfinite", "kink")
 AGREE, DEVIATE, NO_VERDICT, FAILED = "agree", "deviate", "no_verdict", "failed"
 
@@ -82,6 +84,7 @@ class _Deviation:
     quantity: str
     disagreement: Disagreement
     referenced: bool = True  # a converged finite-difference reference sided with the others
+    kinked: bool = False  # no reference: every other library's differences crossed a kink (`_kinked`)
 
 
 def _value_deviation(r: Resolved, executions: Dict[str, Execution], dtype: str, votes: List) -> Optional[_Deviation]:
@@ -107,6 +110,15 @@ def _reference(refer: Refer, quantity: str, prefer: Sequence[str]) -> Optional[T
         if ref is not None and ref.outcome is Outcome.OK and ref.value is not None and converged(ref):
             return lib, ref
     return None
+
+
+def _kinked(refer: Refer, quantity: str, libraries: Sequence[str]) -> bool:
+    """Whether every library's finite differences along the trial's direction crossed a kink:
+    the function is not differentiable along it here (min(|a|, |b|) at a = b = 0), whatever the
+    coordinates' differences say, and each library's value is a subgradient choice.  (One
+    library's kink alone may be its own bug: TensorFlow's i1' is 1 at 0 and 0.5 around it.)"""
+    got = [refer(lib, reference_of(quantity)) for lib in libraries]
+    return all(r is not None and r.error is not None and r.error.type == FD_KINK for r in got)
 
 
 def recorded(executions: Dict[str, Execution]) -> Refer:
@@ -166,7 +178,7 @@ def _derivative_deviation(executions: Dict[str, Execution], quantity: str, dtype
         if sided or (ref is None and len(others) >= 2):
             votes += [(lib, quantity, DEVIATE)] + [(o, quantity, AGREE) for o in others]
             return _Deviation(lib, quantity, _derivative_disagreement(results, lib, others, ref, dtype, tol, scale),
-                              ref is not None)
+                              ref is not None, ref is None and _kinked(refer, quantity, others))
     votes += [(lib, quantity, NO_VERDICT) for lib in results]
     return None
 
@@ -191,7 +203,7 @@ def _derivative_disagreement(results: Dict[str, ScenarioResult], lib: str, other
 
 
 def _candidates(r: Resolved, devs: Sequence[_Deviation],
-                executions: Dict[str, Execution]) -> List[Tuple[str, Candidate, bool]]:
+                executions: Dict[str, Execution]) -> List[Tuple[str, Candidate, bool, bool]]:
     """One candidate per deviant library, at its lowest deviating order (Note [lowest order])."""
     out = []
     for lib in dict.fromkeys(d.library for d in devs):
@@ -209,19 +221,23 @@ def _candidates(r: Resolved, devs: Sequence[_Deviation],
             other = next(o for o in r.libraries if o != lib and _ok(executions[o], "direct") is not None)
             expected = tuple(to_record(a) for a in picked_outputs(r, other, executions[other].get("direct")))
         referenced = all(d.referenced for d in mine if order(d.quantity) == low)
+        kinked = any(d.kinked for d in mine if order(d.quantity) == low)
         out.append((lib, Candidate(verdict, tuple(sorted(d.scenarios[0] for d in ds)), low, ds,
                              message=f"{lib} disagrees with the other libraries of {r.cls.id!r}: {ds[0].detail}",
-                             oracle=cross_oracle(r.cls.id), expected=expected), referenced))
+                             oracle=cross_oracle(r.cls.id), expected=expected), referenced, kinked))
     return out
 
 
-def flush_subnormal(trial: Trial) -> Trial:
+def flush_subnormal(trial: Trial, spec: Optional[ApiSpec] = None) -> Trial:
     """The trial with values at or near the subnormal range, and negative zeros, set to +0:
     libraries that flush subnormals and libraries that do not compute different functions
     there by design, and the sign of a zero is a convention they do not share (angle(-0.0) is
     pi in JAX and NumPy, 0 in PyTorch and TensorFlow), while +0 is a point every library must
-    get right."""
+    get right.  An argument whose domain (in `spec`) leaves 0 out keeps its values: gammainc's
+    a = 0 is outside the class, where libraries answer as they please (NaN or the limit); a
+    disagreement at such an input is then not judged (`subnormal_inputs`)."""
     limit = near_subnormal(trial.dtype)
+    kept = {a.name for a in spec.args if not DOMAINS[a.domain].zero} if spec is not None else set()
 
     def flush(rec: TensorRecord) -> TensorRecord:
         if rec.dtype != trial.dtype:
@@ -232,7 +248,7 @@ def flush_subnormal(trial: Trial) -> Trial:
         if isinstance(v, TensorRecord):
             return flush(v)
         return tuple(flush(r) for r in v) if records(v) and isinstance(v, tuple) else v
-    return replace(trial, inputs=tuple(replace(i, value=value(i.value)) for i in trial.inputs))
+    return replace(trial, inputs=tuple(i if i.name in kept else replace(i, value=value(i.value)) for i in trial.inputs))
 
 
 def _subnormal_values(cand: Candidate, dtype: str) -> FilterOutcome:
@@ -270,7 +286,13 @@ def _coordinate_check(ctx: FilterContext, cand: Candidate) -> FilterOutcome:
                          "the other libraries")
 
 
-def _filter(ctx: FilterContext, cand: Candidate, referenced: bool) -> Tuple[FilterOutcome, ...]:
+def _directional_kink() -> FilterOutcome:
+    return FilterOutcome("kink", True, "finite differences along the trial's direction cross a kink in every "
+                         "other library (a kink the coordinates alone do not see, as min(|a|, |b|) at 0): the "
+                         "libraries' values are subgradient choices")
+
+
+def _filter(ctx: FilterContext, cand: Candidate, referenced: bool, kinked: bool = False) -> Tuple[FilterOutcome, ...]:
     """The cross-library filter chain, in the deviant's own worker; it ends at the first dismissal."""
     trial = ctx.execution.trial
     checks: List[Callable[[], Tuple[FilterOutcome, ...]]] = [lambda: (subnormal_inputs(trial),),
@@ -280,7 +302,7 @@ def _filter(ctx: FilterContext, cand: Candidate, referenced: bool) -> Tuple[Filt
     else:
         checks.append(lambda: run_filters(ctx, cand, DERIVATIVE_FILTERS))
     if not referenced:
-        checks.append(lambda: (_coordinate_check(ctx, cand),))
+        checks.append(lambda: (_directional_kink(),) if kinked else (_coordinate_check(ctx, cand),))
     outcomes: Tuple[FilterOutcome, ...] = ()
     for check in checks:
         outcomes += check()
@@ -304,8 +326,8 @@ def cross_judge(r: Resolved, executions: Dict[str, Execution], runners: Dict[str
             devs.append(d)
     cands = _candidates(r, devs, executions)
     findings, dismissed, conventions = [], {}, []
-    for lib, cand, referenced in cands:
-        outcomes = _filter(FilterContext(executions[lib], r.spec(lib), runners[lib]), cand, referenced)
+    for lib, cand, referenced, kinked in cands:
+        outcomes = _filter(FilterContext(executions[lib], r.spec(lib), runners[lib]), cand, referenced, kinked)
         if outcomes and outcomes[-1].dismissed:
             dismissed[outcomes[-1].filter] = dismissed.get(outcomes[-1].filter, 0) + 1
             if outcomes[-1].filter == "convention":
@@ -319,7 +341,7 @@ def cross_judge(r: Resolved, executions: Dict[str, Execution], runners: Dict[str
 def run_class(r: Resolved, trial: Trial, members: Members, config: Config) -> Tuple[Judgement, Dict[str, Execution]]:
     """Run the canonical `trial` in every member whose spec takes its dtype, then judge.
     Finite-difference references run only where libraries disagree (Note [lazy references])."""
-    trial = flush_subnormal(trial)
+    trial = flush_subnormal(trial, r.canonical)
     executions = {}
     scenarios = cross_scenarios(config)
     ad = tuple(s for s in scenarios if not is_reference(s))

@@ -16,7 +16,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tupl
 import numpy as np
 
 from ..core.model import ErrorInfo, Outcome, ScenarioResult
-from ..core.quantities import COMPILED, ENTRY_POINTS, STEP, direction, is_reference
+from ..core.quantities import COMPILED, ENTRY_POINTS, FD_KINK, STEP, direction, is_reference
 from ..libraries.base import Adapter, BoundCall, project
 
 
@@ -170,6 +170,11 @@ def richardson(scalar: Callable[[float], float], h: float, eps: float = float(np
                ) -> Tuple[float, float, float]:
     """Finite-difference derivative of scalar(t) at t=0: (value, error estimate, scale);
     `eps` is the unit roundoff of the values scalar(t) is computed from."""
+    return _extrapolated(scalar, h, eps)[:3]
+
+
+def _extrapolated(scalar: Callable[[float], float], h: float, eps: float) -> Tuple[float, float, float, bool]:
+    """`richardson`, and whether a kink within reach of the steps made the reference unusable."""
     p0 = scalar(0.0)
     ds, ps, curv = [], [p0], []
     for k in (1.0, 0.5, 0.25):
@@ -183,10 +188,10 @@ def richardson(scalar: Callable[[float], float], h: float, eps: float = float(np
     err = abs(r2 - r1) + roundoff
     if not _asymptotic(ds, roundoff):
         err = max(err, abs(ds[0] - ds[2]))
-    kinked = not _curvature_scales(curv, roundoff, max(abs(d) for d in ds))
+    kinked = bool(np.all(np.isfinite(ps))) and not _curvature_scales(curv, roundoff, max(abs(d) for d in ds))
     if kinked or not np.isfinite(r2) or not np.isfinite(err):
-        return float("nan"), float("inf"), float("nan")
-    return float(r2), float(err), float(max(abs(d) for d in ds))
+        return float("nan"), float("inf"), float("nan"), kinked
+    return float(r2), float(err), float(max(abs(d) for d in ds)), False
 
 
 def _curvature_scales(curv: Sequence[float], noise: float, size: float) -> bool:
@@ -241,8 +246,9 @@ def finite_differences(adapter: Adapter, tc: TrialCall, scenarios: Sequence[str]
         eps = _output_eps(adapter.direct(tc.call, tc.xs) if at_x is None else at_x)
     for (s, kind, _), values in zip(jobs, got):
         table = {h: (_projected_outputs(tc, g) if kind == "direct" else g.value) for h, g in zip(steps, values)}
-        value, err, scale = richardson(table.__getitem__, STEP, eps)
-        out[s] = ScenarioResult(s, Outcome.OK, value, scale, err)
+        value, err, scale, kinked = _extrapolated(table.__getitem__, STEP, eps)
+        why = ErrorInfo(FD_KINK, "differences along the direction cross a kink within the steps") if kinked else None
+        out[s] = ScenarioResult(s, Outcome.OK, value, scale, err, error=why)
     return out
 
 
