@@ -42,11 +42,8 @@ def main() -> int:
     both = set(old["apis"]) & set(new["apis"])
     reports = {r.key: r for r in Store(store)}
 
-    def task(fp) -> str:  # what a campaign record lists: the API, or a --cross campaign's class
-        return fp.oracle if fp.oracle.startswith("cross:") else f"{fp.library}:{fp.api}"
-
     def on_both(keys) -> Set[str]:
-        return {k for k in keys if k in reports and task(reports[k].fingerprint) in both}
+        return {k for k in keys if k in reports and reports[k].fingerprint.task in both}
 
     seen_old, seen_new = on_both(old["seen"]), on_both(new["seen"])
     print(f"APIs covered: {args.old} {len(old['apis'])}, {args.new} {len(new['apis'])}, both {len(both)}")

@@ -311,6 +311,11 @@ class Fingerprint:
         return self.oracle[len(CROSS_ORACLE):] if self.oracle.startswith(CROSS_ORACLE) else ""
 
     @property
+    def task(self) -> str:
+        """What a campaign record lists the finding under: `cross:<class>`, else `library:api`."""
+        return f"cross:{self.cross_class}" if self.cross_class else f"{self.library}:{self.api}"
+
+    @property
     def releases(self) -> Tuple[str, ...]:
         """The two runtimes (old, new) of a release-vs-release finding (() for any other)."""
         return tuple(self.oracle[len(RELEASE_ORACLE):].split("..", 1)) if self.oracle.startswith(RELEASE_ORACLE) else ()

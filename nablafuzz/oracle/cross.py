@@ -286,13 +286,12 @@ def _coordinate_check(ctx: FilterContext, cand: Candidate) -> FilterOutcome:
                          "the other libraries")
 
 
-def _directional_kink() -> FilterOutcome:
-    return FilterOutcome("kink", True, "finite differences along the trial's direction cross a kink in every "
-                         "other library (a kink the coordinates alone do not see, as min(|a|, |b|) at 0): the "
-                         "libraries' values are subgradient choices")
+DIRECTIONAL_KINK = FilterOutcome("kink", True, "finite differences along the trial's direction cross a kink in "
+                                 "every other library (a kink the coordinates alone do not see, as min(|a|, |b|) "
+                                 "at 0): the libraries' values are subgradient choices")
 
 
-def _filter(ctx: FilterContext, cand: Candidate, referenced: bool, kinked: bool = False) -> Tuple[FilterOutcome, ...]:
+def _filter(ctx: FilterContext, cand: Candidate, referenced: bool, kinked: bool) -> Tuple[FilterOutcome, ...]:
     """The cross-library filter chain, in the deviant's own worker; it ends at the first dismissal."""
     trial = ctx.execution.trial
     checks: List[Callable[[], Tuple[FilterOutcome, ...]]] = [lambda: (subnormal_inputs(trial),),
@@ -302,7 +301,7 @@ def _filter(ctx: FilterContext, cand: Candidate, referenced: bool, kinked: bool 
     else:
         checks.append(lambda: run_filters(ctx, cand, DERIVATIVE_FILTERS))
     if not referenced:
-        checks.append(lambda: (_directional_kink(),) if kinked else (_coordinate_check(ctx, cand),))
+        checks.append(lambda: (DIRECTIONAL_KINK,) if kinked else (_coordinate_check(ctx, cand),))
     outcomes: Tuple[FilterOutcome, ...] = ()
     for check in checks:
         outcomes += check()

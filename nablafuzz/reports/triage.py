@@ -67,8 +67,7 @@ def change(report: BugReport, latest: Optional[CampaignRecord]) -> str:
     if latest.id in report.campaigns or report.key in latest.seen:
         return "new" if report.campaigns[:1] == (latest.id,) else "still open"
     fp = report.fingerprint
-    tried = f"cross:{fp.cross_class}" if fp.cross_class else f"{fp.library}:{fp.api}"
-    return "not seen" if tried in latest.apis or fp.api in latest.apis else "not covered"
+    return "not seen" if fp.task in latest.apis or fp.api in latest.apis else "not covered"
 
 
 def _severity(report: BugReport) -> int:
