@@ -7,8 +7,9 @@ documentation forbids (ranks, broadcasting, an axis out of range), and such a tr
 nothing.  Each API's trials are labelled as they are judged (`label`: valid as the summary's
 valid rate counts, a non-empty derivative was compared, and the worker did not die) and
 described by features of the trial alone (specs/features.py, Note [validity features]).
-Once an API has MIN_ROWS labelled trials with at least MIN_EACH invalid ones and MIN_VALID
-valid ones, a random forest (scikit-learn) is fitted on its last KEEP trials, and refitted
+Once an API has MIN_EACH invalid labelled trials and MIN_VALID valid ones (however few
+trials that takes: its first dozen trials used to run unguided, 10 points of the valid rate of
+an API run 60 times), a random forest (scikit-learn) is fitted on its last KEEP trials, and refitted
 whenever its rows have grown by REFIT.  APIs whose trials are nearly all valid (most of them)
 run as before (Note [validity where needed]).
 
@@ -196,7 +197,7 @@ class Guide:
             api.labels.append(bool(valid))
             api.seen += 1
             n_valid = sum(api.labels)
-            due = api.seen >= MIN_ROWS and n_valid >= MIN_VALID and len(api.labels) - n_valid >= MIN_EACH \
+            due = n_valid >= MIN_VALID and len(api.labels) - n_valid >= MIN_EACH \
                 and (api.model is None or api.seen >= api.fitted_at * REFIT) and api.needed()
             if due:
                 api.model = _fit(list(api.rows), list(api.labels), self.seed)
