@@ -212,3 +212,30 @@ def test_a_cross_trial_runs_eagerly_first_only_where_the_eager_path_differs(tmp_
     assert staged_for(config, "jax") and staged_for(config, "tensorflow")
     run_campaign(config)
     assert dict(ran) == {"torch": False, "tensorflow": False, "jax": True} and len(ran) == 3, ran
+
+
+def test_jax_workers_share_a_persistent_compilation_cache(tmp_path, monkeypatch):
+    """Note [persistent compilation cache]: what one JAX worker compiled, a later worker loads
+    (no entry is written twice), with the same numbers; a user's own cache directory wins."""
+    from nablafuzz.runtime import registry
+    monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR", raising=False)
+    monkeypatch.setattr(registry, "state_dir", lambda: tmp_path / "home")
+    cache = tmp_path / "home" / "jax-compilation-cache" / "jax"
+    spec = _spec("jax", "jax.numpy.tanh")
+    scenarios = scenarios_for(make_config(), "jax", spec.capabilities)
+    trials = [generate(spec, 5, index, pooled=True) for index in range(4)]
+    runs, entries = [], []
+    for k in ("first", "second"):
+        runner = library_runner("jax", tmp_path / f"{k}.log")
+        runner.staged = True
+        try:
+            runs.append([[r.value for r in runner.run(t, spec, scenarios).results] for t in trials])
+        finally:
+            runner.close()
+        entries.append(sorted(p.name for p in cache.iterdir()) if cache.exists() else [])
+    assert entries[0], "the first worker's compilations are on disk"
+    assert entries[1] == entries[0], "the second worker compiled nothing new: it loaded them"
+    assert runs[0] == runs[1]
+    assert registry.compilation_cache_env("torch", "torch") == ()
+    monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", str(tmp_path / "mine"))
+    assert registry.compilation_cache_env("jax", "jax") == ()

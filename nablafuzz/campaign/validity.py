@@ -41,6 +41,7 @@ import numpy as np
 
 from ..core.errors import ConfigError
 from ..core.model import ApiSpec, Trial
+from ..oracle.compare import empty_derivative
 from ..specs.features import Features, features
 from .stats import Observation, label
 
@@ -70,13 +71,23 @@ from .stats import Observation, label
 # An API one of whose drawn trials killed its worker stays steered whatever its rate: a restart
 # costs the time of tens of trials (`label`).
 
+# Note [validity empty edge]
+# An empty trial compares nothing, so it is labelled invalid (stats.label) and the models steer
+# away from it; yet gradients and forward modes fail on empty tensors that the call accepts
+# (tf.gather's and tf.signal.idct's, vetted bugs), and a guided TensorFlow bench missed one
+# such fingerprint that its unguided half found.  So each API's first empty trial drawn as
+# candidate 0 runs, whatever the model says: a pooled API's empty signature is a fixed edge
+# (specs/pool.py), so one trial covers it.  Later empty candidates are the model's to pick or
+# exploration's to draw.  The guide learns that an API ran one from any trial it is told of,
+# so a resumed campaign decides as the first run did.
+
 CANDIDATES = 4
 MAX_CANDIDATES = 32
 TARGET = 0.95
 EPSILON = 0.05
 MARGIN = 0.05
 MIN_ROWS = 12
-MIN_EACH = 3  # invalid trials before a model (and before the cold start draws candidates)
+MIN_EACH = 2  # invalid trials before a model (and before the cold start draws candidates)
 MIN_VALID = 1  # valid trials before a model (Note [validity cold start])
 KEEP = 400
 REFIT = 1.25
@@ -130,6 +141,7 @@ class _Api:
     drawn: int = 0  # trials not picked by the model (before it, or exploring) ..
     drawn_valid: int = 0  # .. and how many of them were valid
     died: int = 0  # .. and how many killed their worker
+    empty_ran: bool = False  # one of its empty trials ran (Note [validity empty edge])
     fitted_at: int = 0  # `seen` at the last fit
     model: object = None  # a fitted sklearn Pipeline (DictVectorizer, RandomForestClassifier)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -156,6 +168,8 @@ class Guide:
         first = make(0)
         api = self._api(spec.id)
         with api.lock:
+            if not api.empty_ran and empty_derivative(first):  # Note [validity empty edge]
+                return Pick(first)
             model, k = api.model, _candidates(api.drawn_valid / max(1, api.drawn))
             cold = model is None and api.drawn - api.drawn_valid >= MIN_EACH  # Note [validity cold start]
             needed = api.needed()
@@ -189,6 +203,7 @@ class Guide:
         row = row if row is not None else features(trial, argument_names(spec))
         api = self._api(spec.id)
         with api.lock:
+            api.empty_ran = api.empty_ran or empty_derivative(trial)
             if how != MODEL:  # drawn as any candidate is: these give the valid rate of a draw
                 api.drawn += 1
                 api.drawn_valid += bool(valid)
@@ -223,6 +238,8 @@ class Guide:
                 state.drawn = state.seen = len(obs)
                 state.drawn_valid = sum(label(o) for o in obs)
                 state.died = sum(bool(o.death) for o in obs)
+                state.empty_ran = not state.drawn_valid and any(  # Note [validity empty edge]
+                    empty_derivative(make(specs[api], o.index, o.candidate)) for o in obs)
                 continue
             self.replay(specs[api], obs[-KEEP:], make)
 
