@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -109,7 +110,9 @@ def low_validity(rows: List[dict]) -> Set[str]:
 
 
 def run(library: str, budget: int, name: str, campaign_dir: Path, apis: Set[str]) -> None:
-    """Both halves, each with a copy of bug_reports/ as its store (the bench writes no report there)."""
+    """Both halves, each with a copy of bug_reports/ as its store (the bench writes no report there)
+    and without JAX's persistent compilation cache (Note [persistent compilation cache]): the
+    second half would load what the first compiled and run more trials in the same time."""
     selection = [x for a in sorted(apis) for x in ("--api", a.split(":", 1)[1])]
     for mode in ("unguided", "guided"):
         if (campaign_dir / f"{name}-{mode}" / "complete").exists():
@@ -121,8 +124,8 @@ def run(library: str, budget: int, name: str, campaign_dir: Path, apis: Set[str]
                str(budget), "--api-budget", "60" if apis else "4", "--workers", "2", "--name", f"{name}-{mode}",
                "--campaign-dir", str(campaign_dir), "--store", str(store),
                "--validity-model" if mode == "guided" else "--no-validity-model", *selection]
-        print("$", " ".join(cmd[1:]), flush=True)
-        subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+        print("$", " ".join(cmd[1:]), "  # JAX_COMPILATION_CACHE_DIR=''", flush=True)
+        subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL, env=dict(os.environ, JAX_COMPILATION_CACHE_DIR=""))
 
 
 def main() -> int:

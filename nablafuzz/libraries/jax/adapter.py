@@ -10,6 +10,7 @@ the catalogue of `MODULES`.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import re
 import types
 from dataclasses import replace
@@ -21,6 +22,11 @@ import jax
 CONFIG = {"jax_enable_x64": True, "jax_disable_jit": False, "jax_debug_nans": False, "jax_debug_infs": False,
           "jax_numpy_rank_promotion": "allow", "jax_default_matmul_precision": None}
 jax.config.update("jax_enable_x64", True)
+# Note [persistent compilation cache] (runtime/registry.py): JAX bounds its cache with a file
+# lock from `filelock`; a runtime without it (a release's venv) runs without the cache rather
+# than warn at every compilation.
+if jax.config.jax_compilation_cache_max_size > 0 and importlib.util.find_spec("filelock") is None:
+    jax.config.update("jax_compilation_cache_dir", None)
 
 import jax.numpy as jnp  # noqa: E402  (after x64 is on)
 import numpy as np  # noqa: E402
