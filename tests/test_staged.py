@@ -238,4 +238,5 @@ def test_jax_workers_share_a_persistent_compilation_cache(tmp_path, monkeypatch)
     assert runs[0] == runs[1]
     assert registry.compilation_cache_env("torch", "torch") == ()
     monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", str(tmp_path / "mine"))
-    assert registry.compilation_cache_env("jax", "jax") == ()
+    assert dict(registry.compilation_cache_env("jax", "jax")) == {
+        "JAX_COMPILATION_CACHE_MAX_SIZE": str(registry.CACHE_BYTES), "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}

@@ -30,7 +30,7 @@ def _install_hint(name: str, release: str | None) -> str:
 # worker compiled.  Every compilation is cached (JAX's default skips those under a second, which
 # is nearly all of ours), in `$NABLAFUZZ_HOME/jax-compilation-cache/<runtime>` (one per release),
 # bounded to CACHE_BYTES (JAX evicts the least recently used entries).  A user's own
-# JAX_COMPILATION_CACHE_DIR wins.  Measured (bench/results/throughput-same-machine.md): a
+# setting of any of the three wins (an empty JAX_COMPILATION_CACHE_DIR turns the cache off).  Measured (bench/results/throughput-same-machine.md): a
 # short campaign ran 1.9x faster with the cache warm, with the same outcomes, and no slower cold.
 CACHE_BYTES = 2 << 30
 
@@ -38,11 +38,12 @@ CACHE_BYTES = 2 << 30
 def compilation_cache_env(adapter: str, name: str) -> Tuple[Tuple[str, str], ...]:
     """The environment that gives runtime `name` (of `adapter`) its persistent compilation
     cache (Note [persistent compilation cache]); () where it has none."""
-    if adapter != "jax" or "JAX_COMPILATION_CACHE_DIR" in os.environ:
+    if adapter != "jax":
         return ()
-    return (("JAX_COMPILATION_CACHE_DIR", str(state_dir() / "jax-compilation-cache" / name)),
+    ours = (("JAX_COMPILATION_CACHE_DIR", str(state_dir() / "jax-compilation-cache" / name)),
             ("JAX_COMPILATION_CACHE_MAX_SIZE", str(CACHE_BYTES)),
             ("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0"))
+    return tuple((k, v) for k, v in ours if k not in os.environ)
 
 
 def resolve_runtime(library: str, python_path: Sequence[str] = (), memory_limit_mb: int = 0) -> Runtime:
