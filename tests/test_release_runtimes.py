@@ -16,7 +16,7 @@ from nablafuzz.core.errors import ConfigError
 from nablafuzz.runtime import install as inst
 from nablafuzz.runtime import process
 from nablafuzz.runtime.process import Runtime, RuntimeUnavailable, WorkerProcess
-from nablafuzz.runtime.registry import resolve_runtime, split_release
+from nablafuzz.runtime.registry import compilation_cache_env, resolve_runtime, split_release
 from nablafuzz.runtime.runner import Runner, versions_of
 
 PLANS = {plan.name: plan for plan in inst.PLANS}
@@ -189,11 +189,14 @@ def home(tmp_path, monkeypatch):
     return tmp_path
 
 
-def test_resolve_release(home):
+def test_resolve_release(home, monkeypatch):
     entry = dict(_entry(sys.executable), env={"B": "2", "A": "1"}, library="jax", version="0.10.1")
     (home / "runtimes.json").write_text(json.dumps({"jax@0.10.1": entry}))
+    monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR", raising=False)
     rt = resolve_runtime("jax@0.10.1", [str(home)], 512)
-    assert rt == Runtime("jax", sys.executable, (("A", "1"), ("B", "2")), 512, (str(home.resolve()),), "0.10.1")
+    cache = compilation_cache_env("jax", "jax@0.10.1")  # Note [persistent compilation cache]: one per release
+    assert dict(cache)["JAX_COMPILATION_CACHE_DIR"] == str(home / "jax-compilation-cache" / "jax@0.10.1")
+    assert rt == Runtime("jax", sys.executable, (("A", "1"), ("B", "2")) + cache, 512, (str(home.resolve()),), "0.10.1")
     assert rt.name == "jax@0.10.1" and Runtime("jax", sys.executable).name == "jax"
 
 
