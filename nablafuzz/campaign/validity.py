@@ -242,6 +242,9 @@ class Guide:
                     empty_derivative(make(specs[api], o.index, o.candidate)) for o in obs)
                 continue
             self.replay(specs[api], obs[-KEEP:], make)
+            state = self._api(api)  # an empty trial before the last KEEP counts too (Note [validity empty edge])
+            state.empty_ran = state.empty_ran or any(
+                empty_derivative(make(specs[api], o.index, o.candidate)) for o in obs[:-KEEP])
 
     def replay(self, spec: ApiSpec, observations: Iterable[Observation], make: Callable[[ApiSpec, int, int], Trial]) -> None:
         """`spec`'s model rebuilt from its trials so far, in the order they ran: the state of

@@ -29,9 +29,10 @@ def _install_hint(name: str, release: str | None) -> str:
 # the program, the backend and the jax / jaxlib versions, so a worker loads what any earlier
 # worker compiled.  Every compilation is cached (JAX's default skips those under a second, which
 # is nearly all of ours), in `$NABLAFUZZ_HOME/jax-compilation-cache/<runtime>` (one per release),
-# bounded to CACHE_BYTES (JAX evicts the least recently used entries).  A user's own
-# setting of any of the three wins (an empty JAX_COMPILATION_CACHE_DIR turns the cache off).  Measured (bench/results/throughput-same-machine.md): a
-# short campaign ran 1.9x faster with the cache warm, with the same outcomes, and no slower cold.
+# bounded to CACHE_BYTES (JAX evicts the least recently used entries).  A user's own setting
+# of any of the three wins (an empty JAX_COMPILATION_CACHE_DIR turns the cache off).  Measured
+# (bench/results/throughput-same-machine.md): a short campaign 1.9x faster with the cache warm,
+# with the same outcomes; cold, 0.82-1.03x (within the run-to-run spread).
 CACHE_BYTES = 2 << 30
 
 
