@@ -238,13 +238,13 @@ class Guide:
                 state.drawn = state.seen = len(obs)
                 state.drawn_valid = sum(label(o) for o in obs)
                 state.died = sum(bool(o.death) for o in obs)
-                state.empty_ran = not state.drawn_valid and any(  # Note [validity empty edge]
-                    empty_derivative(make(specs[api], o.index, o.candidate)) for o in obs)
-                continue
-            self.replay(specs[api], obs[-KEEP:], make)
-            state = self._api(api)  # an empty trial before the last KEEP counts too (Note [validity empty edge])
+                unreplayed = () if state.drawn_valid else obs  # a valid trial is not an empty one
+            else:
+                self.replay(specs[api], obs[-KEEP:], make)
+                state, unreplayed = self._api(api), obs[:-KEEP]
+            # the trials `learn` did not see may hold the API's empty one (Note [validity empty edge])
             state.empty_ran = state.empty_ran or any(
-                empty_derivative(make(specs[api], o.index, o.candidate)) for o in obs[:-KEEP])
+                empty_derivative(make(specs[api], o.index, o.candidate)) for o in unreplayed)
 
     def replay(self, spec: ApiSpec, observations: Iterable[Observation], make: Callable[[ApiSpec, int, int], Trial]) -> None:
         """`spec`'s model rebuilt from its trials so far, in the order they ran: the state of
