@@ -231,6 +231,37 @@ def test_each_api_runs_its_first_empty_trial_whatever_the_model_says():
     assert fresh.pick(spec, make(empties[1])).how == "explore", "not the first empty trial: the cold start's draw"
 
 
+def test_a_pooled_api_runs_its_first_smallest_and_largest_trials_whatever_the_model_says():
+    """Note [validity edges]: in a pooled campaign the smallest and largest signatures are
+    fixed edges (here a 0-d and a 3-d array, both invalid); the first candidate 0 of each runs
+    once, later ones are the model's; unpooled, the same trials are the model's from the start;
+    a resumed campaign knows which edges ran."""
+    from nablafuzz.specs import pool
+    spec = spec_from_dict("numpy_ref", MATRIX, "test")
+    make = lambda i: (lambda c: generate(spec, 1, i, pooled=True, candidate=c))  # noqa: E731
+    pooled, unpooled = Guide(seed=0, pooled=lambda library: True), Guide(seed=0)
+    for i in range(150):
+        t = make(i)(0)
+        if not pool.edge(t.seed):
+            pooled.learn(spec, t, _valid(t))
+            unpooled.learn(spec, t, _valid(t))
+    assert pooled.fitted() == unpooled.fitted() == 1
+    edges = {e: [i for i in range(1000, 3000) if pool.edge(make(i)(0).seed) == e][:2] for e in (pool.SMALLEST, pool.LARGEST)}
+    for e, (first, later) in edges.items():
+        assert unpooled.pick(spec, make(first)).how in ("model", "explore")
+        p = pooled.pick(spec, make(first))
+        assert (p.candidate, p.how) == (0, "") and not _valid(p.trial), e
+        pooled.learn(spec, p.trial, _valid(p.trial), p.how)
+        assert pooled.pick(spec, make(later)).how in ("model", "explore"), e
+    resumed = Guide(seed=0, pooled=lambda library: True)
+    obs = [Observation(spec.id, i, "", "", _valid(make(i)(0)), 0, (), (), (), 0.0) for i in range(60)
+           if pool.edge(make(i)(0).seed) != pool.LARGEST]
+    obs.append(Observation(spec.id, edges[pool.SMALLEST][0], "", "", False, 0, (), (), (), 0.0))
+    resumed.resume({spec.id: spec}, obs, lambda s, i, c: generate(s, 1, i, pooled=True, candidate=c))
+    assert resumed.pick(spec, make(edges[pool.SMALLEST][1])).how in ("model", "explore")
+    assert resumed.pick(spec, make(edges[pool.LARGEST][1])).how == "", "its largest edge has not run"
+
+
 def test_validity_model_without_scikit_learn_is_a_clear_error(monkeypatch):
     monkeypatch.setattr(validity, "_sklearn", lambda: False)
     with pytest.raises(ConfigError, match=r"nablafuzz\[learn\]"):

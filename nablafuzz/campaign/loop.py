@@ -252,7 +252,8 @@ class Campaign:
         self.python_path = tuple(sorted({os.getcwd()} | {str(Path(f).parent) for f in config.spec_files}))
         self.local = threading.local()  # a worker thread's runners, for its peers
         self.oracle_class, self.oracle = oracle, oracle(self, specs)  # the class: what a Ray actor builds too
-        self.guide = Guide(self.seed) if validity_on(config) else None  # Note [validity model]
+        self.guide = Guide(self.seed, lambda library: staged_for(config, library)) \
+            if validity_on(config) else None  # Note [validity model]
 
     # ---- worker threads -------------------------------------------------------------------
     def runner(self, runners: Dict[str, Runner], library: str, n: int) -> Runner:

@@ -35,13 +35,14 @@ import importlib.util
 import math
 import threading
 from dataclasses import dataclass, field
-from typing import Callable, Deque, Dict, Iterable, List, Optional, Tuple
+from typing import Callable, Deque, Dict, Iterable, List, Optional, Set, Tuple
 
 import numpy as np
 
 from ..core.errors import ConfigError
 from ..core.model import ApiSpec, Trial
 from ..oracle.compare import empty_derivative
+from ..specs import pool
 from ..specs.features import Features, features
 from .stats import Observation, label
 
@@ -71,15 +72,18 @@ from .stats import Observation, label
 # An API one of whose drawn trials killed its worker stays steered whatever its rate: a restart
 # costs the time of tens of trials (`label`).
 
-# Note [validity empty edge]
+# Note [validity edges]
 # An empty trial compares nothing, so it is labelled invalid (stats.label) and the models steer
 # away from it; yet gradients and forward modes fail on empty tensors that the call accepts
 # (tf.gather's and tf.signal.idct's, vetted bugs), and a guided TensorFlow bench missed one
-# such fingerprint that its unguided half found.  So each API's first empty trial drawn as
-# candidate 0 runs, whatever the model says: a pooled API's empty signature is a fixed edge
-# (specs/pool.py), so one trial covers it.  Later empty candidates are the model's to pick or
-# exploration's to draw.  The guide learns that an API ran one from any trial it is told of,
-# so a resumed campaign decides as the first run did.
+# such fingerprint that its unguided half found.  A guided JAX bench likewise missed irfft2's
+# vetted failure on a (1, 1) array (an empty output), which only a pooled trial of the smallest
+# edge signature draws.  So each API's first trial of each edge drawn as candidate 0 runs,
+# whatever the model says: an empty one (its derivative is empty), and in a pooled campaign one
+# of the smallest and one of the largest signature (specs/pool.py), fixed for the campaign, so
+# one trial covers each; at most three trials per API.  Later ones are the model's to pick or
+# exploration's to draw.  The guide learns which edges an API ran from any trial it is told
+# of, so a resumed campaign decides as the first run did.
 
 CANDIDATES = 4
 MAX_CANDIDATES = 32
@@ -141,7 +145,7 @@ class _Api:
     drawn: int = 0  # trials not picked by the model (before it, or exploring) ..
     drawn_valid: int = 0  # .. and how many of them were valid
     died: int = 0  # .. and how many killed their worker
-    empty_ran: bool = False  # one of its empty trials ran (Note [validity empty edge])
+    edges: Set[str] = field(default_factory=set)  # the edges its trials ran, and "" (Note [validity edges])
     fitted_at: int = 0  # `seen` at the last fit
     model: object = None  # a fitted sklearn Pipeline (DictVectorizer, RandomForestClassifier)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -154,8 +158,9 @@ class _Api:
 class Guide:
     """The campaign's validity models, one per API; thread-safe (one lock per API)."""
 
-    def __init__(self, seed: int = 0):
+    def __init__(self, seed: int = 0, pooled: Callable[[str], bool] = lambda library: False):
         self.seed = seed
+        self.pooled = pooled  # whether a library's trials draw pooled signatures (specs/pool.py)
         self._apis: Dict[str, _Api] = collections.defaultdict(_Api)
         self._lock = threading.Lock()
 
@@ -168,7 +173,8 @@ class Guide:
         first = make(0)
         api = self._api(spec.id)
         with api.lock:
-            if not api.empty_ran and empty_derivative(first):  # Note [validity empty edge]
+            edge = self.edge(first)
+            if edge and edge not in api.edges:  # Note [validity edges]
                 return Pick(first)
             model, k = api.model, _candidates(api.drawn_valid / max(1, api.drawn))
             cold = model is None and api.drawn - api.drawn_valid >= MIN_EACH  # Note [validity cold start]
@@ -203,7 +209,7 @@ class Guide:
         row = row if row is not None else features(trial, argument_names(spec))
         api = self._api(spec.id)
         with api.lock:
-            api.empty_ran = api.empty_ran or empty_derivative(trial)
+            api.edges.add(self.edge(trial))
             if how != MODEL:  # drawn as any candidate is: these give the valid rate of a draw
                 api.drawn += 1
                 api.drawn_valid += bool(valid)
@@ -217,6 +223,14 @@ class Guide:
             if due:
                 api.model = _fit(list(api.rows), list(api.labels), self.seed)
                 api.fitted_at = api.seen
+
+    def edge(self, trial: Trial) -> str:
+        """The edge `trial` stands for (Note [validity edges]): EMPTY if its derivative is empty,
+        else a pooled trial's edge signature (SMALLEST, LARGEST, or EMPTY with a non-empty
+        derivative), else ""."""
+        if empty_derivative(trial):
+            return pool.EMPTY
+        return pool.edge(trial.seed) if self.pooled(trial.library) else ""
 
     def hopeless(self, spec_id: str) -> bool:
         """Whether none of the API's first HOPELESS drawn trials was valid (Note [validity cold start])."""
@@ -238,13 +252,18 @@ class Guide:
                 state.drawn = state.seen = len(obs)
                 state.drawn_valid = sum(label(o) for o in obs)
                 state.died = sum(bool(o.death) for o in obs)
-                unreplayed = () if state.drawn_valid else obs  # a valid trial is not an empty one
+                unreplayed = obs
             else:
                 self.replay(specs[api], obs[-KEEP:], make)
                 state, unreplayed = self._api(api), obs[:-KEEP]
-            # the trials `learn` did not see may hold the API's empty one (Note [validity empty edge])
-            state.empty_ran = state.empty_ran or any(
-                empty_derivative(make(specs[api], o.index, o.candidate)) for o in unreplayed)
+            # the trials `learn` did not see may hold the API's edges (Note [validity edges])
+            edges = {pool.EMPTY} | ({pool.SMALLEST, pool.LARGEST} if self.pooled(specs[api].library) else set())
+            if state.drawn_valid == state.seen and not self.pooled(specs[api].library):
+                continue  # no valid trial is empty, and an unpooled one has no other edge
+            for o in unreplayed:
+                if edges <= state.edges:
+                    break
+                state.edges.add(self.edge(make(specs[api], o.index, o.candidate)))
 
     def replay(self, spec: ApiSpec, observations: Iterable[Observation], make: Callable[[ApiSpec, int, int], Trial]) -> None:
         """`spec`'s model rebuilt from its trials so far, in the order they ran: the state of

@@ -46,11 +46,24 @@ def signature(campaign_seed: int, spec_id: str, index: int, trial_seed: int, can
     campaign's candidate `candidate` > 0 draws its rotating signatures from a pool of its own
     (Note [validity candidates] in campaign/validity.py), the edges are shared."""
     u, v = np.random.default_rng([trial_seed, 3]).random(2)
-    for edge, share in EDGES:
-        if u < share:
-            return Signature(_seed(campaign_seed, spec_id, edge, 0), edge)
-        u -= share
+    e = _edge(u)
+    if e:
+        return Signature(_seed(campaign_seed, spec_id, e, 0), e)
     rounds = index // ROUND
     slot = int(v * min(ROTATING, rounds + 1))
     generation = (rounds - slot) // ROTATING  # slot k is drawn at round k, redrawn at k + ROTATING, ...
     return Signature(_seed(campaign_seed, spec_id, f"{slot}/{candidate}" if candidate else str(slot), generation), "")
+
+
+def edge(trial_seed: int) -> str:
+    """The edge signature (EMPTY, SMALLEST, LARGEST) a pooled trial whose seed is `trial_seed`
+    takes, any candidate, or "" for a drawn one."""
+    return _edge(np.random.default_rng([trial_seed, 3]).random())
+
+
+def _edge(u: float) -> str:
+    for name, share in EDGES:
+        if u < share:
+            return name
+        u -= share
+    return ""
