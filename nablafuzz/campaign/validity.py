@@ -76,14 +76,15 @@ from .stats import Observation, label
 # An empty trial compares nothing, so it is labelled invalid (stats.label) and the models steer
 # away from it; yet gradients and forward modes fail on empty tensors that the call accepts
 # (tf.gather's and tf.signal.idct's, vetted bugs), and a guided TensorFlow bench missed one
-# such fingerprint that its unguided half found.  A guided JAX bench likewise missed irfft2's
-# vetted failure on a (1, 1) array (an empty output), which only a pooled trial of the smallest
-# edge signature draws.  So each API's first trial of each edge drawn as candidate 0 runs,
-# whatever the model says: an empty one (its derivative is empty), and in a pooled campaign one
-# of the smallest and one of the largest signature (specs/pool.py), fixed for the campaign, so
-# one trial covers each; at most three trials per API.  Later ones are the model's to pick or
-# exploration's to draw.  The guide learns which edges an API ran from any trial it is told
-# of, so a resumed campaign decides as the first run did.
+# such fingerprint that its unguided half found.  The same holds for a pooled campaign's other
+# edge signatures (specs/pool.py): the smallest (0-d, size 1) and the largest are where
+# degenerate-shape failures live, and a model that learnt "rank 2 only" never picks a 0-d
+# candidate again.  So each API's first trial of each edge drawn as candidate 0 runs, whatever
+# the model says: an empty one (its derivative is empty), and in a pooled campaign one of the
+# smallest and one of the largest signature, each fixed for the campaign, so one trial covers
+# it; at most three trials per API.  Later ones are the model's to pick or exploration's to
+# draw.  The guide learns which edges an API ran from any trial it is told of, so a resumed
+# campaign decides as the first run did.
 
 CANDIDATES = 4
 MAX_CANDIDATES = 32
