@@ -238,5 +238,27 @@ def test_jax_workers_share_a_persistent_compilation_cache(tmp_path, monkeypatch)
     assert runs[0] == runs[1]
     assert registry.compilation_cache_env("torch", "torch") == ()
     monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", str(tmp_path / "mine"))
-    assert dict(registry.compilation_cache_env("jax", "jax")) == {
-        "JAX_COMPILATION_CACHE_MAX_SIZE": str(registry.CACHE_BYTES), "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
+    assert dict(registry.compilation_cache_env("jax", "jax")) == {"JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
+
+
+def test_the_compilation_cache_is_pruned_to_its_bound_least_recently_used_first(tmp_path, monkeypatch):
+    """Note [persistent compilation cache]: JAX runs it unbounded (a bound made it scan the
+    cache at every write); each campaign prunes it once, the oldest entries first."""
+    from nablafuzz.runtime import registry
+    monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR", raising=False)
+    monkeypatch.delenv("JAX_COMPILATION_CACHE_MAX_SIZE", raising=False)
+    monkeypatch.setattr(registry, "state_dir", lambda: tmp_path)
+    monkeypatch.setattr(registry, "CACHE_BYTES", 250)
+    cache = tmp_path / "jax-compilation-cache" / "jax"
+    cache.mkdir(parents=True)
+    for age, name in enumerate(["newest", "recent", "old", "oldest"]):
+        f = cache / f"{name}-cache"
+        f.write_bytes(b"x" * 100)
+        os.utime(f, (1e9 - 100 * age, 1e9 - 100 * age))
+    os.utime(cache / "oldest-cache", (2e9, 1e9 - 300))  # read lately: recently used
+    env = dict(registry.compilation_cache_env("jax", "jax"))
+    assert "JAX_COMPILATION_CACHE_MAX_SIZE" not in env and env["JAX_COMPILATION_CACHE_DIR"] == str(cache)
+    assert sorted(p.name for p in cache.iterdir()) == ["newest-cache", "oldest-cache"]
+    (cache / "more-cache").write_bytes(b"x" * 100)
+    registry.compilation_cache_env("jax", "jax")
+    assert len(list(cache.iterdir())) == 3, "once per campaign (process), not at every worker start"

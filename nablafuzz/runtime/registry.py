@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Sequence, Tuple
+from typing import Sequence, Set, Tuple
 
 from ..core.errors import ConfigError
 from ..libraries import known_adapters, out_of_tree
@@ -28,23 +28,56 @@ def _install_hint(name: str, release: str | None) -> str:
 # every night.  JAX's persistent compilation cache keeps compiled executables on disk, keyed by
 # the program, the backend and the jax / jaxlib versions, so a worker loads what any earlier
 # worker compiled.  Every compilation is cached (JAX's default skips those under a second, which
-# is nearly all of ours), in `$NABLAFUZZ_HOME/jax-compilation-cache/<runtime>` (one per release),
-# bounded to CACHE_BYTES (JAX evicts the least recently used entries).  A user's own setting
-# of any of the three wins (an empty JAX_COMPILATION_CACHE_DIR turns the cache off).  Measured
-# (bench/results/throughput-same-machine.md): a short campaign 1.9x faster with the cache warm,
-# with the same outcomes; cold, 0.82-1.03x (within the run-to-run spread).
+# is nearly all of ours), in `$NABLAFUZZ_HOME/jax-compilation-cache/<runtime>` (one per release).
+# The cache is bounded here, not by JAX: with a maximum size set, JAX takes a file lock and
+# reads every entry's access time on each write (to find what to evict), so a write cost grew
+# with the cache, and a 20-minute campaign filled it with 12,000 entries (its next night's first
+# trials ran 2.2x slower than the first night's).  So JAX runs without a bound, and each
+# campaign (one process) prunes the directory to CACHE_BYTES once, before its first JAX worker
+# starts: least recently used first, by the files' access or modification time, whichever is
+# later.  A user's own setting of the directory or the minimum compile time wins (an empty
+# JAX_COMPILATION_CACHE_DIR turns the cache off), as does a maximum size (JAX then evicts).
+# Measured (bench/results/throughput-same-machine.md).
 CACHE_BYTES = 2 << 30
+_pruned: Set[Path] = set()
 
 
 def compilation_cache_env(adapter: str, name: str) -> Tuple[Tuple[str, str], ...]:
     """The environment that gives runtime `name` (of `adapter`) its persistent compilation
-    cache (Note [persistent compilation cache]); () where it has none."""
+    cache (Note [persistent compilation cache]), the cache pruned once per process; () where
+    it has none."""
     if adapter != "jax":
         return ()
-    ours = (("JAX_COMPILATION_CACHE_DIR", str(state_dir() / "jax-compilation-cache" / name)),
-            ("JAX_COMPILATION_CACHE_MAX_SIZE", str(CACHE_BYTES)),
-            ("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0"))
+    cache = state_dir() / "jax-compilation-cache" / name
+    ours = (("JAX_COMPILATION_CACHE_DIR", str(cache)), ("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0"))
+    if "JAX_COMPILATION_CACHE_DIR" not in os.environ and cache not in _pruned:
+        _pruned.add(cache)
+        prune(cache, CACHE_BYTES)
     return tuple((k, v) for k, v in ours if k not in os.environ)
+
+
+def prune(directory: Path, limit: int) -> int:
+    """Deletes the least recently used files of `directory` (by access or modification time,
+    the later) until the rest hold at most `limit` bytes; returns how many it deleted.  A file
+    another process deletes meanwhile is skipped."""
+    files = []
+    for entry in os.scandir(directory) if directory.is_dir() else ():
+        try:
+            st = entry.stat()
+        except FileNotFoundError:
+            continue
+        if entry.is_file():
+            files.append((max(st.st_atime, st.st_mtime), st.st_size, entry.path))
+    total, deleted = sum(size for _, size, _ in files), 0
+    for _, size, path in sorted(files):
+        if total <= limit:
+            break
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        total, deleted = total - size, deleted + 1
+    return deleted
 
 
 def resolve_runtime(library: str, python_path: Sequence[str] = (), memory_limit_mb: int = 0) -> Runtime:

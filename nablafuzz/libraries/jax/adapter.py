@@ -22,9 +22,9 @@ import jax
 CONFIG = {"jax_enable_x64": True, "jax_disable_jit": False, "jax_debug_nans": False, "jax_debug_infs": False,
           "jax_numpy_rank_promotion": "allow", "jax_default_matmul_precision": None}
 jax.config.update("jax_enable_x64", True)
-# Note [persistent compilation cache] (runtime/registry.py): JAX bounds its cache with a file
-# lock from `filelock`; a runtime without it (a release's venv) runs without the cache rather
-# than warn at every compilation.
+# Note [persistent compilation cache] (runtime/registry.py): where a user bounds the cache
+# (JAX_COMPILATION_CACHE_MAX_SIZE), JAX takes a file lock from `filelock`; a runtime without it
+# (a release's venv) then runs without the cache rather than warn at every compilation.
 if jax.config.jax_compilation_cache_max_size > 0 and importlib.util.find_spec("filelock") is None:
     jax.config.update("jax_compilation_cache_dir", None)
 
