@@ -32,7 +32,7 @@ def _install_hint(name: str, release: str | None) -> str:
 # The cache is bounded here, not by JAX: with a maximum size set, JAX takes a file lock and
 # reads every entry's access time on each write (to find what to evict), so a write cost grew
 # with the cache, and a 20-minute campaign filled it with 12,000 entries (its next night's first
-# trials ran 2.2x slower than the first night's).  So JAX runs without a bound, and each
+# trials ran 2.3x slower than the first night's).  So JAX runs without a bound, and each
 # campaign (one process) prunes the directory to CACHE_BYTES once, before its first JAX worker
 # starts: least recently used first, by the files' access or modification time, whichever is
 # later.  A user's own setting of the directory or the minimum compile time wins (an empty
