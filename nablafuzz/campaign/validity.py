@@ -174,9 +174,10 @@ class Guide:
         first = make(0)
         api = self._api(spec.id)
         with api.lock:
-            edge = self.edge(first)
-            if edge and edge not in api.edges:  # Note [validity edges]
-                return Pick(first)
+            if not self.edges(spec.library) <= api.edges:  # Note [validity edges]: one still to run
+                edge = self.edge(first)
+                if edge and edge not in api.edges:
+                    return Pick(first)
             model, k = api.model, _candidates(api.drawn_valid / max(1, api.drawn))
             cold = model is None and api.drawn - api.drawn_valid >= MIN_EACH  # Note [validity cold start]
             needed = api.needed()
@@ -210,7 +211,8 @@ class Guide:
         row = row if row is not None else features(trial, argument_names(spec))
         api = self._api(spec.id)
         with api.lock:
-            api.edges.add(self.edge(trial))
+            if not self.edges(spec.library) <= api.edges:
+                api.edges.add(self.edge(trial))
             if how != MODEL:  # drawn as any candidate is: these give the valid rate of a draw
                 api.drawn += 1
                 api.drawn_valid += bool(valid)
@@ -224,6 +226,10 @@ class Guide:
             if due:
                 api.model = _fit(list(api.rows), list(api.labels), self.seed)
                 api.fitted_at = api.seen
+
+    def edges(self, library: str) -> Set[str]:
+        """The edges each API of `library` runs once (Note [validity edges])."""
+        return {pool.EMPTY, pool.SMALLEST, pool.LARGEST} if self.pooled(library) else {pool.EMPTY}
 
     def edge(self, trial: Trial) -> str:
         """The edge `trial` stands for (Note [validity edges]): EMPTY if its derivative is empty,
@@ -258,8 +264,8 @@ class Guide:
                 self.replay(specs[api], obs[-KEEP:], make)
                 state, unreplayed = self._api(api), obs[:-KEEP]
             # the trials `learn` did not see may hold the API's edges (Note [validity edges])
-            edges = {pool.EMPTY} | ({pool.SMALLEST, pool.LARGEST} if self.pooled(specs[api].library) else set())
-            if state.drawn_valid == state.seen and not self.pooled(specs[api].library):
+            edges = self.edges(specs[api].library)
+            if state.drawn_valid == state.seen and edges == {pool.EMPTY}:
                 continue  # no valid trial is empty, and an unpooled one has no other edge
             for o in unreplayed:
                 if edges <= state.edges:
