@@ -13,7 +13,6 @@ import importlib
 import importlib.util
 import re
 import types
-from dataclasses import replace
 from typing import Any, Callable, Dict, List, Sequence
 
 import jax
@@ -146,23 +145,6 @@ class JaxAdapter(ComposableAdapter):
 
     def run_compiled(self, compiled: Any, consts: Any, arrays: Sequence[Any]) -> Any:
         return jax.block_until_ready(compiled(consts, *arrays))
-
-    def at_points(self, jobs, call, us, vs, ws, zs):
-        """Staged: one compiled kernel evaluates one point of every job, called once per point
-        (a seventh of the unrolled program to compile, seven dispatches of microseconds each);
-        eagerly, point by point, where that fails."""
-        if call.key is None or len({len(points) for _, points in jobs}) != 1:
-            return super().at_points(jobs, call, us, vs, ws, zs)
-        plans = [self.plan(s, call, points[0], list(us), list(vs), list(ws), list(zs)) for s, points in jobs]
-        kernel = self.staged(call, "point:" + "@".join(s for s, _ in jobs),
-                             lambda fn, xs, args: [p.kernel(fn, x, *a) for p, x, a in zip(plans, xs, args)])
-        args = [p.args for p in plans]
-        try:
-            got = [kernel([self._native(points[i], points[i]) for _, points in jobs], args)
-                   for i in range(len(jobs[0][1]))]
-        except Exception:  # noqa: BLE001 - eager decides: its error, or its result
-            return super().at_points(jobs, replace(call, key=None), us, vs, ws, zs)
-        return [[p.done(point[k]) for point in got] for k, p in enumerate(plans)]
 
     def entry_library(self) -> Any:
         return types.SimpleNamespace(jacrev=jax.jacrev, jacfwd=jax.jacfwd, hessian=jax.hessian, vmap=jax.vmap,
