@@ -158,11 +158,16 @@ class TensorFlowAdapter(ComposableAdapter):
         return _TRACES[0]
 
     def compile_kernel(self, fn: Callable[..., Any]) -> Any:
-        """`tf.function`: a graph per shape and dtype signature (its traces counted)."""
+        """`tf.function`: a graph per shape and dtype signature (its traces counted).  Without
+        AutoGraph: a kernel is this adapter's code around the API, which has no tensor-dependent
+        Python control flow to convert, and converting every call it makes cost a sixth of a
+        trace; an API that needs AutoGraph fails to trace and runs eagerly (`staged`), where a
+        finding would be established anyway (Note [staged findings]).  The `jit` scenario
+        (`compiled`) keeps AutoGraph, as users' tf.function does."""
         def traced(consts: Any, *arrays: Any) -> Any:
             _TRACES[0] += 1  # runs once per trace
             return fn(consts, *arrays)
-        return tf.function(traced)
+        return tf.function(traced, autograph=False)
 
     def compiled(self, fn: Any) -> Any:
         """`tf.function(jit_compile=True)`, once per API (retraced per shape and Python values)."""
