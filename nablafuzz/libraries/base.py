@@ -14,7 +14,7 @@ import collections
 import functools
 import importlib
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, NamedTuple, Sequence, Tuple
 
 import numpy as np
@@ -473,18 +473,15 @@ class ComposableAdapter(Adapter):
     def at_points(self, jobs, call, us, vs, ws, zs):
         """Staged: one compiled kernel evaluates one point of every job, called once per point:
         a seventh of the unrolled program to trace and compile (a new signature's cost), for
-        seven dispatches (a seen signature's); point by point eagerly where that fails."""
+        seven dispatches (a seen signature's); eagerly where the kernel fails (`staged`)."""
         if not self.stages or call.key is None or len({len(points) for _, points in jobs}) != 1:
             return super().at_points(jobs, call, us, vs, ws, zs)
         plans = [self.plan(s, call, points[0], list(us), list(vs), list(ws), list(zs)) for s, points in jobs]
         kernel = self.staged(call, "point:" + "@".join(s for s, _ in jobs),
                              lambda fn, xs, args: [p.kernel(fn, x, *a) for p, x, a in zip(plans, xs, args)])
         args = [p.args for p in plans]
-        try:
-            got = [kernel([self._native(points[i], points[i], grad=True) for _, points in jobs], args)
-                   for i in range(len(jobs[0][1]))]
-        except Exception:  # noqa: BLE001 - eager decides: its error, or its result
-            return super().at_points(jobs, replace(call, key=None), us, vs, ws, zs)
+        got = [kernel([self._native(points[i], points[i], grad=True) for _, points in jobs], args)
+               for i in range(len(jobs[0][1]))]
         return [[p.done(point[k]) for point in got] for k, p in enumerate(plans)]
 
     def fused(self, scenarios, call, xs, us, vs, ws, zs):
