@@ -50,8 +50,9 @@ def main() -> int:
     pooled = staged_for(config, a.library)
     totals: Counter = Counter()
     ran = judged = 0.0
-    log = Path(tempfile.mkdtemp()) / "worker.log"
-    runner = Runner(resolve_runtime(a.library, [str(ROOT)]), log, 60.0, staged=pooled and not a.eager)
+    tmp = tempfile.TemporaryDirectory()
+    runner = Runner(resolve_runtime(a.library, [str(ROOT)]), Path(tmp.name) / "worker.log", 60.0,
+                    staged=pooled and not a.eager)
     try:
         runner.run(generate(specs[0], 0, 0), specs[0], ("direct",))  # the worker's start is not a trial
         for spec in specs:
@@ -70,6 +71,7 @@ def main() -> int:
                       + " ".join(f"{k}={v:.2f}" for k, v in parts.items() if v >= 0.05), flush=True)
     finally:
         runner.close()
+        tmp.cleanup()
     print(f"total: trials {ran:.1f} s, judging {judged:.1f} s; per scenario (s):")
     for scenario, seconds in totals.most_common():
         print(f"  {scenario:12} {seconds:7.2f}")
