@@ -55,14 +55,18 @@ def _short(x: Any) -> str:
     return _REPR.repr(x)
 
 
+_PLAIN = frozenset((int, str, bool, type(None)))
+
+
 def to_json(obj: Any, omit_defaults: bool = False) -> Any:
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return {f.name: to_json(getattr(obj, f.name), omit_defaults) for f in dataclasses.fields(obj)
                 if not (omit_defaults and f.default is not dataclasses.MISSING and getattr(obj, f.name) == f.default)}
     if isinstance(obj, enum.Enum):
         return obj.value
-    if isinstance(obj, (tuple, list)):
-        return [to_json(x, omit_defaults) for x in obj]
+    if isinstance(obj, (tuple, list)):  # a tensor's values: plain numbers, encoded without recursing
+        return [x if type(x) in _PLAIN else encode_float(x) if type(x) is float else to_json(x, omit_defaults)
+                for x in obj]
     if isinstance(obj, bool) or obj is None or isinstance(obj, (int, str)):
         return obj
     if isinstance(obj, float):

@@ -5,6 +5,7 @@ subnormals and domain edges, so about a third of generated tensors get some of t
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable, Dict, Tuple
 
@@ -74,7 +75,7 @@ def sample(domain: str, rng: np.random.Generator, shape: Tuple[int, ...], dtype:
     """Values of `domain` in `dtype`; with probability `edge_rate`, some are boundary values or ties."""
     d = DOMAINS[domain]
     dt = np.dtype(dtype)
-    n = int(np.prod(shape)) if shape else 1
+    n = math.prod(shape)
     with np.errstate(over="ignore"):
         x = d.typical(rng, n).astype(dt)
         if n and rng.random() < edge_rate:

@@ -72,9 +72,10 @@ def project(a: Sequence[np.ndarray], b: Sequence[np.ndarray]) -> Tuple[float, fl
             if x.shape != y.shape:
                 raise WrongShape(f"derivative and direction {k} have shapes {x.shape} and {y.shape}: a "
                                  "gradient has its input's shape, a tangent its output's")
-            finite = finite and bool(np.isfinite(x).all() and np.isfinite(y).all())
-            value += float(np.sum(x * y))
-            scale += float(np.sum(np.abs(x) * np.abs(y)))
+            xy = x * y  # |x||y| is |xy|, bit for bit; a non-finite x or y makes xy non-finite
+            finite = finite and bool(np.isfinite(xy).all() or (np.isfinite(x).all() and np.isfinite(y).all()))
+            value += float(np.sum(xy))
+            scale += float(np.sum(np.abs(xy)))
     return value, (scale if finite else math.nan)
 
 

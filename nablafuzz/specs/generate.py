@@ -6,6 +6,7 @@ domain with boundary values on purpose (`domains.py`); tensor size is capped.
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import replace
 from typing import Dict, List, Optional, Tuple
 
@@ -72,7 +73,7 @@ def _dim(rng: np.random.Generator) -> int:
 
 
 def _cap(shape: List[int], cap: int) -> Shape:
-    while int(np.prod(shape)) > cap:
+    while math.prod(shape) > cap:
         i = int(np.argmax(shape))
         shape[i] = max(1, shape[i] // 2)
     return tuple(shape)
@@ -129,13 +130,13 @@ def _tensor_dtype(rng: np.random.Generator, arg: ArgSpec, trial_dtype: str) -> s
 
 
 def _tensor(rng: np.random.Generator, arg: ArgSpec, shape: Shape, dtype: str):
-    if dtype in FLOAT_DTYPES and arg.values and len(arg.values) == int(np.prod(shape)) and rng.random() < 0.5:
+    if dtype in FLOAT_DTYPES and arg.values and len(arg.values) == math.prod(shape) and rng.random() < 0.5:
         return _seeded(rng, arg, shape, dtype)
     if dtype in FLOAT_DTYPES and arg.structure:
         return draw(arg.structure, rng, shape, dtype)
     if dtype in FLOAT_DTYPES:
         return sample(arg.domain, rng, shape, dtype)
-    if arg.values and len(arg.values) == int(np.prod(shape)):
+    if arg.values and len(arg.values) == math.prod(shape):
         return _moved(rng, np.array(arg.values).reshape(shape), dtype)
     if dtype == "bool" or (dtype.startswith("uint") and arg.low is None):
         return (rng.random(shape) < 0.5).astype(dtype)
@@ -218,7 +219,7 @@ def _input(rng: np.random.Generator, arg: ArgSpec, dtype: str, shapes: _Shapes, 
         n = _between(srng, arg.length[0], arg.length[1])
         first = shapes.choose(arg, max(1, cap // max(n, 1)))
         dt = _tensor_dtype(srng, arg, dtype)
-        size = int(np.prod(first))
+        size = math.prod(first)
         parts = [replace(arg, values=arg.values[k * size:(k + 1) * size]) for k in range(n)]
         value = tuple(to_record(_tensor(rng, part, first, dt)) for part in parts)
         return InputValue(arg.name, arg.kind, value, diff and dt in FLOAT_DTYPES, arg.keyword)

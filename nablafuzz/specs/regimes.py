@@ -53,7 +53,7 @@ def choose(rng: np.random.Generator, share: float, edges: Edges) -> str:
 def draw(regime: str, rng: np.random.Generator, shape: Tuple[int, ...], dtype: str, edges: Edges,
          typical: np.ndarray) -> np.ndarray:
     """Values of `shape` in `regime`; `typical` (the domain's draw) is the base some regimes edit."""
-    n = int(np.prod(shape)) if shape else 1
+    n = math.prod(shape)
     dt = np.dtype(dtype)
     info = np.finfo(dt)
     sign = np.where(rng.random(n) < 0.5, -1.0, 1.0)
