@@ -13,6 +13,7 @@ Worker-safe.
 """
 from __future__ import annotations
 
+import functools
 import json
 import struct
 from dataclasses import replace
@@ -41,24 +42,34 @@ class ProtocolError(ValueError):
     """A frame that is not one of ours: wrong magic, an impossible length, undecodable contents."""
 
 
+@functools.lru_cache(maxsize=None)
+def dtype_name(dtype: np.dtype) -> str:
+    """`str(dtype)`, remembered: numpy 2 computes it in Python (15 us), and the worker names an
+    array's dtype for every conversion to the library's tensors."""
+    return str(dtype)
+
+
 def to_array(rec: TensorRecord) -> np.ndarray:
     return np.array(rec.values, dtype=rec.dtype).reshape(rec.shape)
 
 
 def to_record(arr: Any) -> TensorRecord:
     a = np.asarray(arr)
-    if a.dtype.kind == "f":
-        values = tuple(float(x) for x in a.astype(np.float64).ravel())
-    elif a.dtype.kind == "b":
-        values = tuple(bool(x) for x in a.ravel())
-    elif a.dtype.kind in "iu":
-        values = tuple(int(x) for x in a.ravel())
+    if a.dtype.kind == "f":  # tolist: Python floats, ints and bools, as float(x) etc. give them
+        values = tuple(a.astype(np.float64).ravel().tolist())
+    elif a.dtype.kind in "biu":
+        values = tuple(a.ravel().tolist())
     else:
         raise TypeError(f"unsupported tensor dtype {a.dtype} (expected float, int or bool)")
-    return TensorRecord(str(a.dtype), tuple(int(d) for d in a.shape), values)
+    return TensorRecord(dtype_name(a.dtype), tuple(int(d) for d in a.shape), values)
+
+
+_ATOMS = frozenset((int, float, str, bool, type(None)))  # what JSON takes as it is
 
 
 def _pack_arrays(obj: Any, arrays: List[np.ndarray]) -> Any:
+    if type(obj) in _ATOMS:  # most of a message: checked first, by exact type
+        return obj
     if isinstance(obj, np.ndarray):
         if obj.dtype.kind not in "biuf":
             raise TypeError(f"cannot send a {obj.dtype} array (only bool, int and float cross the pipe)")
@@ -67,13 +78,15 @@ def _pack_arrays(obj: Any, arrays: List[np.ndarray]) -> Any:
     if isinstance(obj, dict):
         return {k: _pack_arrays(v, arrays) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_pack_arrays(v, arrays) for v in obj]
+        return [v if type(v) in _ATOMS else _pack_arrays(v, arrays) for v in obj]
     if isinstance(obj, np.generic):
         return obj.item()
     return obj
 
 
 def _unpack_arrays(obj: Any, arrays: List[bytes]) -> Any:
+    if type(obj) in _ATOMS:  # json.loads gives exact types
+        return obj
     if isinstance(obj, dict):
         if "__array__" in obj:
             dtype = np.dtype(obj["dtype"])
@@ -82,7 +95,7 @@ def _unpack_arrays(obj: Any, arrays: List[bytes]) -> Any:
             return np.frombuffer(arrays[obj["__array__"]], dtype=dtype).reshape(obj["shape"]).copy()
         return {k: _unpack_arrays(v, arrays) for k, v in obj.items()}
     if isinstance(obj, list):
-        return [_unpack_arrays(v, arrays) for v in obj]
+        return [v if type(v) in _ATOMS else _unpack_arrays(v, arrays) for v in obj]
     return obj
 
 

@@ -21,6 +21,7 @@ import numpy as np
 
 from ..core.model import Outcome
 from ..core.structures import projected_value
+from ..core.tensors import dtype_name
 from .entry_points import entry_value
 from .messages import classify_message
 
@@ -74,8 +75,8 @@ def project(a: Sequence[np.ndarray], b: Sequence[np.ndarray]) -> Tuple[float, fl
                                  "gradient has its input's shape, a tangent its output's")
             xy = x * y  # |x||y| is |xy|, bit for bit; a non-finite x or y makes xy non-finite
             finite = finite and bool(np.isfinite(xy).all() or (np.isfinite(x).all() and np.isfinite(y).all()))
-            value += float(np.sum(xy))
-            scale += float(np.sum(np.abs(xy)))
+            value += float(xy.sum())
+            scale += float(np.abs(xy).sum())
     return value, (scale if finite else math.nan)
 
 
@@ -179,7 +180,7 @@ class Adapter:
             if diff and value.dtype.kind == "f":
                 xs.append(value)
                 return _Diff(len(xs) - 1)
-            consts.append(self.from_numpy(value, str(value.dtype)))
+            consts.append(self.from_numpy(value, dtype_name(value.dtype)))
             return _Array(len(consts) - 1)
         if isinstance(value, dict) and set(value) == {"dtype"}:
             return _Const(self.dtype(value["dtype"]))
@@ -360,7 +361,7 @@ class ComposableAdapter(Adapter):
         raise NotImplementedError
 
     def _native(self, arrays: Sequence[np.ndarray], like: Sequence[np.ndarray], grad: bool = False) -> List[Any]:
-        return [self.from_numpy(np.asarray(a), str(x.dtype), grad) for a, x in zip(arrays, like)]
+        return [self.from_numpy(np.asarray(a), dtype_name(x.dtype), grad) for a, x in zip(arrays, like)]
 
     def flatten(self, out: Any) -> List[Any]:
         """A call's result as the flat list of output tensors that scenarios compare."""
@@ -505,7 +506,7 @@ class ComposableAdapter(Adapter):
         return q
 
     def _one(self, xs: Sequence[np.ndarray]) -> List[Any]:
-        return [self.from_numpy(np.ones(()), str(xs[0].dtype))]
+        return [self.from_numpy(np.ones(()), dtype_name(xs[0].dtype))]
 
     def _last(self, outer: str, q: Call, nx: List[Any], along: List[Any], one: List[Any]) -> Any:
         """`outer` mode of the scalar q at nx: its gradient (rev), or its JVP along `along`."""

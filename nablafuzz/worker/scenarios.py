@@ -17,6 +17,7 @@ import numpy as np
 
 from ..core.model import ErrorInfo, Outcome, ScenarioResult
 from ..core.quantities import COMPILED, ENTRY_POINTS, FD_KINK, STEP, direction, is_reference
+from ..core.tensors import dtype_name
 from ..libraries.base import Adapter, BoundCall, project
 
 
@@ -53,11 +54,16 @@ def bind_trial(adapter: Adapter, fn: Any, request: Dict[str, Any], dtype: Option
         call = BoundCall(_Seeded(adapter, seed, call.fn), call.diff_outputs)
     elif staged and request.get("staged") and call.with_consts is not None:
         call = replace(call, key=staging_key(request, inputs))
-    us = [direction(seed, "u", i, x.shape, str(x.dtype)) for i, x in enumerate(xs)]
-    ws = [direction(seed, "w", i, x.shape, str(x.dtype)) for i, x in enumerate(xs)]
-    zs = [direction(seed, "z", i, x.shape, str(x.dtype)) for i, x in enumerate(xs)]
+    us = [direction(seed, "u", i, x.shape, dtype_name(x.dtype)) for i, x in enumerate(xs)]
+    ws = [direction(seed, "w", i, x.shape, dtype_name(x.dtype)) for i, x in enumerate(xs)]
+    zs = [direction(seed, "z", i, x.shape, dtype_name(x.dtype)) for i, x in enumerate(xs)] if _third_order(request) else []
     vs = cotangents(seed, outputs or [], call.diff_outputs, dtype)
     return TrialCall(call, xs, us, ws, vs, zs)
+
+
+def _third_order(request: Dict[str, Any]) -> bool:
+    """Whether the request computes a third-order quantity, the only ones that take z."""
+    return any(s.count(".") == 2 for s in [*(request.get("scenarios") or ()), request.get("function") or ""])
 
 
 def staging_key(request: Dict[str, Any], inputs: Sequence[Tuple[Any, bool, bool, str]]) -> Tuple[Any, ...]:
@@ -100,7 +106,7 @@ def cotangents(seed: int, outputs: Sequence[np.ndarray], diff_outputs: Optional[
     if not outputs:
         return []
     picked = range(len(outputs)) if diff_outputs is None else diff_outputs
-    return [direction(seed, "v", j, outputs[j].shape, dtype or str(outputs[j].dtype)) for j in picked]
+    return [direction(seed, "v", j, outputs[j].shape, dtype or dtype_name(outputs[j].dtype)) for j in picked]
 
 
 def _error(adapter: Adapter, exc: BaseException) -> Tuple[Outcome, ErrorInfo]:

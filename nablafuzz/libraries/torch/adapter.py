@@ -18,6 +18,7 @@ import numpy as np
 import torch
 import torch.autograd.forward_ad as fwAD
 
+from ...core.tensors import dtype_name
 from ..base import ComposableAdapter, SecondOrder, attribute_path, point_scale, resolve_library_api
 
 
@@ -147,7 +148,7 @@ class TorchAdapter(ComposableAdapter):
             return super().second_order(outer, inner, call, xs, us, vs, ws)
         f = self._outputs(call)
         nx, nu, nv, nw = (self._native(a, xs) for a in (xs, us, vs, ws))
-        nv = [self.from_numpy(v, str(v.dtype)) for v in vs]
+        nv = [self.from_numpy(v, dtype_name(v.dtype)) for v in vs]
 
         def q(*d: Any) -> Any:
             return self.dot(nv, list(torch.func.jvp(lambda *e: tuple(f(list(e))), d, tuple(nu))[1]))
