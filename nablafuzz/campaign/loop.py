@@ -215,8 +215,17 @@ class ThreadLane:
             gone.close()
 
     def close(self) -> None:
-        for r in self.runners.values():
-            r.close()
+        """The thread's runners closed, except one the campaign's end will want: the first
+        lane to finish hands its warm worker over for the replays (`Campaign._finish`), which
+        would otherwise start a fresh one (2-3 s for torch, more for TensorFlow)."""
+        c = self.campaign
+        for key, r in self.runners.items():
+            with c.shared.lock:
+                keep = key not in c.main_runners
+                if keep:
+                    c.main_runners[key] = r
+            if not keep:
+                r.close()
 
 
 @dataclass
