@@ -453,12 +453,15 @@ class Campaign:
         threads = [threading.Thread(target=self._work, args=(schedule, n, deadline, executor.lane), daemon=True)
                    for n in range(workers)]
         started, self.started_at = time.monotonic(), now()
+        warming = self.guide.warm() if self.guide is not None else None
         try:
             for t in threads:
                 t.start()
             fresh, versions, error = self._collect(log_path, len(threads))
         finally:
             executor.close()
+            if warming is not None:
+                warming.join()
         complete = error is None and not self.shared.stop.is_set() and not self.shared.stopped
         observations = previous + fresh
         if complete:

@@ -165,6 +165,13 @@ class Guide:
         self._apis: Dict[str, _Api] = collections.defaultdict(_Api)
         self._lock = threading.Lock()
 
+    def warm(self) -> threading.Thread:
+        """scikit-learn imported in a thread started now (1-2 s, while the workers start): the
+        first fit would otherwise import it in a trial slot, its worker waiting.  Join it."""
+        thread = threading.Thread(target=classifier, args=(self.seed,), name="nablafuzz-sklearn-import")
+        thread.start()
+        return thread
+
     def _api(self, spec_id: str) -> _Api:
         with self._lock:
             return self._apis[spec_id]
