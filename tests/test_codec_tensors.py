@@ -349,3 +349,13 @@ def test_direction_has_both_signs_and_spread():
     d = quantities.direction(3, "v", 0, (4096,), "float64")
     assert 0.4 < np.mean(d > 0) < 0.6
     assert np.abs(d).min() < 0.51 and np.abs(d).max() > 1.49
+
+
+def test_a_direction_written_to_by_its_caller_leaves_the_next_one_as_it_was():
+    # directions are remembered (a trial derives each several times): every call gets its own array
+    first = quantities.direction(11, "u", 0, (3, 2), "float64")
+    pinned = first.copy()
+    first[...] = 0.0
+    again = quantities.direction(11, "u", 0, (3, 2), "float64")
+    assert np.array_equal(again, pinned) and again is not first
+    assert np.array_equal(quantities.direction(11, "u", 0, (3, 2), "float32"), pinned.astype(np.float32))
