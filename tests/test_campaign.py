@@ -173,3 +173,18 @@ def test_a_report_not_reproduced_on_the_release_it_was_seen_on_is_flaky_not_fixe
     assert same.status is ReportStatus.FLAKY and "jax 0.10.2" in same.notes
     newer = not_reproduced(r, {"jax 0.10.3", "jaxlib 0.10.3", "numpy 2.4.6"}, "c2")
     assert newer.status is ReportStatus.FIXED and newer.notes == "not reproduced by campaign c2"
+
+
+def test_the_campaigns_end_replays_in_a_lanes_warm_worker(tmp_path, monkeypatch):
+    # the replays at the end used to start a worker of their own (2-3 s for torch)
+    from nablafuzz.campaign.loop import Campaign
+    finish, seen = Campaign._finish, {}
+
+    def spying(self, observations, versions):
+        seen.update({k: r.worker.proc is not None and r.worker.proc.poll() is None for k, r in self.main_runners.items()})
+        return finish(self, observations, versions)
+    monkeypatch.setattr(Campaign, "_finish", spying)
+    os.chdir(ROOT)
+    run_campaign(_config(tmp_path, spec_files=[str(BROKEN)], apis=["broken_ops:sin*"], trials_per_api=3,
+                         budget_s=120))
+    assert seen == {"numpy_ref": True}
