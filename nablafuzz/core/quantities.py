@@ -67,14 +67,15 @@ def direction(seed: int, tag: str, index: int, shape: Tuple[int, ...], dtype: st
     multiples of 2^-10, exact in float16, float32 and float64 alike, so the direction in any
     dtype is its float64 one cast (a fresh array each call).
     """
-    return _direction64(seed, tag, index, tuple(shape)).astype(dtype)
+    shape = tuple(shape)
+    draw = _remembered if math.prod(shape) <= REMEMBER else _direction64
+    return draw(seed, tag, index, shape).astype(dtype)
 
 
-@functools.lru_cache(maxsize=256)
+REMEMBER = 4096  # the largest direction remembered (a model's weights are drawn each time)
+
+
 def _direction64(seed: int, tag: str, index: int, shape: Tuple[int, ...]) -> np.ndarray:
-    """`direction` in float64, remembered: a trial derives each of its directions in its own
-    dtype and in float64 (the references), in the worker and again when it is judged, and
-    seeding PCG64 is most of the cost (about 0.1 ms a direction)."""
     salt = sum((i + 1) * ord(c) for i, c in enumerate(tag))
     rng = np.random.Generator(np.random.PCG64([seed & 0xFFFFFFFF, seed >> 32, salt, index]))
     n = math.prod(shape)
@@ -82,3 +83,9 @@ def _direction64(seed: int, tag: str, index: int, shape: Tuple[int, ...]) -> np.
     out = (np.where(sign < 0.5, -1.0, 1.0) * (0.5 + np.floor(mag * 1024) / 1024)).reshape(shape)
     out.flags.writeable = False
     return out
+
+
+# `direction` in float64, remembered (at most 256 x 4096 entries): a trial derives each of its
+# directions in its own dtype and in float64 (the references), in the worker and again when it
+# is judged, and seeding PCG64 is most of the cost (about 0.1 ms a direction).
+_remembered = functools.lru_cache(maxsize=256)(_direction64)
