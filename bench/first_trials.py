@@ -20,7 +20,6 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,7 +31,7 @@ from nablafuzz.oracle.verdict import judge  # noqa: E402
 from nablafuzz.runtime.registry import resolve_runtime  # noqa: E402
 from nablafuzz.runtime.runner import Runner  # noqa: E402
 from nablafuzz.specs.generate import generate  # noqa: E402
-from nablafuzz.specs.spec import load_specs  # noqa: E402
+from throughput import campaign_specs  # noqa: E402 - bench/throughput.py, beside this script
 
 
 def main() -> int:
@@ -43,7 +42,7 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=3)
     parser.add_argument("--eager", action="store_true")
     a = parser.parse_args()
-    specs = [replace(s, reference="") for s in load_specs(ROOT / "api_specs", [a.library]).specs if not s.module]
+    specs = campaign_specs(a.library)
     random.Random(a.seed).shuffle(specs)
     specs = specs[:a.apis]
     config = Config(libraries=(a.library,))

@@ -39,6 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from nablafuzz.core.config import Config  # noqa: E402
+from nablafuzz.core.model import ApiSpec  # noqa: E402
 from nablafuzz.libraries import scenarios_for, staged_for  # noqa: E402
 from nablafuzz.oracle.verdict import judge  # noqa: E402
 from nablafuzz.runtime.registry import resolve_runtime  # noqa: E402
@@ -49,9 +50,15 @@ from nablafuzz.specs.spec import load_specs  # noqa: E402
 from nablafuzz.worker.main import _inputs  # noqa: E402
 
 
+def campaign_specs(library: str, apis: str = "*") -> List[ApiSpec]:
+    """The library's specs matching `apis`, as a campaign without --reference runs them (layer
+    specs left out); shared by the benches that time trials."""
+    return [replace(s, reference="") for s in load_specs(ROOT / "api_specs", [library]).specs
+            if fnmatch.fnmatchcase(s.name, apis) and not s.module]
+
+
 def measure(library: str, seconds: float, per_api: int, max_apis: int, apis: str, staged: Optional[bool]) -> Dict:
-    specs = [replace(s, reference="") for s in load_specs(ROOT / "api_specs", [library]).specs  # as a campaign
-             if fnmatch.fnmatchcase(s.name, apis) and not s.module][:max_apis]                  # without --reference
+    specs = campaign_specs(library, apis)[:max_apis]
     config = Config(libraries=(library,), staged=staged)
     pooled = staged_for(config, library)
     wall = {"generate": 0.0, "round trips": 0.0, "inside library": 0.0, "judge": 0.0}

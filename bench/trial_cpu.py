@@ -18,13 +18,11 @@ after the other on the same machine.
 from __future__ import annotations
 
 import argparse
-import fnmatch
 import os
 import statistics
 import sys
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,7 +35,7 @@ from nablafuzz.reports.store import trial_key  # noqa: E402
 from nablafuzz.runtime.registry import resolve_runtime  # noqa: E402
 from nablafuzz.runtime.runner import Runner  # noqa: E402
 from nablafuzz.specs.generate import generate  # noqa: E402
-from nablafuzz.specs.spec import load_specs  # noqa: E402
+from throughput import campaign_specs  # noqa: E402 - bench/throughput.py, beside this script
 
 
 def process_cpu(pid: int) -> float:
@@ -53,8 +51,7 @@ def main() -> int:
     ap.add_argument("--trials", type=int, default=12)
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
-    specs = [replace(s, reference="") for s in load_specs(ROOT / "api_specs", [args.library]).specs
-             if fnmatch.fnmatchcase(s.name, args.apis) and not s.module]
+    specs = campaign_specs(args.library, args.apis)
     config = Config(libraries=(args.library,))
     work = [(s, i) for s in specs for i in range(args.trials)]
     with tempfile.TemporaryDirectory() as tmp:
