@@ -161,7 +161,12 @@ def test_campaign_survives_segfaults(tmp_path, monkeypatch):
                          spec_files=[str(spec_file)], spec_dir=str(tmp_path / "no_library_specs"),
                          store_dir=str(tmp_path / "reports"), campaign_dir=str(tmp_path / "campaigns"),
                          trials_per_api=5, trial_timeout_s=3, workers=2)
+    from nablafuzz.campaign.inlib import InLibrary
+    replayed, replay = [], InLibrary.replay
+    monkeypatch.setattr(InLibrary, "replay", lambda self, r: replayed.append(r.fingerprint.verdict) or replay(self, r))
     summary = run_campaign(config)
+    # the crash was confirmed in a fresh worker during the campaign: its end does not kill one more
+    assert replayed == []
     assert summary.complete and summary.trials == 10 and summary.apis_tried == 2 and summary.apis_valid == 2
     assert dict(summary.deaths) == {"crashed": 5}  # each segfault cost exactly its own trial
     assert summary.fingerprints == 1 and summary.new_reports == 1

@@ -508,15 +508,17 @@ class Campaign:
         covered = {o.api for o in observations if o.valid}
         fixed = []
         # Note [finishing budget]: the replays get their own time, a tenth of --budget (at least
-        # one trial timeout); a report they cannot replay in time keeps its status.  A hang this
-        # campaign saw again was just confirmed, and is not waited for once more.
+        # one trial timeout); a report they cannot replay in time keeps its status.  A hang or a
+        # crash this campaign saw again was just confirmed in a fresh worker (Note [confirmation]),
+        # and is not run once more: each would cost a worker (OneFlow's store holds 54 crashes, a
+        # restart each, 20-30 s of a short campaign's end).
         self.deadline = time.monotonic() + max(self.config.budget_s / 10, self.config.trial_timeout_s)
         for runner in self.main_runners.values():
             runner.deadline = self.deadline
         for r in self.store:
             if not self.oracle.covers(r, covered) or r.status is ReportStatus.FIXED:
                 continue
-            if r.key in seen and r.fingerprint.verdict is Verdict.TIMEOUT:
+            if r.key in seen and r.fingerprint.verdict in (Verdict.TIMEOUT, Verdict.CRASH):
                 continue
             try:
                 result = self.oracle.replay(r)

@@ -30,6 +30,7 @@ from ..core.tensors import HEAD, ProtocolError, decode_message, encode_message, 
 
 PACKAGE = Path(__file__).resolve().parents[1]
 RESTART_DELAYS = (1.0, 3.0, 9.0)  # seconds before each further try to start a worker
+STANDBYS = 2  # workers kept started ahead of need once one has died (Note [standby worker])
 LOG_CAP = 8 << 20  # a worker log longer than this keeps its last LOG_KEEP bytes
 LOG_KEEP = 1 << 20
 
@@ -103,7 +104,7 @@ class WorkerProcess:
         self.restarts = 0
         self._buf = b""
         self._seq = 0
-        self.standby: Optional[subprocess.Popen] = None  # Note [standby worker]
+        self.standbys: List[subprocess.Popen] = []  # Note [standby worker], oldest first
 
     def _env(self) -> Dict[str, str]:
         env = dict(os.environ)
@@ -133,10 +134,15 @@ class WorkerProcess:
     # worker has died or been restarted, the next one is started ahead of need: a standby that
     # imports its library while the current worker runs trials, and takes over at the next
     # restart (a crash class hit again and again costs a handshake, not an import).  A standby
-    # has run nothing, so it is as fresh as a worker started then.
+    # has run nothing, so it is as fresh as a worker started then.  STANDBYS of them: a new crash
+    # costs two workers in a row (the crash, and its confirmation in a fresh worker, Note
+    # [confirmation] in campaign/loop.py), then a third for the next trial, faster than one
+    # standby's import (OneFlow: 1.1 s); every standby taken is replaced, so a campaign imports
+    # at most STANDBYS more than it uses.
     def start(self, timeout: float = 120.0) -> Dict[str, str]:
-        standby, self.standby = self.standby, None
-        self.proc = standby if standby is not None and standby.poll() is None else self._spawn()
+        while self.standbys and self.standbys[0].poll() is not None:
+            self.standbys.pop(0)
+        self.proc = self.standbys.pop(0) if self.standbys else self._spawn()
         self._buf = b""
         ex = self.request({"op": "hello"}, timeout, until="hello")
         if ex.death or not ex.messages:
@@ -157,8 +163,8 @@ class WorkerProcess:
         for delay in RESTART_DELAYS + (None,):
             try:
                 self.start()
-                if self.restarts:
-                    self.standby = self.standby or self._spawn()
+                while self.restarts and len(self.standbys) < STANDBYS:
+                    self.standbys.append(self._spawn())
                 return
             except WorkerError as exc:
                 self.kill()
@@ -268,11 +274,11 @@ class WorkerProcess:
             _kill_group(self.proc)
 
     def close(self) -> None:
-        """Stop the worker and its standby."""
+        """Stop the worker and its standbys."""
         self._exit()
-        if self.standby is not None:
-            _kill_group(self.standby)
-            self.standby = None
+        for standby in self.standbys:
+            _kill_group(standby)
+        self.standbys = []
 
     def _exit(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
