@@ -31,7 +31,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Dict, List, Optional
 
@@ -46,6 +45,7 @@ from nablafuzz.runtime.registry import resolve_runtime  # noqa: E402
 from nablafuzz.runtime.runner import BudgetExhausted, Runner, trial_request  # noqa: E402
 from nablafuzz.specs import pool  # noqa: E402
 from nablafuzz.specs.generate import generate  # noqa: E402
+from nablafuzz.specs.reference import flat_only  # noqa: E402
 from nablafuzz.specs.spec import load_specs  # noqa: E402
 from nablafuzz.worker.main import _inputs  # noqa: E402
 
@@ -53,7 +53,7 @@ from nablafuzz.worker.main import _inputs  # noqa: E402
 def campaign_specs(library: str, apis: str = "*") -> List[ApiSpec]:
     """The library's specs matching `apis`, as a campaign without --reference runs them (layer
     specs left out); shared by the benches that time trials."""
-    return [replace(s, reference="") for s in load_specs(ROOT / "api_specs", [library]).specs
+    return [flat_only(s) for s in load_specs(ROOT / "api_specs", [library]).specs
             if fnmatch.fnmatchcase(s.name, apis) and not s.module]
 
 

@@ -107,3 +107,22 @@ def test_grad_mode_a_function_leaves_off_is_reset_before_the_next_trial(runner):
                         [tensor_input("x", [0.5, -1.0])], ALL, "float64", seed=3)
     assert all(r.outcome is Outcome.OK for r in ex.results), [(r.scenario, r.error) for r in ex.results]
     assert judge(ex, spec, runner).findings == ()
+
+
+def test_a_forward_computed_flat_is_settled_by_the_reference_not_reported(runner):
+    # OneFlow's logsigmoid is -0.0 at 50 in float64 (it is -1.9e-22), so finite differences read 0
+    # where its gradient, 1.9e-22, is right (Note [exact reference])
+    from dataclasses import replace
+
+    from nablafuzz.specs.reference import flat_only
+    spec, ex = run_spec(runner, "oneflow", {"name": "oneflow.nn.functional.logsigmoid", "args": [{"name": "input"}]},
+                        [tensor_input("input", 50.0)], ALL, "float64", seed=2351779220553442792)
+    assert ex.get("fd").value == 0 and ex.get("rev").value != 0
+    spec = replace(spec, reference="logsigmoid")
+    (fd_alone,) = judge(ex, replace(spec, reference=""), runner).findings  # the first-order report it made
+    assert fd_alone.fingerprint.order == 1 and fd_alone.fingerprint.scenarios == ("fwd", "rev")
+    # settled by the reference, the first order is right; what is left is the second derivative's
+    # cancellation (0 against -1.9e-22), the store's vetted logsigmoid report (same fingerprint)
+    (found,) = judge(ex, flat_only(spec), runner).findings
+    assert found.fingerprint.order == 2 and found.fingerprint.scenarios == ("fwd.fwd", "fwd.rev", "rev.fwd", "rev.rev")
+    assert "mp.mp" in found.message and found.fingerprint.verdict is Verdict.DERIVATIVE_MISMATCH

@@ -332,8 +332,13 @@ def test_differences_of_exactly_zero_beside_a_nonzero_derivative_call_for_the_ex
     from nablafuzz.core.model import Outcome, ScenarioResult
     from nablafuzz.oracle.compare import _needs_exact
     fd = ScenarioResult("fd", Outcome.OK, 0.0, 0.0, 0.0)  # "converged": every difference was 0
-    assert _needs_exact([fd, ScenarioResult("rev", Outcome.OK, 1.3e-22, 1.3e-22)], 1e-300)
-    assert not _needs_exact([ScenarioResult("fd", Outcome.OK, 2.0, 2.0, 1e-9), ScenarioResult("rev", Outcome.OK, 2.0, 2.0)], 1e-12)
+    for use in ("judge", "flat"):  # a flat forward is settled by the reference in every campaign
+        assert _needs_exact([fd, ScenarioResult("rev", Outcome.OK, 1.3e-22, 1.3e-22)], 1e-300, use)
+        assert not _needs_exact([ScenarioResult("fd", Outcome.OK, 2.0, 2.0, 1e-9), ScenarioResult("rev", Outcome.OK, 2.0, 2.0)],
+                                1e-12, use)
+    # a tail below the roundoff floor is judged by the reference only where --reference asks for it
+    tail = [ScenarioResult("fd", Outcome.OK, 1e-30, 1e-30, 1e-31), ScenarioResult("rev", Outcome.OK, 2e-30, 2e-30)]
+    assert _needs_exact(tail, 1e-20, "judge") and not _needs_exact(tail, 1e-20, "flat")
 
 
 def test_a_crash_of_finite_differences_is_not_the_library_s_and_an_intermediate_s_rounding_is_allowed():

@@ -27,6 +27,7 @@ from ..reports.store import trial_key
 from ..runtime.process import RuntimeUnavailable
 from ..runtime.runner import Runner, versions_of
 from ..specs.equivalence import Resolved, canonical_trial, equivalence_path, load_classes, member_trial, resolve
+from ..specs.reference import flat_only
 from ..specs.spec import SpecSet
 from ..worker.programs import BlameStopped, alternate, blame, generate_programs, is_program, probe_steps, program_spec
 from .minimize import representative
@@ -54,8 +55,9 @@ class InLibrary:
 
     def __init__(self, campaign, specs: SpecSet):
         self.campaign, self.config = campaign, campaign.config
-        # the 50-digit reference only where switched on (its reports are not vetted at scale yet)
-        self.specs = [s if self.config.reference else replace(s, reference="")
+        # the 50-digit reference judges tails only where switched on (its reports are not vetted
+        # at scale yet); otherwise it only settles a flat forward (Note [exact reference])
+        self.specs = [s if self.config.reference else flat_only(s)
                       for s in specs.select(self.config.libraries, self.config.apis)]
         self.loaded, self.conventions = specs.by_id(), specs.conventions  # what programs are built from
         self.blamed: Dict[str, str] = {}  # program fingerprint key -> what explained it ("": the program)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Set, Tuple
 
@@ -27,6 +26,7 @@ from ..runtime.process import RuntimeUnavailable
 from ..runtime.install import InstallError
 from ..runtime.registry import resolve_runtime, split_release
 from ..runtime.runner import Runner
+from ..specs.reference import flat_only
 from ..specs.spec import SpecSet
 from ..libraries import scenarios_for, staged_for
 from .minimize import representative
@@ -70,7 +70,7 @@ class Releases:
         self.library = split_release(self.names[0])[0]
         self.oracle = release_oracle(*self.names)
         self.pair = self.oracle[len(RELEASE_ORACLE):]  # OLD..NEW, as observations log it
-        self.specs = [replace(s, reference="") for s in specs.select([self.library], self.config.apis)]
+        self.specs = [flat_only(s) for s in specs.select([self.library], self.config.apis)]
 
     def prepare(self) -> None:
         """Nothing to add."""

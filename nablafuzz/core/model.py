@@ -211,6 +211,9 @@ class ApiSpec:
     batched: bool = False
     # the elementwise function of reference.FUNCTIONS it computes ("" none): a 50-digit reference
     reference: str = ""
+    # where judging uses it (Note [exact reference] in oracle/compare.py): "judge", wherever finite
+    # differences cannot judge; "flat", only where they are exactly 0 and an AD result is not
+    reference_use: str = "judge"
 
     @property
     def id(self) -> str:

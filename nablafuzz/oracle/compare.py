@@ -324,15 +324,16 @@ def _lowest_status(cands: List[Candidate]) -> List[Candidate]:
 # order only, and a half kernel that is "not implemented" is not a missing-support finding.
 
 
-def _needs_exact(group: Sequence[ScenarioResult], floor: float) -> bool:
-    """Whether finite differences cannot judge this order (Note [exact reference]): none
-    converged, every AD result lies below the roundoff floor (a tail), or the differences are
-    exactly 0 where an AD result is not (a function flat to float64 beyond the step: logsigmoid
-    at 50 moves by 1e-25 over it)."""
+def _needs_exact(group: Sequence[ScenarioResult], floor: float, use: str) -> bool:
+    """Whether finite differences cannot judge this order (Note [exact reference]): the
+    differences are exactly 0 where an AD result is not (a function flat to float64 beyond the
+    step, or computed flat: OneFlow's logsigmoid is -0.0 at 50, where it is -1.9e-22); and, where
+    the reference is `use`d to "judge", none converged or every AD result lies below the roundoff
+    floor (a tail)."""
     refs = [r for r in group if is_reference(r.scenario) and converged(r)]
     ads = [abs(r.value) for r in group if not is_reference(r.scenario) and math.isfinite(r.value)]
     flat = bool(refs) and all(r.value == 0 for r in refs) and any(ads)
-    return not refs or flat or (bool(ads) and max(ads) <= floor)
+    return flat or (use == "judge" and (not refs or (bool(ads) and max(ads) <= floor)))
 
 
 # Note [exact reference]
@@ -345,7 +346,11 @@ def _needs_exact(group: Sequence[ScenarioResult], floor: float) -> bool:
 # 27, log_ndtr at 40), where the exact value still has all its digits.  Elsewhere finite
 # differences judge as before (and the 50-digit values are not computed: they cost up to a
 # tenth of a second per element in a tail).  Where an element has no real finite
-# reference (outside the domain), the trial falls back to finite differences.
+# reference (outside the domain), the trial falls back to finite differences.  A campaign
+# without --reference uses it only where the differences are exactly 0 and an AD result is not
+# (`ApiSpec.reference_use` "flat"): there finite differences of the computed function are no
+# reference at all, and the report they made ("rev 1.3e-22 against 0" for OneFlow's logsigmoid
+# at 50, whose gradient is right and whose forward is flat) was not one to file.
 def exact_reference(spec: ApiSpec, execution: Execution) -> Optional[Tuple[ScenarioResult, ScenarioResult]]:
     from ..specs.reference import NUMBERS, projections  # orchestrator only: mpmath
     trial, direct = execution.trial, execution.get("direct")
@@ -387,7 +392,7 @@ def _lowest_order(spec: ApiSpec, execution: Execution, dtype: str,
         base = tolerance(spec, dtype, Aspect.DERIVATIVE, k)
         group = by_order[k]
         floor = roundoff_floor(execution, dtype, k)
-        if spec.reference and k <= 2 and not tried and _needs_exact(group, floor):
+        if spec.reference and k <= 2 and not tried and _needs_exact(group, floor, spec.reference_use):
             exact, tried = exact_reference(spec, execution), True
         if exact is not None and k <= 2:  # Note [exact reference]: it replaces finite differences
             mp_result = exact[k - 1]

@@ -8,7 +8,7 @@ Exit codes: 0 reproduced (the bug is still there), 1 not reproduced (fixed in th
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence, Tuple
 
@@ -19,6 +19,7 @@ from ..core.model import ApiSpec, BugReport, Finding, Verdict
 from ..core.quantities import ALL
 from ..oracle.verdict import judge, uninitialised
 from ..runtime.runner import Runner, versions_of
+from ..specs.reference import flat_only
 from ..specs.spec import SpecSet
 from ..worker.programs import is_program, program_spec
 from .store import read_report
@@ -54,7 +55,7 @@ def spec_for(report: BugReport, specs: SpecSet) -> ApiSpec:
         spec = specs.get(fp.library, fp.api)
     if spec is not None and not any(s.split(".")[0] == "mp" for d in report.evidence.disagreements
                                     for s in d.scenarios):
-        spec = replace(spec, reference="")  # judged as the campaign that found it did
+        spec = flat_only(spec)  # judged as the campaign that found it did
     if spec is None or fp.library != report.trial.library or fp.api != report.trial.api:
         raise RefusedError(f"report names API {fp.api!r} of library {fp.library!r}, which no loaded spec "
                            "declares; refusing to run it (reports are data, never code). Fix: if it is your "

@@ -148,6 +148,12 @@ def numbers(spec: ApiSpec) -> int:
     return len(spec.args) if ok else 0
 
 
+def flat_only(spec: ApiSpec) -> ApiSpec:
+    """The spec as a campaign without --reference judges it: its reference settles only a flat
+    forward (Note [exact reference] in oracle/compare.py)."""
+    return replace(spec, reference_use="flat")
+
+
 def with_references(specs: Sequence[ApiSpec], table: Dict[str, Tuple[Tuple[str, ...], Tuple[str, ...]]]) -> List[ApiSpec]:
     """Each elementwise spec whose name a row covers, with the row function's arity, gets that
     row's function as `reference`."""
