@@ -17,9 +17,9 @@ from nablafuzz.core.config import make_config
 from nablafuzz.core.model import Outcome
 from nablafuzz.core.quantities import COMPILED
 from nablafuzz.core.tensors import to_array
-from nablafuzz.runtime.process import STANDBYS
 from nablafuzz.libraries import scenarios_for, staged_for
 from nablafuzz.reports.store import Store
+from nablafuzz.runtime.process import STANDBYS
 from nablafuzz.specs import pool
 from nablafuzz.specs.generate import generate
 from nablafuzz.specs.spec import load_specs

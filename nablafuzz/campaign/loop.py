@@ -510,8 +510,8 @@ class Campaign:
         # Note [finishing budget]: the replays get their own time, a tenth of --budget (at least
         # one trial timeout); a report they cannot replay in time keeps its status.  A hang or a
         # crash this campaign saw again was just confirmed in a fresh worker (Note [confirmation]),
-        # and is not run once more: each would cost a worker (OneFlow's store holds 54 crashes, a
-        # restart each, 20-30 s of a short campaign's end).
+        # and is not run once more: each would cost a worker (a OneFlow store holds tens of crash
+        # reports, 20-30 s of a short campaign's end).
         self.deadline = time.monotonic() + max(self.config.budget_s / 10, self.config.trial_timeout_s)
         for runner in self.main_runners.values():
             runner.deadline = self.deadline
