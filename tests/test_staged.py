@@ -150,7 +150,11 @@ def test_a_restarted_worker_keeps_standbys_that_the_next_restarts_take_over(tmp_
         runner.worker.ensure()
         assert runner.worker.standbys == []  # none until a worker has been restarted
         runner.restart()
-        standbys = list(runner.worker.standbys)
+        assert len(runner.worker.standbys) == 1  # one restart (a finding confirmed): one standby
+        (standby,) = runner.worker.standbys
+        runner.restart()
+        assert runner.worker.proc.pid == standby.pid  # the standby took over
+        standbys = list(runner.worker.standbys)  # restarted again: a crash class, STANDBYS ahead
         assert len(standbys) == STANDBYS and all(s.poll() is None for s in standbys)
         first = runner.worker.proc.pid
         for standby in standbys:  # a burst of restarts (a crash and its confirmation): each takes one

@@ -137,8 +137,9 @@ class WorkerProcess:
     # has run nothing, so it is as fresh as a worker started then.  STANDBYS of them: a new crash
     # costs two workers in a row (the crash, and its confirmation in a fresh worker, Note
     # [confirmation] in campaign/loop.py), then a third for the next trial, faster than one
-    # standby's import (OneFlow: 1.1 s); every standby taken is replaced, so a campaign imports
-    # at most STANDBYS more than it uses.
+    # standby's import (OneFlow: 1.1 s).  One after the first restart, STANDBYS from the second
+    # (a campaign that restarts once, to confirm one finding, imports one worker it may not use,
+    # not two); every standby taken is replaced.
     def start(self, timeout: float = 120.0) -> Dict[str, str]:
         while self.standbys and self.standbys[0].poll() is not None:
             self.standbys.pop(0)
@@ -163,7 +164,7 @@ class WorkerProcess:
         for delay in RESTART_DELAYS + (None,):
             try:
                 self.start()
-                while self.restarts and len(self.standbys) < STANDBYS:
+                while len(self.standbys) < min(self.restarts, STANDBYS):
                     self.standbys.append(self._spawn())
                 return
             except WorkerError as exc:
