@@ -137,7 +137,7 @@ class WorkerProcess:
     # has run nothing, so it is as fresh as a worker started then.  STANDBYS of them: a new crash
     # costs two workers in a row (the crash, and its confirmation in a fresh worker, Note
     # [confirmation] in campaign/loop.py), then a third for the next trial, faster than one
-    # standby's import (OneFlow: 1.1 s).  One after the first restart, STANDBYS from the second
+    # standby imports its library.  One after the first restart, STANDBYS from the second
     # (a campaign that restarts once, to confirm one finding, imports one worker it may not use,
     # not two); every standby taken is replaced.
     def start(self, timeout: float = 120.0) -> Dict[str, str]:
