@@ -28,8 +28,8 @@ from typing import List
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def write_trials(library: str, apis: int, trials: int, path: Path) -> List[str]:
-    """The trials' requests, one framed message each; returns their API names in order."""
+def write_trials(library: str, apis: int, trials: int, path: Path) -> int:
+    """The trials' requests, one framed message each; returns how many."""
     sys.path.insert(0, str(ROOT))
     sys.path.insert(0, str(ROOT / "bench"))
     from nablafuzz.core.config import Config
@@ -38,13 +38,14 @@ def write_trials(library: str, apis: int, trials: int, path: Path) -> List[str]:
     from nablafuzz.runtime.runner import trial_request
     from nablafuzz.specs.generate import generate
     from throughput import campaign_specs
-    names = []
+    config, n = Config(libraries=(library,)), 0
     with open(path, "wb") as f:
         for spec in campaign_specs(library)[:apis]:
+            scenarios = scenarios_for(config, library, spec.capabilities)
             for i in range(trials):
-                write_message(f, trial_request(generate(spec, 7, i), spec, scenarios_for(Config(libraries=(library,)), library, spec.capabilities)))
-                names.append(spec.name)
-    return names
+                write_message(f, trial_request(generate(spec, 7, i), spec, scenarios))
+                n += 1
+    return n
 
 
 def copy_main(library: str, path: str, skip: str, lock: str, result: str) -> None:
@@ -83,7 +84,7 @@ def _copy(python: str, env: dict, args: List[str]) -> subprocess.Popen:
                             stderr=subprocess.DEVNULL, text=True)
 
 
-def crashing(python: str, env: dict, library: str, path: Path, names: List[str]) -> List[str]:
+def crashing(python: str, env: dict, library: str, path: Path) -> List[str]:
     """APIs whose trials kill the process, found by running alone until one runs through."""
     skip: List[str] = []
     while True:
@@ -116,9 +117,9 @@ def main() -> int:
     env.update(kv.split("=", 1) for kv in args.env)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "trials.bin"
-        names = write_trials(args.library, args.apis, args.trials, path)
-        skip = crashing(runtime.python, env, args.library, path, names)
-        print(f"{args.library}: {len(names)} trials of {args.apis} APIs; left out (they kill the process): "
+        count = write_trials(args.library, args.apis, args.trials, path)
+        skip = crashing(runtime.python, env, args.library, path)
+        print(f"{args.library}: {count} trials of {args.apis} APIs; left out (they kill the process): "
               f"{', '.join(skip) or 'none'}; env {' '.join(args.env) or '(default)'}{'; copies take turns' if args.lock else ''}")
         lock = str(Path(tmp) / "lock") if args.lock else ""
         for n in args.copies:
