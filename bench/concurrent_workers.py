@@ -2,14 +2,16 @@
 in-process by 1..N copies at once, with no pipe and no orchestrator.
 
     python bench/concurrent_workers.py --library oneflow [--apis 40] [--trials 10] [--copies 1 2]
-                                       [--env ONEFLOW_VM_ENABLE_SCHEDULE_YIELD=1] [--lock]
+                                       [--env ONEFLOW_VM_ENABLE_SCHEDULE_YIELD=1] [--lock] [--unforked]
 
 Writes `--trials` trials of each of the library's first `--apis` specs (as bench/throughput.py
 picks them) to a file, then for each entry of `--copies` starts that many processes in the
 library's interpreter that each answer every trial once (to warm up) and again (timed), as the
 worker answers a `run` request.  APIs whose trials kill the process are found first and left
-out.  `--env` sets variables in the copies; `--lock` makes them take turns (a file lock around
-each trial).  Printed per setting: each copy's ms per trial, and the trials per second of all of
+out.  Each copy runs its trials as the worker does: in a child forked after the import where the
+library's record says so (Note [forked worker]; `--unforked` runs them in the process that
+imported it).  `--env` sets variables in the copies; `--lock` makes them take turns (a file lock
+around each trial).  Printed per setting: each copy's ms per trial, and the trials per second of all of
 them together.  Machines are noisy: compare settings within one run.
 """
 from __future__ import annotations
@@ -48,16 +50,18 @@ def write_trials(library: str, apis: int, trials: int, path: Path) -> int:
     return n
 
 
-def copy_main(library: str, path: str, skip: str, lock: str, result: str) -> None:
+def copy_main(library: str, path: str, skip: str, lock: str, result: str, forked: str) -> None:
     """One copy (in the library's interpreter): every trial once, then again, timed."""
     from nablafuzz.core.tensors import read_message
-    from nablafuzz.worker.main import Worker
+    from nablafuzz.worker.main import Worker, serve_from_child
     requests = []
     with open(path, "rb") as f:
         while (r := read_message(f)) is not None:
             if r["api"] not in skip.split(","):
                 requests.append(r)
     worker = Worker(library, io.BytesIO())
+    if forked:
+        serve_from_child(worker.out)  # from here on in the child, which ends with os._exit
     held = open(lock, "w") if lock else None
 
     def one(r) -> None:
@@ -77,6 +81,9 @@ def copy_main(library: str, path: str, skip: str, lock: str, result: str) -> Non
     for r in requests:
         one(r)
     Path(result).write_text(f"{len(requests)} {time.perf_counter() - began}")
+    if forked:
+        sys.stdout.flush()
+        os._exit(0)
 
 
 def _copy(python: str, env: dict, args: List[str]) -> subprocess.Popen:
@@ -88,7 +95,7 @@ def crashing(python: str, env: dict, library: str, path: Path) -> List[str]:
     """APIs whose trials kill the process, found by running alone until one runs through."""
     skip: List[str] = []
     while True:
-        p = _copy(python, dict(env, BENCH_SHOW="1"), [library, str(path), ",".join(skip), "", os.devnull])
+        p = _copy(python, dict(env, BENCH_SHOW="1"), [library, str(path), ",".join(skip), "", os.devnull, ""])
         shown = p.communicate()[0].split()
         if p.returncode == 0:
             return skip
@@ -99,7 +106,7 @@ def crashing(python: str, env: dict, library: str, path: Path) -> List[str]:
 
 def main() -> int:
     if sys.argv[1:2] == ["--copy"]:
-        copy_main(*sys.argv[2:7])
+        copy_main(*sys.argv[2:8])
         return 0
     parser = argparse.ArgumentParser()
     parser.add_argument("--library", default="oneflow")
@@ -108,8 +115,10 @@ def main() -> int:
     parser.add_argument("--copies", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--env", action="append", default=[])
     parser.add_argument("--lock", action="store_true")
+    parser.add_argument("--unforked", action="store_true")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
+    from nablafuzz.libraries import record
     from nablafuzz.runtime.process import WorkerProcess
     from nablafuzz.runtime.registry import resolve_runtime
     runtime = resolve_runtime(args.library, [str(ROOT)])
@@ -120,11 +129,13 @@ def main() -> int:
         count = write_trials(args.library, args.apis, args.trials, path)
         skip = crashing(runtime.python, env, args.library, path)
         print(f"{args.library}: {count} trials of {args.apis} APIs; left out (they kill the process): "
-              f"{', '.join(skip) or 'none'}; env {' '.join(args.env) or '(default)'}{'; copies take turns' if args.lock else ''}")
+              f"{', '.join(skip) or 'none'}; env {' '.join(args.env) or '(default)'}{'; copies take turns' if args.lock else ''}"
+              f"{'; unforked' if args.unforked else ''}")
         lock = str(Path(tmp) / "lock") if args.lock else ""
+        forked = "1" if record(args.library).forked_worker and not args.unforked else ""
         for n in args.copies:
             results = [Path(tmp) / f"r{n}-{k}" for k in range(n)]
-            procs = [_copy(runtime.python, env, [args.library, str(path), ",".join(skip), lock, str(r)]) for r in results]
+            procs = [_copy(runtime.python, env, [args.library, str(path), ",".join(skip), lock, str(r), forked]) for r in results]
             for p in procs:
                 p.communicate()
             got = [tuple(float(v) for v in r.read_text().split()) for r in results]

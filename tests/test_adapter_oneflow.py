@@ -2,6 +2,9 @@
 (the shared conformance suite covers the scenarios themselves)."""
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 import pytest
 from helper_adapter import library_runner, run_spec, tensor_input
@@ -24,6 +27,26 @@ def runner(tmp_path_factory):
 def test_the_worker_is_python_3_10_with_oneflow_0_9(runner):
     assert runner.versions["python"].startswith("3.10") and runner.versions["oneflow"] == "0.9.0"
     assert runner.versions["numpy"].startswith("1.")
+
+
+def test_the_worker_serves_from_one_thread_of_a_child_forked_after_the_import(tmp_path):
+    # Note [forked worker]: the parent holds OneFlow's virtual-machine threads, idle; the child
+    # runs the virtual machine in its one thread, dies as OneFlow makes it die, and exits at once
+    r = library_runner("oneflow", tmp_path / "w.log")
+    r.versions  # started
+    parent = r.worker.proc
+    (child,) = Path(f"/proc/{parent.pid}/task/{parent.pid}/children").read_text().split()
+    assert len(os.listdir(f"/proc/{child}/task")) == 1 < len(os.listdir(f"/proc/{parent.pid}/task"))
+    _, ex = run_spec(r, "oneflow", {"name": "oneflow.sort", "args": [{"name": "input"}]},
+                     [tensor_input("input", 0.0)], ("direct",), "float64", seed=3)  # a 0-d sort segfaults
+    assert ex.death is not None and ex.death.kind == "crashed" and ex.death.detail == "killed by SIGSEGV"
+    assert ex.get("direct").outcome is Outcome.CRASHED
+    spec, ex = run_spec(r, "oneflow", {"name": "oneflow.sin", "args": [{"name": "input"}]},
+                        [tensor_input("input", [0.5])], ALL, "float64", seed=3)  # a fresh child
+    assert judge(ex, spec, r).findings == ()
+    parent = r.worker.proc
+    r.close()
+    assert parent.returncode == 0  # the child's `exit` ended both; nothing had to be killed
 
 
 def test_forward_mode_is_emulated_and_says_so(runner):

@@ -45,6 +45,9 @@ class Library:
     # its eager AD path can fail where its compiled one does not (TensorFlow's eager and graph
     # gradients differ): a staged campaign runs each signature's first trial eagerly (Note [eager first])
     eager_differs: bool = False
+    # its worker serves from a child forked once the library is imported (Note [forked worker] in
+    # worker/main.py): only for a library whose forked child runs as it would unforked
+    forked_worker: bool = False
     entry_points: bool = False  # its adapter gives the functional transforms of the entry points
     namespaces: Tuple[str, ...] = ()  # its public namespaces (the equivalence-map derivation)
     mirror: Optional[Tuple[str, Tuple[Tuple[str, str], ...]]] = None  # specs mirrored from another library

@@ -15,6 +15,7 @@ import json
 import os
 import platform
 import resource
+import signal
 import sys
 import time
 import traceback
@@ -22,7 +23,7 @@ from typing import Any, BinaryIO, Dict, List
 
 from ..core.model import ScenarioResult
 from ..core.tensors import ProtocolError, read_message, write_message
-from ..libraries import load_adapter
+from ..libraries import load_adapter, record
 from ..libraries.base import UnknownApi
 from .programs import build_program, is_program
 from .scenarios import probe, run_scenarios
@@ -151,6 +152,33 @@ def _limit_memory() -> None:
         resource.setrlimit(resource.RLIMIT_AS, (n, n))
 
 
+# Note [forked worker]
+# OneFlow runs its kernels on virtual-machine threads that spin for a while after each
+# instruction, beside the thread that issued it: a OneFlow worker keeps more than one core busy,
+# and two workers on two cores slow each other down 2.5-3x (bench/concurrent_workers.py).  In a
+# process forked after OneFlow was imported, OneFlow runs the virtual machine in the calling
+# thread instead (its pthread_atfork handling), with the same kernels.  So for such a library
+# (Library.forked_worker) the worker imports the library, then forks: the child serves every
+# request, and the parent, which has run nothing, closes its ends of the pipes, waits, and ends
+# as the child ended (the same exit status or signal), so a crash reads to the orchestrator as
+# it did unforked.  Both are in the worker's own session, which a kill takes down together.
+# The child ends with os._exit: OneFlow's shutdown in a forked child waits for the virtual-machine
+# threads it does not have (an orderly exit would hang until the orchestrator's kill).
+def serve_from_child(out: BinaryIO) -> None:
+    """Returns in a forked child; the parent waits for the child and ends as it did."""
+    pid = os.fork()
+    if pid == 0:
+        return
+    out.close()
+    os.close(0)
+    code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+    if code < 0:  # the child was killed: so is the parent, by the same signal (no core file)
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        signal.signal(-code, signal.SIG_DFL)
+        os.kill(os.getpid(), -code)
+    os._exit(code if code >= 0 else 128 - code)
+
+
 def main() -> int:
     library = sys.argv[1]
     out = os.fdopen(os.dup(1), "wb")
@@ -158,6 +186,20 @@ def main() -> int:
     sys.stdout = sys.stderr
     _limit_memory()
     worker = Worker(library, out)
+    if not record(library).forked_worker:
+        return serve(worker)
+    serve_from_child(out)
+    code = 1
+    try:
+        code = serve(worker)
+    except BaseException:  # noqa: BLE001 - the child must not unwind into the interpreter's shutdown
+        traceback.print_exc()
+    finally:
+        os._exit(code)  # Note [forked worker]: a forked child's shutdown would wait on threads it lacks
+
+
+def serve(worker: Worker) -> int:
+    """Answer requests until `exit`, the end of input, or a frame that is not ours."""
     stdin = sys.stdin.buffer
     while True:
         try:

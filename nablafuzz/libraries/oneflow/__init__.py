@@ -18,6 +18,9 @@ LIBRARY = Library(
     numpy_prefixes=("oneflow.Tensor.", "oneflow."),
     where="oneflow.where",
     env_report="`python -m oneflow --doctor`",
+    # its virtual machine's threads spin beside the worker's; a forked child runs it in the
+    # calling thread (Note [forked worker] in worker/main.py)
+    forked_worker=True,
     namespaces=("oneflow.", "oneflow.nn.functional.", "oneflow.linalg.", "oneflow.special."),
     # OneFlow mirrors PyTorch's API: its specs are torch's, renamed, each confirmed by running it
     mirror=("torch", (("torch.", "oneflow."),)),
