@@ -53,15 +53,17 @@ def write_trials(library: str, apis: int, trials: int, path: Path) -> int:
 def copy_main(library: str, path: str, skip: str, lock: str, result: str, forked: str) -> None:
     """One copy (in the library's interpreter): every trial once, then again, timed."""
     from nablafuzz.core.tensors import read_message
-    from nablafuzz.worker.main import Worker, serve_from_child
+    from nablafuzz.worker.main import Worker
     requests = []
     with open(path, "rb") as f:
         while (r := read_message(f)) is not None:
             if r["api"] not in skip.split(","):
                 requests.append(r)
     worker = Worker(library, io.BytesIO())
-    if forked:
-        serve_from_child(worker.out)  # from here on in the child, which ends with os._exit
+    if forked:  # as the worker serves (Note [forked worker]): in a child forked after the import
+        pid = os.fork()
+        if pid:
+            os._exit(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) & 0xFF)
     held = open(lock, "w") if lock else None
 
     def one(r) -> None:

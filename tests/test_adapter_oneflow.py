@@ -29,24 +29,50 @@ def test_the_worker_is_python_3_10_with_oneflow_0_9(runner):
     assert runner.versions["numpy"].startswith("1.")
 
 
-def test_the_worker_serves_from_one_thread_of_a_child_forked_after_the_import(tmp_path):
-    # Note [forked worker]: the parent holds OneFlow's virtual-machine threads, idle; the child
-    # runs the virtual machine in its one thread, dies as OneFlow makes it die, and exits at once
+def _serving(runner) -> int:
+    """The pid of the process that answers the runner's requests."""
+    return runner.worker.request({"op": "hello"}, 60.0, until="hello").messages[-1]["pid"]
+
+
+def test_the_worker_serves_from_one_thread_of_children_it_forks_after_the_import(tmp_path):
+    # Note [forked worker]: the parent holds OneFlow's virtual-machine threads, idle; a child runs
+    # the virtual machine in its one thread, dies as OneFlow makes it die, and a fresh child
+    # replaces it, as one does at a restart, without importing OneFlow again
     r = library_runner("oneflow", tmp_path / "w.log")
     r.versions  # started
-    parent = r.worker.proc
-    (child,) = Path(f"/proc/{parent.pid}/task/{parent.pid}/children").read_text().split()
+    parent, child = r.worker.proc, _serving(r)
+    assert Path(f"/proc/{parent.pid}/task/{parent.pid}/children").read_text().split() == [str(child)]
     assert len(os.listdir(f"/proc/{child}/task")) == 1 < len(os.listdir(f"/proc/{parent.pid}/task"))
     _, ex = run_spec(r, "oneflow", {"name": "oneflow.sort", "args": [{"name": "input"}]},
                      [tensor_input("input", 0.0)], ("direct",), "float64", seed=3)  # a 0-d sort segfaults
     assert ex.death is not None and ex.death.kind == "crashed" and ex.death.detail == "killed by SIGSEGV"
     assert ex.get("direct").outcome is Outcome.CRASHED
     spec, ex = run_spec(r, "oneflow", {"name": "oneflow.sin", "args": [{"name": "input"}]},
-                        [tensor_input("input", [0.5])], ALL, "float64", seed=3)  # a fresh child
+                        [tensor_input("input", [0.5])], ALL, "float64", seed=3)
     assert judge(ex, spec, r).findings == ()
-    parent = r.worker.proc
+    after_crash = _serving(r)
+    r.restart()
+    assert len({child, after_crash, _serving(r)}) == 3 and r.worker.proc is parent and r.worker.restarts == 0
     r.close()
-    assert parent.returncode == 0  # the child's `exit` ended both; nothing had to be killed
+    assert parent.returncode == 0  # the last child's `exit` ended both; nothing had to be killed
+
+
+def test_an_api_a_forked_child_is_stuck_on_runs_unforked(tmp_path):
+    # Note [stuck child]: OneFlow 0.9's CPU argmax splits its loop over a thread pool that a forked
+    # child does not have; the child is found stuck, and the API runs in an unforked worker
+    r = library_runner("oneflow", tmp_path / "w.log")
+    spec = {"name": "oneflow.argmax", "args": [{"name": "input"}, {"name": "dim", "kind": "int"}]}
+    values = np.arange(24.0).reshape(4, 6) % 7
+    try:
+        _, ex = run_spec(r, "oneflow", spec, [tensor_input("input", values, diff=False),
+                                              InputValue("dim", ArgKind.INT, 1, False, False)],
+                         ("direct",), "float64", seed=3)
+        assert ex.death is None and ex.get("direct").outcome is Outcome.OK
+        assert np.asarray(ex.get("direct").outputs[0]).tolist() == np.argmax(values, axis=1).tolist()
+        assert r.stuck == {"oneflow.argmax"} and r.unforked is not None and not r.unforked.forks
+        assert r.worker.forks and r.worker.restarts == 0
+    finally:
+        r.close()
 
 
 def test_forward_mode_is_emulated_and_says_so(runner):

@@ -12,6 +12,10 @@ from dataclasses import dataclass
 from typing import Callable, List, NamedTuple, Optional, Tuple
 
 
+# set (to anything) in a worker's environment: a library whose record says `forked_worker` is served
+# unforked (Note [stuck child] in worker/main.py)
+UNFORKED = "NABLAFUZZ_UNFORKED"
+
 class Renderer(NamedTuple):
     """A library's part of the script: import lines, the names its APIs start with, AD helpers
     (defining `flatten`, and `compiled` where `compiler` names the library's compiled form)."""

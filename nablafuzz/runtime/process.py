@@ -31,6 +31,7 @@ from ..core.tensors import HEAD, ProtocolError, decode_message, encode_message, 
 PACKAGE = Path(__file__).resolve().parents[1]
 RESTART_DELAYS = (1.0, 3.0, 9.0)  # seconds before each further try to start a worker
 STANDBYS = 2  # workers kept started ahead of need once one has died (Note [standby worker])
+STUCK = "waited for a thread a forked worker does not have (Note [stuck child] in worker/main.py)"
 LOG_CAP = 8 << 20  # a worker log longer than this keeps its last LOG_KEEP bytes
 LOG_KEEP = 1 << 20
 
@@ -88,11 +89,16 @@ class Exchange:
     death: Optional[Death] = None
 
 
-def _signal_name(code: int) -> str:
+def _ended(code: Any) -> str:
+    """How a process ended, from its exit code (negative: the signal that killed it)."""
+    if not isinstance(code, int):
+        raise ProtocolError(f"an exit code that is not a number: {code!r}")
+    if code >= 0:
+        return f"exited with status {code}"
     try:
-        return signal.Signals(-code).name
+        return f"killed by {signal.Signals(-code).name}"
     except ValueError:
-        return f"signal {-code}"
+        return f"killed by signal {-code}"
 
 
 class WorkerProcess:
@@ -105,6 +111,7 @@ class WorkerProcess:
         self._buf = b""
         self._seq = 0
         self.standbys: List[subprocess.Popen] = []  # Note [standby worker], oldest first
+        self.forks = False  # the worker forks a fresh child for each restart (Note [forked worker], worker/main.py)
 
     def _env(self) -> Dict[str, str]:
         env = dict(os.environ)
@@ -151,6 +158,7 @@ class WorkerProcess:
             raise WorkerError(f"the {self.runtime.name} worker did not start ({detail}); "
                               f"its log {self.log_path} ends with:\n{ex.death.log if ex.death else ''}")
         self.versions = ex.messages[-1]["versions"]
+        self.forks = ex.messages[-1].get("forked") is True
         return self.versions
 
     def ensure(self) -> None:
@@ -176,7 +184,10 @@ class WorkerProcess:
                 time.sleep(delay)
 
     def restart(self) -> None:
-        """A fresh worker now (state a trial left behind is gone)."""
+        """A fresh worker now (state a trial left behind is gone): a worker that forks its
+        children replaces the one serving with a fresh child (Note [forked worker])."""
+        if self.forks and self._send_exit(close=False):
+            return
         self._exit()
         self.restarts += 1
         self.ensure()
@@ -198,6 +209,10 @@ class WorkerProcess:
                 msg = self._read(deadline)
                 if isinstance(msg, Death):
                     ex.death = msg
+                    return ex
+                if self.forks and msg.get("op") == "died":  # the serving child was killed; a fresh one follows
+                    ex.death = Death("stuck", STUCK, self.log_tail()) if msg.get("stuck") is True \
+                        else Death("crashed", _ended(msg.get("code")), self.log_tail())
                     return ex
                 if msg.get("id") != self._seq:
                     raise ProtocolError(f"an answer to request {msg.get('id')!r} while request {self._seq} was "
@@ -240,8 +255,7 @@ class WorkerProcess:
             detail = "no answer before the per-trial timeout; worker killed"
         else:
             try:
-                code = self.proc.wait(timeout=10)
-                detail = f"killed by {_signal_name(code)}" if code < 0 else f"exited with status {code}"
+                detail = _ended(self.proc.wait(timeout=10))
             except subprocess.TimeoutExpired:  # closed its output, then hung (e.g. while aborting)
                 self.kill()
                 detail = "closed its output and did not exit within 10 s; worker killed"
@@ -281,12 +295,25 @@ class WorkerProcess:
             _kill_group(standby)
         self.standbys = []
 
+    def _send_exit(self, close: bool) -> bool:
+        """`exit` sent to a live worker (its input then closed if `close`); False if none took it."""
+        if self.proc is None or self.proc.poll() is not None:
+            return False
+        try:
+            assert self.proc.stdin is not None
+            self.proc.stdin.write(encode_message({"op": "exit"}))
+            self.proc.stdin.flush()
+            if close:
+                self.proc.stdin.close()
+            return True
+        except OSError:
+            return False
+
     def _exit(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             try:
-                assert self.proc.stdin is not None
-                self.proc.stdin.write(encode_message({"op": "exit"}))
-                self.proc.stdin.close()
+                if not self._send_exit(close=True):
+                    raise OSError("the worker took no exit")
                 self.proc.wait(timeout=5)
             except (OSError, subprocess.TimeoutExpired):
                 self.kill()

@@ -5,7 +5,7 @@ import contextlib
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Set, Tuple
 
 from ..core.errors import BudgetExhausted, RefusedError, WorkerError
 from ..core.model import (ApiSpec, ArgKind, Death, ErrorInfo, Execution, InputValue, Outcome, ScenarioResult,
@@ -13,6 +13,7 @@ from ..core.model import (ApiSpec, ArgKind, Death, ErrorInfo, Execution, InputVa
 from ..core.quantities import KERNELS
 from ..core.tensors import to_array
 from ..libraries import record
+from ..libraries.descriptor import UNFORKED
 from .process import Runtime, WorkerProcess
 
 
@@ -83,6 +84,8 @@ class Runner:
         self.library_seconds = 0.0
         self.runtime, self.log_path = runtime, log_path
         self.variant: Optional[WorkerProcess] = None  # the other kernels' worker, started on first use
+        self.unforked: Optional[WorkerProcess] = None  # for APIs a forked worker is stuck on (Note [stuck child])
+        self.stuck: Set[str] = set()  # those APIs
 
     def left(self) -> float:
         """Seconds left before the deadline (inf without one)."""
@@ -96,10 +99,22 @@ class Runner:
         left = self.left()
         if left <= 0:
             raise BudgetExhausted()
+        if worker is None and request.get("api") in self.stuck:
+            worker = self._unforked()
         ex = (worker or self.worker).request(request, min(want, left), until=until)
+        if ex.death is not None and ex.death.kind == "stuck":  # Note [stuck child]: that API runs unforked
+            self.stuck.add(request.get("api"))
+            return self._request(request, timeout_s, until, self._unforked())
         if left < want and ex.death is not None and ex.death.kind == "timeout":
             raise BudgetExhausted()
         return ex
+
+    def _unforked(self) -> WorkerProcess:
+        if self.unforked is None:
+            self.unforked = WorkerProcess(replace(self.runtime, env=self.runtime.env + ((UNFORKED, "1"),)),
+                                          self.log_path.with_name(self.log_path.stem + "-unforked.log"))
+        self.unforked.ensure()
+        return self.unforked
 
     @contextlib.contextmanager
     def eager(self) -> Iterator[None]:
@@ -113,8 +128,9 @@ class Runner:
     def restart(self) -> None:
         """A fresh worker: nothing a previous trial left in the process survives."""
         self.worker.restart()
-        if self.variant is not None:
-            self.variant.restart()
+        for other in (self.variant, self.unforked):
+            if other is not None:
+                other.restart()
 
     @property
     def versions(self) -> Dict[str, str]:
@@ -175,8 +191,9 @@ class Runner:
 
     def close(self) -> None:
         self.worker.close()
-        if self.variant is not None:
-            self.variant.close()
+        for other in (self.variant, self.unforked):
+            if other is not None:
+                other.close()
 
 
 def versions_of(runner: Runner) -> Tuple[str, ...]:

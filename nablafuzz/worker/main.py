@@ -15,15 +15,18 @@ import json
 import os
 import platform
 import resource
+import select
 import signal
 import sys
 import time
 import traceback
-from typing import Any, BinaryIO, Dict, List
+from pathlib import Path
+from typing import Any, BinaryIO, Dict, List, Tuple
 
 from ..core.model import ScenarioResult
 from ..core.tensors import ProtocolError, read_message, write_message
 from ..libraries import load_adapter, record
+from ..libraries.descriptor import UNFORKED
 from ..libraries.base import UnknownApi
 from .programs import build_program, is_program
 from .scenarios import probe, run_scenarios
@@ -64,6 +67,7 @@ class Worker:
         self.functions: Dict[str, Any] = {}
         self.request_id: Any = None
         self.models: Any = None  # a ModelHost, made on the first model request
+        self.forked = False  # served from a forked child (Note [forked worker])
 
     def send(self, message: Dict[str, Any]) -> None:
         """One answer to the request in hand (it carries that request's id)."""
@@ -87,7 +91,7 @@ class Worker:
             return False
         if op == "hello":
             versions = dict(self.adapter.versions(), python=platform.python_version())
-            self.send({"op": "hello", "versions": versions, "pid": os.getpid()})
+            self.send({"op": "hello", "versions": versions, "pid": os.getpid(), "forked": self.forked})
         elif op == "specs":
             self.send(dict(self.adapter.derive_specs(), op="specs"))
         elif op == "catalogue":
@@ -157,26 +161,89 @@ def _limit_memory() -> None:
 # instruction, beside the thread that issued it: a OneFlow worker keeps more than one core busy,
 # and two workers on two cores slow each other down 2.5-3x (bench/concurrent_workers.py).  In a
 # process forked after OneFlow was imported, OneFlow runs the virtual machine in the calling
-# thread instead (its pthread_atfork handling), with the same kernels.  So for such a library
-# (Library.forked_worker) the worker imports the library, then forks: the child serves every
-# request, and the parent, which has run nothing, closes its ends of the pipes, waits, and ends
-# as the child ended (the same exit status or signal), so a crash reads to the orchestrator as
-# it did unforked.  Both are in the worker's own session, which a kill takes down together.
-# The child ends with os._exit: OneFlow's shutdown in a forked child waits for the virtual-machine
-# threads it does not have (an orderly exit would hang until the orchestrator's kill).
-def serve_from_child(out: BinaryIO) -> None:
-    """Returns in a forked child; the parent waits for the child and ends as it did."""
-    pid = os.fork()
-    if pid == 0:
-        return
-    out.close()
-    os.close(0)
-    code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
-    if code < 0:  # the child was killed: so is the parent, by the same signal (no core file)
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        signal.signal(-code, signal.SIG_DFL)
-        os.kill(os.getpid(), -code)
-    os._exit(code if code >= 0 else 128 - code)
+# thread instead (its pthread_atfork handling), with the same kernels.  So the worker of such a
+# library (Library.forked_worker) imports it, then serves from children it forks one at a time,
+# and runs nothing itself:
+# - a child asked to go (`exit`, the orchestrator's restart) is replaced by a fresh one, forked in
+#   milliseconds where a new worker would import the library again (OneFlow: 1.1 s);
+# - a child a signal killed (a crash), or one stuck (Note [stuck child]), is reported on the pipe
+#   ({"op": "died"}, which runtime/process.py reads as the death of the request in flight) and
+#   replaced too;
+# - a child that ends otherwise (a status of its own, the end of input) ends the parent the same
+#   way, as an unforked worker would have ended.
+# A child reads its input unbuffered, so a request sent after its `exit` stays in the pipe for
+# the next child.  Parent and children share the worker's session, which the orchestrator's kill
+# takes down together.  A child ends with os._exit: OneFlow's shutdown in a forked child waits
+# for the virtual-machine threads it does not have (an orderly exit hangs until the kill).
+def serve_from_children(out: BinaryIO) -> None:
+    """Returns in each forked child; the parent forks the next one whenever a child is asked to
+    go, is killed or is stuck, and otherwise ends as the child ended."""
+    while True:
+        pid = os.fork()
+        if pid == 0:
+            return
+        code, stuck = _outcome(pid)
+        if code < 0:
+            try:
+                write_message(out, {"op": "died", "code": code, "stuck": stuck})
+            except OSError:  # the orchestrator has gone
+                os._exit(1)
+        elif code != 0 or _input_closed():
+            os._exit(code)
+
+
+STUCK_S = 1.0  # a child waiting on a futex this long without using CPU is stuck (Note [stuck child])
+WATCH_S = 0.25
+
+
+# Note [stuck child]
+# Threads do not survive a fork.  OneFlow 0.9 knows this of its virtual machine, not of the
+# thread pool that some CPU kernels split their loops over (argmax, top-k): in a forked child
+# such a kernel waits forever for pool threads that are not there.  A child has one thread, so a
+# wait on a futex can only end by its timeout: the parent watches the serving child, and one
+# that sits in a futex wait for STUCK_S without using CPU is killed and reported stuck (while
+# idle, a child waits in a read of its input, not on a futex).  runtime/runner.py then runs that
+# request, and that API from then on, in an unforked worker.
+def _outcome(pid: int) -> Tuple[int, bool]:
+    """(the child's exit code, whether it was killed for being stuck)."""
+    try:
+        ended = os.pidfd_open(pid)
+    except (AttributeError, OSError):  # Linux before 5.3: no watch
+        return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), False
+    try:
+        since, cpu = None, None
+        while not select.select([ended], [], [], WATCH_S)[0]:
+            now, used, waiting = time.monotonic(), _cpu_ticks(pid), _in_futex(pid)
+            if not waiting or used != cpu or since is None:
+                since, cpu = (now if waiting else None), used
+            elif now - since >= STUCK_S:
+                os.kill(pid, signal.SIGKILL)
+                return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), True
+        return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), False
+    finally:
+        os.close(ended)
+
+
+def _cpu_ticks(pid: int) -> int:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])  # utime + stime
+    except (OSError, IndexError, ValueError):
+        return -1
+
+
+def _in_futex(pid: int) -> bool:
+    try:
+        return "futex" in Path(f"/proc/{pid}/wchan").read_text()
+    except OSError:
+        return False
+
+
+def _input_closed() -> bool:
+    """Whether the orchestrator has closed the worker's input (a child's `exit` was the last)."""
+    poll = select.poll()
+    poll.register(0, select.POLLIN)
+    return any(events & select.POLLHUP for _, events in poll.poll(0))
 
 
 def main() -> int:
@@ -186,9 +253,10 @@ def main() -> int:
     sys.stdout = sys.stderr
     _limit_memory()
     worker = Worker(library, out)
-    if not record(library).forked_worker:
+    if not record(library).forked_worker or os.environ.get(UNFORKED):
         return serve(worker)
-    serve_from_child(out)
+    worker.forked = True
+    serve_from_children(out)
     code = 1
     try:
         code = serve(worker)
@@ -199,8 +267,9 @@ def main() -> int:
 
 
 def serve(worker: Worker) -> int:
-    """Answer requests until `exit`, the end of input, or a frame that is not ours."""
-    stdin = sys.stdin.buffer
+    """Answer requests until `exit`, the end of input, or a frame that is not ours.  Input is
+    read unbuffered: no byte past the `exit` frame is taken (Note [forked worker])."""
+    stdin = sys.stdin.buffer.raw
     while True:
         try:
             request = read_message(stdin)
