@@ -146,7 +146,9 @@ class WorkerProcess:
     # [confirmation] in campaign/loop.py), then a third for the next trial, faster than one
     # standby imports its library.  One after the first restart, STANDBYS from the second
     # (a campaign that restarts once, to confirm one finding, imports one worker it may not use,
-    # not two); every standby taken is replaced.
+    # not two); every standby taken is replaced.  A worker that forks its children (Note [forked
+    # worker] in worker/main.py) restarts with a fork and a crash costs it a fork: only its own
+    # death (a timeout's kill) counts here.
     def start(self, timeout: float = 120.0) -> Dict[str, str]:
         while self.standbys and self.standbys[0].poll() is not None:
             self.standbys.pop(0)
