@@ -245,6 +245,25 @@ def test_one_root_cause_for_aliases_and_for_one_error_across_apis_and_an_issue_f
     assert "The call itself kills the process" in issue and "The direct call succeeds" not in issue
 
 
+def test_an_emulated_forward_mode_beside_its_reverse_mode_is_one_root_cause_with_the_reverse_alone(tmp_path):
+    # OneFlow emulates forward mode by two reverse passes: a wrong VJP makes `fwd` wrong too where
+    # the emulation runs (a 0-d input), and not where it is refused
+    from dataclasses import replace
+
+    from nablafuzz.oracle.compare import EMULATED
+    root = tmp_path / "bug_reports"
+    s = Store(root)
+    emulated = replace(disagreement("fwd", "fd"), detail="fwd vs fd" + EMULATED + ": derivative 0 vs 0.48")
+    s.save(make_report("oneflow", "oneflow.lgamma", [tensor([1.0], name="input")], disagreements=[disagreement("rev", "fd")]))
+    s.save(make_report("oneflow", "oneflow.lgamma", [tensor(1.0, name="input")], scenarios=("fwd", "rev"),
+                       disagreements=[disagreement("rev", "fd"), emulated]))
+    s.save(make_report("oneflow", "oneflow.digamma", [tensor(1.0, name="input")], scenarios=("fwd",),
+                       disagreements=[emulated]))  # the emulation alone: nothing else to group by
+    s.save(make_report("oneflow", "oneflow.digamma", [tensor(1.0, name="input")], disagreements=[disagreement("rev", "fd")]))
+    got = sorted(line.split(" | ")[4] for line in rows(render_triage(root)) if "lgamma" in line or "digamma" in line)
+    assert got == ["1", "1", "2"]
+
+
 def test_the_index_stays_small_however_many_reports(tmp_path):
     root = tmp_path / "bug_reports"
     s = Store(root)

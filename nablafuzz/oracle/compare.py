@@ -221,10 +221,14 @@ def _majority(ads: List[ScenarioResult], tol, scale: float) -> Tuple[ScenarioRes
     return clusters[0][0], [r for c in clusters[1:] for r in c], ambiguous
 
 
+# in a disagreement's detail: the mode that disagrees was emulated (OneFlow's forward mode)
+EMULATED = " (forward mode emulated by two reverse passes)"
+
+
 def _disagreement(dtype: str, tol, r: ScenarioResult, ref: ScenarioResult, k: int, scale: float) -> Disagreement:
     diff = abs(r.value - ref.value) if math.isfinite(r.value) and math.isfinite(ref.value) else math.inf
     rel = diff / scale if scale else (0.0 if diff == 0 else math.inf)
-    emulated = " (forward mode emulated by two reverse passes)" if r.emulated or ref.emulated else ""
+    emulated = EMULATED if r.emulated or ref.emulated else ""
     detail = (f"{r.scenario} vs {ref.scenario}{emulated}: derivative {r.value:.6g} vs {ref.value:.6g}, "
               f"max_abs={diff:.2g} max_rel={rel:.2g} > atol={tol.atol:.1g} rtol={tol.rtol:.1g} ({dtype})")
     return Disagreement(Aspect.DERIVATIVE, (r.scenario, ref.scenario), k, dtype, tol, actual=r.value,

@@ -6,8 +6,9 @@ function and its `Tensor` method, the raw op and its wrapper (`torch.X`, `torch.
 Two reports belong to one root cause when:
 
 - they name the same operation of one library (the API's last name, lower-cased, leading
-  underscores and the namespace dropped) with the same verdict, order and culprit modes, whether
-  the in-library or the cross-library oracle found it; or
+  underscores and the namespace dropped) with the same verdict, order and culprit modes (an
+  emulated forward mode beside another culprit left out), whether the in-library or the
+  cross-library oracle found it; or
 - they are errors of one library (a status mismatch: not a crash, whose "killed by SIGSEGV"
   says nothing of its cause) with the same error type and the
   same normalised message (numbers, shapes, hex addresses and quoted names blanked).
@@ -25,6 +26,7 @@ from typing import Dict, List, Sequence, Tuple
 
 from ..core.codec import digest
 from ..core.model import BugReport, ReportStatus, Severity, Verdict
+from ..oracle.compare import EMULATED
 
 # verdicts whose message is the library's own error text; a crash says only "killed by SIGSEGV",
 # which two unrelated defects share, so crashes group by operation alone
@@ -64,10 +66,18 @@ def normalised(message: str) -> str:
     return text.strip()[:200]
 
 
+def culprit_modes(r: BugReport) -> Tuple[str, ...]:
+    """The fingerprint's culprit modes, less those of a forward mode emulated by two reverse passes
+    (OneFlow's) where another is left: a reverse-mode defect shows in them too, and whether an
+    emulation could run at all depends on the input."""
+    emulated = {d.scenarios[0] for d in r.evidence.disagreements if EMULATED in d.detail}
+    return tuple(s for s in r.fingerprint.scenarios if s not in emulated) or r.fingerprint.scenarios
+
+
 def _keys(r: BugReport) -> List[Tuple]:
     fp = r.fingerprint
     # a cross-library finding and the in-library one of the same operation are one defect
-    keys: List[Tuple] = [("op", fp.library, op_name(fp.api), fp.verdict, fp.order, fp.scenarios)]
+    keys: List[Tuple] = [("op", fp.library, op_name(fp.api), fp.verdict, fp.order, culprit_modes(r))]
     if fp.verdict in ERRORS and r.evidence.message:
         keys.append(("error", fp.library, fp.verdict, fp.error_type, normalised(r.evidence.message)))
     return keys
