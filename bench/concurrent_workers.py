@@ -7,12 +7,12 @@ in-process by 1..N copies at once, with no pipe and no orchestrator.
 Writes `--trials` trials of each of the library's first `--apis` specs (as bench/throughput.py
 picks them) to a file, then for each entry of `--copies` starts that many processes in the
 library's interpreter that each answer every trial once (to warm up) and again (timed), as the
-worker answers a `run` request.  APIs whose trials kill the process are found first and left
-out.  Each copy runs its trials as the worker does: in a child forked after the import where the
-library's record says so (Note [forked worker]; `--unforked` runs them in the process that
-imported it).  `--env` sets variables in the copies; `--lock` makes them take turns (a file lock
-around each trial).  Printed per setting: each copy's ms per trial, and the trials per second of all of
-them together.  Machines are noisy: compare settings within one run.
+worker answers a `run` request.  APIs whose trials kill the process, or leave it waiting, are
+found first and left out.  Each copy runs its trials as the worker does: in a child forked after
+the import where the library's record says so (Note [forked worker]; `--unforked` runs them in
+the process that imported it).  `--env` sets variables in the copies; `--lock` makes them take
+turns (a file lock around each trial).  Printed per setting: each copy's ms per trial, and the
+trials per second of all of them together.  Machines are noisy: compare settings within one run.
 """
 from __future__ import annotations
 
@@ -20,6 +20,8 @@ import argparse
 import fcntl
 import io
 import os
+import select
+import signal
 import subprocess
 import sys
 import tempfile
@@ -90,16 +92,25 @@ def copy_main(library: str, path: str, skip: str, lock: str, result: str, forked
 
 def _copy(python: str, env: dict, args: List[str]) -> subprocess.Popen:
     return subprocess.Popen([python, __file__, "--copy", *args], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, text=True)
+                            stderr=subprocess.DEVNULL, text=True, start_new_session=True)
 
 
-def crashing(python: str, env: dict, library: str, path: Path) -> List[str]:
-    """APIs whose trials kill the process, found by running alone until one runs through."""
+def crashing(python: str, env: dict, library: str, path: Path, forked: str) -> List[str]:
+    """APIs whose trials kill the process, or leave it waiting (a forked child's missing thread
+    pool, Note [stuck child]), found by running alone until one runs through."""
     skip: List[str] = []
     while True:
-        p = _copy(python, dict(env, BENCH_SHOW="1"), [library, str(path), ",".join(skip), "", os.devnull, ""])
-        shown = p.communicate()[0].split()
-        if p.returncode == 0:
+        p = _copy(python, dict(env, BENCH_SHOW="1"), [library, str(path), ",".join(skip), "", os.devnull, forked])
+        shown: List[str] = []
+        assert p.stdout is not None
+        while select.select([p.stdout], [], [], 20.0)[0]:
+            line = p.stdout.readline()
+            if not line:
+                break
+            shown.append(line.strip())
+        else:  # no trial finished in 20 s: stuck
+            os.killpg(p.pid, signal.SIGKILL)
+        if p.wait() == 0:
             return skip
         if not shown or shown[-1] in skip:
             raise SystemExit(f"the trial loop failed without naming an API (exit {p.returncode})")
@@ -129,12 +140,12 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "trials.bin"
         count = write_trials(args.library, args.apis, args.trials, path)
-        skip = crashing(runtime.python, env, args.library, path)
+        forked = "1" if record(args.library).forked_worker and not args.unforked else ""
+        skip = crashing(runtime.python, env, args.library, path, forked)
         print(f"{args.library}: {count} trials of {args.apis} APIs; left out (they kill the process): "
               f"{', '.join(skip) or 'none'}; env {' '.join(args.env) or '(default)'}{'; copies take turns' if args.lock else ''}"
               f"{'; unforked' if args.unforked else ''}")
         lock = str(Path(tmp) / "lock") if args.lock else ""
-        forked = "1" if record(args.library).forked_worker and not args.unforked else ""
         for n in args.copies:
             results = [Path(tmp) / f"r{n}-{k}" for k in range(n)]
             procs = [_copy(runtime.python, env, [args.library, str(path), ",".join(skip), lock, str(r), forked]) for r in results]
