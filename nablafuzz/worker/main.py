@@ -203,7 +203,8 @@ WATCH_S = 0.25
 # wait on a futex can only end by its timeout: the parent watches the serving child, and one
 # that sits in a futex wait for STUCK_S without using CPU is killed and reported stuck (while
 # idle, a child waits in a read of its input, not on a futex).  runtime/runner.py then runs that
-# request, and that API from then on, in an unforked worker.
+# request, and that API from then on, in an unforked worker.  The watch reads the kernel's name
+# for a wait (/proc/PID/wchan); where the kernel does not give it, the worker serves unforked.
 def _outcome(pid: int) -> Tuple[int, bool]:
     """(the child's exit code, whether it was killed for being stuck)."""
     try:
@@ -232,6 +233,18 @@ def _cpu_ticks(pid: int) -> int:
         return -1
 
 
+def _waits_named() -> bool:
+    """Whether this kernel names the wait a thread sleeps in (/proc/PID/wchan), which the watch
+    over a child needs (Note [stuck child]): the imported library's idle threads wait on futexes."""
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            if "futex" in (task / "wchan").read_text():
+                return True
+        except OSError:
+            continue
+    return False
+
+
 def _in_futex(pid: int) -> bool:
     try:
         return "futex" in Path(f"/proc/{pid}/wchan").read_text()
@@ -253,7 +266,7 @@ def main() -> int:
     sys.stdout = sys.stderr
     _limit_memory()
     worker = Worker(library, out)
-    if not record(library).forked_worker or os.environ.get(UNFORKED):
+    if not record(library).forked_worker or os.environ.get(UNFORKED) or not _waits_named():
         return serve(worker)
     worker.forked = True
     serve_from_children(out)
