@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,8 @@ from nablafuzz.core.tensors import to_record
 from nablafuzz.derive.specsource import mirrored
 from nablafuzz.oracle.compare import compare
 from nablafuzz.oracle.verdict import judge
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -161,8 +164,6 @@ def test_grad_mode_a_function_leaves_off_is_reset_before_the_next_trial(runner):
 def test_a_forward_computed_flat_is_settled_by_the_reference_not_reported(runner):
     # OneFlow's logsigmoid is -0.0 at 50 in float64 (it is -1.9e-22), so finite differences read 0
     # where its gradient, 1.9e-22, is right (Note [exact reference])
-    from dataclasses import replace
-
     from nablafuzz.specs.reference import flat_only
     spec, ex = run_spec(runner, "oneflow", {"name": "oneflow.nn.functional.logsigmoid", "args": [{"name": "input"}]},
                         [tensor_input("input", 50.0)], ALL, "float64", seed=2351779220553442792)
@@ -175,3 +176,17 @@ def test_a_forward_computed_flat_is_settled_by_the_reference_not_reported(runner
     (found,) = judge(ex, flat_only(spec), runner).findings
     assert found.fingerprint.order == 2 and found.fingerprint.scenarios == ("fwd.fwd", "fwd.rev", "rev.fwd", "rev.rev")
     assert "mp.mp" in found.message and found.fingerprint.verdict is Verdict.DERIVATIVE_MISMATCH
+
+
+def test_softplus_whose_forward_underflows_is_settled_by_its_flat_only_reference(runner):
+    # OneFlow's softplus(-40) is 0 (it is 4.2e-18) and its gradient, sigmoid(-40), is right: the
+    # table's softplus row settles only such a flat forward (`use: flat`, api_specs/references.yaml)
+    from nablafuzz.specs.spec import load_specs
+    loaded = load_specs(ROOT / "api_specs", ["oneflow"])
+    spec = next(s for s in loaded.specs if s.name == "oneflow.nn.functional.softplus")
+    assert spec.reference == "softplus" and spec.reference_use == "flat"
+    _, ex = run_spec(runner, "oneflow", {"name": spec.name, "args": [{"name": "input"}]},
+                     [tensor_input("input", -40.0)], ALL, "float64", seed=7)
+    assert ex.get("fd").value == 0 and ex.get("rev").value != 0
+    assert judge(ex, replace(spec, reference=""), runner).findings  # finite differences alone report it
+    assert judge(ex, spec, runner).findings == ()

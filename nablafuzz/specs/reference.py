@@ -112,9 +112,13 @@ FUNCTIONS: Dict[str, Callable] = {**UNARY, **BINARY, **TERNARY}
 
 # ---- the table -----------------------------------------------------------------------------
 
-def load_references(path: Path) -> Dict[str, Tuple[Tuple[str, ...], Tuple[str, ...]]]:
-    """function -> (API globs, excluded globs) from `api_specs/references.yaml` (missing: none)."""
-    fix = "write `references: [{function: tanh, apis: ['*.tanh'], exclude: []}]` with functions of reference.FUNCTIONS"
+USES = ("judge", "flat")  # a row's `use`: judge tails with --reference, or only settle a flat forward
+
+
+def load_references(path: Path) -> Dict[str, Tuple[Tuple[str, ...], Tuple[str, ...], str]]:
+    """function -> (API globs, excluded globs, use) from `api_specs/references.yaml` (missing: none)."""
+    fix = ("write `references: [{function: tanh, apis: ['*.tanh'], exclude: [], use: judge}]` with functions of "
+           "reference.FUNCTIONS and a use of " + " or ".join(USES))
     rows = read_section(path, "references", fix)
     if rows is MISSING:
         return {}
@@ -123,13 +127,14 @@ def load_references(path: Path) -> Dict[str, Tuple[Tuple[str, ...], Tuple[str, .
     out = {}
     for row in rows:
         ok = (isinstance(row, dict) and row.get("function") in FUNCTIONS and isinstance(row.get("apis"), list)
-              and all(isinstance(a, str) for a in row["apis"] + list(row.get("exclude", []))))
+              and all(isinstance(a, str) for a in row["apis"] + list(row.get("exclude", [])))
+              and row.get("use", "judge") in USES)
         if not ok:
-            raise SpecError(str(path), str(row)[:80], "references", "each row needs a function of reference.FUNCTIONS "
-                            "and lists of API globs (apis, exclude)", fix)
+            raise SpecError(str(path), str(row)[:80], "references", "each row needs a function of reference.FUNCTIONS, "
+                            "lists of API globs (apis, exclude) and, if any, a use of " + " or ".join(USES), fix)
         if row["function"] in out:
             raise SpecError(str(path), row["function"], "references", "the function has two rows", "merge them into one row")
-        out[row["function"]] = (tuple(row["apis"]), tuple(row.get("exclude", [])))
+        out[row["function"]] = (tuple(row["apis"]), tuple(row.get("exclude", [])), row.get("use", "judge"))
     return out
 
 
@@ -154,16 +159,19 @@ def flat_only(spec: ApiSpec) -> ApiSpec:
     return replace(spec, reference_use="flat")
 
 
-def with_references(specs: Sequence[ApiSpec], table: Dict[str, Tuple[Tuple[str, ...], Tuple[str, ...]]]) -> List[ApiSpec]:
+def with_references(specs: Sequence[ApiSpec], table: Dict[str, Tuple[Tuple[str, ...], Tuple[str, ...], str]]) -> List[ApiSpec]:
     """Each elementwise spec whose name a row covers, with the row function's arity, gets that
-    row's function as `reference`."""
+    row's function as `reference` (and the row's use: "flat" settles only a flat forward, even
+    with --reference)."""
     def covers(apis: Tuple[str, ...], exclude: Tuple[str, ...], name: str) -> bool:
         return any(fnmatch.fnmatchcase(name, g) for g in apis) and not any(fnmatch.fnmatchcase(name, g) for g in exclude)
     out = []
     for s in specs:
         n = numbers(s)
-        hit = next((f for f, (apis, exclude) in table.items() if n == arity(f) and covers(apis, exclude, s.name)), "")
-        out.append(replace(s, reference=hit) if hit and not s.reference else s)  # a spec's own word first
+        hit = next((f for f, (apis, exclude, _) in table.items() if n == arity(f) and covers(apis, exclude, s.name)), "")
+        if hit and not s.reference:  # a spec's own word first
+            s = replace(s, reference=hit, reference_use="flat" if table[hit][2] == "flat" else s.reference_use)
+        out.append(s)
     return out
 
 
