@@ -16,6 +16,7 @@ from typing import Callable, List, NamedTuple, Optional, Tuple
 # unforked (Note [stuck child] in worker/main.py)
 UNFORKED = "NABLAFUZZ_UNFORKED"
 
+
 class Renderer(NamedTuple):
     """A library's part of the script: import lines, the names its APIs start with, AD helpers
     (defining `flatten`, and `compiled` where `compiler` names the library's compiled form)."""
