@@ -92,7 +92,7 @@ def copy_main(library: str, path: str, skip: str, lock: str, result: str, forked
 
 def _copy(python: str, env: dict, args: List[str]) -> subprocess.Popen:
     return subprocess.Popen([python, __file__, "--copy", *args], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, text=True, start_new_session=True)
+                            stderr=subprocess.DEVNULL, start_new_session=True)
 
 
 def crashing(python: str, env: dict, library: str, path: Path, forked: str) -> List[str]:
@@ -101,15 +101,16 @@ def crashing(python: str, env: dict, library: str, path: Path, forked: str) -> L
     skip: List[str] = []
     while True:
         p = _copy(python, dict(env, BENCH_SHOW="1"), [library, str(path), ",".join(skip), "", os.devnull, forked])
-        shown: List[str] = []
         assert p.stdout is not None
-        while select.select([p.stdout], [], [], 20.0)[0]:
-            line = p.stdout.readline()
-            if not line:
+        fd, out = p.stdout.fileno(), b""
+        while select.select([fd], [], [], 20.0)[0]:  # read unbuffered: the last name shown is the last read
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
                 break
-            shown.append(line.strip())
+            out += chunk
         else:  # no trial finished in 20 s: stuck
             os.killpg(p.pid, signal.SIGKILL)
+        shown = out.decode().split()
         if p.wait() == 0:
             return skip
         if not shown or shown[-1] in skip:
@@ -142,7 +143,7 @@ def main() -> int:
         count = write_trials(args.library, args.apis, args.trials, path)
         forked = "1" if record(args.library).forked_worker and not args.unforked else ""
         skip = crashing(runtime.python, env, args.library, path, forked)
-        print(f"{args.library}: {count} trials of {args.apis} APIs; left out (they kill the process): "
+        print(f"{args.library}: {count} trials of {args.apis} APIs; left out (they kill the process or leave it waiting): "
               f"{', '.join(skip) or 'none'}; env {' '.join(args.env) or '(default)'}{'; copies take turns' if args.lock else ''}"
               f"{'; unforked' if args.unforked else ''}")
         lock = str(Path(tmp) / "lock") if args.lock else ""
