@@ -314,10 +314,11 @@ class WorkerProcess:
     def _exit(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             try:
-                if not self._send_exit(close=True):
-                    raise OSError("the worker took no exit")
-                self.proc.wait(timeout=5)
-            except (OSError, subprocess.TimeoutExpired):
+                if self._send_exit(close=True):
+                    self.proc.wait(timeout=5)
+                else:
+                    self.kill()
+            except subprocess.TimeoutExpired:
                 self.kill()
         self.proc = None
 

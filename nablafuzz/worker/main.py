@@ -236,18 +236,17 @@ def _cpu_ticks(pid: int) -> int:
 def _waits_named() -> bool:
     """Whether this kernel names the wait a thread sleeps in (/proc/PID/wchan), which the watch
     over a child needs (Note [stuck child]): the imported library's idle threads wait on futexes."""
-    for task in Path("/proc/self/task").iterdir():
-        try:
-            if "futex" in (task / "wchan").read_text():
-                return True
-        except OSError:
-            continue
-    return False
+    return any(_on_futex(task) for task in Path("/proc/self/task").iterdir())
 
 
 def _in_futex(pid: int) -> bool:
+    return _on_futex(Path(f"/proc/{pid}"))
+
+
+def _on_futex(proc: Path) -> bool:
+    """Whether the process or thread at `proc` (/proc/PID or /proc/PID/task/TID) waits on a futex."""
     try:
-        return "futex" in Path(f"/proc/{pid}/wchan").read_text()
+        return "futex" in (proc / "wchan").read_text()
     except OSError:
         return False
 
