@@ -138,8 +138,9 @@ def decode_message(body: bytes) -> Any:
     return message
 
 
-def write_message(stream: BinaryIO, message: Any) -> None:
-    stream.write(encode_message(message))
+def write_message(stream: BinaryIO, *messages: Any) -> None:
+    """The messages in one write (Note [answers in batches])."""
+    stream.write(b"".join(encode_message(m) for m in messages))
     stream.flush()
 
 

@@ -126,6 +126,7 @@ class Adapter:
     library: str = ""
     emulated_fwd: bool = False
     stages: bool = False  # compiles scenario kernels (`staged`) when a call has a key
+    host_inputs: bool = False  # compiled kernels take numpy inputs (Note [host inputs])
 
     def versions(self) -> Dict[str, str]:
         raise NotImplementedError
@@ -363,6 +364,27 @@ class ComposableAdapter(Adapter):
     def _native(self, arrays: Sequence[np.ndarray], like: Sequence[np.ndarray], grad: bool = False) -> List[Any]:
         return [self.from_numpy(np.asarray(a), dtype_name(x.dtype), grad) for a, x in zip(arrays, like)]
 
+    # Note [host inputs]
+    # A staged kernel's inputs (`plan`'s arguments, the points of `at_points`) are made for each
+    # trial.  JAX's jit takes numpy arrays itself, in one C++ call for all of them, where
+    # `jnp.asarray` runs a copy primitive per array (about 70 us each when its shape was seen, a
+    # compilation when not: a seventh of a warm JAX campaign's worker time went to it).  So an
+    # adapter with `host_inputs` gives its staged kernels numpy arrays of the native dtype, and
+    # `staged`'s eager path makes them native first: an eager kernel, and the API in it, see
+    # exactly what they saw before.
+    def _kernel_inputs(self, arrays: Sequence[np.ndarray], like: Sequence[np.ndarray],
+                       grad: bool = False) -> List[Any]:
+        """Inputs of a staged kernel (Note [host inputs])."""
+        if self.host_inputs:
+            return [np.asarray(a, dtype=dtype_name(x.dtype)) for a, x in zip(arrays, like)]
+        return self._native(arrays, like, grad)
+
+    def _made_native(self, tree: Any) -> Any:
+        """The numpy arrays in nested lists and tuples as native arrays (Note [host inputs])."""
+        if isinstance(tree, (list, tuple)):
+            return type(tree)(self._made_native(t) for t in tree)
+        return self.from_numpy(tree, dtype_name(tree.dtype)) if isinstance(tree, np.ndarray) else tree
+
     def flatten(self, out: Any) -> List[Any]:
         """A call's result as the flat list of output tensors that scenarios compare."""
         return list(out) if isinstance(out, (tuple, list)) else [out]
@@ -395,7 +417,7 @@ class ComposableAdapter(Adapter):
         then and for that key from then on: eager's error is the one reported, and a kernel that
         needs a concrete value (or reads one in Python) still runs."""
         def eager(*arrays: Any) -> Any:
-            return kernel(call.fn, *arrays)
+            return kernel(call.fn, *(self._made_native(arrays) if self.host_inputs else arrays))
         if not self.stages or call.key is None:
             return eager
         cache = self.__dict__.setdefault("_staged", collections.OrderedDict())
@@ -438,13 +460,14 @@ class ComposableAdapter(Adapter):
             def rev_done(got: Any) -> FirstOrder:
                 g = [self.to_numpy(t) for t in got[1]]
                 return FirstOrder(tuple(self.to_numpy(o) for o in got[0]), *project(g, us), tuple(g))
-            return Plan(lambda fn, x, v: self.vjp(self._picked(fn, picked), x, v, False), (self._native(vs, vs),),
-                        rev_done)
+            return Plan(lambda fn, x, v: self.vjp(self._picked(fn, picked), x, v, False),
+                        (self._kernel_inputs(vs, vs),), rev_done)
         if scenario == "fwd":
             def fwd_done(got: Any) -> FirstOrder:
                 return FirstOrder(tuple(self.to_numpy(o) for o in got[0]),
                                   *project(vs, [self.to_numpy(t) for t in got[1]]))
-            return Plan(lambda fn, x, u: self.jvp(self._picked(fn, picked), x, u), (self._native(us, xs),), fwd_done)
+            return Plan(lambda fn, x, u: self.jvp(self._picked(fn, picked), x, u),
+                        (self._kernel_inputs(us, xs),), fwd_done)
         modes = scenario.split(".")
         outer, along = modes[0], (ws if nd == 1 else zs)
 
@@ -453,12 +476,13 @@ class ComposableAdapter(Adapter):
             if nd == 2:
                 q = self._inner(modes[1], q, w, one)
             return self._last(outer, q, x, w if nd == 1 else z, one)
-        args = (self._native(us, xs), self._native(vs, vs), self._native(ws, xs), self._native(zs, xs), self._one(xs))
+        args = tuple(self._kernel_inputs(a, like) for a, like in ((us, xs), (vs, vs), (ws, xs), (zs, xs)))
+        args += (self._one(xs),)
         return Plan(kernel, args, lambda got: self._order_value(outer, got, along))
 
     def _planned(self, scenario: str, call: BoundCall, xs, us=(), vs=(), ws=(), zs=()) -> Any:
         p = self.plan(scenario, call, xs, list(us), list(vs), list(ws), list(zs))
-        return p.done(self.staged(call, scenario, p.kernel)(self._native(xs, xs, grad=True), *p.args))
+        return p.done(self.staged(call, scenario, p.kernel)(self._kernel_inputs(xs, xs, grad=True), *p.args))
 
     def direct(self, call, xs):
         return self._planned("direct", call, xs)
@@ -482,7 +506,7 @@ class ComposableAdapter(Adapter):
         kernel = self.staged(call, "point:" + "@".join(s for s, _ in jobs),
                              lambda fn, xs, args: [p.kernel(fn, x, *a) for p, x, a in zip(plans, xs, args)])
         args = [p.args for p in plans]
-        got = [kernel([self._native(points[i], points[i], grad=True) for _, points in jobs], args)
+        got = [kernel([self._kernel_inputs(points[i], points[i], grad=True) for _, points in jobs], args)
                for i in range(len(jobs[0][1]))]
         return [[p.done(point[k]) for point in got] for k, p in enumerate(plans)]
 
@@ -493,7 +517,7 @@ class ComposableAdapter(Adapter):
         plans = [self.plan(s, call, xs, list(us), list(vs), list(ws), list(zs)) for s in scenarios]
         kernel = self.staged(call, "+".join(scenarios),
                              lambda fn, x, *a: [p.kernel(fn, x, *args) for p, args in zip(plans, a)])
-        got = kernel(self._native(xs, xs, grad=True), *[p.args for p in plans])
+        got = kernel(self._kernel_inputs(xs, xs, grad=True), *[p.args for p in plans])
         return {s: p.done(g) for s, p, g in zip(scenarios, plans, got)}
 
     def _inner(self, inner: str, f: Call, us: List[Any], vs: List[Any]) -> Call:
@@ -506,7 +530,7 @@ class ComposableAdapter(Adapter):
         return q
 
     def _one(self, xs: Sequence[np.ndarray]) -> List[Any]:
-        return [self.from_numpy(np.ones(()), dtype_name(xs[0].dtype))]
+        return self._kernel_inputs([np.ones(())], xs[:1])
 
     def _last(self, outer: str, q: Call, nx: List[Any], along: List[Any], one: List[Any]) -> Any:
         """`outer` mode of the scalar q at nx: its gradient (rev), or its JVP along `along`."""

@@ -29,7 +29,7 @@ from ..libraries import load_adapter, record
 from ..libraries.descriptor import UNFORKED
 from ..libraries.base import UnknownApi
 from .programs import build_program, is_program
-from .scenarios import probe, run_scenarios
+from .scenarios import probe, scenario_batches
 
 
 def _result_message(r: ScenarioResult) -> Dict[str, Any]:
@@ -69,9 +69,9 @@ class Worker:
         self.models: Any = None  # a ModelHost, made on the first model request
         self.forked = False  # served from a forked child (Note [forked worker])
 
-    def send(self, message: Dict[str, Any]) -> None:
-        """One answer to the request in hand (it carries that request's id)."""
-        write_message(self.out, dict(message, id=self.request_id))
+    def send(self, *messages: Dict[str, Any]) -> None:
+        """Answers to the request in hand (each carries that request's id), in one write."""
+        write_message(self.out, *[dict(m, id=self.request_id) for m in messages])
 
     def resolve(self, api: str, module: Any = None) -> Any:
         """The callable for `api`; a module spec's class is built (once) with its init arguments."""
@@ -139,14 +139,13 @@ class Worker:
                 return
             self.send({"op": "values", "values": values, "seconds": time.perf_counter() - began})
             return
-        try:
-            for result in run_scenarios(self.adapter, fn, request):
-                self.send(_result_message(result))
+        try:  # Note [answers in batches]
+            for batch in scenario_batches(self.adapter, fn, request):
+                done = [{"op": "done", "compiles": self.adapter.compiles()}] if batch.last else []
+                self.send(*[_result_message(r) for r in batch.results], *done)
         except Exception as exc:  # noqa: BLE001 - nablafuzz's own failure: an engine error, never a library crash
             self.send({"op": "error", "type": type(exc).__name__,
-                                     "message": f"scenario runner failed: {str(exc)[:500]}"})
-            return
-        self.send({"op": "done", "compiles": self.adapter.compiles()})
+                       "message": f"scenario runner failed: {str(exc)[:500]}"})
 
 
 def _limit_memory() -> None:

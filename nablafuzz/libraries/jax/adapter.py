@@ -85,6 +85,7 @@ def _float0_to_zero(g: Any, x: Any) -> Any:
 class JaxAdapter(ComposableAdapter):
     library = "jax"
     stages = True
+    host_inputs = True  # Note [host inputs]
 
     def versions(self) -> Dict[str, str]:
         import jaxlib
