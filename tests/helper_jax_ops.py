@@ -36,3 +36,13 @@ def value_dependent_shape(x):
     """sin of the positive elements: eagerly fine (also under jax.vjp and jax.jvp); no compiled
     program can, since its output's shape depends on values (jax.jit raises)."""
     return jnp.sin(x[jnp.nonzero(x > 0)])
+
+
+def crashes_in_float64(x):
+    """sin, but the process dies (SIGSEGV) wherever it is called with float64: in a float32
+    trial, in its float64 references only."""
+    if x.dtype == jnp.float64:
+        import os
+        import signal
+        os.kill(os.getpid(), signal.SIGSEGV)
+    return jnp.sin(x)

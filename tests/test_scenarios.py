@@ -90,6 +90,16 @@ def results() -> Dict[str, Dict[str, object]]:
             for name, c in CASES.items()}
 
 
+def test_results_come_in_batches_each_sent_before_the_next_computation():
+    """Note [answers in batches]: unstaged, each scenario is computed alone, so each result is a
+    batch of its own, except those the references' computation made together."""
+    c = CASES["sin"]
+    batches = list(scenarios.scenario_batches(NumpyRefAdapter(), OPS[c.op], _request(c)))
+    assert [[r.scenario for r in b.results] for b in batches] == [
+        ["direct"], ["rev"], ["fwd"], ["fd"], ["rev.rev"], ["rev.fwd"], ["fwd.rev"], ["fwd.fwd", "fd.rev", "fd.fwd"]]
+    assert [b.last for b in batches] == [False] * 7 + [True]
+
+
 @pytest.mark.parametrize("name", CASES)
 def test_all_scenarios_ran_ok(name, results):
     got = results[name]

@@ -15,7 +15,7 @@ from helper_adapter import library_runner, run_spec, tensor_input
 from nablafuzz.campaign import run_campaign
 from nablafuzz.core.config import make_config
 from nablafuzz.core.model import Outcome
-from nablafuzz.core.quantities import COMPILED
+from nablafuzz.core.quantities import ALL, COMPILED
 from nablafuzz.core.tensors import to_array
 from nablafuzz.libraries import scenarios_for, staged_for
 from nablafuzz.reports.store import Store
@@ -113,6 +113,22 @@ def test_a_kernel_that_cannot_be_compiled_runs_eagerly(library, api, tmp_path):
     finally:
         eager.close()
         staged.close()
+
+
+def test_a_crash_after_the_fused_scenarios_keeps_their_results_and_is_attributed_to_its_scenario(tmp_path):
+    """Note [answers in batches]: the fused AD scenarios' results reach the orchestrator in one
+    batch before the references run; the references' crash (float64 only) is theirs."""
+    runner = library_runner("jax", tmp_path / "w.log", timeout_s=60.0)
+    runner.staged = True
+    try:
+        spec, ex = run_spec(runner, "jax", {"name": "helper_jax_ops:crashes_in_float64", "args": [{"name": "x"}]},
+                            [tensor_input("x", [0.5, -1.5], "float32")], ALL, "float32", seed=2)
+        assert [r.scenario for r in ex.results] == ["direct", "rev", "fwd", "fd"]
+        assert all(r.outcome is Outcome.OK for r in ex.results[:3]), ex.results
+        assert ex.results[3].outcome is Outcome.CRASHED and "SIGSEGV" in ex.results[3].error.message
+        assert ex.death is not None and ex.death.kind == "crashed"
+    finally:
+        runner.close()
 
 
 PLANTED = '''

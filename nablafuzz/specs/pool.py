@@ -15,7 +15,15 @@ values from its own seed as ever, but its signature from a small per-API pool:
     signature every ROUND trials while most trials hit warm caches.
 
 Which one a trial takes is drawn from its own seed (EDGES gives the edges' shares), so a trial
-regenerates exactly from (spec, campaign seed, index), pooled or not.  Worker-safe.
+regenerates exactly from (spec, campaign seed, index), pooled or not.
+
+A pool's first generation (the edges, and each slot's first draw) is drawn from the campaign seed
+rounded down to a multiple of KEEP, later generations from the campaign seed itself.  A campaign
+that has completed starts its next round with the next seed (a nightly campaign: the next
+night), and JAX keeps every compilation in its persistent cache (Note [persistent compilation
+cache], runtime/registry.py): so three nights in four, each API's first trials (on this machine
+kind half of a 20-minute JAX campaign's worker time) load their programs instead of compiling
+them, and their values, regimes and later signatures are new as ever.  Worker-safe.
 """
 from __future__ import annotations
 
@@ -28,6 +36,7 @@ EMPTY, SMALLEST, LARGEST = "empty", "smallest", "largest"
 EDGES = ((EMPTY, 0.03), (SMALLEST, 0.07), (LARGEST, 0.07))
 ROTATING = 2
 ROUND = 25
+KEEP = 4  # consecutive campaign seeds whose pools share their first generation
 
 
 @dataclass(frozen=True)
@@ -46,13 +55,15 @@ def signature(campaign_seed: int, spec_id: str, index: int, trial_seed: int, can
     campaign's candidate `candidate` > 0 draws its rotating signatures from a pool of its own
     (Note [validity candidates] in campaign/validity.py), the edges are shared."""
     u, v = np.random.default_rng([trial_seed, 3]).random(2)
+    kept = campaign_seed - campaign_seed % KEEP  # the first generation's seed
     e = _edge(u)
     if e:
-        return Signature(_seed(campaign_seed, spec_id, e, 0), e)
+        return Signature(_seed(kept, spec_id, e, 0), e)
     rounds = index // ROUND
     slot = int(v * min(ROTATING, rounds + 1))
     generation = (rounds - slot) // ROTATING  # slot k is drawn at round k, redrawn at k + ROTATING, ...
-    return Signature(_seed(campaign_seed, spec_id, f"{slot}/{candidate}" if candidate else str(slot), generation), "")
+    name = f"{slot}/{candidate}" if candidate else str(slot)
+    return Signature(_seed(kept if generation == 0 else campaign_seed, spec_id, name, generation), "")
 
 
 def edge(trial_seed: int) -> str:
