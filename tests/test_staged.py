@@ -21,7 +21,7 @@ from nablafuzz.libraries import scenarios_for, staged_for
 from nablafuzz.reports.store import Store
 from nablafuzz.runtime.process import STANDBYS
 from nablafuzz.specs import pool
-from nablafuzz.specs.generate import generate
+from nablafuzz.specs.generate import generate, trial_seed
 from nablafuzz.specs.spec import load_specs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,6 +52,27 @@ def test_pooled_trials_share_few_signatures_with_every_edge_and_fresh_values():
     assert max(int(np.prod(s)) for s in shapes) == 64                  # the largest (capped at --max-size)
     same = [t for t in trials if _signature(t) == _signature(trials[0])]
     assert len(same) > 1 and not np.array_equal(to_array(same[0].inputs[0].value), to_array(same[1].inputs[0].value))
+
+
+def test_the_next_rounds_of_a_campaign_keep_its_pools_first_generation_with_fresh_values():
+    """Note [signature pools]: seeds 4-7 (a campaign's next rounds) share the edges and each
+    slot's first draw, whose programs the compilation cache then holds; later generations, and
+    the next KEEP seeds, draw their own."""
+    spec = _spec("jax", "jax.numpy.sum")
+
+    def drawn(seed, indices, edges=True):
+        sigs = {pool.signature(seed, spec.id, i, trial_seed(seed, spec.id, i, 0)) for i in indices}
+        return {s for s in sigs if edges or not s.edge}
+    assert pool.KEEP == 4
+    first, later = range(pool.ROTATING * pool.ROUND), range(3 * pool.ROUND, 8 * pool.ROUND)
+    assert drawn(5, first) <= drawn(4, range(8 * pool.ROUND)) and drawn(7, first) <= drawn(4, range(8 * pool.ROUND))
+    assert len(drawn(5, first, edges=False)) == 2 and {s.edge for s in drawn(5, range(8 * pool.ROUND))} > {""}
+    assert not drawn(5, later, edges=False) & drawn(4, later, edges=False)  # later generations: their own
+    assert not drawn(8, range(8 * pool.ROUND)) & drawn(4, range(8 * pool.ROUND))  # the next KEEP seeds: their own
+    same = [(x, y) for x, y in zip((generate(spec, 4, i, pooled=True) for i in first),
+                                   (generate(spec, 5, i, pooled=True) for i in first)) if _signature(x) == _signature(y)]
+    assert same and all(not np.array_equal(to_array(x.inputs[0].value), to_array(y.inputs[0].value))
+                        for x, y in same if to_array(x.inputs[0].value).size)
 
 
 def test_staging_is_on_by_default_for_jax_and_tensorflow_only():
