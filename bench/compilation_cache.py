@@ -5,7 +5,9 @@ campaign three times, one after the other on an otherwise idle machine:
   * cold:  the cache on, in a fresh directory (the first night);
   * warm:  the cache on, holding what the cold run compiled (the same trials again);
   * next:  the cache on, holding what the runs before it compiled, and the campaign seed + 1
-           (the next night: its drawn signatures are new, its edge signatures mostly not).
+           (the next night: new values, and the same first generation of each signature pool,
+           Note [signature pools]; a campaign of more than 50 trials per API draws new
+           signatures after them).
 
     python bench/compilation_cache.py [--api 'jax.numpy.[a-c]*'] [--trials 30] [--out DIR]
         [--runs none,cold,warm,next] [--prefill N] [--bounded]

@@ -264,6 +264,26 @@ def test_an_emulated_forward_mode_beside_its_reverse_mode_is_one_root_cause_with
     assert got == ["1", "1", "2"]
 
 
+def test_one_trials_value_mismatches_in_several_modes_are_one_root_cause(tmp_path):
+    # the primal output of rev, fwd and jit each differing from the direct call's in one trial:
+    # three fingerprints, one defect; the same modes at another trial of another op stay apart,
+    # and so do derivative mismatches of one trial (their culprit modes are one fingerprint)
+    root = tmp_path / "bug_reports"
+    s = Store(root)
+    x, y = [tensor([0.0, 20.0, -5e37], name="a")], [tensor([1.0, 2.0], name="a")]
+    for mode in ("rev", "fwd", "jit"):
+        s.save(make_report("jax", "jax.numpy.cumprod", x, verdict=Verdict.VALUE_MISMATCH, scenarios=(mode,),
+                           message=f"{mode} primal output differs from the direct call at out 0 (1,)"))
+    for mode in ("rev", "jit"):
+        s.save(make_report("jax", "jax.numpy.cumsum", y, verdict=Verdict.VALUE_MISMATCH, scenarios=(mode,), seed=1 if mode == "rev" else 2,
+                           message=f"{mode} primal output differs from the direct call at out 0 (0,)"))
+    for mode in ("rev", "fwd"):
+        s.save(make_report("jax", "jax.numpy.sin", y, scenarios=(mode,), disagreements=[disagreement(mode, "fd")]))
+    got = sorted((line.split(" | ")[2], line.split(" | ")[4]) for line in rows(render_triage(root)))
+    assert got == [("`jax.numpy.cumprod`", "3"), ("`jax.numpy.cumsum`", "1"), ("`jax.numpy.cumsum`", "1"),
+                   ("`jax.numpy.sin`", "1"), ("`jax.numpy.sin`", "1")]
+
+
 def test_the_index_stays_small_however_many_reports(tmp_path):
     root = tmp_path / "bug_reports"
     s = Store(root)

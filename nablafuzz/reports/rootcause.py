@@ -11,7 +11,12 @@ Two reports belong to one root cause when:
   cross-library oracle found it; or
 - they are errors of one library (a status mismatch: not a crash, whose "killed by SIGSEGV"
   says nothing of its cause) with the same error type and the
-  same normalised message (numbers, shapes, hex addresses and quoted names blanked).
+  same normalised message (numbers, shapes, hex addresses and quoted names blanked); or
+- they name the same operation with the same value or status mismatch, and one trial witnesses
+  both: one disagreement seen through several modes, whose fingerprints are per mode or per
+  error (the primal output of `rev`, `fwd` and `jit` each differing from the direct call's:
+  three fingerprints of one trial).  A derivative mismatch's culprit modes are already one
+  fingerprint.
 
 The groups are the connected components of those two relations.  Each root cause has a title,
 its member reports, a best witness (most severe, then smallest trial, then most occurrences)
@@ -31,6 +36,7 @@ from ..oracle.compare import EMULATED
 # verdicts whose message is the library's own error text; a crash says only "killed by SIGSEGV",
 # which two unrelated defects share, so crashes group by operation alone
 ERRORS = (Verdict.STATUS_MISMATCH, Verdict.MISSING_SUPPORT, Verdict.WRONG_SHAPE)
+PER_MODE = (Verdict.VALUE_MISMATCH, Verdict.STATUS_MISMATCH)  # fingerprints of one trial per mode or error
 
 
 @dataclass(frozen=True)
@@ -78,6 +84,8 @@ def _keys(r: BugReport) -> List[Tuple]:
     fp = r.fingerprint
     # a cross-library finding and the in-library one of the same operation are one defect
     keys: List[Tuple] = [("op", fp.library, op_name(fp.api), fp.verdict, fp.order, culprit_modes(r))]
+    if fp.verdict in PER_MODE:
+        keys.append(("trial", fp.library, op_name(fp.api), fp.verdict, fp.order, digest(r.trial)))
     if fp.verdict in ERRORS and r.evidence.message:
         keys.append(("error", fp.library, fp.verdict, fp.error_type, normalised(r.evidence.message)))
     return keys

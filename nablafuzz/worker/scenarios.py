@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -280,7 +280,8 @@ def run_scenarios(adapter: Adapter, fn: Any, request: Dict[str, Any]) -> Iterato
         yield from batch.results
 
 
-class Batch(NamedTuple):
+@dataclass(frozen=True)
+class Batch:
     """Results computed before the next computation begins (Note [answers in batches])."""
     results: Tuple[ScenarioResult, ...]
     last: bool
