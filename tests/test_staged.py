@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -259,7 +260,8 @@ def test_a_cross_trial_runs_eagerly_first_only_where_the_eager_path_differs(tmp_
 
 def test_jax_workers_share_a_persistent_compilation_cache(tmp_path, monkeypatch):
     """Note [persistent compilation cache]: what one JAX worker compiled, a later worker loads
-    (no entry is written twice), with the same numbers; a user's own cache directory wins."""
+    (no entry is written twice), with the same numbers, also from a copy of the cache elsewhere;
+    a user's own cache directory wins."""
     from nablafuzz.runtime import registry
     monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR", raising=False)
     monkeypatch.setattr(registry, "state_dir", lambda: tmp_path / "home")
@@ -268,7 +270,11 @@ def test_jax_workers_share_a_persistent_compilation_cache(tmp_path, monkeypatch)
     scenarios = scenarios_for(make_config(), "jax", spec.capabilities)
     trials = [generate(spec, 5, index, pooled=True) for index in range(4)]
     runs, entries = [], []
-    for k in ("first", "second"):
+    for k in ("first", "second", "moved"):
+        if k == "moved":  # the same cache under another NABLAFUZZ_HOME
+            shutil.copytree(tmp_path / "home", tmp_path / "moved")
+            monkeypatch.setattr(registry, "state_dir", lambda: tmp_path / "moved")
+            cache = tmp_path / "moved" / "jax-compilation-cache" / "jax"
         runner = library_runner("jax", tmp_path / f"{k}.log")
         runner.staged = True
         try:
@@ -278,10 +284,12 @@ def test_jax_workers_share_a_persistent_compilation_cache(tmp_path, monkeypatch)
         entries.append(sorted(p.name for p in cache.iterdir()) if cache.exists() else [])
     assert entries[0], "the first worker's compilations are on disk"
     assert entries[1] == entries[0], "the second worker compiled nothing new: it loaded them"
-    assert runs[0] == runs[1]
+    assert entries[2] == entries[0], "the moved cache's keys do not name where it lies"
+    assert runs[0] == runs[1] == runs[2]
     assert registry.compilation_cache_env("torch", "torch") == ()
     monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", str(tmp_path / "mine"))
-    assert dict(registry.compilation_cache_env("jax", "jax")) == {"JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
+    assert dict(registry.compilation_cache_env("jax", "jax")) == {"JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+                                                                  "JAX_PERSISTENT_CACHE_ENABLE_XLA_CACHES": "none"}
 
 
 def test_the_compilation_cache_is_pruned_to_its_bound_least_recently_used_first(tmp_path, monkeypatch):

@@ -37,7 +37,11 @@ def _install_hint(name: str, release: str | None) -> str:
 # starts: least recently used first, by the files' access or modification time, whichever is
 # later.  A user's own setting of the directory or the minimum compile time wins (an empty
 # JAX_COMPILATION_CACHE_DIR turns the cache off), as does a maximum size (JAX then evicts).
-# Measured (bench/results/throughput-same-machine.md).
+# JAX's cache key holds the compile options, and by default these name a directory inside the
+# cache (GPU autotuning results, `jax_persistent_cache_enable_xla_caches`): a cache moved or
+# copied elsewhere (another NABLAFUZZ_HOME, a CI cache restored to a new path) missed on every
+# entry.  The workers compile for CPU, so those GPU caches are off and the key is the same
+# wherever the cache lies.  Measured (bench/results/throughput-same-machine.md).
 CACHE_BYTES = 2 << 30
 _pruned: Set[Path] = set()
 
@@ -49,7 +53,8 @@ def compilation_cache_env(adapter: str, name: str) -> Tuple[Tuple[str, str], ...
     if adapter != "jax":
         return ()
     cache = state_dir() / "jax-compilation-cache" / name
-    ours = (("JAX_COMPILATION_CACHE_DIR", str(cache)), ("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0"))
+    ours = (("JAX_COMPILATION_CACHE_DIR", str(cache)), ("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0"),
+            ("JAX_PERSISTENT_CACHE_ENABLE_XLA_CACHES", "none"))
     if "JAX_COMPILATION_CACHE_DIR" not in os.environ and cache not in _pruned:
         _pruned.add(cache)
         prune(cache, CACHE_BYTES)
