@@ -70,8 +70,8 @@ def test_the_next_rounds_of_a_campaign_keep_its_pools_first_generation_with_fres
     assert len(drawn(5, first, edges=False)) == 2 and {s.edge for s in drawn(5, range(8 * pool.ROUND))} > {""}
     assert not drawn(5, later, edges=False) & drawn(4, later, edges=False)  # later generations: their own
     assert not drawn(8, range(8 * pool.ROUND)) & drawn(4, range(8 * pool.ROUND))  # the next KEEP seeds: their own
-    same = [(x, y) for x, y in zip((generate(spec, 4, i, pooled=True) for i in first),
-                                   (generate(spec, 5, i, pooled=True) for i in first)) if _signature(x) == _signature(y)]
+    pairs = [(generate(spec, 4, i, pooled=True), generate(spec, 5, i, pooled=True)) for i in first]
+    same = [(x, y) for x, y in pairs if _signature(x) == _signature(y)]
     assert same and all(not np.array_equal(to_array(x.inputs[0].value), to_array(y.inputs[0].value))
                         for x, y in same if to_array(x.inputs[0].value).size)
 

@@ -275,7 +275,8 @@ def test_one_trials_value_mismatches_in_several_modes_are_one_root_cause(tmp_pat
         s.save(make_report("jax", "jax.numpy.cumprod", x, verdict=Verdict.VALUE_MISMATCH, scenarios=(mode,),
                            message=f"{mode} primal output differs from the direct call at out 0 (1,)"))
     for mode in ("rev", "jit"):
-        s.save(make_report("jax", "jax.numpy.cumsum", y, verdict=Verdict.VALUE_MISMATCH, scenarios=(mode,), seed=1 if mode == "rev" else 2,
+        s.save(make_report("jax", "jax.numpy.cumsum", y, verdict=Verdict.VALUE_MISMATCH, scenarios=(mode,),
+                           seed=1 if mode == "rev" else 2,  # two trials
                            message=f"{mode} primal output differs from the direct call at out 0 (0,)"))
     for mode in ("rev", "fwd"):
         s.save(make_report("jax", "jax.numpy.sin", y, scenarios=(mode,), disagreements=[disagreement(mode, "fd")]))

@@ -18,7 +18,7 @@ Two reports belong to one root cause when:
   three fingerprints of one trial).  A derivative mismatch's culprit modes are already one
   fingerprint.
 
-The groups are the connected components of those two relations.  Each root cause has a title,
+The groups are the connected components of those relations.  Each root cause has a title,
 its member reports, a best witness (most severe, then smallest trial, then most occurrences)
 and a severity (model.Severity, most severe first).  Pure functions of the reports: nothing
 is stored, so a new campaign regroups what it finds.
