@@ -213,7 +213,7 @@ def _outcome(pid: int) -> Tuple[int, bool]:
     try:
         since, cpu = None, None
         while not select.select([ended], [], [], WATCH_S)[0]:
-            now, used, waiting = time.monotonic(), _cpu_ticks(pid), _in_futex(pid)
+            now, used, waiting = time.monotonic(), _cpu_ticks(pid), _on_futex(Path(f"/proc/{pid}"))
             if not waiting or used != cpu or since is None:
                 since, cpu = (now if waiting else None), used
             elif now - since >= STUCK_S:
@@ -236,10 +236,6 @@ def _waits_named() -> bool:
     """Whether this kernel names the wait a thread sleeps in (/proc/PID/wchan), which the watch
     over a child needs (Note [stuck child]): the imported library's idle threads wait on futexes."""
     return any(_on_futex(task) for task in Path("/proc/self/task").iterdir())
-
-
-def _in_futex(pid: int) -> bool:
-    return _on_futex(Path(f"/proc/{pid}"))
 
 
 def _on_futex(proc: Path) -> bool:

@@ -300,10 +300,10 @@ def scenario_batches(adapter: Adapter, fn: Any, request: Dict[str, Any]) -> Iter
     base = bind_trial(adapter, fn, request, None, None)
     direct = timed(adapter, "direct", lambda: ScenarioResult(
         "direct", Outcome.OK, outputs=tuple(adapter.direct(eager(base).call, base.xs))))
-    if direct.outcome is not Outcome.OK or not base.xs:
-        yield Batch((direct,), True)  # a failed call, or nothing to differentiate (e.g. only integer arguments drawn)
+    failed = direct.outcome is not Outcome.OK or not base.xs  # or nothing to differentiate (only integers drawn)
+    yield Batch((direct,), failed or not wanted)
+    if failed:
         return
-    yield Batch((direct,), not wanted)
     tc = replace(base, vs=cotangents(request["seed"], list(direct.outputs), base.call.diff_outputs, None))
     refs = [s for s in wanted if is_reference(s)]
     at64: Dict[str, Any] = {}  # the float64 call, and the references computed together (or None)
