@@ -15,10 +15,11 @@ from typing import Callable, Dict, List, Optional, Protocol, Sequence, Tuple
 import numpy as np
 
 from ..core.errors import BudgetExhausted
-from ..core.model import ApiSpec, Aspect, Candidate, Execution, FilterOutcome, KnownIssue, Trial, Verdict, records
-from ..core.quantities import COMPILED, KERNELS, direction, is_reference, order
+from ..core.model import (ApiSpec, Aspect, Candidate, Execution, FilterOutcome, KnownIssue, Outcome, Trial, Verdict,
+                          records)
+from ..core.quantities import COMPILED, KERNELS, REFERENCE, direction, is_reference, order
 from ..core.tensors import FLOAT_DTYPES, near_subnormal, to_array, with_dtype
-from .compare import compare, output_scale
+from .compare import compare, converged, output_scale
 
 NUMERIC = (Verdict.DERIVATIVE_MISMATCH, Verdict.NONFINITE_DERIVATIVE, Verdict.VALUE_MISMATCH)
 
@@ -216,6 +217,31 @@ def invalid_input(ctx: FilterContext, cand: Candidate) -> Optional[FilterOutcome
         return _outcome("invalid_input", True, f"input {index} indexes into {empty}, which is empty: every index is out "
                         "of range, which the call's empty fast path does not check (Note [invalid input])")
     return _outcome("invalid_input", False, "no index into an empty tensor")
+
+
+# Note [raising where not differentiable]
+# A derivative mode that raises where the call returned is judged as it is (Note [non-finite
+# derivatives]) where the function has a derivative to give.  Where finite differences of the
+# mode's order ran and none converged (Note [converged reference]: their error estimate above 1 %
+# of the value), the difference quotients do not settle as the step shrinks: there is no
+# derivative along the trial's direction, and an error is as good an answer as any.  So it is
+# for eigvals at a defective matrix and sqrtm at a singular one, whose outputs move like the
+# square root of the step and whose backward solves a singular system ("Input matrix is not
+# invertible").  A mode that raises where the differences converge (det's gradient at a singular
+# matrix, a polynomial's) is still a finding, and so is one where no difference ran.
+@instability_filter("not_differentiable")
+def not_differentiable(ctx: FilterContext, cand: Candidate) -> Optional[FilterOutcome]:
+    if cand.verdict is not Verdict.STATUS_MISMATCH:
+        return None
+    refs = [r for r in ctx.execution.results if r.scenario.split(".")[0] == REFERENCE
+            and order(r.scenario) == cand.order and r.outcome is Outcome.OK and r.value is not None]
+    if not refs or any(converged(r) for r in refs):
+        return _outcome("not_differentiable", False, "finite differences of its order converge here" if refs
+                        else "no finite difference of its order ran")
+    return _outcome("not_differentiable", True, f"finite differences of order {cand.order} "
+                    f"({', '.join(r.scenario for r in refs)}) do not converge here: the function has no derivative "
+                    f"along the trial's direction for {cand.scenarios[0]} to give "
+                    "(Note [raising where not differentiable])")
 
 
 def subnormal_inputs(trial) -> FilterOutcome:
