@@ -263,6 +263,23 @@ def test_the_reference_table_covers_real_elementwise_apis_and_its_values_are_exa
     assert derivatives("cosh", 0.0) is None  # a stationary point: 0 to no precision, left to finite differences
 
 
+def test_a_reference_that_mpmath_takes_minutes_for_is_given_up_in_seconds_and_the_next_one_is_computed():
+    """Note [bounded reference]: the derivatives of besselk(1, x) at x = 705.34 take mpmath over
+    100 s at 150 digits; a helper process gives up on them after its time limit, and a fresh one
+    computes the next reference."""
+    import time
+
+    from nablafuzz.oracle.bounded import bounded
+    from nablafuzz.specs.reference import projections
+    one = [np.ones(1)]
+    start = time.monotonic()
+    assert bounded(projections, "k1", [np.array([705.3433987524471])], [0], one, np.ones(1), one, 2.2e-16,
+                   seconds=5.0) is None
+    assert time.monotonic() - start < 30
+    (p1, _, _), (p2, _, _) = bounded(projections, "k1", [np.array([2.0])], [0], one, np.ones(1), one, 2.2e-16)
+    assert p1 == pytest.approx(-0.18382681365779465, rel=1e-12) and p2 == pytest.approx(0.26674575909955036, rel=1e-12)
+
+
 def test_entry_point_repro_scripts_run_in_torch_jax_and_tensorflow(tmp_path):
     from repro_ops import disagreement, make_report, tensor
 

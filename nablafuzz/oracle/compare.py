@@ -18,6 +18,7 @@ from ..core.model import (ApiSpec, Aspect, Candidate, Disagreement, Execution, O
                           Tolerance, Trial, Verdict, records)
 from ..core.quantities import COMPILED, KERNELS, direction, implementation, is_reference, order
 from ..core.tensors import FLOAT_DTYPES, to_array
+from .bounded import bounded
 from .tolerance import tolerance, within
 
 
@@ -354,7 +355,8 @@ def _needs_exact(group: Sequence[ScenarioResult], floor: float, use: str) -> boo
 # without --reference uses it only where the differences are exactly 0 and an AD result is not
 # (`ApiSpec.reference_use` "flat"): there finite differences of the computed function are no
 # reference at all, and the report they made ("rev 1.3e-22 against 0" for OneFlow's logsigmoid
-# at 50, whose gradient is right and whose forward is flat) was not one to file.
+# at 50, whose gradient is right and whose forward is flat) was not one to file.  The values are
+# computed in a helper process with a time limit (Note [bounded reference] in bounded.py).
 def exact_reference(spec: ApiSpec, execution: Execution) -> Optional[Tuple[ScenarioResult, ScenarioResult]]:
     from ..specs.reference import NUMBERS, projections  # orchestrator only: mpmath
     trial, direct = execution.trial, execution.get("direct")
@@ -371,7 +373,8 @@ def exact_reference(spec: ApiSpec, execution: Execution) -> Optional[Tuple[Scena
         return None
     us, ws = ([direction(trial.seed, tag, j, xs[k].shape, trial.dtype) for j, k in enumerate(wrt)] for tag in ("u", "w"))
     v = direction(trial.seed, "v", 0, shape, trial.dtype)
-    got = projections(spec.reference, [x.astype(np.float64) for x in xs], wrt, us, v, ws, float(np.finfo(trial.dtype).eps))
+    got = bounded(projections, spec.reference, [x.astype(np.float64) for x in xs], wrt, us, v, ws,
+                  float(np.finfo(trial.dtype).eps))  # Note [bounded reference]
     if got is None:
         return None
     (p1, s1, f1), (p2, s2, f2) = got  # Note [rounding floor]: the floor rides as the error estimate
