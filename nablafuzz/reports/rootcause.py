@@ -6,9 +6,12 @@ function and its `Tensor` method, the raw op and its wrapper (`torch.X`, `torch.
 Two reports belong to one root cause when:
 
 - they name the same operation of one library (the API's last name, lower-cased, leading
-  underscores and the namespace dropped) with the same verdict, order and culprit modes (an
-  emulated forward mode beside another culprit left out), whether the in-library or the
-  cross-library oracle found it; or
+  underscores, a `reduce_` prefix and the namespace dropped: `tf.reduce_prod` is `tf.raw_ops.Prod`)
+  with the same verdict and order, and the culprit modes of one are among the other's (an
+  emulated forward mode beside another culprit left out): one defect shows through more modes
+  at one input than at another (a second derivative that overflows in fwd.fwd and rev.fwd at one
+  trial, in fwd.rev too at another), whether the in-library or the cross-library oracle found
+  it; or
 - they are errors of one library (a status mismatch: not a crash, whose "killed by SIGSEGV"
   says nothing of its cause) with the same error type and the
   same normalised message (numbers, shapes, hex addresses and quoted names blanked); or
@@ -55,8 +58,10 @@ class RootCause:
 
 
 def op_name(api: str) -> str:
-    """`torch.Tensor.scatter_add` and `torch.scatter_add` -> 'scatter_add'; `tf.raw_ops.Mul` -> 'mul'."""
-    return api.rpartition(".")[2].rpartition(":")[2].lstrip("_").lower()
+    """`torch.Tensor.scatter_add` and `torch.scatter_add` -> 'scatter_add'; `tf.raw_ops.Mul` -> 'mul';
+    `tf.reduce_prod` -> 'prod'."""
+    name = api.rpartition(".")[2].rpartition(":")[2].lstrip("_").lower()
+    return name[len("reduce_"):] if name.startswith("reduce_") and len(name) > len("reduce_") else name
 
 
 _NOISE = [(re.compile(r"0x[0-9a-fA-F]+"), "<addr>"), (re.compile(r"\[[^\]]*\]"), "[…]"),
@@ -82,8 +87,7 @@ def culprit_modes(r: BugReport) -> Tuple[str, ...]:
 
 def _keys(r: BugReport) -> List[Tuple]:
     fp = r.fingerprint
-    # a cross-library finding and the in-library one of the same operation are one defect
-    keys: List[Tuple] = [("op", fp.library, op_name(fp.api), fp.verdict, fp.order, culprit_modes(r))]
+    keys: List[Tuple] = []
     if fp.verdict in PER_MODE:
         keys.append(("trial", fp.library, op_name(fp.api), fp.verdict, fp.order, digest(r.trial)))
     if fp.verdict in ERRORS and r.evidence.message:
@@ -104,7 +108,8 @@ def _witness_order(r: BugReport) -> tuple:
 
 
 def root_causes(reports: Sequence[BugReport]) -> List[RootCause]:
-    """The connected components of the same-operation and same-error relations, most severe first."""
+    """The connected components of the same-operation, same-trial and same-error relations, most
+    severe first."""
     parent = list(range(len(reports)))
 
     def find(i: int) -> int:
@@ -113,10 +118,19 @@ def root_causes(reports: Sequence[BugReport]) -> List[RootCause]:
             i = parent[i]
         return i
     first: Dict[Tuple, int] = {}
+    same_op: Dict[Tuple, List[int]] = {}
     for i, r in enumerate(reports):
         for k in _keys(r):
             j = first.setdefault(k, i)
             parent[find(i)] = find(j)
+        fp = r.fingerprint  # a cross-library finding and the in-library one of an operation are one defect
+        same_op.setdefault((fp.library, op_name(fp.api), fp.verdict, fp.order), []).append(i)
+    for members in same_op.values():  # culprit modes nested: one defect seen through more or fewer modes
+        modes = {i: set(culprit_modes(reports[i])) for i in members}
+        for a in members:
+            for b in members:
+                if a < b and (modes[a] <= modes[b] or modes[b] <= modes[a]):
+                    parent[find(a)] = find(b)
     groups: Dict[int, List[BugReport]] = {}
     for i, r in enumerate(reports):
         groups.setdefault(find(i), []).append(r)
