@@ -7,7 +7,6 @@ from __future__ import annotations
 import math
 import os
 import shutil
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -236,71 +235,6 @@ def test_the_first_trial_of_each_signature_runs_eagerly(tmp_path):
     reports, errors = Store(tmp_path / "store").load_all()
     assert not errors and any(r.fingerprint.verdict.value == "status_mismatch" and "rev" in r.fingerprint.scenarios
                               for r in reports), [r.fingerprint for r in reports]
-
-
-TWICE = '''
-
-def twice(x):
-    """2x, eager and staged alike."""
-    return 2.0 * x
-'''
-
-
-def test_the_next_campaign_runs_staged_the_signatures_an_earlier_one_checked_eagerly(tmp_path, monkeypatch):
-    """Note [eager checks kept]: the next night (seed + 1, the pools' first generation kept, the
-    same campaign directory) runs staged, from its first trial, each signature whose eager first
-    trial found nothing; the eager-only failure, whose eager check found it, is checked eagerly
-    again and found again."""
-    from nablafuzz.runtime.runner import Runner
-    ran = []
-    run = Runner.run
-
-    def recording(self, trial, spec, scenarios, timeout_s=None):
-        ran.append((trial.api.split(":")[-1], self.staged, _signature(trial)))
-        return run(self, trial, spec, scenarios, timeout_s)
-    monkeypatch.setattr(Runner, "run", recording)
-    (tmp_path / "planted_tf.py").write_text(EAGER_ONLY + TWICE)
-    (tmp_path / "planted.yaml").write_text('library: tensorflow\napis:\n'
-                                           '  - name: "planted_tf:eager_gradient_fails"\n    args: [{name: x, domain: moderate}]\n'
-                                           '  - name: "planted_tf:twice"\n    args: [{name: x, domain: moderate}]\n')
-    os.chdir(ROOT)
-    nights = []
-    for seed in (1, 2):
-        ran.clear()
-        run_campaign(make_config("default", libraries=["tensorflow"], apis=["planted_tf:*"],
-                                 spec_files=[str(tmp_path / "planted.yaml")], store_dir=str(tmp_path / "store"),
-                                 campaign_dir=str(tmp_path / "campaigns"), workers=1, trials_per_api=6, budget_s=300,
-                                 seed=seed, scenarios=["direct", "rev", "fd"], validity_model=False))
-        nights.append(list(ran))
-    checked = {sig for api, staged, sig in nights[0] if api == "twice" and not staged}
-    again = [(staged, sig) for api, staged, sig in nights[1] if api == "twice" and sig in checked]
-    assert checked and again and all(staged for staged, _ in again), (nights, checked)
-    assert any(api == "eager_gradient_fails" and not staged for api, staged, _ in nights[1]), nights[1]
-    kept = (tmp_path / "campaigns" / "eager-checked.txt").read_text().split()
-    every = {sig for night in nights for api, staged, sig in night if api == "twice" and not staged}
-    assert len(kept) == len(every), kept  # the failing API's eager checks are not kept
-    reports, _ = Store(tmp_path / "store").load_all()
-    failing = [r for r in reports if r.fingerprint.api.endswith("eager_gradient_fails")]
-    assert len(failing) == 1 and len(failing[0].campaigns) == 2, [(r.fingerprint, r.campaigns) for r in reports]
-
-
-def test_an_eager_check_key_names_the_signature_the_release_the_spec_and_the_scenarios():
-    """Note [eager checks kept]: the key leaves the tensors' values, the trial's seed and its value
-    regime out, and changes with a shape, a Python value, the library's version, the spec or the
-    scenarios."""
-    from nablafuzz.campaign.eager import check_key
-    spec = _spec("tensorflow", "tf.tanh")
-    trials = [generate(spec, 5, index, pooled=True) for index in range(40)]
-    by_signature = {}
-    for t in trials:
-        by_signature.setdefault(_signature(t), set()).add(check_key(spec, t, ("rev",), ("tensorflow 2.21.0",)))
-    assert len(by_signature) > 1 and all(len(keys) == 1 for keys in by_signature.values()), by_signature
-    assert len(set.union(*by_signature.values())) == len(by_signature)
-    t = trials[0]
-    key = check_key(spec, t, ("rev",), ("tensorflow 2.21.0",))
-    assert check_key(spec, t, ("rev",), ("tensorflow 2.22.0",)) != key
-    assert check_key(spec, t, ("rev", "fwd"), ("tensorflow 2.21.0",)) != key
-    assert check_key(replace(spec, notes="edited"), t, ("rev",), ("tensorflow 2.21.0",)) != key
 
 
 def test_a_cross_trial_runs_eagerly_first_only_where_the_eager_path_differs(tmp_path, monkeypatch):

@@ -61,7 +61,7 @@ class CrossLibrary:
         staged = [lib for lib in r.libraries if staged_for(self.config, lib)]
         trial = generate(spec, self.campaign.seed, index, self.config.max_tensor_size, self.config.max_rank,
                          regime_share=self.config.regime_share, pooled=bool(staged))
-        first = bool(staged) and self.campaign.eager_first(spec, index, trial, staged) is not None  # Note [eager first]
+        first = bool(staged) and self.campaign.eager_first(spec, index, trial, staged)  # Note [eager first]
         j, executions = (None, {}) if first else run_class(r, trial, members, self.config)
         if first or (j.findings and staged):  # re-established eagerly, as in Note [staged findings]
             # a signature's first trial: eagerly only where the eager path differs (JAX's eager

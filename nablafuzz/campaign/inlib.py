@@ -30,7 +30,6 @@ from ..specs.equivalence import Resolved, canonical_trial, equivalence_path, loa
 from ..specs.reference import flat_only
 from ..specs.spec import SpecSet
 from ..worker.programs import BlameStopped, alternate, blame, generate_programs, is_program, probe_steps, program_spec
-from .eager import check_key
 from .minimize import representative
 from .stats import Observation, TrialResult, with_count
 
@@ -105,20 +104,15 @@ class InLibrary:
     def _run(self, spec: ApiSpec, runner: Runner, index: int, trial: Trial, candidate: int, start: float) -> TrialResult:
         scenarios = scenarios_for(self.config, spec.library, spec.capabilities)
         peers = self._peers(spec)
-        first = self.campaign.eager_first(spec, index, trial, [spec.library], candidate,  # Note [eager first]
-                                          lambda: check_key(spec, trial, scenarios, versions_of(runner))) \
-            if runner.staged else None
-        if runner.staged and first is None:
+        if runner.staged and not self.campaign.eager_first(spec, index, trial, [spec.library], candidate):  # Note [eager first]
             execution = runner.run(trial, spec, scenarios)
             j = judge(execution, spec, runner, peers)
             if not j.findings:
                 return self._judged(spec, runner, index, trial, scenarios, start, execution, j, peers)
         with runner.eager():  # a staged trial with findings runs again eagerly (Note [staged findings])
             execution = runner.run(trial, spec, scenarios)
-            j = judge(execution, spec, runner, peers)
-            if first and j.valid and not j.findings and execution.death is None:
-                self.campaign.eager_passed(first)  # Note [eager checks kept]
-            return self._judged(spec, runner, index, trial, scenarios, start, execution, j, peers)
+            return self._judged(spec, runner, index, trial, scenarios, start, execution,
+                                judge(execution, spec, runner, peers), peers)
 
     # Note [staged findings]
     # Staged scenarios (compiled kernels, Note [staged scenarios]) screen the trials.  A trial

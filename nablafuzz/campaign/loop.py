@@ -43,7 +43,6 @@ from ..runtime.runner import Runner
 from ..specs import pool
 from ..specs.generate import generate
 from ..specs.spec import SpecSet
-from .eager import EagerChecks
 from .schedule import Schedule
 from .validity import Guide, Pick, label, validity_on
 from .stats import Observation, Summary, TrialResult, picks, predicted, release_classes, summarise
@@ -255,7 +254,6 @@ class Campaign:
         self.seed = config.seed + self.round - 1
         self.deadline: Optional[float] = None  # time.monotonic() when the budget is spent
         self.shared = _Shared()
-        self.eager_checks = EagerChecks(Path(config.campaign_dir))  # Note [eager checks kept]
         self.results: "queue.Queue" = queue.Queue()
         self.progress = progress
         self.main_runners: Dict[str, Runner] = {}
@@ -381,31 +379,20 @@ class Campaign:
     # segment_sum raises in eager mode only (an IndexedSlices the accumulator cannot watch).
     # Such failures follow the signature (dtypes, shapes, Python values), not the values, so for
     # such a library (Library.eager_differs) the first trial of every signature a campaign draws
-    # runs eagerly, the others staged, unless an earlier campaign in the same directory checked
-    # that signature eagerly and found nothing (Note [eager checks kept] in eager.py).  JAX's
-    # eager and compiled paths share their AD rules, and an eager first trial of each signature
-    # costs it a third of its trials.
-    def eager_first(self, spec: ApiSpec, index: int, trial: Trial, libraries: Sequence[str], candidate: int = 0,
-                    check: Callable[[], str] = str) -> Optional[str]:
-        """None, unless this pooled trial, run by `libraries`, is the first of its signature in
-        the campaign, one of them has an eager path that differs and no earlier campaign here
-        kept the key `check()` of its eager check; it then runs eagerly, and the key is
-        returned for `eager_passed` (Note [eager first])."""
+    # runs eagerly, the others staged.  JAX's eager and compiled paths share their AD rules, and
+    # an eager first trial of each signature costs it a third of its trials.
+    def eager_first(self, spec: ApiSpec, index: int, trial: Trial, libraries: Sequence[str], candidate: int = 0) -> bool:
+        """Whether this pooled trial, run by `libraries`, is the first of its signature in the
+        campaign and one of them has an eager path that differs (it then runs eagerly, Note
+        [eager first])."""
         if not any(record(library).eager_differs for library in libraries):
-            return None
+            return False
         key = (spec.id, pool.signature(self.seed, spec.id, index, trial.seed, candidate).seed)
         with self.shared.lock:
             if key in self.shared.signatures:
-                return None
+                return False
             self.shared.signatures.add(key)
-        kept = check()
-        return None if kept and kept in self.eager_checks else kept
-
-    def eager_passed(self, check: str) -> None:
-        """The eager first trial `check` (from `eager_first`) was valid, found nothing and lost no worker:
-        later campaigns here run its signature staged (Note [eager checks kept])."""
-        if check:
-            self.eager_checks.add(check)
+            return True
 
     def draw(self, spec: ApiSpec, index: int, candidate: int = 0) -> Trial:
         """Trial `index` of `spec` in this campaign (or another candidate for its slot, Note
