@@ -19,7 +19,7 @@ from ..core.model import (ApiSpec, Aspect, Candidate, Execution, FilterOutcome, 
                           records)
 from ..core.quantities import COMPILED, KERNELS, REFERENCE, direction, is_reference, order
 from ..core.tensors import FLOAT_DTYPES, near_subnormal, to_array, with_dtype
-from .compare import compare, converged, output_scale
+from .compare import compare, output_scale
 
 NUMERIC = (Verdict.DERIVATIVE_MISMATCH, Verdict.NONFINITE_DERIVATIVE, Verdict.VALUE_MISMATCH)
 
@@ -221,26 +221,27 @@ def invalid_input(ctx: FilterContext, cand: Candidate) -> Optional[FilterOutcome
 
 # Note [raising where not differentiable]
 # A derivative mode that raises where the call returned is judged as it is (Note [non-finite
-# derivatives]) where the function has a derivative to give.  Where finite differences of the
-# mode's order ran and none converged (Note [converged reference]: their error estimate above 1 %
-# of the value), the difference quotients do not settle as the step shrinks: there is no
-# derivative along the trial's direction, and an error is as good an answer as any.  So it is
-# for eigvals at a defective matrix and sqrtm at a singular one, whose outputs move like the
-# square root of the step and whose backward solves a singular system ("Input matrix is not
-# invertible").  A mode that raises where the differences converge (det's gradient at a singular
-# matrix, a polynomial's) is still a finding, and so is one where no difference ran.
+# derivatives]) where the function has a derivative to give.  Where the finite differences of
+# the mode's order ran and none is finite, the function is not finite at the points a step away
+# along the trial's direction (the steps leave its domain: sqrtm of a singular matrix perturbed
+# to a negative eigenvalue, eigvals and solve at matrices so ill-conditioned that a perturbed
+# one overflows), so it has no derivative there, and an error ("Input matrix is not invertible")
+# is as good an answer as any.  A mode that raises where the differences are finite is still a
+# finding: det's gradient at a singular matrix (det is a polynomial), forward-over-forward of a
+# linear segment_sum (differences exactly 0 up to roundoff, not converged, yet finite); so is one
+# where no difference ran.
 @instability_filter("not_differentiable")
 def not_differentiable(ctx: FilterContext, cand: Candidate) -> Optional[FilterOutcome]:
     if cand.verdict is not Verdict.STATUS_MISMATCH:
         return None
     refs = [r for r in ctx.execution.results if r.scenario.split(".")[0] == REFERENCE
             and order(r.scenario) == cand.order and r.outcome is Outcome.OK and r.value is not None]
-    if not refs or any(converged(r) for r in refs):
-        return _outcome("not_differentiable", False, "finite differences of its order converge here" if refs
+    if not refs or any(math.isfinite(r.value) for r in refs):
+        return _outcome("not_differentiable", False, "finite differences of its order are finite here" if refs
                         else "no finite difference of its order ran")
     return _outcome("not_differentiable", True, f"finite differences of order {cand.order} "
-                    f"({', '.join(r.scenario for r in refs)}) do not converge here: the function has no derivative "
-                    f"along the trial's direction for {cand.scenarios[0]} to give "
+                    f"({', '.join(r.scenario for r in refs)}) are not finite: the function is not finite a step "
+                    f"away along the trial's direction, so it has no derivative for {cand.scenarios[0]} to give "
                     "(Note [raising where not differentiable])")
 
 
