@@ -379,8 +379,12 @@ class Campaign:
     # segment_sum raises in eager mode only (an IndexedSlices the accumulator cannot watch).
     # Such failures follow the signature (dtypes, shapes, Python values), not the values, so for
     # such a library (Library.eager_differs) the first trial of every signature a campaign draws
-    # runs eagerly, the others staged.  JAX's eager and compiled paths share their AD rules, and
-    # an eager first trial of each signature costs it a third of its trials.
+    # runs eagerly, the others staged.  The eager run also checks the eager path's values:
+    # TensorFlow's eager forward-over-forward of lstsq is wrong where its graph is right, so a
+    # signature checked on one night is checked again the next (keeping the checks from night to
+    # night missed that bug, bench/results/throughput-same-machine.md).  JAX's eager and compiled
+    # paths share their AD rules, and an eager first trial of each signature costs it a third of
+    # its trials.
     def eager_first(self, spec: ApiSpec, index: int, trial: Trial, libraries: Sequence[str], candidate: int = 0) -> bool:
         """Whether this pooled trial, run by `libraries`, is the first of its signature in the
         campaign and one of them has an eager path that differs (it then runs eagerly, Note
