@@ -126,21 +126,3 @@ def test_tape_recording_a_function_stops_is_restarted_before_the_next_trial(runn
     spec, ex = _run(runner, {"name": "tf.math.sin", "args": [{"name": "x"}]}, [tensor_input("x", [0.5, -1.0])])
     assert all(r.outcome is Outcome.OK for r in ex.results), [(r.scenario, r.error) for r in ex.results]
     assert judge(ex, spec, runner).findings == ()
-
-
-def test_a_mode_raising_where_the_function_has_no_derivative_is_not_a_finding(runner):
-    # Note [raising where not differentiable]: at a defective matrix (eigenvalue 0 twice, one
-    # eigenvector) the eigenvalues move like the square root of the step, so there is no
-    # derivative, and eigvals' backward raises solving with the singular eigenvector matrix (a
-    # campaign's report); det's gradient raising at a singular matrix, where det is a polynomial
-    # and the finite differences converge, is still a finding
-    defective = [[0.0, 0.0, 0.0, 0.0], [-1e154, 0.0, 0.0, 0.0], [1.0, 0.0, 1.0, 1.0], [-1.3e154, 0.0, 20.0, 0.0]]
-    spec, ex = _run(runner, {"name": "tf.eigvals", "args": [{"name": "tensor"}]}, [_tensor("tensor", defective)],
-                    scenarios=ALL)
-    assert ex.get("direct").outcome is Outcome.OK and ex.get("rev").outcome is Outcome.RAISED, ex.get("rev")
-    j = judge(ex, spec, runner)
-    assert j.findings == () and dict(j.dismissed).get("not_differentiable", 0) >= 1, j
-    spec, ex = _run(runner, {"name": "tf.linalg.det", "args": [{"name": "input"}]},
-                    [_tensor("input", [[0.0, 1.0], [0.0, 0.0]])], scenarios=ALL)
-    j = judge(ex, spec, runner)
-    assert any(f.fingerprint.verdict is Verdict.STATUS_MISMATCH for f in j.findings), j

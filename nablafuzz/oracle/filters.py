@@ -15,9 +15,8 @@ from typing import Callable, Dict, List, Optional, Protocol, Sequence, Tuple
 import numpy as np
 
 from ..core.errors import BudgetExhausted
-from ..core.model import (ApiSpec, Aspect, Candidate, Execution, FilterOutcome, KnownIssue, Outcome, Trial, Verdict,
-                          records)
-from ..core.quantities import COMPILED, KERNELS, REFERENCE, direction, is_reference, order
+from ..core.model import ApiSpec, Aspect, Candidate, Execution, FilterOutcome, KnownIssue, Trial, Verdict, records
+from ..core.quantities import COMPILED, KERNELS, direction, is_reference, order
 from ..core.tensors import FLOAT_DTYPES, near_subnormal, to_array, with_dtype
 from .compare import compare, output_scale
 
@@ -217,32 +216,6 @@ def invalid_input(ctx: FilterContext, cand: Candidate) -> Optional[FilterOutcome
         return _outcome("invalid_input", True, f"input {index} indexes into {empty}, which is empty: every index is out "
                         "of range, which the call's empty fast path does not check (Note [invalid input])")
     return _outcome("invalid_input", False, "no index into an empty tensor")
-
-
-# Note [raising where not differentiable]
-# A derivative mode that raises where the call returned is judged as it is (Note [non-finite
-# derivatives]) where the function has a derivative to give.  Where the finite differences of
-# the mode's order ran and none is finite, the function is not finite at the points a step away
-# along the trial's direction (the steps leave its domain: sqrtm of a singular matrix perturbed
-# to a negative eigenvalue, eigvals and solve at matrices so ill-conditioned that a perturbed
-# one overflows), so it has no derivative there, and an error ("Input matrix is not invertible")
-# is as good an answer as any.  A mode that raises where the differences are finite is still a
-# finding: det's gradient at a singular matrix (det is a polynomial), forward-over-forward of a
-# linear segment_sum (differences exactly 0 up to roundoff, not converged, yet finite); so is one
-# where no difference ran.
-@instability_filter("not_differentiable")
-def not_differentiable(ctx: FilterContext, cand: Candidate) -> Optional[FilterOutcome]:
-    if cand.verdict is not Verdict.STATUS_MISMATCH:
-        return None
-    refs = [r for r in ctx.execution.results if r.scenario.split(".")[0] == REFERENCE
-            and order(r.scenario) == cand.order and r.outcome is Outcome.OK and r.value is not None]
-    if not refs or any(math.isfinite(r.value) for r in refs):
-        return _outcome("not_differentiable", False, "finite differences of its order are finite here" if refs
-                        else "no finite difference of its order ran")
-    return _outcome("not_differentiable", True, f"finite differences of order {cand.order} "
-                    f"({', '.join(r.scenario for r in refs)}) are not finite: the function is not finite a step "
-                    f"away along the trial's direction, so it has no derivative for {cand.scenarios[0]} to give "
-                    "(Note [raising where not differentiable])")
 
 
 def subnormal_inputs(trial) -> FilterOutcome:
