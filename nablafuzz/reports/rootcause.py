@@ -28,6 +28,7 @@ is stored, so a new campaign regroups what it finds.
 """
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass
 from typing import Dict, List, Sequence, Tuple
@@ -127,10 +128,9 @@ def root_causes(reports: Sequence[BugReport]) -> List[RootCause]:
         same_op.setdefault((fp.library, op_name(fp.api), fp.verdict, fp.order), []).append(i)
     for members in same_op.values():  # culprit modes nested: one defect seen through more or fewer modes
         modes = {i: set(culprit_modes(reports[i])) for i in members}
-        for a in members:
-            for b in members:
-                if a < b and (modes[a] <= modes[b] or modes[b] <= modes[a]):
-                    parent[find(a)] = find(b)
+        for a, b in itertools.combinations(members, 2):
+            if modes[a] <= modes[b] or modes[b] <= modes[a]:
+                parent[find(a)] = find(b)
     groups: Dict[int, List[BugReport]] = {}
     for i, r in enumerate(reports):
         groups.setdefault(find(i), []).append(r)
