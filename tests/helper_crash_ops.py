@@ -29,6 +29,15 @@ def _hang(xs, us):
     return [np.cos(xs[0]) * us[0]]  # not reached
 
 
+HANG_AT = 1.2345678
+
+
+def _hang_at(xs, us):
+    if np.any(np.asarray(xs[0]) == HANG_AT):
+        time.sleep(60)
+    return [np.cos(xs[0]) * us[0]]
+
+
 def _chatty(x):
     print("CHATTY-PRINT " * 40)  # Python-level stdout
     sys.stdout.flush()
@@ -47,6 +56,8 @@ segv_vjp = Op(f=np.sin, jvp=_SIN.jvp, vjp=_segfault, hess=_SIN.hess)
 mute_vjp = Op(f=np.sin, jvp=_SIN.jvp, vjp=_mute_then_hang, hess=_SIN.hess)
 # sin whose forward mode never returns
 hang_jvp = Op(f=np.sin, jvp=_hang, vjp=_SIN.vjp, hess=_SIN.hess)
+# sin whose forward mode never returns where an input is exactly HANG_AT (no random draw is)
+hang_at_jvp = Op(f=np.sin, jvp=_hang_at, vjp=_SIN.vjp, hess=_SIN.hess)
 # sin that prints to stdout on every call
 chatty_sin = Op(f=_chatty, jvp=_SIN.jvp, vjp=_SIN.vjp, hess=_SIN.hess)
 # sin that asks for far more memory than the worker's limit

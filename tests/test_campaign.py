@@ -175,16 +175,24 @@ def test_a_report_not_reproduced_on_the_release_it_was_seen_on_is_flaky_not_fixe
     assert newer.status is ReportStatus.FIXED and newer.notes == "not reproduced by campaign c2"
 
 
-def test_the_campaigns_end_replays_in_a_lanes_warm_worker(tmp_path, monkeypatch):
-    # the replays at the end used to start a worker of their own (2-3 s for torch)
+def test_the_campaigns_end_replays_on_every_lanes_warm_workers_at_once(tmp_path, monkeypatch):
+    # the replays at the end used to start a worker of their own (2-3 s for torch), then ran on
+    # one lane's worker while the other lanes' workers were closed
+    from nablafuzz.campaign.inlib import InLibrary
     from nablafuzz.campaign.loop import Campaign
-    finish, seen = Campaign._finish, {}
+    pick, replay, warm, used = Campaign._replay_runners, InLibrary.replay, [], set()
 
-    def spying(self, observations, versions):
-        seen.update({k: r.worker.proc is not None and r.worker.proc.poll() is None for k, r in self.main_runners.items()})
-        return finish(self, observations, versions)
-    monkeypatch.setattr(Campaign, "_finish", spying)
+    def picking(self):
+        pools = pick(self)
+        warm.extend({k: r.worker.proc is not None and r.worker.proc.poll() is None for k, r in p.items()} for p in pools)
+        return pools
+
+    def replaying(self, report, runners):
+        used.add(id(runners))
+        return replay(self, report, runners)
+    monkeypatch.setattr(Campaign, "_replay_runners", picking)
+    monkeypatch.setattr(InLibrary, "replay", replaying)
     os.chdir(ROOT)
-    run_campaign(_config(tmp_path, spec_files=[str(BROKEN)], apis=["broken_ops:sin*"], trials_per_api=3,
-                         budget_s=120))
-    assert seen == {"numpy_ref": True}
+    run_campaign(_config(tmp_path, spec_files=[str(BROKEN)], apis=["broken_ops:*"], trials_per_api=3,
+                         budget_s=300))
+    assert warm == [{"numpy_ref": True}, {"numpy_ref": True}] and len(used) == 2, (warm, used)

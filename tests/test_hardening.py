@@ -21,7 +21,7 @@ from nablafuzz.campaign.loop import campaign_dir
 from nablafuzz.core.config import make_config
 from nablafuzz.core.errors import RefusedError, ReportError
 from nablafuzz.core.fingerprint import key
-from nablafuzz.core.model import ArgKind, InputValue, Trial, Verdict
+from nablafuzz.core.model import ArgKind, InputValue, ReportStatus, Trial, Verdict
 from nablafuzz.core.quantities import ALL
 from nablafuzz.core.tensors import to_record
 from nablafuzz.reports.repro import ReproError, render
@@ -194,6 +194,30 @@ def test_a_hang_costs_about_one_trial_and_the_budget_holds(hostile):
     (report,) = reports_of(hostile)
     assert report.fingerprint.verdict is Verdict.TIMEOUT  # the hang is still found
     assert summary.complete
+
+
+def test_a_stored_hang_the_campaign_did_not_see_gets_one_trial_timeout_at_its_end(hostile, monkeypatch):
+    """Note [finishing budget]: the replay of a hang waits one trial timeout, not the slow
+    filter's four more, and a hang still running then keeps its status."""
+    from helper_crash_ops import HANG_AT
+    api = "helper_crash_ops:hang_at_jvp"
+    spec = spec_file(hostile, "numpy_ref", api)
+    stored = make_report("numpy_ref", api, [tensor([HANG_AT])], verdict=Verdict.TIMEOUT, scenarios=("fwd",),
+                         campaigns=("earlier",))
+    Store(hostile / "store").save(stored)
+    waits, run = [], Runner.run
+
+    def recording(self, trial, spec, scenarios, timeout_s=None):
+        if trial == stored.trial:
+            waits.append(min(timeout_s or self.timeout_s, self.left()))
+        return run(self, trial, spec, scenarios, timeout_s)
+    monkeypatch.setattr(Runner, "run", recording)
+    summary = run_campaign(config(hostile, apis=[api], specs=[spec], trial_timeout_s=2.0, budget_s=100.0,
+                                  trials_per_api=3, workers=2))
+    assert summary.complete and not summary.findings  # the campaign's own trials never hang
+    assert len(waits) == 1 and waits[0] <= 2.0, waits
+    (report,) = reports_of(hostile)
+    assert report.status is ReportStatus.NEW and report.notes == "", (report.status, report.notes)
 
 
 # ---- 5. memory is bounded by default -----------------------------------------------------------------

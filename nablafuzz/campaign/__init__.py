@@ -43,5 +43,4 @@ def run_campaign(config: Config, progress=None) -> Summary:
     try:
         return campaign.run()
     finally:
-        for r in campaign.main_runners.values():
-            r.close()
+        campaign.close_runners()

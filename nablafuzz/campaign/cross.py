@@ -135,12 +135,15 @@ class CrossLibrary:
                 row[slot.get(vote, 2)] += 1
         return tuple((c, lib, q, *n) for (c, lib, q), n in sorted(counts.items()))
 
-    def replay(self, report: BugReport) -> Optional[ReplayResult]:
+    def replay(self, report: BugReport, runners: Dict) -> Optional[ReplayResult]:
         name = report.fingerprint.cross_class
         if name not in self.classes:
             return None
-        members = self.runner(self.campaign.main_runners, CROSS, 0)
-        return replay_cross(report, self.classes[name], members, self.config)
+        members = self.runner(runners, CROSS, 0)
+        with contextlib.ExitStack() as stack:  # as the report was established (Note [staged findings])
+            for runner in self._runners(members, self.classes[name].libraries):
+                stack.enter_context(runner.eager())
+            return replay_cross(report, self.classes[name], members, self.config)
 
 
 def class_for(report: BugReport, resolved: List[Resolved]) -> Resolved:

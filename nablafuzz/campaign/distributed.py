@@ -37,7 +37,7 @@ from typing import Any, Dict, FrozenSet, Iterator, List, Optional, Set, Tuple, U
 from ..core.config import Config
 from ..core.errors import ConfigError, WorkerError
 from ..core.model import ApiSpec, Fingerprint
-from ..runtime.pool import Members
+from ..runtime.pool import runners_of
 from ..runtime.process import RuntimeUnavailable
 from ..specs.spec import SpecSet
 from .loop import Campaign, ThreadLane
@@ -93,12 +93,6 @@ class ShardEnd:
     gave_up: Optional[Tuple[str, str]] = None
 
 
-def _runners(runners: Dict[str, Any]) -> Iterator[Any]:
-    """Every runner of a lane, those of a cross-library `Members` included."""
-    for r in runners.values():
-        yield from (r.runners.values() if isinstance(r, Members) else (r,))
-
-
 class ShardWorker:
     """The Ray actor: a `Campaign` of the driver's round that runs shards with its own runners."""
 
@@ -114,7 +108,7 @@ class ShardWorker:
         began = time.monotonic()
         c.local.runners, c.local.n = self.lane.runners, self.lane.n
         c.deadline = began + shard.seconds
-        for r in _runners(self.lane.runners):
+        for r in runners_of(self.lane.runners):
             r.deadline = c.deadline
         with c.shared.lock:
             c.shared.signatures, c.shared.confirmed = set(shard.shared.signatures), set(shard.shared.confirmed)
@@ -137,6 +131,7 @@ class ShardWorker:
 
     def close(self) -> None:
         self.lane.close()
+        self.campaign.close_runners()
 
 
 def _writable(directory: Path) -> Path:

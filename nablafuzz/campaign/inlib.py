@@ -243,9 +243,10 @@ class InLibrary:
     def agreement(self, observations: List[Observation]) -> tuple:
         return ()
 
-    def replay(self, report: BugReport) -> Optional[ReplayResult]:
+    def replay(self, report: BugReport, runners: Dict[str, Runner]) -> Optional[ReplayResult]:
         spec = next((s for s in self.specs if s.id == f"{report.fingerprint.library}:{report.fingerprint.api}"), None)
         if spec is None:
             return None
-        runner = self.campaign.runner(self.campaign.main_runners, spec.library, 0)
-        return replay_report(report, spec, runner, scenarios_for(self.config, spec.library, spec.capabilities))
+        runner = self.campaign.runner(runners, spec.library, 0)
+        with runner.eager():  # as the report was established (Note [staged findings])
+            return replay_report(report, spec, runner, scenarios_for(self.config, spec.library, spec.capabilities))

@@ -16,6 +16,7 @@ before any API's second (Note [breadth first] in `schedule.py`).
 """
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import os
 import queue
@@ -38,7 +39,7 @@ from ..reports.store import Store, now, path_of, remove_leftovers
 from ..runtime.process import RuntimeUnavailable
 from ..runtime.registry import resolve_runtime
 from ..libraries import record, staged_for
-from ..runtime.pool import Members
+from ..runtime.pool import Members, runners_of
 from ..runtime.runner import Runner
 from ..specs import pool
 from ..specs.generate import generate
@@ -173,7 +174,7 @@ class Oracle(Protocol):
 
     def agreement(self, observations: List[Observation]) -> tuple: ...  # the campaign record's votes
 
-    def replay(self, report: BugReport) -> Optional[ReplayResult]: ...
+    def replay(self, report: BugReport, runners: Dict[str, Any]) -> Optional[ReplayResult]: ...  # eagerly, in these
 
 
 class Lane(Protocol):
@@ -215,17 +216,11 @@ class ThreadLane:
             gone.close()
 
     def close(self) -> None:
-        """The thread's runners closed, except one the campaign's end will want: the first
-        lane to finish hands its warm worker over for the replays (`Campaign._finish`), which
-        would otherwise start a fresh one (2-3 s for torch, more for TensorFlow)."""
-        c = self.campaign
-        for key, r in self.runners.items():
-            with c.shared.lock:
-                keep = key not in c.main_runners
-                if keep:
-                    c.main_runners[key] = r
-            if not keep:
-                r.close()
+        """The thread's runners are handed over, warm, to the replays at the campaign's end
+        (`Campaign._finish`), which would otherwise start fresh ones (2-3 s for torch, more for
+        TensorFlow)."""
+        with self.campaign.shared.lock:
+            self.campaign.handed.append(self.runners)
 
 
 @dataclass
@@ -256,7 +251,8 @@ class Campaign:
         self.shared = _Shared()
         self.results: "queue.Queue" = queue.Queue()
         self.progress = progress
-        self.main_runners: Dict[str, Runner] = {}
+        self.main_runners: Dict[str, Runner] = {}  # the main thread's: programs' steps, replays
+        self.handed: List[Dict[str, Any]] = []  # the lanes' runners, warm, for the replays at the end
         self.started_at = now()
         self.python_path = tuple(sorted({os.getcwd()} | {str(Path(f).parent) for f in config.spec_files}))
         self.local = threading.local()  # a worker thread's runners, for its peers
@@ -270,7 +266,7 @@ class Campaign:
         if library not in runners:
             rt = resolve_runtime(library, self.python_path, self.config.memory_limit_mb)
             log = self.dir / "logs" / f"{library}-{n}.log"
-            runners[library] = Runner(rt, log, self.config.trial_timeout_s, self.deadline,
+            runners[library] = Runner(rt, log, self.config.trial_timeout_s, getattr(self.local, "until", self.deadline),
                                       staged=staged_for(self.config, rt.library))  # `jax` of `jax@0.10.1`
         return runners[library]
 
@@ -511,25 +507,12 @@ class Campaign:
         seen = {k for o in observations for k in o.findings}
         covered = {o.api for o in observations if o.valid}
         fixed = []
-        # Note [finishing budget]: the replays get their own time, a tenth of --budget (at least
-        # one trial timeout); a report they cannot replay in time keeps its status.  A hang or a
-        # crash this campaign saw again was just confirmed in a fresh worker (Note [confirmation]),
-        # and is not run once more: each would cost a worker (a OneFlow store holds tens of crash
-        # reports, 20-30 s of a short campaign's end).
         self.deadline = time.monotonic() + max(self.config.budget_s / 10, self.config.trial_timeout_s)
-        for runner in self.main_runners.values():
-            runner.deadline = self.deadline
-        for r in self.store:
-            if not self.oracle.covers(r, covered) or r.status is ReportStatus.FIXED:
-                continue
-            if r.key in seen and r.fingerprint.verdict in (Verdict.TIMEOUT, Verdict.CRASH):
-                continue
-            try:
-                result = self.oracle.replay(r)
-            except (BudgetExhausted, RuntimeUnavailable):
-                continue
-            except RefusedError as exc:  # report data naming what no loaded spec declares: never run
-                self.store.notify(f"{path_of(self.store.root, r)}: {exc}")
+        todo = [r for r in self.store if self.oracle.covers(r, covered) and r.status is not ReportStatus.FIXED
+                and not (r.key in seen and r.fingerprint.verdict in (Verdict.TIMEOUT, Verdict.CRASH))]
+        for r, result in self._replays(todo):
+            if isinstance(result, RefusedError):  # report data naming what no loaded spec declares: never run
+                self.store.notify(f"{path_of(self.store.root, r)}: {result}")
                 continue
             if result is None or result.outcome is ReplayOutcome.REPRODUCED:
                 continue
@@ -547,6 +530,66 @@ class Campaign:
                                                 self.oracle.agreement(observations), picks(observations),
                                                 predicted(observations),
                                                 tuple(sorted((k, c) for k, (_, c) in release_classes(observations).items()))))
+
+    # Note [finishing budget]
+    # The replays at the end get their own time, a tenth of --budget (at least one trial
+    # timeout); a report they cannot replay in time keeps its status.  They run eagerly, as
+    # every report was established (Note [staged findings]): a staged replay of an eager-path
+    # bug (TensorFlow's forward-over-forward of lstsq) does not reproduce it and called it fixed.
+    # They run on every lane's warm runners at once, each taking the next report.  A hang or a
+    # crash this campaign saw again was just confirmed in a fresh worker (Note [confirmation]),
+    # and is not run once more: each would cost a worker (a OneFlow store holds tens of crash
+    # reports, 20-30 s of a short campaign's end).  A hang it did not see is given one trial
+    # timeout, without the slow filter's longer re-run: still running then, it keeps its status,
+    # as a replay cut short by the budget does; hangs go first where several lanes replay (one
+    # lane waits on a hang while the others replay the rest), last where one does.
+    def _replays(self, todo: List[BugReport]) -> List[Tuple[BugReport, Any]]:
+        """(report, its ReplayResult, None where it could not be replayed in time, or the
+        RefusedError that kept it from running), in the order of `todo`."""
+        pools = self._replay_runners()
+
+        def hang(r: BugReport) -> bool:
+            return r.fingerprint.verdict is Verdict.TIMEOUT
+        todo = sorted(todo, key=hang, reverse=len(pools) > 1)  # stable: the store's order otherwise
+        free: "queue.Queue[Dict[str, Any]]" = queue.Queue()
+        for runners in pools:
+            free.put(runners)
+
+        def replay(r: BugReport) -> Any:
+            runners = free.get()
+            try:
+                until = min(self.deadline, time.monotonic() + self.config.trial_timeout_s) if hang(r) else self.deadline
+                self.local.until = until  # for a runner the replay starts (Campaign.runner)
+                for runner in runners_of(runners):
+                    runner.deadline = until
+                return self.oracle.replay(r, runners)
+            except (BudgetExhausted, RuntimeUnavailable):
+                return None
+            except RefusedError as exc:
+                return exc
+            finally:
+                free.put(runners)
+        with concurrent.futures.ThreadPoolExecutor(len(pools)) as threads:
+            return list(zip(todo, threads.map(replay, todo)))
+
+    def _replay_runners(self) -> List[Dict[str, Any]]:
+        """The runner sets the replays run on: the lanes' (the main thread's joined to the
+        first), or the main thread's where no lane handed any over (Ray actors keep theirs)."""
+        pools = [p for p in self.handed if p] or [self.main_runners]
+        if pools[0] is not self.main_runners:
+            for key, r in list(self.main_runners.items()):
+                if key in pools[0]:
+                    r.close()
+                else:
+                    pools[0][key] = r
+            self.main_runners.clear()
+        return pools
+
+    def close_runners(self) -> None:
+        for runners in [self.main_runners] + self.handed:
+            for r in runners.values():
+                r.close()
+            runners.clear()
 
     def _record(self, result: TrialResult, log) -> Observation:
         new = []

@@ -133,11 +133,11 @@ class Releases:
     def agreement(self, observations: List[Observation]) -> tuple:
         return ()
 
-    def replay(self, report: BugReport) -> Optional[ReplayResult]:
+    def replay(self, report: BugReport, runners: Dict) -> Optional[ReplayResult]:
         spec = next((s for s in self.specs if s.name == report.fingerprint.api), None)
         if spec is None:
             return None
-        members = self.runner(self.campaign.main_runners, self.library, 0)
+        members = self.runner(runners, self.library, 0)
         return replay_release(report, spec, members, scenarios_for(self.config, spec.library, spec.capabilities))
 
 

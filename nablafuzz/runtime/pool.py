@@ -3,7 +3,7 @@ trial, the equivalence-map derivation, replays of cross reports)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, Sequence, Tuple
 
 from ..core.errors import ConfigError
 from .process import Runtime
@@ -31,6 +31,12 @@ class Members:
     def versions(self, libraries: Sequence[str]) -> Tuple[str, ...]:
         """The versions the named members' workers report, sorted, each once (two releases share numpy)."""
         return tuple(sorted({v for lib in libraries for v in versions_of(self[lib])}))
+
+
+def runners_of(runners: Dict[str, Any]) -> Iterator[Runner]:
+    """Every runner of a thread's set (library or key -> Runner or Members), members included."""
+    for r in runners.values():
+        yield from r.runners.values() if isinstance(r, Members) else (r,)
 
 
 def installed_runtimes(libraries: Sequence[str], python_path: Sequence[str] = ()) -> Dict[str, Runtime]:
