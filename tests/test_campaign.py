@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -196,3 +197,40 @@ def test_the_campaigns_end_replays_on_every_lanes_warm_workers_at_once(tmp_path,
     run_campaign(_config(tmp_path, spec_files=[str(BROKEN)], apis=["broken_ops:*"], trials_per_api=3,
                          budget_s=300))
     assert warm == [{"numpy_ref": True}, {"numpy_ref": True}] and len(used) == 2, (warm, used)
+
+
+def test_a_report_that_reproduced_at_a_campaigns_end_on_these_versions_is_not_replayed_again(tmp_path, monkeypatch):
+    """Note [finishing budget]: the first campaign's end replays its reports and records the
+    versions each reproduced on; the next campaign on the same runtime replays none of them, and
+    one whose record names another release is replayed again."""
+    from nablafuzz.campaign.inlib import InLibrary
+    from nablafuzz.core.model import Verdict
+    replay, replayed = InLibrary.replay, []
+
+    def replaying(self, report, runners):
+        replayed.append(report.key)
+        return replay(self, report, runners)
+    monkeypatch.setattr(InLibrary, "replay", replaying)
+    os.chdir(ROOT)
+    kw = dict(spec_files=[str(BROKEN)], apis=["broken_ops:*"], trials_per_api=3, budget_s=300)
+    run_campaign(_config(tmp_path, **kw))
+    store = Store(tmp_path / "store")
+    first = {r.key: r for r in store}
+    assert replayed and set(replayed) <= set(first), (replayed, first)
+    reproduced = [r for r in first.values() if r.reproduced_on]
+    assert reproduced and all(any(v.startswith("numpy ") for v in r.reproduced_on) for r in reproduced)
+    older = reproduced[0]
+    store.save(replace(older, reproduced_on=tuple("numpy 1.0.0" if v.startswith("numpy ") else v
+                                                  for v in older.reproduced_on)))
+    replayed.clear()
+    run_campaign(_config(tmp_path, **kw, seed=4))
+    second = {r.key: r for r in store}
+    assert older.key in replayed, replayed
+    skipped = [r.key for r in reproduced[1:] if r.key not in replayed]
+    assert skipped, replayed
+    # what else was replayed again is new to the second campaign, has a new representative (a
+    # smaller input) or a verdict that varies from run to run (the planted noisy function)
+    varying = (Verdict.NONDETERMINISTIC, Verdict.UNINITIALISED_READ)
+    assert all(k not in first or second[k].trial != first[k].trial or first[k].fingerprint.verdict in varying
+               for k in set(replayed) - {older.key}), replayed
+

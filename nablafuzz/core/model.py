@@ -402,6 +402,9 @@ class BugReport:
     notes: str = ""
     history: Tuple[str, ...] = field(default=())
     vetted: Optional[Vetting] = None
+    # the versions (`library version` lines) its representative last reproduced on at a
+    # campaign's end; none since the representative changed (Note [finishing budget])
+    reproduced_on: Tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

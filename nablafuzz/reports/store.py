@@ -232,5 +232,5 @@ def _merge(old: BugReport, finding: Finding, minimised: Trial, evidence: Evidenc
         minimised_size=trial_size(minimised) if smaller else old.minimised_size,
         original_size=old.original_size if not smaller else trial_size(finding.trial),
         campaigns=old.campaigns if campaign in old.campaigns else old.campaigns + (campaign,),
-        history=(old.history + (tkey,))[-RECENT_TRIALS:],
+        history=(old.history + (tkey,))[-RECENT_TRIALS:], reproduced_on=() if smaller else old.reproduced_on,
     )
