@@ -220,6 +220,51 @@ def test_a_stored_hang_the_campaign_did_not_see_gets_one_trial_timeout_at_its_en
     assert report.status is ReportStatus.NEW and report.notes == "", (report.status, report.notes)
 
 
+def _children(pid: int):
+    """The processes whose parent is `pid`."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def _running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_a_worker_inside_a_hang_ends_when_its_campaign_is_killed(hostile):
+    """Note [orphaned worker]: kill -9 of the campaign leaves its worker, in a session of its own,
+    inside a 60-s hang; the worker notices that its parent has gone and ends within seconds."""
+    spec = spec_file(hostile, "numpy_ref", "helper_crash_ops:hang_jvp")
+    cmd = [sys.executable, "-m", "nablafuzz", "campaign", "-l", "numpy_ref", "--specs", str(spec), "--api",
+           "helper_crash_ops:*", "--trials", "1", "--timeout", "60", "--scenarios", "fwd", "--store", "store",
+           "--campaign-dir", "c", "--spec-dir", str(ROOT / "api_specs"), "--workers", "1"]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(TESTS)]))
+    campaign = subprocess.Popen(cmd, env=env, cwd=hostile, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while not _children(campaign.pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(5)  # the worker has imported numpy and sits in the hang
+        workers = _children(campaign.pid)
+        assert workers and all(_running(w) for w in workers)
+    finally:
+        campaign.kill()
+        campaign.wait()
+    deadline = time.monotonic() + 10
+    while any(_running(w) for w in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(_running(w) for w in workers), workers
+
+
 # ---- 5. memory is bounded by default -----------------------------------------------------------------
 
 def test_memory_limit_is_on_by_default_and_stops_a_chunked_allocation(hostile):

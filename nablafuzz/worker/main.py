@@ -18,6 +18,7 @@ import resource
 import select
 import signal
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -177,11 +178,12 @@ def _limit_memory() -> None:
 def serve_from_children(out: BinaryIO) -> None:
     """Returns in each forked child; the parent forks the next one whenever a child is asked to
     go, is killed or is stuck, and otherwise ends as the child ended."""
+    parent = os.getppid()
     while True:
         pid = os.fork()
         if pid == 0:
             return
-        code, stuck = _outcome(pid)
+        code, stuck = _outcome(pid, parent)
         if code < 0:
             try:
                 write_message(out, {"op": "died", "code": code, "stuck": stuck})
@@ -204,8 +206,9 @@ WATCH_S = 0.25
 # idle, a child waits in a read of its input, not on a futex).  runtime/runner.py then runs that
 # request, and that API from then on, in an unforked worker.  The watch reads the kernel's name
 # for a wait (/proc/PID/wchan); where the kernel does not give it, the worker serves unforked.
-def _outcome(pid: int) -> Tuple[int, bool]:
-    """(the child's exit code, whether it was killed for being stuck)."""
+def _outcome(pid: int, parent: int) -> Tuple[int, bool]:
+    """(the child's exit code, whether it was killed for being stuck); the worker ends, its
+    child killed, once the orchestrator `parent` has gone (Note [orphaned worker])."""
     try:
         ended = os.pidfd_open(pid)
     except (AttributeError, OSError):  # Linux before 5.3: no watch
@@ -213,6 +216,9 @@ def _outcome(pid: int) -> Tuple[int, bool]:
     try:
         since, cpu = None, None
         while not select.select([ended], [], [], WATCH_S)[0]:
+            if os.getppid() != parent:
+                os.kill(pid, signal.SIGKILL)
+                os._exit(1)
             now, used, waiting = time.monotonic(), _cpu_ticks(pid), _on_futex(Path(f"/proc/{pid}"))
             if not waiting or used != cpu or since is None:
                 since, cpu = (now if waiting else None), used
@@ -253,6 +259,28 @@ def _input_closed() -> bool:
     return any(events & select.POLLHUP for _, events in poll.poll(0))
 
 
+# Note [orphaned worker]
+# Workers run in sessions of their own (runtime/process.py), and nothing closes them when the
+# orchestrator dies without unwinding: kill -9, or a SIGTERM, which Python does not unwind by
+# default.  An idle worker then reads the end of its input and ends, but one inside a hang
+# would spin on: one left by a killed TensorFlow replay of a digamma hang kept a core busy for
+# 48 minutes, and slowed a benchmark by a third.  So a worker watches its parent and ends once
+# it has been re-parented: an unforked worker from a thread that looks each ORPHAN_WATCH_S (a
+# hang inside a library call leaves the interpreter to it, as TensorFlow's kernels do), a
+# forked worker's parent in its watch over the serving child, which it kills first.
+ORPHAN_WATCH_S = 1.0
+
+
+def _watch_parent() -> None:
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(ORPHAN_WATCH_S)
+        os._exit(1)
+    threading.Thread(target=watch, name="nablafuzz-parent-watch", daemon=True).start()
+
+
 def main() -> int:
     library = sys.argv[1]
     out = os.fdopen(os.dup(1), "wb")
@@ -261,6 +289,7 @@ def main() -> int:
     _limit_memory()
     worker = Worker(library, out)
     if not record(library).forked_worker or os.environ.get(UNFORKED) or not _waits_named():
+        _watch_parent()
         return serve(worker)
     worker.forked = True
     serve_from_children(out)
