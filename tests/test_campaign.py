@@ -204,7 +204,7 @@ def test_a_report_that_reproduced_at_a_campaigns_end_on_these_versions_is_not_re
     versions each reproduced on; the next campaign on the same runtime replays none of them, and
     one whose record names another release is replayed again."""
     from nablafuzz.campaign.inlib import InLibrary
-    from nablafuzz.core.model import Verdict
+    from nablafuzz.core.model import Verdict, Vetting
     replay, replayed = InLibrary.replay, []
 
     def replaying(self, report, runners):
@@ -219,14 +219,17 @@ def test_a_report_that_reproduced_at_a_campaigns_end_on_these_versions_is_not_re
     assert replayed and set(replayed) <= set(first), (replayed, first)
     reproduced = [r for r in first.values() if r.reproduced_on]
     assert reproduced and all(any(v.startswith("numpy ") for v in r.reproduced_on) for r in reproduced)
-    older = reproduced[0]
+    older, vetted = reproduced[:2]
     store.save(replace(older, reproduced_on=tuple("numpy 1.0.0" if v.startswith("numpy ") else v
                                                   for v in older.reproduced_on)))
+    # a report vetted as a false positive is never replayed: the campaign dismisses it
+    store.save(replace(vetted, reproduced_on=(), vetted=Vetting("false_positive", "a planted check", "now")))
     replayed.clear()
     run_campaign(_config(tmp_path, **kw, seed=4))
     second = {r.key: r for r in store}
-    assert older.key in replayed, replayed
-    skipped = [r.key for r in reproduced[1:] if r.key not in replayed]
+    assert older.key in replayed and vetted.key not in replayed, replayed
+    assert second[vetted.key].status is vetted.status, second[vetted.key].notes
+    skipped = [r.key for r in reproduced[2:] if r.key not in replayed]
     assert skipped, replayed
     # what else was replayed again is new to the second campaign, has a new representative (a
     # smaller input) or a verdict that varies from run to run (the planted noisy function)

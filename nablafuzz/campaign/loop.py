@@ -36,6 +36,7 @@ from ..core.tensors import representative_rank, trial_size
 from ..reports.lock import exclusive
 from ..reports.replay import ReplayOutcome, ReplayResult
 from ..reports.store import Store, now, path_of, remove_leftovers
+from ..reports.vetting import dismissed
 from ..runtime.process import RuntimeUnavailable
 from ..runtime.registry import resolve_runtime
 from ..libraries import record, staged_for
@@ -517,7 +518,7 @@ class Campaign:
         self.deadline = time.monotonic() + max(self.config.budget_s / 10, self.config.trial_timeout_s)
         todo = [r for r in self.store if self.oracle.covers(r, covered) and r.status is not ReportStatus.FIXED
                 and not (r.key in seen and r.fingerprint.verdict in (Verdict.TIMEOUT, Verdict.CRASH))
-                and not _reproduced_here(r, versions)]
+                and not dismissed(r) and not _reproduced_here(r, versions)]
         for r, result in self._replays(todo):
             if isinstance(result, RefusedError):  # report data naming what no loaded spec declares: never run
                 self.store.notify(f"{path_of(self.store.root, r)}: {result}")
@@ -550,7 +551,9 @@ class Campaign:
     # (`BugReport.reproduced_on`) is not replayed: the same code on the same input cannot have
     # been fixed since, and the next release replays it (a TensorFlow store's hundred replays
     # took 70 s of a 20-minute campaign's end, night after night); a nondeterministic or
-    # uninitialised-read report is replayed every time.  The others run eagerly, as
+    # uninitialised-read report is replayed every time.  Nor is a report vetted as a convention or
+    # a false positive: the campaign dismisses its fingerprint (reports/vetting.py), so its
+    # replay could only call it flaky.  The others run eagerly, as
     # every report was established (Note [staged findings]): a staged replay of an eager-path
     # bug (TensorFlow's forward-over-forward of lstsq) does not reproduce it and called it fixed.
     # They run on every lane's warm runners at once, each taking the next report.  A hang or a
