@@ -288,19 +288,23 @@ def test_one_trials_value_mismatches_in_several_modes_are_one_root_cause(tmp_pat
 def test_one_operations_mismatch_seen_through_more_modes_at_another_input_is_one_root_cause(tmp_path):
     # a second derivative that overflows in fwd.fwd and rev.fwd at one trial and in fwd.rev too at
     # another is one defect; so are a reduction and its raw op (tf.reduce_prod, tf.raw_ops.Prod);
-    # disjoint culprit modes (the double backward against forward-over-forward) stay apart
+    # and an operation's snake-case name and its raw op's (tf.math.cumulative_logsumexp,
+    # tf.raw_ops.CumulativeLogsumexp); disjoint culprit modes (the double backward against
+    # forward-over-forward) stay apart
     root = tmp_path / "bug_reports"
     s = Store(root)
     x = [tensor([0.0, 0.0], name="x")]
     for api, modes, seed in (("tf.math.cumprod", ("fwd.fwd", "rev.fwd"), 1),
                              ("tf.math.cumprod", ("fwd.fwd", "fwd.rev", "rev.fwd"), 2),
                              ("tf.reduce_prod", ("rev.rev",), 3), ("tf.raw_ops.Prod", ("rev.rev",), 4),
-                             ("tf.raw_ops.Prod", ("fwd.fwd",), 5)):
+                             ("tf.raw_ops.Prod", ("fwd.fwd",), 5),
+                             ("tf.math.cumulative_logsumexp", ("fwd.fwd",), 6),
+                             ("tf.raw_ops.CumulativeLogsumexp", ("fwd.fwd",), 7)):
         s.save(make_report("tensorflow", api, x, seed=seed, scenarios=modes,
                            disagreements=[disagreement(m, "fd." + m.split(".")[1]) for m in modes]))
     got = sorted((line.split(" | ")[2], line.split(" | ")[4]) for line in rows(render_triage(root)))
-    assert got == [("`tf.math.cumprod`", "2"), ("`tf.raw_ops.Prod`", "1"),
-                   ("`tf.raw_ops.Prod`, `tf.reduce_prod`", "2")], got
+    assert got == [("`tf.math.cumprod`", "2"), ("`tf.math.cumulative_logsumexp`, `tf.raw_ops.CumulativeLogsumexp`", "2"),
+                   ("`tf.raw_ops.Prod`", "1"), ("`tf.raw_ops.Prod`, `tf.reduce_prod`", "2")], got
 
 
 def test_the_index_stays_small_however_many_reports(tmp_path):

@@ -59,10 +59,12 @@ class RootCause:
 
 
 def op_name(api: str) -> str:
-    """`torch.Tensor.scatter_add` and `torch.scatter_add` -> 'scatter_add'; `tf.raw_ops.Mul` -> 'mul';
-    `tf.reduce_prod` -> 'prod'."""
+    """`torch.Tensor.scatter_add` and `torch.scatter_add` -> 'scatteradd'; `tf.raw_ops.Mul` -> 'mul';
+    `tf.reduce_prod` -> 'prod'; `tf.math.cumulative_logsumexp` and its raw op
+    `tf.raw_ops.CumulativeLogsumexp` -> 'cumulativelogsumexp'."""
     name = api.rpartition(".")[2].rpartition(":")[2].lstrip("_").lower()
-    return name[len("reduce_"):] if name.startswith("reduce_") and len(name) > len("reduce_") else name
+    name = name[len("reduce_"):] if name.startswith("reduce_") and len(name) > len("reduce_") else name
+    return name.replace("_", "")
 
 
 _NOISE = [(re.compile(r"0x[0-9a-fA-F]+"), "<addr>"), (re.compile(r"\[[^\]]*\]"), "[…]"),
