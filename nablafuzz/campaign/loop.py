@@ -182,7 +182,7 @@ class Oracle(Protocol):
 
     def agreement(self, observations: List[Observation]) -> tuple: ...  # the campaign record's votes
 
-    def replay(self, report: BugReport, runners: Dict[str, Any]) -> Optional[ReplayResult]: ...  # eagerly, in these
+    def replay(self, report: BugReport, runners: Dict[str, Any]) -> Optional[ReplayResult]: ...  # eagerly, on these runners
 
 
 class Lane(Protocol):
@@ -606,6 +606,7 @@ class Campaign:
         return pools
 
     def close_runners(self) -> None:
+        """Every worker the campaign started: the main thread's and those the lanes handed over."""
         for runners in [self.main_runners] + self.handed:
             for r in runners.values():
                 r.close()
