@@ -6,7 +6,7 @@ for one library, replayed as a campaign's end replays the reports of the APIs it
 Each run starts `workers` warm runner sets (as a campaign's lanes hand theirs over), then times
 `Campaign._replays` over the library's open, new and flaky reports: hangs given one trial
 timeout, eagerly, on every set at once.  Prints, per worker count, the seconds, the replays and
-their outcomes.  The store is only read: what the replays find is not saved.
+their outcomes, then each report that did not reproduce.  The store is only read: what the replays find is not saved.
 """
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from nablafuzz.campaign import oracle_for  # noqa: E402
 from nablafuzz.campaign.loop import Campaign  # noqa: E402
 from nablafuzz.core.config import make_config  # noqa: E402
 from nablafuzz.core.model import ReportStatus  # noqa: E402
+from nablafuzz.reports.replay import ReplayOutcome  # noqa: E402
 from nablafuzz.specs.spec import load_specs  # noqa: E402
 
 
@@ -47,8 +48,10 @@ def run(library: str, store: Path, workers: int) -> str:
             c.close_runners()
     outcomes = collections.Counter(res.outcome.name.lower() if hasattr(res, "outcome") else "not replayed"
                                    for _, res in results)
+    others = [f"  {r.fingerprint.api} {r.key}: {res.message() if hasattr(res, 'message') else 'not replayed in time'}"
+              for r, res in results if getattr(res, "outcome", None) is not ReplayOutcome.REPRODUCED]
     return f"{library}: {workers} worker(s): {took:.1f} s for {len(todo)} replays " \
-           f"({', '.join(f'{k} {v}' for k, v in sorted(outcomes.items()))})"
+           f"({', '.join(f'{k} {v}' for k, v in sorted(outcomes.items()))})" + "".join("\n" + o for o in others)
 
 
 def main() -> int:
