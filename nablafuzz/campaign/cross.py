@@ -14,7 +14,7 @@ import fnmatch
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Dict, List, Optional, Set, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Set, Tuple
 
 from ..core.config import Config
 from ..core.errors import ConfigError, RefusedError
@@ -67,24 +67,23 @@ class CrossLibrary:
             # a signature's first trial: eagerly only where the eager path differs (JAX's eager
             # path compiles each primitive of each scenario on its own: 13 compiles a trial)
             eager = [lib for lib in staged if record(lib).eager_differs] if first else staged
-            with contextlib.ExitStack() as stack:
-                for runner in self._runners(members, eager):
-                    stack.enter_context(runner.eager())
+            with self._eagerly(members, eager):
                 return self._judged(spec, r, members, index, trial, start, *run_class(r, trial, members, self.config))
         return self._judged(spec, r, members, index, trial, start, j, executions)
 
-    def _runners(self, members: Members, libraries: List[str]) -> List[Runner]:
-        """The members' runners of these libraries (made now if need be), but for runtimes given
-        up or not installed (run_class leaves those out too)."""
-        out = []
-        for library in libraries:
-            if library in self.campaign.shared.stopped:
-                continue
-            try:
-                out.append(members[library])
-            except ConfigError:
-                continue
-        return out
+    @contextlib.contextmanager
+    def _eagerly(self, members: Members, libraries: Sequence[str]) -> Iterator[None]:
+        """The members' runners of these libraries (made now if need be) run eagerly inside, but
+        for runtimes given up or not installed (run_class leaves those out too)."""
+        with contextlib.ExitStack() as stack:
+            for library in libraries:
+                if library in self.campaign.shared.stopped:
+                    continue
+                try:
+                    stack.enter_context(members[library].eager())
+                except ConfigError:
+                    continue
+            yield
 
     def _judged(self, spec: ApiSpec, r: Resolved, members: Members, index: int, trial: Trial, start: float,
                 j: Judgement, executions: Dict[str, Execution]) -> TrialResult:
@@ -140,9 +139,7 @@ class CrossLibrary:
         if name not in self.classes:
             return None
         members = self.runner(runners, CROSS, 0)
-        with contextlib.ExitStack() as stack:  # as the report was established (Note [staged findings])
-            for runner in self._runners(members, self.classes[name].libraries):
-                stack.enter_context(runner.eager())
+        with self._eagerly(members, self.classes[name].libraries):  # as the report was established (Note [staged findings])
             return replay_cross(report, self.classes[name], members, self.config)
 
 

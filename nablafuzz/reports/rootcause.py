@@ -62,7 +62,7 @@ def op_name(api: str) -> str:
     """`torch.Tensor.scatter_add` and `torch.scatter_add` -> 'scatteradd'; `tf.raw_ops.Mul` -> 'mul';
     `tf.reduce_prod` -> 'prod'; `tf.math.cumulative_logsumexp` and its raw op
     `tf.raw_ops.CumulativeLogsumexp` -> 'cumulativelogsumexp'."""
-    name = api.rpartition(".")[2].rpartition(":")[2].lstrip("_").lower()
+    name = api.rpartition(".")[2].rpartition(":")[2].lower()
     name = name[len("reduce_"):] if name.startswith("reduce_") and len(name) > len("reduce_") else name
     return name.replace("_", "")
 
