@@ -21,7 +21,7 @@ from nablafuzz.campaign.loop import campaign_dir
 from nablafuzz.core.config import make_config
 from nablafuzz.core.errors import RefusedError, ReportError
 from nablafuzz.core.fingerprint import key
-from nablafuzz.core.model import ArgKind, InputValue, ReportStatus, Trial, Verdict
+from nablafuzz.core.model import ArgKind, ErrorInfo, InputValue, ReportStatus, Trial, Verdict
 from nablafuzz.core.quantities import ALL
 from nablafuzz.core.tensors import to_record
 from nablafuzz.reports.repro import ReproError, render
@@ -194,6 +194,31 @@ def test_a_hang_costs_about_one_trial_and_the_budget_holds(hostile):
     (report,) = reports_of(hostile)
     assert report.fingerprint.verdict is Verdict.TIMEOUT  # the hang is still found
     assert summary.complete
+
+
+def test_a_timeout_matching_a_stored_hang_is_not_run_again(hostile, monkeypatch):
+    """Note [stored hang]: the store's open hang of the API, in the same scenario, makes a timeout
+    that hang again without the slow filter's re-run; the report keeps its representative."""
+    from nablafuzz.reports.vetting import stored_hangs
+    api = "helper_crash_ops:hang_jvp"
+    spec = spec_file(hostile, "numpy_ref", api)
+    stored = make_report("numpy_ref", api, [tensor(np.linspace(0.1, 0.9, 64).tolist())], verdict=Verdict.TIMEOUT,
+                         scenarios=("fwd",), error=ErrorInfo("timeout", "fwd: no answer"), campaigns=("earlier",),
+                         sizes=(64, 64))
+    assert stored_hangs([replace(stored, status=ReportStatus.FIXED)]) == {}  # a fixed hang is re-run
+    Store(hostile / "store").save(stored)
+    limits, run = [], Runner.run
+
+    def recording(self, trial, spec, scenarios, timeout_s=None):
+        limits.append(timeout_s or self.timeout_s)
+        return run(self, trial, spec, scenarios, timeout_s)
+    monkeypatch.setattr(Runner, "run", recording)
+    summary = run_campaign(config(hostile, apis=[api], specs=[spec], trial_timeout_s=2.0, budget_s=60.0,
+                                  trials_per_api=2))
+    assert summary.complete and max(limits) == 2.0, limits  # no re-run with four times the timeout
+    (report,) = reports_of(hostile)
+    assert report.key == stored.key and report.occurrences == 3, report.occurrences
+    assert report.trial == stored.trial and report.evidence == stored.evidence  # the re-run representative
 
 
 def test_a_stored_hang_the_campaign_did_not_see_gets_one_trial_timeout_at_its_end(hostile, monkeypatch):

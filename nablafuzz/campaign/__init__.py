@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..core.config import Config
 from ..core.errors import ConfigError
-from ..reports.vetting import with_vetted
+from ..reports.vetting import with_store_issues
 from ..runtime.registry import resolve_runtime
 from ..specs.spec import load_specs
 from .cross import CrossLibrary
@@ -26,7 +26,7 @@ def oracle_for(config: Config):
 
 def run_campaign(config: Config, progress=None) -> Summary:
     specs = load_specs(Path(config.spec_dir), config.libraries, [Path(f) for f in config.spec_files])
-    specs = replace(specs, specs=tuple(with_vetted(specs.specs, Path(config.store_dir))))  # vetting.py
+    specs = replace(specs, specs=tuple(with_store_issues(specs.specs, Path(config.store_dir))))  # vetting.py
     executor = None
     if config.executor == "ray":
         from .distributed import RayExecutor  # Ray is an optional extra, imported only when asked for

@@ -30,6 +30,7 @@ from ..core.errors import ReportError
 from ..core.fingerprint import key as fingerprint_key
 from ..core.model import BugReport, CampaignRecord, Evidence, Finding, ReportStatus, Trial
 from ..core.tensors import representative_rank, trial_size
+from ..oracle.filters import STORED_HANG
 
 SCHEMA = 1
 CAMPAIGNS = "_campaigns"
@@ -221,7 +222,8 @@ def _merge(old: BugReport, finding: Finding, minimised: Trial, evidence: Evidenc
            campaign: str, tkey: str) -> BugReport:
     if tkey in old.history:
         return old
-    smaller = representative_rank(trial_size(minimised)) < representative_rank(old.minimised_size)
+    smaller = representative_rank(trial_size(minimised)) < representative_rank(old.minimised_size) and not any(
+        f.filter == STORED_HANG for f in evidence.filters)  # a hang not re-run: Note [stored hang]
     status = old.status
     if campaign not in old.campaigns and status in (ReportStatus.NEW, ReportStatus.FIXED):
         status = ReportStatus.OPEN

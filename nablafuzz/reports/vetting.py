@@ -5,6 +5,9 @@ A report vetted as a convention or a false positive is never reported again: cam
 every such report as a known issue of its API (same verdict, order and culprit modes) whose reason
 is the note, dismissed as `convention` or `known_issue` like a row of the convention table.
 Triage counts vetted reports and keeps the non-bugs out of the root-cause index.
+
+The store's open hangs travel to campaigns the same way, as known issues `when: hang` that dismiss
+nothing: a timeout they match is not re-run by the slow filter (Note [stored hang]).
 """
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
 
 from ..core.errors import ReportError
-from ..core.model import VETTING, ApiSpec, BugReport, KnownIssue, Vetting
+from ..core.model import VETTING, ApiSpec, BugReport, KnownIssue, ReportStatus, Verdict, Vetting
 from .lock import LOCK_FILE, exclusive
 from .store import Store, encode_report, now, read_report, write_atomic
 
@@ -51,9 +54,22 @@ def vetted_issues(reports: Sequence[BugReport]) -> Dict[Tuple[str, str], Tuple[K
     return {k: tuple(v) for k, v in out.items()}
 
 
-def with_vetted(specs: Sequence[ApiSpec], store_dir: Path) -> List[ApiSpec]:
-    """The specs, each with the known issues its store's vetted reports add."""
+def stored_hangs(reports: Sequence[BugReport]) -> Dict[Tuple[str, str], Tuple[KnownIssue, ...]]:
+    """(library, api) -> a known issue `when: hang` for each of its new or open hang reports."""
+    out: Dict[Tuple[str, str], List[KnownIssue]] = {}
+    for r in reports:
+        fp = r.fingerprint
+        if fp.verdict is Verdict.TIMEOUT and r.status in (ReportStatus.NEW, ReportStatus.OPEN) and not dismissed(r):
+            issue = KnownIssue(f"hangs as stored report {r.key} does", f"report {r.key}", fp.scenarios, fp.verdict.value,
+                               when="hang", order=fp.order)
+            out.setdefault((fp.library, fp.api), []).append(issue)
+    return {k: tuple(v) for k, v in out.items()}
+
+
+def with_store_issues(specs: Sequence[ApiSpec], store_dir: Path) -> List[ApiSpec]:
+    """The specs, each with the known issues its store's vetted reports and open hangs add."""
     reports, _ = Store(Path(store_dir)).load_all()
-    issues = vetted_issues(reports)
-    return [replace(s, known_issues=s.known_issues + issues[(s.library, s.name)]) if (s.library, s.name) in issues
+    vetted, hangs = vetted_issues(reports), stored_hangs(reports)
+    extra = {k: vetted.get(k, ()) + hangs.get(k, ()) for k in set(vetted) | set(hangs)}
+    return [replace(s, known_issues=s.known_issues + extra[(s.library, s.name)]) if (s.library, s.name) in extra
             else s for s in specs]
