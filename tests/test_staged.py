@@ -137,6 +137,28 @@ def test_a_kernel_that_cannot_be_compiled_runs_eagerly(library, api, tmp_path):
         staged.close()
 
 
+def test_a_fused_kernel_that_cannot_be_compiled_runs_its_scenarios_one_by_one(tmp_path):
+    """Note [fused kernel alone]: TensorFlow's graph-mode forward-over-forward of clip_by_norm
+    raises, so its fused kernel cannot be compiled; the scenarios then run one by one (each its
+    own time, where a fused kernel shares its time equally), with eager's numbers."""
+    eager, staged = (library_runner("tensorflow", tmp_path / f"{k}.log") for k in ("eager", "staged"))
+    staged.staged = True
+    spec = _spec("tensorflow", "tf.clip_by_norm")
+    scenarios = scenarios_for(make_config(), "tensorflow", spec.capabilities)
+    fused = [s for s in scenarios if "." in s and not s.startswith("fd") or s in ("rev", "fwd")]
+    try:
+        for index in (1, 2):  # the first run of the key finds it cannot be compiled, the second knows
+            trial = generate(spec, 3, index, pooled=True)
+            want, got = eager.run(trial, spec, scenarios), staged.run(trial, spec, scenarios)
+            for w, g in zip(want.results, got.results):
+                assert (w.outcome, w.error and w.error.type) == (g.outcome, g.error and g.error.type), (w, g)
+                assert _close(w.value, g.value, trial.dtype), (index, w.scenario, w.value, g.value)
+            assert len({r.seconds for r in got.results if r.scenario in fused}) > 1, got.results
+    finally:
+        eager.close()
+        staged.close()
+
+
 def test_a_crash_after_the_fused_scenarios_keeps_their_results_and_is_attributed_to_its_scenario(tmp_path):
     """Note [answers in batches]: the fused AD scenarios' results reach the orchestrator in one
     batch before the references run; the references' crash (float64 only) is theirs."""

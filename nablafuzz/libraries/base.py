@@ -301,6 +301,20 @@ class Adapter:
 
 
 _EAGER = object()  # a staged key whose kernel cannot be compiled: it runs eagerly from then on
+
+
+class NotStaged(RuntimeError):
+    """A fused kernel that cannot be compiled for this key (Note [fused kernel alone])."""
+
+
+# Note [fused kernel alone]
+# A fused kernel (`fused`: a trial's AD scenarios in one compiled program) that fails to compile
+# for a key once ran eagerly on every trial of that key, all its scenarios together: TensorFlow's
+# clip_by_norm, whose graph-mode forward-over-forward raises, ran its eager nested forward
+# accumulators on every trial, 186 ms against 20 ms (a third of one bench's worker time on 20
+# APIs).  Such a kernel now raises NotStaged, then and for that key from then on, and the worker
+# runs the scenarios one by one (worker/scenarios._fused), each compiled where it can be and
+# eager where it cannot: an error is still eager's, and each scenario keeps its own outcome.
 STAGED_KEEP = 512  # compiled kernels kept per worker (least recently used dropped first)
 
 
@@ -410,12 +424,15 @@ class ComposableAdapter(Adapter):
     # library's compiled call, which so stays a differential against the fused kernel's).  A
     # call without a key (a trial's direct call, the compiled scenario's call, random ops)
     # always runs eagerly; a kernel that fails staged runs eagerly (the adapter's `staged`).
-    def staged(self, call: BoundCall, name: str, kernel: Callable[..., Any]) -> Callable[..., Any]:
+    def staged(self, call: BoundCall, name: str, kernel: Callable[..., Any], alone: bool = False) -> Callable[..., Any]:
         """`kernel(fn, *arrays)` as a function of the arrays, `fn` the call of the differentiable
         inputs (raw outputs): compiled once per (scenario, call key) where the adapter stages
         (Note [staged scenarios]), eager otherwise.  A kernel that fails compiled runs eagerly,
         then and for that key from then on: eager's error is the one reported, and a kernel that
-        needs a concrete value (or reads one in Python) still runs."""
+        needs a concrete value (or reads one in Python) still runs.  With `alone` (the fused
+        kernel of several scenarios), one that fails compiled raises NotStaged instead, then and
+        from then on: its scenarios run one by one, each compiled where it can be, rather than
+        all of them eagerly (Note [fused kernel alone])."""
         def eager(*arrays: Any) -> Any:
             return kernel(call.fn, *(self._made_native(arrays) if self.host_inputs else arrays))
         if not self.stages or call.key is None:
@@ -431,6 +448,8 @@ class ComposableAdapter(Adapter):
                 cache.popitem(last=False)
         cache.move_to_end(key)
         if compiled is _EAGER:
+            if alone:
+                raise NotStaged(name)
             return eager
 
         def run(*arrays: Any) -> Any:
@@ -438,6 +457,8 @@ class ComposableAdapter(Adapter):
                 return self.run_compiled(compiled, call.consts, arrays)
             except Exception:  # noqa: BLE001 - eager decides: its error, or its result
                 cache[key] = _EAGER  # what fails staged (not traceable, or not differentiable so) stays eager
+                if alone:
+                    raise
                 return eager(*arrays)
         return run
 
@@ -516,7 +537,7 @@ class ComposableAdapter(Adapter):
             return super().fused(scenarios, call, xs, us, vs, ws, zs)
         plans = [self.plan(s, call, xs, list(us), list(vs), list(ws), list(zs)) for s in scenarios]
         kernel = self.staged(call, "+".join(scenarios),
-                             lambda fn, x, *a: [p.kernel(fn, x, *args) for p, args in zip(plans, a)])
+                             lambda fn, x, *a: [p.kernel(fn, x, *args) for p, args in zip(plans, a)], alone=True)
         got = kernel(self._kernel_inputs(xs, xs, grad=True), *[p.args for p in plans])
         return {s: p.done(g) for s, p, g in zip(scenarios, plans, got)}
 

@@ -345,8 +345,9 @@ def scenario_batches(adapter: Adapter, fn: Any, request: Dict[str, Any]) -> Iter
 
 def _fused(adapter: Adapter, tc: TrialCall, scenarios: Sequence[str]) -> Dict[str, ScenarioResult]:
     """The AD scenarios of a staged call in one compiled kernel (Note [staged scenarios]), each
-    given an equal share of its time; {} where the call is not staged or the kernel fails (the
-    scenarios then run one by one, each with its own outcome)."""
+    given an equal share of its time; {} where the call is not staged or the kernel fails or
+    cannot be compiled (the scenarios then run one by one, each with its own outcome: Note
+    [fused kernel alone] in libraries/base.py)."""
     if not adapter.stages or tc.call.key is None or len(scenarios) < 2:
         return {}
     start = time.perf_counter()
