@@ -8,10 +8,17 @@ Reads each campaign's observation log (`<campaign dir>/observations.jsonl`, e.g.
 (each API's first trial, its second, indices 2-4, 5-24, 25 and later) the count, the seconds per
 trial (each trial's round trip as the campaign timed it, judging included) and the bucket's share
 of all trial seconds.  Campaigns are listed side by side in the order given.
+
+With two campaigns of the same seed and store, `--paired` also prints, per bucket, the median
+over APIs of the second campaign's time over the first's on the trials both ran identically (the
+same index and trial key).  On a machine whose speed drifts, the eager first trials (index 0),
+whose code a change to staging does not touch, show the drift; the other buckets' ratios are to
+be read against theirs.
 """
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 from pathlib import Path
 
@@ -27,7 +34,10 @@ BUCKETS = (("first (index 0)", 0, 1), ("second (index 1)", 1, 2), ("indices 2-4"
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("campaigns", nargs="+", type=Path)
+    parser.add_argument("--paired", action="store_true", help="the per-API time ratios of two campaigns' identical trials")
     a = parser.parse_args()
+    if a.paired and len(a.campaigns) != 2:
+        raise SystemExit("--paired compares two campaign directories (fix: name exactly two)")
     rows = []
     for folder in a.campaigns:
         log = folder / "observations.jsonl"
@@ -46,7 +56,26 @@ def main() -> int:
     print("| all: count, trial seconds | " + " | ".join(f"{n}, {t} s" for _, n, t, _ in rows) + " |")
     for k, (label, _, _) in enumerate(BUCKETS):
         print(f"| {label}: count, s/trial, share | " + " | ".join(cells[k] for *_, cells in rows) + " |")
+    if a.paired:
+        paired(*(read_observations(folder / "observations.jsonl") for folder in a.campaigns))
     return 0
+
+
+def paired(old, new) -> None:
+    """Per bucket: the median over APIs of new / old seconds on the trials both ran identically."""
+    first = {(o.api, o.index): o for o in old}
+    both = [(first[(o.api, o.index)], o) for o in new if (o.api, o.index) in first and first[(o.api, o.index)].trial == o.trial]
+    print()
+    print("| identical trials | APIs | median over APIs of the second's time / the first's |")
+    print("|---|---|---|")
+    for label, lo, hi in BUCKETS:
+        sums = {}
+        for o, n in both:
+            if lo <= o.index < hi:
+                was, now = sums.get(o.api, (0.0, 0.0))
+                sums[o.api] = (was + o.seconds, now + n.seconds)
+        ratios = [now / was for was, now in sums.values() if was > 0]
+        print(f"| {label} | {len(ratios)} | {statistics.median(ratios):.3f} |" if ratios else f"| {label} | 0 | |")
 
 
 if __name__ == "__main__":

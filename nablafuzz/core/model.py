@@ -296,6 +296,9 @@ class FilterOutcome:
     scenarios: Tuple[str, ...] = ()
 
 
+STORED_HANG = "stored_hang"  # the filter outcome of a timeout taken as a stored hang (Note [stored hang])
+
+
 @dataclass(frozen=True)
 class Fingerprint:
     library: str

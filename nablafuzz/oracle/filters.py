@@ -15,7 +15,8 @@ from typing import Callable, Dict, List, Optional, Protocol, Sequence, Tuple
 import numpy as np
 
 from ..core.errors import BudgetExhausted
-from ..core.model import ApiSpec, Aspect, Candidate, Execution, FilterOutcome, KnownIssue, Trial, Verdict, records
+from ..core.model import (STORED_HANG, ApiSpec, Aspect, Candidate, Execution, FilterOutcome, KnownIssue, Trial,
+                          Verdict, records)
 from ..core.quantities import COMPILED, KERNELS, direction, is_reference, order
 from ..core.tensors import FLOAT_DTYPES, near_subnormal, to_array, with_dtype
 from .compare import compare, output_scale
@@ -80,7 +81,6 @@ def _outcome(name: str, dismissed: bool, reason: str) -> FilterOutcome:
 
 
 SLOW_FACTOR = 4
-STORED_HANG = "stored_hang"  # the outcome of a timeout matched to a stored hang
 
 
 @instability_filter("slow")

@@ -28,9 +28,8 @@ from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 from ..core.codec import digest, from_json, to_json
 from ..core.errors import ReportError
 from ..core.fingerprint import key as fingerprint_key
-from ..core.model import BugReport, CampaignRecord, Evidence, Finding, ReportStatus, Trial
+from ..core.model import STORED_HANG, BugReport, CampaignRecord, Evidence, Finding, ReportStatus, Trial
 from ..core.tensors import representative_rank, trial_size
-from ..oracle.filters import STORED_HANG
 
 SCHEMA = 1
 CAMPAIGNS = "_campaigns"
