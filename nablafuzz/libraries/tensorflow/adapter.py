@@ -176,14 +176,16 @@ class TensorFlowAdapter(ComposableAdapter):
 
 # Note [concrete calls]
 # Calling a tf.function matches its arguments to a trace in Python: a trace type is built for
-# every argument and hashed, on each call.  A staged kernel takes about thirty small tensors in
-# nested lists (the inputs, their directions, the call's constants), so on this machine kind the
-# matching cost 1-2 ms a call, against 0.1-0.5 ms for running a warm trial's graph; a warm trial
-# makes eight calls (the fused scenarios, seven points of finite differences).  `_Kernel` keeps
-# each trace's concrete function under a key of its own (the nesting, dtypes and shapes of the
-# tensors: what a trace of these kernels depends on, since every argument is a tensor) and calls
-# that, which binds the arguments but builds no trace types.  Any argument that is not a tensor
-# takes tf.function's own path.
+# every argument and hashed, on each call.  A staged kernel takes tens of small tensors in nested
+# lists (the inputs, their directions, the call's constants), and a warm trial makes eight calls
+# (the fused scenarios, seven points of finite differences).  With 31 small tensors and a trivial
+# graph, a tf.function call took 1.9 ms on this machine kind and its concrete function's call
+# 0.9 ms.  `_Kernel` keeps each trace's concrete function under a key of its own (the nesting,
+# dtypes and shapes of the tensors: what a trace of these kernels depends on, since every argument
+# is a tensor) and calls that, which binds the arguments but builds no trace types; any argument
+# that is not a tensor takes tf.function's own path.  The throughput bench's trials gained about a
+# tenth against the hand-written calls; a 20-minute campaign showed no gain beyond the machine's
+# drift (bench/results/throughput-same-machine.md, eleventh session).
 class _Kernel:
     """A staged kernel's tf.function, its concrete functions kept by signature (Note [concrete calls])."""
 
