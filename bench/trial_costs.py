@@ -38,13 +38,14 @@ def main() -> int:
     a = parser.parse_args()
     if a.paired and len(a.campaigns) != 2:
         raise SystemExit("--paired compares two campaign directories (fix: name exactly two)")
-    rows = []
+    rows, logs = [], []
     for folder in a.campaigns:
         log = folder / "observations.jsonl"
         if not log.is_file():
             raise SystemExit(f"{log}: no observation log (fix: name a campaign directory, "
                              f"e.g. .nablafuzz/campaigns/<campaign id>)")
         obs = read_observations(log)
+        logs.append(obs)
         total = sum(o.seconds for o in obs) or 1.0
         cells = []
         for _, lo, hi in BUCKETS:
@@ -57,7 +58,7 @@ def main() -> int:
     for k, (label, _, _) in enumerate(BUCKETS):
         print(f"| {label}: count, s/trial, share | " + " | ".join(cells[k] for *_, cells in rows) + " |")
     if a.paired:
-        paired(*(read_observations(folder / "observations.jsonl") for folder in a.campaigns))
+        paired(*logs)
     return 0
 
 

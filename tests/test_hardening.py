@@ -199,13 +199,13 @@ def test_a_hang_costs_about_one_trial_and_the_budget_holds(hostile):
 def test_a_timeout_matching_a_stored_hang_is_not_run_again(hostile, monkeypatch):
     """Note [stored hang]: the store's open hang of the API, in the same scenario, makes a timeout
     that hang again without the slow filter's re-run; the report keeps its representative."""
-    from nablafuzz.reports.vetting import stored_hangs
+    from nablafuzz.reports.vetting import store_issues
     api = "helper_crash_ops:hang_jvp"
     spec = spec_file(hostile, "numpy_ref", api)
     stored = make_report("numpy_ref", api, [tensor(np.linspace(0.1, 0.9, 64).tolist())], verdict=Verdict.TIMEOUT,
                          scenarios=("fwd",), error=ErrorInfo("timeout", "fwd: no answer"), campaigns=("earlier",),
                          sizes=(64, 64))
-    assert stored_hangs([replace(stored, status=ReportStatus.FIXED)]) == {}  # a fixed hang is re-run
+    assert store_issues([replace(stored, status=ReportStatus.FIXED)]) == {}  # a fixed hang is re-run
     Store(hostile / "store").save(stored)
     limits, run = [], Runner.run
 

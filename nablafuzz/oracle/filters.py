@@ -73,7 +73,7 @@ def _outcome(name: str, dismissed: bool, reason: str) -> FilterOutcome:
 # A hang costs a worker its timeout and then the slow filter's re-run with SLOW_FACTOR times it
 # (150 s of one TensorFlow worker's 20-minute night for one digamma trial).  Where the store
 # already holds a new or open hang report of the API in the same scenarios and order (a known
-# issue `when: hang`, reports/vetting.stored_hangs), that re-run was made when the report was
+# issue `when: hang`, reports/vetting.store_issues), that re-run was made when the report was
 # established, so a timeout it matches is taken as that hang again, not re-run: the store counts
 # it as one more occurrence, and keeps the representative that was re-run (store._merge).  A
 # timeout in other scenarios, or of a fixed or flaky report, is re-run as before, so each new

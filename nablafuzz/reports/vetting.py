@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 from dataclasses import replace
 from pathlib import Path
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from ..core.errors import ReportError
 from ..core.model import VETTING, ApiSpec, BugReport, KnownIssue, ReportStatus, Verdict, Vetting
@@ -42,34 +42,32 @@ def dismissed(report: BugReport) -> bool:
     return report.vetted is not None and report.vetted.verdict != "bug"
 
 
-def vetted_issues(reports: Sequence[BugReport]) -> Dict[Tuple[str, str], Tuple[KnownIssue, ...]]:
-    """(library, api) -> the known issues the reports vetted as conventions or false positives say."""
-    out: Dict[Tuple[str, str], List[KnownIssue]] = {}
-    for r in reports:
-        if dismissed(r):
-            fp, v = r.fingerprint, r.vetted
-            issue = KnownIssue(f"vetted {v.verdict.replace('_', ' ')} ({v.when}): {v.note}", f"report {r.key}",
-                               fp.scenarios, fp.verdict.value, v.verdict == "convention", order=fp.order)
-            out.setdefault((fp.library, fp.api), []).append(issue)
-    return {k: tuple(v) for k, v in out.items()}
+def _issue(r: BugReport) -> Optional[KnownIssue]:
+    """The known issue a report adds to its API's spec: the note of one vetted as a convention or a
+    false positive, `when: hang` for a new or open hang; None for the others."""
+    fp, v = r.fingerprint, r.vetted
+    if dismissed(r):
+        return KnownIssue(f"vetted {v.verdict.replace('_', ' ')} ({v.when}): {v.note}", f"report {r.key}",
+                          fp.scenarios, fp.verdict.value, v.verdict == "convention", order=fp.order)
+    if fp.verdict is Verdict.TIMEOUT and r.status in (ReportStatus.NEW, ReportStatus.OPEN):
+        return KnownIssue(f"hangs as stored report {r.key} does", f"report {r.key}", fp.scenarios, fp.verdict.value,
+                          when="hang", order=fp.order)
+    return None
 
 
-def stored_hangs(reports: Sequence[BugReport]) -> Dict[Tuple[str, str], Tuple[KnownIssue, ...]]:
-    """(library, api) -> a known issue `when: hang` for each of its new or open hang reports."""
+def store_issues(reports: Sequence[BugReport]) -> Dict[Tuple[str, str], Tuple[KnownIssue, ...]]:
+    """(library, api) -> the known issues its reports add (`_issue`)."""
     out: Dict[Tuple[str, str], List[KnownIssue]] = {}
     for r in reports:
-        fp = r.fingerprint
-        if fp.verdict is Verdict.TIMEOUT and r.status in (ReportStatus.NEW, ReportStatus.OPEN) and not dismissed(r):
-            issue = KnownIssue(f"hangs as stored report {r.key} does", f"report {r.key}", fp.scenarios, fp.verdict.value,
-                               when="hang", order=fp.order)
-            out.setdefault((fp.library, fp.api), []).append(issue)
+        issue = _issue(r)
+        if issue is not None:
+            out.setdefault((r.fingerprint.library, r.fingerprint.api), []).append(issue)
     return {k: tuple(v) for k, v in out.items()}
 
 
 def with_store_issues(specs: Sequence[ApiSpec], store_dir: Path) -> List[ApiSpec]:
     """The specs, each with the known issues its store's vetted reports and open hangs add."""
     reports, _ = Store(Path(store_dir)).load_all()
-    vetted, hangs = vetted_issues(reports), stored_hangs(reports)
-    extra = {k: vetted.get(k, ()) + hangs.get(k, ()) for k in set(vetted) | set(hangs)}
+    extra = store_issues(reports)
     return [replace(s, known_issues=s.known_issues + extra[(s.library, s.name)]) if (s.library, s.name) in extra
             else s for s in specs]
