@@ -221,6 +221,34 @@ def test_a_timeout_matching_a_stored_hang_is_not_run_again(hostile, monkeypatch)
     assert report.trial == stored.trial and report.evidence == stored.evidence  # the re-run representative
 
 
+def test_a_finding_the_store_holds_open_is_not_confirmed_in_a_fresh_worker_again(hostile, monkeypatch):
+    """Note [confirmation]: the first occurrence of a fingerprint is re-run in a fresh worker,
+    unless the store holds it as a new or open report; a fixed one's comes back to be confirmed."""
+    api = "helper_ops:square_bad_vjp"
+    spec = spec_file(hostile, "numpy_ref", api)
+    restarts, restart = [], Runner.restart
+
+    def counting(self):
+        restarts.append(1)
+        return restart(self)
+    monkeypatch.setattr(Runner, "restart", counting)
+
+    def night(seed: int):
+        restarts.clear()
+        summary = run_campaign(config(hostile, apis=[api], specs=[spec], trials_per_api=3, seed=seed))
+        (report,) = reports_of(hostile)
+        assert summary.complete and summary.findings >= 1 and not dict(summary.dismissed).get("not_confirmed")
+        return report, len(restarts)
+
+    first, n = night(5)
+    assert first.status is ReportStatus.NEW and n == 1  # made: confirmed in a fresh worker
+    again, n = night(6)
+    assert n == 0 and again.occurrences > first.occurrences  # held open: taken as it comes, and counted
+    Store(hostile / "store").save(replace(again, status=ReportStatus.FIXED))
+    back, n = night(7)
+    assert n == 1 and back.status is ReportStatus.OPEN  # a fixed report's fingerprint: confirmed again
+
+
 def test_a_stored_hang_the_campaign_did_not_see_gets_one_trial_timeout_at_its_end(hostile, monkeypatch):
     """Note [finishing budget]: the replay of a hang waits one trial timeout, not the slow
     filter's four more, and a hang still running then keeps its status."""

@@ -338,3 +338,43 @@ def test_the_compilation_cache_is_pruned_to_its_bound_least_recently_used_first(
     (cache / "more-cache").write_bytes(b"x" * 100)
     registry.compilation_cache_env("jax", "jax")
     assert len(list(cache.iterdir())) == 3, "once per campaign (process), not at every worker start"
+
+
+HANGS_IN_A_GRAPH = '''
+import tensorflow as tf
+
+
+def hangs_in_a_graph(x):
+    """sin, whose trace never ends: a tf.function of it hangs, the eager call does not."""
+    while not tf.executing_eagerly():
+        pass
+    return tf.sin(x)
+'''
+
+
+def test_a_staged_trial_that_times_out_is_not_re_run_staged(tmp_path, monkeypatch):
+    """Note [staged findings]: a staged trial that timed out goes to its eager run unjudged, with
+    no staged re-run for the slow filter (four times the timeout); eagerly it completes, and
+    nothing is reported."""
+    from nablafuzz.runtime.runner import Runner
+    (tmp_path / "planted_hang.py").write_text(HANGS_IN_A_GRAPH)
+    (tmp_path / "planted.yaml").write_text('library: tensorflow\napis:\n  - name: "planted_hang:hangs_in_a_graph"\n'
+                                           '    args: [{name: x, domain: moderate}]\n')
+    runs, run = [], Runner.run
+
+    def recording(self, trial, spec, scenarios, timeout_s=None):
+        ex = run(self, trial, spec, scenarios, timeout_s)
+        runs.append((self.staged, timeout_s or self.timeout_s, ex.timed_out))
+        return ex
+    monkeypatch.setattr(Runner, "run", recording)
+    os.chdir(ROOT)
+    config = make_config("default", libraries=["tensorflow"], apis=["planted_hang:*"],
+                         spec_files=[str(tmp_path / "planted.yaml")], store_dir=str(tmp_path / "store"),
+                         campaign_dir=str(tmp_path / "campaigns"), workers=1, trials_per_api=3, budget_s=300, seed=1,
+                         scenarios=["direct", "rev", "fd"], trial_timeout_s=3.0)
+    summary = run_campaign(config)
+    staged = [r for r in runs if r[0]]
+    assert staged and all(timed_out for _, _, timed_out in staged), runs  # the staged trials hung
+    assert all(limit == 3.0 for _, limit, _ in staged), runs  # and none was re-run staged for longer
+    assert not any(timed_out for s, _, timed_out in runs if not s), runs  # eagerly it completes
+    assert summary.complete and not summary.findings and not Store(tmp_path / "store").load_all()[0]

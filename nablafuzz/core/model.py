@@ -466,6 +466,11 @@ class Execution:
     def get(self, scenario: str) -> Optional[ScenarioResult]:
         return next((r for r in self.results if r.scenario == scenario), None)
 
+    @property
+    def timed_out(self) -> bool:
+        """Whether the worker was killed for the trial timeout."""
+        return self.death is not None and self.death.kind == "timeout"
+
 
 @dataclass(frozen=True)
 class Death:
