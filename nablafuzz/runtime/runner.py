@@ -105,7 +105,7 @@ class Runner:
         if ex.death is not None and ex.death.kind == "stuck":  # Note [stuck child]: that API runs unforked
             self.stuck.add(request.get("api"))
             return self._request(request, timeout_s, until, self._unforked())
-        if left < want and ex.timed_out:
+        if left < want and ex.death is not None and ex.death.kind == "timeout":
             raise BudgetExhausted()
         return ex
 
