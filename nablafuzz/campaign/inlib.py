@@ -121,8 +121,8 @@ class InLibrary:
     # only that run's findings go on (to confirmation, minimisation and the store), so no
     # report rests on a compiled program the maintainer's script does not run.  A staged trial
     # that timed out goes to the eager run unjudged: judging it would re-run it staged for the
-    # slow filter (four times the timeout) before the eager run and its own re-run, and
-    # `tf.math.zeta`'s hang cost one TensorFlow worker 300 s of a 20-minute night so
+    # slow filter (four times the timeout) before the eager run and its own re-run:
+    # `tf.math.zeta`'s hang cost one TensorFlow worker 300 s of a 20-minute night so, 180 s now
     # (bench/results/throughput-same-machine.md, twelfth session).
     def _judged(self, spec: ApiSpec, runner: Runner, index: int, trial: Trial, scenarios: Sequence[str],
                 start: float, execution: Execution, j: Judgement, peers: Optional[Peers]) -> TrialResult:

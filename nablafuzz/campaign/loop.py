@@ -377,11 +377,12 @@ class Campaign:
     # A fingerprint the store already holds as a new or open report counts as confirmed from the
     # campaign's start (`established`): its report was confirmed in a fresh worker when it was
     # made, and campaigns' ends replay it (Note [finishing budget]).  A fresh worker would only say
-    # again what the store says, at the cost of a restart and a cold run: on a TensorFlow store's
-    # third night, the first occurrences of 42 stored fingerprints took 368 s of 2,365
-    # worker-seconds, 8.8 s each (bench/results/throughput-same-machine.md, twelfth session).
-    # A stored crash is still
-    # confirmed (a campaign's end does not replay a crash it saw again), and so are what a fresh
+    # again what the store says, at the cost of a restart and a cold run.  On a TensorFlow
+    # store's third night, the first occurrences of 40 stored fingerprints took 250 s, 6.25 s
+    # each, and `tf.math.segment_sum`, whose stored bug shows on its first trial, ran 2 trials in
+    # its budget; taken as confirmed, 1.45 s each, and 152 trials
+    # (bench/results/throughput-same-machine.md, twelfth session).  A stored crash is still
+    # confirmed (a campaign's end does not replay a crash it saw again), and so is what a fresh
     # worker decides: a nondeterministic result, an uninitialised read.  A fixed or flaky report's
     # fingerprint coming back is a regression or a flake to be checked, and is confirmed too.
     def confirm(self, findings: Sequence[Finding], again: Callable[[], Sequence[Finding]]) -> Tuple[Tuple[Finding, ...], int]:
