@@ -77,8 +77,7 @@ UNCONFIRMABLE = (Verdict.CRASH, Verdict.TIMEOUT, Verdict.NONDETERMINISTIC, Verdi
 def established(store: Store) -> Set[Fingerprint]:
     """The fingerprints a campaign takes as confirmed from its start: the store's new and open
     reports, but for crashes and what only a fresh worker shows (Note [confirmation])."""
-    return {r.fingerprint for r in store if r.status in (ReportStatus.NEW, ReportStatus.OPEN)
-            and r.fingerprint.verdict not in UNCONFIRMABLE}
+    return {r.fingerprint for r in store if r.standing and r.fingerprint.verdict not in UNCONFIRMABLE}
 
 
 def campaign_id(config: Config) -> str:

@@ -409,6 +409,11 @@ class BugReport:
     # campaign's end; none since the representative changed (Note [finishing budget])
     reproduced_on: Tuple[str, ...] = ()
 
+    @property
+    def standing(self) -> bool:
+        """New or open: neither fixed nor flaky."""
+        return self.status in (ReportStatus.NEW, ReportStatus.OPEN)
+
 
 @dataclass(frozen=True)
 class CampaignRecord:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from ..core.errors import ReportError
-from ..core.model import VETTING, ApiSpec, BugReport, KnownIssue, ReportStatus, Verdict, Vetting
+from ..core.model import VETTING, ApiSpec, BugReport, KnownIssue, Verdict, Vetting
 from .lock import LOCK_FILE, exclusive
 from .store import Store, encode_report, now, read_report, write_atomic
 
@@ -49,7 +49,7 @@ def _issue(r: BugReport) -> Optional[KnownIssue]:
     if dismissed(r):
         return KnownIssue(f"vetted {v.verdict.replace('_', ' ')} ({v.when}): {v.note}", f"report {r.key}",
                           fp.scenarios, fp.verdict.value, v.verdict == "convention", order=fp.order)
-    if fp.verdict is Verdict.TIMEOUT and r.status in (ReportStatus.NEW, ReportStatus.OPEN):
+    if fp.verdict is Verdict.TIMEOUT and r.standing:
         return KnownIssue(f"hangs as stored report {r.key} does", f"report {r.key}", fp.scenarios, fp.verdict.value,
                           when="hang", order=fp.order)
     return None
